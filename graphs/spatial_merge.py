@@ -1,0 +1,110 @@
+"""Spatial token merging for diffusion self-attention, Stable-Diffusion style (tomesd), static.
+
+tomesd picks one destination token per sy x sx cell at random, merges the r most similar source
+tokens into their best destination before self-attention and copies the result back after.
+Random choice is not static, so the destination offset inside each cell is a fixed Python pair
+(top-left by default, or drawn once from a seed when the model is patched). The ranking uses
+comparisons and cumsum instead of argsort, the merge a one-hot matmul from graphs/merge.py:
+
+    pos (N, S)        output slot of every token; kept sources first, then destinations
+    M   (N, S - r, S) one-hot; merge x' = (M @ x) / (M @ 1), unmerge x = M^T @ x'
+
+r = int(S * ratio), at most the number of source tokens (ratio 0.75 with 2x2 cells merges every
+source). r = 0 means no merge at all, so the patched model equals the unpatched one exactly.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from .merge import NO_MATCH, one_hot_assignment, unmerge
+
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class SpatialMergeConfig:
+    """ratio of tokens merged; cell sy x sx holds one destination at (oy, ox) inside it."""
+
+    ratio: float = 0.0
+    sy: int = 2
+    sx: int = 2
+    oy: int = 0
+    ox: int = 0
+
+    @classmethod
+    def seeded(cls, ratio: float, seed: int, sy: int = 2, sx: int = 2) -> SpatialMergeConfig:
+        """Destination offset drawn once from `seed` (static for export), as tomesd's random choice."""
+        rnd = random.Random(seed)
+        return cls(ratio, sy, sx, rnd.randrange(sy), rnd.randrange(sx))
+
+
+def destination_indices(h: int, w: int, cfg: SpatialMergeConfig) -> list[int]:
+    """Flat indices of the destination tokens on an h x w grid, one per full sy x sx cell."""
+    return [
+        (cy * cfg.sy + cfg.oy) * w + (cx * cfg.sx + cfg.ox)
+        for cy in range(h // cfg.sy)
+        for cx in range(w // cfg.sx)
+    ]
+
+
+def merge_count(h: int, w: int, cfg: SpatialMergeConfig) -> int:
+    """r: tokens removed by the merge, int(h*w*ratio) capped at the number of sources."""
+    if not 0.0 <= cfg.ratio <= 1.0:
+        raise ValueError(f"spatial merge ratio {cfg.ratio} must lie in [0, 1]")
+    sources = h * w - len(destination_indices(h, w, cfg))
+    return min(int(h * w * cfg.ratio), sources)
+
+
+def _rank_descending(values: torch.Tensor) -> torch.Tensor:
+    """Stable descending rank without sort, lowest index first on ties. (N, K) -> (N, K) int64."""
+    k = values.shape[-1]
+    vi, vj = values.unsqueeze(-1), values.unsqueeze(-2)  # (N, K, 1), (N, 1, K)
+    idx = torch.arange(k, device=values.device)
+    earlier = idx.unsqueeze(0) < idx.unsqueeze(1)  # [i, j] = j < i
+    return ((vj > vi) | ((vj == vi) & earlier)).to(torch.int64).sum(dim=-1)
+
+
+def spatial_assignment(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig) -> torch.Tensor:
+    """One-hot merge matrix M (N, S - r, S) for tokens x (N, S, C) on an h x w grid."""
+    s = h * w
+    r = merge_count(h, w, cfg)
+    dst = destination_indices(h, w, cfg)
+    dst_set = set(dst)
+    src = [i for i in range(s) if i not in dst_set]
+    n_kept = len(src) - r
+    unit = x / x.norm(dim=-1, keepdim=True).clamp_min(_EPS)  # (N, S, C)
+    src_idx = torch.tensor(src, dtype=torch.int64, device=x.device)
+    dst_idx = torch.tensor(dst, dtype=torch.int64, device=x.device)
+    scores = unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2)  # (N, Ns, Nd)
+    best = scores.amax(dim=-1, keepdim=True)  # (N, Ns, 1)
+    cols = torch.arange(len(dst), device=x.device)
+    partner = torch.where(scores == best, cols, len(dst)).amin(dim=-1)  # (N, Ns), lowest index wins
+    merged = _rank_descending(best.squeeze(-1).clamp_min(NO_MATCH)) < r  # (N, Ns)
+    kept_slot = torch.cumsum((~merged).to(torch.int64), dim=-1) - 1  # (N, Ns)
+    src_slot = torch.where(merged, partner + n_kept, kept_slot)  # (N, Ns)
+    dst_slot = (cols + n_kept).unsqueeze(0).expand(x.shape[0], len(dst))  # (N, Nd)
+    split = torch.cat([src_slot, dst_slot], dim=1)  # (N, S) in order [src..., dst...]
+    inverse = [0] * s
+    for i, j in enumerate(src + dst):
+        inverse[j] = i
+    pos = split.index_select(1, torch.tensor(inverse, dtype=torch.int64, device=x.device))  # (N, S)
+    return one_hot_assignment(pos, s - r, x.dtype)
+
+
+def merge_mean(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Plain average of the tokens in each slot (tomesd's mean). m (N, S', S), x (N, S, C) -> (N, S', C)."""
+    return (m @ x) / m.sum(dim=-1, keepdim=True).clamp_min(_EPS)
+
+
+def merge_attend_unmerge(
+    x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig, attend
+) -> torch.Tensor:
+    """Run `attend` (N, S', C) -> (N, S', C) on merged tokens and copy results back. x (N, S, C)."""
+    if merge_count(h, w, cfg) == 0:
+        return attend(x)
+    m = spatial_assignment(x, h, w, cfg)  # (N, S - r, S)
+    return unmerge(m, attend(merge_mean(m, x)))  # (N, S, C)

@@ -1,0 +1,263 @@
+"""A small video diffusion transformer with Open-Sora STDiT3's structure, static shapes throughout.
+
+    x (B, 3, T, H, W) -> patch embed (B, T, S, D) + per-frame 2D sin-cos position
+    t (B,) in [0, 1] -> sinusoidal(1000 t) -> MLP -> t_emb (B, D) -> adaLN-single t0 (B, 6D)
+    y (B, L, Dy) caption token states, mask (B, L) 1/0 -> MLP -> (B, L, D), additive key bias
+    depth x [spatial block over (B*T, S, D), temporal block over (B*S, T, D) with RoPE]
+    each block: modulate(LN(x)) -> self-attn -> gate, residual; cross-attn(x, y); modulate -> MLP -> gate
+    final layer: modulate(LN) -> linear -> unpatchify -> velocity (B, 3, T, H, W)
+
+Merges are chosen per call by a frozen `VideoMerge` of Python values (static at trace time):
+TDTM averages frame pairs at the inputs of spatial, temporal and cross-attention and copies the
+results back (LayerNorm, modulation, gates, residuals, MLP stay at full length, as On-device
+Sora does); spatial ToMe (graphs/spatial_merge.py) wraps spatial self-attention only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .merge import MASK_BIAS
+from .spatial_merge import SpatialMergeConfig, merge_attend_unmerge
+from .tdtm import merge_frame_tokens, merged_frames, merged_positions, unmerge_frame_tokens
+
+
+@dataclass(frozen=True)
+class VideoDiTConfig:
+    frames: int = 8
+    size: int = 32
+    channels: int = 3
+    patch: int = 4
+    hidden: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    caption_len: int = 16
+    caption_dim: int = 384
+
+    @property
+    def grid(self) -> int:
+        return self.size // self.patch
+
+    @property
+    def tokens(self) -> int:
+        return self.grid * self.grid
+
+
+@dataclass(frozen=True)
+class VideoMerge:
+    """Static merge choice for one denoiser call: TDTM on/off, spatial ToMe settings."""
+
+    tdtm: bool = False
+    spatial: SpatialMergeConfig = field(default_factory=SpatialMergeConfig)
+
+
+def sincos_2d(grid: int, dim: int) -> torch.Tensor:
+    """2D sin-cos position table (grid*grid, dim): half the channels for y, half for x."""
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)  # (D/4,)
+    coords = torch.arange(grid, dtype=torch.float64)
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")  # (G, G) each
+    parts = []
+    for c in (yy.reshape(-1), xx.reshape(-1)):
+        ang = c[:, None] * omega[None]  # (S, D/4)
+        parts += [ang.sin(), ang.cos()]
+    return torch.cat(parts, dim=1).float()  # (S, D)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """t (B,) in [0, 1] -> (B, dim) sinusoidal features of 1000 t."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    ang = (t.float() * 1000.0)[:, None] * freqs[None]  # (B, D/2)
+    return torch.cat([ang.cos(), ang.sin()], dim=-1)  # (B, D)
+
+
+def rope_tables(positions: list[float], head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin tables (T, head_dim) for rotary embedding at the given (possibly fractional) positions."""
+    half = head_dim // 2
+    inv = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64) / half)  # (hd/2,)
+    ang = torch.tensor(positions, dtype=torch.float64)[:, None] * inv[None]  # (T, hd/2)
+    ang = torch.cat([ang, ang], dim=-1)  # (T, hd)
+    return ang.cos().float(), ang.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (N, heads, T, hd) rotated by position: x*cos + rotate_half(x)*sin."""
+    half = x.shape[-1] // 2
+    rot = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rot * sin
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention on (N, L, D), optional RoPE over L, plain matmul softmax."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        n, l, d = x.shape
+        hd = d // self.heads
+        qkv = self.qkv(x).reshape(n, l, 3, self.heads, hd).permute(2, 0, 3, 1, 4)  # (3, N, h, L, hd)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        attn = (q @ k.transpose(-1, -2)) * hd**-0.5  # (N, h, L, L)
+        out = attn.softmax(dim=-1) @ v  # (N, h, L, hd)
+        return self.proj(out.transpose(1, 2).reshape(n, l, d))  # (N, L, D)
+
+
+class CrossAttention(nn.Module):
+    """Queries from video tokens (B, N, D), keys/values from caption tokens (B, L, D), additive mask."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        l, hd = y.shape[1], d // self.heads
+        q = self.q(x).reshape(b, n, self.heads, hd).transpose(1, 2)  # (B, h, N, hd)
+        kv = self.kv(y).reshape(b, l, 2, self.heads, hd).permute(2, 0, 3, 1, 4)  # (2, B, h, L, hd)
+        attn = (q @ kv[0].transpose(-1, -2)) * hd**-0.5 + bias  # (B, h, N, L)
+        out = attn.softmax(dim=-1) @ kv[1]  # (B, h, N, hd)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))  # (B, N, D)
+
+
+class STBlock(nn.Module):
+    """One STDiT3 block; `temporal` picks attention over frames (with RoPE) instead of space."""
+
+    def __init__(self, cfg: VideoDiTConfig, temporal: bool) -> None:
+        super().__init__()
+        d = cfg.hidden
+        self.temporal = temporal
+        self.cfg = cfg
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(d, cfg.heads)
+        self.cross_attn = CrossAttention(d, cfg.heads)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        hid = int(d * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(d, hid), nn.GELU(approximate="tanh"), nn.Linear(hid, d))
+        self.scale_shift_table = nn.Parameter(torch.randn(6, d) / d**0.5)
+
+    def _self_attn(self, x: torch.Tensor, frames: int, merge: VideoMerge, rope) -> torch.Tensor:
+        """x (B, T*S, D) at T = `frames` -> (B, T*S, D)."""
+        b, _, d = x.shape
+        s = self.cfg.tokens
+        if self.temporal:
+            xt = x.reshape(b, frames, s, d).transpose(1, 2).reshape(b * s, frames, d)  # (B*S, T, D)
+            out = self.attn(xt, rope)
+            return out.reshape(b, s, frames, d).transpose(1, 2).reshape(b, frames * s, d)  # (B, T*S, D)
+        xs = x.reshape(b * frames, s, d)  # (B*T, S, D)
+        g = self.cfg.grid
+        out = merge_attend_unmerge(xs, g, g, merge.spatial, self.attn)  # (B*T, S, D)
+        return out.reshape(b, frames * s, d)  # (B, T*S, D)
+
+    def forward(self, x, y, bias, t0, merge: VideoMerge, rope) -> torch.Tensor:
+        """x (B, T*S, D), y (B, L, D), bias (B, 1, 1, L), t0 (B, 6D); rope for the call's frame count."""
+        b, _, d = x.shape
+        frames = self.cfg.frames
+        mod = self.scale_shift_table[None] + t0.reshape(b, 6, d)  # (B, 6, D)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=1)
+        h = modulate(self.norm1(x), shift_msa, scale_msa)  # (B, T*S, D)
+        if merge.tdtm:
+            h = merge_frame_tokens(h, frames)  # (B, T'*S, D)
+            h = unmerge_frame_tokens(self._self_attn(h, merged_frames(frames), merge, rope), frames)
+        else:
+            h = self._self_attn(h, frames, merge, rope)
+        x = x + gate_msa * h
+        if merge.tdtm:
+            c = self.cross_attn(merge_frame_tokens(x, frames), y, bias)  # (B, T'*S, D)
+            x = x + unmerge_frame_tokens(c, frames)
+        else:
+            x = x + self.cross_attn(x, y, bias)
+        x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x
+
+
+class VideoDiT(nn.Module):
+    """Denoiser: velocity v(x_t, t, caption) for rectified flow. State-dict keys never depend on merges."""
+
+    def __init__(self, cfg: VideoDiTConfig) -> None:
+        super().__init__()
+        d, p = cfg.hidden, cfg.patch
+        self.cfg = cfg
+        self.x_embedder = nn.Linear(cfg.channels * p * p, d)
+        self.register_buffer("pos_embed", sincos_2d(cfg.grid, d), persistent=False)  # (S, D)
+        self.t_embedder = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        self.y_embedder = nn.Sequential(nn.Linear(cfg.caption_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d))
+        # Learned "null caption" for classifier-free guidance (Open-Sora's y_embedding).
+        self.y_null = nn.Parameter(torch.randn(cfg.caption_len, cfg.caption_dim) * 0.1)
+        self.spatial_blocks = nn.ModuleList(STBlock(cfg, temporal=False) for _ in range(cfg.depth))
+        self.temporal_blocks = nn.ModuleList(STBlock(cfg, temporal=True) for _ in range(cfg.depth))
+        self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.final_table = nn.Parameter(torch.randn(2, d) / d**0.5)
+        self.final_linear = nn.Linear(d, p * p * cfg.channels)
+        hd = d // cfg.heads
+        for name, pos in (("full", [float(i) for i in range(cfg.frames)]), ("tdtm", merged_positions(cfg.frames))):
+            cos, sin = rope_tables(pos, hd)
+            self.register_buffer(f"rope_cos_{name}", cos, persistent=False)  # (T or T', hd)
+            self.register_buffer(f"rope_sin_{name}", sin, persistent=False)
+        nn.init.zeros_(self.final_linear.weight)
+        nn.init.zeros_(self.final_linear.bias)
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, T, H, W) -> (B, T, S, C*p*p)."""
+        c, p, g = self.cfg.channels, self.cfg.patch, self.cfg.grid
+        b, _, t = x.shape[:3]
+        x = x.reshape(b, c, t, g, p, g, p)  # (B, C, T, Gy, p, Gx, p)
+        return x.permute(0, 2, 3, 5, 1, 4, 6).reshape(b, t, g * g, c * p * p)  # (B, T, S, C*p*p)
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, S, C*p*p) -> (B, C, T, H, W)."""
+        c, p, g = self.cfg.channels, self.cfg.patch, self.cfg.grid
+        b, t = x.shape[:2]
+        x = x.reshape(b, t, g, g, c, p, p)  # (B, T, Gy, Gx, C, p, p)
+        return x.permute(0, 4, 1, 2, 5, 3, 6).reshape(b, c, t, g * p, g * p)  # (B, C, T, H, W)
+
+    def caption_states(self, y: torch.Tensor, mask: torch.Tensor, drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Swap in the null caption where drop (B,) is 1; returns y (B, L, Dy) and mask (B, L) float."""
+        keep = (1.0 - drop.float())[:, None, None]  # (B, 1, 1)
+        y = y * keep + self.y_null[None] * (1.0 - keep)
+        mask = mask.float() * keep[:, :, 0] + (1.0 - keep[:, :, 0])
+        return y, mask
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        y: torch.Tensor,
+        mask: torch.Tensor,
+        merge: VideoMerge = VideoMerge(),
+    ) -> torch.Tensor:
+        """x (B, 3, T, H, W), t (B,), y (B, L, Dy), mask (B, L) -> velocity (B, 3, T, H, W)."""
+        cfg = self.cfg
+        b, d = x.shape[0], cfg.hidden
+        h = self.x_embedder(self.patchify(x)) + self.pos_embed  # (B, T, S, D)
+        h = h.reshape(b, cfg.frames * cfg.tokens, d)  # (B, T*S, D)
+        t_emb = self.t_embedder(timestep_embedding(t, d))  # (B, D)
+        t0 = self.t_block(t_emb)  # (B, 6D)
+        yc = self.y_embedder(y)  # (B, L, D)
+        bias = ((1.0 - mask.float()) * MASK_BIAS)[:, None, None, :]  # (B, 1, 1, L)
+        rope = (self.rope_cos_tdtm, self.rope_sin_tdtm) if merge.tdtm else (self.rope_cos_full, self.rope_sin_full)
+        for spatial, temporal in zip(self.spatial_blocks, self.temporal_blocks):
+            h = spatial(h, yc, bias, t0, merge, rope)
+            h = temporal(h, yc, bias, t0, merge, rope)
+        shift, scale = (self.final_table[None] + t_emb[:, None]).chunk(2, dim=1)  # (B, 1, D) each
+        out = self.final_linear(modulate(self.final_norm(h), shift, scale))  # (B, T*S, C*p*p)
+        return self.unpatchify(out.reshape(b, cfg.frames, cfg.tokens, -1))

@@ -1,0 +1,146 @@
+"""The built-in `video-dit-tiny`: trained VideoDiT + MiniLM text encoder, as exportable parts.
+
+Parts (one artifact each per format):
+    text_encoder        (input_ids, attention_mask) (1, L) int64 -> states (1, L, 384)
+    denoiser            guided velocity, no merge
+    denoiser_tdtm       guided velocity with TDTM (frame pairs merged in attention)
+    denoiser_tome       guided velocity with spatial ToMe (SD style) in spatial self-attention
+    denoiser_tdtm_tome  both
+Every denoiser takes x (1, 3, T, H, W), t (1,), states (1, L, 384), mask (1, L), guidance (1,)
+and runs the conditional and null captions as one batch of 2 inside (static CFG).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from .config import MergeConfig
+from .exportable import Exportable, ModelBundle, TensorSpec
+from .registry import register_model
+from .spatial_merge import SpatialMergeConfig
+from .text_context import TOKENIZER_FILES, TextEncoder, encode_captions, minilm_dir, tokenize
+from .video_dit import VideoDiT, VideoDiTConfig, VideoMerge
+
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "video_dit_tiny.safetensors"
+MODEL_NAME = "video-dit-tiny"
+DEFAULT_SPATIAL_RATIO = 0.5
+# Sampler defaults written to the manifest; runtime/video.py reads the same values.
+SAMPLER_DEFAULTS = {"steps": 30, "guidance": 4.0, "shift": 2.0, "lpl_step": 15, "tdtm_steps": 15}
+
+VARIANTS: dict[str, VideoMerge] = {
+    "denoiser": VideoMerge(),
+    "denoiser_tdtm": VideoMerge(tdtm=True),
+    "denoiser_tome": VideoMerge(spatial=SpatialMergeConfig(DEFAULT_SPATIAL_RATIO)),
+    "denoiser_tdtm_tome": VideoMerge(tdtm=True, spatial=SpatialMergeConfig(DEFAULT_SPATIAL_RATIO)),
+}
+
+
+@functools.lru_cache(maxsize=2)
+def load_video_dit(path: Path = WEIGHTS) -> VideoDiT:
+    """The trained denoiser in eval mode; its config comes from the checkpoint's metadata."""
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}; train it with scripts/train_video_dit.py")
+    with safe_open(str(path), framework="pt") as f:
+        cfg = VideoDiTConfig(**json.loads(f.metadata()["config"]))
+    model = VideoDiT(cfg)
+    model.load_state_dict(load_file(str(path)))
+    return model.eval().requires_grad_(False)
+
+
+def guided_velocity(
+    model: VideoDiT,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    states: torch.Tensor,
+    mask: torch.Tensor,
+    guidance: torch.Tensor,
+    merge: VideoMerge,
+) -> torch.Tensor:
+    """CFG velocity v_u + g (v_c - v_u) from one batch of 2. x (1, 3, T, H, W), t (1,), g (1,)."""
+    y_null = model.y_null[None].to(states.dtype)  # (1, L, Dy)
+    y = torch.cat([states, y_null], dim=0)  # (2, L, Dy)
+    m = torch.cat([mask.to(states.dtype), torch.ones_like(mask, dtype=states.dtype)], dim=0)  # (2, L)
+    v = model(torch.cat([x, x], dim=0), torch.cat([t, t], dim=0), y, m, merge)  # (2, 3, T, H, W)
+    return v[1:] + guidance.reshape(1, 1, 1, 1, 1) * (v[:1] - v[1:])  # (1, 3, T, H, W)
+
+
+class GuidedDenoiser(Exportable):
+    """Exportable CFG denoiser with a fixed merge choice (static at trace time)."""
+
+    output_names = ("velocity",)
+
+    def __init__(self, model: VideoDiT, merge: VideoMerge) -> None:
+        super().__init__()
+        self.model = model
+        self.merge = merge
+        c = model.cfg
+        self.input_specs = (
+            TensorSpec("x", (1, c.channels, c.frames, c.size, c.size)),
+            TensorSpec("t", (1,)),
+            TensorSpec("states", (1, c.caption_len, c.caption_dim)),
+            TensorSpec("mask", (1, c.caption_len)),
+            TensorSpec("guidance", (1,)),
+        )
+
+    def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        gen = torch.Generator().manual_seed(seed)
+        x, _, states, _, _ = (spec.example(gen) for spec in self.input_specs)
+        mask = (torch.arange(self.model.cfg.caption_len) < 7).float()[None]  # (1, L)
+        return x, torch.rand(1, generator=gen), states, mask, torch.tensor([SAMPLER_DEFAULTS["guidance"]])
+
+    def forward(self, x, t, states, mask, guidance) -> tuple[torch.Tensor]:
+        return (guided_velocity(self.model, x, t, states, mask, guidance, self.merge),)
+
+
+def _real_denoiser_inputs(cfg: VideoDiTConfig) -> tuple[torch.Tensor, ...]:
+    states, mask = encode_captions(["a red circle moving left"], cfg.caption_len)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, cfg.channels, cfg.frames, cfg.size, cfg.size, generator=gen)
+    return x, torch.tensor([0.7]), states, mask.float(), torch.tensor([SAMPLER_DEFAULTS["guidance"]])
+
+
+def _real_text_inputs(cfg: VideoDiTConfig) -> tuple[torch.Tensor, ...]:
+    return tokenize(["a red circle moving left"], cfg.caption_len)
+
+
+def pipeline_manifest(cfg: VideoDiTConfig) -> dict:
+    """What an app needs to run the pipeline without Python."""
+    return {
+        "pipeline": "text-to-video rectified flow",
+        "model_config": asdict(cfg),
+        "sampler": {
+            "kind": "rectified-flow euler",
+            "convention": "x_t = (1 - t) x0 + t eps; v = eps - x0; x <- x - v * (t_i - t_{i+1}); start x ~ N(0, 1) at t = 1",
+            "timesteps": "t_i = shift((steps - i) / steps), i = 0..steps; shift(t) = a t / (1 + (a - 1) t)",
+            **SAMPLER_DEFAULTS,
+            "lpl": "at leap step i: x0 = x - v(x, t_i) * t_i; auto: cosine similarity of consecutive v, min_steps = steps // 2, tolerance 1e-3, patience 2",
+            "tdtm": "use denoiser_tdtm (or denoiser_tdtm_tome) for steps i < tdtm_steps",
+        },
+        "text": {"caption_len": cfg.caption_len, "tokenizer": "BERT WordPiece (MiniLM), lowercase, pad to caption_len"},
+        "io": {
+            "video": "velocity/x layout (1, 3, T, H, W); output frames = clip((x + 1) / 2, 0, 1)",
+            "denoiser_inputs": ["x", "t", "states", "mask", "guidance"],
+        },
+        "variants": {name: {"tdtm": m.tdtm, "spatial_ratio": m.spatial.ratio} for name, m in VARIANTS.items()},
+    }
+
+
+@register_model(MODEL_NAME, "8x32x32 text-to-video DiT (STDiT3-style) trained on moving shapes; TDTM, spatial ToMe, LPL")
+def build_video_dit_tiny(merge: MergeConfig) -> ModelBundle:
+    """The bundle ignores the generic ToMe config: its merges are fixed per variant (see VARIANTS)."""
+    model = load_video_dit()
+    cfg = model.cfg
+    parts: dict[str, Exportable] = {"text_encoder": TextEncoder(cfg.caption_len).eval()}
+    for name, vm in VARIANTS.items():
+        parts[name] = GuidedDenoiser(model, vm).eval()
+    extra = {name: minilm_dir() / name for name in TOKENIZER_FILES if (minilm_dir() / name).exists()}
+    real = {name: functools.partial(_real_denoiser_inputs, cfg) for name in VARIANTS}
+    real["text_encoder"] = functools.partial(_real_text_inputs, cfg)
+    return ModelBundle(MODEL_NAME, parts, extra, pipeline_manifest(cfg), real)

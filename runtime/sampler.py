@@ -1,0 +1,161 @@
+"""Rectified-flow sampling (Open-Sora), with On-device Sora's step leaping (LPL) and TDTM schedule.
+
+Convention: x_t = (1 - t) x0 + t eps, the denoiser predicts v = eps - x0, and sampling runs from
+t = 1 (noise) to t = 0 with Euler steps x <- x - v dt. Timesteps are shifted toward the noisy end
+by Open-Sora's transform t' = a t / (1 + (a - 1) t).
+
+The sampler is numpy-only and calls `velocity(x, t, merged) -> v` (classifier-free guidance is the
+callable's job), so the same loop drives eager PyTorch, ONNX Runtime and ExecuTorch.
+
+LPL (Linear Proportional Leap): at a leap step the velocity just evaluated is followed over the
+whole remaining time, x0 = x - v t, and sampling stops. Fixed: after N normal steps (N + 1 calls).
+Auto: after `min_steps`, watch the cosine similarity of consecutive velocity predictions and leap
+once it has stopped rising by more than `tolerance` for `patience` consecutive checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+VelocityFn = Callable[[np.ndarray, float, bool], np.ndarray]
+
+
+def shift_ratio(height: int, width: int, frames: int, base_resolution: int = 16 * 16, base_frames: int = 8) -> float:
+    """Open-Sora's timestep-transform ratio: sqrt(pixels / base) * sqrt(frames / base_frames)."""
+    return math.sqrt(height * width / base_resolution) * math.sqrt(frames / base_frames)
+
+
+def shift_time(t, ratio: float):
+    """t -> ratio t / (1 + (ratio - 1) t); works on floats, numpy arrays and torch tensors."""
+    return ratio * t / (1 + (ratio - 1) * t)
+
+
+def timesteps(steps: int, ratio: float) -> list[float]:
+    """steps + 1 times from 1 down to 0: shift((steps - i) / steps) for i = 0..steps."""
+    return [float(shift_time((steps - i) / steps, ratio)) for i in range(steps + 1)]
+
+
+class LeapMode(str, Enum):
+    OFF = "off"
+    FIXED = "fixed"
+    AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class LeapConfig:
+    """LPL settings. `step`: fixed leap after this many normal steps. Auto: min_steps (None: half
+    the steps), tolerance on the rise of cosine similarity, patience in checks."""
+
+    mode: LeapMode = LeapMode.OFF
+    step: int = 15
+    min_steps: int | None = None
+    tolerance: float = 1e-3
+    patience: int = 2
+
+    @classmethod
+    def parse(cls, text: str) -> LeapConfig:
+        """'off' | 'auto' | N (fixed leap after N steps)."""
+        value = text.strip().lower()
+        if value == "off":
+            return cls()
+        if value == "auto":
+            return cls(mode=LeapMode.AUTO)
+        if value.isdigit() and int(value) >= 1:
+            return cls(mode=LeapMode.FIXED, step=int(value))
+        raise ValueError(f"bad --lpl value {text!r}; allowed: off, auto, or a step count N >= 1")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    steps: int = 30
+    guidance: float = 4.0
+    shift: float = 2.0
+    leap: LeapConfig = field(default_factory=LeapConfig)
+    tdtm_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.tdtm_steps < 0:
+            raise ValueError(f"tdtm_steps must be >= 0, got {self.tdtm_steps}")
+        if self.leap.mode is LeapMode.FIXED and self.leap.step >= self.steps:
+            raise ValueError(f"leap step {self.leap.step} must be below the step count {self.steps}")
+
+
+@dataclass
+class SampleResult:
+    x: np.ndarray
+    calls: int = 0
+    merged_calls: int = 0
+    leap_at: int | None = None
+    similarities: list[float] = field(default_factory=list)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return float(a64 @ b64 / max(np.linalg.norm(a64) * np.linalg.norm(b64), 1e-12))
+
+
+class _AutoLeap:
+    """Tracks the cosine similarity of consecutive velocities and says when to leap."""
+
+    def __init__(self, cfg: LeapConfig, steps: int) -> None:
+        self.cfg = cfg
+        self.min_steps = cfg.min_steps if cfg.min_steps is not None else steps // 2
+        self.prev: np.ndarray | None = None
+        self.stall = 0
+        self.sims: list[float] = []
+
+    def should_leap(self, step: int, v: np.ndarray) -> bool:
+        prev, self.prev = self.prev, v
+        if prev is None:
+            return False
+        self.sims.append(cosine(prev, v))
+        if len(self.sims) < 2:
+            return False
+        rising = self.sims[-1] - self.sims[-2] > self.cfg.tolerance
+        self.stall = 0 if rising else self.stall + 1
+        return step >= self.min_steps and self.stall >= self.cfg.patience
+
+
+def sample(
+    velocity: VelocityFn,
+    noise: np.ndarray,
+    cfg: SamplerConfig,
+    on_step: Callable[[int], None] | None = None,
+) -> SampleResult:
+    """Euler sampling from `noise` (t = 1) to t = 0. Step i runs merged (TDTM) when i < tdtm_steps."""
+    ts = timesteps(cfg.steps, cfg.shift)
+    x = noise.astype(np.float32)
+    result = SampleResult(x)
+    auto = _AutoLeap(cfg.leap, cfg.steps) if cfg.leap.mode is LeapMode.AUTO else None
+    for i in range(cfg.steps):
+        merged = i < cfg.tdtm_steps
+        v = velocity(x, ts[i], merged)
+        result.calls += 1
+        result.merged_calls += int(merged)
+        leap = cfg.leap.mode is LeapMode.FIXED and i == cfg.leap.step
+        if auto is not None and auto.should_leap(i, v):
+            leap = True
+        if leap and i < cfg.steps - 1:
+            x = x - v * np.float32(ts[i])  # jump over the whole remaining time
+            result.leap_at = i
+            if on_step is not None:
+                on_step(cfg.steps - i)
+            break
+        x = x - v * np.float32(ts[i] - ts[i + 1])
+        if on_step is not None:
+            on_step(1)
+    result.x = x
+    if auto is not None:
+        result.similarities = auto.sims
+    log.info("sampled: %d calls (%d merged), leap at %s", result.calls, result.merged_calls, result.leap_at)
+    return result
