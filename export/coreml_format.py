@@ -1,0 +1,44 @@
+"""Core ML exporter: torch.export program -> coremltools -> model.mlpackage (ML program).
+
+Conversion and spec inspection run on any OS; prediction needs macOS, so Linux validation checks
+the spec (static shapes, op list) and reports numerics as 'needs macOS'.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .opcheck import UnsupportedOpError, check_graph
+from .registry import ExportOptions, PartInfo, register_exporter
+
+log = logging.getLogger(__name__)
+
+
+def _rename_outputs(model, names: tuple[str, ...]) -> None:
+    import coremltools as ct
+
+    spec = model._spec
+    for old, new in zip([o.name for o in spec.description.output], names, strict=True):
+        if old != new:
+            ct.utils.rename_feature(spec, old, new, rename_inputs=False)
+
+
+@register_exporter("coreml", ".mlpackage", precisions=("fp32", "fp16"))
+def export_coreml(get_program, part: PartInfo, out: Path, options: ExportOptions) -> dict:
+    import coremltools as ct
+
+    program = get_program("fp32")
+    problems = check_graph(program, "coreml")
+    if problems:
+        raise UnsupportedOpError(part.stem, "coreml", problems)
+    precision = ct.precision.FLOAT16 if options.precision == "fp16" else ct.precision.FLOAT32
+    try:
+        model = ct.convert(program.run_decompositions(), convert_to="mlprogram", compute_precision=precision,
+                           minimum_deployment_target=ct.target.iOS17)
+    except NotImplementedError as err:  # the converter's own word on an op it cannot take
+        raise UnsupportedOpError(part.stem, "coreml", []) from err
+    _rename_outputs(model, part.output_names)
+    model = ct.models.MLModel(model._spec, weights_dir=model.weights_dir, skip_model_load=True)
+    model.save(str(out))
+    return {"precision": options.precision, "minimum_deployment_target": "iOS17"}

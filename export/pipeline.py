@@ -1,0 +1,173 @@
+"""Export a ModelBundle to the asked formats in a staging folder; move it into place at the end.
+
+Nothing is written to the output folder until every artifact exported: the work happens in a
+hidden sibling folder that `finalize` renames into place, so a failure leaves no half-written DIR.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from tomobile.graphs.exportable import Exportable, ModelBundle
+
+from .registry import ExportOptions, PartInfo, get_exporter
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+VECTORS_DIR = "test_vectors"
+_TOOLS = ("tomobile", "torch", "transformers", "executorch", "coremltools", "onnx", "onnxruntime", "onnxscript")
+
+
+def sha256_path(path: Path) -> str:
+    """sha256 of a file, or of a folder (.mlpackage) as its sorted relative paths and contents."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def size_bytes(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {}
+    for name in _TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _io_spec(wrapper: Exportable, outputs: tuple[torch.Tensor, ...]) -> dict:
+    return {
+        "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in wrapper.input_specs],
+        "outputs": [{"name": n, "shape": list(o.shape), "dtype": str(o.dtype).removeprefix("torch.")}
+                    for n, o in zip(wrapper.output_names, outputs, strict=True)],
+    }
+
+
+def _programs(wrapper: Exportable, inputs: tuple[torch.Tensor, ...]):
+    """Lazily traced torch.export programs per precision (fp16 casts weights and float inputs)."""
+    cache: dict[str, torch.export.ExportedProgram] = {}
+
+    def get(precision: str) -> torch.export.ExportedProgram:
+        if precision not in cache:
+            module, args = wrapper, inputs
+            if precision == "fp16":
+                module = copy.deepcopy(wrapper).half()
+                args = tuple(a.half() if a.is_floating_point() else a for a in inputs)
+            with torch.no_grad():
+                cache[precision] = torch.export.export(module, args, strict=False)
+        return cache[precision]
+
+    return get
+
+
+def _write_vectors(bundle: ModelBundle, stem: str, wrapper: Exportable, folder: Path) -> dict:
+    """Seeded (and real, where the model has them) inputs with eager fp32 outputs: the reference
+    every artifact is checked against, here and in the apps."""
+    cases = {"seeded": wrapper.example_inputs(seed=0)}
+    if stem in bundle.real_inputs:
+        cases["real"] = bundle.real_inputs[stem]()
+    arrays, outputs = {}, ()
+    with torch.no_grad():
+        for case, inputs in cases.items():
+            outputs = wrapper(*inputs)
+            for spec, x in zip(wrapper.input_specs, inputs, strict=True):
+                arrays[f"{case}.input.{spec.name}"] = x.numpy()
+            for name, y in zip(wrapper.output_names, outputs, strict=True):
+                arrays[f"{case}.output.{name}"] = y.float().numpy()
+    path = folder / VECTORS_DIR / f"{stem}.npz"
+    path.parent.mkdir(exist_ok=True)
+    np.savez(path, **arrays)
+    return {"cases": list(cases), **_io_spec(wrapper, outputs)}
+
+
+def stage_export(bundle: ModelBundle, formats: list[str], out_dir: Path, options: ExportOptions,
+                 progress: bool = True) -> tuple[Path, dict]:
+    """Export every part of `bundle` to every format into a staging folder beside `out_dir`.
+
+    Returns the staging folder and the manifest (also written there). On any error the staging
+    folder is removed and the error propagates.
+    """
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging.", dir=out_dir.parent))
+    try:
+        manifest = _export_into(bundle, formats, staging, options, progress)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    write_manifest(staging, manifest)
+    return staging, manifest
+
+
+def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options: ExportOptions,
+                 progress: bool) -> dict:
+    parts, artifacts = {}, []
+    steps = tqdm(total=len(bundle.parts) * len(formats), desc="export", unit="artifact", disable=not progress)
+    for stem, wrapper in bundle.parts.items():
+        wrapper.eval()
+        parts[stem] = _write_vectors(bundle, stem, wrapper, staging)
+        get_program = _programs(wrapper, wrapper.example_inputs(seed=0))
+        info = PartInfo(stem, tuple(s.name for s in wrapper.input_specs), tuple(wrapper.output_names))
+        for fmt in formats:
+            exporter = get_exporter(fmt)
+            steps.set_postfix_str(f"{stem}{exporter.suffix}")
+            path = staging / f"{stem}{exporter.suffix}"
+            opts = options if options.precision in exporter.precisions else ExportOptions(options.backend, "fp32")
+            details = exporter.export(get_program, info, path, opts)
+            artifacts.append({"format": fmt, "part": stem, "path": path.name, "sha256": sha256_path(path),
+                              "bytes": size_bytes(path), **details})
+            steps.update(1)
+    steps.close()
+    for name, src in bundle.extra_files.items():
+        shutil.copy2(src, staging / name)
+    return {
+        "tomobile_manifest": 1,
+        "model": bundle.name,
+        **bundle.manifest,
+        "precision": options.precision,
+        "backend": options.backend,
+        "parts": parts,
+        "artifacts": artifacts,
+        "files": {name: sha256_path(staging / name) for name in bundle.extra_files},
+        "test_vectors": {stem: sha256_path(staging / VECTORS_DIR / f"{stem}.npz") for stem in parts},
+        "tools": tool_versions(),
+    }
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(folder / MANIFEST)
+
+
+def finalize(staging: Path, out_dir: Path) -> None:
+    """Move the staging folder into place, replacing an earlier export at `out_dir`."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old.{staging.name.rsplit('.', 1)[-1]}"
+        out_dir.rename(old)
+    staging.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

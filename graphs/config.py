@@ -1,0 +1,133 @@
+"""Merge configuration: a frozen dataclass parsed from the CLI's SPEC string at the boundary.
+
+SPEC grammar (what `tomobile export --merge` takes):
+    none                          no merging
+    tome:r=16                     constant r per layer
+    tome:r=16,schedule=decreasing ToMe's decreasing schedule, 2r at the first layer down to 0
+    tome:r=4,8,8,16               an explicit per-layer list (missing layers get 0)
+Options after the r value, comma separated as key=value: schedule=constant|decreasing,
+prop_attn=0|1 (proportional attention, default 1), trace_source=0|1 (default 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class MergeMethod(str, Enum):
+    NONE = "none"
+    TOME = "tome"
+
+
+class Schedule(str, Enum):
+    CONSTANT = "constant"
+    DECREASING = "decreasing"
+    LIST = "list"
+
+
+class SpecError(ValueError):
+    """A merge SPEC that does not parse; the message says what is allowed."""
+
+
+SPEC_HELP = "none | tome:r=N[,schedule=constant|decreasing][,prop_attn=0|1][,trace_source=0|1] | tome:r=N1,N2,..."
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    method: MergeMethod = MergeMethod.NONE
+    r: tuple[int, ...] = (0,)
+    schedule: Schedule = Schedule.CONSTANT
+    prop_attn: bool = True
+    trace_source: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> MergeConfig:
+        text = spec.strip()
+        if text in ("", "none"):
+            return cls()
+        method, _, body = text.partition(":")
+        if method != MergeMethod.TOME.value or not body:
+            raise SpecError(f"unknown merge spec {spec!r}; allowed: {SPEC_HELP}")
+        return cls._parse_tome(spec, body)
+
+    @classmethod
+    def _parse_tome(cls, spec: str, body: str) -> MergeConfig:
+        values: list[int] = []
+        options: dict[str, str] = {}
+        for i, item in enumerate(body.split(",")):
+            key, eq, val = item.partition("=")
+            key, val = key.strip(), val.strip()
+            if i == 0:
+                if key != "r" or not eq:
+                    raise SpecError(f"merge spec {spec!r} must start with r=; allowed: {SPEC_HELP}")
+                values.append(_int(spec, val))
+            elif not eq and not options:
+                values.append(_int(spec, key))
+            elif eq and key in ("schedule", "prop_attn", "trace_source"):
+                options[key] = val
+            else:
+                raise SpecError(f"bad item {item!r} in merge spec {spec!r}; allowed: {SPEC_HELP}")
+        schedule = Schedule.LIST if len(values) > 1 else Schedule.CONSTANT
+        if "schedule" in options:
+            if len(values) > 1 or options["schedule"] not in ("constant", "decreasing"):
+                raise SpecError(f"bad schedule in {spec!r}; allowed: constant or decreasing with one r")
+            schedule = Schedule(options["schedule"])
+        return cls(
+            method=MergeMethod.TOME,
+            r=tuple(values),
+            schedule=schedule,
+            prop_attn=_flag(spec, options.get("prop_attn", "1")),
+            trace_source=_flag(spec, options.get("trace_source", "0")),
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.method is not MergeMethod.NONE
+
+    def per_layer(self, num_layers: int) -> list[int]:
+        """r for each of `num_layers` layers (ToMe's `parse_r`)."""
+        if not self.enabled:
+            return [0] * num_layers
+        if self.schedule is Schedule.LIST:
+            if len(self.r) > num_layers:
+                raise SpecError(f"{len(self.r)} r values given for a model with {num_layers} layers")
+            return list(self.r) + [0] * (num_layers - len(self.r))
+        r = self.r[0]
+        if self.schedule is Schedule.CONSTANT or num_layers == 1:
+            return [r] * num_layers
+        # Decreasing: linear from 2r at the first layer to 0 at the last (ToMe's inflect = -1).
+        step = -2 * r / (num_layers - 1)
+        return [int(2 * r + step * i) for i in range(num_layers)]
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "none"
+        if self.schedule is Schedule.LIST:
+            return "tome:r=" + ",".join(str(v) for v in self.r)
+        return f"tome:r={self.r[0]},schedule={self.schedule.value}"
+
+    def to_json(self) -> dict:
+        return {
+            "method": self.method.value,
+            "r": list(self.r),
+            "schedule": self.schedule.value,
+            "prop_attn": self.prop_attn,
+            "trace_source": self.trace_source,
+        }
+
+
+def _int(spec: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise SpecError(f"r value {text!r} in {spec!r} is not an integer; allowed: {SPEC_HELP}") from None
+    if value < 0:
+        raise SpecError(f"r value {value} in {spec!r} is negative; r must be >= 0")
+    return value
+
+
+def _flag(spec: str, text: str) -> bool:
+    if text not in ("0", "1"):
+        raise SpecError(f"flag value {text!r} in {spec!r} must be 0 or 1")
+    return text == "1"

@@ -1,0 +1,64 @@
+"""What every exportable model wrapper provides: static input specs and seeded example inputs.
+
+All exporters (ONNX, Core ML, ExecuTorch) and the validator read shapes from here, one source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A named static-shape tensor. dtype is a torch dtype name: 'float32', 'int64', ..."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    # For integer inputs: values are drawn from [low, high) when seeding example inputs.
+    low: int = 0
+    high: int = 2
+
+    def example(self, generator: torch.Generator) -> torch.Tensor:
+        dt = getattr(torch, self.dtype)
+        if dt.is_floating_point:
+            return torch.randn(self.shape, generator=generator, dtype=dt)
+        return torch.randint(self.low, self.high, self.shape, generator=generator, dtype=dt)
+
+
+class Exportable(nn.Module):
+    """Base for wrappers that export: fixed input specs, named outputs, tensors in and out.
+
+    Subclasses set `input_specs` and `output_names` and implement forward(*inputs) returning a
+    tuple of tensors in `output_names` order.
+    """
+
+    input_specs: tuple[TensorSpec, ...] = ()
+    output_names: tuple[str, ...] = ()
+
+    def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        gen = torch.Generator().manual_seed(seed)
+        return tuple(spec.example(gen) for spec in self.input_specs)
+
+
+@dataclass
+class ModelBundle:
+    """A built-in or local model, ready to export: one or more parts, each one artifact per format.
+
+    parts: artifact stem -> wrapper ('model' for single-part models, so DIR gets model.onnx ...).
+    extra_files: files copied into the export folder as they are (tokenizer files), name -> source.
+    manifest: extra entries for manifest.json (pipeline description, merge schedule, ...).
+    real_inputs: optional stem -> callable returning real (not random) inputs for validation.
+    """
+
+    name: str
+    parts: dict[str, Exportable]
+    extra_files: dict[str, Path] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    real_inputs: dict[str, Callable[[], tuple[torch.Tensor, ...]]] = field(default_factory=dict)

@@ -1,0 +1,185 @@
+"""`apply_merge` / `remove_merge` for Hugging Face ViT, DeiT, CLIP vision and BERT-style encoders.
+
+A patch replaces one backbone module's `forward` with a ToMe forward (an instance attribute, so
+`remove_merge` deletes it and the class's own forward is back). No module is added, removed or
+renamed: state-dict keys are unchanged and the same weights load before and after. What the
+patched forwards change from the originals:
+
+- ViT / DeiT backbone (`ViTModel`, `DeiTModel`): the layer loop carries token sizes (and
+  optionally sources); from the first merging layer on, attention adds log(size) to its logits and
+  r tokens merge between attention and MLP. `last_hidden_state` has the merged token count
+  (class token first; DeiT's distillation token second, as ToMe orders them).
+- CLIP vision encoder (`CLIPEncoder` under `CLIPVisionModel`): the same, inside the encoder.
+- BERT encoders (`BertModel`, e.g. MiniLM): padding never merges into real tokens (its mask
+  follows the merge), and `last_hidden_state` is unmerged back to the input length so mean
+  pooling over the original mask works unchanged.
+
+A plan that merges nothing leaves forward untouched, so r=0 reproduces the original bit for bit.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
+
+from .config import MergeConfig
+from .layers import AttentionParts, LayerFns, TokenState, attention, initial_state, merged_layer
+from .merge import unmerge
+from .plan import MergePlan, make_plan
+
+_PLAN_ATTR = "_tomobile_plan"
+
+
+def _vit_layer(layer: nn.Module) -> LayerFns:
+    a = layer.attention
+    parts = AttentionParts(a.q_proj, a.k_proj, a.v_proj, a.num_attention_heads, a.head_dim, a.scaling)
+
+    def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx, metric = attention(parts, layer.layernorm_before(x), bias)
+        return x + a.o_proj(ctx), metric
+
+    return LayerFns(attend, lambda x: x + layer.mlp(layer.layernorm_after(x)))
+
+
+def _clip_layer(layer: nn.Module) -> LayerFns:
+    a = layer.self_attn
+    parts = AttentionParts(a.q_proj, a.k_proj, a.v_proj, a.num_heads, a.head_dim, a.scale)
+
+    def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx, metric = attention(parts, layer.layer_norm1(x), bias)
+        return x + a.out_proj(ctx), metric
+
+    return LayerFns(attend, lambda x: x + layer.mlp(layer.layer_norm2(x)))
+
+
+def _bert_layer(layer: nn.Module) -> LayerFns:
+    sa, out = layer.attention.self, layer.attention.output
+    parts = AttentionParts(sa.query, sa.key, sa.value, sa.num_attention_heads, sa.attention_head_size, sa.scaling)
+
+    def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx, metric = attention(parts, x, bias)
+        return out.LayerNorm(out.dense(ctx) + x), metric  # post-LN residual
+
+    return LayerFns(attend, lambda h: layer.output(layer.intermediate(h), h))
+
+
+def _run(layers: nn.ModuleList, fns: Any, state: TokenState, plan: MergePlan, plain: Any) -> TokenState:
+    """Layers before the first merge run their original forward (`plain`); the rest run merged."""
+    for i, (layer, r) in enumerate(zip(layers, plan.r, strict=True)):
+        if plain is not None and i < plan.first_merge:
+            state = state._replace(x=plain(layer, state.x))
+        else:
+            state = merged_layer(fns(layer), state, r, plan)
+    return state
+
+
+def _vit_forward(self: nn.Module, pixel_values: torch.Tensor, bool_masked_pos: Any = None,
+                 interpolate_pos_encoding: bool | None = None, attention_mask: Any = None,
+                 **kwargs: Any) -> BaseModelOutputWithPooling:
+    """ViTModel/DeiTModel.forward with ToMe (see module docstring)."""
+    plan: MergePlan = getattr(self, _PLAN_ATTR)
+    x = self.embeddings(pixel_values, bool_masked_pos=bool_masked_pos,
+                        interpolate_pos_encoding=bool(interpolate_pos_encoding))  # (B, T, C)
+    state = _run(self.layers, _vit_layer, initial_state(x, None, plan.trace_source), plan,
+                 lambda layer, h: layer(h, None))
+    sequence_output = self.layernorm(state.x)  # (B, T', C)
+    pooled = self.pooler(sequence_output) if self.pooler is not None else None
+    return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled)
+
+
+def _clip_encoder_forward(self: nn.Module, inputs_embeds: torch.Tensor, attention_mask: Any = None,
+                          **kwargs: Any) -> BaseModelOutput:
+    """CLIPEncoder.forward with ToMe (see module docstring)."""
+    plan: MergePlan = getattr(self, _PLAN_ATTR)
+    state = _run(self.layers, _clip_layer, initial_state(inputs_embeds, None, plan.trace_source), plan,
+                 lambda layer, h: layer(h, None))
+    return BaseModelOutput(last_hidden_state=state.x)
+
+
+def _bert_forward(self: nn.Module, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                  token_type_ids: torch.Tensor | None = None, **kwargs: Any) -> BaseModelOutputWithPooling:
+    """BertModel.forward with ToMe, padding-aware and unmerged at the end (see module docstring)."""
+    plan: MergePlan = getattr(self, _PLAN_ATTR)
+    if token_type_ids is None:
+        token_type_ids = torch.zeros_like(input_ids)
+    x = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)  # (B, T, C)
+    valid = torch.ones(x.shape[:2], dtype=x.dtype) if attention_mask is None else attention_mask.to(x.dtype)
+    state = initial_state(x, valid, trace_source=True)
+    state = _run(self.encoder.layer, _bert_layer, state, plan, None)
+    tokens = unmerge(state.source, state.x)  # (B, T, C): every input token gets its merged value
+    pooled = self.pooler(tokens) if self.pooler is not None else None
+    return BaseModelOutputWithPooling(last_hidden_state=tokens, pooler_output=pooled)
+
+
+def _find_backbone(model: nn.Module) -> tuple[nn.Module, str]:
+    """The module whose forward the patch replaces, and its family."""
+    from transformers.models.bert.modeling_bert import BertModel
+    from transformers.models.clip.modeling_clip import CLIPEncoder, CLIPVisionModel
+    from transformers.models.deit.modeling_deit import DeiTModel
+    from transformers.models.vit.modeling_vit import ViTModel
+
+    for module in model.modules():
+        if isinstance(module, (ViTModel, DeiTModel)):
+            return module, "deit" if isinstance(module, DeiTModel) else "vit"
+        if isinstance(module, CLIPVisionModel):
+            return module.encoder, "clip"
+        if isinstance(module, CLIPEncoder):
+            return module, "clip"
+        if isinstance(module, BertModel):
+            return module, "bert"
+    raise TypeError(
+        f"{type(model).__name__} is not supported; supported: ViT, DeiT, CLIP vision, BERT-style encoders"
+    )
+
+
+def _token_count(model: nn.Module, family: str, seq_len: int | None) -> int:
+    if family == "bert":
+        if seq_len is None:
+            raise ValueError("a BERT-style encoder needs seq_len when patched: token counts are static")
+        return seq_len
+    cfg = model.config
+    cfg = getattr(cfg, "vision_config", cfg)
+    patches = (cfg.image_size // cfg.patch_size) ** 2
+    return patches + (2 if family == "deit" else 1)
+
+
+_FORWARDS = {"vit": _vit_forward, "deit": _vit_forward, "clip": _clip_encoder_forward, "bert": _bert_forward}
+
+
+def apply_merge(model: nn.Module, config: MergeConfig, seq_len: int | None = None) -> nn.Module:
+    """Patch `model` in place with ToMe as `config` says; returns it. Reverse with `remove_merge`.
+
+    The plan (r and token count per layer) is computed here; a schedule that asks more of a
+    layer than it allows raises SpecError. `seq_len` is required for BERT-style encoders.
+    """
+    remove_merge(model)
+    backbone, family = _find_backbone(model)
+    layers = backbone.encoder.layer if family == "bert" else backbone.layers
+    plan = make_plan(config, len(layers), _token_count(model, family, seq_len),
+                     class_token=True, distill_token=family == "deit")
+    setattr(backbone, _PLAN_ATTR, plan)
+    if plan.merges:
+        backbone.forward = types.MethodType(_FORWARDS[family], backbone)
+    return model
+
+
+def remove_merge(model: nn.Module) -> nn.Module:
+    """Undo `apply_merge`: the class forwards are back; weights were never touched."""
+    for module in model.modules():
+        if hasattr(module, _PLAN_ATTR):
+            delattr(module, _PLAN_ATTR)
+            module.__dict__.pop("forward", None)
+    return model
+
+
+def merge_plan(model: nn.Module) -> MergePlan | None:
+    """The plan `apply_merge` installed, or None for an unpatched model."""
+    for module in model.modules():
+        plan = getattr(module, _PLAN_ATTR, None)
+        if plan is not None:
+            return plan
+    return None

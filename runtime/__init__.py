@@ -1,0 +1,1 @@
+"""tomobile.runtime: what runs exported artifacts: validation, benchmarks, samplers."""

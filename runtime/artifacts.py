@@ -1,0 +1,57 @@
+"""Runners for exported artifacts: ONNX Runtime (CPU) and the ExecuTorch runtime.
+
+Each runner takes and returns numpy arrays in the part's input/output order, so validation,
+benchmarks and the samplers share one calling convention whatever the runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class OnnxRunner:
+    def __init__(self, path: Path, threads: int | None = None, profile: bool = False) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        opts.enable_profiling = profile
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None, dict(zip(self.input_names, inputs, strict=True)))
+
+    def end_profiling(self) -> str:
+        return self.session.end_profiling()
+
+
+class ExecuTorchRunner:
+    def __init__(self, path: Path) -> None:
+        from executorch.runtime import Runtime
+
+        self.program = Runtime.get().load_program(str(path))
+        self.method = self.program.load_method("forward")
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        outputs = self.method.execute([torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+        return [o.detach().numpy() for o in outputs]
+
+
+RUNNERS = {"onnx": OnnxRunner, "executorch": ExecuTorchRunner}
+
+
+def load_runner(fmt: str, path: Path):
+    if fmt not in RUNNERS:
+        raise KeyError(f"no Linux runner for format {fmt!r}; runners: {', '.join(RUNNERS)}")
+    return RUNNERS[fmt](path)

@@ -1,0 +1,197 @@
+"""Validate an exported folder: checksums, then every artifact against eager PyTorch's outputs.
+
+The eager fp32 outputs of the same patched model were written by the export as test vectors
+(seeded inputs, plus real inputs for real-weight models). ONNX Runtime CPU and the ExecuTorch
+runtime run each artifact on those inputs; Core ML is spec-checked on Linux and its numerics are
+reported as 'needs macOS', never as passed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .artifacts import load_runner
+
+log = logging.getLogger(__name__)
+
+FP32_MAX_ABS_ERROR = 1e-4  # fp32 artifacts: max abs error against eager fp32
+FP16_MIN_PSNR_DB = 35.0  # fp16 artifacts: PSNR against eager fp32 (Apple's ABSOLUTE_MIN_PSNR)
+MANIFEST = "manifest.json"
+PASS, FAIL, NEEDS_MACOS = "pass", "FAIL", "needs macOS"
+
+
+class ValidationError(RuntimeError):
+    """The folder cannot be validated at all: missing manifest, checksum mismatch, unreadable file."""
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    artifact: str
+    case: str
+    output: str
+    shape: tuple[int, ...]
+    max_abs_error: float | None
+    psnr_db: float | None
+    status: str
+    note: str = ""
+
+
+@dataclass
+class ValidationReport:
+    folder: str
+    checks: list[OutputCheck] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.status != FAIL for c in self.checks)
+
+    def to_json(self) -> dict:
+        rows = [{**asdict(c), "shape": list(c.shape)} for c in self.checks]
+        for row in rows:
+            if row["psnr_db"] is not None and math.isinf(row["psnr_db"]):
+                row["psnr_db"] = "inf"
+        return {"passed": self.passed, "thresholds": {"fp32_max_abs_error": FP32_MAX_ABS_ERROR,
+                                                      "fp16_min_psnr_db": FP16_MIN_PSNR_DB}, "checks": rows}
+
+
+def psnr(reference: np.ndarray, actual: np.ndarray) -> float:
+    """20 log10(peak / rmse), peak = max |reference|; inf when identical."""
+    ref = reference.astype(np.float64)
+    mse = float(np.mean((ref - actual.astype(np.float64)) ** 2))
+    if mse == 0.0:
+        return math.inf
+    peak = float(np.max(np.abs(ref))) or 1.0
+    return 20.0 * math.log10(peak / math.sqrt(mse))
+
+
+def compare(reference: np.ndarray, actual: np.ndarray, precision: str) -> tuple[float, float, str, str]:
+    """(max abs error, PSNR, status, note) under the threshold for `precision`."""
+    if reference.shape != actual.shape:
+        return math.nan, math.nan, FAIL, f"shape {actual.shape} != eager {reference.shape}"
+    err = float(np.max(np.abs(reference.astype(np.float64) - actual.astype(np.float64)))) if reference.size else 0.0
+    quality = psnr(reference, actual)
+    if not np.all(np.isfinite(actual)):
+        return err, quality, FAIL, "non-finite values"
+    if precision == "fp16":
+        ok = quality >= FP16_MIN_PSNR_DB
+        return err, quality, PASS if ok else FAIL, f"PSNR >= {FP16_MIN_PSNR_DB:g} dB"
+    ok = err <= FP32_MAX_ABS_ERROR
+    return err, quality, PASS if ok else FAIL, f"max abs <= {FP32_MAX_ABS_ERROR:g}"
+
+
+def load_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ValidationError(f"{folder} has no {MANIFEST}: not a tomobile export folder")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise ValidationError(f"{path} is not valid JSON: {err}") from None
+
+
+def verify_checksums(folder: Path, manifest: dict) -> None:
+    from tomobile.export.pipeline import sha256_path  # one definition of the folder hash
+
+    expected = {a["path"]: a["sha256"] for a in manifest.get("artifacts", [])}
+    expected.update(manifest.get("files", {}))
+    expected.update({f"test_vectors/{stem}.npz": h for stem, h in manifest.get("test_vectors", {}).items()})
+    for rel, digest in expected.items():
+        path = folder / rel
+        if not path.exists():
+            raise ValidationError(f"{path} is listed in the manifest but missing")
+        if sha256_path(path) != digest:
+            raise ValidationError(f"{path} does not match its sha256 in the manifest (corrupt or changed)")
+
+
+def _cases(folder: Path, part: str) -> dict[str, tuple[list[np.ndarray], dict[str, np.ndarray]]]:
+    data = np.load(folder / "test_vectors" / f"{part}.npz")
+    cases: dict[str, tuple[list, dict]] = {}
+    for key in data.files:
+        case, kind, name = key.split(".", 2)
+        inputs, outputs = cases.setdefault(case, ([], {}))
+        (inputs.append(data[key]) if kind == "input" else outputs.__setitem__(name, data[key]))
+    return cases
+
+
+def _run_artifact(folder: Path, artifact: dict, manifest: dict) -> list[OutputCheck]:
+    part = manifest["parts"][artifact["part"]]
+    names = [o["name"] for o in part["outputs"]]
+    runner = load_runner(artifact["format"], folder / artifact["path"])
+    precision = artifact.get("precision", "fp32")
+    checks = []
+    for case, (inputs, expected) in _cases(folder, artifact["part"]).items():
+        if precision == "fp16":
+            inputs = [x.astype(np.float16) if x.dtype == np.float32 else x for x in inputs]
+        outputs = runner.run(inputs)
+        for name, actual in zip(names, outputs, strict=True):
+            err, quality, status, note = compare(expected[name], np.asarray(actual), precision)
+            checks.append(OutputCheck(artifact["path"], case, name, tuple(np.shape(actual)), err, quality, status, note))
+    return checks
+
+
+def _check_coreml(folder: Path, artifact: dict, manifest: dict) -> list[OutputCheck]:
+    """Spec check on any OS: inputs and outputs with the manifest's names and static shapes."""
+    import coremltools as ct
+
+    spec = ct.utils.load_spec(str(folder / artifact["path"]))
+    part = manifest["parts"][artifact["part"]]
+    got_in = {i.name: tuple(i.type.multiArrayType.shape) for i in spec.description.input}
+    want_in = {i["name"]: tuple(i["shape"]) for i in part["inputs"]}
+    got_out = [o.name for o in spec.description.output]
+    problems = []
+    if got_in != want_in:
+        problems.append(f"inputs {got_in} != manifest {want_in}")
+    if got_out != [o["name"] for o in part["outputs"]]:
+        problems.append(f"outputs {got_out} != manifest")
+    ops = sorted({op.type for f in spec.mlProgram.functions.values()
+                  for b in f.block_specializations.values() for op in b.operations})
+    status = FAIL if problems else NEEDS_MACOS
+    note = "; ".join(problems) or f"spec ok: static shapes, {len(ops)} op types; numerics need macOS"
+    return [OutputCheck(artifact["path"], "spec", o["name"], tuple(o["shape"]), None, None, status, note)
+            for o in part["outputs"]]
+
+
+def validate_dir(folder: Path, progress: bool = True) -> ValidationReport:
+    """Checksums, then every artifact in the folder against the eager test vectors."""
+    manifest = load_manifest(folder)
+    verify_checksums(folder, manifest)
+    report = ValidationReport(str(folder))
+    artifacts = manifest.get("artifacts", [])
+    for artifact in tqdm(artifacts, desc="validate", unit="artifact", disable=not progress):
+        if artifact["format"] == "coreml":
+            if platform.system() == "Darwin":
+                log.warning("Core ML prediction on macOS is not wired in yet; spec check only")
+            report.checks.extend(_check_coreml(folder, artifact, manifest))
+            continue
+        try:
+            report.checks.extend(_run_artifact(folder, artifact, manifest))
+        except Exception as err:  # a runtime that cannot load or run the artifact is a failure to report
+            report.checks.append(OutputCheck(artifact["path"], "load", "-", (), None, None, FAIL,
+                                             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"))
+    return report
+
+
+def format_table(report: ValidationReport) -> str:
+    header = ("artifact", "case", "output", "shape", "max abs err", "PSNR dB", "result")
+    rows = [header]
+    for c in report.checks:
+        err = "-" if c.max_abs_error is None else f"{c.max_abs_error:.2e}"
+        db = "-" if c.psnr_db is None else ("inf" if math.isinf(c.psnr_db) else f"{c.psnr_db:.1f}")
+        rows.append((c.artifact, c.case, c.output, "x".join(map(str, c.shape)) or "-", err, db,
+                     c.status if c.status != FAIL else f"FAIL ({c.note})"))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    verdict = "PASSED" if report.passed else "FAILED"
+    lines.append(f"validation {verdict}: {sum(c.status == PASS for c in report.checks)} pass, "
+                 f"{sum(c.status == FAIL for c in report.checks)} fail, "
+                 f"{sum(c.status == NEEDS_MACOS for c in report.checks)} need macOS")
+    return "\n".join(lines)
