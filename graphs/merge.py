@@ -24,6 +24,9 @@ import torch
 # below every real score, and below pairs that may not merge (padding against real tokens).
 NO_MATCH = -1.0e4
 PROTECTED = -2.0e4
+# Two padding tokens score above any cosine, so padding merges with padding first and the
+# merges among real tokens depend only on how much padding there is, not on what it holds.
+PAD_PAIR = 2.0
 # Additive attention bias for masked keys: finite so fp16 graphs and every backend accept it.
 MASK_BIAS = -1.0e4
 _NORM_EPS = 1e-6
@@ -80,7 +83,7 @@ def matching_scores(
 
     Zero vectors normalise to zero (similarity 0 with everything) instead of NaN.
     `valid` (B, T) marks real tokens (1) and padding (0); a pair that mixes the two scores
-    NO_MATCH so padding never merges into a real token. Scores are float32 whatever the model
+    NO_MATCH so padding never merges into a real token, two padding tokens score PAD_PAIR. Scores are float32 whatever the model
     precision, so the assignment does not change with --precision.
     """
     metric = metric.to(torch.float32)
@@ -91,7 +94,8 @@ def matching_scores(
     if valid is not None:
         va, vb = valid[:, 0::2], valid[:, 1::2]  # (B, Ta), (B, Tb)
         same = (va.unsqueeze(-1) == vb.unsqueeze(-2)).to(torch.float32)  # (B, Ta, Tb)
-        scores = _blend(same, scores, NO_MATCH)
+        both_pad = (1.0 - va).unsqueeze(-1) * (1.0 - vb).unsqueeze(-2)  # (B, Ta, Tb)
+        scores = _blend(1.0 - both_pad, _blend(same, scores, NO_MATCH), PAD_PAIR)
     ta, tb = scores.shape[-2:]
     if class_token:
         free_row = (torch.arange(ta, device=scores.device).unsqueeze(-1) != 0).to(torch.float32)  # (Ta, 1)
