@@ -1,0 +1,200 @@
+"""`tomobile eval video`: speed and quality of LPL / TDTM / spatial ToMe settings, measured together.
+
+For a fixed prompt set and seeds, every setting generates the same clips (same initial noise) in
+the same run, interleaved clip by clip so that machine load hits all settings alike. Reported per
+setting: denoiser calls, wall-time ratio against the full 30-step baseline, prompt compliance from
+the analytic detector (runtime/detect.py), and PSNR / SSIM against the baseline clip of that seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from tomobile.graphs.clips import parse_caption
+
+from .detect import detect
+from .sampler import LeapConfig, SamplerConfig
+from .video import VideoRuntime, generate
+
+log = logging.getLogger(__name__)
+
+PROMPTS = (
+    "a red circle moving left",
+    "a green square moving right",
+    "a blue triangle moving up",
+    "a yellow circle moving down",
+    "a red square moving up",
+    "a green triangle moving down",
+    "a blue circle moving right",
+    "a yellow square moving left",
+    "a red triangle moving right",
+    "a green circle moving up",
+    "a blue square moving down",
+    "a yellow triangle moving left",
+)
+SEEDS = (0, 1)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    sampler: SamplerConfig
+    spatial: bool = False
+
+
+def default_settings(base: SamplerConfig, with_spatial: bool = True) -> list[Setting]:
+    """full 30; LPL at 15; LPL auto; TDTM 15; TDTM all; LPL 15 + TDTM 15; each also with spatial ToMe."""
+    half = base.steps // 2
+    plain = [
+        Setting("full", base),
+        Setting(f"lpl{half}", replace(base, leap=LeapConfig.parse(str(half)))),
+        Setting("lpl-auto", replace(base, leap=LeapConfig.parse("auto"))),
+        Setting(f"tdtm{half}", replace(base, tdtm_steps=half)),
+        Setting("tdtm-all", replace(base, tdtm_steps=base.steps)),
+        Setting(f"lpl{half}+tdtm{half}", replace(base, leap=LeapConfig.parse(str(half)), tdtm_steps=half)),
+    ]
+    if not with_spatial:
+        return plain
+    return plain + [Setting(s.name + "+tome", s.sampler, True) for s in plain]
+
+
+def psnr(ref: np.ndarray, x: np.ndarray) -> float:
+    mse = float(np.mean((ref.astype(np.float64) - x.astype(np.float64)) ** 2))
+    return 99.0 if mse < 1e-10 else 10.0 * np.log10(1.0 / mse)
+
+
+def _gauss_matrix(n: int, size: int = 7, sigma: float = 1.5) -> np.ndarray:
+    """(n - size + 1, n) banded matrix applying a 1D Gaussian window ('valid' convolution)."""
+    g = np.exp(-((np.arange(size) - size // 2) ** 2) / (2 * sigma**2))
+    g /= g.sum()
+    m = np.zeros((n - size + 1, n))
+    for i in range(n - size + 1):
+        m[i, i : i + size] = g
+    return m
+
+
+def ssim(ref: np.ndarray, x: np.ndarray) -> float:
+    """Mean SSIM over frames and channels, 7x7 Gaussian window. ref, x (T, H, W, 3) in [0, 1]."""
+    _, h, w, _ = ref.shape
+    gh, gw = _gauss_matrix(h), _gauss_matrix(w)
+
+    def blur(a: np.ndarray) -> np.ndarray:  # (T, H, W, 3) -> (T, H', W', 3)
+        return np.einsum("ih,thwc,jw->tijc", gh, a, gw)
+
+    a, b = ref.astype(np.float64), x.astype(np.float64)
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(s.mean())
+
+
+@dataclass
+class SettingStats:
+    setting: Setting
+    calls: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    compliance: list[dict[str, bool]] = field(default_factory=list)
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    clips: list[np.ndarray] = field(default_factory=list)
+
+    def rate(self, key: str) -> float:
+        return 100.0 * float(np.mean([c[key] for c in self.compliance]))
+
+
+@dataclass
+class VideoEvalReport:
+    runtime: str
+    prompts: tuple[str, ...]
+    seeds: tuple[int, ...]
+    stats: list[SettingStats]
+
+    def rows(self) -> list[dict]:
+        base = sum(self.stats[0].seconds)
+        out = []
+        for s in self.stats:
+            out.append({
+                "setting": s.setting.name,
+                "calls": float(np.mean(s.calls)),
+                "speedup": base / max(sum(s.seconds), 1e-9),
+                "ms_per_clip": 1000.0 * float(np.mean(s.seconds)),
+                "colour": s.rate("colour"), "shape": s.rate("shape"),
+                "direction": s.rate("direction"), "all": s.rate("all"),
+                "psnr": float(np.mean(s.psnr)), "ssim": float(np.mean(s.ssim)),
+            })
+        return out
+
+
+def format_table(report: VideoEvalReport) -> str:
+    head = "| setting | calls | speed vs full | ms/clip | colour % | shape % | direction % | all three % | PSNR dB | SSIM |"
+    lines = [head, "|" + "---|" * 10]
+    for r in report.rows():
+        psnr_txt = "ref" if r["setting"] == "full" else f"{r['psnr']:.1f}"
+        ssim_txt = "ref" if r["setting"] == "full" else f"{r['ssim']:.3f}"
+        lines.append(
+            f"| {r['setting']} | {r['calls']:.1f} | {r['speedup']:.2f}x | {r['ms_per_clip']:.0f} | {r['colour']:.0f} | "
+            f"{r['shape']:.0f} | {r['direction']:.0f} | {r['all']:.0f} | {psnr_txt} | {ssim_txt} |"
+        )
+    return "\n".join(lines)
+
+
+def run_video_eval(
+    rt: VideoRuntime,
+    settings: list[Setting],
+    prompts: tuple[str, ...] = PROMPTS,
+    seeds: tuple[int, ...] = SEEDS,
+    on_clip: Callable[[], None] | None = None,
+) -> VideoEvalReport:
+    """Every setting on every (prompt, seed); settings[0] is the reference. Timed end to end
+    (text encoder + sampling), interleaved per clip."""
+    stats = [SettingStats(s) for s in settings]
+    for prompt in prompts:
+        spec = parse_caption(prompt)
+        if spec is None:
+            raise ValueError(f"eval prompt {prompt!r} names no colour, shape and direction")
+        for seed in seeds:
+            ref = None
+            for st in stats:
+                start = time.perf_counter()
+                gen = generate(rt, prompt, seed, st.setting.sampler, st.setting.spatial)
+                st.seconds.append(time.perf_counter() - start)
+                st.calls.append(gen.result.calls)
+                st.compliance.append(detect(gen.frames).compliance(spec))
+                ref = gen.frames if ref is None else ref
+                st.psnr.append(psnr(ref, gen.frames))
+                st.ssim.append(ssim(ref, gen.frames))
+                st.clips.append(gen.frames)
+            if on_clip is not None:
+                on_clip()
+    return VideoEvalReport(rt.kind.value, tuple(prompts), tuple(seeds), stats)
+
+
+def save_grid(report: VideoEvalReport, out: Path, clip_index: int = 0, scale: int = 3) -> None:
+    """One row of frames per setting for one (prompt, seed), labelled; PNG."""
+    from PIL import Image, ImageDraw
+
+    rows = [(s.setting.name, s.clips[clip_index]) for s in report.stats]
+    t, h, w, _ = rows[0][1].shape
+    label_w, pad = 120, 2
+    img = Image.new("RGB", (label_w + t * (w * scale + pad), len(rows) * (h * scale + pad) + 14), (40, 40, 40))
+    draw = ImageDraw.Draw(img)
+    prompt_i = clip_index // len(report.seeds)
+    draw.text((4, 1), f"{report.prompts[prompt_i]} (seed {report.seeds[clip_index % len(report.seeds)]})", fill=(255, 255, 255))
+    for r, (name, clip) in enumerate(rows):
+        y = 14 + r * (h * scale + pad)
+        draw.text((4, y + h * scale // 2 - 5), name, fill=(255, 255, 255))
+        for f in range(t):
+            tile = Image.fromarray((clip[f] * 255 + 0.5).astype(np.uint8)).resize((w * scale, h * scale), Image.NEAREST)
+            img.paste(tile, (label_w + f * (w * scale + pad), y))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.png")
+    img.save(tmp)
+    tmp.replace(out)
