@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import MergeConfig, SpecError
+from .config import MergeConfig, Schedule, SpecError
 from .merge import max_r
 
 
@@ -43,11 +43,20 @@ class MergePlan:
 def make_plan(
     config: MergeConfig, num_layers: int, tokens: int, class_token: bool, distill_token: bool = False
 ) -> MergePlan:
-    """Token counts per layer for `config`; raises SpecError when r exceeds what a layer allows."""
+    """Token counts per layer for `config`.
+
+    As in ToMe, a constant or decreasing schedule takes at most what each layer allows (ViT-B/16
+    at r=16 merges 16 per layer until the last layers run short of tokens). An explicit per-layer
+    list is taken literally, and any r beyond what the first layer allows is an error: both raise
+    SpecError rather than silently merging less than asked.
+    """
     schedule = config.per_layer(num_layers)
+    explicit = config.schedule is Schedule.LIST
     counts = [tokens]
     for layer, r in enumerate(schedule):
         limit = max_r(counts[-1], class_token, distill_token)
+        if r > limit and not explicit and layer > 0:
+            r = schedule[layer] = limit
         if r > limit:
             raise SpecError(
                 f"r={r} at layer {layer} is too large: that layer has {counts[-1]} tokens and allows r <= {limit}"
