@@ -25,3 +25,11 @@ def export_onnx(get_program, part: PartInfo, out: Path, options: ExportOptions) 
         )
         onnx_program.save(str(out))
     return {"precision": "fp32"}
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantisation of an fp32 ONNX file (weights int8, activations quantised per
+    run): ONNX Runtime's quantize_dynamic on the MatMul/Gemm weights."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)

@@ -14,9 +14,15 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.fx.traceback import annotate
 
 from .merge import attention_bias, bipartite_soft_matching, merge_sum, merge_wavg
 from .plan import MergePlan
+
+
+# fx node meta ("custom") on every op the merge adds; a program traced under
+# torch.fx.traceback.preserve_node_meta() carries it, so benchmarks can find the merge ops.
+MERGE_ANNOTATION = {"tomobile": "merge"}
 
 
 class TokenState(NamedTuple):
@@ -81,16 +87,18 @@ def initial_state(x: torch.Tensor, valid: torch.Tensor | None, trace_source: boo
 
 def merged_layer(fns: LayerFns, state: TokenState, r: int, plan: MergePlan) -> TokenState:
     """Attention, then merge r tokens (bipartite soft matching), then the MLP."""
-    bias = attention_bias(state.size if plan.prop_attn else None, state.valid)
+    with annotate(MERGE_ANNOTATION):
+        bias = attention_bias(state.size if plan.prop_attn else None, state.valid)
     x, metric = fns.attend(state.x, bias)
     size, source, valid = state.size, state.source, state.valid
     if r > 0:
-        m = bipartite_soft_matching(metric, r, plan.class_token, plan.distill_token, valid)  # (B, T', T)
-        x, size = merge_wavg(m, x, size)
-        if source is not None:
-            source = merge_sum(m, source)
-        if valid is not None:
-            valid = merge_sum(m, valid.unsqueeze(-1)).squeeze(-1).clamp(max=1.0)  # (B, T')
+        with annotate(MERGE_ANNOTATION):
+            m = bipartite_soft_matching(metric, r, plan.class_token, plan.distill_token, valid)  # (B, T', T)
+            x, size = merge_wavg(m, x, size)
+            if source is not None:
+                source = merge_sum(m, source)
+            if valid is not None:
+                valid = merge_sum(m, valid.unsqueeze(-1)).squeeze(-1).clamp(max=1.0)  # (B, T')
     return TokenState(fns.feed_forward(x), size, source, valid)
 
 
