@@ -6,10 +6,12 @@ the spec (static shapes, op list) and reports numerics as 'needs macOS'.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 
-from .opcheck import UnsupportedOpError, check_graph
+from .opcheck import OpProblem, UnsupportedOpError, check_graph
 from .registry import ExportOptions, PartInfo, register_exporter
 
 log = logging.getLogger(__name__)
@@ -34,10 +36,11 @@ def export_coreml(get_program, part: PartInfo, out: Path, options: ExportOptions
         raise UnsupportedOpError(part.stem, "coreml", problems)
     precision = ct.precision.FLOAT16 if options.precision == "fp16" else ct.precision.FLOAT32
     try:
-        model = ct.convert(program.run_decompositions(), convert_to="mlprogram", compute_precision=precision,
-                           minimum_deployment_target=ct.target.iOS17)
+        with contextlib.redirect_stderr(io.StringIO()):  # coremltools draws a progress bar per pass
+            model = ct.convert(program.run_decompositions(), convert_to="mlprogram", compute_precision=precision,
+                               minimum_deployment_target=ct.target.iOS17)
     except NotImplementedError as err:  # the converter's own word on an op it cannot take
-        raise UnsupportedOpError(part.stem, "coreml", []) from err
+        raise UnsupportedOpError(part.stem, "coreml", [OpProblem("-", str(err), "no Core ML converter")]) from err
     _rename_outputs(model, part.output_names)
     model = ct.models.MLModel(model._spec, weights_dir=model.weights_dir, skip_model_load=True)
     model.save(str(out))
