@@ -136,8 +136,10 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
             path = staging / f"{stem}{exporter.suffix}"
             opts = options if options.precision in exporter.precisions else ExportOptions(options.backend, "fp32")
             details = exporter.export(get_program, info, path, opts)
+            # An fp16 graph (ExecuTorch) takes and returns float16; Core ML keeps float32 I/O.
+            float_io = "float16" if fmt == "executorch" and opts.precision == "fp16" else "float32"
             artifacts.append({"format": fmt, "part": stem, "path": path.name, "sha256": sha256_path(path),
-                              "bytes": size_bytes(path), **details})
+                              "bytes": size_bytes(path), "float_io": float_io, **details})
             steps.update(1)
     steps.close()
     for name, src in bundle.extra_files.items():

@@ -128,7 +128,7 @@ def _run_artifact(folder: Path, artifact: dict, manifest: dict) -> list[OutputCh
     precision = artifact.get("precision", "fp32")
     checks = []
     for case, (inputs, expected) in _cases(folder, artifact["part"]).items():
-        if precision == "fp16":
+        if artifact.get("float_io") == "float16":
             inputs = [x.astype(np.float16) if x.dtype == np.float32 else x for x in inputs]
         outputs = runner.run(inputs)
         for name, actual in zip(names, outputs, strict=True):
