@@ -90,3 +90,14 @@ def test_models_lists_builtins(capsys):
     out = capsys.readouterr().out
     for name in ("vit-b16", "minilm-l6", "vit-tiny", "deit-tiny", "clip-vit-tiny"):
         assert name in out
+
+
+def test_fp16_executorch_passes_by_psnr(tmp_path: Path):
+    out = tmp_path / "fp16"
+    assert main(["-q", "export", "vit-tiny", "--merge", "tome:r=8", "--format", "executorch",
+                 "--precision", "fp16", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (artifact,) = manifest["artifacts"]
+    assert artifact["precision"] == "fp16" and artifact["float_io"] == "float16"
+    (check,) = manifest["validation"]["checks"]
+    assert check["status"] == "pass" and check["psnr_db"] >= 35.0
