@@ -34,26 +34,27 @@ from .plan import MergePlan, make_plan
 _PLAN_ATTR = "_tomobile_plan"
 
 
+def _pre_ln_layer(parts: AttentionParts, out_proj: nn.Module, norm1: nn.Module, norm2: nn.Module,
+                  mlp: nn.Module) -> LayerFns:
+    """x + attn(norm1(x)), then x + mlp(norm2(x)): the ViT, DeiT and CLIP layer."""
+
+    def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx, metric = attention(parts, norm1(x), bias)
+        return x + out_proj(ctx), metric
+
+    return LayerFns(attend, lambda x: x + mlp(norm2(x)))
+
+
 def _vit_layer(layer: nn.Module) -> LayerFns:
     a = layer.attention
     parts = AttentionParts(a.q_proj, a.k_proj, a.v_proj, a.num_attention_heads, a.head_dim, a.scaling)
-
-    def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx, metric = attention(parts, layer.layernorm_before(x), bias)
-        return x + a.o_proj(ctx), metric
-
-    return LayerFns(attend, lambda x: x + layer.mlp(layer.layernorm_after(x)))
+    return _pre_ln_layer(parts, a.o_proj, layer.layernorm_before, layer.layernorm_after, layer.mlp)
 
 
 def _clip_layer(layer: nn.Module) -> LayerFns:
     a = layer.self_attn
     parts = AttentionParts(a.q_proj, a.k_proj, a.v_proj, a.num_heads, a.head_dim, a.scale)
-
-    def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx, metric = attention(parts, layer.layer_norm1(x), bias)
-        return x + a.out_proj(ctx), metric
-
-    return LayerFns(attend, lambda x: x + layer.mlp(layer.layer_norm2(x)))
+    return _pre_ln_layer(parts, a.out_proj, layer.layer_norm1, layer.layer_norm2, layer.mlp)
 
 
 def _bert_layer(layer: nn.Module) -> LayerFns:

@@ -81,43 +81,48 @@ def _bundle(name: str, wrapper: Exportable, config: MergeConfig, **extra) -> Mod
     return ModelBundle(name=name, parts={"model": wrapper}, manifest=manifest, **extra)
 
 
-def vit_classifier(cfg_kwargs: dict, config: MergeConfig, name: str) -> ModelBundle:
-    from transformers import ViTConfig, ViTForImageClassification
+_TINY = dict(image_size=32, patch_size=4, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+             intermediate_size=128)
 
-    cfg = ViTConfig(**cfg_kwargs)
-    model = apply_merge(_seeded(lambda: ViTForImageClassification(cfg)), config)
-    return _bundle(name, ImageModel(model, cfg.image_size, "logits"), config)
+
+def vision_bundle(name: str, config_cls: type, model_cls: type, output: str, cfg_kwargs: dict,
+                  config: MergeConfig) -> ModelBundle:
+    """A seeded random-weight Hugging Face vision model, patched per `config`."""
+    cfg = config_cls(**cfg_kwargs)
+    model = apply_merge(_seeded(lambda: model_cls(cfg)), config)
+    return _bundle(name, ImageModel(model, cfg.image_size, output), config)
 
 
 @register_model("vit-tiny", "ViT, 32x32 input, 4x4 patches (65 tokens), 4 layers, width 64; random weights, for tests")
 def vit_tiny(config: MergeConfig) -> ModelBundle:
-    return vit_classifier(dict(image_size=32, patch_size=4, hidden_size=64, num_hidden_layers=4,
-                               num_attention_heads=4, intermediate_size=128, num_labels=10), config, "vit-tiny")
+    from transformers import ViTConfig, ViTForImageClassification
+
+    return vision_bundle("vit-tiny", ViTConfig, ViTForImageClassification, "logits", {**_TINY, "num_labels": 10},
+                         config)
 
 
 @register_model("vit-b16", "ViT-B/16 at 224 (197 tokens, 12 layers, width 768); random weights, for speed work")
 def vit_b16(config: MergeConfig) -> ModelBundle:
-    return vit_classifier(dict(image_size=224, patch_size=16, num_labels=1000), config, "vit-b16")
+    from transformers import ViTConfig, ViTForImageClassification
+
+    return vision_bundle("vit-b16", ViTConfig, ViTForImageClassification, "logits",
+                         dict(image_size=224, patch_size=16, num_labels=1000), config)
 
 
 @register_model("deit-tiny", "DeiT with distillation token and teacher head, 32x32, 4 layers, width 64; random weights")
 def deit_tiny(config: MergeConfig) -> ModelBundle:
     from transformers import DeiTConfig, DeiTForImageClassificationWithTeacher
 
-    cfg = DeiTConfig(image_size=32, patch_size=4, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-                     intermediate_size=128, num_labels=10)
-    model = apply_merge(_seeded(lambda: DeiTForImageClassificationWithTeacher(cfg)), config)
-    return _bundle("deit-tiny", ImageModel(model, cfg.image_size, "logits"), config)
+    return vision_bundle("deit-tiny", DeiTConfig, DeiTForImageClassificationWithTeacher, "logits",
+                         {**_TINY, "num_labels": 10}, config)
 
 
 @register_model("clip-vit-tiny", "CLIP vision tower with projection, 32x32, 4 layers, width 64; random weights")
 def clip_tiny(config: MergeConfig) -> ModelBundle:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    cfg = CLIPVisionConfig(image_size=32, patch_size=4, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-                           intermediate_size=128, projection_dim=32)
-    model = apply_merge(_seeded(lambda: CLIPVisionModelWithProjection(cfg)), config)
-    return _bundle("clip-vit-tiny", ImageModel(model, cfg.image_size, "image_embeds"), config)
+    return vision_bundle("clip-vit-tiny", CLIPVisionConfig, CLIPVisionModelWithProjection, "image_embeds",
+                         {**_TINY, "projection_dim": 32}, config)
 
 
 def minilm_dir() -> Path:
