@@ -63,7 +63,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
         d = detect(gen.frames)
         print(f"detector: colour {d.colour}, shape {d.shape}, direction {d.direction} -> "
               f"{'follows the prompt' if d.compliance(spec)['all'] else 'does not fully follow the prompt'}")
+    if args.compare:
+        _compare_with_baseline(rt, args, cfg, gen)
     return 0
+
+
+def _compare_with_baseline(rt, args: argparse.Namespace, cfg: SamplerConfig, gen) -> None:
+    """Run the plain sampler (same seed, no leap, no merge) and print speed and quality against it."""
+    from tqdm import tqdm
+
+    from tomobile.runtime.sampler import LeapConfig
+    from tomobile.runtime.video import generate
+    from tomobile.runtime.video_eval import psnr, ssim
+
+    base_cfg = SamplerConfig(steps=cfg.steps, guidance=cfg.guidance, shift=cfg.shift, leap=LeapConfig(), tdtm_steps=0)
+    with tqdm(total=base_cfg.steps, desc="baseline", unit="step", disable=args.quiet) as bar:
+        base = generate(rt, args.prompt, args.seed, base_cfg, False, on_step=bar.update)
+    print(f"baseline ({base.result.calls} calls, no merge): {base.seconds:.2f} s -> speed-up {base.seconds / gen.seconds:.2f}x; "
+          f"against it PSNR {psnr(base.frames, gen.frames):.1f} dB, SSIM {ssim(base.frames, gen.frames):.3f}")
 
 
 def add_parser(sub) -> None:
@@ -72,5 +89,6 @@ def add_parser(sub) -> None:
     p.add_argument("prompt", metavar="PROMPT", help='e.g. "a red circle moving left"')
     p.add_argument("--out", required=True, metavar="FILE", help=".gif, or .npy (float32 [T, H, W, 3] in [0, 1])")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compare", action="store_true", help="also run the plain 30-step sampler and print speed-up, PSNR, SSIM")
     add_sampler_args(p)
     p.set_defaults(handler=cmd_generate)

@@ -217,18 +217,23 @@ class VideoDiT(nn.Module):
         nn.init.zeros_(self.final_linear.bias)
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, C, T, H, W) -> (B, T, S, C*p*p)."""
+        """x (B, C, T, H, W) -> (B, T, S, C*p*p), features ordered (C, py, px).
+
+        At most 5-D intermediates: XNNPACK (ExecuTorch) rejects tensors above 6 dimensions.
+        """
         c, p, g = self.cfg.channels, self.cfg.patch, self.cfg.grid
         b, _, t = x.shape[:3]
-        x = x.reshape(b, c, t, g, p, g, p)  # (B, C, T, Gy, p, Gx, p)
-        return x.permute(0, 2, 3, 5, 1, 4, 6).reshape(b, t, g * g, c * p * p)  # (B, T, S, C*p*p)
+        x = x.reshape(b * c * t, g, p, g, p).permute(0, 1, 3, 2, 4)  # (B*C*T, Gy, Gx, py, px)
+        x = x.reshape(b, c, t, g * g, p * p).permute(0, 2, 3, 1, 4)  # (B, T, S, C, p*p)
+        return x.reshape(b, t, g * g, c * p * p)  # (B, T, S, C*p*p)
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, T, S, C*p*p) -> (B, C, T, H, W)."""
+        """x (B, T, S, C*p*p) -> (B, C, T, H, W); the inverse of patchify."""
         c, p, g = self.cfg.channels, self.cfg.patch, self.cfg.grid
         b, t = x.shape[:2]
-        x = x.reshape(b, t, g, g, c, p, p)  # (B, T, Gy, Gx, C, p, p)
-        return x.permute(0, 4, 1, 2, 5, 3, 6).reshape(b, c, t, g * p, g * p)  # (B, C, T, H, W)
+        x = x.reshape(b, t, g * g, c, p * p).permute(0, 3, 1, 2, 4)  # (B, C, T, S, p*p)
+        x = x.reshape(b * c * t, g, g, p, p).permute(0, 1, 3, 2, 4)  # (B*C*T, Gy, py, Gx, px)
+        return x.reshape(b, c, t, g * p, g * p)  # (B, C, T, H, W)
 
     def caption_states(self, y: torch.Tensor, mask: torch.Tensor, drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Swap in the null caption where drop (B,) is 1; returns y (B, L, Dy) and mask (B, L) float."""
