@@ -56,7 +56,7 @@ def add_parser(sub) -> None:
     v.add_argument("--steps", type=int, default=30)
     v.add_argument("--guidance", type=float, default=4.0)
     v.add_argument("--prompts", type=int, default=0, help="use only the first N of the 12 fixed prompts")
-    v.add_argument("--seeds", type=int, default=0, help="seeds 0..N-1 (default: 0, 1)")
+    v.add_argument("--seeds", type=int, default=0, help="seeds 0..N-1 (default: seed 0 only)")
     v.add_argument("--no-tome", action="store_true", help="skip the spatial-ToMe settings")
     v.add_argument("--out", default="tomobile-out/eval-video", metavar="DIR", help="table, JSON and picture go here")
     v.set_defaults(handler=cmd_eval_video)

@@ -38,7 +38,7 @@ PROMPTS = (
     "a blue square moving down",
     "a yellow triangle moving left",
 )
-SEEDS = (0, 1)
+SEEDS = (0,)
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,14 @@ def format_table(report: VideoEvalReport) -> str:
     return "\n".join(lines)
 
 
+def warm_up(rt: VideoRuntime) -> None:
+    """One call per denoiser variant, so session start-up cost stays out of the timings."""
+    y, mask = rt.encode(PROMPTS[0])
+    x = np.zeros(rt.shape, np.float32)
+    for run in rt.denoisers.values():
+        run(x, np.array([0.5], np.float32), y, mask, np.array([1.0], np.float32))
+
+
 def run_video_eval(
     rt: VideoRuntime,
     settings: list[Setting],
@@ -156,6 +164,7 @@ def run_video_eval(
     """Every setting on every (prompt, seed); settings[0] is the reference. Timed end to end
     (text encoder + sampling), interleaved per clip."""
     stats = [SettingStats(s) for s in settings]
+    warm_up(rt)
     for prompt in prompts:
         spec = parse_caption(prompt)
         if spec is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from tomobile.graphs.clips import all_specs, sample_batch
 from tomobile.graphs.text_context import encode_captions
@@ -53,6 +53,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("graphs/weights/video_dit_tiny.safetensors"))
     ap.add_argument("--log", type=Path, default=Path("scripts/train_log_video_dit.txt"))
     ap.add_argument("--save-every", type=int, default=250)
+    ap.add_argument("--init", type=Path, help="continue from this checkpoint (model and EMA start from its weights)")
+    ap.add_argument("--append-log", action="store_true", help="append to --log instead of replacing it")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -63,6 +65,8 @@ def main() -> None:
     ratio = shift_ratio(cfg.size, cfg.size, cfg.frames)
     states, masks = encode_captions([s.caption for s in all_specs()], cfg.caption_len)  # (48, L, 384), (48, L)
     model = VideoDiT(cfg)
+    if args.init is not None:
+        model.load_state_dict(load_file(str(args.init)))
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
     warmup = 100
@@ -78,9 +82,9 @@ def main() -> None:
     header = (
         f"# video-dit-tiny training: config {json.dumps(asdict(cfg))}\n"
         f"# params {params}, steps {args.steps}, batch {args.batch}, lr {args.lr}, seed {args.seed}, "
-        f"threads {args.threads}, ema {args.ema}, cfg_drop {args.cfg_drop}, shift ratio {ratio:.3f}\n"
+        f"threads {args.threads}, ema {args.ema}, cfg_drop {args.cfg_drop}, shift ratio {ratio:.3f}, init {args.init}\n"
     )
-    log = args.log.open("w")
+    log = args.log.open("a" if args.append_log else "w")
     log.write(header)
     print(header, end="", flush=True)
     start, running = time.time(), 0.0
