@@ -16,12 +16,103 @@ def lower(program, backend: str):
     """ExportedProgram -> ExecutorchProgramManager for `backend` (xnnpack | portable)."""
     from executorch.exir import to_edge_transform_and_lower
 
-    partitioners = []
+    partitioners, passes = [], []
     if backend == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
         partitioners = [XnnpackPartitioner()]
-    return to_edge_transform_and_lower(program, partitioner=partitioners).to_executorch()
+        program = for_xnnpack(program)
+        passes = [expand_as_view]
+    return to_edge_transform_and_lower(program, transform_passes=passes, partitioner=partitioners).to_executorch()
+
+
+def _layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, cudnn_enable: bool = True):
+    """layer_norm over the last axis from ops XNNPACK delegates: means as matmuls with a 1/C column
+    (XNNPACK has no layer norm, and averages only 4-D tensors over H and W)."""
+    import torch
+
+    c = x.shape[-1]
+    avg = torch.full((c, 1), 1.0 / c, dtype=x.dtype)  # (C, 1), folded into a constant below
+    centred = x - x @ avg  # (..., C)
+    y = centred * torch.rsqrt((centred * centred) @ avg + eps)  # (..., C)
+    if weight is not None:
+        y = y * weight
+    return y + bias if bias is not None else y
+
+
+def _attention(q, k, v, attn_mask=None, dropout_p: float = 0.0, is_causal: bool = False, scale=None,
+               enable_gqa: bool = False):
+    """scaled_dot_product_attention as matmul + softmax (inference: no dropout, no causal mask).
+
+    torch's own math decomposition uses a 'safe' softmax whose any/eq/where run on portable
+    kernels and split the XNNPACK partition in every layer. The two differ only on rows that
+    are -inf throughout, which these encoders never produce."""
+    import torch
+
+    if is_causal or enable_gqa:
+        raise NotImplementedError("causal or grouped-query attention is not rewritten for XNNPACK")
+    logits = (q @ k.transpose(-1, -2)) * (scale if scale is not None else q.shape[-1] ** -0.5)  # (B, H, T, T)
+    if attn_mask is not None:
+        if not attn_mask.is_floating_point():  # boolean keep-mask -> additive bias (folded when constant)
+            attn_mask = (attn_mask.to(logits.dtype) - 1.0) * 1e4
+        logits = logits + attn_mask
+    return torch.softmax(logits, dim=-1) @ v  # (B, H, T, d)
+
+
+def expand_as_view(graph_module):
+    """Edge pass: an expand_copy that adds no elements ((1, N, M) -> (1, N, M), (N, M) -> (1, N, M),
+    left by matmul broadcasting) becomes a view_copy, and select_copy a slice and a view: XNNPACK
+    delegates those, and has no expand or select."""
+    from executorch.exir.dialects._ops import ops as exir_ops
+    from torch.fx.passes.infra.pass_base import PassResult
+
+    graph, changed = graph_module.graph, False
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target == exir_ops.edge.aten.select_copy.int:
+            changed |= _select_as_slice(graph, node, exir_ops)
+            continue
+        if node.op != "call_function" or node.target != exir_ops.edge.aten.expand_copy.default:
+            continue
+        src, out = node.args[0], node.meta["val"]
+        if src.meta["val"].numel() != out.numel():
+            continue  # a real broadcast
+        with graph.inserting_before(node):
+            view = graph.call_function(exir_ops.edge.aten.view_copy.default, (src, list(out.shape)))
+        view.meta = dict(node.meta)
+        node.replace_all_uses_with(view)
+        graph.erase_node(node)
+        changed = True
+    graph_module.recompile()
+    return PassResult(graph_module, changed)
+
+
+def _select_as_slice(graph, node, exir_ops) -> bool:
+    """x.select(dim, i) -> x[i:i+1] along dim, then a view without that axis (a class-token pick);
+    XNNPACK delegates slice and view, not select."""
+    src, dim, index = node.args
+    shape = list(src.meta["val"].shape)
+    dim, index = dim % len(shape), index % shape[dim]
+    with graph.inserting_before(node):
+        piece = graph.call_function(exir_ops.edge.aten.slice_copy.Tensor, (src, dim, index, index + 1, 1))
+        view = graph.call_function(exir_ops.edge.aten.view_copy.default, (piece, list(node.meta["val"].shape)))
+    piece.meta = dict(node.meta)
+    piece.meta["val"] = src.meta["val"].narrow(dim, index, 1)
+    view.meta = dict(node.meta)
+    node.replace_all_uses_with(view)
+    graph.erase_node(node)
+    return True
+
+
+def for_xnnpack(program):
+    """Rewrite a program so XNNPACK takes more of it: layer norm and attention as primitive ops,
+    constant subgraphs folded (a constant built in forward must be a static weight for XNNPACK's matmuls)."""
+    import torch
+    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+
+    program = program.run_decompositions({torch.ops.aten.layer_norm.default: _layer_norm,
+                                           torch.ops.aten.scaled_dot_product_attention.default: _attention})
+    with torch.no_grad():  # folded constants must be leaves (the delegate deep-copies them)
+        return constant_prop_pass(program)
 
 
 def program_summary(manager) -> dict:

@@ -62,7 +62,16 @@ def attention(parts: AttentionParts, h: torch.Tensor, bias: torch.Tensor | None)
         logits = logits + bias
     ctx = logits.softmax(dim=-1) @ v  # (B, H, T, d)
     ctx = ctx.transpose(1, 2).reshape(b, t, parts.heads * parts.head_dim)  # (B, T, H*d)
-    return ctx, k.mean(dim=1)
+    return ctx, head_mean(k)
+
+
+def head_mean(k: torch.Tensor) -> torch.Tensor:
+    """Keys averaged over heads, (B, H, T, d) -> (B, T, d): ToMe's metric. A matmul with a 1/H column
+    instead of mean(dim=1), which XNNPACK would not delegate (it averages 4-D tensors over H, W only)."""
+    heads = k.shape[1]
+    b, _, t, d = k.shape
+    weights = torch.tensor([[1.0 / heads]] * heads, dtype=k.dtype, device=k.device)  # (H, 1), a lifted constant
+    return (k.permute(0, 2, 3, 1).reshape(b * t * d, heads) @ weights).reshape(b, t, d)  # (B*T*d, H) @ (H, 1) -> (B, T, d)
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,7 @@ class LayerFns:
 
 def initial_state(x: torch.Tensor, valid: torch.Tensor | None, trace_source: bool) -> TokenState:
     b, t, _ = x.shape
-    size = torch.ones(b, t, 1, dtype=x.dtype, device=x.device)  # (B, T, 1)
+    size = x[:, :, :1] * 0.0 + 1.0  # (B, T, 1) ones, from delegable ops (torch.ones traces to a portable `full`)
     source = None
     if trace_source:
         source = torch.eye(t, dtype=x.dtype, device=x.device).expand(b, t, t)  # (B, T, T0)

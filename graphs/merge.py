@@ -38,9 +38,46 @@ def max_r(tokens: int, class_token: bool = False, distill_token: bool = False) -
     return max((tokens - protected) // 2, 0)
 
 
-def _split_positions(tokens: int) -> tuple[list[int], list[int]]:
-    """Index lists of the alternate split A = tokens[0::2], B = tokens[1::2]."""
-    return list(range(0, tokens, 2)), list(range(1, tokens, 2))
+def _const(values: list[float] | list[list[float]], like: torch.Tensor) -> torch.Tensor:
+    """A float32 constant built from Python numbers: export lifts it as a buffer, so no arange/full
+    op (which ExecuTorch would run on portable kernels) lands in the graph."""
+    return torch.tensor(values, dtype=torch.float32, device=like.device)
+
+
+def _gt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(a > b) as 0/1 float with delegable arithmetic: ceil(clamp(a - b, 0, 1)).
+
+    Exact: the difference of two finite floats is 0 only when they are equal, and ceil takes any
+    positive value up to 1 to 1. XNNPACK has no comparison ops; it has sub, clamp and ceil."""
+    return torch.ceil(torch.clamp(a - b, 0.0, 1.0))
+
+
+def _eq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(a == b) as 0/1 float: 1 - ceil(clamp(|a - b|, 0, 1)); exact as `_gt`."""
+    return 1.0 - torch.ceil(torch.clamp((a - b).abs(), 0.0, 1.0))
+
+
+def _row_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum over the last axis as a matmul with a ones column (delegable, unlike sum): (..., N) -> (..., 1)."""
+    return x @ _const([[1.0]] * x.shape[-1], x)
+
+
+def _row_max(x: torch.Tensor) -> torch.Tensor:
+    """Max over the last axis of (B, M, N) -> (B, M, 1), as max.dim on a 4-D view (XNNPACK takes it)."""
+    b, m, n = x.shape
+    return x.reshape(b, 1, m, n).max(dim=3, keepdim=True).values.reshape(b, m, 1)  # (B, 1, M, N) -> (B, M, 1)
+
+
+def _norm(x: torch.Tensor) -> torch.Tensor:
+    """L2 norm over the last axis, (B, T, C) -> (B, T, 1).
+
+    Eager runs torch's norm, bit-equal to what reference implementations compute, so exact-tie
+    tests hold. An exported graph takes sqrt of a matmul sum instead: XNNPACK delegates that, while
+    the norm's pow/sum would run on portable kernels. The two agree to float rounding, like every
+    backend's matmul against eager's."""
+    if torch.compiler.is_exporting():
+        return torch.sqrt(_row_sum(x * x))
+    return x.norm(dim=-1, keepdim=True)
 
 
 def _blend(keep: torch.Tensor, x: torch.Tensor, other: float) -> torch.Tensor:
@@ -49,13 +86,26 @@ def _blend(keep: torch.Tensor, x: torch.Tensor, other: float) -> torch.Tensor:
     return x * keep + other * (1.0 - keep)
 
 
+def _select(x: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """x[:, rows] for x (B, T, C) as a one-hot matmul from the right (exact; strided slices are not
+    delegable): (B, C, T) @ (T, len(rows)) -> (B, len(rows), C)."""
+    t = x.shape[1]
+    sel = _const([[1.0 if i == j else 0.0 for j in rows] for i in range(t)], x)  # (T, N)
+    return (x.transpose(1, 2) @ sel).transpose(1, 2)  # (B, N, C)
+
+
 def _best_partner(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Max over B and the lowest B index reaching it. scores (B, Ta, Tb) -> (B, Ta), (B, Ta) float."""
+    """Max over B and the lowest B index reaching it. scores (B, Ta, Tb) -> (B, Ta), (B, Ta) float.
+
+    The lowest index is Tb - max_j(at_max_j * (Tb - j)): every maximum votes its distance from the end.
+    """
     tb = scores.shape[-1]
-    best = scores.amax(dim=-1, keepdim=True)  # (B, Ta, 1)
-    idx = torch.arange(tb, device=scores.device, dtype=torch.float32)  # (Tb,)
-    at_max = (scores == best).to(torch.float32)  # (B, Ta, Tb)
-    return best.squeeze(-1), _blend(at_max, idx, float(tb)).amin(dim=-1)
+    best = _row_max(scores)  # (B, Ta, 1)
+    at_max = _eq(scores, best)  # (B, Ta, Tb)
+    from_end = _const([float(tb - j) for j in range(tb)], scores)  # (Tb,)
+    partner = float(tb) - _row_max(at_max * from_end)  # (B, Ta, 1)
+    b, ta, _ = scores.shape
+    return best.reshape(b, ta), partner.reshape(b, ta)
 
 
 def _rank_descending(values: torch.Tensor) -> torch.Tensor:
@@ -64,13 +114,18 @@ def _rank_descending(values: torch.Tensor) -> torch.Tensor:
     values (B, N) -> (B, N) float32 holding integers. O(N^2) comparisons, N = T/2, cheap next to
     attention. The two conditions exclude each other, so their sum is the 0/1 'ranks before'.
     """
-    n = values.shape[-1]
-    vi = values.unsqueeze(-1)  # (B, N, 1)
-    vj = values.unsqueeze(-2)  # (B, 1, N)
-    idx = torch.arange(n, device=values.device)
-    earlier = (idx.unsqueeze(0) < idx.unsqueeze(1)).to(torch.float32)  # (N, N): [i, j] = j < i
-    before = (vj > vi).to(torch.float32) + (vj == vi).to(torch.float32) * earlier  # (B, N, N)
-    return before.sum(dim=-1)
+    b, n = values.shape
+    vi = values.reshape(b, n, 1)  # (B, N, 1)
+    vj = values.reshape(b, 1, n)  # (B, 1, N)
+    earlier = _const([[1.0 if j < i else 0.0 for j in range(n)] for i in range(n)], values)  # (N, N): [i, j] = j < i
+    before = _gt(vj, vi) + _eq(vj, vi) * earlier  # (B, N, N)
+    return _row_sum(before).reshape(b, n)  # (B, N)
+
+
+def _cumsum(x: torch.Tensor) -> torch.Tensor:
+    """Inclusive cumulative sum over the last axis of (B, N) as a matmul with an upper triangle."""
+    n = x.shape[-1]
+    return x @ _const([[1.0 if i <= j else 0.0 for j in range(n)] for i in range(n)], x)  # (B, N)
 
 
 def matching_scores(
@@ -87,22 +142,23 @@ def matching_scores(
     precision, so the assignment does not change with --precision.
     """
     metric = metric.to(torch.float32)
-    norm = metric.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)
+    t = metric.shape[1]
+    a_idx, b_idx = list(range(0, t, 2)), list(range(1, t, 2))
+    norm = torch.clamp(_norm(metric), min=_NORM_EPS)  # (B, T, 1)
     unit = metric / norm  # (B, T, C)
-    a, b = unit[:, 0::2], unit[:, 1::2]  # (B, Ta, C), (B, Tb, C)
+    a, b = _select(unit, a_idx), _select(unit, b_idx)  # (B, Ta, C), (B, Tb, C)
     scores = a @ b.transpose(-1, -2)  # (B, Ta, Tb)
     if valid is not None:
-        va, vb = valid[:, 0::2], valid[:, 1::2]  # (B, Ta), (B, Tb)
-        same = (va.unsqueeze(-1) == vb.unsqueeze(-2)).to(torch.float32)  # (B, Ta, Tb)
-        both_pad = (1.0 - va).unsqueeze(-1) * (1.0 - vb).unsqueeze(-2)  # (B, Ta, Tb)
+        v = valid.to(torch.float32).reshape(valid.shape[0], t, 1)  # (B, T, 1)
+        va, vb = _select(v, a_idx), _select(v, b_idx)  # (B, Ta, 1), (B, Tb, 1)
+        same = _eq(va, vb.transpose(1, 2))  # (B, Ta, Tb)
+        both_pad = (1.0 - va) * (1.0 - vb.transpose(1, 2))  # (B, Ta, Tb)
         scores = _blend(1.0 - both_pad, _blend(same, scores, NO_MATCH), PAD_PAIR)
     ta, tb = scores.shape[-2:]
     if class_token:
-        free_row = (torch.arange(ta, device=scores.device).unsqueeze(-1) != 0).to(torch.float32)  # (Ta, 1)
-        scores = _blend(free_row, scores, PROTECTED)
+        scores = _blend(_const([[0.0]] + [[1.0]] * (ta - 1), scores), scores, PROTECTED)  # row 0 of (Ta, 1)
     if distill_token:
-        free_col = (torch.arange(tb, device=scores.device).unsqueeze(0) != 0).to(torch.float32)  # (1, Tb)
-        scores = _blend(free_col, scores, PROTECTED)
+        scores = _blend(_const([0.0] + [1.0] * (tb - 1), scores), scores, PROTECTED)  # column 0 of (Tb,)
     return scores
 
 
@@ -119,7 +175,8 @@ def assignment(
     Output order is ToMe's: kept A tokens in index order, then all B tokens; with a
     distillation token, [A0, B0, A1.., B1..]. The r A tokens whose best similarity is highest
     join their best B partner. A padding token chosen while it has no padding partner is
-    dropped (-1), never merged into a real token.
+    dropped (-1), never merged into a real token. Every op is one XNNPACK delegates (arithmetic,
+    clamp, ceil, max over a 4-D view, matmuls with constants), so the merge breaks no partition.
     """
     if distill_token and not class_token:
         raise ValueError("a distillation token needs a class token in front of it")
@@ -131,32 +188,30 @@ def assignment(
     n_kept = ta - r
     scores = matching_scores(metric, class_token, distill_token, valid)  # (B, Ta, Tb)
     best, partner = _best_partner(scores)  # (B, Ta), (B, Ta)
-    merged = (_rank_descending(best) < r).to(torch.float32)  # (B, Ta) 0/1
-    kept_slot = torch.cumsum(1.0 - merged, dim=-1) - 1.0  # (B, Ta)
+    merged = torch.clamp(float(r) - _rank_descending(best), 0.0, 1.0)  # (B, Ta): rank < r, integers
+    kept_slot = _cumsum(1.0 - merged) - 1.0  # (B, Ta)
     b_slot = [float(n_kept + j) for j in range(tb)]
     partner_slot = partner + float(n_kept)  # (B, Ta)
     if distill_token:
         # ToMe's order [A0, B0, A1.., B1..]: kept A tokens after the first move up one slot.
-        kept_slot = kept_slot + (kept_slot >= 1.0).to(torch.float32)
+        kept_slot = kept_slot + torch.clamp(kept_slot, 0.0, 1.0)  # + (kept_slot >= 1), integers >= -1
         b_slot[0] = 1.0  # partner 0 never occurs: B0 is protected
     a_slot = kept_slot + merged * (partner_slot - kept_slot)  # (B, Ta): where(merged, partner, kept)
     if valid is not None:
-        orphan = merged * (best <= NO_MATCH / 2).to(torch.float32)  # chosen with no partner of its kind
+        orphan = merged * (1.0 - _gt(best, _const(NO_MATCH / 2, best)))  # chosen with no partner of its kind
         a_slot = _blend(1.0 - orphan, a_slot, -1.0)
-    b_slots = torch.tensor(b_slot, device=metric.device).unsqueeze(0).expand(a_slot.shape[0], tb)  # (B, Tb)
-    split = torch.cat([a_slot, b_slots], dim=1)  # (B, T) in split order [A..., B...]
-    a_idx, b_idx = _split_positions(t)
-    inverse = [0] * t
-    for i, j in enumerate(a_idx + b_idx):
-        inverse[j] = i
-    inv = torch.tensor(inverse, dtype=torch.int64, device=metric.device)
-    return split.index_select(1, inv)  # (B, T) in token order
+    # Back to token order: A token i sits at 2i, B token j at 2j + 1 (a one-hot matmul, exact).
+    a_to_token = _const([[1.0 if j == 2 * i else 0.0 for j in range(t)] for i in range(ta)], a_slot)  # (Ta, T)
+    b_in_token = _const([b_slot[j // 2] if j % 2 else 0.0 for j in range(t)], a_slot)  # (T,)
+    return a_slot @ a_to_token + b_in_token  # (B, T)
 
 
 def one_hot_assignment(pos: torch.Tensor, slots: int, dtype: torch.dtype) -> torch.Tensor:
-    """pos (B, T) -> M (B, slots, T) with M[b, p, t] = (pos[b, t] == p)."""
-    idx = torch.arange(slots, device=pos.device, dtype=pos.dtype).view(1, slots, 1)  # (1, T', 1)
-    return (pos.unsqueeze(1) == idx).to(dtype)  # (B, T', T)
+    """pos (B, T) -> M (B, slots, T) with M[b, p, t] = (pos[b, t] == p); pos holds integers, so
+    1 - clamp(|pos - p|, 0, 1) is that indicator exactly."""
+    idx = _const([[float(p)] for p in range(slots)], pos)  # (T', 1)
+    b, t = pos.shape
+    return (1.0 - torch.clamp((pos.reshape(b, 1, t) - idx).abs(), 0.0, 1.0)).to(dtype)  # (B, T', T)
 
 
 def bipartite_soft_matching(
@@ -176,7 +231,7 @@ def merge_wavg(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Size-weighted average merge. m (B, T', T), x (B, T, C), size (B, T, 1) -> (B, T', C), (B, T', 1)."""
     total = m @ size  # (B, T', 1)
-    merged = (m @ (x * size)) / total.clamp_min(_NORM_EPS)  # (B, T', C)
+    merged = (m @ (x * size)) / torch.clamp(total, min=_NORM_EPS)  # (B, T', C)
     return merged, total
 
 
@@ -194,8 +249,8 @@ def attention_bias(size: torch.Tensor | None, valid: torch.Tensor | None) -> tor
     """Additive key bias (B, 1, 1, T): log(size) for proportional attention, MASK_BIAS on padding."""
     bias = None
     if size is not None:
-        bias = size.squeeze(-1).log()  # (B, T)
+        bias = size.reshape(size.shape[0], size.shape[1]).log()  # (B, T)
     if valid is not None:
         pad = (1.0 - valid) * MASK_BIAS  # (B, T)
         bias = pad if bias is None else bias + pad
-    return None if bias is None else bias[:, None, None, :]  # (B, 1, 1, T)
+    return None if bias is None else bias.reshape(bias.shape[0], 1, 1, bias.shape[1])  # (B, 1, 1, T)
