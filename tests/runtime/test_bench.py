@@ -1,0 +1,95 @@
+"""tomobile bench: FLOP ratio, spec parsing, round-robin order, reference merge, report shapes.
+Nothing here asserts a speed: timings only ever appear in benchmark output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tomobile.export.cmd_bench import label, parse_runtimes, parse_specs
+from tomobile.graphs.config import MergeConfig
+from tomobile.runtime.bench import BenchReport, BenchRow, format_table, round_robin, save_plot
+from tomobile.runtime.flops import constant_r_tokens, flop_ratio, layer_macs
+from tomobile.runtime.reference_merge import reference_merge
+
+
+@pytest.mark.parametrize("r,expected", [(8, 1.34), (13, 1.70), (16, 2.02)])
+def test_flop_ratio_matches_facts_for_vit_b16(r, expected):
+    assert flop_ratio(constant_r_tokens(197, 12, r), 768, 3072) == pytest.approx(expected, abs=0.005)
+
+
+def test_flop_ratio_is_one_without_merging_and_mlp_width_counts():
+    assert flop_ratio([65] * 5, 64, 128) == 1.0
+    assert layer_macs(10, 5, 8, 32) - layer_macs(10, 5, 8, 16) == 2 * 8 * 16 * 5
+
+
+def test_parse_specs_puts_the_unmerged_baseline_first_and_drops_duplicates():
+    configs = parse_specs("tome:r=8; tome:r=16;tome:r=8;none")
+    assert [label(c) for c in configs] == ["r=0", "r=8", "r=16"]
+    with pytest.raises(ValueError, match="names no merging spec"):
+        parse_specs("none")
+    assert label(MergeConfig.parse("tome:r=4,schedule=decreasing")) == "tome:r=4,schedule=decreasing"
+
+
+def test_parse_runtimes_rejects_unknown_names():
+    assert parse_runtimes("onnxruntime, executorch,onnxruntime") == ["onnxruntime", "executorch"]
+    with pytest.raises(ValueError, match="runtimes: onnxruntime"):
+        parse_runtimes("tflite")
+
+
+def test_round_robin_interleaves_and_rotates_the_start():
+    calls: list[str] = []
+    fns = {n: (lambda n=n: calls.append(n)) for n in "abc"}
+    times = round_robin(fns, runs=3, warmup=1, progress=False)
+    assert calls[:3] == ["a", "b", "c"]  # warm-ups
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+
+
+def _report() -> BenchReport:
+    report = BenchReport("m", 2, 5)
+    report.rows = [BenchRow("onnxruntime", "r=0", 0, 10.0, 9.0, 11.0, 1.0, 1.0, 1.0, 0.0),
+                   BenchRow("onnxruntime", "r=8", 8, 8.0, 7.5, 9.0, 1.25, 1.34, 0.93, 0.02),
+                   BenchRow("executorch", "r=8", 8, 9.0, 8.0, 9.5, 1.2, 1.34, 0.9, None, 1, ["aten::select_copy.int_out"])]
+    return report
+
+
+def test_report_json_has_the_fields_per_runtime_and_spec(tmp_path):
+    data = json.loads(json.dumps(_report().to_json()))
+    row = data["runtimes"]["onnxruntime"]["r=8"]
+    assert {"median_ms", "speedup", "flop_ratio", "efficiency"} <= set(row)
+    assert data["runtimes"]["executorch"]["r=8"]["partitions"] == 1
+    table = format_table(_report())
+    assert "select_copy.int_out" in table and "2.0%" in table
+    save_plot(_report(), tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_reference_merge_gives_the_static_graphs_output_on_a_patched_vit():
+    from tomobile.graphs.zoo import vit_tiny
+
+    wrapper = vit_tiny(MergeConfig.parse("tome:r=8")).parts["model"]
+    (x,) = wrapper.example_inputs(seed=3)
+    with torch.no_grad():
+        ours = wrapper(x)[0]
+        with reference_merge():
+            ref = wrapper(x)[0]
+        again = wrapper(x)[0]
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+    assert torch.equal(ours, again)  # the static functions are back after the block
+
+
+@pytest.mark.slow
+def test_bench_cli_on_vit_tiny_writes_json(tmp_path):
+    from tomobile.export.cli import main
+
+    out = tmp_path / "b.json"
+    rc = main(["-q", "bench", "vit-tiny", "--merge", "tome:r=8", "--runs", "2", "--eager-runs", "1",
+               "--work", str(tmp_path / "w"), "--json", str(out), "--plot", str(tmp_path / "b.png")])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert set(data["runtimes"]) == {"onnxruntime", "executorch"}
+    assert data["runtimes"]["executorch"]["r=8"]["partitions"] >= 1
+    assert 0.0 < data["runtimes"]["onnxruntime"]["r=8"]["merge_share"] < 1.0
