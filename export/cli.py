@@ -17,7 +17,7 @@ from tomobile.graphs.config import SPEC_HELP, MergeConfig, SpecError
 from tomobile.graphs.exportable import ModelBundle
 
 from .opcheck import UnsupportedOpError
-from .registry import BACKENDS, PRECISIONS, ExportOptions, FormatError, exporters, parse_formats
+from .registry import BACKENDS, PRECISIONS, QUANTIZE, ExportOptions, FormatError, exporters, parse_formats
 
 log = logging.getLogger("tomobile")
 
@@ -63,7 +63,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     config = MergeConfig.parse(args.merge)
     formats = parse_formats(args.format)
-    options = ExportOptions(backend=args.backend, precision=args.precision)
+    options = ExportOptions(backend=args.backend, precision=args.precision, quantize=args.quantize)
     out = Path(args.out) if args.out else DEFAULT_OUT / args.model.replace("/", "_")
     bundle = resolve_model(args.model, config)
     staging, manifest = stage_export(bundle, formats, out, options, progress=not args.quiet)
@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="xnnpack", help="ExecuTorch backend (default: xnnpack)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp16 applies to coreml and executorch; onnx stays fp32 (default: fp32)")
+    p.add_argument("--quantize", choices=QUANTIZE, help="int8: dynamic int8 weights for onnx (ONNX Runtime), "
+                                                        "validated by PSNR against fp32 eager")
     p.add_argument("--no-validate", action="store_true", help="skip validation against eager PyTorch")
     p.set_defaults(handler=cmd_export)
 

@@ -1,4 +1,5 @@
-"""ONNX exporter: torch.export program -> dynamo ONNX exporter -> model.onnx (fp32)."""
+"""ONNX exporter: torch.export program -> dynamo ONNX exporter -> model.onnx (fp32, or with
+--quantize int8 dynamically quantised weights)."""
 
 from __future__ import annotations
 
@@ -23,13 +24,44 @@ def export_onnx(get_program, part: PartInfo, out: Path, options: ExportOptions) 
             program, input_names=list(part.input_names), output_names=list(part.output_names), dynamo=True,
             verbose=False,
         )
-        onnx_program.save(str(out))
-    return {"precision": "fp32"}
+        if options.quantize != "int8":
+            onnx_program.save(str(out))
+            return {"precision": "fp32"}
+        fp32 = out.with_name(f"{out.stem}.fp32.tmp.onnx")
+        onnx_program.save(str(fp32))
+    try:
+        quantize_int8(fp32, out)
+    finally:
+        fp32.unlink(missing_ok=True)
+    return {"precision": "int8", "quantize": "dynamic int8 weights (onnxruntime quantize_dynamic)"}
+
+
+def structural_matmuls(model) -> list[str]:
+    """MatMul/Gemm nodes whose constant operand is structure, not a learned weight: one-hot
+    selections, triangles and averaging columns of the merge (at most two distinct values).
+    Quantising them would blur the exact 0/1 arithmetic that assigns tokens to slots."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    consts = {t.name: t for t in model.graph.initializer}
+    names = []
+    for node in model.graph.node:
+        if node.op_type not in ("MatMul", "Gemm"):
+            continue
+        for inp in node.input:
+            if inp in consts and np.unique(numpy_helper.to_array(consts[inp])).size <= 2:
+                names.append(node.name)
+                break
+    return names
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantisation of an fp32 ONNX file (weights int8, activations quantised per
-    run): ONNX Runtime's quantize_dynamic on the MatMul/Gemm weights."""
+    """Dynamic int8 quantisation of an fp32 ONNX file with ONNX Runtime's quantize_dynamic: learned
+    MatMul/Gemm weights become int8, activations are quantised per run. Activation-by-activation
+    matmuls (attention) and the merge's structural matmuls stay fp32."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    exclude = structural_matmuls(onnx.load(str(src)))
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                     extra_options={"MatMulConstBOnly": True})

@@ -18,6 +18,7 @@ ExportFn = Callable[[torch.export.ExportedProgram, "PartInfo", Path, "ExportOpti
 class ExportOptions:
     backend: str = "xnnpack"  # ExecuTorch: xnnpack | portable
     precision: str = "fp32"  # fp32 | fp16
+    quantize: str | None = None  # ONNX only: "int8" = dynamic int8 weights (onnxruntime.quantization)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ _EXPORTERS: dict[str, Exporter] = {}
 _MODULES = ("onnx_format", "executorch_format", "coreml_format")
 BACKENDS = ("xnnpack", "portable")
 PRECISIONS = ("fp32", "fp16")
+QUANTIZE = ("int8",)
 
 
 class FormatError(KeyError):

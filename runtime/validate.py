@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 FP32_MAX_ABS_ERROR = 1e-4  # fp32 artifacts: max abs error against eager fp32
 FP16_MIN_PSNR_DB = 35.0  # fp16 artifacts: PSNR against eager fp32 (Apple's ABSOLUTE_MIN_PSNR)
+INT8_MIN_PSNR_DB = 30.0  # int8 (dynamic quantisation) artifacts: PSNR against eager fp32
 MANIFEST = "manifest.json"
 PASS, FAIL, NEEDS_MACOS = "pass", "FAIL", "needs macOS"
 
@@ -59,7 +60,8 @@ class ValidationReport:
             if row["psnr_db"] is not None and math.isinf(row["psnr_db"]):
                 row["psnr_db"] = "inf"
         return {"passed": self.passed, "thresholds": {"fp32_max_abs_error": FP32_MAX_ABS_ERROR,
-                                                      "fp16_min_psnr_db": FP16_MIN_PSNR_DB}, "checks": rows}
+                                                      "fp16_min_psnr_db": FP16_MIN_PSNR_DB,
+                                                      "int8_min_psnr_db": INT8_MIN_PSNR_DB}, "checks": rows}
 
 
 def psnr(reference: np.ndarray, actual: np.ndarray) -> float:
@@ -80,9 +82,10 @@ def compare(reference: np.ndarray, actual: np.ndarray, precision: str) -> tuple[
     quality = psnr(reference, actual)
     if not np.all(np.isfinite(actual)):
         return err, quality, FAIL, "non-finite values"
-    if precision == "fp16":
-        ok = quality >= FP16_MIN_PSNR_DB
-        return err, quality, PASS if ok else FAIL, f"PSNR >= {FP16_MIN_PSNR_DB:g} dB"
+    if precision in ("fp16", "int8"):
+        floor = FP16_MIN_PSNR_DB if precision == "fp16" else INT8_MIN_PSNR_DB
+        ok = quality >= floor
+        return err, quality, PASS if ok else FAIL, f"PSNR >= {floor:g} dB"
     ok = err <= FP32_MAX_ABS_ERROR
     return err, quality, PASS if ok else FAIL, f"max abs <= {FP32_MAX_ABS_ERROR:g}"
 
