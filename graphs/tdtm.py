@@ -28,7 +28,10 @@ def merge_frames(x: torch.Tensor) -> torch.Tensor:
     """x (B, T, S, C) -> (B, ceil(T/2), S, C): pairwise frame average, odd last frame kept."""
     b, t, s, c = x.shape
     pairs = t // 2
-    even = x[:, : 2 * pairs].reshape(b, pairs, 2, s, c).mean(dim=2)  # (B, T//2, S, C)
+    # Slice only when there is an odd frame: a full-range slice exports as `alias`, which Core ML
+    # has no converter for.
+    head = x if t % 2 == 0 else x[:, : 2 * pairs]
+    even = head.reshape(b, pairs, 2, s, c).mean(dim=2)  # (B, T//2, S, C)
     if t % 2 == 0:
         return even
     return torch.cat([even, x[:, 2 * pairs :]], dim=1)  # (B, T//2 + 1, S, C)
@@ -38,7 +41,8 @@ def unmerge_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
     """x (B, ceil(T/2), S, C) -> (B, T, S, C): each merged frame copied to both sources."""
     b, _, s, c = x.shape
     pairs = frames // 2
-    even = x[:, :pairs].unsqueeze(2).expand(b, pairs, 2, s, c).reshape(b, 2 * pairs, s, c)  # (B, 2*(T//2), S, C)
+    head = x if frames % 2 == 0 else x[:, :pairs]
+    even = head.unsqueeze(2).expand(b, pairs, 2, s, c).reshape(b, 2 * pairs, s, c)  # (B, 2*(T//2), S, C)
     if frames % 2 == 0:
         return even
     return torch.cat([even, x[:, pairs:]], dim=1)  # (B, T, S, C)
