@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import os
 import shutil
@@ -128,8 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_validate)
 
     for module in _COMMAND_MODULES:
-        if importlib.util.find_spec(f"{__package__}.{module}") is not None:
-            importlib.import_module(f"{__package__}.{module}").add_parser(sub)
+        importlib.import_module(f"{__package__}.{module}").add_parser(sub)
     return parser
 
 
@@ -138,7 +136,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("torch", "torch.onnx", "torch.export", "executorch", "coremltools", "onnxscript"):
+    for name in ("torch", "torch.onnx", "torch.export", "torchao", "executorch", "coremltools", "onnxscript"):
         logging.getLogger(name).setLevel(logging.ERROR)
     import transformers
 

@@ -1,15 +1,11 @@
-"""`tomobile eval video|text`: measured speed and quality. `video` is here; `text` registers
-itself through TEXT_HOOK (set by the text evaluation module) or reports that it is not built."""
+"""`tomobile eval video|text`: measured speed and quality. `video` is here; `text` lives in
+cmd_eval_text.py and is added to the same `eval` group."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
-
-# The text evaluation plugs in here: a function (subparsers) -> None that adds the `text` parser.
-TEXT_HOOK: Callable[[argparse._SubParsersAction], None] | None = None
 
 
 def cmd_eval_video(args: argparse.Namespace) -> int:
@@ -41,10 +37,6 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def _text_not_built(args: argparse.Namespace) -> int:
-    raise ValueError("`tomobile eval text` is not available in this build")
-
-
 def add_parser(sub) -> None:
     from tomobile.runtime.video import RuntimeKind
 
@@ -60,8 +52,6 @@ def add_parser(sub) -> None:
     v.add_argument("--no-tome", action="store_true", help="skip the spatial-ToMe settings")
     v.add_argument("--out", default="tomobile-out/eval-video", metavar="DIR", help="table, JSON and picture go here")
     v.set_defaults(handler=cmd_eval_video)
-    if TEXT_HOOK is not None:
-        TEXT_HOOK(kinds)
-    else:
-        t = kinds.add_parser("text", help="(not built yet)")
-        t.set_defaults(handler=_text_not_built)
+    from .cmd_eval_text import add_text_parser
+
+    add_text_parser(kinds)
