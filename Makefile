@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(TOMOBILE) export vit-b16 --merge tome:r=16 --format onnx,coreml,executorch --out $(DEMO_OUT)/vit-b16
 	$(TOMOBILE) export video-dit-tiny --format onnx,coreml,executorch --out $(DEMO_OUT)/video-dit-tiny
 	$(TOMOBILE) generate "a red circle moving left" --runtime onnxruntime --artifacts $(DEMO_OUT)/video-dit-tiny \
-		--lpl 15 --tdtm-steps 15 --out $(DEMO_OUT)/red-circle-left.gif
+		--lpl 15 --tdtm-steps 15 --compare --out $(DEMO_OUT)/red-circle-left.gif
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow and not macos" -q
