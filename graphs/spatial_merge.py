@@ -4,7 +4,8 @@ tomesd picks one destination token per sy x sx cell at random, merges the r most
 tokens into their best destination before self-attention and copies the result back after.
 Random choice is not static, so the destination offset inside each cell is a fixed Python pair
 (top-left by default, or drawn once from a seed when the model is patched). The ranking uses
-comparisons and cumsum instead of argsort, the merge a one-hot matmul from graphs/merge.py:
+comparisons, 0/1 float masks and cumsum instead of argsort and boolean and/or (Core ML has
+no bitwise_or converter); merge and unmerge are one-hot matmuls (`unmerge` from graphs/merge.py):
 
     pos (N, S)        output slot of every token; kept sources first, then destinations
     M   (N, S - r, S) one-hot; merge x' = (M @ x) / (M @ 1), unmerge x = M^T @ x'
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .merge import NO_MATCH, one_hot_assignment, unmerge
+from .merge import NO_MATCH, unmerge
 
 _EPS = 1e-6
 
@@ -59,13 +60,20 @@ def merge_count(h: int, w: int, cfg: SpatialMergeConfig) -> int:
     return min(int(h * w * cfg.ratio), sources)
 
 
+def _const(rows, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(rows, dtype=like.dtype, device=like.device)
+
+
 def _rank_descending(values: torch.Tensor) -> torch.Tensor:
-    """Stable descending rank without sort, lowest index first on ties. (N, K) -> (N, K) int64."""
+    """Stable descending rank without sort, lowest index first on ties. (N, K) -> (N, K) float.
+
+    Float arithmetic on 0/1 masks instead of boolean and/or: Core ML's torch frontend has no
+    converter for bitwise_or / bitwise_and. The two conditions exclude each other, so they add.
+    """
     k = values.shape[-1]
     vi, vj = values.unsqueeze(-1), values.unsqueeze(-2)  # (N, K, 1), (N, 1, K)
-    idx = torch.arange(k, device=values.device)
-    earlier = idx.unsqueeze(0) < idx.unsqueeze(1)  # [i, j] = j < i
-    return ((vj > vi) | ((vj == vi) & earlier)).to(torch.int64).sum(dim=-1)
+    earlier = _const([[1.0 if j < i else 0.0 for j in range(k)] for i in range(k)], values)  # [i, j] = j < i
+    return ((vj > vi).to(values.dtype) + (vj == vi).to(values.dtype) * earlier).sum(dim=-1)
 
 
 def spatial_assignment(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig) -> torch.Tensor:
@@ -75,24 +83,25 @@ def spatial_assignment(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig)
     dst = destination_indices(h, w, cfg)
     dst_set = set(dst)
     src = [i for i in range(s) if i not in dst_set]
-    n_kept = len(src) - r
+    n_kept, nd = len(src) - r, len(dst)
     unit = x / x.norm(dim=-1, keepdim=True).clamp_min(_EPS)  # (N, S, C)
     src_idx = torch.tensor(src, dtype=torch.int64, device=x.device)
     dst_idx = torch.tensor(dst, dtype=torch.int64, device=x.device)
     scores = unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2)  # (N, Ns, Nd)
     best = scores.amax(dim=-1, keepdim=True)  # (N, Ns, 1)
-    cols = torch.arange(len(dst), device=x.device)
-    partner = torch.where(scores == best, cols, len(dst)).amin(dim=-1)  # (N, Ns), lowest index wins
-    merged = _rank_descending(best.squeeze(-1).clamp_min(NO_MATCH)) < r  # (N, Ns)
-    kept_slot = torch.cumsum((~merged).to(torch.int64), dim=-1) - 1  # (N, Ns)
-    src_slot = torch.where(merged, partner + n_kept, kept_slot)  # (N, Ns)
-    dst_slot = (cols + n_kept).unsqueeze(0).expand(x.shape[0], len(dst))  # (N, Nd)
+    from_end = _const([float(nd - j) for j in range(nd)], x)  # lowest index at the max wins
+    partner = nd - ((scores == best).to(x.dtype) * from_end).amax(dim=-1)  # (N, Ns) float
+    merged = (_rank_descending(best.squeeze(-1).clamp_min(NO_MATCH)) < r).to(x.dtype)  # (N, Ns) 0/1
+    kept_slot = torch.cumsum(1.0 - merged, dim=-1) - 1.0  # (N, Ns)
+    src_slot = merged * (partner + n_kept) + (1.0 - merged) * kept_slot  # (N, Ns)
+    dst_slot = (_const([float(j + n_kept) for j in range(nd)], x)).unsqueeze(0).expand(x.shape[0], nd)  # (N, Nd)
     split = torch.cat([src_slot, dst_slot], dim=1)  # (N, S) in order [src..., dst...]
     inverse = [0] * s
     for i, j in enumerate(src + dst):
         inverse[j] = i
     pos = split.index_select(1, torch.tensor(inverse, dtype=torch.int64, device=x.device))  # (N, S)
-    return one_hot_assignment(pos, s - r, x.dtype)
+    slots = _const([float(p) for p in range(s - r)], x).view(1, s - r, 1)  # (1, S', 1)
+    return (pos.unsqueeze(1) == slots).to(x.dtype)  # (N, S', S)
 
 
 def merge_mean(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
