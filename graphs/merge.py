@@ -18,6 +18,9 @@ lowest-index maximum, and tokens with equal scores rank in index order.
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 
 # A large finite negative score. Cosine similarities lie in [-1, 1]; protected tokens sit
@@ -38,10 +41,55 @@ def max_r(tokens: int, class_token: bool = False, distill_token: bool = False) -
     return max((tokens - protected) // 2, 0)
 
 
-def _const(values: list[float] | list[list[float]], like: torch.Tensor) -> torch.Tensor:
-    """A float32 constant built from Python numbers: export lifts it as a buffer, so no arange/full
-    op (which ExecuTorch would run on portable kernels) lands in the graph."""
-    return torch.tensor(values, dtype=torch.float32, device=like.device)
+@functools.lru_cache(maxsize=1024)
+def _table(kind: str, n: int, m: int = 0) -> np.ndarray:
+    """Constant matrices of the static graph, built once per shape (eager calls stay cheap):
+
+    ones (n, 1) | select (n, .) one-hot, column k picks row m + 2k | from_end (n,) n - j |
+    earlier (n, n) [i, j] = j < i | upper (n, n) [i, j] = i <= j | to_token (n, m) [i, 2i] = 1 |
+    slot_ids (n, 1) 0..n-1 | free_row (n, 1) / free_col (n,) 0 at index 0, else 1.
+    """
+    i = np.arange(n)
+    if kind == "ones":
+        return np.ones((n, 1), np.float32)
+    if kind == "select":
+        return (i[:, None] == np.arange(m, n, 2)[None, :]).astype(np.float32)
+    if kind == "from_end":
+        return (n - i).astype(np.float32)
+    if kind == "earlier":
+        return (i[None, :] < i[:, None]).astype(np.float32)
+    if kind == "upper":
+        return (i[:, None] <= i[None, :]).astype(np.float32)
+    if kind == "to_token":
+        return (np.arange(m)[None, :] == 2 * i[:, None]).astype(np.float32)
+    if kind == "slot_ids":
+        return i.astype(np.float32)[:, None]
+    if kind == "free_row":
+        return (i != 0).astype(np.float32)[:, None]
+    if kind == "free_col":
+        return (i != 0).astype(np.float32)
+    raise KeyError(kind)
+
+
+def _const(kind: str, like: torch.Tensor, n: int, m: int = 0) -> torch.Tensor:
+    """A float32 constant from `_table`: export lifts it as a buffer, so no arange/full op (which
+    ExecuTorch would run on portable kernels) lands in the graph."""
+    return _tensor(_table(kind, n, m), like)
+
+
+def _tensor(table: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    # copy(): fresh C strides (numpy gives a new axis stride 0, which ExecuTorch rejects)
+    return torch.from_numpy(table.copy()).to(like.device)
+
+
+@functools.lru_cache(maxsize=1024)
+def _b_in_token(t: int, n_kept: int, distill_token: bool) -> np.ndarray:
+    """(T,) output slot of every B token at its token position (2j + 1), 0 at A positions."""
+    slots = np.zeros(t, np.float32)
+    slots[1::2] = n_kept + np.arange(t // 2)
+    if distill_token:
+        slots[1] = 1.0  # ToMe's order [A0, B0, A1.., B1..]
+    return slots
 
 
 def _gt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -59,7 +107,7 @@ def _eq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _row_sum(x: torch.Tensor) -> torch.Tensor:
     """Sum over the last axis as a matmul with a ones column (delegable, unlike sum): (..., N) -> (..., 1)."""
-    return x @ _const([[1.0]] * x.shape[-1], x)
+    return x @ _const("ones", x, x.shape[-1])
 
 
 def _row_max(x: torch.Tensor) -> torch.Tensor:
@@ -86,11 +134,10 @@ def _blend(keep: torch.Tensor, x: torch.Tensor, other: float) -> torch.Tensor:
     return x * keep + other * (1.0 - keep)
 
 
-def _select(x: torch.Tensor, rows: list[int]) -> torch.Tensor:
-    """x[:, rows] for x (B, T, C) as a one-hot matmul from the right (exact; strided slices are not
-    delegable): (B, C, T) @ (T, len(rows)) -> (B, len(rows), C)."""
-    t = x.shape[1]
-    sel = _const([[1.0 if i == j else 0.0 for j in rows] for i in range(t)], x)  # (T, N)
+def _select(x: torch.Tensor, start: int) -> torch.Tensor:
+    """x[:, start::2] for x (B, T, C) as a one-hot matmul from the right (exact; strided slices are
+    not delegable): (B, C, T) @ (T, N) -> (B, N, C)."""
+    sel = _const("select", x, x.shape[1], start)  # (T, N)
     return (x.transpose(1, 2) @ sel).transpose(1, 2)  # (B, N, C)
 
 
@@ -102,7 +149,7 @@ def _best_partner(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     tb = scores.shape[-1]
     best = _row_max(scores)  # (B, Ta, 1)
     at_max = _eq(scores, best)  # (B, Ta, Tb)
-    from_end = _const([float(tb - j) for j in range(tb)], scores)  # (Tb,)
+    from_end = _const("from_end", scores, tb)  # (Tb,)
     partner = float(tb) - _row_max(at_max * from_end)  # (B, Ta, 1)
     b, ta, _ = scores.shape
     return best.reshape(b, ta), partner.reshape(b, ta)
@@ -117,7 +164,7 @@ def _rank_descending(values: torch.Tensor) -> torch.Tensor:
     b, n = values.shape
     vi = values.reshape(b, n, 1)  # (B, N, 1)
     vj = values.reshape(b, 1, n)  # (B, 1, N)
-    earlier = _const([[1.0 if j < i else 0.0 for j in range(n)] for i in range(n)], values)  # (N, N): [i, j] = j < i
+    earlier = _const("earlier", values, n)  # (N, N): [i, j] = j < i
     before = _gt(vj, vi) + _eq(vj, vi) * earlier  # (B, N, N)
     return _row_sum(before).reshape(b, n)  # (B, N)
 
@@ -125,7 +172,7 @@ def _rank_descending(values: torch.Tensor) -> torch.Tensor:
 def _cumsum(x: torch.Tensor) -> torch.Tensor:
     """Inclusive cumulative sum over the last axis of (B, N) as a matmul with an upper triangle."""
     n = x.shape[-1]
-    return x @ _const([[1.0 if i <= j else 0.0 for j in range(n)] for i in range(n)], x)  # (B, N)
+    return x @ _const("upper", x, n)  # (B, N)
 
 
 def matching_scores(
@@ -143,22 +190,21 @@ def matching_scores(
     """
     metric = metric.to(torch.float32)
     t = metric.shape[1]
-    a_idx, b_idx = list(range(0, t, 2)), list(range(1, t, 2))
     norm = torch.clamp(_norm(metric), min=_NORM_EPS)  # (B, T, 1)
     unit = metric / norm  # (B, T, C)
-    a, b = _select(unit, a_idx), _select(unit, b_idx)  # (B, Ta, C), (B, Tb, C)
+    a, b = _select(unit, 0), _select(unit, 1)  # (B, Ta, C), (B, Tb, C)
     scores = a @ b.transpose(-1, -2)  # (B, Ta, Tb)
     if valid is not None:
         v = valid.to(torch.float32).reshape(valid.shape[0], t, 1)  # (B, T, 1)
-        va, vb = _select(v, a_idx), _select(v, b_idx)  # (B, Ta, 1), (B, Tb, 1)
+        va, vb = _select(v, 0), _select(v, 1)  # (B, Ta, 1), (B, Tb, 1)
         same = _eq(va, vb.transpose(1, 2))  # (B, Ta, Tb)
         both_pad = (1.0 - va) * (1.0 - vb.transpose(1, 2))  # (B, Ta, Tb)
         scores = _blend(1.0 - both_pad, _blend(same, scores, NO_MATCH), PAD_PAIR)
     ta, tb = scores.shape[-2:]
     if class_token:
-        scores = _blend(_const([[0.0]] + [[1.0]] * (ta - 1), scores), scores, PROTECTED)  # row 0 of (Ta, 1)
+        scores = _blend(_const("free_row", scores, ta), scores, PROTECTED)  # row 0 of (Ta, 1)
     if distill_token:
-        scores = _blend(_const([0.0] + [1.0] * (tb - 1), scores), scores, PROTECTED)  # column 0 of (Tb,)
+        scores = _blend(_const("free_col", scores, tb), scores, PROTECTED)  # column 0 of (Tb,)
     return scores
 
 
@@ -190,26 +236,25 @@ def assignment(
     best, partner = _best_partner(scores)  # (B, Ta), (B, Ta)
     merged = torch.clamp(float(r) - _rank_descending(best), 0.0, 1.0)  # (B, Ta): rank < r, integers
     kept_slot = _cumsum(1.0 - merged) - 1.0  # (B, Ta)
-    b_slot = [float(n_kept + j) for j in range(tb)]
     partner_slot = partner + float(n_kept)  # (B, Ta)
     if distill_token:
         # ToMe's order [A0, B0, A1.., B1..]: kept A tokens after the first move up one slot.
         kept_slot = kept_slot + torch.clamp(kept_slot, 0.0, 1.0)  # + (kept_slot >= 1), integers >= -1
-        b_slot[0] = 1.0  # partner 0 never occurs: B0 is protected
+        # B0 goes to slot 1 (_b_in_token); partner 0 never occurs: B0 is protected.
     a_slot = kept_slot + merged * (partner_slot - kept_slot)  # (B, Ta): where(merged, partner, kept)
     if valid is not None:
-        orphan = merged * (1.0 - _gt(best, _const(NO_MATCH / 2, best)))  # chosen with no partner of its kind
+        orphan = merged * (1.0 - _gt(best, NO_MATCH / 2))  # chosen with no partner of its kind
         a_slot = _blend(1.0 - orphan, a_slot, -1.0)
     # Back to token order: A token i sits at 2i, B token j at 2j + 1 (a one-hot matmul, exact).
-    a_to_token = _const([[1.0 if j == 2 * i else 0.0 for j in range(t)] for i in range(ta)], a_slot)  # (Ta, T)
-    b_in_token = _const([b_slot[j // 2] if j % 2 else 0.0 for j in range(t)], a_slot)  # (T,)
+    a_to_token = _const("to_token", a_slot, ta, t)  # (Ta, T)
+    b_in_token = _tensor(_b_in_token(t, n_kept, distill_token), a_slot)  # (T,)
     return a_slot @ a_to_token + b_in_token  # (B, T)
 
 
 def one_hot_assignment(pos: torch.Tensor, slots: int, dtype: torch.dtype) -> torch.Tensor:
     """pos (B, T) -> M (B, slots, T) with M[b, p, t] = (pos[b, t] == p); pos holds integers, so
     1 - clamp(|pos - p|, 0, 1) is that indicator exactly."""
-    idx = _const([[float(p)] for p in range(slots)], pos)  # (T', 1)
+    idx = _const("slot_ids", pos, slots)  # (T', 1)
     b, t = pos.shape
     return (1.0 - torch.clamp((pos.reshape(b, 1, t) - idx).abs(), 0.0, 1.0)).to(dtype)  # (B, T', T)
 
