@@ -14,22 +14,18 @@ from pathlib import Path
 
 from tomobile.graphs.config import SPEC_HELP, MergeConfig, SpecError
 from tomobile.graphs.exportable import ModelBundle
+from tomobile.runtime.validate import ValidationError
 
 from .opcheck import UnsupportedOpError
 from .registry import BACKENDS, PRECISIONS, QUANTIZE, ExportOptions, FormatError, exporters, parse_formats
-
-log = logging.getLogger("tomobile")
 
 # Command modules beside this one; each has add_parser(subparsers) that sets `handler`.
 _COMMAND_MODULES = ("cmd_generate", "cmd_eval", "cmd_bench")
 DEFAULT_OUT = Path("tomobile-out")
 
 
-class UserError(Exception):
-    """Bad input: printed as one line, exit code 2."""
-
-
-USER_ERRORS = (UserError, SpecError, FormatError, UnsupportedOpError, FileNotFoundError, KeyError, ValueError)
+# Bad input: printed as one line, exit code 2.
+USER_ERRORS = (SpecError, FormatError, UnsupportedOpError, ValidationError, FileNotFoundError, KeyError, ValueError)
 
 
 def resolve_model(name: str, config: MergeConfig) -> ModelBundle:
@@ -154,15 +150,6 @@ def main(argv: list[str] | None = None) -> int:
         message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
         print(f"tomobile: error: {message.splitlines()[0] if message else type(err).__name__}", file=sys.stderr)
         return 2
-    except _validation_error() as err:
-        print(f"tomobile: error: {err}", file=sys.stderr)
-        return 2
-
-
-def _validation_error() -> type[Exception]:
-    from tomobile.runtime.validate import ValidationError
-
-    return ValidationError
 
 
 if __name__ == "__main__":

@@ -109,11 +109,3 @@ def merged_layer(fns: LayerFns, state: TokenState, r: int, plan: MergePlan) -> T
             if valid is not None:
                 valid = merge_sum(m, valid.unsqueeze(-1)).squeeze(-1).clamp(max=1.0)  # (B, T')
     return TokenState(fns.feed_forward(x), size, source, valid)
-
-
-def run_layers(
-    layer_fns: list[LayerFns], state: TokenState, plan: MergePlan
-) -> TokenState:
-    for fns, r in zip(layer_fns, plan.r, strict=True):
-        state = merged_layer(fns, state, r, plan)
-    return state

@@ -103,12 +103,11 @@ def test_deit_keeps_class_and_distillation_tokens_in_front():
     apply_merge(wrapper.model, MergeConfig.parse("tome:r=8,trace_source=1"))
     plan = merge_plan(wrapper.model)
     assert plan.distill_token and plan.tokens[-1] == 66 - 32
-    from tomobile.graphs.hf_models import _vit_layer as fns
-    from tomobile.graphs.layers import run_layers
+    from tomobile.graphs.hf_models import _run
 
     with torch.no_grad():
         x = deit.embeddings(inputs[0])
-        state = run_layers([fns(layer) for layer in deit.layers], initial_state(x, None, True), plan)
+        state = _run(deit.layers, _vit_layer, initial_state(x, None, True), plan, None)
     assert state.source.shape == (1, 34, 66)
     assert state.source[0, 0, 0] == 1 and state.source[0, 0].sum() == 1
     assert state.source[0, 1, 1] == 1 and state.source[0, 1].sum() == 1
