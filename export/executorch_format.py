@@ -6,6 +6,7 @@ kernels registered in the installed runtime: a .pte that would fail at load_meth
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from .opcheck import UnsupportedOpError, check_executorch_operators, check_graph, registered_executorch_kernels
@@ -38,6 +39,42 @@ def _layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, 
     if weight is not None:
         y = y * weight
     return y + bias if bias is not None else y
+
+
+def spell_out_tanh_gelu(program):
+    """Replace each tanh-approximate GELU with mul/add/tanh nodes, in place.
+
+    XNNPACK computes the exact (erf) GELU whatever `approximate` says, so a tanh-GELU came back
+    4.7e-4 off eager (measured on a Linear + GELU(tanh)); mul, add and tanh it computes as written.
+    Exact GELU nodes stay one op. (A decomposition-table entry cannot do this: keeping the exact
+    form there re-enters the same entry.)"""
+    import torch
+
+    aten = torch.ops.aten
+    graph = program.graph_module.graph
+    changed = False
+    for node in list(graph.nodes):
+        if node.target is not aten.gelu.default:
+            continue
+        approximate = node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none")
+        if approximate != "tanh":
+            continue
+        x = node.args[0]
+        with graph.inserting_before(node):
+            def op(target, *args):
+                return graph.call_function(target, args)
+
+            cube = op(aten.mul.Tensor, op(aten.mul.Tensor, x, x), x)
+            inner = op(aten.mul.Tensor, op(aten.add.Tensor, x, op(aten.mul.Tensor, cube, 0.044715)),
+                       math.sqrt(2.0 / math.pi))
+            out = op(aten.mul.Tensor, op(aten.mul.Tensor, x, 0.5), op(aten.add.Tensor, op(aten.tanh.default, inner), 1.0))
+        node.replace_all_uses_with(out)
+        graph.erase_node(node)
+        changed = True
+    if changed:
+        graph.lint()
+        program.graph_module.recompile()
+    return program
 
 
 def _attention(q, k, v, attn_mask=None, dropout_p: float = 0.0, is_causal: bool = False, scale=None,
@@ -104,13 +141,15 @@ def _select_as_slice(graph, node, exir_ops) -> bool:
 
 
 def for_xnnpack(program):
-    """Rewrite a program so XNNPACK takes more of it: layer norm and attention as primitive ops,
+    """Rewrite a program so XNNPACK takes more of it, and computes it as eager does: layer norm and
+    attention as primitive ops, tanh-GELU spelled out,
     constant subgraphs folded (a constant built in forward must be a static weight for XNNPACK's matmuls)."""
     import torch
     from executorch.exir.passes.constant_prop_pass import constant_prop_pass
 
     program = program.run_decompositions({torch.ops.aten.layer_norm.default: _layer_norm,
                                            torch.ops.aten.scaled_dot_product_attention.default: _attention})
+    program = spell_out_tanh_gelu(program)
     with torch.no_grad():  # folded constants must be leaves (the delegate deep-copies them)
         return constant_prop_pass(program)
 
