@@ -120,7 +120,7 @@ def pipeline_manifest(cfg: VideoDiTConfig) -> dict:
             "convention": "x_t = (1 - t) x0 + t eps; v = eps - x0; x <- x - v * (t_i - t_{i+1}); start x ~ N(0, 1) at t = 1",
             "timesteps": "t_i = shift((steps - i) / steps), i = 0..steps; shift(t) = a t / (1 + (a - 1) t)",
             **SAMPLER_DEFAULTS,
-            "lpl": "at leap step i: x0 = x - v(x, t_i) * t_i; auto: cosine similarity of consecutive v, min_steps = steps // 2, tolerance 1e-3, patience 2",
+            "lpl": "at leap step i: x0 = x - v(x, t_i) * t_i; auto (On-device Sora): from min_steps = round(14 * steps / 30) on, cosine similarity of consecutive v against the best so far, leap after patience 3 steps without a gain above tolerance 1e-3",
             "tdtm": "use denoiser_tdtm (or denoiser_tdtm_tome) for steps i < tdtm_steps",
         },
         "text": {"caption_len": cfg.caption_len, "tokenizer": "BERT WordPiece (MiniLM), lowercase, pad to caption_len"},

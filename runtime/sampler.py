@@ -9,8 +9,9 @@ callable's job), so the same loop drives eager PyTorch, ONNX Runtime and ExecuTo
 
 LPL (Linear Proportional Leap): at a leap step the velocity just evaluated is followed over the
 whole remaining time, x0 = x - v t, and sampling stops. Fixed: after N normal steps (N + 1 calls).
-Auto: after `min_steps`, watch the cosine similarity of consecutive velocity predictions and leap
-once it has stopped rising by more than `tolerance` for `patience` consecutive checks.
+Auto: from `min_steps` on, watch the cosine similarity of consecutive velocity predictions and leap
+once it has not beaten its best by more than `tolerance` for `patience` steps (On-device Sora's
+rule and defaults: step 14 of 30, 1e-3, 3).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+# On-device Sora's RFLOW scheduler: minimum_steps = 14 for its 30-step sampling.
+AUTO_MIN_STEPS, AUTO_REFERENCE_STEPS = 14, 30
+
 VelocityFn = Callable[[np.ndarray, float, bool], np.ndarray]
 
 
@@ -36,6 +40,11 @@ def shift_ratio(height: int, width: int, frames: int, base_resolution: int = 16 
 def shift_time(t, ratio: float):
     """t -> ratio t / (1 + (ratio - 1) t); works on floats, numpy arrays and torch tensors."""
     return ratio * t / (1 + (ratio - 1) * t)
+
+
+def default_min_steps(steps: int) -> int:
+    """On-device Sora's minimum before a dynamic leap: step 14 of 30, in proportion for other counts."""
+    return max(1, round(steps * AUTO_MIN_STEPS / AUTO_REFERENCE_STEPS))
 
 
 def timesteps(steps: int, ratio: float) -> list[float]:
@@ -51,14 +60,15 @@ class LeapMode(str, Enum):
 
 @dataclass(frozen=True)
 class LeapConfig:
-    """LPL settings. `step`: fixed leap after this many normal steps. Auto: min_steps (None: half
-    the steps), tolerance on the rise of cosine similarity, patience in checks."""
+    """LPL settings. `step`: fixed leap after this many normal steps. Auto (On-device Sora's
+    defaults): min_steps (None: 14 of 30 steps, scaled to the step count), tolerance on the gain
+    in cosine similarity over the best so far, patience in steps without such a gain."""
 
     mode: LeapMode = LeapMode.OFF
     step: int = 15
     min_steps: int | None = None
     tolerance: float = 1e-3
-    patience: int = 2
+    patience: int = 3
 
     @classmethod
     def parse(cls, text: str) -> LeapConfig:
@@ -105,13 +115,21 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class _AutoLeap:
-    """Tracks the cosine similarity of consecutive velocities and says when to leap."""
+    """On-device Sora's dynamic leap rule: leap once the similarity of consecutive velocities stops improving.
+
+    From step `min_steps` on, each step compares the cosine similarity of this velocity and the last
+    one with the best similarity seen since `min_steps`: a gain of more than `tolerance` makes it the
+    new best and refills the patience; anything else spends one unit of patience. With patience
+    spent, the sampler leaps with the velocity it just evaluated. On-device Sora computes the
+    similarity on one channel of one frame; here it covers the whole velocity.
+    """
 
     def __init__(self, cfg: LeapConfig, steps: int) -> None:
         self.cfg = cfg
-        self.min_steps = cfg.min_steps if cfg.min_steps is not None else steps // 2
+        self.min_steps = cfg.min_steps if cfg.min_steps is not None else default_min_steps(steps)
         self.prev: np.ndarray | None = None
-        self.stall = 0
+        self.best = 0.0
+        self.left = cfg.patience
         self.sims: list[float] = []
 
     def should_leap(self, step: int, v: np.ndarray) -> bool:
@@ -119,11 +137,13 @@ class _AutoLeap:
         if prev is None:
             return False
         self.sims.append(cosine(prev, v))
-        if len(self.sims) < 2:
+        if step < self.min_steps:
             return False
-        rising = self.sims[-1] - self.sims[-2] > self.cfg.tolerance
-        self.stall = 0 if rising else self.stall + 1
-        return step >= self.min_steps and self.stall >= self.cfg.patience
+        if self.sims[-1] > self.best + self.cfg.tolerance:
+            self.best, self.left = self.sims[-1], self.cfg.patience
+            return False
+        self.left -= 1
+        return self.left <= 0
 
 
 def sample(

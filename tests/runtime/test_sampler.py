@@ -35,12 +35,36 @@ def test_fixed_leap_after_n_steps_uses_n_plus_one_calls():
 
 
 def test_auto_leap_waits_for_min_steps_then_patience():
-    # Constant velocity: similarity 1 every step, never rising, so it leaps at min_steps.
+    # Constant velocity: similarity 1 every step. At step 14 (On-device Sora's minimum) 1 beats the
+    # initial best of 0 and becomes the best; steps 15, 16, 17 bring no gain and spend the patience
+    # of 3, so it leaps at step 17 with 18 calls.
     v = np.ones((1, 4), np.float32)
     cfg = SamplerConfig(steps=30, leap=LeapConfig(mode=LeapMode.AUTO))
     res = sample(lambda x, t, m: v, np.zeros((1, 4), np.float32), cfg)
-    assert res.leap_at == 15 and res.calls == 16
+    assert res.leap_at == 17 and res.calls == 18
     assert all(s == pytest.approx(1.0) for s in res.similarities)
+
+
+def test_auto_leap_patience_refills_on_a_gain_over_the_best():
+    # Similarities (from step 14 on): 0.5 best, 0.4, 0.45 (no gain over 0.5), 0.6 new best (refill),
+    # then flat: leaps three steps after the new best.
+    sims = iter([0.5, 0.4, 0.45, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6])
+    calls = []
+
+    def velocity(x, t, merged):
+        calls.append(t)
+        if len(calls) <= 14:
+            return np.array([1.0, 0.0])
+        c = next(sims)  # unit vector at angle acos(c) from the previous one
+        prev = velocity.last
+        angle = np.arctan2(prev[1], prev[0]) + np.arccos(c)
+        velocity.last = np.array([np.cos(angle), np.sin(angle)])
+        return velocity.last
+
+    velocity.last = np.array([1.0, 0.0])
+    res = sample(velocity, np.zeros(2, np.float32), SamplerConfig(steps=30, leap=LeapConfig(mode=LeapMode.AUTO)))
+    assert res.similarities[13:17] == pytest.approx([0.5, 0.4, 0.45, 0.6])
+    assert res.leap_at == 20
 
 
 def test_auto_leap_does_not_fire_while_similarity_keeps_rising():
