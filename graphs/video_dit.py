@@ -1,6 +1,7 @@
 """A small video diffusion transformer with Open-Sora STDiT3's structure, static shapes throughout.
 
     x (B, 3, T, H, W) -> patch embed (B, T, S, D) + per-frame 2D sin-cos position
+        (+ 1D sin-cos frame-index embedding and pooled caption in adaLN, when the config says so)
     t (B,) in [0, 1] -> sinusoidal(1000 t) -> MLP -> t_emb (B, D) -> adaLN-single t0 (B, 6D)
     y (B, L, Dy) caption token states, mask (B, L) 1/0 -> MLP -> (B, L, D), additive key bias
     depth x [spatial block over (B*T, S, D), temporal block over (B*S, T, D) with RoPE]
@@ -38,6 +39,17 @@ class VideoDiTConfig:
     mlp_ratio: float = 4.0
     caption_len: int = 16
     caption_dim: int = 384
+    # Add the caption's masked mean (MiniLM's sentence embedding) to the timestep embedding, so
+    # every block's adaLN modulation sees the prompt, as well as cross-attention to its tokens.
+    pooled_caption: bool = False
+    # Add a 1D sin-cos embedding of the frame index to every token (Open-Sora 1.0 STDiT's temporal
+    # position embedding). RoPE in temporal attention gives only relative offsets, so without it
+    # no token knows which frame comes first, and a direction of motion cannot be drawn from noise.
+    frame_pos: bool = False
+    # The network outputs the clean clip x0 and forward returns v = (x - x0) / t ("x-prediction",
+    # as in JiT, Li & He 2025): a 4x4x3 patch is 48 numbers per token, and predicting v means
+    # carrying the noise through a 96-wide model; the clean clip is simple. Outputs stay velocities.
+    x0_prediction: bool = False
 
     @property
     def grid(self) -> int:
@@ -67,6 +79,18 @@ def sincos_2d(grid: int, dim: int) -> torch.Tensor:
         ang = c[:, None] * omega[None]  # (S, D/4)
         parts += [ang.sin(), ang.cos()]
     return torch.cat(parts, dim=1).float()  # (S, D)
+
+
+# Floor on t where x-prediction divides by it (a numerical guard; sampling never reaches t = 0).
+T_FLOOR = 1e-3
+
+
+def sincos_1d(length: int, dim: int) -> torch.Tensor:
+    """1D sin-cos position table (length, dim) for positions 0..length-1."""
+    half = dim // 2
+    omega = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64) / half)  # (D/2,)
+    ang = torch.arange(length, dtype=torch.float64)[:, None] * omega[None]  # (T, D/2)
+    return torch.cat([ang.sin(), ang.cos()], dim=1).float()  # (T, D)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -198,11 +222,15 @@ class VideoDiT(nn.Module):
         self.cfg = cfg
         self.x_embedder = nn.Linear(cfg.channels * p * p, d)
         self.register_buffer("pos_embed", sincos_2d(cfg.grid, d), persistent=False)  # (S, D)
+        if cfg.frame_pos:
+            self.register_buffer("frame_embed", sincos_1d(cfg.frames, d)[:, None], persistent=False)  # (T, 1, D)
         self.t_embedder = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
         self.y_embedder = nn.Sequential(nn.Linear(cfg.caption_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d))
         # Learned "null caption" for classifier-free guidance (Open-Sora's y_embedding).
         self.y_null = nn.Parameter(torch.randn(cfg.caption_len, cfg.caption_dim) * 0.1)
+        if cfg.pooled_caption:
+            self.y_pooled = nn.Sequential(nn.Linear(cfg.caption_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.spatial_blocks = nn.ModuleList(STBlock(cfg, temporal=False) for _ in range(cfg.depth))
         self.temporal_blocks = nn.ModuleList(STBlock(cfg, temporal=True) for _ in range(cfg.depth))
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
@@ -254,8 +282,14 @@ class VideoDiT(nn.Module):
         cfg = self.cfg
         b, d = x.shape[0], cfg.hidden
         h = self.x_embedder(self.patchify(x)) + self.pos_embed  # (B, T, S, D)
+        if cfg.frame_pos:
+            h = h + self.frame_embed  # (B, T, S, D)
         h = h.reshape(b, cfg.frames * cfg.tokens, d)  # (B, T*S, D)
         t_emb = self.t_embedder(timestep_embedding(t, d))  # (B, D)
+        if cfg.pooled_caption:
+            m = mask.to(y.dtype)[:, :, None]  # (B, L, 1)
+            pooled = (y * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)  # (B, Dy)
+            t_emb = t_emb + self.y_pooled(pooled)  # (B, D)
         t0 = self.t_block(t_emb)  # (B, 6D)
         yc = self.y_embedder(y)  # (B, L, D)
         bias = ((1.0 - mask.float()) * MASK_BIAS)[:, None, None, :]  # (B, 1, 1, L)
@@ -265,4 +299,7 @@ class VideoDiT(nn.Module):
             h = temporal(h, yc, bias, t0, merge, rope)
         shift, scale = (self.final_table[None] + t_emb[:, None]).chunk(2, dim=1)  # (B, 1, D) each
         out = self.final_linear(modulate(self.final_norm(h), shift, scale))  # (B, T*S, C*p*p)
-        return self.unpatchify(out.reshape(b, cfg.frames, cfg.tokens, -1))
+        out = self.unpatchify(out.reshape(b, cfg.frames, cfg.tokens, -1))  # (B, C, T, H, W)
+        if cfg.x0_prediction:
+            return (x - out) / t.clamp(min=T_FLOOR).reshape(b, 1, 1, 1, 1)  # v = (x_t - x0) / t
+        return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -31,6 +32,23 @@ from tomobile.graphs.video_dit import VideoDiT, VideoDiTConfig
 from tomobile.runtime.sampler import shift_time, shift_ratio
 
 TINY = VideoDiTConfig(frames=8, size=32, patch=4, hidden=96, depth=3, heads=4, caption_len=16)
+
+
+def zero_init(model: VideoDiT) -> None:
+    """adaLN-Zero (DiT) for STDiT3-style blocks: every block starts as the identity.
+
+    The t_block output and the gate rows of each scale_shift_table start at zero, and so does each
+    cross-attention output projection (PixArt), so early steps train the embedders and final layer
+    and each block's contribution grows from nothing.
+    """
+    with torch.no_grad():
+        model.t_block[-1].weight.zero_()
+        model.t_block[-1].bias.zero_()
+        for block in [*model.spatial_blocks, *model.temporal_blocks]:
+            block.scale_shift_table[2].zero_()  # gate_msa
+            block.scale_shift_table[5].zero_()  # gate_mlp
+            block.cross_attn.proj.weight.zero_()
+            block.cross_attn.proj.bias.zero_()
 
 
 def save(model: VideoDiT, path: Path, meta: dict) -> None:
@@ -53,6 +71,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("graphs/weights/video_dit_tiny.safetensors"))
     ap.add_argument("--log", type=Path, default=Path("scripts/train_log_video_dit.txt"))
     ap.add_argument("--save-every", type=int, default=250)
+    ap.add_argument("--hidden", type=int, default=TINY.hidden)
+    ap.add_argument("--depth", type=int, default=TINY.depth)
+    ap.add_argument("--pooled", action="store_true", help="pooled caption in adaLN (VideoDiTConfig.pooled_caption)")
+    ap.add_argument("--frame-pos", action="store_true", help="frame-index embedding (VideoDiTConfig.frame_pos)")
+    ap.add_argument("--high-t", type=float, default=0.0,
+                    help="share of samples with t ~ U(0.85, 1): where only the caption can place the shape")
+    ap.add_argument("--x0", action="store_true", help="x-prediction (VideoDiTConfig.x0_prediction)")
+    ap.add_argument("--zero-init", action="store_true", help="adaLN-Zero initialisation (see zero_init)")
     ap.add_argument("--init", type=Path, help="continue from this checkpoint (model and EMA start from its weights)")
     ap.add_argument("--append-log", action="store_true", help="append to --log instead of replacing it")
     args = ap.parse_args()
@@ -61,10 +87,13 @@ def main() -> None:
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    cfg = TINY
+    cfg = dataclasses.replace(TINY, hidden=args.hidden, depth=args.depth, pooled_caption=args.pooled,
+                              frame_pos=args.frame_pos, x0_prediction=args.x0)
     ratio = shift_ratio(cfg.size, cfg.size, cfg.frames)
     states, masks = encode_captions([s.caption for s in all_specs()], cfg.caption_len)  # (48, L, 384), (48, L)
     model = VideoDiT(cfg)
+    if args.zero_init:
+        zero_init(model)
     if args.init is not None:
         model.load_state_dict(load_file(str(args.init)))
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -82,7 +111,8 @@ def main() -> None:
     header = (
         f"# video-dit-tiny training: config {json.dumps(asdict(cfg))}\n"
         f"# params {params}, steps {args.steps}, batch {args.batch}, lr {args.lr}, seed {args.seed}, "
-        f"threads {args.threads}, ema {args.ema}, cfg_drop {args.cfg_drop}, shift ratio {ratio:.3f}, init {args.init}\n"
+        f"threads {args.threads}, ema {args.ema}, cfg_drop {args.cfg_drop}, shift ratio {ratio:.3f}, init {args.init}, "
+        f"zero_init {args.zero_init}, high_t {args.high_t}\n"
     )
     log = args.log.open("a" if args.append_log else "w")
     log.write(header)
@@ -96,10 +126,15 @@ def main() -> None:
         drop = (torch.rand(args.batch) < args.cfg_drop).float()
         y, maskf = model.caption_states(y, mask, drop)
         t = shift_time(torch.sigmoid(torch.randn(args.batch)), ratio)
+        high = torch.rand(args.batch) < args.high_t
+        t = torch.where(high, 0.85 + 0.15 * torch.rand(args.batch), t)
         eps = torch.randn_like(x0)
         tb = t[:, None, None, None, None]
         xt = (1 - tb) * x0 + tb * eps
-        loss = (model(xt, t, y, maskf) - (eps - x0)).pow(2).mean()
+        err = (model(xt, t, y, maskf) - (eps - x0)).pow(2)  # (B, 3, T, H, W)
+        if cfg.x0_prediction:  # v error = x0 error / t: cap that 1/t^2 weight at t = 0.05 (JiT)
+            err = err * (t / t.clamp(min=0.05)).pow(2)[:, None, None, None, None]
+        loss = err.mean()
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         opt.zero_grad(set_to_none=True)

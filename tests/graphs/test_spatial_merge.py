@@ -13,7 +13,8 @@ from tomobile.graphs.spatial_merge import (
 )
 from tomobile.graphs.video_dit import VideoDiT, VideoDiTConfig, VideoMerge
 
-SMALL = VideoDiTConfig(frames=2, size=16, patch=2, hidden=16, depth=1, heads=2, caption_len=4, caption_dim=8)
+SMALL = VideoDiTConfig(frames=2, size=16, patch=2, hidden=16, depth=1, heads=2, caption_len=4, caption_dim=8,
+                      pooled_caption=True, frame_pos=True, x0_prediction=True)
 
 
 @pytest.mark.parametrize("ratio,expected", [(0.0, 0), (0.25, 16), (0.5, 32), (0.75, 48), (1.0, 48)])

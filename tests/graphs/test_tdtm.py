@@ -13,7 +13,8 @@ from tomobile.graphs.tdtm import (
 )
 from tomobile.graphs.video_dit import STBlock, VideoDiT, VideoDiTConfig, VideoMerge
 
-SMALL = VideoDiTConfig(frames=4, size=8, patch=2, hidden=16, depth=1, heads=2, caption_len=4, caption_dim=8)
+SMALL = VideoDiTConfig(frames=4, size=8, patch=2, hidden=16, depth=1, heads=2, caption_len=4, caption_dim=8,
+                      pooled_caption=True, frame_pos=True, x0_prediction=True)
 
 
 @pytest.mark.parametrize("frames", [2, 4, 5, 7, 8])

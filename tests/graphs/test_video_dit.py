@@ -5,7 +5,8 @@ import torch
 from tomobile.graphs.video_dit import VideoDiT, VideoDiTConfig, VideoMerge
 from tomobile.graphs.video_zoo import VARIANTS, WEIGHTS, GuidedDenoiser, guided_velocity, load_video_dit
 
-SMALL = VideoDiTConfig(frames=4, size=8, patch=2, hidden=16, depth=1, heads=2, caption_len=4, caption_dim=8)
+SMALL = VideoDiTConfig(frames=4, size=8, patch=2, hidden=16, depth=1, heads=2, caption_len=4, caption_dim=8,
+                      pooled_caption=True, frame_pos=True, x0_prediction=True)
 
 
 def _model():
@@ -59,3 +60,41 @@ def test_shipped_checkpoint_loads_small_and_runs_every_variant():
         assert v.shape == wrapper.input_specs[0].shape and torch.isfinite(v).all()
         outs[name] = v
     assert not torch.equal(outs["denoiser"], outs["denoiser_tdtm"])
+
+
+def test_frame_index_embedding_tells_frames_apart():
+    # Identical frames: temporal attention mixes identical values whatever RoPE's weights, so only
+    # the frame-index embedding can make the frames' outputs differ.
+    x = torch.randn(1, 3, 1, 8, 8).expand(1, 3, 4, 8, 8).contiguous()
+    t, y, mask = torch.rand(1), torch.randn(1, 4, 8), torch.ones(1, 4)
+    outs = {}
+    for frame_pos in (False, True):
+        torch.manual_seed(0)
+        model = VideoDiT(VideoDiTConfig(**{**SMALL.__dict__, "frame_pos": frame_pos})).eval()
+        torch.nn.init.normal_(model.final_linear.weight, std=0.1)
+        outs[frame_pos] = model(x, t, y, mask)
+    spread = {k: (v - v[:, :, :1]).abs().max().item() for k, v in outs.items()}
+    assert spread[False] < 1e-5 < 1e-3 < spread[True]
+
+
+def test_pooled_caption_reaches_the_modulation():
+    # Cross-attention zeroed: the caption can only act through the pooled embedding in adaLN.
+    torch.manual_seed(0)
+    model = VideoDiT(SMALL).eval()
+    torch.nn.init.normal_(model.final_linear.weight, std=0.1)
+    for block in [*model.spatial_blocks, *model.temporal_blocks]:
+        torch.nn.init.zeros_(block.cross_attn.proj.weight)
+        torch.nn.init.zeros_(block.cross_attn.proj.bias)
+    x, t, mask = torch.randn(1, 3, 4, 8, 8), torch.rand(1), torch.ones(1, 4)
+    assert not torch.allclose(model(x, t, torch.randn(1, 4, 8), mask), model(x, t, torch.randn(1, 4, 8), mask))
+
+
+def test_x0_prediction_returns_the_velocity_toward_the_predicted_clip():
+    # With the output layer at zero the network predicts x0 = 0, so v = (x - 0) / t; t is floored.
+    torch.manual_seed(0)
+    model = VideoDiT(SMALL).eval()  # final_linear starts at zero
+    x, y, mask = torch.randn(2, 3, 4, 8, 8), torch.randn(2, 4, 8), torch.ones(2, 4)
+    t = torch.tensor([0.5, 0.0])
+    v = model(x, t, y, mask)
+    torch.testing.assert_close(v[0], x[0] / 0.5)
+    torch.testing.assert_close(v[1], x[1] / 1e-3)
