@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(TOMOBILE) export vit-b16 --merge tome:r=16 --format onnx,coreml,executorch --out $(DEMO_OUT)/vit-b16
-	@# The video denoisers' .pte files miss the fp32 1e-4 bound (about 1e-3, PSNR ~90 dB, see docs/video.md):
-	@# the table shows FAIL and the artifacts are still written, so the demo goes on to generate through ONNX Runtime.
+	@# If any artifact misses its bound, the export exits non-zero after writing the table and the files;
+	@# the demo says so and still generates through ONNX Runtime, so the clip and figures are shown.
 	$(TOMOBILE) export video-dit-tiny --format onnx,coreml,executorch --out $(DEMO_OUT)/video-dit-tiny \
 		|| echo "video-dit-tiny: validation reported failures above; continuing with ONNX Runtime"
 	$(TOMOBILE) generate "a red circle moving left" --runtime onnxruntime --artifacts $(DEMO_OUT)/video-dit-tiny \
