@@ -110,8 +110,10 @@ class SampleResult:
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity in float64 with plain elementwise sums: numpy's BLAS (dot, norm) leaves
+    its threads spinning and slowed the next ONNX Runtime call from 35 to 58 ms on 2 cores."""
     a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    return float(a64 @ b64 / max(np.linalg.norm(a64) * np.linalg.norm(b64), 1e-12))
+    return float((a64 * b64).sum() / max(np.sqrt((a64 * a64).sum() * (b64 * b64).sum()), 1e-12))
 
 
 class _AutoLeap:
