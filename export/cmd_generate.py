@@ -29,7 +29,7 @@ def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float) -> Sa
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=30, help="Euler steps (default: 30)")
     p.add_argument("--lpl", default="off", metavar="off|auto|N",
-                   help="linear proportional leap: off, auto (cosine-similarity stop), or leap after N steps")
+                   help="linear proportional leap: off, auto (On-device Sora: from step 14 of 30, leap once the velocity cosine similarity has not beaten its best by 1e-3 for 3 steps), or leap after N steps")
     p.add_argument("--tdtm-steps", type=int, default=0, metavar="K", help="use the TDTM-merged denoiser for the first K steps")
     p.add_argument("--tome", action="store_true", help="use the spatial-ToMe denoiser variants (ratio 0.5)")
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale (default: 4.0)")
