@@ -252,11 +252,10 @@ def assignment(
 
 
 def one_hot_assignment(pos: torch.Tensor, slots: int, dtype: torch.dtype) -> torch.Tensor:
-    """pos (B, T) -> M (B, slots, T) with M[b, p, t] = (pos[b, t] == p); pos holds integers, so
-    1 - clamp(|pos - p|, 0, 1) is that indicator exactly."""
+    """pos (B, T) -> M (B, slots, T) with M[b, p, t] = (pos[b, t] == p), as `_eq`."""
     idx = _const("slot_ids", pos, slots)  # (T', 1)
     b, t = pos.shape
-    return (1.0 - torch.clamp((pos.reshape(b, 1, t) - idx).abs(), 0.0, 1.0)).to(dtype)  # (B, T', T)
+    return _eq(pos.reshape(b, 1, t), idx).to(dtype)  # (B, T', T)
 
 
 def bipartite_soft_matching(

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .merge import NO_MATCH, unmerge
+# The ranking, partner choice, cumsum and one-hot come from graphs/merge.py (comparison-free,
+# so Core ML converts them and XNNPACK delegates them).
+from .merge import NO_MATCH, _best_partner, _cumsum, _rank_descending, one_hot_assignment, unmerge
 
 _EPS = 1e-6
 
@@ -64,18 +66,6 @@ def _const(rows, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(rows, dtype=like.dtype, device=like.device)
 
 
-def _rank_descending(values: torch.Tensor) -> torch.Tensor:
-    """Stable descending rank without sort, lowest index first on ties. (N, K) -> (N, K) float.
-
-    Float arithmetic on 0/1 masks instead of boolean and/or: Core ML's torch frontend has no
-    converter for bitwise_or / bitwise_and. The two conditions exclude each other, so they add.
-    """
-    k = values.shape[-1]
-    vi, vj = values.unsqueeze(-1), values.unsqueeze(-2)  # (N, K, 1), (N, 1, K)
-    earlier = _const([[1.0 if j < i else 0.0 for j in range(k)] for i in range(k)], values)  # [i, j] = j < i
-    return ((vj > vi).to(values.dtype) + (vj == vi).to(values.dtype) * earlier).sum(dim=-1)
-
-
 def spatial_assignment(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig) -> torch.Tensor:
     """One-hot merge matrix M (N, S - r, S) for tokens x (N, S, C) on an h x w grid."""
     s = h * w
@@ -88,11 +78,9 @@ def spatial_assignment(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig)
     src_idx = torch.tensor(src, dtype=torch.int64, device=x.device)
     dst_idx = torch.tensor(dst, dtype=torch.int64, device=x.device)
     scores = unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2)  # (N, Ns, Nd)
-    best = scores.amax(dim=-1, keepdim=True)  # (N, Ns, 1)
-    from_end = _const([float(nd - j) for j in range(nd)], x)  # lowest index at the max wins
-    partner = nd - ((scores == best).to(x.dtype) * from_end).amax(dim=-1)  # (N, Ns) float
-    merged = (_rank_descending(best.squeeze(-1).clamp_min(NO_MATCH)) < r).to(x.dtype)  # (N, Ns) 0/1
-    kept_slot = torch.cumsum(1.0 - merged, dim=-1) - 1.0  # (N, Ns)
+    best, partner = _best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
+    merged = torch.clamp(float(r) - _rank_descending(best.clamp_min(NO_MATCH)), 0.0, 1.0)  # (N, Ns): rank < r
+    kept_slot = _cumsum(1.0 - merged) - 1.0  # (N, Ns)
     src_slot = merged * (partner + n_kept) + (1.0 - merged) * kept_slot  # (N, Ns)
     dst_slot = (_const([float(j + n_kept) for j in range(nd)], x)).unsqueeze(0).expand(x.shape[0], nd)  # (N, Nd)
     split = torch.cat([src_slot, dst_slot], dim=1)  # (N, S) in order [src..., dst...]
@@ -100,8 +88,7 @@ def spatial_assignment(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig)
     for i, j in enumerate(src + dst):
         inverse[j] = i
     pos = split.index_select(1, torch.tensor(inverse, dtype=torch.int64, device=x.device))  # (N, S)
-    slots = _const([float(p) for p in range(s - r)], x).view(1, s - r, 1)  # (1, S', 1)
-    return (pos.unsqueeze(1) == slots).to(x.dtype)  # (N, S', S)
+    return one_hot_assignment(pos, s - r, x.dtype)  # (N, S', S)
 
 
 def merge_mean(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

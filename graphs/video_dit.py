@@ -69,16 +69,12 @@ class VideoMerge:
 
 
 def sincos_2d(grid: int, dim: int) -> torch.Tensor:
-    """2D sin-cos position table (grid*grid, dim): half the channels for y, half for x."""
-    quarter = dim // 4
-    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)  # (D/4,)
-    coords = torch.arange(grid, dtype=torch.float64)
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")  # (G, G) each
-    parts = []
-    for c in (yy.reshape(-1), xx.reshape(-1)):
-        ang = c[:, None] * omega[None]  # (S, D/4)
-        parts += [ang.sin(), ang.cos()]
-    return torch.cat(parts, dim=1).float()  # (S, D)
+    """2D sin-cos position table (grid*grid, dim): the 1D table of the row in the first half of
+    the channels, of the column in the second."""
+    table = sincos_1d(grid, dim // 2)  # (G, D/2)
+    rows = torch.arange(grid).repeat_interleave(grid)  # (S,) y of each token, row-major
+    cols = torch.arange(grid).repeat(grid)  # (S,) x
+    return torch.cat([table[rows], table[cols]], dim=1)  # (S, D)
 
 
 # Floor on t where x-prediction divides by it (a numerical guard; sampling never reaches t = 0).
