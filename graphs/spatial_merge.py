@@ -3,9 +3,9 @@
 tomesd picks one destination token per sy x sx cell at random, merges the r most similar source
 tokens into their best destination before self-attention and copies the result back after.
 Random choice is not static, so the destination offset inside each cell is a fixed Python pair
-(top-left by default, or drawn once from a seed when the model is patched). The ranking uses
-comparisons, 0/1 float masks and cumsum instead of argsort and boolean and/or (Core ML has
-no bitwise_or converter); merge and unmerge are one-hot matmuls (`unmerge` from graphs/merge.py):
+(top-left by default, or drawn once from a seed when the model is patched). Ranking, partner
+choice, cumsum and the one-hot matrix are graphs/merge.py's comparison-free ops (no argsort, no
+boolean and/or, which Core ML cannot convert); merge and unmerge are one-hot matmuls:
 
     pos (N, S)        output slot of every token; kept sources first, then destinations
     M   (N, S - r, S) one-hot; merge x' = (M @ x) / (M @ 1), unmerge x = M^T @ x'
