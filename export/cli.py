@@ -16,6 +16,7 @@ from tomobile.graphs.config import SPEC_HELP, MergeConfig, SpecError
 from tomobile.graphs.exportable import ModelBundle
 from tomobile.runtime.validate import ValidationError
 
+from .cmd_generate import add_tdtm_args, tdtm_options
 from .opcheck import UnsupportedOpError
 from .registry import BACKENDS, PRECISIONS, QUANTIZE, ExportOptions, FormatError, exporters, parse_formats
 
@@ -28,13 +29,21 @@ DEFAULT_OUT = Path("tomobile-out")
 USER_ERRORS = (SpecError, FormatError, UnsupportedOpError, ValidationError, FileNotFoundError, KeyError, ValueError)
 
 
-def resolve_model(name: str, config: MergeConfig) -> ModelBundle:
-    """A built-in model name or a local Hugging Face model folder -> bundle, patched per `config`."""
+def resolve_model(name: str, config: MergeConfig, options: dict[str, str] | None = None) -> ModelBundle:
+    """A built-in model name or a local Hugging Face model folder -> bundle, patched per `config`;
+    `options` (the video model's TDTM modes) only for a built-in model that takes them."""
     from tomobile.graphs.registry import get_model, load_builtin_models
     from tomobile.graphs.zoo import load_local
 
-    if name in load_builtin_models():
-        return get_model(name).builder(config)
+    models = load_builtin_models()
+    allowed = models[name].options if name in models else ()
+    unknown = [k for k in options or {} if k not in allowed]
+    if unknown:
+        takers = ", ".join(n for n, e in sorted(models.items()) if set(unknown) <= set(e.options))
+        flags = " and ".join("--" + k.replace("_", "-") for k in unknown)
+        raise ValueError(f"{flags} {'apply' if len(unknown) > 1 else 'applies'} to video models only ({takers}), not to {name}")
+    if name in models:
+        return get_model(name).builder(config, **(options or {}))
     path = Path(name)
     if path.exists():
         return load_local(path, config)
@@ -60,7 +69,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     formats = parse_formats(args.format)
     options = ExportOptions(backend=args.backend, precision=args.precision, quantize=args.quantize)
     out = Path(args.out) if args.out else DEFAULT_OUT / args.model.replace("/", "_")
-    bundle = resolve_model(args.model, config)
+    bundle = resolve_model(args.model, config, tdtm_options(args))
     staging, manifest = stage_export(bundle, formats, out, options, progress=not args.quiet)
     try:
         passed = True
@@ -116,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=QUANTIZE, help="int8: dynamic int8 weights for onnx (ONNX Runtime), "
                                                         "validated by PSNR against fp32 eager")
     p.add_argument("--no-validate", action="store_true", help="skip validation against eager PyTorch")
+    add_tdtm_args(p, "the checkpoint's recorded setting (video models only)")
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("validate", help="check an exported folder's checksums and numerics against eager")

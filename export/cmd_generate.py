@@ -9,33 +9,54 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomobile.runtime.sampler import LeapConfig, SamplerConfig, TimestepMode, parse_mode
+from tomobile.runtime.sampler import LeapConfig, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
 from tomobile.runtime.video import RuntimeKind
 
 
-def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float, timesteps: str = "discrete",
-                   lpl_similarity: str = "original") -> SamplerConfig:
-    """CLI values -> SamplerConfig; raises ValueError with a one-line message on bad input."""
+def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float, timesteps: str | None = None,
+                   lpl_similarity: str | None = None) -> SamplerConfig:
+    """CLI values -> SamplerConfig (None: the default mode); raises ValueError with a one-line message on bad input."""
     from tomobile.graphs.video_zoo import SAMPLER_DEFAULTS
 
     return SamplerConfig(
         steps=steps,
         guidance=guidance,
         shift=SAMPLER_DEFAULTS["shift"],
-        leap=LeapConfig.parse(lpl, lpl_similarity),
+        leap=LeapConfig.parse(lpl, lpl_similarity or SimilarityMode.ORIGINAL),
         tdtm_steps=min(tdtm_steps, steps),
-        timesteps=parse_mode(TimestepMode, timesteps, "--timesteps"),
+        timesteps=parse_mode(TimestepMode, timesteps or TimestepMode.DISCRETE, "--timesteps"),
     )
+
+
+def add_tdtm_args(p: argparse.ArgumentParser, default: str) -> None:
+    """TDTM modes; `default` says where an omitted one comes from."""
+    p.add_argument("--tdtm-positions", metavar="original|midpoint",
+                   help="temporal RoPE positions of TDTM-merged frames: original (On-device Sora: 0..T'-1) or "
+                        f"midpoint (each pair's mean time, 2i + 0.5); default: {default}")
+    p.add_argument("--tdtm-odd", metavar="original|keep",
+                   help="TDTM with an odd frame count: original (On-device Sora: drop the last frame, fill it with "
+                        f"the last pair's average) or keep (it is its own merged frame); default: {default}")
+
+
+def tdtm_options(args: argparse.Namespace) -> dict[str, str]:
+    """The TDTM modes given on the command line, checked; omitted ones are left out."""
+    from tomobile.graphs.tdtm import TdtmOdd, TdtmPositions
+
+    given = {"tdtm_positions": (TdtmPositions, args.tdtm_positions), "tdtm_odd": (TdtmOdd, args.tdtm_odd)}
+    return {key: parse_mode(enum, value, "--" + key.replace("_", "-")).value
+            for key, (enum, value) in given.items() if value is not None}
 
 
 def add_mode_args(p: argparse.ArgumentParser) -> None:
     """Sampler modes that follow the original code by default (README: Differences from the original code)."""
-    p.add_argument("--timesteps", default="discrete", metavar="discrete|continuous",
+    p.add_argument("--timesteps", metavar="discrete|continuous",
                    help="discrete: Open-Sora's RFLOW times, round((1 - i/N) * 1000) / 1000 before the shift "
                         "(default); continuous: 1 - i/N")
-    p.add_argument("--lpl-similarity", default="original", metavar="original|full",
+    p.add_argument("--lpl-similarity", metavar="original|full",
                    help="LPL auto's similarity of consecutive velocities: original (On-device Sora: row cosines "
                         "of batch 0, channel 0, frame 0, averaged; default) or full (one cosine over the whole velocity)")
+    add_tdtm_args(p, "the checkpoint's recorded setting (eager) or the one the --artifacts were exported with; "
+                     "a different one with --artifacts is an error")
 
 
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
@@ -61,7 +82,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".gif", ".npy"):
         raise ValueError(f"--out must end in .gif or .npy, got {out.name!r}")
     cfg = sampler_config(args.steps, args.lpl, args.tdtm_steps, args.guidance, args.timesteps, args.lpl_similarity)
-    rt = load_runtime(RuntimeKind(args.runtime), Path(args.artifacts) if args.artifacts else None)
+    rt = load_runtime(RuntimeKind(args.runtime), Path(args.artifacts) if args.artifacts else None, tdtm_options(args))
     with tqdm(total=cfg.steps, desc="denoising", unit="step", disable=args.quiet) as bar:
         gen = generate(rt, args.prompt, args.seed, cfg, args.tome, on_step=bar.update)
     save_clip(gen.frames, out)
@@ -71,6 +92,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"runtime {rt.kind.value}: {res.calls} denoiser calls ({res.merged_calls} TDTM-merged), {gen.seconds:.2f} s sampling")
     print(f"merges: TDTM for {res.merged_calls} calls, spatial ToMe {'on (ratio 0.5)' if args.tome else 'off'}; "
           f"variants used: {', '.join(gen.variants)}; {leap}")
+    print(f"modes: timesteps {cfg.timesteps.value}, lpl similarity {cfg.leap.similarity.value}, "
+          f"tdtm positions {rt.tdtm['tdtm_positions']}, tdtm odd frames {rt.tdtm['tdtm_odd']}")
     spec = parse_caption(args.prompt)
     if spec is not None:
         d = detect(gen.frames)

@@ -39,19 +39,21 @@ class VideoRuntime:
     encode: Callable[[str], tuple[np.ndarray, np.ndarray]]  # caption -> states (1, L, Dy), mask (1, L)
     denoisers: dict[str, DenoiseFn]  # variant stem -> callable
     shape: tuple[int, ...]  # (1, 3, T, H, W)
+    tdtm: dict[str, str]  # the TDTM modes its merged variants run: tdtm_positions, tdtm_odd
 
 
 def variant_name(merged: bool, spatial: bool) -> str:
     return "denoiser" + ("_tdtm" if merged else "") + ("_tome" if spatial else "")
 
 
-def eager_runtime() -> VideoRuntime:
+def eager_runtime(tdtm: dict[str, str] | None = None) -> VideoRuntime:
+    """The shipped checkpoint in PyTorch; `tdtm` modes (tdtm_positions, tdtm_odd) replace its recorded ones."""
     import torch
 
     from tomobile.graphs.text_context import encode_captions
-    from tomobile.graphs.video_zoo import VARIANTS, guided_velocity, load_video_dit
+    from tomobile.graphs.video_zoo import WEIGHTS, VARIANTS, guided_velocity, load_video_dit
 
-    model = load_video_dit()
+    model = load_video_dit(WEIGHTS, **(tdtm or {}))
     cfg = model.cfg
 
     def encode(caption: str) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +69,8 @@ def eager_runtime() -> VideoRuntime:
         return run
 
     denoisers = {name: make(m) for name, m in VARIANTS.items()}
-    return VideoRuntime(RuntimeKind.EAGER, encode, denoisers, (1, cfg.channels, cfg.frames, cfg.size, cfg.size))
+    modes = {"tdtm_positions": cfg.tdtm_positions.value, "tdtm_odd": cfg.tdtm_odd.value}
+    return VideoRuntime(RuntimeKind.EAGER, encode, denoisers, (1, cfg.channels, cfg.frames, cfg.size, cfg.size), modes)
 
 
 def _tokenizer_encode(artifacts: Path, length: int) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
@@ -100,18 +103,44 @@ def _session_runner(path: Path, kind: RuntimeKind) -> Callable[..., list[np.ndar
     return lambda *arrays: [o.numpy() for o in method.execute([torch.from_numpy(np.ascontiguousarray(a)) for a in arrays])]
 
 
-def artifact_runtime(artifacts: Path, kind: RuntimeKind) -> VideoRuntime:
-    """Load text_encoder and every denoiser variant from an export folder."""
+# What exports made before the TDTM modes existed ran (their manifests record no modes).
+LEGACY_TDTM = {"tdtm_positions": "midpoint", "tdtm_odd": "keep"}
+
+
+def artifact_model_config(artifacts: Path) -> dict:
+    """The model_config recorded in an export folder's manifest.json."""
     import json
 
-    ext = ".onnx" if kind is RuntimeKind.ONNXRUNTIME else ".pte"
     manifest_path = artifacts / "manifest.json"
     if not manifest_path.exists():
         raise FileNotFoundError(f"{manifest_path} not found; run `tomobile export video-dit-tiny --out {artifacts}` first")
     manifest = json.loads(manifest_path.read_text())
     mc = manifest.get("model_config") or manifest.get("pipeline", {}).get("model_config")
-    if mc is None:
-        mc = _find_key(manifest, "model_config")
+    return mc if mc is not None else _find_key(manifest, "model_config")
+
+
+def artifact_tdtm(artifacts: Path) -> dict[str, str]:
+    """The TDTM modes an export folder's merged variants were built with."""
+    mc = artifact_model_config(artifacts)
+    return {key: str(mc.get(key, legacy)) for key, legacy in LEGACY_TDTM.items()}
+
+
+def check_tdtm(artifacts: Path, asked: dict[str, str]) -> dict[str, str]:
+    """The artifacts' TDTM modes; a mode asked for that differs from them is a ValueError."""
+    recorded = artifact_tdtm(artifacts)
+    for key, value in asked.items():
+        if value != recorded[key]:
+            flag = "--" + key.replace("_", "-")
+            raise ValueError(f"{flag} {value} differs from the {recorded[key]!r} that {artifacts} was exported with; "
+                             f"re-export with `tomobile export video-dit-tiny {flag} {value}` or drop {flag}")
+    return recorded
+
+
+def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | None = None) -> VideoRuntime:
+    """Load text_encoder and every denoiser variant from an export folder; `tdtm` modes must match its own."""
+    ext = ".onnx" if kind is RuntimeKind.ONNXRUNTIME else ".pte"
+    modes = check_tdtm(artifacts, tdtm or {})
+    mc = artifact_model_config(artifacts)
     length = int(mc["caption_len"])
     shape = (1, int(mc["channels"]), int(mc["frames"]), int(mc["size"]), int(mc["size"]))
     ids = _tokenizer_encode(artifacts, length)
@@ -129,7 +158,7 @@ def artifact_runtime(artifacts: Path, kind: RuntimeKind) -> VideoRuntime:
             denoisers[stem] = lambda *a, _run=run: _run(*a)[0]
     if "denoiser" not in denoisers:
         raise FileNotFoundError(f"no denoiser{ext} in {artifacts}")
-    return VideoRuntime(kind, encode, denoisers, shape)
+    return VideoRuntime(kind, encode, denoisers, shape, modes)
 
 
 def _find_key(tree, key: str):
@@ -143,12 +172,13 @@ def _find_key(tree, key: str):
     return None
 
 
-def load_runtime(kind: RuntimeKind, artifacts: Path | None) -> VideoRuntime:
+def load_runtime(kind: RuntimeKind, artifacts: Path | None, tdtm: dict[str, str] | None = None) -> VideoRuntime:
+    """`tdtm`: TDTM modes asked for (tdtm_positions, tdtm_odd); eager runs them, artifacts must have them."""
     if kind is RuntimeKind.EAGER:
-        return eager_runtime()
+        return eager_runtime(tdtm)
     if artifacts is None:
         raise ValueError(f"--runtime {kind.value} needs --artifacts DIR (from `tomobile export video-dit-tiny`)")
-    return artifact_runtime(artifacts, kind)
+    return artifact_runtime(artifacts, kind, tdtm)
 
 
 @dataclass
