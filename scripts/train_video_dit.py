@@ -159,7 +159,8 @@ def main() -> None:
             print(line, end="", flush=True)
             running = 0.0
         if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
-            save(ema, args.out, {"step": step + 1, "seed": args.seed, "steps": args.steps})
+            save(ema, args.out, {"step": step + 1, "seed": args.seed, "steps": args.steps,
+                                 "init": str(args.init) if args.init else None, "tdtm_share": args.tdtm_share})
     total = time.time() - start
     log.write(f"# done: {args.steps} steps in {total:.1f}s on {args.threads} thread(s)\n")
     log.close()
