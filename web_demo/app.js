@@ -145,11 +145,13 @@ function playClip(frames, [count, height, width]) {
 }
 
 function fillTable(table, rows) {
+  const header = table.id === "report" ? rows[0] : null; // the report's first row names the columns
   table.replaceChildren(...rows.map((cells) => {
     const tr = document.createElement("tr");
-    for (const cell of cells) {
-      const td = document.createElement(cells === rows[0] && table.id === "report" ? "th" : "td");
+    for (const [i, cell] of cells.entries()) {
+      const td = document.createElement(cells === header ? "th" : "td");
       td.textContent = cell;
+      if (header) td.dataset.label = header[i];
       if (cell === "pass" || String(cell).startsWith("FAIL")) td.className = cell === "pass" ? "pass" : "FAIL";
       tr.append(td);
     }
@@ -178,6 +180,7 @@ async function runValidate() {
   fillTable($("report"), []);
   $("report-text").textContent = "";
   setState("running", "Validating...");
+  $("source").open = false;
   try {
     const rows = [TABLE_HEADER];
     const report = await validateFolder(app.folder, ort, {

@@ -41,8 +41,9 @@ def _form(settings: dict, prompt: str, seed: str) -> dict:
 
 
 def _bench_run(contract: dict) -> dict:
+    """The first replay's prompt and seed, 30 steps without LPL, TDTM or ToMe: every call on `denoiser`."""
     replay = contract["replay"][0]
-    return {**_form({**replay["settings"], "lpl": "off", "tdtm_steps": 0, "spatial": False}, replay["prompt"], replay["seed"])}
+    return _form({**replay["settings"], "lpl": "off", "tdtm_steps": 0, "spatial": False}, replay["prompt"], replay["seed"])
 
 
 def _job(base: str, isolated: str, contract: dict, work: Path) -> dict:
