@@ -226,5 +226,11 @@ def test_real_process_prints_one_line_and_no_traceback(world, argv):
 
 
 def test_quiet_goes_after_the_subcommand_and_version_prints(capsys):
+    from tomobile.export.cli import build_parser
+
     assert _run(["models", "-q"]) == 0 and "vit-tiny" in capsys.readouterr().out
     assert _run(["--version"]) == 0 and capsys.readouterr().out.startswith("tomobile ")
+    parser = build_parser()
+    assert parser.parse_args(["-q", "validate", "d"]).quiet and parser.parse_args(["validate", "d", "-q"]).quiet
+    assert not parser.parse_args(["validate", "d"]).quiet
+    assert parser.parse_args(["eval", "video"]).runtime == "eager"  # a bare `eval video` runs

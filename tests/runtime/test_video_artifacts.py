@@ -64,3 +64,27 @@ def test_a_variant_whose_checksum_matches_but_does_not_load_is_named(export: Pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tomobile: error: onnxruntime cannot load")
     assert "denoiser_tdtm.onnx" in err[0]
+
+
+@pytest.mark.parametrize("prompt,unknown", [("a purple hexagon moving left", ["'purple'", "'hexagon'"]), ("", []),
+                                            ("ein roter Kreis", ["'ein'", "'roter'", "'kreis'"])])
+def test_out_of_vocabulary_prompt_gets_one_note(export: Path, tmp_path: Path, capsys, prompt, unknown):
+    assert main(["-q", "generate", prompt, "--runtime", "onnxruntime", "--artifacts", str(export), "--steps", "3",
+                 "--out", str(tmp_path / "clip.npy")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tomobile: note: video-dit-tiny knows only")
+    assert all(word in err[0] for word in unknown)
+
+
+def test_known_prompt_gets_no_note_and_the_clip_has_umask_modes(export: Path, tmp_path: Path, capsys):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert main(["-q", "generate", "a red circle moving left", "--runtime", "onnxruntime", "--artifacts",
+                     str(export), "--steps", "3", "--out", str(tmp_path / "clip.gif")]) == 0
+    finally:
+        os.umask(old)
+    assert capsys.readouterr().err == ""
+    assert stat.S_IMODE((tmp_path / "clip.gif").stat().st_mode) == 0o644
