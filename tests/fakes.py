@@ -28,8 +28,9 @@ class Tiny(Exportable):
         super().__init__()
         gen = torch.Generator().manual_seed(0)
         self.lin = nn.Linear(16, 16)
-        with torch.no_grad():
+        with torch.no_grad():  # seeded here: nn.Linear's own init draws from the global generator
             self.lin.weight.copy_(torch.randn(16, 16, generator=gen) * 0.25)
+            self.lin.bias.copy_(torch.randn(16, generator=gen) * 0.1)
         self.norm = nn.LayerNorm(16)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
