@@ -19,7 +19,7 @@ def _video_plan(args: argparse.Namespace):
         raise ValueError(f"--prompts {args.prompts}: there are {len(PROMPTS)} prompts; give 1..{len(PROMPTS)} "
                          "(or 0 for all)")
     check_output_folder(Path(args.out), "--out")
-    base = sampler_config(args.steps, "off", 0, args.guidance)
+    base = sampler_config(args.steps, "off", 0, args.guidance, args.timesteps, args.lpl_similarity)
     settings = default_settings(base, with_spatial=not args.no_tome)
     prompts = PROMPTS[: args.prompts] if args.prompts else PROMPTS
     seeds = tuple(range(args.seeds)) if args.seeds else SEEDS
@@ -54,7 +54,7 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> None:
     from .checks import finite_float, int_at_least
-    from .cmd_generate import add_runtime_args
+    from .cmd_generate import add_mode_args, add_runtime_args
 
     p = sub.add_parser("eval", help="measure speed and quality (video; text)")
     kinds = p.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
@@ -66,6 +66,7 @@ def add_parser(sub) -> None:
                                                                      "(default 0: all)")
     v.add_argument("--seeds", type=int_at_least(0), default=0, help="seeds 0..N-1 (default: seed 0 only)")
     v.add_argument("--no-tome", action="store_true", help="skip the spatial-ToMe settings")
+    add_mode_args(v)
     v.add_argument("--out", default="tomobile-out/eval-video", metavar="DIR", help="table, JSON and picture go here")
     v.set_defaults(handler=cmd_eval_video)
     from .cmd_eval_text import add_text_parser

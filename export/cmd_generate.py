@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomobile.runtime.sampler import LeapConfig, SamplerConfig
+from tomobile.runtime.sampler import LeapConfig, SamplerConfig, TimestepMode, parse_mode
 from tomobile.runtime.video import RuntimeKind, VideoRuntime
 
 from .checks import finite_float, int_at_least, note
 
 
-def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float) -> SamplerConfig:
+def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float, timesteps: str = "discrete",
+                   lpl_similarity: str = "original") -> SamplerConfig:
     """CLI values -> SamplerConfig; raises ValueError with a one-line message on bad input
     (a TDTM count above the steps or a leap at the last step is refused, not clamped)."""
     from tomobile.graphs.video_zoo import SAMPLER_DEFAULTS
@@ -24,9 +25,20 @@ def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float) -> Sa
         steps=steps,
         guidance=guidance,
         shift=SAMPLER_DEFAULTS["shift"],
-        leap=LeapConfig.parse(lpl),
+        leap=LeapConfig.parse(lpl, lpl_similarity),
         tdtm_steps=tdtm_steps,
+        timesteps=parse_mode(TimestepMode, timesteps, "--timesteps"),
     )
+
+
+def add_mode_args(p: argparse.ArgumentParser) -> None:
+    """Sampler modes that follow the original code by default (README: Differences from the original code)."""
+    p.add_argument("--timesteps", default="discrete", metavar="discrete|continuous",
+                   help="discrete: Open-Sora's RFLOW times, round((1 - i/N) * 1000) / 1000 before the shift "
+                        "(default); continuous: 1 - i/N")
+    p.add_argument("--lpl-similarity", default="original", metavar="original|full",
+                   help="LPL auto's similarity of consecutive velocities: original (On-device Sora: row cosines "
+                        "of batch 0, channel 0, frame 0, averaged; default) or full (one cosine over the whole velocity)")
 
 
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
@@ -40,6 +52,7 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tome", action="store_true", help="use the spatial-ToMe denoiser variants (ratio 0.5)")
     p.add_argument("--guidance", type=finite_float, default=4.0, help="classifier-free guidance scale (default: 4.0)")
     add_runtime_args(p, "eager")
+    add_mode_args(p)
 
 
 def add_runtime_args(p: argparse.ArgumentParser, default: str) -> None:
@@ -85,7 +98,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     check_output_file(out, "--out", (".gif", ".npy"))
-    cfg = sampler_config(args.steps, args.lpl, args.tdtm_steps, args.guidance)
+    cfg = sampler_config(args.steps, args.lpl, args.tdtm_steps, args.guidance, args.timesteps, args.lpl_similarity)
     rt = open_runtime(args, needed_variants(cfg, args.tome) + ([variant_name(False, False)] if args.compare else []))
     note_unknown_words(args.prompt)
     with tqdm(total=cfg.steps, desc="denoising", unit="step", disable=args.quiet) as bar:
@@ -115,7 +128,8 @@ def _compare_with_baseline(rt, args: argparse.Namespace, cfg: SamplerConfig, gen
     from tomobile.runtime.video import generate
     from tomobile.runtime.video_eval import psnr, ssim
 
-    base_cfg = SamplerConfig(steps=cfg.steps, guidance=cfg.guidance, shift=cfg.shift, leap=LeapConfig(), tdtm_steps=0)
+    base_cfg = SamplerConfig(steps=cfg.steps, guidance=cfg.guidance, shift=cfg.shift, leap=LeapConfig(), tdtm_steps=0,
+                             timesteps=cfg.timesteps)
     with tqdm(total=base_cfg.steps, desc="baseline", unit="step", disable=args.quiet) as bar:
         base = generate(rt, args.prompt, args.seed, base_cfg, False, on_step=bar.update)
     print(f"baseline ({base.result.calls} calls, no merge): {base.seconds:.2f} s -> speed-up {base.seconds / gen.seconds:.2f}x; "

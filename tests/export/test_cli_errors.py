@@ -72,6 +72,7 @@ ROWS: list[tuple[str, list[str]]] = [
     ("--tdtm-steps above --steps", [*GEN, "--tdtm-steps", "40"]),
     ("--lpl at the last step", [*GEN, "--lpl", "29"]),
     ("--lpl not a count", [*GEN, "--lpl", "fast"]),
+    ("--timesteps unknown", [*GEN, "--timesteps", "bogus"]),
     ("--artifacts with eager", [*GEN, "--artifacts", "{w}/video"]),
     ("onnxruntime without --artifacts", [*GEN, "--runtime", "onnxruntime"]),
     ("--artifacts of a non-video export", [*GEN, "--runtime", "onnxruntime", "--artifacts", "{w}/changed"]),
