@@ -128,9 +128,5 @@ def check_options(formats: list[str], options: ExportOptions) -> list[str]:
             raise OptionError(f"--{f.name} {value} applies to {where}, not to the asked format(s) {', '.join(formats)}")
         others = [n for n in formats if n not in honouring]
         if others:
-            notes.append(f"--{f.name} {value} applies to {', '.join(asked)}; {', '.join(others)} "
-                         f"{'stay' if len(others) > 1 else 'stays'} {_PLAIN[f.name]}")
+            notes.append(f"--{f.name} {value} applies to {', '.join(asked)}, not to {', '.join(others)}")
     return notes
-
-
-_PLAIN = {"precision": "fp32", "quantize": "unquantised", "backend": "as usual (no ExecuTorch backend)"}

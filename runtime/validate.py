@@ -9,7 +9,6 @@ each artifact on those inputs; Core ML is spec-checked on Linux and its numerics
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import platform

@@ -41,8 +41,7 @@ def test_an_option_no_asked_format_honours_is_refused(formats, options, needle):
 
 def test_an_option_some_formats_honour_gets_a_note():
     notes = check_options(["onnx", "coreml"], ExportOptions(precision="fp16", quantize="int8"))
-    assert notes == ["--precision fp16 applies to coreml; onnx stays fp32",
-                     "--quantize int8 applies to onnx; coreml stays unquantised"]
+    assert notes == ["--precision fp16 applies to coreml, not to onnx", "--quantize int8 applies to onnx, not to coreml"]
     assert check_options(["onnx", "executorch"], ExportOptions()) == []
 
 
