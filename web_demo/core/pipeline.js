@@ -96,10 +96,8 @@ export class VideoPipeline {
     if (!Number.isInteger(steps) || steps < 1) throw new RangeError(`steps must be an integer >= 1, got ${settings.steps}`);
     const lpl = String(settings.lpl ?? "off");
     parseLpl(lpl);
-    const tdtmSteps = Number(settings.tdtmSteps ?? 0);
-    if (!Number.isInteger(tdtmSteps) || tdtmSteps < 0) throw new RangeError(`TDTM steps must be an integer >= 0, got ${settings.tdtmSteps}`);
     return {
-      steps, lpl, tdtmSteps: Math.min(tdtmSteps, steps), spatial: Boolean(settings.spatial),
+      steps, lpl, tdtmSteps: Number(settings.tdtmSteps ?? 0), spatial: Boolean(settings.spatial),
       guidance: Number(settings.guidance ?? d.guidance), shift: Number(d.shift), shape: this.shape,
       timesteps: settings.timesteps ?? d.timesteps ?? "discrete", lplSimilarity: settings.lplSimilarity ?? d.lpl_similarity ?? "original",
     };

@@ -127,7 +127,12 @@ export function parseLpl(text) {
 export async function sample(denoise, noise, config, onStep = null) {
   const { steps, shift, shape, tdtmSteps = 0, spatial = false } = config;
   const lpl = parseLpl(config.lpl ?? "off");
-  if (lpl.mode === "fixed" && lpl.step >= steps) throw new RangeError(`leap step ${lpl.step} must be below the step count ${steps}`);
+  if (lpl.mode === "fixed" && !(lpl.step >= 1 && lpl.step <= steps - 2)) {
+    throw new RangeError(`a leap after N steps needs 1 <= N <= ${steps - 2} for ${steps} steps; got ${lpl.step}`);
+  }
+  if (!(Number.isInteger(tdtmSteps) && tdtmSteps >= 0 && tdtmSteps <= steps)) {
+    throw new RangeError(`TDTM steps must be 0..${steps} for ${steps} steps, got ${tdtmSteps}`);
+  }
   const ts = timesteps(steps, shift, config.timesteps ?? "discrete");
   const auto = lpl.mode === "auto" ? new AutoLeap({ steps, shape, similarity: config.lplSimilarity ?? "original" }) : null;
   let x = Float32Array.from(noise);

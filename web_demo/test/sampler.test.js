@@ -55,3 +55,11 @@ test("TDTM: the variant of every call", async () => {
     assert.equal(result.leapAt, entry.leap_at);
   }
 });
+
+test("refuses the settings the Python sampler refuses", async () => {
+  const base = { steps: 30, shift: 2.0, shape: [1, 1, 1, 2, 2] };
+  await assert.rejects(sample(constant, new Float32Array(4), { ...base, lpl: "29" }), /1 <= N <= 28/);
+  await assert.rejects(sample(constant, new Float32Array(4), { ...base, lpl: "0" }), /LPL/);
+  await assert.rejects(sample(constant, new Float32Array(4), { ...base, tdtmSteps: 31 }), /TDTM steps must be 0\.\.30/);
+  await assert.rejects(sample(constant, new Float32Array(4), { ...base, timesteps: "linear" }), /discrete or continuous/);
+});
