@@ -1,0 +1,65 @@
+// Text -> video with any runtime behind two small interfaces: the app implements them with ExecuTorch
+// (android_demo/app, ExecuTorchParts.kt), the tests with recorded outputs. Mirrors
+// web_demo/core/pipeline.js and ios_demo TomobileCore/Pipeline.swift.
+package org.tomobile.core
+
+/** The exported text encoder: ids and mask (1, L) int64 -> states (1, L, D) float32, flattened. */
+interface TextEncoder {
+    fun encode(inputIds: LongArray, attentionMask: LongArray): FloatArray
+}
+
+/**
+ * One exported denoiser per variant ("denoiser", "denoiser_tdtm", "denoiser_tome", "denoiser_tdtm_tome"),
+ * inputs as in the manifest: x (1, C, T, H, W), t (1), states (1, L, D), mask (1, L) float32, guidance (1);
+ * output: the guided velocity, shaped as x. Classifier-free guidance runs inside the graph.
+ */
+interface Denoiser {
+    val variants: Set<String>
+
+    fun run(variant: String, x: FloatArray, t: Float, states: FloatArray, mask: FloatArray, guidance: Float): FloatArray
+}
+
+/** What the screen shows besides the clip. */
+class GenerationStats(
+    val calls: Int,
+    val mergedCalls: Int,
+    val leapAt: Int?,
+    val variants: List<String>,
+    val callMillis: List<Double>,
+    val encodeMillis: Double,
+    val sampleMillis: Double,
+)
+
+/** frames: (T, H, W, 3) float32 in [0, 1], C order. */
+class Generation(val frames: FloatArray, val result: SampleResult, val stats: GenerationStats)
+
+class Pipeline(
+    private val tokenizer: WordPieceTokenizer,
+    private val textEncoder: TextEncoder,
+    private val denoiser: Denoiser,
+    val shape: IntArray,
+    val captionLen: Int,
+) {
+    /** One clip for `prompt` and `seed` (the same noise as `tomobile generate --seed`). */
+    fun generate(prompt: String, seed: ULong, cfg: SamplerConfig, onStep: ((StepInfo) -> Unit)? = null): Generation {
+        val startEncode = System.nanoTime()
+        val enc = tokenizer.encode(prompt, captionLen)
+        val states = textEncoder.encode(enc.inputIds, enc.attentionMask)
+        val mask = FloatArray(enc.attentionMask.size) { enc.attentionMask[it].toFloat() }
+        val encodeMillis = (System.nanoTime() - startEncode) / 1e6
+        val callMillis = ArrayList<Double>()
+        val velocity = VelocityFn { variant, x, t ->
+            if (variant !in denoiser.variants) {
+                throw IllegalStateException("variant $variant is not in the export; it has: ${denoiser.variants.sorted().joinToString(", ")}")
+            }
+            val start = System.nanoTime()
+            denoiser.run(variant, x, t, states, mask, cfg.guidance).also { callMillis.add((System.nanoTime() - start) / 1e6) }
+        }
+        val noise = latentNoise(shape, seed) // outside the timed region, as in Python
+        val startSample = System.nanoTime()
+        val result = sample(velocity, noise, shape, cfg, onStep)
+        val sampleMillis = (System.nanoTime() - startSample) / 1e6
+        val stats = GenerationStats(result.calls, result.mergedCalls, result.leapAt, result.variants, callMillis, encodeMillis, sampleMillis)
+        return Generation(framesFromLatent(result.x, shape), result, stats)
+    }
+}
