@@ -16,6 +16,8 @@ class Manifest(
     val model: String,
     val shape: IntArray, // (1, C, T, H, W)
     val captionLen: Int,
+    val captionDim: Int, // width of the text encoder's states (1, captionLen, captionDim)
+    val denoiserInputs: List<String>, // the order the denoiser graphs take their inputs in
     val defaults: SamplerConfig,
     val files: Map<String, String>,
     /** Model parts by format: format ("onnx", "executorch", "coreml") -> part name -> relative path. */
@@ -51,8 +53,10 @@ fun readManifest(folder: File): Manifest {
             parts.getOrPut(format) { LinkedHashMap() }[art.field("part", "artifacts[$i]").asString("part")] = path
         }
         for ((path, sha) in root.field("files", MANIFEST).asObject("files")) files[path] = sha.asString("files.$path")
+        val inputs = root.field("io", MANIFEST).asObject("io").field("denoiser_inputs", "io").asList("io.denoiser_inputs")
         return Manifest(folder, root.field("model", MANIFEST).asString("model"), shape,
-            mc.field("caption_len", "model_config").asInt("caption_len"), samplerDefaults(root), files, parts)
+            mc.field("caption_len", "model_config").asInt("caption_len"), mc.field("caption_dim", "model_config").asInt("caption_dim"),
+            inputs.map { it.asString("io.denoiser_inputs") }, samplerDefaults(root), files, parts)
     } catch (e: JsonException) {
         throw ManifestException("$MANIFEST in $folder: ${e.message}")
     }

@@ -63,3 +63,32 @@ class Pipeline(
         return Generation(framesFromLatent(result.x, shape), result, stats)
     }
 }
+
+/** What the screen lets a person set, as typed; `toConfig` checks it and fills in the export's defaults. */
+data class ScreenSettings(
+    val prompt: String = "a red circle moving left",
+    val seed: String = "0",
+    val steps: String = "30",
+    val lpl: String = "15", // off | N | auto
+    val tdtmSteps: String = "15",
+    val spatial: Boolean = false,
+) {
+    fun seedValue(): ULong = parseSeed(seed)
+
+    /** Guidance, shift, timesteps and LPL similarity stay as the export was validated with. */
+    fun toConfig(defaults: SamplerConfig): SamplerConfig {
+        val n = steps.trim().toIntOrNull() ?: throw IllegalArgumentException("steps must be a whole number, got \"$steps\"")
+        val tdtm = tdtmSteps.trim().toIntOrNull() ?: throw IllegalArgumentException("TDTM steps must be a whole number, got \"$tdtmSteps\"")
+        return defaults.copy(steps = n, leap = LeapConfig.parse(lpl, defaults.leap.similarity), tdtmSteps = tdtm, spatial = spatial)
+    }
+}
+
+/** Frame `index` of frames (T, H, W, 3) in [0, 1] as ARGB pixels, each channel round(f * 255). */
+fun frameArgb(frames: FloatArray, shape: IntArray, index: Int): IntArray {
+    val pixels = shape[3] * shape[4]
+    val start = index * pixels * 3
+    return IntArray(pixels) { p ->
+        fun channel(c: Int) = (frames[start + p * 3 + c] * 255.0f + 0.5f).toInt().coerceIn(0, 255)
+        (0xFF shl 24) or (channel(0) shl 16) or (channel(1) shl 8) or channel(2)
+    }
+}

@@ -13,6 +13,9 @@ class ManifestTest {
         assertEquals("video-dit-tiny", m.model)
         assertEquals(listOf(1, 3, 8, 32, 32), m.shape.toList())
         assertEquals(16, m.captionLen)
+        assertEquals(384, m.captionDim)
+        assertEquals(listOf("x", "t", "states", "mask", "guidance"), m.denoiserInputs)
+        assertEquals(SamplerConfig(steps = 30, guidance = 4.0f, shift = 2.0, leap = LeapConfig.parse("15"), tdtmSteps = 15), m.defaults)
         assertEquals(setOf("text_encoder", "denoiser", "denoiser_tdtm", "denoiser_tome", "denoiser_tdtm_tome"), m.partsFor("onnx").keys)
         assertTrue("tokenizer.json" in m.files)
         for (path in m.files.keys) assertEquals(m.files[path], sha256Hex(m.verified(path)), path)
@@ -65,7 +68,8 @@ class ManifestTest {
 
     private fun fakeManifest(sha: String) = """
         {"model": "video-dit-tiny",
-         "model_config": {"frames": 8, "size": 32, "channels": 3, "caption_len": 16},
+         "model_config": {"frames": 8, "size": 32, "channels": 3, "caption_len": 16, "caption_dim": 384},
+         "io": {"denoiser_inputs": ["x", "t", "states", "mask", "guidance"]},
          "sampler": {"steps": 30, "guidance": 4.0, "shift": 2.0, "lpl_step": 15, "tdtm_steps": 15,
                      "timesteps": "discrete", "lpl_similarity": "original"},
          "artifacts": [{"format": "executorch", "part": "denoiser", "path": "denoiser.pte", "sha256": "$sha"}],

@@ -1,0 +1,23 @@
+// :core: the platform-free half of the app (generator, tokenizer, sampler, manifest, pipeline).
+// Plain Kotlin/JVM: no Android imports, so its tests run on any JVM (`make test-android` runs them
+// without Gradle; `gradle :core:test` runs the same tests here).
+plugins {
+    alias(libs.plugins.kotlin.jvm)
+}
+
+kotlin {
+    jvmToolchain(17)
+}
+
+dependencies {
+    testImplementation(libs.junit.jupiter)
+    testRuntimeOnly(libs.junit.platform.launcher)
+}
+
+tasks.test {
+    useJUnitPlatform()
+    // Folders the Python side writes (see README.md): -Ptomobile.fixtures=DIR -Ptomobile.export=DIR
+    for (name in listOf("tomobile.fixtures", "tomobile.export")) {
+        project.findProperty(name)?.let { systemProperty(name, it.toString()) }
+    }
+}
