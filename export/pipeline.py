@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -21,6 +21,8 @@ import torch
 from tqdm import tqdm
 
 from tomobile.graphs.exportable import Exportable, ModelBundle
+from tomobile.graphs.video_zoo import MODEL_NAME as VIDEO_MODEL
+from tomobile.runtime.contract import write_contract
 
 from .registry import ExportOptions, PartInfo, get_exporter
 
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 VECTORS_DIR = "test_vectors"
+# Files generated for the apps beyond the parts, per model: writer(folder) -> the relative paths it wrote.
+FILE_WRITERS: dict[str, Callable[[Path], list[str]]] = {VIDEO_MODEL: write_contract}
 _TOOLS = ("tomobile", "torch", "transformers", "executorch", "coremltools", "onnx", "onnxruntime", "onnxscript")
 
 
@@ -144,6 +148,7 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
     steps.close()
     for name, src in bundle.extra_files.items():
         shutil.copy2(src, staging / name)
+    generated = FILE_WRITERS[bundle.name](staging) if bundle.name in FILE_WRITERS else []
     return {
         "tomobile_manifest": 1,
         "model": bundle.name,
@@ -152,7 +157,7 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
         "backend": options.backend,
         "parts": parts,
         "artifacts": artifacts,
-        "files": {name: sha256_path(staging / name) for name in bundle.extra_files},
+        "files": {name: sha256_path(staging / name) for name in [*bundle.extra_files, *generated]},
         "test_vectors": {stem: sha256_path(staging / VECTORS_DIR / f"{stem}.npz") for stem in parts},
         "tools": tool_versions(),
     }
