@@ -8,7 +8,8 @@ The contract (test_vectors/contract.json) is what every port must pass; these fi
 - sampler_cases.json + sampler_velocities.bin: synthetic replays of runtime/sampler.py in every mode
   (discrete and continuous timesteps, original and full similarity, fixed and auto leap, TDTM,
   spatial variants) with made-up velocities, recorded as the contract's replays are; timesteps for
-  1..60 steps at three shifts in both modes; the auto leap's minimum step for 1..120 steps.
+  1..60 steps at three shifts in both modes; the auto leap's minimum step for 1..120 steps;
+- folder_digest.json: the exporter's sha256 of a folder shaped like an .mlpackage.
 
 Usage: python python_fixtures.py OUT_DIR
 """
@@ -127,8 +128,24 @@ def write_sampler(out: Path) -> None:
                                             encoding="utf-8")
 
 
+def write_folder_digest(out: Path) -> None:
+    """A folder shaped like an .mlpackage, with an ordering trap ('a/b' sorts before 'a-b/c' by
+    components, after it as plain strings), and the exporter's sha256 of it."""
+    from tomobile.export.pipeline import sha256_path
+
+    folder = out / "folder.mlpackage"
+    for rel, data in (("Manifest.json", b"{}"), ("Data/com.apple.CoreML/model.mlmodel", b"spec"),
+                      ("Data/com.apple.CoreML/weights/weight.bin", bytes(range(256)) * 3),
+                      ("a/b", b"x"), ("a-b/c", b"y"), ("Z", b"")):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    digest = {"folder": folder.name, "sha256": sha256_path(folder), "file_sha256": sha256_path(folder / "a/b")}
+    (out / "folder_digest.json").write_text(json.dumps(digest), encoding="utf-8")
+
+
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    write_folder_digest(out)
     noise = write_noise(out)
     write_tokenizer(out)
     write_sampler(out)

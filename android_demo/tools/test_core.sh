@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `make test-android`: the :core JUnit 5 tests and the ExecuTorch glue's compile check, without Gradle,
-# Maven or the Android SDK (none can be fetched here). Installs what is missing (Debian: a JDK, junit5,
-# nodejs/npm; npm: kotlin-compiler from package-lock.json), writes the Python fixtures, compiles with
-# kotlinc, runs JUnit's console launcher, and ends with the line CI reads: "N passed, N failed".
+# The :core JUnit 5 tests and the ExecuTorch glue's compile check, without Gradle, Maven or the Android
+# SDK (none can be fetched here). `make android-setup` installs the tools (Debian: a JDK, junit5, nodejs;
+# npm: kotlin-compiler from package-lock.json); tests/android/ runs this script from pytest. It writes the
+# Python fixtures, compiles with kotlinc, runs JUnit's console launcher (XML reports in
+# build/junit-reports/) and ends with a plain "N passed, N failed" line.
 #
 # Usage: test_core.sh PYTHON EXPORT_DIR
 #   PYTHON      the venv's python (tomobile installed): writes the fixtures
@@ -15,32 +16,21 @@ HERE=$(cd "$(dirname "$0")/.." && pwd) # android_demo/
 BUILD=$HERE/build
 J=/usr/share/java
 
-apt_install() { # packages to install when a file they provide is missing
-    if [ "$(id -u)" != 0 ]; then
-        echo "test-android: missing $*; install them (sudo apt-get install -y --no-install-recommends $*)" >&2
-        exit 2
-    fi
-    if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+need() { # a tool `make android-setup` installs
+    [ -e "$1" ] || command -v "$1" >/dev/null || { echo "test-android: $1 is missing; run \`make android-setup\` ($2)" >&2; exit 2; }
 }
-
-command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
-[ -f $J/junit-platform-console-standalone.jar ] || apt_install junit5
-command -v npm >/dev/null || apt_install nodejs npm
-if [ ! -x "$HERE/node_modules/kotlin-compiler/bin/kotlinc" ] || [ "$HERE/package-lock.json" -nt "$HERE/node_modules/.package-lock.json" ]; then
-    (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+need javac "Debian openjdk-17-jdk-headless"
+need $J/junit-platform-console-standalone.jar "Debian junit5"
+need "$HERE/node_modules/kotlin-compiler/bin/kotlinc" "npm ci in android_demo/"
 KOTLINC=$HERE/node_modules/kotlin-compiler/bin/kotlinc
 STDLIB=$HERE/node_modules/kotlin-compiler/lib/kotlin-stdlib.jar
 
 test -f "$EXPORT/manifest.json" || { echo "test-android: no manifest.json in $EXPORT" >&2; exit 2; }
-if [ ! -f "$BUILD/fixtures/noise.bin" ] || [ "$HERE/tools/python_fixtures.py" -nt "$BUILD/fixtures/noise.bin" ]; then
-    "$PYTHON" "$HERE/tools/python_fixtures.py" "$BUILD/fixtures"
-fi
+rm -rf "$BUILD/classes" "$BUILD/fixtures" "$BUILD/junit-reports"
+"$PYTHON" "$HERE/tools/python_fixtures.py" "$BUILD/fixtures"
 
-rm -rf "$BUILD/classes"
 echo "test-android: compiling :core and its tests (kotlinc $(cat "$HERE/node_modules/kotlin-compiler/build.txt"))"
-"$KOTLINC" -jvm-target 17 -nowarn -cp "$J/junit-jupiter-api.jar:$J/apiguardian-api.jar:$J/opentest4j.jar" \
+"$KOTLINC" -jvm-target 17 -cp "$J/junit-jupiter-api.jar:$J/apiguardian-api.jar:$J/opentest4j.jar" \
     -d "$BUILD/classes/core" "$HERE/core/src/main/kotlin" "$HERE/core/src/test/kotlin"
 
 # The glue compiles against :core and the compile-only ExecuTorch stubs, beside the JUnit run.

@@ -79,9 +79,37 @@ private fun samplerDefaults(root: Map<String, Any?>): SamplerConfig {
 
 fun sha256Hex(bytes: ByteArray): String = hex(MessageDigest.getInstance("SHA-256").digest(bytes))
 
-/** sha256 of a file, read in 1 MiB chunks (model files are tens of MB). */
-fun sha256Hex(file: File): String {
+/**
+ * sha256 of a file, read in 1 MiB chunks, or of a folder (a Core ML .mlpackage) as the manifest hashes
+ * it (export/pipeline.py sha256_path): for each file, sorted by path components, its relative path
+ * ("/"-separated, UTF-8) and then its contents.
+ */
+fun sha256Path(path: File): String {
     val md = MessageDigest.getInstance("SHA-256")
+    if (path.isDirectory) {
+        val files = path.walkTopDown().filter { it.isFile }.map { it.relativeTo(path).invariantSeparatorsPath }.toList()
+        for (rel in files.sortedWith(::comparePathParts)) {
+            md.update(rel.toByteArray(Charsets.UTF_8))
+            updateWithFile(md, File(path, rel))
+        }
+    } else {
+        updateWithFile(md, path)
+    }
+    return hex(md.digest())
+}
+
+/** Python's order of paths: component by component ("a/b" before "a-b/c"), not as plain strings. */
+private fun comparePathParts(a: String, b: String): Int {
+    val pa = a.split('/')
+    val pb = b.split('/')
+    for (i in 0 until minOf(pa.size, pb.size)) {
+        val c = pa[i].compareTo(pb[i])
+        if (c != 0) return c
+    }
+    return pa.size - pb.size
+}
+
+private fun updateWithFile(md: MessageDigest, file: File) {
     file.inputStream().use { input ->
         val buffer = ByteArray(1 shl 20)
         while (true) {
@@ -90,16 +118,15 @@ fun sha256Hex(file: File): String {
             md.update(buffer, 0, n)
         }
     }
-    return hex(md.digest())
 }
 
 private fun hex(digest: ByteArray): String = digest.joinToString("") { "%02x".format(it.toInt() and 0xff) }
 
-/** `folder`/`relPath` after checking its sha256; a missing or altered file is an error naming it. */
+/** `folder`/`relPath` (a file or an .mlpackage folder) after checking its sha256; a missing or altered one is an error naming it. */
 fun verifyFile(folder: File, relPath: String, expectedSha256: String): File {
     val file = File(folder, relPath)
-    if (!file.isFile) throw ManifestException("$relPath is missing from $folder (the manifest lists it); copy the whole export folder")
-    val actual = sha256Hex(file)
+    if (!file.exists()) throw ManifestException("$relPath is missing from $folder (the manifest lists it); copy the whole export folder")
+    val actual = sha256Path(file)
     if (!actual.equals(expectedSha256, ignoreCase = true)) {
         throw ManifestException("$relPath was altered: its sha256 is $actual, the manifest says $expectedSha256; export it again")
     }

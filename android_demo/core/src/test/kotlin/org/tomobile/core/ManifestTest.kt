@@ -18,7 +18,7 @@ class ManifestTest {
         assertEquals(SamplerConfig(steps = 30, guidance = 4.0f, shift = 2.0, leap = LeapConfig.parse("15"), tdtmSteps = 15), m.defaults)
         assertEquals(setOf("text_encoder", "denoiser", "denoiser_tdtm", "denoiser_tome", "denoiser_tdtm_tome"), m.partsFor("onnx").keys)
         assertTrue("tokenizer.json" in m.files)
-        for (path in m.files.keys) assertEquals(m.files[path], sha256Hex(m.verified(path)), path)
+        for (path in m.files.keys) assertEquals(m.files[path], sha256Path(m.verified(path)), path)
         val error = expectThrows<ManifestException> { m.partsFor("coreml") }
         assertTrue(error.message!!.contains("--format coreml"), error.message)
     }
@@ -47,6 +47,14 @@ class ManifestTest {
         } finally {
             dir.deleteRecursively()
         }
+    }
+
+    @Test
+    fun foldersHashAsTheExporterHashesAnMlpackage() {
+        val expected = Fixtures.json(File(Fixtures.dir, "folder_digest.json"))
+        val folder = File(Fixtures.dir, expected["folder"].asString("folder"))
+        assertEquals(expected["sha256"], sha256Path(folder))
+        assertEquals(expected["file_sha256"], sha256Path(File(folder, "a/b")))
     }
 
     @Test
