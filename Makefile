@@ -59,4 +59,4 @@ test-ios: $(STAMP)
 	$(PY) -m pytest tests/ios -q
 
 clean:
-	rm -rf $(DEMO_OUT) tomobile-out .pytest_cache
+	rm -rf $(DEMO_OUT) tomobile-out .pytest_cache $(ANDROID)/build
