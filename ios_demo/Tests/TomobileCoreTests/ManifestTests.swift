@@ -13,7 +13,7 @@ final class ManifestTests: XCTestCase {
         XCTAssertEqual(Set(try m.partsFor("onnx").keys), ["text_encoder", "denoiser", "denoiser_tdtm", "denoiser_tome", "denoiser_tdtm_tome"])
         XCTAssertNotNil(m.files["tokenizer.json"])
         for path in m.files.keys { XCTAssertEqual(try sha256Path(try m.verified(path)), m.files[path], path) }
-        XCTAssertThrowsError(try m.partsFor("coreml")) { XCTAssertTrue("\($0)".contains("--format coreml")) }
+        XCTAssertThrowsError(try m.partsFor("tflite")) { XCTAssertTrue("\($0)".contains("--format tflite")) }
     }
 
     func testRefusesMissingAlteredAndUnlistedFilesByName() throws {

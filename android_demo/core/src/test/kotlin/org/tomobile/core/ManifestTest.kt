@@ -19,8 +19,8 @@ class ManifestTest {
         assertEquals(setOf("text_encoder", "denoiser", "denoiser_tdtm", "denoiser_tome", "denoiser_tdtm_tome"), m.partsFor("onnx").keys)
         assertTrue("tokenizer.json" in m.files)
         for (path in m.files.keys) assertEquals(m.files[path], sha256Path(m.verified(path)), path)
-        val error = expectThrows<ManifestException> { m.partsFor("coreml") }
-        assertTrue(error.message!!.contains("--format coreml"), error.message)
+        val error = expectThrows<ManifestException> { m.partsFor("tflite") }
+        assertTrue(error.message!!.contains("--format tflite"), error.message)
     }
 
     @Test
