@@ -116,15 +116,23 @@ export async function validateFolder(folder, ort, { sessionOptions = {}, onRow =
   return report;
 }
 
+export const TABLE_HEADER = ["artifact", "case", "output", "shape", "max abs err", "PSNR dB", "result"];
+
+/** One row's cells, formatted as Python's format_table does ("5.96e-08", "139.1", "inf", "FAIL (why)"). */
+export function tableRow(r) {
+  const number = (v, digits, exp) => (Number.isNaN(v) ? "nan" : exp ? v.toExponential(digits).replace(/e([+-])(\d)$/, "e$10$2") : v.toFixed(digits));
+  return [
+    r.artifact, r.case, r.output, r.shape.join("x") || "-",
+    r.maxAbsError === null ? "-" : number(r.maxAbsError, 2, true),
+    r.psnrDb === null ? "-" : (r.psnrDb === Infinity ? "inf" : number(r.psnrDb, 1, false)),
+    r.status === FAIL ? `FAIL (${r.note})` : r.status,
+  ];
+}
+
 /** The same text table as `tomobile validate` (runtime/validate.py:format_table). */
 export function formatTable(report) {
-  const header = ["artifact", "case", "output", "shape", "max abs err", "PSNR dB", "result"];
-  const rows = [header, ...report.rows.map((r) => [
-    r.artifact, r.case, r.output, r.shape.join("x") || "-",
-    r.maxAbsError === null ? "-" : r.maxAbsError.toExponential(2).replace(/e([+-])(\d)$/, "e$10$2"),
-    r.psnrDb === null ? "-" : (r.psnrDb === Infinity ? "inf" : r.psnrDb.toFixed(1)),
-    r.status === FAIL ? `FAIL (${r.note})` : r.status,
-  ])];
+  const header = TABLE_HEADER;
+  const rows = [header, ...report.rows.map(tableRow)];
   const widths = header.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
   const lines = rows.map((r) => r.map((v, i) => String(v).padEnd(widths[i])).join("  ").trimEnd());
   lines.splice(1, 0, widths.map((w) => "-".repeat(w)).join("  "));
