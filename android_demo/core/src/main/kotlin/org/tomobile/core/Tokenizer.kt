@@ -1,7 +1,7 @@
 // BERT WordPiece tokenizer read from the export's tokenizer.json: the same ids as Python's tokenizer
 // (Hugging Face `tokenizers`: BertNormalizer, BertPreTokenizer, WordPiece, [CLS] ... [SEP]) on every
-// contract case. Mirrors ios_demo TomobileCore/Tokenizer.swift; the web app uses
-// @huggingface/tokenizers inside encodeCaption.
+// contract case. Mirrors ios_demo TomobileCore/Tokenizer.swift; web_demo/core/tokenizer.js wraps
+// @huggingface/tokenizers in the same names.
 package org.tomobile.core
 
 import java.text.Normalizer
