@@ -1,12 +1,19 @@
 // :core: the platform-free half of the app (generator, tokenizer, sampler, manifest, pipeline).
 // Plain Kotlin/JVM: no Android imports, so its tests run on any JVM (`make test-android` runs them
-// without Gradle; `gradle :core:test` runs the same tests here).
+// without Gradle; `./gradlew :core:test` runs the same tests where Maven is reachable, not here).
 plugins {
     alias(libs.plugins.kotlin.jvm)
 }
 
+java {
+    sourceCompatibility = JavaVersion.VERSION_17
+    targetCompatibility = JavaVersion.VERSION_17
+}
+
 kotlin {
-    jvmToolchain(17)
+    compilerOptions {
+        jvmTarget.set(org.jetbrains.kotlin.gradle.dsl.JvmTarget.JVM_17) // the same target test_core.sh compiles for
+    }
 }
 
 dependencies {
