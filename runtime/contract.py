@@ -72,7 +72,7 @@ TOKENIZER_PROMPTS = (
 )
 TIMESTEP_CASES = ((30, "discrete"), (30, "continuous"), (20, "discrete"), (16, "continuous"), (7, "discrete"), (1, "discrete"))
 # (steps, tdtm_steps, lpl, spatial): which variant each call uses (leaps that do not depend on the velocity).
-TDTM_CASES = ((30, 15, "15", False), (30, 0, "off", True), (30, 30, "off", False), (20, 5, "8", True), (30, 15, "29", False))
+TDTM_CASES = ((30, 15, "15", False), (30, 0, "off", True), (30, 30, "off", False), (20, 5, "8", True), (30, 15, "28", False))
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def _lpl_section(replays: list[dict], velocities: dict[str, list[np.ndarray]]) -
     for name, steps, sims in _synthetic_similarities():
         entries.append({"name": f"synthetic:{name}", "mode": "auto", "steps": steps, "min_steps": default_min_steps(steps),
                         **rule, "similarities": sims, "leap_at": auto_leap_at(sims, steps, base)})
-    for steps, step in ((30, 15), (30, 1), (20, 19), (7, 3)):
+    for steps, step in ((30, 15), (30, 1), (20, 18), (7, 3)):
         entries.append({"name": f"fixed:{step}_of_{steps}", "mode": "fixed", "steps": steps, "step": step,
                         "leap_at": _schedule(steps, 0, str(step), False)[1]})
     return entries

@@ -60,8 +60,8 @@ def test_tdtm_variants_follow_the_schedule(contract):
     first = c["tdtm"][0]
     assert (first["steps"], first["tdtm_steps"], first["lpl"]) == (30, 15, "15")
     assert first["variants"] == ["denoiser_tdtm"] * 15 + ["denoiser"] and first["leap_at"] == 15
-    last = c["tdtm"][-1]  # a fixed leap at the last step is no leap
-    assert last["lpl"] == "29" and last["leap_at"] is None and len(last["variants"]) == 30
+    last = c["tdtm"][-1]  # the latest fixed leap allowed: N = steps - 2
+    assert last["lpl"] == "28" and last["leap_at"] == 28 and len(last["variants"]) == 29
 
 
 def test_replay_reproduces_from_recorded_velocities(contract):

@@ -86,8 +86,11 @@ public struct SamplerConfig: Equatable {
         guard timesteps != .discrete || steps <= numTimesteps else {
             throw InvalidArgument("discrete timesteps allow at most \(numTimesteps) steps, got \(steps)")
         }
-        guard tdtmSteps >= 0 else { throw InvalidArgument("tdtm steps must be >= 0, got \(tdtmSteps)") }
-        guard leap.mode != .fixed || leap.step < steps else { throw InvalidArgument("leap step \(leap.step) must be below the step count \(steps)") }
+        guard (0...steps).contains(tdtmSteps) else { throw InvalidArgument("TDTM steps must be 0..\(steps) for \(steps) steps, got \(tdtmSteps)") }
+        guard guidance.isFinite && shift.isFinite else { throw InvalidArgument("guidance and shift must be finite numbers, got \(guidance) and \(shift)") }
+        guard leap.mode != .fixed || (1...max(1, steps - 2)).contains(leap.step) && steps >= 3 else {
+            throw InvalidArgument("a leap after N steps needs 1 <= N <= \(steps - 2) for \(steps) steps; got \(leap.step) (at N = \(steps - 1) the last step is a plain step: no leap)")
+        }
         self.steps = steps
         self.guidance = guidance
         self.shift = shift

@@ -46,6 +46,10 @@ final class SamplerTests: XCTestCase {
             XCTAssertThrowsError(try LeapConfig.parse(bad)) { XCTAssertTrue("\($0)".contains("allowed: off, auto")) }
         }
         XCTAssertThrowsError(try SamplerConfig(steps: 10, leap: try LeapConfig.parse("10")))
+        XCTAssertThrowsError(try SamplerConfig(steps: 10, leap: try LeapConfig.parse("9"))) { XCTAssertTrue("\($0)".contains("1 <= N <= 8")) } // as Python refuses
+        XCTAssertEqual(try SamplerConfig(steps: 10, leap: try LeapConfig.parse("8")).leap.step, 8)
+        XCTAssertThrowsError(try SamplerConfig(steps: 10, tdtmSteps: 11))
+        XCTAssertThrowsError(try SamplerConfig(guidance: .nan))
         XCTAssertThrowsError(try SamplerConfig(steps: 1001))
         XCTAssertThrowsError(try TimestepMode.parse("linear"))
     }

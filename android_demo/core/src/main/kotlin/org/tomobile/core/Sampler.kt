@@ -80,8 +80,11 @@ data class SamplerConfig(
         require(timesteps != TimestepMode.DISCRETE || steps <= NUM_TIMESTEPS) {
             "discrete timesteps allow at most $NUM_TIMESTEPS steps, got $steps"
         }
-        require(tdtmSteps >= 0) { "tdtm steps must be >= 0, got $tdtmSteps" }
-        require(leap.mode != LeapMode.FIXED || leap.step < steps) { "leap step ${leap.step} must be below the step count $steps" }
+        require(tdtmSteps in 0..steps) { "TDTM steps must be 0..$steps for $steps steps, got $tdtmSteps" }
+        require(guidance.isFinite() && shift.isFinite()) { "guidance and shift must be finite numbers, got $guidance and $shift" }
+        require(leap.mode != LeapMode.FIXED || leap.step in 1..steps - 2) {
+            "a leap after N steps needs 1 <= N <= ${steps - 2} for $steps steps; got ${leap.step} (at N = ${steps - 1} the last step is a plain step: no leap)"
+        }
     }
 }
 

@@ -54,6 +54,11 @@ class SamplerTest {
             assertTrue(error.message!!.contains("allowed: off, auto"), error.message)
         }
         expectThrows<IllegalArgumentException> { SamplerConfig(steps = 10, leap = LeapConfig.parse("10")) }
+        val last = expectThrows<IllegalArgumentException> { SamplerConfig(steps = 10, leap = LeapConfig.parse("9")) } // as Python refuses
+        assertTrue(last.message!!.contains("1 <= N <= 8"), last.message)
+        assertEquals(8, SamplerConfig(steps = 10, leap = LeapConfig.parse("8")).leap.step)
+        expectThrows<IllegalArgumentException> { SamplerConfig(steps = 10, tdtmSteps = 11) }
+        expectThrows<IllegalArgumentException> { SamplerConfig(guidance = Float.NaN) }
         expectThrows<IllegalArgumentException> { SamplerConfig(steps = 1001) }
         expectThrows<IllegalArgumentException> { TimestepMode.parse("linear") }
     }
