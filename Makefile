@@ -6,7 +6,7 @@ TOMOBILE := $(VENV)/bin/tomobile
 STAMP := $(VENV)/.tomobile-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test test-all install clean
+.PHONY: demo test test-all test-web web-setup web-system install clean test-android android-setup android-system test-ios
 
 install: $(STAMP)
 
@@ -26,11 +26,58 @@ demo: $(STAMP)
 	$(TOMOBILE) generate "a red circle moving left" --runtime onnxruntime --artifacts $(DEMO_OUT)/video-dit-tiny \
 		--lpl 15 --tdtm-steps 15 --compare --out $(DEMO_OUT)/red-circle-left.gif
 
-test: $(STAMP)
+test: $(STAMP) web-setup android-setup
 	$(PY) -m pytest -m "not slow and not macos" -q
 
-test-all: $(STAMP)
+# web_demo/: node unit tests over the contract and the page in headless Chromium (tests/web/).
+# `make test` runs them with the rest of the suite (one pytest summary line); this runs them alone.
+test-web: $(STAMP) web-setup
+	$(PY) -m pytest tests/web -q
+
+WEB := web_demo
+WEB_STAMP := $(WEB)/node_modules/.tomobile-installed
+
+# Debian's chromium (and node/npm when missing; playwright-core wants node >= 20), then the pinned
+# npm packages (package-lock.json) and the files the page loads copied to web_demo/vendor/.
+web-setup: web-system $(WEB_STAMP)
+
+web-system:
+	@missing=""; command -v node >/dev/null && command -v npm >/dev/null || missing="nodejs npm"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
+
+$(WEB_STAMP): $(WEB)/package-lock.json $(WEB)/tools/vendor.js | web-system
+	cd $(WEB) && npm ci --no-audit --no-fund && npm run vendor
+	touch $(WEB_STAMP)
+
+test-all: $(STAMP) web-setup android-setup
 	$(PY) -m pytest -q
 
+# android_demo/: :core's JUnit 5 tests over the contract and the ExecuTorch glue compiled against
+# compile-only stubs (tests/android/, android_demo/tools/test_core.sh). `make test` runs them with the
+# rest of the suite (one pytest summary line); this runs them alone.
+test-android: $(STAMP) android-setup
+	$(PY) -m pytest tests/android -q
+
+ANDROID := android_demo
+ANDROID_STAMP := $(ANDROID)/node_modules/.tomobile-installed
+
+# Debian's JDK, junit5 (jars in /usr/share/java) and node/npm when missing, then kotlinc from npm.
+android-setup: android-system $(ANDROID_STAMP)
+
+android-system:
+	@missing=""; command -v javac >/dev/null || missing="openjdk-17-jdk-headless"; \
+	test -f /usr/share/java/junit-platform-console-standalone.jar || missing="$$missing junit5"; \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
+
+$(ANDROID_STAMP): $(ANDROID)/package-lock.json | android-system
+	cd $(ANDROID) && npm ci --no-audit --no-fund
+	touch $(ANDROID_STAMP)
+
+# ios_demo/: every .swift file parsed with tree-sitter-swift (syntax only; no Swift toolchain here).
+test-ios: $(STAMP)
+	$(PY) -m pytest tests/ios -q
+
 clean:
-	rm -rf $(DEMO_OUT) tomobile-out .pytest_cache
+	rm -rf $(DEMO_OUT) tomobile-out .pytest_cache $(ANDROID)/build

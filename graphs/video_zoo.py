@@ -22,7 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from .config import MergeConfig
+from .config import MergeConfig, SpecError
 from .exportable import Exportable, ModelBundle, TensorSpec
 from .registry import register_model
 from .spatial_merge import SpatialMergeConfig
@@ -160,8 +160,11 @@ def pipeline_manifest(cfg: VideoDiTConfig) -> dict:
                 options=("tdtm_positions", "tdtm_odd"))
 def build_video_dit_tiny(merge: MergeConfig, tdtm_positions: TdtmPositions | None = None,
                          tdtm_odd: TdtmOdd | None = None) -> ModelBundle:
-    """The bundle ignores the generic ToMe config: its merges are fixed per variant (see VARIANTS).
+    """Its merges are fixed per variant (see VARIANTS): a generic ToMe config is refused, not ignored.
     TDTM modes left None are the checkpoint's recorded ones."""
+    if merge.enabled:
+        raise SpecError(f"{MODEL_NAME} has its merges built in (TDTM and spatial-ToMe denoiser variants); "
+                        f"--merge {merge.describe()} does not apply to it")
     model = load_video_dit(WEIGHTS, tdtm_positions, tdtm_odd)
     cfg = model.cfg
     parts: dict[str, Exportable] = {"text_encoder": TextEncoder(cfg.caption_len).eval()}

@@ -142,10 +142,15 @@ class SamplerConfig:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if TimestepMode(self.timesteps) is TimestepMode.DISCRETE and self.steps > NUM_TIMESTEPS:
             raise ValueError(f"discrete timesteps allow at most {NUM_TIMESTEPS} steps, got {self.steps}")
-        if self.tdtm_steps < 0:
-            raise ValueError(f"tdtm_steps must be >= 0, got {self.tdtm_steps}")
-        if self.leap.mode is LeapMode.FIXED and self.leap.step >= self.steps:
-            raise ValueError(f"leap step {self.leap.step} must be below the step count {self.steps}")
+        if not 0 <= self.tdtm_steps <= self.steps:
+            raise ValueError(f"TDTM steps (--tdtm-steps) must be 0..{self.steps} for {self.steps} steps, "
+                             f"got {self.tdtm_steps}")
+        if not (math.isfinite(self.guidance) and math.isfinite(self.shift)):
+            raise ValueError(f"guidance and shift must be finite numbers, got {self.guidance} and {self.shift}")
+        if self.leap.mode is LeapMode.FIXED and not 1 <= self.leap.step <= self.steps - 2:
+            raise ValueError(f"a leap after N steps (--lpl N) needs 1 <= N <= {self.steps - 2} for {self.steps} "
+                             f"steps; got {self.leap.step} (at N = {self.steps - 1} the last step is a plain step: "
+                             "no leap)")
 
 
 @dataclass
@@ -194,7 +199,7 @@ def velocity_similarity(prev: np.ndarray, cur: np.ndarray, mode: SimilarityMode)
     return float(_ordered_sums(rows)[0] / rows.shape[0])
 
 
-class _AutoLeap:
+class AutoLeap:
     """On-device Sora's dynamic leap rule: leap once the similarity of consecutive velocities stops improving.
 
     From step `min_steps` on, each step compares the cosine similarity of this velocity and the last
@@ -216,11 +221,15 @@ class _AutoLeap:
         prev, self.prev = self.prev, v
         if prev is None:
             return False
-        self.sims.append(velocity_similarity(prev, v, self.cfg.similarity))
+        return self.observe(step, velocity_similarity(prev, v, self.cfg.similarity))
+
+    def observe(self, step: int, similarity: float) -> bool:
+        """The rule on its own: record step's similarity (to the previous step's velocity), say whether to leap."""
+        self.sims.append(similarity)
         if step < self.min_steps:
             return False
-        if self.sims[-1] > self.best + self.cfg.tolerance:
-            self.best, self.left = self.sims[-1], self.cfg.patience
+        if similarity > self.best + self.cfg.tolerance:
+            self.best, self.left = similarity, self.cfg.patience
             return False
         self.left -= 1
         return self.left <= 0
@@ -236,7 +245,7 @@ def sample(
     ts = timesteps(cfg.steps, cfg.shift, cfg.timesteps)
     x = noise.astype(np.float32)
     result = SampleResult(x)
-    auto = _AutoLeap(cfg.leap, cfg.steps) if cfg.leap.mode is LeapMode.AUTO else None
+    auto = AutoLeap(cfg.leap, cfg.steps) if cfg.leap.mode is LeapMode.AUTO else None
     for i in range(cfg.steps):
         merged = i < cfg.tdtm_steps
         v = velocity(x, ts[i], merged)

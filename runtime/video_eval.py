@@ -24,7 +24,7 @@ from tomobile.graphs.clips import parse_caption
 
 from .detect import detect
 from .sampler import LeapConfig, SamplerConfig
-from .video import RuntimeKind, VideoRuntime, artifact_tdtm, generate, load_runtime
+from .video import RuntimeKind, VideoRuntime, artifact_tdtm, generate
 
 log = logging.getLogger(__name__)
 
@@ -88,20 +88,20 @@ def parse_mode_sets(text: str) -> list[ModeSet]:
     return [MODE_SETS[n] for n in names]
 
 
-def mode_set_runtimes(kind: RuntimeKind, artifacts: list[Path], sets: list[ModeSet]) -> dict[str, VideoRuntime]:
-    """One runtime per mode set: eager runs each set's TDTM modes; for artifacts, each set takes the
-    folder exported with its TDTM modes (one --artifacts per set)."""
+def mode_set_folders(kind: RuntimeKind, artifacts: list[str], sets: list[ModeSet]) -> dict[str, str | None]:
+    """The export folder each mode set runs on: the one exported with its TDTM modes. Eager runs
+    every set's modes itself (an --artifacts given with it is refused when the runtime opens)."""
     if kind is RuntimeKind.EAGER:
-        return {s.name: load_runtime(kind, None, s.tdtm) for s in sets}
-    runtimes = {}
-    recorded = {folder: artifact_tdtm(folder) for folder in artifacts}
+        return {s.name: artifacts[0] if artifacts else None for s in sets}
+    recorded = {folder: artifact_tdtm(Path(folder), kind) for folder in artifacts}
+    folders = {}
     for s in sets:
         match = [folder for folder, modes in recorded.items() if modes == s.tdtm]
         if not match:
             raise ValueError(f"mode set {s.name} needs artifacts exported with --tdtm-positions {s.tdtm_positions} "
                              f"--tdtm-odd {s.tdtm_odd}; give that folder as another --artifacts")
-        runtimes[s.name] = load_runtime(kind, match[0], s.tdtm)
-    return runtimes
+        folders[s.name] = match[0]
+    return folders
 
 
 @dataclass(frozen=True)

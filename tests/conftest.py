@@ -20,3 +20,14 @@ def vit_tiny_export(tmp_path_factory) -> Path:
                  "--out", str(out)])
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def video_export(tmp_path_factory) -> Path:
+    """video-dit-tiny as ONNX with test_vectors/contract.json, via the CLI (a few minutes on 2 cores).
+    The app tests (tests/android, tests/web) share this one export."""
+    from tomobile.export.cli import main
+
+    out = tmp_path_factory.mktemp("app-exports") / "video-dit-tiny"
+    assert main(["-q", "export", "video-dit-tiny", "--format", "onnx", "--out", str(out)]) == 0
+    return out

@@ -62,12 +62,15 @@ def test_cli_generate_writes_npy(tmp_path, capsys):
 
 
 def _fake_export(folder, **modes):
-    """An export folder with only its manifest: enough for the TDTM mode check, which comes first."""
+    """A hand-made video-dit-tiny export (tests/fakes.py) whose manifest records `modes`."""
     import json
 
-    folder.mkdir()
-    config = {"frames": 8, "size": 32, "channels": 3, "caption_len": 16, **modes}
-    (folder / "manifest.json").write_text(json.dumps({"model_config": config}))
+    from fakes import fake_video_export
+
+    fake_video_export(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["model_config"].update(modes)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 
 
