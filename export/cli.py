@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import os
 import shutil
 import sys
-import warnings
 from pathlib import Path
 
 from tomobile.graphs.config import SPEC_HELP, MergeConfig, SpecError
 from tomobile.graphs.exportable import ModelBundle
 from tomobile.runtime.validate import ValidationError
 
+from . import quiet
 from .opcheck import UnsupportedOpError
 from .registry import BACKENDS, PRECISIONS, QUANTIZE, ExportOptions, FormatError, exporters, parse_formats
 
@@ -127,25 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_libraries() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("torch", "torch.onnx", "torch.export", "torchao", "executorch", "coremltools", "onnxscript"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-
-
 def main(argv: list[str] | None = None) -> int:
-    _quiet_libraries()
+    quiet.install()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        with quiet.native_logs_filtered():
+            return args.handler(args)
     except USER_ERRORS as err:
         message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
         print(f"tomobile: error: {message.splitlines()[0] if message else type(err).__name__}", file=sys.stderr)
