@@ -142,8 +142,7 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
                               "bytes": size_bytes(path), "float_io": float_io, **details})
             steps.update(1)
     steps.close()
-    for name, src in bundle.extra_files.items():
-        shutil.copy2(src, staging / name)
+    files = bundle.write_files(staging)
     return {
         "tomobile_manifest": 1,
         "model": bundle.name,
@@ -152,7 +151,7 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
         "backend": options.backend,
         "parts": parts,
         "artifacts": artifacts,
-        "files": {name: sha256_path(staging / name) for name in bundle.extra_files},
+        "files": {name: sha256_path(staging / name) for name in files},
         "test_vectors": {stem: sha256_path(staging / VECTORS_DIR / f"{stem}.npz") for stem in parts},
         "tools": tool_versions(),
     }
