@@ -25,7 +25,7 @@ def test_builtin_export_folder_is_hugging_face_shaped(vit_tiny_export: Path):
     assert [i.name for i in graph.input] == ["pixel_values"] and [o.name for o in graph.output] == ["logits"]
 
 
-def test_local_vit_with_tome_exports_and_validates(tmp_path: Path):
+def test_local_vit_with_tome_exports_and_validates(tmp_path: Path, capsys):
     from transformers import ViTConfig, ViTForImageClassification
 
     folder = tmp_path / "my-vit"
@@ -33,7 +33,11 @@ def test_local_vit_with_tome_exports_and_validates(tmp_path: Path):
     ViTForImageClassification(ViTConfig(image_size=32, patch_size=4, hidden_size=32, num_hidden_layers=2,
                                         num_attention_heads=2, intermediate_size=64, num_labels=3)).save_pretrained(folder)
     out = tmp_path / "out"
+    capsys.readouterr()  # what save_pretrained printed
     assert main(["-q", "export", str(folder), "--merge", "tome:r=8", "--format", "onnx", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert printed.err == ""  # -q: no progress bars, no library noise
+    assert "validation PASSED" in printed.out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["validation"]["passed"] and manifest["plan"]["tokens_per_layer"] == [65, 57, 49]
     assert manifest["parts"]["model"]["outputs"] == [{"name": "logits", "shape": [1, 3], "dtype": "float32"}]
