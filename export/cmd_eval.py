@@ -16,7 +16,7 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
 
     from .cmd_generate import sampler_config
 
-    base = sampler_config(args.steps, "off", 0, args.guidance)
+    base = sampler_config(args.steps, "off", 0, args.guidance, args.timesteps, args.lpl_similarity)
     settings = default_settings(base, with_spatial=not args.no_tome)
     prompts = PROMPTS[: args.prompts] if args.prompts else PROMPTS
     seeds = tuple(range(args.seeds)) if args.seeds else SEEDS
@@ -40,6 +40,8 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
 def add_parser(sub) -> None:
     from tomobile.runtime.video import RuntimeKind
 
+    from .cmd_generate import add_mode_args
+
     p = sub.add_parser("eval", help="measure speed and quality (video; text)")
     kinds = p.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
     v = kinds.add_parser("video", help="LPL / TDTM / spatial ToMe settings of video-dit-tiny against the full baseline")
@@ -50,6 +52,7 @@ def add_parser(sub) -> None:
     v.add_argument("--prompts", type=int, default=0, help="use only the first N of the 12 fixed prompts")
     v.add_argument("--seeds", type=int, default=0, help="seeds 0..N-1 (default: seed 0 only)")
     v.add_argument("--no-tome", action="store_true", help="skip the spatial-ToMe settings")
+    add_mode_args(v)
     v.add_argument("--out", default="tomobile-out/eval-video", metavar="DIR", help="table, JSON and picture go here")
     v.set_defaults(handler=cmd_eval_video)
     from .cmd_eval_text import add_text_parser

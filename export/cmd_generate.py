@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomobile.runtime.sampler import LeapConfig, SamplerConfig
+from tomobile.runtime.sampler import LeapConfig, SamplerConfig, TimestepMode, parse_mode
 from tomobile.runtime.video import RuntimeKind
 
 
-def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float) -> SamplerConfig:
+def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float, timesteps: str = "discrete",
+                   lpl_similarity: str = "original") -> SamplerConfig:
     """CLI values -> SamplerConfig; raises ValueError with a one-line message on bad input."""
     from tomobile.graphs.video_zoo import SAMPLER_DEFAULTS
 
@@ -21,9 +22,20 @@ def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float) -> Sa
         steps=steps,
         guidance=guidance,
         shift=SAMPLER_DEFAULTS["shift"],
-        leap=LeapConfig.parse(lpl),
+        leap=LeapConfig.parse(lpl, lpl_similarity),
         tdtm_steps=min(tdtm_steps, steps),
+        timesteps=parse_mode(TimestepMode, timesteps, "--timesteps"),
     )
+
+
+def add_mode_args(p: argparse.ArgumentParser) -> None:
+    """Sampler modes that follow the original code by default (README: Differences from the original code)."""
+    p.add_argument("--timesteps", default="discrete", metavar="discrete|continuous",
+                   help="discrete: Open-Sora's RFLOW times, round((1 - i/N) * 1000) / 1000 before the shift "
+                        "(default); continuous: 1 - i/N")
+    p.add_argument("--lpl-similarity", default="original", metavar="original|full",
+                   help="LPL auto's similarity of consecutive velocities: original (On-device Sora: row cosines "
+                        "of batch 0, channel 0, frame 0, averaged; default) or full (one cosine over the whole velocity)")
 
 
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
@@ -35,6 +47,7 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale (default: 4.0)")
     p.add_argument("--runtime", choices=[k.value for k in RuntimeKind], default="eager", help="default: eager")
     p.add_argument("--artifacts", metavar="DIR", help="folder from `tomobile export video-dit-tiny` (onnxruntime, executorch)")
+    add_mode_args(p)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -47,7 +60,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".gif", ".npy"):
         raise ValueError(f"--out must end in .gif or .npy, got {out.name!r}")
-    cfg = sampler_config(args.steps, args.lpl, args.tdtm_steps, args.guidance)
+    cfg = sampler_config(args.steps, args.lpl, args.tdtm_steps, args.guidance, args.timesteps, args.lpl_similarity)
     rt = load_runtime(RuntimeKind(args.runtime), Path(args.artifacts) if args.artifacts else None)
     with tqdm(total=cfg.steps, desc="denoising", unit="step", disable=args.quiet) as bar:
         gen = generate(rt, args.prompt, args.seed, cfg, args.tome, on_step=bar.update)
@@ -76,7 +89,8 @@ def _compare_with_baseline(rt, args: argparse.Namespace, cfg: SamplerConfig, gen
     from tomobile.runtime.video import generate
     from tomobile.runtime.video_eval import psnr, ssim
 
-    base_cfg = SamplerConfig(steps=cfg.steps, guidance=cfg.guidance, shift=cfg.shift, leap=LeapConfig(), tdtm_steps=0)
+    base_cfg = SamplerConfig(steps=cfg.steps, guidance=cfg.guidance, shift=cfg.shift, leap=LeapConfig(), tdtm_steps=0,
+                             timesteps=cfg.timesteps)
     with tqdm(total=base_cfg.steps, desc="baseline", unit="step", disable=args.quiet) as bar:
         base = generate(rt, args.prompt, args.seed, base_cfg, False, on_step=bar.update)
     print(f"baseline ({base.result.calls} calls, no merge): {base.seconds:.2f} s -> speed-up {base.seconds / gen.seconds:.2f}x; "

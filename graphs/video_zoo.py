@@ -32,7 +32,8 @@ WEIGHTS = Path(__file__).resolve().parent / "weights" / "video_dit_tiny.safetens
 MODEL_NAME = "video-dit-tiny"
 DEFAULT_SPATIAL_RATIO = 0.5
 # Sampler defaults written to the manifest; runtime/video.py reads the same values.
-SAMPLER_DEFAULTS = {"steps": 30, "guidance": 4.0, "shift": 2.0, "lpl_step": 15, "tdtm_steps": 15}
+SAMPLER_DEFAULTS = {"steps": 30, "guidance": 4.0, "shift": 2.0, "lpl_step": 15, "tdtm_steps": 15,
+                    "timesteps": "discrete", "lpl_similarity": "original"}
 
 VARIANTS: dict[str, VideoMerge] = {
     "denoiser": VideoMerge(),
@@ -118,9 +119,13 @@ def pipeline_manifest(cfg: VideoDiTConfig) -> dict:
         "sampler": {
             "kind": "rectified-flow euler",
             "convention": "x_t = (1 - t) x0 + t eps; v = eps - x0; x <- x - v * (t_i - t_{i+1}); start x ~ N(0, 1) at t = 1",
-            "timesteps": "t_i = shift((steps - i) / steps), i = 0..steps; shift(t) = a t / (1 + (a - 1) t)",
             **SAMPLER_DEFAULTS,
-            "lpl": "at leap step i: x0 = x - v(x, t_i) * t_i; auto (On-device Sora): from min_steps = round(14 * steps / 30) on, cosine similarity of consecutive v against the best so far, leap after patience 3 steps without a gain above tolerance 1e-3",
+            "timestep_rule": "t_i = shift(u_i), i = 0..steps-1, then t_steps = 0; discrete (default, Open-Sora RFLOW): "
+                             "u_i = round_half_even((1 - i / steps) * 1000) / 1000; continuous: u_i = 1 - i / steps; "
+                             "shift(t) = a t / (1 + (a - 1) t), a = shift",
+            "lpl": "at leap step i: x0 = x - v(x, t_i) * t_i; auto (On-device Sora): from min_steps = round(14 * steps / 30) on, similarity of consecutive v against the best so far (starting at 0), leap after patience 3 steps without a gain above tolerance 1e-3",
+            "lpl_similarity_rule": "original (default): mean over rows h of cos(v[0,0,0,h,:], v_prev[0,0,0,h,:]); full: one cosine over all of v; "
+                                   "cos(a, b) = a.b / (max(|a|, 1e-8) max(|b|, 1e-8)), float64, sums in index order",
             "tdtm": "use denoiser_tdtm (or denoiser_tdtm_tome) for steps i < tdtm_steps",
         },
         "text": {"caption_len": cfg.caption_len, "tokenizer": "BERT WordPiece (MiniLM), lowercase, pad to caption_len"},

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .noise import latent_noise
 from .sampler import SampleResult, SamplerConfig, sample
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,8 @@ class Generation:
 
 
 def initial_noise(shape: tuple[int, ...], seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    """The same noise for `seed` on every platform (runtime/noise.py, docs/contract.md)."""
+    return latent_noise(shape, seed)
 
 
 def generate(
@@ -183,8 +185,9 @@ def generate(
         used.add(name)
         return rt.denoisers[name](x, np.array([t], dtype=np.float32), y, mask, g)
 
+    noise = initial_noise(rt.shape, seed)
     start = time.perf_counter()
-    result = sample(velocity, initial_noise(rt.shape, seed), cfg, on_step)
+    result = sample(velocity, noise, cfg, on_step)
     seconds = time.perf_counter() - start
     frames = np.clip((result.x[0].transpose(1, 2, 3, 0) + 1.0) / 2.0, 0.0, 1.0)  # (T, H, W, 3)
     return Generation(frames.astype(np.float32), result, seconds, sorted(used))

@@ -50,14 +50,14 @@ class Setting:
 
 def default_settings(base: SamplerConfig, with_spatial: bool = True) -> list[Setting]:
     """full 30; LPL at 15; LPL auto; TDTM 15; TDTM all; LPL 15 + TDTM 15; each also with spatial ToMe."""
-    half = base.steps // 2
+    half, sim = base.steps // 2, base.leap.similarity
     plain = [
         Setting("full", base),
-        Setting(f"lpl{half}", replace(base, leap=LeapConfig.parse(str(half)))),
-        Setting("lpl-auto", replace(base, leap=LeapConfig.parse("auto"))),
+        Setting(f"lpl{half}", replace(base, leap=LeapConfig.parse(str(half), sim))),
+        Setting("lpl-auto", replace(base, leap=LeapConfig.parse("auto", sim))),
         Setting(f"tdtm{half}", replace(base, tdtm_steps=half)),
         Setting("tdtm-all", replace(base, tdtm_steps=base.steps)),
-        Setting(f"lpl{half}+tdtm{half}", replace(base, leap=LeapConfig.parse(str(half)), tdtm_steps=half)),
+        Setting(f"lpl{half}+tdtm{half}", replace(base, leap=LeapConfig.parse(str(half), sim), tdtm_steps=half)),
     ]
     if not with_spatial:
         return plain
