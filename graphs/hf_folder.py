@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from pathlib import Path
 
 from torch import nn
@@ -155,7 +156,7 @@ def _load(cls, folder: Path, architecture: str, **kwargs) -> tuple[nn.Module, li
     decides); weights the class does not use are reported in one warning line."""
     try:
         model, info = cls.from_pretrained(folder, output_loading_info=True, **kwargs)
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as err:
         raise FolderError(f"{folder}: transformers could not load its weights as {architecture}: "
                           f"{_first_line(err)}") from None
     unused = sorted(k for k in info.get("unexpected_keys", ()) if not k.startswith(_CLIP_TEXT_SIDE))

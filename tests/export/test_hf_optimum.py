@@ -15,8 +15,6 @@ import numpy as np
 import pytest
 import torch
 
-ort = pytest.importorskip("optimum.onnxruntime", reason="optimum-onnx lives in the transformers 4.57 "
-                                                        "environment: make test-hf457")
 pytestmark = pytest.mark.hf457
 
 ATOL = 1e-4
@@ -51,6 +49,14 @@ def eager(model: str, spec: str):
 
 
 @pytest.fixture(scope="module")
+def ort():
+    """optimum.onnxruntime; the main suite deselects these tests, so this skip shows only when they
+    are selected in an environment without optimum."""
+    return pytest.importorskip("optimum.onnxruntime", reason="optimum-onnx lives in the transformers 4.57 "
+                                                             "environment: make test-hf457")
+
+
+@pytest.fixture(scope="module")
 def local_vit(tmp_path_factory) -> Path:
     """A local Hugging Face ViT classifier folder (random weights), as a user would have one."""
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
@@ -64,7 +70,7 @@ def local_vit(tmp_path_factory) -> Path:
     return folder
 
 
-def _image_classification(model: str, spec: str, out: Path) -> None:
+def _image_classification(ort, model: str, spec: str, out: Path) -> None:
     from transformers import AutoImageProcessor, pipeline
 
     folder = export(model, spec, out)
@@ -84,17 +90,17 @@ def _image_classification(model: str, spec: str, out: Path) -> None:
     np.testing.assert_allclose([r["score"] for r in ranked], top.values.numpy(), atol=ATOL)
 
 
-def test_local_vit_with_tome_loads_in_optimum_and_runs_a_pipeline(local_vit, tmp_path):
-    _image_classification(str(local_vit), "tome:r=8", tmp_path / "vit")
+def test_local_vit_with_tome_loads_in_optimum_and_runs_a_pipeline(ort, local_vit, tmp_path):
+    _image_classification(ort, str(local_vit), "tome:r=8", tmp_path / "vit")
 
 
 @pytest.mark.parametrize("model", ["vit-tiny", "deit-tiny"])
-def test_builtin_image_models_load_in_optimum_and_run_a_pipeline(model, tmp_path):
-    _image_classification(model, "tome:r=8", tmp_path / model)
+def test_builtin_image_models_load_in_optimum_and_run_a_pipeline(ort, model, tmp_path):
+    _image_classification(ort, model, "tome:r=8", tmp_path / model)
 
 
 @pytest.mark.parametrize("model", ["local", "deit-tiny"])
-def test_optimum_validate_model_outputs_at_its_default_tolerance(model, local_vit, tmp_path):
+def test_optimum_validate_model_outputs_at_its_default_tolerance(ort, model, local_vit, tmp_path):
     """optimum's own export check (ONNX Runtime against the reference model, atol 1e-5), run on
     tomobile's file with the ToMe-patched Hugging Face model as the reference."""
     from optimum.exporters.onnx import validate_model_outputs
@@ -110,7 +116,7 @@ def test_optimum_validate_model_outputs_at_its_default_tolerance(model, local_vi
                            input_shapes={"batch_size": 1}, use_subprocess=False)
 
 
-def test_minilm_loads_as_feature_extraction_and_runs_a_pipeline_on_real_sentences(tmp_path):
+def test_minilm_loads_as_feature_extraction_and_runs_a_pipeline_on_real_sentences(ort, tmp_path):
     from transformers import AutoTokenizer, pipeline
 
     from tomobile.runtime.text_eval import help_topic_pairs

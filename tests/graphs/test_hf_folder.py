@@ -180,6 +180,13 @@ def _garbage_header(tmp_path: Path) -> Path:
     return folder
 
 
+def _corrupt_bin(tmp_path: Path) -> Path:
+    folder = _vit_folder(tmp_path)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"not a torch checkpoint" * 10)
+    return folder
+
+
 def _non_square(tmp_path: Path) -> Path:
     folder = _vit_folder(tmp_path)
     set_config(folder, image_size=[32, 48])
@@ -190,6 +197,7 @@ BAD_FOLDERS = {
     "config without weights": (_no_weights, "has config.json but no weights"),
     "truncated safetensors": (_truncated, "is truncated or corrupt"),
     "corrupt safetensors header": (_garbage_header, "not a valid safetensors file"),
+    "corrupt pytorch_model.bin": (_corrupt_bin, "transformers could not load its weights as ViTForImageClassification"),
     "non-square image_size": (_non_square, r"image_size \[32, 48\] in .* is not square"),
     "vocabulary below 1000": (lambda p: _bert_folder(p, vocab_size=500), "vocab_size 500 in .* is too small"),
     "too few positions": (lambda p: _bert_folder(p, max_position_embeddings=64),
