@@ -8,19 +8,34 @@ import json
 from pathlib import Path
 
 
-def cmd_eval_video(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def _video_plan(args: argparse.Namespace):
+    """Settings, prompts and seeds from the arguments, all checked before any clip is made."""
+    from tomobile.runtime.video_eval import PROMPTS, SEEDS, default_settings
 
-    from tomobile.runtime.video import RuntimeKind, load_runtime
-    from tomobile.runtime.video_eval import PROMPTS, SEEDS, default_settings, format_table, run_video_eval, save_grid
-
+    from .checks import check_output_folder
     from .cmd_generate import sampler_config
 
+    if args.prompts > len(PROMPTS):
+        raise ValueError(f"--prompts {args.prompts}: there are {len(PROMPTS)} prompts; give 1..{len(PROMPTS)} "
+                         "(or 0 for all)")
+    check_output_folder(Path(args.out), "--out")
     base = sampler_config(args.steps, "off", 0, args.guidance, args.timesteps, args.lpl_similarity)
     settings = default_settings(base, with_spatial=not args.no_tome)
     prompts = PROMPTS[: args.prompts] if args.prompts else PROMPTS
     seeds = tuple(range(args.seeds)) if args.seeds else SEEDS
-    rt = load_runtime(RuntimeKind(args.runtime), Path(args.artifacts) if args.artifacts else None)
+    return base, settings, prompts, seeds
+
+
+def cmd_eval_video(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from tomobile.runtime.video import needed_variants
+    from tomobile.runtime.video_eval import format_table, run_video_eval, save_grid
+
+    from .cmd_generate import open_runtime
+
+    base, settings, prompts, seeds = _video_plan(args)
+    rt = open_runtime(args, [v for s in settings for v in needed_variants(s.sampler, s.spatial)])
     with tqdm(total=len(prompts) * len(seeds), desc="clips", unit="clip", disable=args.quiet) as bar:
         report = run_video_eval(rt, settings, prompts, seeds, on_clip=bar.update)
     table = format_table(report)
@@ -38,19 +53,18 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    from tomobile.runtime.video import RuntimeKind
-
-    from .cmd_generate import add_mode_args
+    from .checks import finite_float, int_at_least
+    from .cmd_generate import add_mode_args, add_runtime_args
 
     p = sub.add_parser("eval", help="measure speed and quality (video; text)")
     kinds = p.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
     v = kinds.add_parser("video", help="LPL / TDTM / spatial ToMe settings of video-dit-tiny against the full baseline")
-    v.add_argument("--runtime", choices=[k.value for k in RuntimeKind], default="onnxruntime")
-    v.add_argument("--artifacts", metavar="DIR", help="folder from `tomobile export video-dit-tiny` (needed unless eager)")
-    v.add_argument("--steps", type=int, default=30)
-    v.add_argument("--guidance", type=float, default=4.0)
-    v.add_argument("--prompts", type=int, default=0, help="use only the first N of the 12 fixed prompts")
-    v.add_argument("--seeds", type=int, default=0, help="seeds 0..N-1 (default: seed 0 only)")
+    add_runtime_args(v, "eager")
+    v.add_argument("--steps", type=int_at_least(3), default=30, help="baseline Euler steps, >= 3 (default: 30)")
+    v.add_argument("--guidance", type=finite_float, default=4.0, help="default: 4.0")
+    v.add_argument("--prompts", type=int_at_least(0), default=0, help="use only the first N of the 12 fixed prompts "
+                                                                     "(default 0: all)")
+    v.add_argument("--seeds", type=int_at_least(0), default=0, help="seeds 0..N-1 (default: seed 0 only)")
     v.add_argument("--no-tome", action="store_true", help="skip the spatial-ToMe settings")
     add_mode_args(v)
     v.add_argument("--out", default="tomobile-out/eval-video", metavar="DIR", help="table, JSON and picture go here")

@@ -10,12 +10,15 @@ import argparse
 from pathlib import Path
 
 from tomobile.runtime.sampler import LeapConfig, SamplerConfig, TimestepMode, parse_mode
-from tomobile.runtime.video import RuntimeKind
+from tomobile.runtime.video import RuntimeKind, VideoRuntime
+
+from .checks import finite_float, int_at_least, note
 
 
 def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float, timesteps: str = "discrete",
                    lpl_similarity: str = "original") -> SamplerConfig:
-    """CLI values -> SamplerConfig; raises ValueError with a one-line message on bad input."""
+    """CLI values -> SamplerConfig; raises ValueError with a one-line message on bad input
+    (a TDTM count above the steps or a leap at the last step is refused, not clamped)."""
     from tomobile.graphs.video_zoo import SAMPLER_DEFAULTS
 
     return SamplerConfig(
@@ -23,7 +26,7 @@ def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float, times
         guidance=guidance,
         shift=SAMPLER_DEFAULTS["shift"],
         leap=LeapConfig.parse(lpl, lpl_similarity),
-        tdtm_steps=min(tdtm_steps, steps),
+        tdtm_steps=tdtm_steps,
         timesteps=parse_mode(TimestepMode, timesteps, "--timesteps"),
     )
 
@@ -39,15 +42,49 @@ def add_mode_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, default=30, help="Euler steps (default: 30)")
+    p.add_argument("--steps", type=int_at_least(1), default=30, help="Euler steps (default: 30)")
     p.add_argument("--lpl", default="off", metavar="off|auto|N",
-                   help="linear proportional leap: off, auto (On-device Sora: from step 14 of 30, leap once the velocity cosine similarity has not beaten its best by 1e-3 for 3 steps), or leap after N steps")
-    p.add_argument("--tdtm-steps", type=int, default=0, metavar="K", help="use the TDTM-merged denoiser for the first K steps")
+                   help="linear proportional leap: off, auto (On-device Sora: from step 14 of 30, leap once the "
+                        "velocity cosine similarity has not beaten its best by 1e-3 for 3 steps), or leap after "
+                        "N steps (1 <= N <= steps - 2)")
+    p.add_argument("--tdtm-steps", type=int_at_least(0), default=0, metavar="K",
+                   help="use the TDTM-merged denoiser for the first K steps (0 <= K <= steps)")
     p.add_argument("--tome", action="store_true", help="use the spatial-ToMe denoiser variants (ratio 0.5)")
-    p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale (default: 4.0)")
-    p.add_argument("--runtime", choices=[k.value for k in RuntimeKind], default="eager", help="default: eager")
-    p.add_argument("--artifacts", metavar="DIR", help="folder from `tomobile export video-dit-tiny` (onnxruntime, executorch)")
+    p.add_argument("--guidance", type=finite_float, default=4.0, help="classifier-free guidance scale (default: 4.0)")
+    add_runtime_args(p, "eager")
     add_mode_args(p)
+
+
+def add_runtime_args(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--runtime", choices=[k.value for k in RuntimeKind], default=default,
+                   help=f"eager runs the built-in model; the others need --artifacts (default: {default})")
+    p.add_argument("--artifacts", metavar="DIR",
+                   help="folder from `tomobile export video-dit-tiny`, for --runtime onnxruntime or executorch")
+
+
+def open_runtime(args: argparse.Namespace, variants: list[str]) -> VideoRuntime:
+    """The runtime that --runtime and --artifacts name, with `variants` loaded (so a missing or
+    damaged one stops the command before any sampling). --artifacts with eager is refused."""
+    from tomobile.runtime.video import load_runtime, preload
+
+    kind = RuntimeKind(args.runtime)
+    if kind is RuntimeKind.EAGER and args.artifacts:
+        raise ValueError("--artifacts applies to --runtime onnxruntime or executorch; eager runs the built-in model "
+                         "(drop --artifacts or give --runtime)")
+    rt = load_runtime(kind, Path(args.artifacts) if args.artifacts else None)
+    preload(rt, variants)
+    return rt
+
+
+def note_unknown_words(prompt: str) -> None:
+    """One line on stderr when the prompt goes beyond what video-dit-tiny was trained on."""
+    from tomobile.graphs.clips import COLOURS, DIRECTIONS, SHAPES, parse_caption, unknown_words
+
+    unknown = unknown_words(prompt)
+    if unknown or parse_caption(prompt) is None:
+        what = f"{', '.join(repr(w) for w in unknown)} unknown to it" if unknown else "this prompt names no full caption"
+        note(f"video-dit-tiny knows only captions like 'a red circle moving left' (colours {'/'.join(COLOURS)}, "
+             f"shapes {'/'.join(SHAPES)}, directions {'/'.join(DIRECTIONS)}); {what}, so the clip may follow none of it")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -55,13 +92,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     from tomobile.graphs.clips import parse_caption
     from tomobile.runtime.detect import detect
-    from tomobile.runtime.video import generate, load_runtime, save_clip
+    from tomobile.runtime.video import generate, needed_variants, save_clip, variant_name
+
+    from .checks import check_output_file
 
     out = Path(args.out)
-    if out.suffix.lower() not in (".gif", ".npy"):
-        raise ValueError(f"--out must end in .gif or .npy, got {out.name!r}")
+    check_output_file(out, "--out", (".gif", ".npy"))
     cfg = sampler_config(args.steps, args.lpl, args.tdtm_steps, args.guidance, args.timesteps, args.lpl_similarity)
-    rt = load_runtime(RuntimeKind(args.runtime), Path(args.artifacts) if args.artifacts else None)
+    rt = open_runtime(args, needed_variants(cfg, args.tome) + ([variant_name(False, False)] if args.compare else []))
+    note_unknown_words(args.prompt)
     with tqdm(total=cfg.steps, desc="denoising", unit="step", disable=args.quiet) as bar:
         gen = generate(rt, args.prompt, args.seed, cfg, args.tome, on_step=bar.update)
     save_clip(gen.frames, out)
@@ -102,7 +141,8 @@ def add_parser(sub) -> None:
                        description="Generate a clip from PROMPT with the built-in video-dit-tiny model.")
     p.add_argument("prompt", metavar="PROMPT", help='e.g. "a red circle moving left"')
     p.add_argument("--out", required=True, metavar="FILE", help=".gif, or .npy (float32 [T, H, W, 3] in [0, 1])")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--compare", action="store_true", help="also run the plain 30-step sampler and print speed-up, PSNR, SSIM")
+    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--compare", action="store_true",
+                   help="also run the plain sampler (same --steps, no leap, no merge) and print speed-up, PSNR, SSIM")
     add_sampler_args(p)
     p.set_defaults(handler=cmd_generate)

@@ -17,7 +17,7 @@ from .pipeline import sha256_path
 from .registry import ExportOptions, PartInfo, register_exporter
 
 
-@register_exporter("onnx", ".onnx", precisions=("fp32",))
+@register_exporter("onnx", ".onnx", precisions=("fp32",), quantize=("int8",))
 def export_onnx(get_program, part: PartInfo, out: Path, options: ExportOptions) -> dict:
     program = get_program("fp32")
     problems = check_graph(program, "onnx")

@@ -23,6 +23,13 @@ class ModelEntry:
     builder: Builder
 
 
+class UnknownModelError(KeyError):
+    """A model name that is neither built in nor a local folder; the message lists the names."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; print it plainly
+        return str(self.args[0])
+
+
 _MODELS: dict[str, ModelEntry] = {}
 # Modules whose import registers built-in models.
 _BUILTIN_MODULES = ("tomobile.graphs.zoo", "tomobile.graphs.video_zoo")
@@ -45,5 +52,5 @@ def load_builtin_models() -> dict[str, ModelEntry]:
 def get_model(name: str) -> ModelEntry:
     models = load_builtin_models()
     if name not in models:
-        raise KeyError(f"unknown model {name!r}; built-in models: {', '.join(sorted(models))}, or a local Hugging Face model folder")
+        raise UnknownModelError(f"unknown model {name!r}; built-in models: {', '.join(sorted(models))}, or a local Hugging Face model folder")
     return models[name]

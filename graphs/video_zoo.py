@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from .config import MergeConfig
+from .config import MergeConfig, SpecError
 from .exportable import Exportable, ModelBundle, TensorSpec
 from .registry import register_model
 from .spatial_merge import SpatialMergeConfig
@@ -139,7 +139,10 @@ def pipeline_manifest(cfg: VideoDiTConfig) -> dict:
 
 @register_model(MODEL_NAME, "8x32x32 text-to-video DiT (STDiT3-style) trained on moving shapes; TDTM, spatial ToMe, LPL")
 def build_video_dit_tiny(merge: MergeConfig) -> ModelBundle:
-    """The bundle ignores the generic ToMe config: its merges are fixed per variant (see VARIANTS)."""
+    """Its merges are fixed per variant (see VARIANTS): a generic ToMe config is refused, not ignored."""
+    if merge.enabled:
+        raise SpecError(f"{MODEL_NAME} has its merges built in (TDTM and spatial-ToMe denoiser variants); "
+                        f"--merge {merge.describe()} does not apply to it")
     model = load_video_dit()
     cfg = model.cfg
     parts: dict[str, Exportable] = {"text_encoder": TextEncoder(cfg.caption_len).eval()}

@@ -53,5 +53,5 @@ RUNNERS = {"onnx": OnnxRunner, "executorch": ExecuTorchRunner}
 
 def load_runner(fmt: str, path: Path):
     if fmt not in RUNNERS:
-        raise KeyError(f"no Linux runner for format {fmt!r}; runners: {', '.join(RUNNERS)}")
+        raise ValueError(f"no Linux runner for format {fmt!r}; runners: {', '.join(RUNNERS)}")
     return RUNNERS[fmt](path)

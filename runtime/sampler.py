@@ -142,10 +142,15 @@ class SamplerConfig:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if TimestepMode(self.timesteps) is TimestepMode.DISCRETE and self.steps > NUM_TIMESTEPS:
             raise ValueError(f"discrete timesteps allow at most {NUM_TIMESTEPS} steps, got {self.steps}")
-        if self.tdtm_steps < 0:
-            raise ValueError(f"tdtm_steps must be >= 0, got {self.tdtm_steps}")
-        if self.leap.mode is LeapMode.FIXED and self.leap.step >= self.steps:
-            raise ValueError(f"leap step {self.leap.step} must be below the step count {self.steps}")
+        if not 0 <= self.tdtm_steps <= self.steps:
+            raise ValueError(f"TDTM steps (--tdtm-steps) must be 0..{self.steps} for {self.steps} steps, "
+                             f"got {self.tdtm_steps}")
+        if not (math.isfinite(self.guidance) and math.isfinite(self.shift)):
+            raise ValueError(f"guidance and shift must be finite numbers, got {self.guidance} and {self.shift}")
+        if self.leap.mode is LeapMode.FIXED and not 1 <= self.leap.step <= self.steps - 2:
+            raise ValueError(f"a leap after N steps (--lpl N) needs 1 <= N <= {self.steps - 2} for {self.steps} "
+                             f"steps; got {self.leap.step} (at N = {self.steps - 1} the last step is a plain step: "
+                             "no leap)")
 
 
 @dataclass

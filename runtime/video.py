@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -37,7 +36,7 @@ class RuntimeKind(str, Enum):
 class VideoRuntime:
     kind: RuntimeKind
     encode: Callable[[str], tuple[np.ndarray, np.ndarray]]  # caption -> states (1, L, Dy), mask (1, L)
-    denoisers: dict[str, DenoiseFn]  # variant stem -> callable
+    denoisers: Mapping[str, DenoiseFn]  # variant stem -> callable
     shape: tuple[int, ...]  # (1, 3, T, H, W)
 
 
@@ -100,47 +99,110 @@ def _session_runner(path: Path, kind: RuntimeKind) -> Callable[..., list[np.ndar
     return lambda *arrays: [o.numpy() for o in method.execute([torch.from_numpy(np.ascontiguousarray(a)) for a in arrays])]
 
 
-def artifact_runtime(artifacts: Path, kind: RuntimeKind) -> VideoRuntime:
-    """Load text_encoder and every denoiser variant from an export folder."""
-    import json
+class LazyVariants(Mapping):
+    """Variant stem -> denoiser callable, each loaded on first use: a variant the run does not
+    use is never opened, so a damaged one cannot stop it."""
 
-    ext = ".onnx" if kind is RuntimeKind.ONNXRUNTIME else ".pte"
-    manifest_path = artifacts / "manifest.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{manifest_path} not found; run `tomobile export video-dit-tiny --out {artifacts}` first")
-    manifest = json.loads(manifest_path.read_text())
-    mc = manifest.get("model_config") or manifest.get("pipeline", {}).get("model_config")
-    if mc is None:
-        mc = _find_key(manifest, "model_config")
+    def __init__(self, loaders: dict[str, Callable[[], DenoiseFn]]) -> None:
+        self._loaders = loaders
+        self._loaded: dict[str, DenoiseFn] = {}
+
+    def __getitem__(self, name: str) -> DenoiseFn:
+        if name not in self._loaded:
+            self._loaded[name] = self._loaders[name]()
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+
+def _checked_runner(folder: Path, artifact: dict, kind: RuntimeKind) -> Callable[..., list[np.ndarray]]:
+    """The artifact's session, after its sha256 matched the manifest; one-line errors otherwise."""
+    from tomobile.export.pipeline import sha256_path  # one definition of the file hash
+
+    from .manifest import inside
+    from .validate import ValidationError
+
+    path = inside(folder, artifact["path"])
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is listed in the manifest but missing; export again")
+    if sha256_path(path) != artifact["sha256"]:
+        raise ValidationError(f"{path} does not match its sha256 in the manifest (corrupt or changed); export again")
+    try:
+        return _session_runner(path, kind)
+    except Exception as err:  # a runtime that cannot load a file whose checksum matched
+        raise ValidationError(f"{kind.value} cannot load {path}: {str(err).splitlines()[0] if str(err) else err}") from None
+
+
+def _video_manifest(artifacts: Path, fmt: str) -> tuple[dict, dict[str, dict]]:
+    """The export's manifest and its `fmt` artifacts by part, or a one-line error saying what is missing."""
+    from tomobile.graphs.video_zoo import MODEL_NAME
+
+    from .manifest import ManifestError, load_manifest
+
+    if not artifacts.is_dir():
+        raise FileNotFoundError(f"--artifacts {artifacts} is not a folder; run `tomobile export {MODEL_NAME} "
+                                f"--out {artifacts}` first")
+    manifest = load_manifest(artifacts)
+    if manifest.get("model") != MODEL_NAME or not isinstance(manifest.get("model_config"), dict):
+        raise ManifestError(f"{artifacts} holds an export of {manifest.get('model')!r}, not {MODEL_NAME}; "
+                            f"give a folder from `tomobile export {MODEL_NAME}`")
+    parts = {a["part"]: a for a in manifest["artifacts"] if a["format"] == fmt}
+    if "text_encoder" not in parts or "denoiser" not in parts:
+        raise FileNotFoundError(f"{artifacts} has no {fmt} text_encoder and denoiser; export them with --format {fmt}")
+    return manifest, parts
+
+
+def artifact_runtime(artifacts: Path, kind: RuntimeKind) -> VideoRuntime:
+    """The text encoder (loaded now) and the denoiser variants (loaded when first used) of an export folder."""
+    fmt = "onnx" if kind is RuntimeKind.ONNXRUNTIME else "executorch"
+    manifest, parts = _video_manifest(artifacts, fmt)
+    mc = manifest["model_config"]
     length = int(mc["caption_len"])
     shape = (1, int(mc["channels"]), int(mc["frames"]), int(mc["size"]), int(mc["size"]))
     ids = _tokenizer_encode(artifacts, length)
-    text = _session_runner(artifacts / f"text_encoder{ext}", kind)
+    text = _checked_runner(artifacts, parts["text_encoder"], kind)
 
     def encode(caption: str) -> tuple[np.ndarray, np.ndarray]:
         input_ids, mask = ids(caption)
         return text(input_ids, mask)[0].astype(np.float32), mask.astype(np.float32)
 
-    denoisers: dict[str, DenoiseFn] = {}
-    for stem in ("denoiser", "denoiser_tdtm", "denoiser_tome", "denoiser_tdtm_tome"):
-        path = artifacts / f"{stem}{ext}"
-        if path.exists():
-            run = _session_runner(path, kind)
-            denoisers[stem] = lambda *a, _run=run: _run(*a)[0]
-    if "denoiser" not in denoisers:
-        raise FileNotFoundError(f"no denoiser{ext} in {artifacts}")
-    return VideoRuntime(kind, encode, denoisers, shape)
+    def loader(artifact: dict) -> Callable[[], DenoiseFn]:
+        def load() -> DenoiseFn:
+            run = _checked_runner(artifacts, artifact, kind)
+            return lambda *a: run(*a)[0]
+
+        return load
+
+    variants = LazyVariants({stem: loader(a) for stem, a in parts.items() if stem.startswith("denoiser")})
+    return VideoRuntime(kind, encode, variants, shape)
 
 
-def _find_key(tree, key: str):
-    if isinstance(tree, dict):
-        if key in tree:
-            return tree[key]
-        for value in tree.values():
-            found = _find_key(value, key)
-            if found is not None:
-                return found
-    return None
+def needed_variants(cfg: SamplerConfig, spatial: bool) -> list[str]:
+    """The denoiser variants a run with `cfg` calls: TDTM-merged for steps below tdtm_steps, plain
+    for the steps after them, up to the fixed leap step (an auto leap may stop anywhere)."""
+    from .sampler import LeapMode
+
+    last = cfg.leap.step if cfg.leap.mode is LeapMode.FIXED else cfg.steps - 1
+    names = [variant_name(True, spatial)] if cfg.tdtm_steps > 0 else []
+    return names + ([variant_name(False, spatial)] if cfg.tdtm_steps <= last else [])
+
+
+def variant(rt: VideoRuntime, name: str) -> DenoiseFn:
+    """The denoiser variant `name` (loaded if it was not yet), or a one-line error if the export lacks it."""
+    if name not in rt.denoisers:
+        raise FileNotFoundError(f"denoiser variant {name} is not in the export; available: "
+                                f"{', '.join(sorted(rt.denoisers))}")
+    return rt.denoisers[name]
+
+
+def preload(rt: VideoRuntime, names: list[str]) -> None:
+    """Load `names` now, so that a missing or damaged variant stops the run before it starts."""
+    for name in dict.fromkeys(names):
+        variant(rt, name)
 
 
 def load_runtime(kind: RuntimeKind, artifacts: Path | None) -> VideoRuntime:
@@ -180,10 +242,8 @@ def generate(
 
     def velocity(x: np.ndarray, t: float, merged: bool) -> np.ndarray:
         name = variant_name(merged, spatial)
-        if name not in rt.denoisers:
-            raise KeyError(f"variant {name} missing; available: {', '.join(sorted(rt.denoisers))}")
         used.add(name)
-        return rt.denoisers[name](x, np.array([t], dtype=np.float32), y, mask, g)
+        return variant(rt, name)(x, np.array([t], dtype=np.float32), y, mask, g)
 
     noise = initial_noise(rt.shape, seed)
     start = time.perf_counter()
@@ -199,9 +259,7 @@ def save_clip(frames: np.ndarray, out: Path, scale: int = 4, fps: int = 8) -> No
     if suffix not in (".gif", ".npy"):
         raise ValueError(f"--out must end in .gif or .npy, got {out.name!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(suffix=suffix, dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = out.parent / f".{out.stem}.{os.getpid()}.tmp{suffix}"  # opened as usual: umask-respecting mode
     try:
         if suffix == ".npy":
             np.save(tmp, frames.astype(np.float32))

@@ -107,9 +107,21 @@ def test_bad_lpl_values_raise(text):
         LeapConfig.parse(text)
 
 
-def test_leap_step_must_be_below_step_count():
-    with pytest.raises(ValueError, match="leap step"):
-        SamplerConfig(steps=10, leap=LeapConfig.parse("10"))
+@pytest.mark.parametrize("n", [9, 10, 11])
+def test_leap_must_come_before_the_last_step(n):
+    # A leap after 9 of 10 steps is the plain last step: refused, not run as "no leap".
+    with pytest.raises(ValueError, match=r"--lpl N\) needs 1 <= N <= 8 for 10 steps"):
+        SamplerConfig(steps=10, leap=LeapConfig.parse(str(n)))
+    assert SamplerConfig(steps=10, leap=LeapConfig.parse("8")).leap.step == 8
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    (dict(tdtm_steps=11), "must be 0..10"), (dict(tdtm_steps=-1), "must be 0..10"),
+    (dict(guidance=float("nan")), "finite"), (dict(guidance=float("inf")), "finite"),
+])
+def test_sampler_config_refuses_what_it_would_clamp_or_ruin(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        SamplerConfig(steps=10, **kwargs)
 
 
 # Open-Sora RFLOW with use_discrete_timesteps=True: int(round((1 - i/N) * 1000)) before the shift.
