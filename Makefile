@@ -11,7 +11,7 @@ HF457_PY := $(HF457_VENV)/bin/python
 HF457_STAMP := $(HF457_VENV)/.tomobile-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test test-all test-hf457 install install-hf457 clean
+.PHONY: demo test test-all test-hf457 test-web web-setup web-system install install-hf457 clean
 
 install: $(STAMP)
 
@@ -40,14 +40,35 @@ demo: $(STAMP)
 		--lpl 15 --tdtm-steps 15 --compare --out $(DEMO_OUT)/red-circle-left.gif
 
 # Both suites run and print their summary lines; the target fails if either failed.
-test: $(STAMP) $(HF457_STAMP)
+test: $(STAMP) web-setup $(HF457_STAMP)
 	$(PY) -m pytest -m "not slow and not macos and not hf457" -q; main=$$?; \
 	$(MAKE) --no-print-directory test-hf457; hf=$$?; test $$main -eq 0 && test $$hf -eq 0
 
 test-hf457: $(HF457_STAMP)
 	$(HF457_PY) -m pytest -m "hf457 or both_lines" -q
 
-test-all: $(STAMP) $(HF457_STAMP)
+# web_demo/: node unit tests over the contract and the page in headless Chromium (tests/web/).
+# `make test` runs them with the rest of the suite (one pytest summary line); this runs them alone.
+test-web: $(STAMP) web-setup
+	$(PY) -m pytest tests/web -q
+
+WEB := web_demo
+WEB_STAMP := $(WEB)/node_modules/.tomobile-installed
+
+# Debian's chromium (and node/npm when missing; playwright-core wants node >= 20), then the pinned
+# npm packages (package-lock.json) and the files the page loads copied to web_demo/vendor/.
+web-setup: web-system $(WEB_STAMP)
+
+web-system:
+	@missing=""; command -v node >/dev/null && command -v npm >/dev/null || missing="nodejs npm"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
+
+$(WEB_STAMP): $(WEB)/package-lock.json $(WEB)/tools/vendor.js | web-system
+	cd $(WEB) && npm ci --no-audit --no-fund && npm run vendor
+	touch $(WEB_STAMP)
+
+test-all: $(STAMP) web-setup $(HF457_STAMP)
 	$(PY) -m pytest -m "not hf457" -q; main=$$?; \
 	$(MAKE) --no-print-directory test-hf457; hf=$$?; test $$main -eq 0 && test $$hf -eq 0
 

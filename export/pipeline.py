@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import torch
 from tqdm import tqdm
 
 from tomobile.graphs.exportable import Exportable, ModelBundle
+from tomobile.graphs.video_zoo import MODEL_NAME as VIDEO_MODEL
+from tomobile.runtime.contract import write_contract
 
 from .output import MANIFEST, Staging, discard, make_staging
 from .registry import ExportOptions, PartInfo, get_exporter
@@ -26,6 +29,8 @@ from .registry import ExportOptions, PartInfo, get_exporter
 log = logging.getLogger(__name__)
 
 VECTORS_DIR = "test_vectors"
+# Files generated for the apps beyond the parts, per model: writer(folder) -> the relative paths it wrote.
+FILE_WRITERS: dict[str, Callable[[Path], list[str]]] = {VIDEO_MODEL: write_contract}
 _TOOLS = ("tomobile", "torch", "transformers", "executorch", "coremltools", "onnx", "onnxruntime", "onnxscript")
 
 
@@ -145,6 +150,7 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
             steps.update(1)
     steps.close()
     files = bundle.write_files(staging)
+    files += FILE_WRITERS[bundle.name](staging) if bundle.name in FILE_WRITERS else []
     backends = [get_exporter(f).options_for(options).backend for f in formats]
     return {
         "tomobile_manifest": 1,

@@ -199,7 +199,7 @@ def velocity_similarity(prev: np.ndarray, cur: np.ndarray, mode: SimilarityMode)
     return float(_ordered_sums(rows)[0] / rows.shape[0])
 
 
-class _AutoLeap:
+class AutoLeap:
     """On-device Sora's dynamic leap rule: leap once the similarity of consecutive velocities stops improving.
 
     From step `min_steps` on, each step compares the cosine similarity of this velocity and the last
@@ -221,11 +221,15 @@ class _AutoLeap:
         prev, self.prev = self.prev, v
         if prev is None:
             return False
-        self.sims.append(velocity_similarity(prev, v, self.cfg.similarity))
+        return self.observe(step, velocity_similarity(prev, v, self.cfg.similarity))
+
+    def observe(self, step: int, similarity: float) -> bool:
+        """The rule on its own: record step's similarity (to the previous step's velocity), say whether to leap."""
+        self.sims.append(similarity)
         if step < self.min_steps:
             return False
-        if self.sims[-1] > self.best + self.cfg.tolerance:
-            self.best, self.left = self.sims[-1], self.cfg.patience
+        if similarity > self.best + self.cfg.tolerance:
+            self.best, self.left = similarity, self.cfg.patience
             return False
         self.left -= 1
         return self.left <= 0
@@ -241,7 +245,7 @@ def sample(
     ts = timesteps(cfg.steps, cfg.shift, cfg.timesteps)
     x = noise.astype(np.float32)
     result = SampleResult(x)
-    auto = _AutoLeap(cfg.leap, cfg.steps) if cfg.leap.mode is LeapMode.AUTO else None
+    auto = AutoLeap(cfg.leap, cfg.steps) if cfg.leap.mode is LeapMode.AUTO else None
     for i in range(cfg.steps):
         merged = i < cfg.tdtm_steps
         v = velocity(x, ts[i], merged)

@@ -249,8 +249,13 @@ def generate(
     start = time.perf_counter()
     result = sample(velocity, noise, cfg, on_step)
     seconds = time.perf_counter() - start
-    frames = np.clip((result.x[0].transpose(1, 2, 3, 0) + 1.0) / 2.0, 0.0, 1.0)  # (T, H, W, 3)
-    return Generation(frames.astype(np.float32), result, seconds, sorted(used))
+    return Generation(frames_from_latent(result.x), result, seconds, sorted(used))
+
+
+def frames_from_latent(x: np.ndarray) -> np.ndarray:
+    """Latent (1, 3, T, H, W) -> frames (T, H, W, 3) float32: clip(f32(f32(x + 1) / 2), 0, 1)."""
+    frames = np.clip((x[0].transpose(1, 2, 3, 0) + np.float32(1.0)) / np.float32(2.0), 0.0, 1.0)
+    return frames.astype(np.float32)
 
 
 def save_clip(frames: np.ndarray, out: Path, scale: int = 4, fps: int = 8) -> None:
