@@ -11,7 +11,8 @@ HF457_PY := $(HF457_VENV)/bin/python
 HF457_STAMP := $(HF457_VENV)/.tomobile-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test test-all test-hf457 test-web web-setup web-system install install-hf457 clean
+.PHONY: demo test test-all test-web web-setup web-system install clean test-android android-setup android-system test-ios \
+	test-hf457 install-hf457
 
 install: $(STAMP)
 
@@ -40,7 +41,7 @@ demo: $(STAMP)
 		--lpl 15 --tdtm-steps 15 --compare --out $(DEMO_OUT)/red-circle-left.gif
 
 # Both suites run and print their summary lines; the target fails if either failed.
-test: $(STAMP) web-setup $(HF457_STAMP)
+test: $(STAMP) web-setup android-setup $(HF457_STAMP)
 	$(PY) -m pytest -m "not slow and not macos and not hf457" -q; main=$$?; \
 	$(MAKE) --no-print-directory test-hf457; hf=$$?; test $$main -eq 0 && test $$hf -eq 0
 
@@ -68,9 +69,35 @@ $(WEB_STAMP): $(WEB)/package-lock.json $(WEB)/tools/vendor.js | web-system
 	cd $(WEB) && npm ci --no-audit --no-fund && npm run vendor
 	touch $(WEB_STAMP)
 
-test-all: $(STAMP) web-setup $(HF457_STAMP)
+test-all: $(STAMP) web-setup android-setup $(HF457_STAMP)
 	$(PY) -m pytest -m "not hf457" -q; main=$$?; \
 	$(MAKE) --no-print-directory test-hf457; hf=$$?; test $$main -eq 0 && test $$hf -eq 0
 
+# android_demo/: :core's JUnit 5 tests over the contract and the ExecuTorch glue compiled against
+# compile-only stubs (tests/android/, android_demo/tools/test_core.sh). `make test` runs them with the
+# rest of the suite (one pytest summary line); this runs them alone.
+test-android: $(STAMP) android-setup
+	$(PY) -m pytest tests/android -q
+
+ANDROID := android_demo
+ANDROID_STAMP := $(ANDROID)/node_modules/.tomobile-installed
+
+# Debian's JDK, junit5 (jars in /usr/share/java) and node/npm when missing, then kotlinc from npm.
+android-setup: android-system $(ANDROID_STAMP)
+
+android-system:
+	@missing=""; command -v javac >/dev/null || missing="openjdk-17-jdk-headless"; \
+	test -f /usr/share/java/junit-platform-console-standalone.jar || missing="$$missing junit5"; \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
+
+$(ANDROID_STAMP): $(ANDROID)/package-lock.json | android-system
+	cd $(ANDROID) && npm ci --no-audit --no-fund
+	touch $(ANDROID_STAMP)
+
+# ios_demo/: every .swift file parsed with tree-sitter-swift (syntax only; no Swift toolchain here).
+test-ios: $(STAMP)
+	$(PY) -m pytest tests/ios -q
+
 clean:
-	rm -rf $(DEMO_OUT) tomobile-out .pytest_cache
+	rm -rf $(DEMO_OUT) tomobile-out .pytest_cache $(ANDROID)/build

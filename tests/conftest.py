@@ -1,4 +1,4 @@
-"""Shared fixtures: one small merged export, made once per test session (about a minute on 2 cores)."""
+"""Shared fixtures: exports made once per test session (vit-tiny about a minute on 2 cores, video-dit-tiny a few)."""
 
 from __future__ import annotations
 
@@ -28,3 +28,14 @@ def vit_tiny_export_run(tmp_path_factory) -> subprocess.CompletedProcess:
 def vit_tiny_export(vit_tiny_export_run) -> Path:
     """vit-tiny with tome:r=8 exported to all three formats and validated, via the CLI."""
     return Path(vit_tiny_export_run.args[-1])
+
+
+@pytest.fixture(scope="session")
+def video_export(tmp_path_factory) -> Path:
+    """video-dit-tiny as ONNX with test_vectors/contract.json, via the CLI (a few minutes on 2 cores).
+    The app tests (tests/android, tests/web) share this one export."""
+    from tomobile.export.cli import main
+
+    out = tmp_path_factory.mktemp("app-exports") / "video-dit-tiny"
+    assert main(["-q", "export", "video-dit-tiny", "--format", "onnx", "--out", str(out)]) == 0
+    return out

@@ -42,12 +42,8 @@ def cli(*argv: str) -> str:
     return out.getvalue()
 
 
-@pytest.fixture(scope="session")
-def video_export(tmp_path_factory) -> Path:
-    """video-dit-tiny as ONNX, with test_vectors/contract.json (a few minutes on 2 cores)."""
-    out = tmp_path_factory.mktemp("web-exports") / "video-dit-tiny"
-    cli("export", "video-dit-tiny", "--format", "onnx", "--out", str(out))
-    return out
+# `video_export` (video-dit-tiny as ONNX with test_vectors/contract.json) is in tests/conftest.py: one
+# export per session, shared with tests/android/.
 
 
 @pytest.fixture(scope="session")
