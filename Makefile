@@ -4,9 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOMOBILE := $(VENV)/bin/tomobile
 STAMP := $(VENV)/.tomobile-installed
+# A second, small environment on the transformers line optimum supports (4.57, optimum-onnx),
+# for the tests marked hf457 (and both_lines). pip reuses its wheel cache from the first one.
+HF457_VENV ?= .venv-hf457
+HF457_PY := $(HF457_VENV)/bin/python
+HF457_STAMP := $(HF457_VENV)/.tomobile-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test test-all test-web web-setup web-system install clean test-android android-setup android-system test-ios
+.PHONY: demo test test-all test-web web-setup web-system install clean test-android android-setup android-system test-ios \
+	test-hf457 install-hf457
 
 install: $(STAMP)
 
@@ -17,6 +23,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,plot]'
 	touch $(STAMP)
 
+install-hf457: $(HF457_STAMP)
+
+$(HF457_STAMP): pyproject.toml
+	test -x $(HF457_PY) || $(PYTHON) -m venv $(HF457_VENV)
+	$(HF457_PY) -m pip install --quiet --upgrade pip
+	$(HF457_PY) -m pip install --quiet -e '.[dev,plot,optimum]'
+	touch $(HF457_STAMP)
+
 demo: $(STAMP)
 	$(TOMOBILE) export vit-b16 --merge tome:r=16 --format onnx,coreml,executorch --out $(DEMO_OUT)/vit-b16
 	@# If any artifact misses its bound, the export exits non-zero after writing the table and the files;
@@ -26,8 +40,13 @@ demo: $(STAMP)
 	$(TOMOBILE) generate "a red circle moving left" --runtime onnxruntime --artifacts $(DEMO_OUT)/video-dit-tiny \
 		--lpl 15 --tdtm-steps 15 --compare --out $(DEMO_OUT)/red-circle-left.gif
 
-test: $(STAMP) web-setup android-setup
-	$(PY) -m pytest -m "not slow and not macos" -q
+# Both suites run and print their summary lines; the target fails if either failed.
+test: $(STAMP) web-setup android-setup $(HF457_STAMP)
+	$(PY) -m pytest -m "not slow and not macos and not hf457" -q; main=$$?; \
+	$(MAKE) --no-print-directory test-hf457; hf=$$?; test $$main -eq 0 && test $$hf -eq 0
+
+test-hf457: $(HF457_STAMP)
+	$(HF457_PY) -m pytest -m "hf457 or both_lines" -q
 
 # web_demo/: node unit tests over the contract and the page in headless Chromium (tests/web/).
 # `make test` runs them with the rest of the suite (one pytest summary line); this runs them alone.
@@ -50,8 +69,9 @@ $(WEB_STAMP): $(WEB)/package-lock.json $(WEB)/tools/vendor.js | web-system
 	cd $(WEB) && npm ci --no-audit --no-fund && npm run vendor
 	touch $(WEB_STAMP)
 
-test-all: $(STAMP) web-setup android-setup
-	$(PY) -m pytest -q
+test-all: $(STAMP) web-setup android-setup $(HF457_STAMP)
+	$(PY) -m pytest -m "not hf457" -q; main=$$?; \
+	$(MAKE) --no-print-directory test-hf457; hf=$$?; test $$main -eq 0 && test $$hf -eq 0
 
 # android_demo/: :core's JUnit 5 tests over the contract and the ExecuTorch glue compiled against
 # compile-only stubs (tests/android/, android_demo/tools/test_core.sh). `make test` runs them with the

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import signal
 import sys
-import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from tomobile.graphs.exportable import ModelBundle
 from tomobile.graphs.registry import UnknownModelError
 from tomobile.runtime.validate import ValidationError
 
+from . import quiet
 from .checks import note
 from .cmd_generate import add_tdtm_args, tdtm_options
 from .opcheck import UnsupportedOpError
@@ -210,19 +209,6 @@ def _honoured_by(option: str) -> str:
     return "; ".join(f"{v} applies to {formats}" for v, formats in users.items())
 
 
-def _quiet_libraries() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("torch", "torch.onnx", "torch.export", "torchao", "executorch", "coremltools", "onnxscript"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-
-
 def _terminate(signum: int, frame) -> None:
     raise Terminated
 
@@ -232,9 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     each error is one line on stderr."""
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        _quiet_libraries()
+        quiet.install()
         args = build_parser().parse_args(argv)
-        return args.handler(args)
+        with quiet.native_logs_filtered():
+            return args.handler(args)
     except USER_ERRORS as err:
         message = str(err)
         print(f"tomobile: error: {message.splitlines()[0] if message else type(err).__name__}", file=sys.stderr)

@@ -11,7 +11,6 @@ import copy
 import hashlib
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -150,9 +149,8 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
                               "bytes": size_bytes(path), "float_io": float_io, **details})
             steps.update(1)
     steps.close()
-    for name, src in bundle.extra_files.items():
-        shutil.copy2(src, staging / name)
-    generated = FILE_WRITERS[bundle.name](staging) if bundle.name in FILE_WRITERS else []
+    files = bundle.write_files(staging)
+    files += FILE_WRITERS[bundle.name](staging) if bundle.name in FILE_WRITERS else []
     backends = [get_exporter(f).options_for(options).backend for f in formats]
     return {
         "tomobile_manifest": 1,
@@ -164,7 +162,7 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
         "backend": next((b for b in backends if b), None),
         "parts": parts,
         "artifacts": artifacts,
-        "files": {name: sha256_path(staging / name) for name in [*bundle.extra_files, *generated]},
+        "files": {name: sha256_path(staging / name) for name in files},
         "test_vectors": {stem: sha256_path(staging / VECTORS_DIR / f"{stem}.npz") for stem in parts},
         "tools": tool_versions(),
     }
