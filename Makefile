@@ -12,9 +12,18 @@ HF457_STAMP := $(HF457_VENV)/.tomobile-installed
 DEMO_OUT ?= demo_out
 
 .PHONY: demo test test-all test-web web-setup web-system install clean test-android android-setup android-system test-ios \
-	test-hf457 install-hf457
+	test-hf457 install-hf457 system
 
 install: $(STAMP)
+
+# Debian packages the app tests need, in one `apt-get update` + install, only for what is missing:
+# node/npm (playwright-core wants node >= 20), chromium (web_demo), a JDK and junit5 (android_demo).
+system:
+	@missing=""; command -v node >/dev/null && command -v npm >/dev/null || missing="nodejs npm"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v javac >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
+	test -f /usr/share/java/junit-platform-console-standalone.jar || missing="$$missing junit5"; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
 
 # torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel, never a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -56,14 +65,11 @@ test-web: $(STAMP) web-setup
 WEB := web_demo
 WEB_STAMP := $(WEB)/node_modules/.tomobile-installed
 
-# Debian's chromium (and node/npm when missing; playwright-core wants node >= 20), then the pinned
+# The pinned
 # npm packages (package-lock.json) and the files the page loads copied to web_demo/vendor/.
 web-setup: web-system $(WEB_STAMP)
 
-web-system:
-	@missing=""; command -v node >/dev/null && command -v npm >/dev/null || missing="nodejs npm"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
+web-system: system
 
 $(WEB_STAMP): $(WEB)/package-lock.json $(WEB)/tools/vendor.js | web-system
 	cd $(WEB) && npm ci --no-audit --no-fund && npm run vendor
@@ -82,14 +88,10 @@ test-android: $(STAMP) android-setup
 ANDROID := android_demo
 ANDROID_STAMP := $(ANDROID)/node_modules/.tomobile-installed
 
-# Debian's JDK, junit5 (jars in /usr/share/java) and node/npm when missing, then kotlinc from npm.
+# The system packages (see `system`), then kotlinc from npm.
 android-setup: android-system $(ANDROID_STAMP)
 
-android-system:
-	@missing=""; command -v javac >/dev/null || missing="openjdk-17-jdk-headless"; \
-	test -f /usr/share/java/junit-platform-console-standalone.jar || missing="$$missing junit5"; \
-	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
-	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
+android-system: system
 
 $(ANDROID_STAMP): $(ANDROID)/package-lock.json | android-system
 	cd $(ANDROID) && npm ci --no-audit --no-fund

@@ -3,8 +3,9 @@ traceback, and leaves the output location as it was (issue 13: the table-driven 
 
 Rows run in process (`main`), which is what the `tomobile` script calls; a few also run as real
 processes. `{w}` in a row is the scratch folder (the current folder during the row), which holds
-the fixtures below; the whole tree under it is compared before and after each row. Cases that
-belong to local Hugging Face model folders (issue 12) are not in this table.
+the fixtures below; the whole tree under it is compared before and after each row. Bad local
+Hugging Face model folders (issue 12) have their own table, BAD_FOLDERS in
+tests/graphs/test_hf_folder.py, run through `main` the same way.
 """
 
 from __future__ import annotations
