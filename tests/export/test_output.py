@@ -130,8 +130,11 @@ def test_finalized_export_has_umask_modes(tmp_path: Path, mask):
 @pytest.mark.parametrize("sig,code,word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
 def test_signal_during_export_removes_staging_and_says_one_line(tmp_path: Path, sig, code, word):
     out = tmp_path / "out"
+    # A test run started in the background (`make test &`) inherits SIGINT ignored, and Python then
+    # ignores Ctrl-C as well, as a Unix tool should; the child here gets the default disposition back.
     proc = subprocess.Popen([sys.executable, "-m", "tomobile.export.cli", "-q", "export", "vit-tiny", "--format", "onnx",
-                             "--out", str(out)], stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                             "--out", str(out)], stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not any(p.name.startswith(".out.staging") for p in tmp_path.iterdir()):
         assert proc.poll() is None and time.monotonic() < deadline, "export ended before its staging folder appeared"
