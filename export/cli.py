@@ -55,14 +55,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tomobile.runtime.validate import format_table, validate_dir
 
     from .pipeline import finalize, stage_export, write_manifest
+    from .split import list_parts, split_bundle
 
     config = MergeConfig.parse(args.merge)
     formats = parse_formats(args.format)
     options = ExportOptions(backend=args.backend, precision=args.precision, quantize=args.quantize)
     out = Path(args.out) if args.out else DEFAULT_OUT / args.model.replace("/", "_")
     bundle = resolve_model(args.model, config)
+    if args.split:
+        bundle = split_bundle(bundle, args.split, args.quantize)
     staging, manifest = stage_export(bundle, formats, out, options, progress=not args.quiet)
     try:
+        if args.split:
+            manifest["split"] = list_parts(manifest)
+            write_manifest(staging, manifest)
         passed = True
         if not args.no_validate:
             report = validate_dir(staging, progress=not args.quiet)
@@ -116,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=QUANTIZE, help="int8: dynamic int8 weights for onnx (ONNX Runtime), "
                                                         "validated by PSNR against fp32 eager")
     p.add_argument("--no-validate", action="store_true", help="skip validation against eager PyTorch")
+    p.add_argument("--split", choices=("blocks",), help="video denoisers: also write them as ordered parts (embedding, "
+                                                        "one per transformer block and merge variant, final) for "
+                                                        "`generate --stream`; each part validated on its slice")
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("validate", help="check an exported folder's checksums and numerics against eager")

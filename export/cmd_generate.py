@@ -35,6 +35,10 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale (default: 4.0)")
     p.add_argument("--runtime", choices=[k.value for k in RuntimeKind], default="eager", help="default: eager")
     p.add_argument("--artifacts", metavar="DIR", help="folder from `tomobile export video-dit-tiny` (onnxruntime, executorch)")
+    p.add_argument("--stream", action="store_true", help="run the denoiser part by part from a `--split blocks` export "
+                                                         "under --memory-budget, printing memory and load time per step")
+    p.add_argument("--memory-budget", metavar="SIZE", help="with --stream: bytes the loaded parts may take, e.g. 64MB, 1GB")
+    p.add_argument("--no-prefetch", action="store_true", help="with --stream: load each part on its turn, not in the background")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -48,10 +52,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".gif", ".npy"):
         raise ValueError(f"--out must end in .gif or .npy, got {out.name!r}")
     cfg = sampler_config(args.steps, args.lpl, args.tdtm_steps, args.guidance)
-    rt = load_runtime(RuntimeKind(args.runtime), Path(args.artifacts) if args.artifacts else None)
+    streamer = None
+    if args.stream or args.memory_budget or args.no_prefetch:
+        from tomobile.runtime.stream_video import stream_args
+
+        rt, streamer = stream_args(args.stream, args.runtime, args.artifacts, args.memory_budget, not args.no_prefetch)
+    else:
+        rt = load_runtime(RuntimeKind(args.runtime), Path(args.artifacts) if args.artifacts else None)
     with tqdm(total=cfg.steps, desc="denoising", unit="step", disable=args.quiet) as bar:
         gen = generate(rt, args.prompt, args.seed, cfg, args.tome, on_step=bar.update)
     save_clip(gen.frames, out)
+    if streamer is not None:
+        from tomobile.runtime.stream_video import format_steps
+
+        print(format_steps(streamer.stats, streamer.budget))
     res = gen.result
     leap = f"leap at step {res.leap_at} ({cfg.leap.mode.value})" if res.leap_at is not None else f"no leap (lpl {cfg.leap.mode.value})"
     print(f"wrote {out}  ({gen.frames.shape[0]} frames {gen.frames.shape[1]}x{gen.frames.shape[2]})")

@@ -26,6 +26,8 @@ class PartInfo:
     stem: str
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
+    # Weights in a file beside the artifact (ONNX external data, ExecuTorch .ptd): streamed parts.
+    external_weights: bool = False
 
 
 @dataclass(frozen=True)

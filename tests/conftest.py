@@ -20,3 +20,14 @@ def vit_tiny_export(tmp_path_factory) -> Path:
                  "--out", str(out)])
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def micro_split_export(tmp_path_factory) -> Path:
+    """video-dit-micro exported with --split blocks to ONNX and ExecuTorch and validated, via the CLI."""
+    from tomobile.export.cli import main
+
+    out = tmp_path_factory.mktemp("exports") / "video-dit-micro"
+    assert main(["-q", "export", "video-dit-micro", "--split", "blocks", "--format", "onnx,executorch",
+                 "--out", str(out)]) == 0
+    return out
