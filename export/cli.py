@@ -81,7 +81,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     for a in manifest["artifacts"]:
-        print(f"wrote {out / a['path']}  ({a['bytes'] / 1e6:.1f} MB, {a['format']}, {a.get('precision', 'fp32')})")
+        weights = f" + {a['weights']['path']} {a['weights']['bytes'] / 1e6:.1f} MB" if "weights" in a else ""
+        print(f"wrote {out / a['path']}  ({a['bytes'] / 1e6:.1f} MB{weights}, {a['format']}, {a.get('precision', 'fp32')})")
     print(f"wrote {out / 'manifest.json'}")
     return 0 if passed else 1
 

@@ -182,7 +182,7 @@ def validate_dir(folder: Path, progress: bool = True) -> ValidationReport:
             report.checks.append(OutputCheck(artifact["path"], "load", "-", (), None, None, FAIL,
                                              f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"))
     if "split" in manifest:  # the parts chained in order against the monolithic denoisers' eager outputs
-        from .streaming import check_chains
+        from .stream_video import check_chains
 
         report.checks.extend(check_chains(folder, manifest))
     return report

@@ -161,7 +161,7 @@ def test_onnx_runtime_parts_keep_their_weights_in_the_mapped_file(micro_split_ex
     from tomobile.runtime.streaming import load_part, open_split
 
     split = open_split(micro_split_export, "onnxruntime")
-    part = split.parts["dit_spatial00"]
+    part = split.parts["dit_spatial00_tome"]
     loaded = load_part(part, "onnxruntime")
     maps = Path("/proc/self/maps").read_text()
     assert str(part.weights.resolve()) in maps  # mapped, not copied into the heap
