@@ -19,8 +19,9 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stream", action="store_true", help="video denoisers: monolithic against block streaming "
                                                          "(without and with prefetch) at each --budgets; peak RSS "
                                                          "and per-step latency, each mode in a fresh process")
+    default = DEFAULT_BUDGETS.replace("%", "%%")  # argparse expands % in help
     p.add_argument("--budgets", default=DEFAULT_BUDGETS, metavar="LIST",
-                   help=f"with --stream: memory budgets, sizes (64MB) or %% of the weights (default: {DEFAULT_BUDGETS.replace('%', '%%')})")
+                   help=f"with --stream: memory budgets, sizes (64MB) or %% of the weights (default: {default})")
     p.add_argument("--steps", type=int, default=4, help="with --stream: denoiser calls per mode; the first, which "
                                                         "loads everything, is left out of the median (default: 4)")
     p.add_argument("--rounds", type=int, default=1, help="with --stream: runs of every mode, order rotated (default: 1)")
@@ -92,13 +93,15 @@ def cmd_stream_bench(args: argparse.Namespace) -> int:
     budgets = {}
     for runtime in runtimes:
         split = open_split(work, runtime)  # sha256 of every part, once, before any timing
-        budgets[runtime] = parse_budgets(args.budgets, split.sequence_bytes("denoiser"))
+        variant = next(iter(split.sequences))  # the unmerged denoiser where there is one
+        budgets[runtime] = parse_budgets(args.budgets, split.sequence_bytes(variant))
         if min(b for b, _ in budgets[runtime]) < split.largest().size:
             raise ValueError(f"budget {min(budgets[runtime])[1]} is below the largest part {split.largest().name} "
                              f"({split.largest().size / 1e6:.1f} MB)")
-    results = run_bench(work, plan_modes(runtimes, budgets), args.steps, args.threads, args.rounds, not args.quiet)
-    print(f"{args.model}: {args.threads} threads, {args.steps} denoiser calls per mode, {args.rounds} round(s); "
-          "step s = median after the first call")
+    results = run_bench(work, variant, plan_modes(runtimes, budgets), args.steps, args.threads, args.rounds,
+                        not args.quiet)
+    print(f"{args.model} ({variant}): {args.threads} threads, {args.steps} denoiser calls per mode, "
+          f"{args.rounds} round(s); step s = median after the first call")
     print(format_table(results))
     for goal, measured, met in goals(results):
         print(f"  {'met    ' if met else 'NOT met'}  {goal}: {measured}")

@@ -35,7 +35,6 @@ from .memory import proc_status
 
 log = logging.getLogger(__name__)
 
-VARIANT = "denoiser"
 SAMPLE_S = 0.01
 
 
@@ -67,6 +66,7 @@ class ModeResult:
     loads_per_step: float
     max_abs_err: float  # against the eager output in the test vectors
     resident_max: int = 0
+    parts_per_step: int = 0
     timeline: list[tuple[float, int, int]] = field(default_factory=list)  # (s since load start, anon, file)
 
     @property
@@ -79,8 +79,8 @@ class ModeResult:
 def child_main(spec_path: str) -> None:
     """Run one mode and write its figures as JSON next to the spec (child process)."""
     spec = json.loads(Path(spec_path).read_text())
-    mode, folder, steps = Mode(**spec["mode"]), Path(spec["folder"]), spec["steps"]
-    data = np.load(folder / "test_vectors" / f"{VARIANT}.npz")
+    mode, folder, steps, variant = Mode(**spec["mode"]), Path(spec["folder"]), spec["steps"], spec["variant"]
+    data = np.load(folder / "test_vectors" / f"{variant}.npz")
     inputs = {k.split(".", 2)[2]: data[k] for k in data.files if k.startswith("seeded.input.")}
     expected = data["seeded.output.velocity"]
     if mode.runtime == "executorch":
@@ -88,7 +88,7 @@ def child_main(spec_path: str) -> None:
 
         set_executorch_threads(spec["threads"])
     events = {"imported": time.time(), "baseline_rss": proc_status()["VmRSS"]}
-    call, streamer, load_s = _prepare(mode, folder, spec["threads"])
+    call, streamer, load_s = _prepare(mode, folder, variant, spec["threads"])
     events["loaded"] = time.time()
     latencies, out = [], None
     for _ in range(steps):
@@ -102,34 +102,35 @@ def child_main(spec_path: str) -> None:
         result.update(load_s=statistics.mean(s.load_s for s in steady),
                       hidden_s=statistics.mean(s.hidden_s for s in steady),
                       loads_per_step=statistics.mean(s.parts_loaded for s in steady),
-                      resident_max=max(s.resident_max for s in streamer.stats))
+                      resident_max=max(s.resident_max for s in streamer.stats),
+                      parts_per_step=streamer.stats[-1].parts_run)
     Path(spec["result"]).write_text(json.dumps(result))
 
 
-def _prepare(mode: Mode, folder: Path, threads: int):
+def _prepare(mode: Mode, folder: Path, variant: str, threads: int):
     """(call(inputs) -> velocity, streamer or None, monolithic load seconds)."""
     if mode.streamed:
         from .streaming import BlockStreamer, open_split
 
         streamer = BlockStreamer(open_split(folder, mode.runtime, verify=False), mode.budget, mode.prefetch, threads)
-        return (lambda inputs: streamer(VARIANT, inputs)), streamer, 0.0
+        return (lambda inputs: streamer(variant, inputs)), streamer, 0.0
     from .artifacts import ExecuTorchRunner, OnnxRunner
 
     t = time.perf_counter()
     if mode.runtime == "onnxruntime":
-        runner = OnnxRunner(folder / f"{VARIANT}.onnx", threads=threads)
+        runner = OnnxRunner(folder / f"{variant}.onnx", threads=threads)
     else:
-        runner = ExecuTorchRunner(folder / f"{VARIANT}.pte")
+        runner = ExecuTorchRunner(folder / f"{variant}.pte")
     load_s = time.perf_counter() - t
-    names = [i["name"] for i in json.loads((folder / "manifest.json").read_text())["parts"][VARIANT]["inputs"]]
+    names = [i["name"] for i in json.loads((folder / "manifest.json").read_text())["parts"][variant]["inputs"]]
     return (lambda inputs: runner.run([inputs[n] for n in names])[0]), None, load_s
 
 
-def run_mode(folder: Path, mode: Mode, steps: int, threads: int) -> ModeResult:
-    """Run `mode` in a child process, sampling its memory from here."""
+def run_mode(folder: Path, variant: str, mode: Mode, steps: int, threads: int) -> ModeResult:
+    """Run `mode` on denoiser `variant` in a child process, sampling its memory from here."""
     with tempfile.TemporaryDirectory(prefix="tomobile-stream-bench.") as tmp:
         spec, result = Path(tmp) / "spec.json", Path(tmp) / "result.json"
-        spec.write_text(json.dumps({"mode": asdict(mode), "folder": str(folder), "steps": steps,
+        spec.write_text(json.dumps({"mode": asdict(mode), "folder": str(folder), "variant": variant, "steps": steps,
                                     "threads": threads, "result": str(result)}))
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         child = subprocess.Popen([sys.executable, "-m", __name__, str(spec)], env=env,
@@ -137,7 +138,8 @@ def run_mode(folder: Path, mode: Mode, steps: int, threads: int) -> ModeResult:
         samples = []
         while child.poll() is None:
             s = proc_status(child.pid)
-            samples.append((time.time(), s["RssAnon"], s["RssFile"]))
+            if s["VmRSS"]:  # 0 once the child has exited
+                samples.append((time.time(), s["RssAnon"], s["RssFile"]))
             time.sleep(SAMPLE_S)
         stderr = child.stderr.read()
         if child.returncode != 0 or not result.exists():
@@ -149,7 +151,7 @@ def run_mode(folder: Path, mode: Mode, steps: int, threads: int) -> ModeResult:
     return ModeResult(mode, out["steps_s"], out["peak_rss"], max((a for _, a, _ in samples), default=0),
                       max((f for _, _, f in samples), default=0), out["events"]["baseline_rss"], out["load_s"],
                       out.get("hidden_s", 0.0), out.get("loads_per_step", 0.0), out["max_abs_err"],
-                      out.get("resident_max", 0), timeline)
+                      out.get("resident_max", 0), out.get("parts_per_step", 0), timeline)
 
 
 def plan_modes(runtimes: list[str], budgets: dict[str, list[tuple[int, str]]]) -> list[Mode]:
@@ -163,7 +165,7 @@ def plan_modes(runtimes: list[str], budgets: dict[str, list[tuple[int, str]]]) -
     return modes
 
 
-def run_bench(folder: Path, modes: list[Mode], steps: int, threads: int, rounds: int = 1,
+def run_bench(folder: Path, variant: str, modes: list[Mode], steps: int, threads: int, rounds: int = 1,
               progress: bool = True) -> list[ModeResult]:
     """Every mode `rounds` times, the order rotated per round; a mode's figures merge its rounds
     (latencies pooled, peaks the highest, the first round's timeline)."""
@@ -173,7 +175,7 @@ def run_bench(folder: Path, modes: list[Mode], steps: int, threads: int, rounds:
         shift = r * len(modes) // rounds
         for mode in modes[shift:] + modes[:shift]:
             bar.set_postfix_str(f"{mode.runtime} {mode.name} {mode.budget_label}")
-            by_mode[mode].append(run_mode(folder, mode, steps, threads))
+            by_mode[mode].append(run_mode(folder, variant, mode, steps, threads))
             bar.update(1)
     bar.close()
     return [_merge(results) for results in by_mode.values()]
@@ -188,7 +190,8 @@ def _merge(results: list[ModeResult]) -> ModeResult:
                       max(r.peak_anon for r in results), max(r.peak_file for r in results),
                       max(r.baseline_rss for r in results), statistics.mean(r.load_s for r in results),
                       statistics.mean(r.hidden_s for r in results), statistics.mean(r.loads_per_step for r in results),
-                      max(r.max_abs_err for r in results), max(r.resident_max for r in results), first.timeline)
+                      max(r.max_abs_err for r in results), max(r.resident_max for r in results), first.parts_per_step,
+                      first.timeline)
 
 
 if __name__ == "__main__":

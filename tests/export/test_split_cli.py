@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from tomobile.export.cli import main
 from tomobile.export.pipeline import sha256_path
 

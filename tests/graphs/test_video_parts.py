@@ -3,7 +3,6 @@ weights, merged variants where the merge changes a block; the random-weight mode
 
 import pytest
 import torch
-
 from tomobile.graphs.config import MergeConfig
 from tomobile.graphs.registry import get_model
 from tomobile.graphs.video_parts import run_chain, split_denoisers
@@ -25,7 +24,7 @@ def test_chain_of_parts_is_the_guided_denoiser_bit_for_bit(tiny, variant):
         inputs = wrapper.example_inputs(seed=seed)
         with torch.no_grad():
             expected = wrapper(*inputs)[0]
-        env = run_chain(split.parts, split.manifest["split"]["sequences"][variant], dict(zip(INPUT_NAMES, inputs)))
+        env = run_chain(split.parts, split.manifest["split"]["sequences"][variant], dict(zip(INPUT_NAMES, inputs, strict=True)))
         assert torch.equal(env["velocity"], expected)
 
 
@@ -53,7 +52,7 @@ def test_each_part_is_checked_on_the_activations_of_the_eager_chain(tiny):
     """A block's example inputs are what the eager parts before it computed, not random tensors."""
     bundle, split = tiny
     inputs = bundle.parts["denoiser"].example_inputs(seed=0)
-    env = run_chain(split.parts, ["dit_embed", "dit_spatial00"], dict(zip(INPUT_NAMES, inputs)))
+    env = run_chain(split.parts, ["dit_embed", "dit_spatial00"], dict(zip(INPUT_NAMES, inputs, strict=True)))
     h01, caption, bias, t0 = split.parts["dit_temporal00"].example_inputs(seed=0)
     assert torch.equal(h01, env["h01"]) and torch.equal(t0, env["t0"]) and torch.equal(bias, env["caption_bias"])
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tomobile.runtime.streaming import BlockStreamer, PartFile, SplitModel, StreamError, parse_bytes, plan_pinned
 
 
@@ -31,7 +30,7 @@ class FakePart:
 
 def fake_model(sizes: list[int]) -> SplitModel:
     names = [f"p{i}" for i in range(len(sizes))]
-    parts = {n: PartFile(n, Path(n), None, s, ("h",), ("h",)) for n, s in zip(names, sizes)}
+    parts = {n: PartFile(n, Path(n), None, s, ("h",), ("h",)) for n, s in zip(names, sizes, strict=True)}
     return SplitModel(Path("."), "fake", parts, {"v": names})
 
 
@@ -136,9 +135,8 @@ def test_streamed_clip_equals_the_unstreamed_one(micro_split_export, runtime):
     from tomobile.runtime.artifacts import load_runner
     from tomobile.runtime.sampler import LeapConfig, SamplerConfig
     from tomobile.runtime.stream_video import streamed_runtime
-    from tomobile.runtime.video import RuntimeKind, VideoRuntime, generate
-
     from tomobile.runtime.streaming import open_split
+    from tomobile.runtime.video import RuntimeKind, VideoRuntime, generate
 
     kind = RuntimeKind(runtime)
     budget = 2 * open_split(micro_split_export, runtime).largest().size  # two parts at a time
