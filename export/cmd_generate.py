@@ -62,10 +62,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     with tqdm(total=cfg.steps, desc="denoising", unit="step", disable=args.quiet) as bar:
         gen = generate(rt, args.prompt, args.seed, cfg, args.tome, on_step=bar.update)
     save_clip(gen.frames, out)
-    if streamer is not None:
-        from tomobile.runtime.stream_video import format_steps
-
-        print(format_steps(streamer.stats, streamer.budget))
     res = gen.result
     leap = f"leap at step {res.leap_at} ({cfg.leap.mode.value})" if res.leap_at is not None else f"no leap (lpl {cfg.leap.mode.value})"
     print(f"wrote {out}  ({gen.frames.shape[0]} frames {gen.frames.shape[1]}x{gen.frames.shape[2]})")
@@ -77,6 +73,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         d = detect(gen.frames)
         print(f"detector: colour {d.colour}, shape {d.shape}, direction {d.direction} -> "
               f"{'follows the prompt' if d.compliance(spec)['all'] else 'does not fully follow the prompt'}")
+    if streamer is not None:
+        from tomobile.runtime.stream_video import format_steps
+
+        print(format_steps(streamer.stats, streamer.budget))
     if args.compare:
         _compare_with_baseline(rt, args, cfg, gen)
     return 0

@@ -160,6 +160,8 @@ class _OrtPart:
         opts = ort.SessionOptions()
         opts.add_session_config_entry("session.disable_prepacking", "1")  # weights stay in the mapped file
         opts.enable_cpu_mem_arena = False  # freed activations go back at once: a lower peak
+        # One thread pool per part: pools that spin after their run steal the cores of the next part's.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
