@@ -13,9 +13,10 @@ Weights stay file-backed where the runtime allows: ONNX Runtime maps the parts' 
 into anonymous memory at load_method (about 1x their size). After a release, malloc_trim(0) hands
 the freed heap back to the OS.
 
-ONNX Runtime releases the GIL while it creates sessions and runs them, so a part loads while
-another computes. ExecuTorch's Python bindings hold the GIL in load_method and execute: its
-background load waits for the running part, and the measured hidden time says so (about 0).
+ONNX Runtime releases the GIL while it runs a part, so the next part loads meanwhile. ExecuTorch's
+Python bindings hold the GIL in load_method and execute: a background load waits for the running
+part and then holds up the compute thread. The hidden time each step reports is measured
+(runtime/overlap.py), so it says which happened.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from .memory import MemoryPeak, MemoryProbe, malloc_trim, populate_mappings
+from .overlap import Heartbeat, hidden_seconds
 
 log = logging.getLogger(__name__)
 
@@ -217,15 +219,11 @@ class CallStats:
     parts_run: int = 0
     parts_loaded: int = 0
     load_s: float = 0.0  # time spent loading parts, on any thread
-    waited_s: float = 0.0  # time the compute thread waited for a load
+    waited_s: float = 0.0  # time the compute thread waited for a load (or loaded itself)
+    hidden_s: float = 0.0  # load time that overlapped a run which released the GIL
     latency_s: float = 0.0
     resident_max: int = 0  # highest sum of loaded + loading part sizes, bytes
     peak: MemoryPeak = field(default_factory=MemoryPeak)
-
-    @property
-    def hidden_s(self) -> float:
-        """Load time hidden behind compute."""
-        return max(0.0, self.load_s - self.waited_s)
 
 
 class BlockStreamer:
@@ -244,6 +242,7 @@ class BlockStreamer:
         self.loading: dict[str, Future] = {}
         self.stats: list[CallStats] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-loader") if prefetch else None
+        self.heartbeat = Heartbeat() if prefetch else None
         self._pinned: dict[str, set[str]] = {}
 
     def pinned(self, variant: str) -> set[str]:
@@ -303,8 +302,10 @@ class BlockStreamer:
             return self.loaded[name]
         if name in self.loading:
             t = time.perf_counter()
-            part, seconds = self.loading.pop(name).result()
-            stats.waited_s += time.perf_counter() - t
+            part, seconds, span = self.loading.pop(name).result()
+            waited = time.perf_counter() - t
+            stats.waited_s += waited
+            stats.hidden_s += hidden_seconds(self.heartbeat, span, waited)
         else:
             for other in [n for n in self.loading]:  # a load we no longer need: let it finish, drop it
                 self._release(other, stats)
@@ -312,7 +313,7 @@ class BlockStreamer:
             if self.resident_bytes() + size > self.budget:
                 raise RuntimeError(f"part {name} ({mb(size)}) does not fit beside {mb(self.resident_bytes())} "
                                    f"resident under {mb(self.budget)}")
-            part, seconds = _timed(self.loader, self.model.parts[name])
+            part, seconds, _ = _timed(self.loader, self.model.parts[name])
             stats.waited_s += seconds
         self.loaded[name] = part
         stats.load_s += seconds
@@ -323,8 +324,9 @@ class BlockStreamer:
 
     def _release(self, name: str, stats: CallStats) -> None:
         if name in self.loading:
-            part, seconds = self.loading.pop(name).result()
+            part, seconds, span = self.loading.pop(name).result()
             stats.load_s, stats.parts_loaded = stats.load_s + seconds, stats.parts_loaded + 1
+            stats.hidden_s += hidden_seconds(self.heartbeat, span, 0.0)
         else:
             part = self.loaded.pop(name)
         self.probe.sample()
@@ -337,12 +339,16 @@ class BlockStreamer:
             self._release(name, CallStats(""))
         if self._pool is not None:
             self._pool.shutdown()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
 
 
-def _timed(loader, part: PartFile) -> tuple[LoadedPart, float]:
+def _timed(loader, part: PartFile) -> tuple[LoadedPart, float, tuple[float, float]]:
+    """(loaded part, seconds, (start, end) on the perf_counter clock)."""
     t = time.perf_counter()
     loaded = loader(part)
-    return loaded, time.perf_counter() - t
+    end = time.perf_counter()
+    return loaded, end - t, (t, end)
 
 
 def _cast(x: np.ndarray, float16: bool) -> np.ndarray:

@@ -79,6 +79,31 @@ def test_plan_keeps_parts_resident_while_room_for_streaming_remains():
     assert plan_pinned(sizes, 40, prefetch=False) == set()
 
 
+class GilHoldingPart(FakePart):
+    """Loads and computes in single C calls that keep the GIL (no bytecode runs, so no thread
+    switch), as ExecuTorch's bindings do in load_method and execute."""
+
+    def __init__(self, spec: PartFile, live: dict) -> None:
+        self.spec, self.live = spec, live
+        sum(range(3_000_000))
+        live[spec.name] = spec.size
+
+    def run(self, arrays):
+        sum(range(1_500_000))
+        return [arrays[0] + float(self.spec.name[1:])]
+
+
+def test_a_load_beside_a_run_that_holds_the_gil_is_not_counted_as_hidden():
+    live: dict[str, int] = {}
+    streamer = BlockStreamer(fake_model([10] * 6), 20, True, loader=lambda spec: GilHoldingPart(spec, live))
+    for _ in range(3):
+        streamer("v", {"h": np.zeros(1, np.float32)})
+    steady = streamer.stats[-1]
+    assert steady.parts_loaded == 6 and steady.load_s > 0.05
+    assert steady.hidden_s < 0.15 * steady.load_s  # the edges of each load: Python around the C call
+    streamer.close()
+
+
 def test_prefetch_hides_loading_behind_compute():
     """Loads of 15 ms beside runs of 20 ms: with prefetch the compute thread barely waits."""
     plain, _, _ = make_streamer([10] * 6, 20, prefetch=False, delay=0.015)
