@@ -8,10 +8,11 @@ resident is loaded on a background thread. The sum of the sizes of the parts loa
 never exceeds the budget; a budget below the largest part is refused.
 
 Weights stay file-backed where the runtime allows: ONNX Runtime maps the parts' external data
-(`session.disable_prepacking=1`, no CPU arena), and the loader faults the mapping in on its thread
-(MADV_POPULATE_READ) so compute does not; ExecuTorch maps the .ptd and XNNPACK packs the weights
-into anonymous memory at load_method (about 1x their size). After a release, malloc_trim(0) hands
-the freed heap back to the OS.
+(`session.disable_prepacking=1`, no CPU arena). Mapping them again every step costs page faults;
+a background load takes them on the loader thread (MADV_POPULATE_READ), a load on the compute
+thread leaves them to the run (cheaper there: fault-around). ExecuTorch maps the .ptd and XNNPACK
+packs the weights into anonymous memory at load_method (about 1x their size). After a release,
+malloc_trim(0) hands the freed heap back to the OS.
 
 ONNX Runtime releases the GIL while it runs a part, so the next part loads meanwhile. ExecuTorch's
 Python bindings hold the GIL in load_method and execute: a background load waits for the running
@@ -156,7 +157,7 @@ def _verify_files(folder: Path, entries: list[dict], fmt: str) -> None:
 
 
 class _OrtPart:
-    def __init__(self, part: PartFile, threads: int | None) -> None:
+    def __init__(self, part: PartFile, threads: int | None, populate: bool) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -170,7 +171,7 @@ class _OrtPart:
             opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(part.path), sess_options=opts, providers=["CPUExecutionProvider"])
         self.names = [i.name for i in self.session.get_inputs()]
-        if part.weights is not None:
+        if populate and part.weights is not None:
             populate_mappings(part.weights)
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -193,8 +194,9 @@ class _ExecuTorchPart:
         self.runner = None
 
 
-def load_part(part: PartFile, runtime: str, threads: int | None = None) -> LoadedPart:
-    return _OrtPart(part, threads) if runtime == "onnxruntime" else _ExecuTorchPart(part)
+def load_part(part: PartFile, runtime: str, threads: int | None = None, background: bool = False) -> LoadedPart:
+    """`background`: loaded on the prefetch thread, which also faults ONNX Runtime's weights in."""
+    return _OrtPart(part, threads, background) if runtime == "onnxruntime" else _ExecuTorchPart(part)
 
 
 def plan_pinned(sizes: dict[str, int], budget: int, prefetch: bool) -> set[str]:
@@ -236,7 +238,8 @@ class BlockStreamer:
             raise StreamError(f"memory budget {mb(budget)} is below the largest part, {largest.name} "
                               f"({mb(largest.size)}); give at least {mb(largest.size)}")
         self.model, self.budget, self.prefetch = model, budget, prefetch
-        self.loader = loader or (lambda part: load_part(part, model.runtime, threads))
+        # loader(part, background) -> LoadedPart; background: called on the prefetch thread
+        self.loader = loader or (lambda part, background: load_part(part, model.runtime, threads, background))
         self.probe = probe or MemoryProbe()
         self.loaded: dict[str, LoadedPart] = {}
         self.loading: dict[str, Future] = {}
@@ -294,7 +297,7 @@ class BlockStreamer:
     def _prefetch(self, name: str | None, stats: CallStats) -> None:
         if name is None or self.resident_bytes() + self.model.parts[name].size > self.budget:
             return
-        self.loading[name] = self._pool.submit(_timed, self.loader, self.model.parts[name])
+        self.loading[name] = self._pool.submit(_timed, self.loader, self.model.parts[name], True)
         stats.resident_max = max(stats.resident_max, self.resident_bytes())
 
     def _acquire(self, name: str, stats: CallStats) -> LoadedPart:
@@ -313,7 +316,7 @@ class BlockStreamer:
             if self.resident_bytes() + size > self.budget:
                 raise RuntimeError(f"part {name} ({mb(size)}) does not fit beside {mb(self.resident_bytes())} "
                                    f"resident under {mb(self.budget)}")
-            part, seconds, _ = _timed(self.loader, self.model.parts[name])
+            part, seconds, _ = _timed(self.loader, self.model.parts[name], False)
             stats.waited_s += seconds
         self.loaded[name] = part
         stats.load_s += seconds
@@ -343,10 +346,10 @@ class BlockStreamer:
             self.heartbeat.stop()
 
 
-def _timed(loader, part: PartFile) -> tuple[LoadedPart, float, tuple[float, float]]:
+def _timed(loader, part: PartFile, background: bool) -> tuple[LoadedPart, float, tuple[float, float]]:
     """(loaded part, seconds, (start, end) on the perf_counter clock)."""
     t = time.perf_counter()
-    loaded = loader(part)
+    loaded = loader(part, background)
     end = time.perf_counter()
     return loaded, end - t, (t, end)
 

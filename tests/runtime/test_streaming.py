@@ -39,7 +39,7 @@ def make_streamer(sizes, budget, prefetch, delay=0.0):
     peak = [0]
     lock = threading.Lock()
 
-    def loader(spec):
+    def loader(spec, background):
         part = FakePart(spec, live, delay)
         with lock:
             peak[0] = max(peak[0], sum(live.values()))
@@ -95,7 +95,7 @@ class GilHoldingPart(FakePart):
 
 def test_a_load_beside_a_run_that_holds_the_gil_is_not_counted_as_hidden():
     live: dict[str, int] = {}
-    streamer = BlockStreamer(fake_model([10] * 6), 20, True, loader=lambda spec: GilHoldingPart(spec, live))
+    streamer = BlockStreamer(fake_model([10] * 6), 20, True, loader=lambda spec, background: GilHoldingPart(spec, live))
     for _ in range(3):
         streamer("v", {"h": np.zeros(1, np.float32)})
     steady = streamer.stats[-1]
