@@ -69,26 +69,59 @@ def merge_node_names(wrapper) -> set[str]:
     return {f"node_{n.name}" for n in program.graph.nodes if (n.meta.get("custom") or {}).get(key) == value}
 
 
-def _export_variant(model: str, config: MergeConfig, folder: Path, formats: list[str], quantize: bool,
-                    reuse: bool, progress: bool):
-    """The bundle (for eager timing and the plan) and its export folder, exported unless reusable."""
-    from .cli import resolve_model
+def _variant_folder(work: Path, config: MergeConfig) -> Path:
+    return work / label(config).replace(":", "_").replace(",", "_").replace("=", "")
+
+
+def _reusable(folder: Path, config: MergeConfig, formats: list[str]) -> bool:
+    from .output import is_tomobile_export
+
+    names = {"onnx": "model.onnx", "executorch": "model.pte"}
+    return (is_tomobile_export(folder) and all((folder / names[f]).exists() for f in formats)
+            and json.loads((folder / "manifest.json").read_text()).get("merge_spec") == config.describe())
+
+
+def _export_variant(bundle, config: MergeConfig, folder: Path, formats: list[str], quantize: bool,
+                    reuse: bool, progress: bool) -> None:
+    """Export `bundle` into `folder` (an absolute path check_out_dir accepted) unless reusable."""
     from .onnx_format import quantize_int8
-    from .pipeline import finalize, stage_export
+    from .output import finalize
+    from .pipeline import stage_export
     from .registry import ExportOptions
 
-    bundle = resolve_model(model, config)
-    manifest_path = folder / "manifest.json"
-    names = {"onnx": "model.onnx", "executorch": "model.pte"}
-    have = manifest_path.exists() and all((folder / names[f]).exists() for f in formats)
-    if have and json.loads(manifest_path.read_text()).get("merge_spec") == config.describe() and reuse:
+    if reuse and _reusable(folder, config, formats):
         log.info("reusing %s", folder)
     else:
         staging, _ = stage_export(bundle, formats, folder, ExportOptions(), progress=progress)
-        finalize(staging, folder)
+        finalize(staging)
     if quantize and not (reuse and (folder / "model.int8.onnx").exists()):
         quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
-    return bundle
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    from .checks import check_output_file
+
+    if args.runs < 1 or args.eager_runs < 1 or args.threads < 1:
+        raise ValueError("--runs, --eager-runs and --threads must be at least 1")
+    check_output_file(Path(args.json) if args.json else None, "--json")
+    check_output_file(Path(args.plot) if args.plot else None, "--plot", (".png",))
+
+
+def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple[MergeConfig, object, Path]]:
+    """Every spec built on the model and every variant folder checked, before any export starts."""
+    from .cli import check_trace_source, resolve_model, source_folder
+    from .output import check_out_dir
+
+    work = Path(args.work) if args.work else Path("tomobile-out") / "bench" / args.model.replace("/", "_")
+    source = source_folder(args.model)
+    prepared = []
+    for config in configs:
+        folder = check_out_dir(_variant_folder(work, config), keep=(source,) if source else (), force=None,
+                              option="--work folder")
+        bundle = resolve_model(args.model, config)
+        check_trace_source(config, bundle)
+        prepared.append((config, bundle, folder))
+    return prepared
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -102,20 +135,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return cmd_stream_bench(args)
     if args.merge is None:
         raise ValueError(f"bench needs --merge SPEC[;SPEC...] ({SPEC_HELP}), or --stream for a video denoiser")
-    if args.runs < 1 or args.eager_runs < 1 or args.threads < 1:
-        raise ValueError("--runs, --eager-runs and --threads must be at least 1")
+    _check_outputs(args)
     configs = parse_specs(args.merge)
     runtimes = parse_runtimes(args.runtime)
     if args.quantize == "int8" and "onnxruntime-int8" not in runtimes:
         runtimes.append("onnxruntime-int8")
     formats = sorted({"onnx" if r.startswith("onnx") else "executorch" for r in runtimes}, reverse=True)
-    work = Path(args.work) if args.work else Path("tomobile-out") / "bench" / args.model.replace("/", "_")
     variants, bundles = [], {}
-    for config in configs:
+    for config, bundle, folder in _prepare(args, configs):
         name = label(config)
-        folder = work / name.replace(":", "_").replace(",", "_").replace("=", "")
-        bundle = _export_variant(args.model, config, folder, formats, "onnxruntime-int8" in runtimes,
-                                 args.reuse, not args.quiet)
+        _export_variant(bundle, config, folder, formats, "onnxruntime-int8" in runtimes, args.reuse, not args.quiet)
         wrapper = bundle.parts["model"]
         plan = merge_plan(wrapper.model)
         width, hidden = _dims(wrapper)
@@ -159,9 +188,11 @@ def _write_outputs(report, args) -> None:
             print(f"  {row['label']:>6}  static {row['static_ms']:.1f} ms  reference {row['reference_ms']:.1f} ms  "
                   f"reference/static {row['reference_over_static']:.2f}")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report.to_json(), indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.plot:
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         save_plot(report, Path(args.plot))
         print(f"wrote {args.plot}")
 

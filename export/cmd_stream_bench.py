@@ -49,37 +49,46 @@ def parse_budgets(text: str, total: int) -> list[tuple[int, str]]:
 
 
 def export_split(model: str, folder: Path, formats: list[str], reuse: bool, progress: bool) -> None:
-    """Export MODEL with --split blocks into `folder` (validated), unless `reuse` finds it there."""
+    """Export MODEL with --split blocks into `folder` (validated), unless `reuse` finds it there.
+    `folder` went through check_out_dir; the export is staged and moved into place only when it passed."""
     from tomobile.graphs.config import MergeConfig
-    from tomobile.runtime.validate import validate_dir
+    from tomobile.runtime.validate import format_table, validate_dir
 
     from .cli import resolve_model
-    from .pipeline import finalize, stage_export, write_manifest
+    from .output import discard, finalize, is_tomobile_export
+    from .pipeline import stage_export, write_manifest
     from .registry import ExportOptions
     from .split import list_parts, split_bundle
 
-    manifest_path = folder / "manifest.json"
-    if reuse and manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
+    if reuse and is_tomobile_export(folder):
+        manifest = json.loads((folder / "manifest.json").read_text())
         have = {f for p in manifest.get("split", {}).get("parts", []) for f in p["files"]}
         if manifest.get("model") == model and set(formats) <= have:
             log.info("reusing %s", folder)
             return
     bundle = split_bundle(resolve_model(model, MergeConfig()), "blocks", None)
     staging, manifest = stage_export(bundle, formats, folder, ExportOptions(), progress=progress)
-    manifest["split"] = list_parts(manifest)
-    report = validate_dir(staging, progress=progress)
-    manifest["validation"] = report.to_json()
-    write_manifest(staging, manifest)
-    finalize(staging, folder)
-    if not report.passed:
-        raise ValueError(f"the split export in {folder} failed validation; see its manifest.json")
+    try:
+        manifest["split"] = list_parts(manifest)
+        report = validate_dir(staging.path, progress=progress)
+        manifest["validation"] = report.to_json()
+        write_manifest(staging.path, manifest)
+        if not report.passed:
+            print(format_table(report).replace(str(staging.path), str(folder)))
+            raise ValueError(f"the split export for {folder} failed validation (table above); nothing was written")
+        finalize(staging)
+    except BaseException:
+        discard(staging)
+        raise
 
 
 def cmd_stream_bench(args: argparse.Namespace) -> int:
     from tomobile.runtime.stream_bench import plan_modes, run_bench
     from tomobile.runtime.stream_report import format_table, goals, save_plot, to_json
-    from tomobile.runtime.streaming import open_split
+    from tomobile.runtime.streaming import mb, open_split
+
+    from .checks import check_output_file
+    from .output import check_out_dir
 
     runtimes = [r.strip() for r in args.runtime.split(",") if r.strip()]
     bad = [r for r in runtimes if r not in STREAM_RUNTIMES]
@@ -87,7 +96,10 @@ def cmd_stream_bench(args: argparse.Namespace) -> int:
         raise ValueError(f"--stream runtime {bad[0] if bad else args.runtime!r}; allowed: {', '.join(STREAM_RUNTIMES)}")
     if args.steps < 2 or args.rounds < 1 or args.threads < 1:
         raise ValueError("--steps must be at least 2 (the first call loads), --rounds and --threads at least 1")
+    check_output_file(Path(args.json) if args.json else None, "--json")
+    check_output_file(Path(args.plot) if args.plot else None, "--plot", (".png",))
     work = Path(args.work) if args.work else Path("tomobile-out") / "bench" / f"{args.model.replace('/', '_')}-split"
+    work = check_out_dir(work, force=None, option="--work folder")
     formats = ["onnx" if r == "onnxruntime" else "executorch" for r in runtimes]
     export_split(args.model, work, formats, args.reuse, not args.quiet)
     budgets = {}
@@ -95,9 +107,10 @@ def cmd_stream_bench(args: argparse.Namespace) -> int:
         split = open_split(work, runtime)  # sha256 of every part, once, before any timing
         variant = next(iter(split.sequences))  # the unmerged denoiser where there is one
         budgets[runtime] = parse_budgets(args.budgets, split.sequence_bytes(variant))
-        if min(b for b, _ in budgets[runtime]) < split.largest().size:
-            raise ValueError(f"budget {min(budgets[runtime])[1]} is below the largest part {split.largest().name} "
-                             f"({split.largest().size / 1e6:.1f} MB)")
+        low, label = min(budgets[runtime])
+        if low < split.largest().size:
+            raise ValueError(f"budget {label} ({mb(low)}) is below the largest part {split.largest().name} "
+                             f"({mb(split.largest().size)}); give budgets of at least that")
     results = run_bench(work, variant, plan_modes(runtimes, budgets), args.steps, args.threads, args.rounds,
                         not args.quiet)
     print(f"{args.model} ({variant}): {args.threads} threads, {args.steps} denoiser calls per mode, "

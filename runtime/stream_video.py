@@ -16,8 +16,9 @@ import numpy as np
 from .artifacts import load_runner
 from .memory import malloc_trim
 from .streaming import RUNTIME_FORMATS, BlockStreamer, CallStats, StreamError, mb, open_split, parse_bytes
-from .validate import FAIL, OutputCheck, compare, load_manifest
-from .video import RuntimeKind, VideoRuntime, _tokenizer_encode
+from .manifest import load_manifest
+from .validate import FAIL, OutputCheck, compare
+from .video import LEGACY_TDTM, RuntimeKind, VideoRuntime, _tokenizer_encode, check_tdtm
 
 DENOISER_INPUTS = ("x", "t", "states", "mask", "guidance")
 UNLIMITED = 1 << 62
@@ -25,13 +26,17 @@ DEFAULT_ARTIFACTS = Path("tomobile-out") / "video-dit-tiny"  # where `tomobile e
 
 
 def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: bool = True,
-                     threads: int | None = None) -> tuple[VideoRuntime, BlockStreamer]:
-    """A VideoRuntime whose denoisers stream the split parts in `artifacts` under `budget` bytes."""
+                     threads: int | None = None, tdtm: dict[str, str] | None = None
+                     ) -> tuple[VideoRuntime, BlockStreamer]:
+    """A VideoRuntime whose denoisers stream the split parts in `artifacts` under `budget` bytes;
+    `tdtm` modes asked for must be the ones the folder was exported with."""
     if kind not in (RuntimeKind.ONNXRUNTIME, RuntimeKind.EXECUTORCH):
         raise StreamError(f"--stream runs exported parts: use --runtime onnxruntime or executorch, not {kind.value}")
     split = open_split(artifacts, kind.value)
-    streamer = BlockStreamer(split, budget, prefetch, threads)
     cfg = load_manifest(artifacts)["model_config"]
+    modes = {key: str(cfg.get(key, legacy)) for key, legacy in LEGACY_TDTM.items()}
+    check_tdtm(artifacts, modes, tdtm or {})
+    streamer = BlockStreamer(split, budget, prefetch, threads)
     shape = (1, int(cfg["channels"]), int(cfg["frames"]), int(cfg["size"]), int(cfg["size"]))
     fmt = RUNTIME_FORMATS[kind.value]
     text_path = artifacts / ("text_encoder.onnx" if fmt == "onnx" else "text_encoder.pte")
@@ -51,7 +56,7 @@ def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: 
         return lambda *arrays: streamer(variant, dict(zip(DENOISER_INPUTS, arrays, strict=True)))
 
     denoisers = {variant: make(variant) for variant in split.sequences}
-    return VideoRuntime(kind, encode, denoisers, shape), streamer
+    return VideoRuntime(kind, encode, denoisers, shape, modes), streamer
 
 
 def format_steps(stats: list[CallStats], budget: int) -> str:
@@ -100,8 +105,8 @@ def check_chains(folder: Path, manifest: dict) -> list[OutputCheck]:
     return checks
 
 
-def stream_args(stream: bool, runtime: str, artifacts: str | None, budget: str | None, prefetch: bool
-                ) -> tuple[VideoRuntime, BlockStreamer]:
+def stream_args(stream: bool, runtime: str, artifacts: str | None, budget: str | None, prefetch: bool,
+                tdtm: dict[str, str] | None = None) -> tuple[VideoRuntime, BlockStreamer]:
     """`generate --stream` options -> streamed runtime; StreamError (one line) on a bad combination."""
     if not stream:
         raise StreamError("--memory-budget and --no-prefetch apply only with --stream")
@@ -111,4 +116,4 @@ def stream_args(stream: bool, runtime: str, artifacts: str | None, budget: str |
     if not folder.is_dir():
         raise StreamError(f"no export at {folder}; run `tomobile export video-dit-tiny --split blocks --out {folder}` "
                           "or give --artifacts DIR")
-    return streamed_runtime(RuntimeKind(runtime), folder, parse_bytes(budget), prefetch)
+    return streamed_runtime(RuntimeKind(runtime), folder, parse_bytes(budget), prefetch, tdtm=tdtm)

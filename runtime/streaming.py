@@ -99,11 +99,11 @@ def parse_bytes(text: str) -> int:
 
 def open_split(folder: Path, runtime: str, verify: bool = True) -> SplitModel:
     """The split parts of an export folder for `runtime`, every file checked against its sha256."""
-    from .validate import ValidationError, load_manifest
+    from .manifest import ManifestError, inside, load_manifest
 
     try:
         manifest = load_manifest(folder)
-    except ValidationError as err:
+    except ManifestError as err:
         raise StreamError(str(err)) from None
     split = manifest.get("split")
     if not split or "parts" not in split:
@@ -115,8 +115,8 @@ def open_split(folder: Path, runtime: str, verify: bool = True) -> SplitModel:
         rec = entry["files"].get(fmt)
         if rec is None:
             raise StreamError(f"{folder} has no {fmt} parts (part {entry['name']}); export with --format {fmt}")
-        weights = folder / rec["weights"]["path"] if "weights" in rec else None
-        parts[entry["name"]] = PartFile(entry["name"], folder / rec["path"], weights, rec["total_bytes"],
+        weights = inside(folder, rec["weights"]["path"]) if "weights" in rec else None
+        parts[entry["name"]] = PartFile(entry["name"], inside(folder, rec["path"]), weights, rec["total_bytes"],
                                         tuple(i["name"] for i in entry["inputs"]),
                                         tuple(o["name"] for o in entry["outputs"]),
                                         _is_fp16(manifest, entry["name"], fmt))
@@ -134,6 +134,8 @@ def _verify_files(folder: Path, entries: list[dict], fmt: str) -> None:
     """Every part file present and equal to its sha256; a swapped file is named for what it is."""
     from tomobile.export.pipeline import sha256_path
 
+    from .manifest import inside
+
     owners: dict[str, str] = {}
     files: list[tuple[str, dict]] = []
     for entry in entries:
@@ -143,7 +145,7 @@ def _verify_files(folder: Path, entries: list[dict], fmt: str) -> None:
                 owners[f["sha256"]] = f["path"]
                 files.append((entry["name"], f))
     for name, f in files:
-        path = folder / f["path"]
+        path = inside(folder, f["path"])
         if not path.is_file():
             raise StreamError(f"part {name}: {path} is missing; export the folder again")
         digest = sha256_path(path)
