@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tomobile.export.cli import main
 from tomobile.export.pipeline import sha256_path
@@ -67,8 +68,20 @@ def _generate(folder: Path, tmp_path: Path, *extra: str) -> list[str]:
 
 
 def test_stream_refuses_a_budget_below_the_largest_part(micro_split_export, tmp_path, capsys):
+    from tomobile.runtime.streaming import mb, open_split
+
+    largest = open_split(micro_split_export, "onnxruntime").largest()
     err = _one_line_error(capsys, _generate(micro_split_export, tmp_path, "--stream", "--memory-budget", "1KB"))
-    assert "memory budget 1.0 KB is below the largest part, dit_" in err and "give at least" in err
+    assert f"memory budget 1.0 KB is below the largest part, {largest.name} ({mb(largest.size)})" in err
+    assert not (tmp_path / "clip.gif").exists()
+
+
+def test_stream_refuses_a_missing_part(broken_copy, tmp_path, capsys):
+    copy = broken_copy(lambda folder: (folder / "dit_final.ptd").unlink())
+    argv = [*_generate(copy, tmp_path, "--stream", "--memory-budget", "64MB")]
+    argv[argv.index("onnxruntime")] = "executorch"
+    err = _one_line_error(capsys, argv)
+    assert "part dit_final:" in err and "dit_final.ptd is missing" in err
     assert not (tmp_path / "clip.gif").exists()
 
 
@@ -90,11 +103,26 @@ def test_stream_names_a_part_file_that_belongs_to_another_part(broken_copy, tmp_
 
     err = _one_line_error(capsys, _generate(broken_copy(swap), tmp_path, "--stream", "--memory-budget", "64MB"))
     assert "dit_temporal00.onnx holds dit_temporal00_tdtm.onnx" in err
+    assert not (tmp_path / "clip.gif").exists()
+
+
+def test_stream_refuses_parts_from_another_export(broken_copy, tmp_path, capsys):
+    """A part whose files come from an export with other weights (here: same graph, weights of
+    another seed written over it) does not match the manifest's sha256."""
+    def other_export(folder: Path) -> None:
+        data = folder / "dit_spatial00_tome.onnx.data"
+        other = np.random.default_rng(1).standard_normal(data.stat().st_size // 4).astype(np.float32)
+        data.write_bytes(other.tobytes())
+
+    err = _one_line_error(capsys, _generate(broken_copy(other_export), tmp_path, "--stream", "--memory-budget", "64MB"))
+    assert "part dit_spatial00_tome:" in err and "(altered, or from another export)" in err
+    assert not (tmp_path / "clip.gif").exists()
 
 
 def test_stream_refuses_an_export_without_split(vit_tiny_export, tmp_path, capsys):
     err = _one_line_error(capsys, _generate(vit_tiny_export, tmp_path, "--stream", "--memory-budget", "64MB"))
     assert "exported without --split blocks" in err
+    assert not (tmp_path / "clip.gif").exists()
 
 
 @pytest.mark.parametrize("extra,needle", [
