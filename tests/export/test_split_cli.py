@@ -150,14 +150,6 @@ def test_export_split_errors_write_nothing(tmp_path, monkeypatch, capsys, argv, 
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture(scope="session")
-def tiny_split_export(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("exports") / "video-dit-tiny"
-    assert main(["-q", "export", "video-dit-tiny", "--split", "blocks", "--format", "onnx,executorch",
-                 "--out", str(out)]) == 0
-    return out
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["onnxruntime", "executorch"])
 def test_generate_stream_gives_the_unstreamed_clip(tiny_split_export, tmp_path, capsys, runtime):
