@@ -34,7 +34,9 @@ class Heartbeat:
 
     def gil_free_seconds(self, start: float, end: float) -> float:
         """Seconds of [start, end] not inside a long gap between beats."""
-        beats = [t for t in self.times if start <= t <= end]
+        # list(deque) copies in C without letting the beating thread in; iterating the deque itself
+        # in Python can meet an append ("deque mutated during iteration").
+        beats = [t for t in list(self.times) if start <= t <= end]
         edges = [start, *beats, end]
         held = sum(b - a - BEAT_S for a, b in zip(edges, edges[1:]) if b - a > HELD_GAP_S)
         return max(0.0, (end - start) - held)
