@@ -28,7 +28,7 @@ from .video_zoo import DEFAULT_SPATIAL_RATIO, GuidedDenoiser
 _FLAGS = {"pooled_caption": True, "frame_pos": True}  # as video-dit-tiny
 # video-dit-large predicts the velocity directly: with random weights, x-prediction's (x - x0) / t
 # at a small seeded t (0.04) makes velocities of 100+ whose fp32 rounding alone passes 1e-4.
-LARGE = VideoDiTConfig(frames=4, size=16, patch=4, hidden=1152, depth=4, heads=16, caption_len=16, caption_dim=384,
+LARGE = VideoDiTConfig(frames=4, size=32, patch=4, hidden=1152, depth=4, heads=16, caption_len=16, caption_dim=384,
                        x0_prediction=False, **_FLAGS)
 MICRO = VideoDiTConfig(frames=4, size=8, patch=4, hidden=32, depth=1, heads=2, caption_len=4, caption_dim=16,
                        x0_prediction=True, **_FLAGS)

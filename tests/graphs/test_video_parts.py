@@ -72,4 +72,4 @@ def test_video_dit_large_has_a_real_size():
     assert weight_bytes(model) >= 500e6 and LARGE.hidden == 1152
     block = weight_bytes(model.spatial_blocks[0])
     assert 84e6 < block < 86e6  # one STDiT3-XL/2-wide block, fp32
-    assert LARGE.frames * LARGE.tokens <= 64  # few tokens: seconds per step on a CPU
+    assert LARGE.frames * LARGE.tokens <= 256  # few tokens: seconds per step on a CPU
