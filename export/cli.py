@@ -112,6 +112,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from .output import discard, finalize
     from .pipeline import stage_export, write_manifest
+    from .split import list_parts, split_bundle
 
     config = MergeConfig.parse(args.merge)
     formats = parse_formats(args.format)
@@ -123,10 +124,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = check_out_dir(out_arg, force=args.force, keep=(source,) if source else ())
     bundle = resolve_model(args.model, config, tdtm)
     check_trace_source(config, bundle)
+    if args.split:
+        bundle = split_bundle(bundle, args.split, args.quantize)
     for line in notes:
         note(line)
     staging, manifest = stage_export(bundle, formats, out, options, progress=not args.quiet)
     try:
+        if args.split:
+            manifest["split"] = list_parts(manifest)
+            write_manifest(staging.path, manifest)
         passed = True
         if not args.no_validate:
             report = validate_dir(staging.path, progress=not args.quiet)
@@ -139,7 +145,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         discard(staging)
         raise
     for a in manifest["artifacts"]:
-        print(f"wrote {out_arg / a['path']}  ({a['bytes'] / 1e6:.1f} MB, {a['format']}, {a.get('precision', 'fp32')})")
+        weights = f" + {a['weights']['path']} {a['weights']['bytes'] / 1e6:.1f} MB" if "weights" in a else ""
+        print(f"wrote {out_arg / a['path']}  ({a['bytes'] / 1e6:.1f} MB{weights}, {a['format']}, "
+              f"{a.get('precision', 'fp32')})")
     print(f"wrote {out_arg / 'manifest.json'}")
     return 0 if passed else 1
 
@@ -184,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=option_values("quantize"),
                    help=f"int8: dynamic int8 weights, validated by PSNR against fp32 eager; {_honoured_by('quantize')}")
     p.add_argument("--no-validate", action="store_true", help="skip validation against eager PyTorch")
+    p.add_argument("--split", choices=("blocks",), help="video denoisers: also write them as ordered parts (embedding, "
+                                                        "one per transformer block and merge variant, final) for "
+                                                        "`generate --stream`; each part validated on its slice")
     add_tdtm_args(p, "the checkpoint's recorded setting (video models only)")
     p.set_defaults(handler=cmd_export)
 

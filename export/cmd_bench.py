@@ -13,6 +13,8 @@ from pathlib import Path
 
 from tomobile.graphs.config import SPEC_HELP, MergeConfig, Schedule
 
+from .cmd_stream_bench import add_stream_args
+
 log = logging.getLogger(__name__)
 
 BENCH_RUNTIMES = ("onnxruntime", "onnxruntime-int8", "executorch")
@@ -127,6 +129,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tomobile.runtime.bench import BenchReport, Variant, bench_runtime, load_inputs, ort_merge_share
     from tomobile.runtime.flops import flop_ratio
 
+    if args.stream:
+        from .cmd_stream_bench import cmd_stream_bench
+
+        return cmd_stream_bench(args)
+    if args.merge is None:
+        raise ValueError(f"bench needs --merge SPEC[;SPEC...] ({SPEC_HELP}), or --stream for a video denoiser")
     _check_outputs(args)
     configs = parse_specs(args.merge)
     runtimes = parse_runtimes(args.runtime)
@@ -193,7 +201,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="latency of merged against unmerged exports on ONNX Runtime and ExecuTorch",
                        description="Export MODEL unmerged and once per SPEC, then time every variant round-robin.")
     p.add_argument("model", metavar="MODEL", help="a built-in name or a local Hugging Face model folder")
-    p.add_argument("--merge", required=True, metavar="SPEC[;SPEC...]", help=f"merge specs separated by ';': {SPEC_HELP}")
+    p.add_argument("--merge", metavar="SPEC[;SPEC...]", help=f"merge specs separated by ';': {SPEC_HELP}")
     p.add_argument("--runtime", default="onnxruntime,executorch", metavar="LIST",
                    help=f"comma-separated from: {', '.join(BENCH_RUNTIMES)} (default: onnxruntime,executorch)")
     p.add_argument("--runs", type=int, default=15, help="timed runs per variant and runtime (default: 15)")
@@ -205,4 +213,5 @@ def add_parser(sub) -> None:
     p.add_argument("--no-eager", action="store_true", help="skip the eager reference-vs-static comparison")
     p.add_argument("--json", metavar="FILE", help="write median_ms, speedup, flop_ratio, efficiency per runtime and SPEC")
     p.add_argument("--plot", metavar="FILE.png", help="speedup against r with the FLOP-ratio line")
+    add_stream_args(p)
     p.set_defaults(handler=cmd_bench)

@@ -74,6 +74,11 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=finite_float, default=4.0, help="classifier-free guidance scale (default: 4.0)")
     add_runtime_args(p, "eager")
     add_mode_args(p)
+    p.add_argument("--stream", action="store_true", help="run the denoiser part by part from a `--split blocks` export "
+                                                         "under --memory-budget, printing memory and load time per step "
+                                                         "(--artifacts default: tomobile-out/video-dit-tiny)")
+    p.add_argument("--memory-budget", metavar="SIZE", help="with --stream: bytes the loaded parts may take, e.g. 64MB, 1GB")
+    p.add_argument("--no-prefetch", action="store_true", help="with --stream: load each part on its turn, not in the background")
 
 
 def add_runtime_args(p: argparse.ArgumentParser, default: str, per_mode_set: bool = False) -> None:
@@ -127,7 +132,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_output_file(out, "--out", (".gif", ".npy"))
     cfg = sampler_config(args.steps, args.lpl, args.tdtm_steps, args.guidance, args.timesteps, args.lpl_similarity)
-    rt = open_runtime(args, needed_variants(cfg, args.tome) + ([variant_name(False, False)] if args.compare else []))
+    variants = needed_variants(cfg, args.tome) + ([variant_name(False, False)] if args.compare else [])
+    streamer = None
+    if args.stream or args.memory_budget or args.no_prefetch:
+        from tomobile.runtime.stream_video import stream_args
+        from tomobile.runtime.video import preload
+
+        rt, streamer = stream_args(args.stream, args.runtime, args.artifacts, args.memory_budget, not args.no_prefetch,
+                                   tdtm_options(args))
+        preload(rt, variants)
+    else:
+        rt = open_runtime(args, variants)
     note_unknown_words(args.prompt)
     with tqdm(total=cfg.steps, desc="denoising", unit="step", disable=args.quiet) as bar:
         gen = generate(rt, args.prompt, args.seed, cfg, args.tome, on_step=bar.update)
@@ -145,6 +160,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         d = detect(gen.frames)
         print(f"detector: colour {d.colour}, shape {d.shape}, direction {d.direction} -> "
               f"{'follows the prompt' if d.compliance(spec)['all'] else 'does not fully follow the prompt'}")
+    if streamer is not None:
+        from tomobile.runtime.stream_video import format_steps
+
+        print(format_steps(streamer.stats, streamer.budget))
     if args.compare:
         _compare_with_baseline(rt, args, cfg, gen)
     return 0

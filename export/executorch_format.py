@@ -11,20 +11,40 @@ from pathlib import Path
 
 from .opcheck import UnsupportedOpError, check_executorch_operators, check_graph, registered_executorch_kernels
 from .registry import ExportOptions, PartInfo, register_exporter
+from .split import file_record
 
 
-def lower(program, backend: str):
-    """ExportedProgram -> ExecutorchProgramManager for `backend` (xnnpack | portable)."""
-    from executorch.exir import to_edge_transform_and_lower
+def lower(program, backend: str, weights_tag: str | None = None):
+    """ExportedProgram -> ExecutorchProgramManager for `backend` (xnnpack | portable).
+
+    With `weights_tag`, every constant (delegated or not) goes to the data file `weights_tag.ptd`
+    instead of the program: the runtime maps it (`load_program(pte, data_path=ptd)`)."""
+    from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
 
     partitioners, passes = [], []
+    if weights_tag is not None:
+        program = _tag_weights(program, weights_tag)
     if backend == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
         partitioners = [XnnpackPartitioner()]
         program = for_xnnpack(program)
         passes = [expand_as_view]
-    return to_edge_transform_and_lower(program, transform_passes=passes, partitioner=partitioners).to_executorch()
+    config = ExecutorchBackendConfig(external_constants=(lambda node: weights_tag) if weights_tag else False)
+    return to_edge_transform_and_lower(program, transform_passes=passes, partitioner=partitioners).to_executorch(config)
+
+
+def _tag_weights(program, tag: str):
+    """Re-export with every weight tagged for the data file `tag` (the tag is read by the XNNPACK
+    serializer from unlifted get_attr nodes, so it is set on program.module() and exported again)."""
+    import torch
+    from executorch.exir.passes.external_constants_pass import delegate_external_constants_pass_unlifted
+
+    module = program.module()
+    delegate_external_constants_pass_unlifted(module=module, gen_tag_fn=lambda node: tag)
+    args, kwargs = program.example_inputs
+    with torch.no_grad():
+        return torch.export.export(module, args, kwargs, strict=False)
 
 
 def _layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, cudnn_enable: bool = True):
@@ -186,11 +206,16 @@ def export_executorch(get_program, part: PartInfo, out: Path, options: ExportOpt
     problems = check_graph(program, "executorch")
     if problems:
         raise UnsupportedOpError(part.stem, "executorch", problems)
-    manager = lower(program, options.backend)
+    manager = lower(program, options.backend, out.stem if part.external_weights else None)
     plan = manager.executorch_program.execution_plan[0]
     missing = check_executorch_operators([(op.name, op.overload) for op in plan.operators],
                                          registered_executorch_kernels())
     if missing:
         raise UnsupportedOpError(part.stem, "executorch", missing)
-    out.write_bytes(manager.buffer)
-    return {"precision": options.precision, "backend": options.backend, **program_summary(manager)}
+    with out.open("wb") as f:
+        manager.write_to_file(f)
+    details = {"precision": options.precision, "backend": options.backend, **program_summary(manager)}
+    if part.external_weights:
+        manager.write_tensor_data_to_file(str(out.parent))  # OUT.stem + .ptd
+        details["weights"] = file_record(out.with_suffix(".ptd"))
+    return details

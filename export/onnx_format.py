@@ -15,6 +15,7 @@ import torch
 from .opcheck import UnsupportedOpError, check_graph
 from .pipeline import sha256_path
 from .registry import ExportOptions, PartInfo, register_exporter
+from .split import file_record
 
 
 @register_exporter("onnx", ".onnx", precisions=("fp32",), quantize=("int8",))
@@ -28,6 +29,9 @@ def export_onnx(get_program, part: PartInfo, out: Path, options: ExportOptions) 
             program, input_names=list(part.input_names), output_names=list(part.output_names), dynamo=True,
             verbose=False,
         )
+        if part.external_weights:  # weights in OUT.data, which ONNX Runtime can map instead of copying
+            onnx_program.save(str(out), external_data=True)
+            return {"precision": "fp32", "weights": file_record(out.with_name(f"{out.name}.data"))}
         if options.quantize != "int8":
             return {"precision": "fp32", **save_onnx(onnx_program.model, out)}
         fp32 = out.with_name(f"{out.stem}.fp32.tmp.onnx")

@@ -136,7 +136,8 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
         wrapper.eval()
         parts[stem] = _write_vectors(bundle, stem, wrapper, staging)
         get_program = _programs(wrapper, wrapper.example_inputs(seed=0))
-        info = PartInfo(stem, tuple(s.name for s in wrapper.input_specs), tuple(wrapper.output_names))
+        info = PartInfo(stem, tuple(s.name for s in wrapper.input_specs), tuple(wrapper.output_names),
+                        external_weights=wrapper.external_weights)
         for fmt in formats:
             exporter = get_exporter(fmt)
             steps.set_postfix_str(f"{stem}{exporter.suffix}")

@@ -35,6 +35,8 @@ class PartInfo:
     stem: str
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
+    # Weights in a file beside the artifact (ONNX external data, ExecuTorch .ptd): streamed parts.
+    external_weights: bool = False
 
 
 # ExportOptions field -> (Exporter capability attribute, the value that asks for nothing special).

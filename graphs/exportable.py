@@ -42,6 +42,9 @@ class Exportable(nn.Module):
 
     input_specs: tuple[TensorSpec, ...] = ()
     output_names: tuple[str, ...] = ()
+    # Weights in a file beside the artifact (ONNX external data, ExecuTorch .ptd) so runtimes can
+    # map them instead of copying: set by the streamed parts of a split export (video_parts.py).
+    external_weights: bool = False
 
     def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
         gen = torch.Generator().manual_seed(seed)

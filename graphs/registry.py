@@ -34,7 +34,7 @@ class UnknownModelError(KeyError):
 
 _MODELS: dict[str, ModelEntry] = {}
 # Modules whose import registers built-in models.
-_BUILTIN_MODULES = ("tomobile.graphs.zoo", "tomobile.graphs.video_zoo")
+_BUILTIN_MODULES = ("tomobile.graphs.zoo", "tomobile.graphs.video_zoo", "tomobile.graphs.video_random")
 
 
 def register_model(name: str, description: str, options: tuple[str, ...] = ()) -> Callable[[Builder], Builder]:

@@ -35,10 +35,14 @@ class OnnxRunner:
 
 
 class ExecuTorchRunner:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, weights: Path | None = None) -> None:
+        """`weights`: the program's .ptd data file when its weights were written outside it."""
         from executorch.runtime import Runtime
 
-        self.program = Runtime.get().load_program(str(path))
+        if weights is None:
+            self.program = Runtime.get().load_program(str(path))
+        else:
+            self.program = Runtime.get().load_program(str(path), data_path=str(weights))
         self.method = self.program.load_method("forward")
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -51,7 +55,8 @@ class ExecuTorchRunner:
 RUNNERS = {"onnx": OnnxRunner, "executorch": ExecuTorchRunner}
 
 
-def load_runner(fmt: str, path: Path):
+def load_runner(fmt: str, path: Path, weights: Path | None = None):
+    """A runner for one artifact; `weights` is an ExecuTorch .ptd (ONNX finds its external data itself)."""
     if fmt not in RUNNERS:
         raise ValueError(f"no Linux runner for format {fmt!r}; runners: {', '.join(RUNNERS)}")
-    return RUNNERS[fmt](path)
+    return ExecuTorchRunner(path, weights) if fmt == "executorch" else RUNNERS[fmt](path)

@@ -94,6 +94,8 @@ def verify_checksums(folder: Path, manifest: dict) -> None:
     from tomobile.export.pipeline import sha256_path  # one definition of the folder hash
 
     expected = {a["path"]: a["sha256"] for a in manifest.get("artifacts", [])}
+    expected.update({a[key]["path"]: a[key]["sha256"] for a in manifest.get("artifacts", [])
+                     for key in ("weights", "external_data") if key in a})  # files beside a graph
     expected.update(manifest.get("files", {}))
     expected.update({f"test_vectors/{stem}.npz": h for stem, h in manifest.get("test_vectors", {}).items()})
     for rel, digest in expected.items():
@@ -117,7 +119,8 @@ def _cases(folder: Path, part: str) -> dict[str, tuple[list[np.ndarray], dict[st
 def _run_artifact(folder: Path, artifact: dict, manifest: dict) -> list[OutputCheck]:
     part = manifest["parts"][artifact["part"]]
     names = [o["name"] for o in part["outputs"]]
-    runner = load_runner(artifact["format"], inside(folder, artifact["path"]))
+    weights = inside(folder, artifact["weights"]["path"]) if "weights" in artifact else None
+    runner = load_runner(artifact["format"], inside(folder, artifact["path"]), weights)
     precision = artifact.get("precision", "fp32")
     checks = []
     for case, (inputs, expected) in _cases(folder, artifact["part"]).items():
@@ -169,6 +172,10 @@ def validate_dir(folder: Path, progress: bool = True) -> ValidationReport:
         except Exception as err:  # a runtime that cannot load or run the artifact is a failure to report
             report.checks.append(OutputCheck(artifact["path"], "load", "-", (), None, None, FAIL,
                                              f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"))
+    if "split" in manifest:  # the parts chained in order against the monolithic denoisers' eager outputs
+        from .stream_video import check_chains
+
+        report.checks.extend(check_chains(folder, manifest))
     return report
 
 

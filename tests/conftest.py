@@ -39,3 +39,24 @@ def video_export(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("app-exports") / "video-dit-tiny"
     assert main(["-q", "export", "video-dit-tiny", "--format", "onnx", "--out", str(out)]) == 0
     return out
+
+
+def split_export(tmp_path_factory, model: str) -> Path:
+    """`model` exported with --split blocks to ONNX and ExecuTorch and validated, via the CLI."""
+    from tomobile.export.cli import main
+
+    out = tmp_path_factory.mktemp("exports") / model
+    assert main(["-q", "export", model, "--split", "blocks", "--format", "onnx,executorch", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def micro_split_export(tmp_path_factory) -> Path:
+    """video-dit-micro split (one block pair 32 wide): seconds to export."""
+    return split_export(tmp_path_factory, "video-dit-micro")
+
+
+@pytest.fixture(scope="session")
+def tiny_split_export(tmp_path_factory) -> Path:
+    """video-dit-tiny split: the parts `generate --stream` runs by default."""
+    return split_export(tmp_path_factory, "video-dit-tiny")

@@ -1,0 +1,50 @@
+"""`tomobile export MODEL --split blocks`: the denoiser's ordered parts (graphs/video_parts.py) go
+into the same export as the monolithic denoisers, and the manifest's `split` entry lists them in
+order with inputs, outputs, and per format the files (model and weights), their sizes and sha256,
+so an app (or runtime/streaming.py) can stream them without Python."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tomobile.graphs.exportable import ModelBundle
+
+from .pipeline import sha256_path, size_bytes
+
+SPLIT_FORMATS = ("onnx", "executorch", "coreml")
+
+
+def file_record(path: Path) -> dict:
+    """{path (relative to the export folder), sha256, bytes} of one written file."""
+    return {"path": path.name, "sha256": sha256_path(path), "bytes": size_bytes(path)}
+
+
+def split_bundle(bundle: ModelBundle, kind: str, quantize: str | None) -> ModelBundle:
+    """The bundle with its denoiser parts added; ValueError (one line) when it cannot be split."""
+    from tomobile.graphs.video_parts import split_denoisers
+
+    if quantize:
+        raise ValueError(f"--split {kind} writes fp32 parts (fp16 with --precision for ExecuTorch); "
+                         f"--quantize {quantize} is not supported with --split")
+    return split_denoisers(bundle, kind)
+
+
+def list_parts(manifest: dict) -> dict:
+    """manifest['split'] with `parts`: every part in stream order (the first variant's sequence,
+    then parts only other variants use) with its inputs, outputs and files per format."""
+    split = dict(manifest["split"])
+    order: list[str] = []
+    for seq in split["sequences"].values():
+        order.extend(name for name in seq if name not in order)
+    by_part: dict[str, dict] = {}
+    for a in manifest["artifacts"]:
+        if a["part"] in order:
+            record = {"path": a["path"], "sha256": a["sha256"], "bytes": a["bytes"]}
+            if "weights" in a:
+                record["weights"] = a["weights"]
+            record["total_bytes"] = a["bytes"] + a.get("weights", {}).get("bytes", 0)
+            by_part.setdefault(a["part"], {})[a["format"]] = record
+    io = manifest["parts"]
+    split["parts"] = [{"name": name, "inputs": io[name]["inputs"], "outputs": io[name]["outputs"],
+                       "files": by_part.get(name, {})} for name in order]
+    return split
