@@ -74,18 +74,28 @@ def goals(results: list[ModeResult]) -> list[tuple[str, str, bool]]:
                         f"{worst.peak_rss / 1e6:.0f} / {mono.peak_rss / 1e6:.0f} MB = {ratio:.2f}", ratio < RSS_GOAL))
         prefetched = [r for r in results if r.mode.runtime == runtime and r.mode.prefetch and r.loads_per_step > 0]
         if resident and prefetched:
-            out.append(_latency_goal(runtime, resident, max(prefetched, key=lambda r: r.step_s)))
+            worst = max(prefetched, key=lambda r: r.step_s)
+            serial = [r for r in results if r.mode.runtime == runtime and r.mode.streamed and not r.mode.prefetch
+                      and r.mode.budget_label == worst.mode.budget_label and r.loads_per_step > 0]
+            out.append(_latency_goal(runtime, resident, worst, serial[0] if serial else worst))
     return out
 
 
-def _latency_goal(runtime: str, resident: ModeResult, worst: ModeResult) -> tuple[str, str, bool]:
-    """The issue's latency goal holds where loading a part is faster than running one; say which."""
+def _latency_goal(runtime: str, resident: ModeResult, worst: ModeResult,
+                  serial: ModeResult) -> tuple[str, str, bool]:
+    """The issue's latency goal holds where loading a part is faster than running one; say which.
+
+    A part's load time comes from `serial`, the run without prefetch at the same budget, where
+    parts load on the compute thread: a prefetch thread's load time also counts its waits for the
+    GIL (ExecuTorch holds it while it runs), which is not what loading costs."""
     ratio = worst.step_s / resident.step_s
-    load_part = worst.load_s / worst.loads_per_step
+    load_part = serial.load_s / serial.loads_per_step
     run_part = resident.step_s / max(resident.parts_per_step, 1)
     measured = (f"{worst.step_s:.2f} / {resident.step_s:.2f} s = {ratio:.2f} at {worst.mode.budget_label}; "
                 f"{100 * worst.hidden_s / worst.load_s if worst.load_s else 0:.0f}% of loading hidden; "
                 f"a load {load_part:.3f} s, a run {run_part:.3f} s per part")
+    if serial is not worst:
+        measured += f" (a load on the prefetch thread: {worst.load_s / worst.loads_per_step:.3f} s)"
     if load_part >= run_part:
         measured += " (loading is slower than running here: the goal does not apply)"
     return f"{runtime}: step with prefetch <= {LATENCY_GOAL:.2f}x all-resident", measured, ratio <= LATENCY_GOAL
