@@ -1,5 +1,7 @@
 """ONNX exporter: torch.export program -> dynamo ONNX exporter -> model.onnx (fp32, or with
---quantize int8 dynamically quantised weights)."""
+--quantize int8 dynamically quantised weights). The merge is traced in its INDEXED spelling
+(graphs/merge.py): the same assignment with ONNX Runtime's Gather, ArgMax and CumSum instead of
+one-hot matmuls, which ORT runs faster."""
 
 from __future__ import annotations
 
@@ -9,13 +11,15 @@ from pathlib import Path
 
 import torch
 
+from tomobile.graphs.merge import MergeOps
+
 from .opcheck import UnsupportedOpError, check_graph
 from .registry import ExportOptions, PartInfo, register_exporter
 
 
 @register_exporter("onnx", ".onnx", precisions=("fp32",))
 def export_onnx(get_program, part: PartInfo, out: Path, options: ExportOptions) -> dict:
-    program = get_program("fp32")
+    program = get_program("fp32", MergeOps.INDEXED)
     problems = check_graph(program, "onnx")
     if problems:
         raise UnsupportedOpError(part.stem, "onnx", problems)

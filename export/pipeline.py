@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from tomobile.graphs.exportable import Exportable, ModelBundle
+from tomobile.graphs.merge import MergeOps, merge_ops
 
 from .registry import ExportOptions, PartInfo, get_exporter
 
@@ -67,18 +68,19 @@ def _io_spec(wrapper: Exportable, outputs: tuple[torch.Tensor, ...]) -> dict:
 
 
 def _programs(wrapper: Exportable, inputs: tuple[torch.Tensor, ...]):
-    """Lazily traced torch.export programs per precision (fp16 casts weights and float inputs)."""
-    cache: dict[str, torch.export.ExportedProgram] = {}
+    """Lazily traced torch.export programs per precision (fp16 casts weights and float inputs) and
+    merge spelling (graphs/merge.py MergeOps: the same assignment, ops chosen per runtime)."""
+    cache: dict[tuple[str, MergeOps], torch.export.ExportedProgram] = {}
 
-    def get(precision: str) -> torch.export.ExportedProgram:
-        if precision not in cache:
+    def get(precision: str, ops: MergeOps = MergeOps.ARITHMETIC) -> torch.export.ExportedProgram:
+        if (precision, ops) not in cache:
             module, args = wrapper, inputs
             if precision == "fp16":
                 module = copy.deepcopy(wrapper).half()
                 args = tuple(a.half() if a.is_floating_point() else a for a in inputs)
-            with torch.no_grad():
-                cache[precision] = torch.export.export(module, args, strict=False)
-        return cache[precision]
+            with torch.no_grad(), merge_ops(ops):
+                cache[precision, ops] = torch.export.export(module, args, strict=False)
+        return cache[precision, ops]
 
     return get
 
