@@ -6,6 +6,7 @@ kernels registered in the installed runtime: a .pte that would fail at load_meth
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -24,14 +25,48 @@ def lower(program, backend: str):
         partitioners = [XnnpackPartitioner()]
         program = for_xnnpack(program)
         passes = [expand_as_view]
-    return to_edge_transform_and_lower(program, transform_passes=passes, partitioner=partitioners).to_executorch()
+    with _scalars_as(_float_dtype(program)):
+        edge = to_edge_transform_and_lower(program, transform_passes=passes, partitioner=partitioners)
+    return edge.to_executorch()
+
+
+def _float_dtype(program):
+    """The dtype of the program's first floating-point input (fp16 programs take fp16 inputs)."""
+    import torch
+
+    for node in program.graph.nodes:
+        val = node.meta.get("val") if node.op == "placeholder" else None
+        if isinstance(val, torch.Tensor) and val.is_floating_point() and node.name in program.graph_signature.user_inputs:
+            return val.dtype
+    return torch.float32
+
+
+@contextlib.contextmanager
+def _scalars_as(dtype):
+    """Lowering turns Python scalars in arithmetic (x * 0.5) into 0-d tensors of the default dtype,
+    then casts them to the other operand's dtype. In an fp16 program each such cast of a constant
+    stayed outside XNNPACK as a portable kernel call (63 in a 4-layer ViT); with fp16 as the default
+    dtype while lowering, the scalars are fp16 from the start and no cast is left."""
+    import torch
+
+    old = torch.get_default_dtype()
+    if dtype == torch.float16:
+        torch.set_default_dtype(torch.float16)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
 
 
 def _layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, cudnn_enable: bool = True):
     """layer_norm over the last axis from ops XNNPACK delegates: means as matmuls with a 1/C column
-    (XNNPACK has no layer norm, and averages only 4-D tensors over H and W)."""
+    (XNNPACK has no layer norm, and averages only 4-D tensors over H and W). In fp16, eps is at
+    least fp16's smallest normal number: ViT's 1e-12 rounds to 0 there, and a constant row (DeiT's
+    zero-initialised class token) then gave rsqrt(0) = inf and 0 * inf = NaN."""
     import torch
 
+    if x.dtype == torch.float16:
+        eps = max(eps, 2.0**-24)
     c = x.shape[-1]
     avg = torch.full((c, 1), 1.0 / c, dtype=x.dtype)  # (C, 1), folded into a constant below
     centred = x - x @ avg  # (..., C)
@@ -42,12 +77,14 @@ def _layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, 
 
 
 def spell_out_tanh_gelu(program):
-    """Replace each tanh-approximate GELU with mul/add/tanh nodes, in place.
+    """Replace each tanh-approximate GELU, and each fp16 GELU, with mul/add/tanh nodes, in place.
 
     XNNPACK computes the exact (erf) GELU whatever `approximate` says, so a tanh-GELU came back
     4.7e-4 off eager (measured on a Linear + GELU(tanh)); mul, add and tanh it computes as written.
-    Exact GELU nodes stay one op. (A decomposition-table entry cannot do this: keeping the exact
-    form there re-enters the same entry.)"""
+    XNNPACK has no fp16 GELU at all (the partitioner leaves it to a portable kernel, splitting the
+    graph); in fp16 the tanh form is within fp16's own rounding of the exact one (at most 3e-4 apart).
+    Exact fp32 GELU nodes stay one op. (A decomposition-table entry cannot do this: keeping the
+    exact form there re-enters the same entry.)"""
     import torch
 
     aten = torch.ops.aten
@@ -57,7 +94,7 @@ def spell_out_tanh_gelu(program):
         if node.target is not aten.gelu.default:
             continue
         approximate = node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none")
-        if approximate != "tanh":
+        if approximate != "tanh" and node.meta["val"].dtype != torch.float16:
             continue
         x = node.args[0]
         with graph.inserting_before(node):
@@ -123,6 +160,25 @@ def expand_as_view(graph_module):
     return PassResult(graph_module, changed)
 
 
+def float_scalars(program):
+    """An int scalar in floating-point arithmetic ((a + b) / 2) becomes a float, in place: lowering
+    turns it into an int64 constant and a cast that runs outside XNNPACK."""
+    import torch
+
+    aten = torch.ops.aten
+    arith = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.rsub.Scalar}
+    graph, changed = program.graph_module.graph, False
+    for node in graph.nodes:
+        val = node.meta.get("val")
+        if node.target not in arith or not isinstance(val, torch.Tensor) or not val.is_floating_point():
+            continue
+        if any(type(a) is int for a in node.args):  # type(a): a bool is no int here, and 2 == 2.0
+            node.args, changed = tuple(float(a) if type(a) is int else a for a in node.args), True
+    if changed:
+        program.graph_module.recompile()
+    return program
+
+
 def _select_as_slice(graph, node, exir_ops) -> bool:
     """x.select(dim, i) -> x[i:i+1] along dim, then a view without that axis (a class-token pick);
     XNNPACK delegates slice and view, not select."""
@@ -150,6 +206,7 @@ def for_xnnpack(program):
     program = program.run_decompositions({torch.ops.aten.layer_norm.default: _layer_norm,
                                            torch.ops.aten.scaled_dot_product_attention.default: _attention})
     program = spell_out_tanh_gelu(program)
+    program = float_scalars(program)
     with torch.no_grad():  # folded constants must be leaves (the delegate deep-copies them)
         return constant_prop_pass(program)
 

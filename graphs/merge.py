@@ -107,14 +107,18 @@ def _table(kind: str, n: int, m: int = 0) -> np.ndarray:
 
 
 def _const(kind: str, like: torch.Tensor, n: int, m: int = 0) -> torch.Tensor:
-    """A float32 constant from `_table`: export lifts it as a buffer, so no arange/full op (which
-    ExecuTorch would run on portable kernels) lands in the graph."""
+    """A constant from `_table` in the dtype of `like`: export lifts it as a buffer, so no arange/full
+    op (which ExecuTorch would run on portable kernels) lands in the graph."""
     return _tensor(_table(kind, n, m), like)
 
 
+_NUMPY = {torch.float32: np.float32, torch.float16: np.float16, torch.float64: np.float64, torch.int64: np.int64}
+
+
 def _tensor(table: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    # copy(): fresh C strides (numpy gives a new axis stride 0, which ExecuTorch rejects)
-    return torch.from_numpy(table.copy()).to(like.device)
+    # astype copies: fresh C strides (numpy gives a new axis stride 0, which ExecuTorch rejects), in
+    # the dtype of `like`, so an fp16 graph needs no cast (XNNPACK cannot cast inside a partition)
+    return torch.from_numpy(table.astype(_NUMPY[like.dtype])).to(like.device)  # cast in numpy: no cast node
 
 
 @functools.lru_cache(maxsize=1024)
@@ -230,21 +234,23 @@ def matching_scores(
     distill_token: bool = False,
     valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cosine similarity of A = metric[:, 0::2] against B = metric[:, 1::2] -> (B, Ta, Tb) float32.
+    """Cosine similarity of A = metric[:, 0::2] against B = metric[:, 1::2] -> (B, Ta, Tb).
 
     Zero vectors normalise to zero (similarity 0 with everything) instead of NaN.
     `valid` (B, T) marks real tokens (1) and padding (0); a pair that mixes the two scores
-    NO_MATCH so padding never merges into a real token, two padding tokens score PAD_PAIR. Scores are float32 whatever the model
-    precision, so the assignment does not change with --precision.
+    NO_MATCH so padding never merges into a real token, two padding tokens score PAD_PAIR.
+    Scores keep the metric's dtype: an fp16 graph matches in fp16, because XNNPACK cannot cast
+    inside a partition (a cast to float32 split ExecuTorch fp16 graphs at every layer). The slot
+    arithmetic stays exact in fp16 (integers below 2048); near-ties may rank differently from
+    fp32, which validation bounds by PSNR.
     """
-    metric = metric.to(torch.float32)
     t = metric.shape[1]
     norm = torch.clamp(_norm(metric), min=_NORM_EPS)  # (B, T, 1)
     unit = metric / norm  # (B, T, C)
     a, b = _select(unit, 0), _select(unit, 1)  # (B, Ta, C), (B, Tb, C)
     scores = a @ b.transpose(-1, -2)  # (B, Ta, Tb)
     if valid is not None:
-        v = valid.to(torch.float32).reshape(valid.shape[0], t, 1)  # (B, T, 1)
+        v = valid.to(metric.dtype).reshape(valid.shape[0], t, 1)  # (B, T, 1)
         va, vb = _select(v, 0), _select(v, 1)  # (B, Ta, 1), (B, Tb, 1)
         same = _eq(va, vb.transpose(1, 2))  # (B, Ta, Tb)
         both_pad = (1.0 - va) * (1.0 - vb.transpose(1, 2))  # (B, Ta, Tb)
