@@ -38,3 +38,21 @@ def test_xnnpack_gelu_matches_eager_in_both_forms(tmp_path, approximate):
     path.write_bytes(manager.buffer)
     got = Runtime.get().load_program(str(path)).load_method("forward").execute([x])[0].numpy()
     assert np.abs(got - expected).max() < 1e-5
+
+
+@pytest.mark.parametrize("name", ["vit-tiny", "deit-tiny"])
+def test_fp16_merged_model_is_one_partition_without_portable_ops(tmp_path, name):
+    """fp16 used to split into 13 partitions (fp16 GELU, fp32 matching casts, scalar casts); DeiT's
+    zero class token gave NaN through an fp16 layer-norm eps that rounded to 0."""
+    import json
+
+    from tomobile.export.cli import main
+
+    out = tmp_path / name
+    assert main(["-q", "export", name, "--merge", "tome:r=8", "--format", "executorch", "--precision", "fp16",
+                 "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (pte,) = manifest["artifacts"]
+    assert pte["precision"] == "fp16" and pte["partitions"] == 1 and pte["operators"] == []
+    (check,) = manifest["validation"]["checks"]
+    assert check["status"] == "pass" and check["psnr_db"] >= 35.0
