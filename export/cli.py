@@ -113,8 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="xnnpack", help="ExecuTorch backend (default: xnnpack)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp16 applies to coreml and executorch; onnx stays fp32 (default: fp32)")
-    p.add_argument("--quantize", choices=QUANTIZE, help="int8: dynamic int8 weights for onnx (ONNX Runtime), "
-                                                        "validated by PSNR against fp32 eager")
+    p.add_argument("--quantize", choices=QUANTIZE, help="int8: dynamic int8 weights for onnx (ONNX Runtime); static "
+                                                        "PT2E int8 (XNNPACK quantizer, calibrated on the seeded inputs) "
+                                                        "for executorch; validated by PSNR against fp32 eager")
     p.add_argument("--no-validate", action="store_true", help="skip validation against eager PyTorch")
     p.set_defaults(handler=cmd_export)
 

@@ -240,6 +240,13 @@ def _delegate_calls(plan):
 @register_exporter("executorch", ".pte", precisions=("fp32", "fp16"))
 def export_executorch(get_program, part: PartInfo, out: Path, options: ExportOptions) -> dict:
     program = get_program(options.precision)
+    precision = options.precision
+    if options.quantize == "int8":
+        if options.precision != "fp32" or options.backend != "xnnpack":
+            raise ValueError("--quantize int8 for executorch takes the fp32 model and the xnnpack backend")
+        from .executorch_int8 import quantize_int8
+
+        program, precision = quantize_int8(program, part.calibration), "int8"
     problems = check_graph(program, "executorch")
     if problems:
         raise UnsupportedOpError(part.stem, "executorch", problems)
@@ -250,4 +257,7 @@ def export_executorch(get_program, part: PartInfo, out: Path, options: ExportOpt
     if missing:
         raise UnsupportedOpError(part.stem, "executorch", missing)
     out.write_bytes(manager.buffer)
-    return {"precision": options.precision, "backend": options.backend, **program_summary(manager)}
+    details = {"precision": precision, "backend": options.backend, **program_summary(manager)}
+    if precision == "int8":
+        details["quantize"] = "static int8 linear/conv (PT2E, XNNPACK quantizer, calibrated on seeded inputs)"
+    return details

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from tomobile.graphs.exportable import Exportable, ModelBundle
 from tomobile.graphs.merge import MergeOps, merge_ops
 
+from .executorch_int8 import CALIBRATION_SEEDS
 from .registry import ExportOptions, PartInfo, get_exporter
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,8 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
         wrapper.eval()
         parts[stem] = _write_vectors(bundle, stem, wrapper, staging)
         get_program = _programs(wrapper, wrapper.example_inputs(seed=0))
-        info = PartInfo(stem, tuple(s.name for s in wrapper.input_specs), tuple(wrapper.output_names))
+        calibration = tuple(wrapper.example_inputs(seed=s) for s in range(CALIBRATION_SEEDS)) if options.quantize else ()
+        info = PartInfo(stem, tuple(s.name for s in wrapper.input_specs), tuple(wrapper.output_names), calibration)
         for fmt in formats:
             exporter = get_exporter(fmt)
             steps.set_postfix_str(f"{stem}{exporter.suffix}")

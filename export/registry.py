@@ -18,7 +18,9 @@ ExportFn = Callable[[torch.export.ExportedProgram, "PartInfo", Path, "ExportOpti
 class ExportOptions:
     backend: str = "xnnpack"  # ExecuTorch: xnnpack | portable
     precision: str = "fp32"  # fp32 | fp16
-    quantize: str | None = None  # ONNX only: "int8" = dynamic int8 weights (onnxruntime.quantization)
+    # "int8": ONNX = dynamic int8 weights (onnxruntime.quantization); ExecuTorch = static PT2E int8
+    # (XNNPACK quantizer, calibrated on the seeded inputs)
+    quantize: str | None = None
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class PartInfo:
     stem: str
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
+    calibration: tuple = ()  # input tuples for static quantisation (seeded inputs)
 
 
 @dataclass(frozen=True)

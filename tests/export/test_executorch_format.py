@@ -56,3 +56,21 @@ def test_fp16_merged_model_is_one_partition_without_portable_ops(tmp_path, name)
     assert pte["precision"] == "fp16" and pte["partitions"] == 1 and pte["operators"] == []
     (check,) = manifest["validation"]["checks"]
     assert check["status"] == "pass" and check["psnr_db"] >= 35.0
+
+
+def test_static_int8_keeps_the_merge_in_one_partition_and_passes_psnr(tmp_path):
+    """PT2E + XNNPACK quantizer: only linear/conv quantised (the merge's 0/1 arithmetic stays float)."""
+    import json
+
+    from tomobile.export.cli import main
+
+    out = tmp_path / "int8"
+    assert main(["-q", "export", "vit-tiny", "--merge", "tome:r=8", "--format", "executorch", "--quantize", "int8",
+                 "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (pte,) = manifest["artifacts"]
+    assert pte["precision"] == "int8" and pte["partitions"] == 1 and pte["operators"] == []
+    (check,) = manifest["validation"]["checks"]
+    assert check["status"] == "pass" and 30.0 <= check["psnr_db"] < 80.0  # quantised: close, not exact
+    assert main(["-q", "export", "vit-tiny", "--format", "executorch", "--quantize", "int8", "--precision", "fp16",
+                 "--out", str(tmp_path / "bad")]) == 2
