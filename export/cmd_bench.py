@@ -86,7 +86,7 @@ def merge_node_names(wrapper) -> set[str]:
     return {f"node_{n.name}" for n in program.graph.nodes if (n.meta.get("custom") or {}).get(key) == value}
 
 
-def _export_into(bundle, config: MergeConfig, folder: Path, formats: list[str], options, reuse: bool,
+def export_or_reuse(bundle, config: MergeConfig, folder: Path, formats: list[str], options, reuse: bool,
                  progress: bool) -> None:
     """Export `bundle` to `folder` unless it already holds an export of the same spec and files."""
     from .pipeline import finalize, stage_export
@@ -111,13 +111,13 @@ def _export_variant(model: str, config: MergeConfig, folder: Path, runtimes: lis
     bundle = resolve_model(model, config)
     formats = sorted({"onnx" if r.startswith("onnx") else "executorch" for r in runtimes
                       if r in ("onnxruntime", "onnxruntime-int8", "executorch")}, reverse=True)
-    _export_into(bundle, config, folder, formats, ExportOptions(), reuse, progress)
+    export_or_reuse(bundle, config, folder, formats, ExportOptions(), reuse, progress)
     if "onnxruntime-int8" in runtimes and not (reuse and (folder / "model.int8.onnx").exists()):
         quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
     for runtime in runtimes:
         if runtime in _ET_EXTRA:
             sub, precision, quantize = _ET_EXTRA[runtime]
-            _export_into(bundle, config, folder / sub, ["executorch"],
+            export_or_reuse(bundle, config, folder / sub, ["executorch"],
                          ExportOptions(precision=precision, quantize=quantize), reuse, progress)
     return bundle
 
