@@ -116,11 +116,14 @@ class MergeConfig:
         return [int(2 * r + step * i) for i in range(num_layers)]
 
     def describe(self) -> str:
+        """The SPEC that parses back to this config (options only where not the default)."""
         if not self.enabled:
             return "none"
         if self.schedule is Schedule.LIST:
-            return f"{self.method.value}:r=" + ",".join(str(v) for v in self.r)
-        return f"{self.method.value}:r={self.r[0]},schedule={self.schedule.value}"
+            text = f"{self.method.value}:r=" + ",".join(str(v) for v in self.r)
+        else:
+            text = f"{self.method.value}:r={self.r[0]},schedule={self.schedule.value}"
+        return text + ("" if self.prop_attn else ",prop_attn=0") + (",trace_source=1" if self.trace_source else "")
 
     def to_json(self) -> dict:
         return {
