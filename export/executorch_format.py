@@ -201,14 +201,18 @@ def for_xnnpack(program):
     attention as primitive ops, tanh-GELU spelled out,
     constant subgraphs folded (a constant built in forward must be a static weight for XNNPACK's matmuls)."""
     import torch
-    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+    from executorch.exir.passes.constant_prop_pass import constant_prop_pass, get_default_skip_targets_no_quant
 
     program = program.run_decompositions({torch.ops.aten.layer_norm.default: _layer_norm,
                                            torch.ops.aten.scaled_dot_product_attention.default: _attention})
     program = spell_out_tanh_gelu(program)
     program = float_scalars(program)
+    # Quantised weights stay int8 behind their dequantize node: folded, they would become float
+    # weights and XNNPACK would run the linear in fp32 (an int8 ViT-B/16 .pte came out fp32-sized).
+    quant = {n.target for n in program.graph.nodes
+             if n.op == "call_function" and getattr(n.target, "namespace", "") == "quantized_decomposed"}
     with torch.no_grad():  # folded constants must be leaves (the delegate deep-copies them)
-        return constant_prop_pass(program)
+        return constant_prop_pass(program, custom_skip_targets=quant | get_default_skip_targets_no_quant())
 
 
 def program_summary(manager) -> dict:
