@@ -58,8 +58,9 @@ def test_fp16_merged_model_is_one_partition_without_portable_ops(tmp_path, name)
     assert check["status"] == "pass" and check["psnr_db"] >= 35.0
 
 
-def test_static_int8_keeps_the_merge_in_one_partition_and_passes_psnr(tmp_path):
-    """PT2E + XNNPACK quantizer: only linear/conv quantised (the merge's 0/1 arithmetic stays float)."""
+def test_static_int8_keeps_the_merge_in_one_partition_and_passes_psnr(tmp_path, vit_tiny_export):
+    """PT2E + XNNPACK quantizer: only linear/conv quantised (the merge's 0/1 arithmetic stays float),
+    and the weights stay int8 in the file (folding their dequantize made an fp32-sized .pte)."""
     import json
 
     from tomobile.export.cli import main
@@ -72,5 +73,8 @@ def test_static_int8_keeps_the_merge_in_one_partition_and_passes_psnr(tmp_path):
     assert pte["precision"] == "int8" and pte["partitions"] == 1 and pte["operators"] == []
     (check,) = manifest["validation"]["checks"]
     assert check["status"] == "pass" and 30.0 <= check["psnr_db"] < 80.0  # quantised: close, not exact
+    fp32 = next(a for a in json.loads((vit_tiny_export / "manifest.json").read_text())["artifacts"]
+                if a["format"] == "executorch")
+    assert pte["bytes"] < 0.75 * fp32["bytes"]
     assert main(["-q", "export", "vit-tiny", "--format", "executorch", "--quantize", "int8", "--precision", "fp16",
                  "--out", str(tmp_path / "bad")]) == 2
