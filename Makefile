@@ -4,9 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOMOBILE := $(VENV)/bin/tomobile
 STAMP := $(VENV)/.tomobile-installed
+# A second, small environment on the transformers line optimum supports (4.57, optimum-onnx),
+# for the tests marked hf457 (and both_lines). pip reuses its wheel cache from the first one.
+HF457_VENV ?= .venv-hf457
+HF457_PY := $(HF457_VENV)/bin/python
+HF457_STAMP := $(HF457_VENV)/.tomobile-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test test-all install clean
+.PHONY: demo test test-all test-web web-setup web-system install clean test-android android-setup android-system test-ios \
+	test-hf457 install-hf457
 
 install: $(STAMP)
 
@@ -17,6 +23,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,plot]'
 	touch $(STAMP)
 
+install-hf457: $(HF457_STAMP)
+
+$(HF457_STAMP): pyproject.toml
+	test -x $(HF457_PY) || $(PYTHON) -m venv $(HF457_VENV)
+	$(HF457_PY) -m pip install --quiet --upgrade pip
+	$(HF457_PY) -m pip install --quiet -e '.[dev,plot,optimum]'
+	touch $(HF457_STAMP)
+
 demo: $(STAMP)
 	$(TOMOBILE) export vit-b16 --merge tome:r=16 --format onnx,coreml,executorch --out $(DEMO_OUT)/vit-b16
 	@# If any artifact misses its bound, the export exits non-zero after writing the table and the files;
@@ -26,11 +40,64 @@ demo: $(STAMP)
 	$(TOMOBILE) generate "a red circle moving left" --runtime onnxruntime --artifacts $(DEMO_OUT)/video-dit-tiny \
 		--lpl 15 --tdtm-steps 15 --compare --out $(DEMO_OUT)/red-circle-left.gif
 
-test: $(STAMP)
-	$(PY) -m pytest -m "not slow and not macos" -q
+# Both suites run and print their summary lines; the target fails if either failed.
+test: $(STAMP) web-setup android-setup $(HF457_STAMP)
+	$(PY) -m pytest -m "not slow and not macos and not hf457" -q; main=$$?; \
+	$(MAKE) --no-print-directory test-hf457; hf=$$?; test $$main -eq 0 && test $$hf -eq 0
 
-test-all: $(STAMP)
-	$(PY) -m pytest -q
+test-hf457: $(HF457_STAMP)
+	$(HF457_PY) -m pytest -m "hf457 or both_lines" -q
+
+# web_demo/: node unit tests over the contract and the page in headless Chromium (tests/web/).
+# `make test` runs them with the rest of the suite (one pytest summary line); this runs them alone.
+test-web: $(STAMP) web-setup
+	$(PY) -m pytest tests/web -q
+
+WEB := web_demo
+WEB_STAMP := $(WEB)/node_modules/.tomobile-installed
+
+# Debian's chromium (and node/npm when missing; playwright-core wants node >= 20), then the pinned
+# npm packages (package-lock.json) and the files the page loads copied to web_demo/vendor/.
+web-setup: web-system $(WEB_STAMP)
+
+web-system:
+	@missing=""; command -v node >/dev/null && command -v npm >/dev/null || missing="nodejs npm"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
+
+$(WEB_STAMP): $(WEB)/package-lock.json $(WEB)/tools/vendor.js | web-system
+	cd $(WEB) && npm ci --no-audit --no-fund && npm run vendor
+	touch $(WEB_STAMP)
+
+test-all: $(STAMP) web-setup android-setup $(HF457_STAMP)
+	$(PY) -m pytest -m "not hf457" -q; main=$$?; \
+	$(MAKE) --no-print-directory test-hf457; hf=$$?; test $$main -eq 0 && test $$hf -eq 0
+
+# android_demo/: :core's JUnit 5 tests over the contract and the ExecuTorch glue compiled against
+# compile-only stubs (tests/android/, android_demo/tools/test_core.sh). `make test` runs them with the
+# rest of the suite (one pytest summary line); this runs them alone.
+test-android: $(STAMP) android-setup
+	$(PY) -m pytest tests/android -q
+
+ANDROID := android_demo
+ANDROID_STAMP := $(ANDROID)/node_modules/.tomobile-installed
+
+# Debian's JDK, junit5 (jars in /usr/share/java) and node/npm when missing, then kotlinc from npm.
+android-setup: android-system $(ANDROID_STAMP)
+
+android-system:
+	@missing=""; command -v javac >/dev/null || missing="openjdk-17-jdk-headless"; \
+	test -f /usr/share/java/junit-platform-console-standalone.jar || missing="$$missing junit5"; \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
+
+$(ANDROID_STAMP): $(ANDROID)/package-lock.json | android-system
+	cd $(ANDROID) && npm ci --no-audit --no-fund
+	touch $(ANDROID_STAMP)
+
+# ios_demo/: every .swift file parsed with tree-sitter-swift (syntax only; no Swift toolchain here).
+test-ios: $(STAMP)
+	$(PY) -m pytest tests/ios -q
 
 clean:
-	rm -rf $(DEMO_OUT) tomobile-out .pytest_cache
+	rm -rf $(DEMO_OUT) tomobile-out .pytest_cache $(ANDROID)/build

@@ -86,29 +86,38 @@ def merge_node_names(wrapper) -> set[str]:
     return {f"node_{n.name}" for n in program.graph.nodes if (n.meta.get("custom") or {}).get(key) == value}
 
 
-def export_or_reuse(bundle, config: MergeConfig, folder: Path, formats: list[str], options, reuse: bool,
-                 progress: bool) -> None:
-    """Export `bundle` to `folder` unless it already holds an export of the same spec and files."""
-    from .pipeline import finalize, stage_export
+def _variant_folder(work: Path, config: MergeConfig) -> Path:
+    return work / label(config).replace(" ", "_").replace(":", "_").replace(",", "_").replace("=", "")
 
-    manifest_path = folder / "manifest.json"
+
+def _reusable(folder: Path, config: MergeConfig, formats: list[str]) -> bool:
+    from .output import is_tomobile_export
+
     names = {"onnx": "model.onnx", "executorch": "model.pte"}
-    have = manifest_path.exists() and all((folder / names[f]).exists() for f in formats)
-    if reuse and have and json.loads(manifest_path.read_text()).get("merge_spec") == config.describe():
+    return (is_tomobile_export(folder) and all((folder / names[f]).exists() for f in formats)
+            and json.loads((folder / "manifest.json").read_text()).get("merge_spec") == config.describe())
+
+
+def export_or_reuse(bundle, config: MergeConfig, folder: Path, formats: list[str], options, reuse: bool,
+                    progress: bool) -> None:
+    """Export `bundle` into `folder` (an absolute path check_out_dir accepted) unless `reuse` and it
+    already holds an export of the same spec and files."""
+    from .output import finalize
+    from .pipeline import stage_export
+
+    if reuse and _reusable(folder, config, formats):
         log.info("reusing %s", folder)
         return
     staging, _ = stage_export(bundle, formats, folder, options, progress=progress)
-    finalize(staging, folder)
+    finalize(staging)
 
 
-def _export_variant(model: str, config: MergeConfig, folder: Path, runtimes: list[str], reuse: bool,
-                    progress: bool):
-    """The bundle (for eager timing and the plan) and its export folder with every file `runtimes` run."""
-    from .cli import resolve_model
+def _export_variant(bundle, config: MergeConfig, folder: Path, runtimes: list[str], reuse: bool,
+                    progress: bool) -> None:
+    """Export `bundle` into `folder` with every file `runtimes` run (fp16/int8 .pte in sub-folders)."""
     from .onnx_format import quantize_int8
     from .registry import ExportOptions
 
-    bundle = resolve_model(model, config)
     formats = sorted({"onnx" if r.startswith("onnx") else "executorch" for r in runtimes
                       if r in ("onnxruntime", "onnxruntime-int8", "executorch")}, reverse=True)
     export_or_reuse(bundle, config, folder, formats, ExportOptions(), reuse, progress)
@@ -118,8 +127,35 @@ def _export_variant(model: str, config: MergeConfig, folder: Path, runtimes: lis
         if runtime in _ET_EXTRA:
             sub, precision, quantize = _ET_EXTRA[runtime]
             export_or_reuse(bundle, config, folder / sub, ["executorch"],
-                         ExportOptions(precision=precision, quantize=quantize), reuse, progress)
-    return bundle
+                            ExportOptions(precision=precision, quantize=quantize), reuse, progress)
+
+
+def _check_outputs(args: argparse.Namespace) -> list[int]:
+    """The thread counts; --runs, --eager-runs and the output files checked."""
+    from .checks import check_output_file
+
+    if args.runs < 1 or args.eager_runs < 1:
+        raise ValueError("--runs and --eager-runs must be at least 1")
+    check_output_file(Path(args.json) if args.json else None, "--json")
+    check_output_file(Path(args.plot) if args.plot else None, "--plot", (".png",))
+    return parse_threads(args.threads)
+
+
+def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple[MergeConfig, object, Path]]:
+    """Every spec built on the model and every variant folder checked, before any export starts."""
+    from .cli import check_trace_source, resolve_model, source_folder
+    from .output import check_out_dir
+
+    work = Path(args.work) if args.work else Path("tomobile-out") / "bench" / args.model.replace("/", "_")
+    source = source_folder(args.model)
+    prepared = []
+    for config in configs:
+        folder = check_out_dir(_variant_folder(work, config), keep=(source,) if source else (), force=None,
+                               option="--work folder")
+        bundle = resolve_model(args.model, config)
+        check_trace_source(config, bundle)
+        prepared.append((config, bundle, folder))
+    return prepared
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -127,19 +163,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tomobile.runtime.bench import BenchReport, Variant, bench_runtime, load_inputs, ort_merge_share
     from tomobile.runtime.flops import flop_ratio
 
-    threads = parse_threads(args.threads)
-    if args.runs < 1 or args.eager_runs < 1:
-        raise ValueError("--runs and --eager-runs must be at least 1")
+    threads = _check_outputs(args)
     configs = parse_specs(args.merge, oracle=not args.no_oracle)
     runtimes = parse_runtimes(args.runtime)
     if args.quantize == "int8":
         runtimes += [f"{r}-int8" for r in ("onnxruntime", "executorch") if r in runtimes and f"{r}-int8" not in runtimes]
-    work = Path(args.work) if args.work else Path("tomobile-out") / "bench" / args.model.replace("/", "_")
     variants, bundles = [], {}
-    for config in configs:
+    for config, bundle, folder in _prepare(args, configs):
         name = label(config)
-        folder = work / name.replace(" ", "_").replace(":", "_").replace(",", "_").replace("=", "")
-        bundle = _export_variant(args.model, config, folder, runtimes, args.reuse, not args.quiet)
+        _export_variant(bundle, config, folder, runtimes, args.reuse, not args.quiet)
         wrapper = bundle.parts["model"]
         plan = merge_plan(wrapper.model)
         width, hidden = _dims(wrapper)
@@ -187,9 +219,11 @@ def _write_outputs(report, args) -> None:
             print(f"  {row['label']:>6}  static {row['static_ms']:.1f} ms  reference {row['reference_ms']:.1f} ms  "
                   f"reference/static {row['reference_over_static']:.2f}")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report.to_json(), indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.plot:
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         save_plot(report, Path(args.plot))
         print(f"wrote {args.plot}")
 

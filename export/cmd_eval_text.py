@@ -11,13 +11,27 @@ from pathlib import Path
 
 
 def _ints(text: str, what: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 0:
-        raise ValueError(f"{what} must be one or more integers >= 0, got {text!r}")
-    return values
+    items = [v.strip() for v in text.split(",") if v.strip()]
+    if not items or not all(v.isascii() and v.isdigit() for v in items):
+        raise ValueError(f"{what} must be one or more comma-separated integers >= 0 (digits 0-9), got {text!r}")
+    return [int(v) for v in items]
+
+
+def _check_settings(seq_lens: list[int], rs: list[int]) -> None:
+    """Every length fits MiniLM's position table and every r fits every length, before any work."""
+    from tomobile.graphs.config import MergeConfig
+    from tomobile.graphs.plan import make_plan
+    from tomobile.graphs.text_context import minilm_dir
+
+    config = json.loads((minilm_dir() / "config.json").read_text())
+    longest = int(config["max_position_embeddings"])
+    bad = [n for n in seq_lens if not 8 <= n <= longest]
+    if bad:
+        raise ValueError(f"--seq-lens {bad[0]} is out of range: all-MiniLM-L6-v2 takes 8..{longest} tokens")
+    for n in seq_lens:
+        for r in rs:
+            if r:
+                make_plan(MergeConfig.parse(f"tome:r={r}"), int(config["num_hidden_layers"]), n, class_token=True)
 
 
 _RUNTIMES = ("eager", "onnxruntime", "executorch")
@@ -30,6 +44,7 @@ def _exports(seq_lens: list[int], rs: list[int], runtimes: list[str], work: Path
     from tomobile.graphs.zoo import minilm_dir, sentence_bundle
 
     from .cmd_bench import export_or_reuse
+    from .output import check_out_dir
     from .registry import ExportOptions
 
     formats = [f for f, rt in (("onnx", "onnxruntime"), ("executorch", "executorch")) if rt in runtimes]
@@ -37,7 +52,7 @@ def _exports(seq_lens: list[int], rs: list[int], runtimes: list[str], work: Path
     for seq_len in seq_lens:
         for r in [0] + [r for r in dict.fromkeys(rs) if r != 0]:
             config = MergeConfig.parse(f"tome:r={r}" if r else "none")
-            folder = work / f"L{seq_len}_r{r}"
+            folder = check_out_dir(work / f"L{seq_len}_r{r}", force=None, option="--work folder")
             bundle = sentence_bundle(minilm_dir(), config, f"minilm-l6-{seq_len}", seq_len=seq_len)
             export_or_reuse(bundle, config, folder, formats, ExportOptions(), reuse, progress)
             folders[seq_len, r] = folder
@@ -47,10 +62,13 @@ def _exports(seq_lens: list[int], rs: list[int], runtimes: list[str], work: Path
 def cmd_eval_text(args: argparse.Namespace) -> int:
     from tomobile.runtime.text_eval import format_table, run_text_eval
 
+    from .checks import check_output_file
+
     seq_lens = _ints(args.seq_lens, "--seq-lens")
     rs = _ints(args.r, "--r")
-    if min(seq_lens) < 8 or args.runs < 1 or args.threads < 1:
-        raise ValueError("--seq-lens must be >= 8, --runs and --threads >= 1")
+    _check_settings(seq_lens, rs)
+    check_output_file(Path(args.json) if args.json else None, "--json")
+    check_output_file(Path(args.markdown) if args.markdown else None, "--markdown")
     runtimes = [n.strip() for n in args.runtime.split(",") if n.strip()]
     if not runtimes or any(n not in _RUNTIMES for n in runtimes) or "eager" not in runtimes:
         raise ValueError(f"--runtime must list eager and any of {', '.join(_RUNTIMES[1:])}, got {args.runtime!r}")
@@ -64,10 +82,12 @@ def cmd_eval_text(args: argparse.Namespace) -> int:
     table = format_table(report)
     print(table)
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"model": report.model, "pairs": report.pairs, "threads": report.threads,
                                                "rows": [asdict(r) for r in report.rows]}, indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(table + "\n")
         print(f"wrote {args.markdown}")
     return 0
@@ -75,15 +95,18 @@ def cmd_eval_text(args: argparse.Namespace) -> int:
 
 def add_text_parser(kinds) -> None:
     """Register `text` under the `eval` subparsers."""
+    from .checks import int_at_least
+
     t = kinds.add_parser("text", help="ToMe on all-MiniLM-L6-v2: embedding cosine, retrieval top-1, speed "
                                       "(eager, ONNX Runtime, ExecuTorch)",
                          description="Quality and speed of ToMe on a real sentence encoder, on pydoc help topics. "
                                      "Exports every (seq len, r) once, then times eager and exported side by side.")
-    t.add_argument("--seq-lens", default="128,256", metavar="LIST", help="sequence lengths (default: 128,256)")
+    t.add_argument("--seq-lens", default="128,256", metavar="LIST", help="sequence lengths, 8..512 (default: 128,256)")
     t.add_argument("--r", default="0,2,4,8", metavar="LIST", help="r per layer; 0 is always included (default: 0,2,4,8)")
-    t.add_argument("--limit", type=int, default=0, help="use only the first N topics (default: all)")
-    t.add_argument("--runs", type=int, default=15, help="timed runs per r and runtime (default: 15)")
-    t.add_argument("--threads", type=int, default=2, help="threads of every runtime for the timing (default: 2)")
+    t.add_argument("--limit", type=int_at_least(0), default=0, help="use only the first N topics (default: all)")
+    t.add_argument("--runs", type=int_at_least(1), default=15, help="timed runs per r and runtime (default: 15)")
+    t.add_argument("--threads", type=int_at_least(1), default=2,
+                   help="threads of every runtime for the timing (default: 2)")
     t.add_argument("--runtime", default="eager,onnxruntime,executorch", metavar="LIST",
                    help="eager plus any of onnxruntime, executorch (default: all three)")
     t.add_argument("--work", metavar="DIR", help="export folders (default: tomobile-out/eval-text)")

@@ -241,7 +241,8 @@ def _delegate_calls(plan):
                 yield ins
 
 
-@register_exporter("executorch", ".pte", precisions=("fp32", "fp16"))
+@register_exporter("executorch", ".pte", precisions=("fp32", "fp16"), quantize=("int8",),
+                   backends=("xnnpack", "portable"))
 def export_executorch(get_program, part: PartInfo, out: Path, options: ExportOptions) -> dict:
     program = get_program(options.precision)
     precision = options.precision

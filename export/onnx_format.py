@@ -1,7 +1,10 @@
 """ONNX exporter: torch.export program -> dynamo ONNX exporter -> model.onnx (fp32, or with
 --quantize int8 dynamically quantised weights). The merge is traced in its INDEXED spelling
 (graphs/merge.py): the same assignment with ONNX Runtime's Gather, ArgMax and CumSum instead of
-one-hot matmuls, which ORT runs faster."""
+one-hot matmuls, which ORT runs faster.
+
+Weights past protobuf's 2 GB limit go to `model.onnx_data` beside the graph: the name Hugging
+Face hub-style loaders (optimum's ORTModel.from_pretrained) look for."""
 
 from __future__ import annotations
 
@@ -14,10 +17,11 @@ import torch
 from tomobile.graphs.merge import MergeOps
 
 from .opcheck import UnsupportedOpError, check_graph
+from .pipeline import sha256_path
 from .registry import ExportOptions, PartInfo, register_exporter
 
 
-@register_exporter("onnx", ".onnx", precisions=("fp32",))
+@register_exporter("onnx", ".onnx", precisions=("fp32",), quantize=("int8",))
 def export_onnx(get_program, part: PartInfo, out: Path, options: ExportOptions) -> dict:
     program = get_program("fp32", MergeOps.INDEXED)
     problems = check_graph(program, "onnx")
@@ -29,8 +33,7 @@ def export_onnx(get_program, part: PartInfo, out: Path, options: ExportOptions) 
             verbose=False,
         )
         if options.quantize != "int8":
-            onnx_program.save(str(out))
-            return {"precision": "fp32"}
+            return {"precision": "fp32", **save_onnx(onnx_program.model, out)}
         fp32 = out.with_name(f"{out.stem}.fp32.tmp.onnx")
         onnx_program.save(str(fp32))
     try:
@@ -38,6 +41,23 @@ def export_onnx(get_program, part: PartInfo, out: Path, options: ExportOptions) 
     finally:
         fp32.unlink(missing_ok=True)
     return {"precision": "int8", "quantize": "dynamic int8 weights (onnxruntime quantize_dynamic)"}
+
+
+EXTERNAL_DATA_BYTES = 2 * 1024**3  # one protobuf file holds at most 2 GB
+
+
+def save_onnx(model, out: Path, threshold: int = EXTERNAL_DATA_BYTES) -> dict:
+    """Save an onnx_ir model as `out`; weights go to `<out>_data` (model.onnx_data) when they pass
+    `threshold` bytes. Returns the manifest entry for the data file, or nothing."""
+    import onnx_ir as ir
+
+    weights = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+    if weights <= threshold:
+        ir.save(model, str(out))
+        return {}
+    data = out.with_name(f"{out.name}_data")
+    ir.save(model, str(out), external_data=data.name)
+    return {"external_data": {"path": data.name, "sha256": sha256_path(data), "bytes": data.stat().st_size}}
 
 
 def structural_matmuls(model) -> list[str]:

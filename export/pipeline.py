@@ -1,7 +1,8 @@
 """Export a ModelBundle to the asked formats in a staging folder; move it into place at the end.
 
 Nothing is written to the output folder until every artifact exported: the work happens in a
-hidden sibling folder that `finalize` renames into place, so a failure leaves no half-written DIR.
+hidden sibling folder that `output.finalize` renames into place, so a failure leaves no
+half-written DIR (see export/output.py for what DIR may be).
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ import copy
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -22,14 +21,18 @@ from tqdm import tqdm
 
 from tomobile.graphs.exportable import Exportable, ModelBundle
 from tomobile.graphs.merge import MergeOps, merge_ops
+from tomobile.graphs.video_zoo import MODEL_NAME as VIDEO_MODEL
+from tomobile.runtime.contract import write_contract
 
 from .executorch_int8 import CALIBRATION_SEEDS
+from .output import MANIFEST, Staging, discard, make_staging
 from .registry import ExportOptions, PartInfo, get_exporter
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 VECTORS_DIR = "test_vectors"
+# Files generated for the apps beyond the parts, per model: writer(folder) -> the relative paths it wrote.
+FILE_WRITERS: dict[str, Callable[[Path], list[str]]] = {VIDEO_MODEL: write_contract}
 _TOOLS = ("tomobile", "torch", "transformers", "executorch", "coremltools", "onnx", "onnxruntime", "onnxscript")
 
 
@@ -69,8 +72,12 @@ def _io_spec(wrapper: Exportable, outputs: tuple[torch.Tensor, ...]) -> dict:
 
 
 def _programs(wrapper: Exportable, inputs: tuple[torch.Tensor, ...]):
-    """Lazily traced torch.export programs per precision (fp16 casts weights and float inputs) and
-    merge spelling (graphs/merge.py MergeOps: the same assignment, ops chosen per runtime)."""
+    """torch.export programs per precision (fp16 casts weights and float inputs) and merge spelling
+    (graphs/merge.py MergeOps: the same assignment, ops chosen per runtime), traced once.
+
+    Every call returns a deep copy: lowering changes a program in place (ExecuTorch's
+    constant_prop_pass lifts new constants into it), and what one exporter did must not reach the
+    next one, whatever the order of the formats."""
     cache: dict[tuple[str, MergeOps], torch.export.ExportedProgram] = {}
 
     def get(precision: str, ops: MergeOps = MergeOps.ARITHMETIC) -> torch.export.ExportedProgram:
@@ -81,7 +88,7 @@ def _programs(wrapper: Exportable, inputs: tuple[torch.Tensor, ...]):
                 args = tuple(a.half() if a.is_floating_point() else a for a in inputs)
             with torch.no_grad(), merge_ops(ops):
                 cache[precision, ops] = torch.export.export(module, args, strict=False)
-        return cache[precision, ops]
+        return copy.deepcopy(cache[precision, ops])
 
     return get
 
@@ -107,20 +114,20 @@ def _write_vectors(bundle: ModelBundle, stem: str, wrapper: Exportable, folder: 
 
 
 def stage_export(bundle: ModelBundle, formats: list[str], out_dir: Path, options: ExportOptions,
-                 progress: bool = True) -> tuple[Path, dict]:
-    """Export every part of `bundle` to every format into a staging folder beside `out_dir`.
+                 progress: bool = True) -> tuple[Staging, dict]:
+    """Export every part of `bundle` to every format into a staging folder beside `out_dir`
+    (an absolute path that output.check_out_dir accepted).
 
-    Returns the staging folder and the manifest (also written there). On any error the staging
-    folder is removed and the error propagates.
+    Returns the staging folder and the manifest (also written there). On any error, Ctrl-C or
+    SIGTERM included, the staging folder is removed and the error propagates.
     """
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging.", dir=out_dir.parent))
+    staging = make_staging(out_dir)
     try:
-        manifest = _export_into(bundle, formats, staging, options, progress)
+        manifest = _export_into(bundle, formats, staging.path, options, progress)
+        write_manifest(staging.path, manifest)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard(staging)
         raise
-    write_manifest(staging, manifest)
     return staging, manifest
 
 
@@ -138,7 +145,7 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
             exporter = get_exporter(fmt)
             steps.set_postfix_str(f"{stem}{exporter.suffix}")
             path = staging / f"{stem}{exporter.suffix}"
-            opts = options if options.precision in exporter.precisions else ExportOptions(options.backend, "fp32")
+            opts = exporter.options_for(options)
             details = exporter.export(get_program, info, path, opts)
             # An fp16 graph (ExecuTorch) takes and returns float16; Core ML keeps float32 I/O.
             float_io = "float16" if fmt == "executorch" and opts.precision == "fp16" else "float32"
@@ -146,17 +153,20 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
                               "bytes": size_bytes(path), "float_io": float_io, **details})
             steps.update(1)
     steps.close()
-    for name, src in bundle.extra_files.items():
-        shutil.copy2(src, staging / name)
+    files = bundle.write_files(staging)
+    files += FILE_WRITERS[bundle.name](staging) if bundle.name in FILE_WRITERS else []
+    backends = [get_exporter(f).options_for(options).backend for f in formats]
     return {
         "tomobile_manifest": 1,
         "model": bundle.name,
         **bundle.manifest,
+        # What was asked; each artifact entry says what it got (check_options refused the rest).
         "precision": options.precision,
-        "backend": options.backend,
+        "quantize": options.quantize,
+        "backend": next((b for b in backends if b), None),
         "parts": parts,
         "artifacts": artifacts,
-        "files": {name: sha256_path(staging / name) for name in bundle.extra_files},
+        "files": {name: sha256_path(staging / name) for name in files},
         "test_vectors": {stem: sha256_path(staging / VECTORS_DIR / f"{stem}.npz") for stem in parts},
         "tools": tool_versions(),
     }
@@ -166,14 +176,3 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     tmp = folder / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     tmp.replace(folder / MANIFEST)
-
-
-def finalize(staging: Path, out_dir: Path) -> None:
-    """Move the staging folder into place, replacing an earlier export at `out_dir`."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old.{staging.name.rsplit('.', 1)[-1]}"
-        out_dir.rename(old)
-    staging.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

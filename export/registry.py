@@ -1,22 +1,31 @@
-"""Exporters registered by format name. An unknown name is an error that lists the valid ones."""
+"""Exporters registered by format name. An unknown name is an error that lists the valid ones.
+
+Each exporter declares which options it honours (precisions, quantize modes, ExecuTorch
+backends). An option that none of the asked formats honours is refused before any work, naming
+the formats that would honour it; a format that does not honour an asked option gets that
+option's default, and the CLI says so in one line.
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
 
-# export(program, example_inputs, out_path, options) -> None. The program is the fp32 or fp16
-# torch.export ExportedProgram of one part; out_path is where the artifact goes.
-ExportFn = Callable[[torch.export.ExportedProgram, "PartInfo", Path, "ExportOptions"], dict]
+# export(get_program, part, out_path, options) -> manifest details. get_program(precision) returns a
+# fresh copy of the part's torch.export ExportedProgram, which the exporter may change freely.
+ExportFn = Callable[[Callable[[str], torch.export.ExportedProgram], "PartInfo", Path, "ExportOptions"], dict]
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    backend: str = "xnnpack"  # ExecuTorch: xnnpack | portable
+    """What the user asked for; None (or fp32) means the format's default. `for_format` gives
+    the options one exporter actually receives."""
+
+    backend: str | None = None  # ExecuTorch: xnnpack | portable (None: the exporter's first backend)
     precision: str = "fp32"  # fp32 | fp16
     # "int8": ONNX = dynamic int8 weights (onnxruntime.quantization); ExecuTorch = static PT2E int8
     # (XNNPACK quantizer, calibrated on the seeded inputs)
@@ -31,19 +40,34 @@ class PartInfo:
     calibration: tuple = ()  # input tuples for static quantisation (seeded inputs)
 
 
+# ExportOptions field -> (Exporter capability attribute, the value that asks for nothing special).
+_CAPABILITY = {"precision": ("precisions", "fp32"), "quantize": ("quantize", None), "backend": ("backends", None)}
+
+
 @dataclass(frozen=True)
 class Exporter:
     name: str
     suffix: str  # artifact file name suffix: .onnx, .pte, .mlpackage
     export: ExportFn
     precisions: tuple[str, ...]  # precisions this format honours; others fall back to fp32
+    quantize: tuple[str, ...] = ()  # --quantize modes this format honours
+    backends: tuple[str, ...] = ()  # --backend values this format honours; the first is the default
+
+    def honours(self, option: str, value: str) -> bool:
+        return value in getattr(self, _CAPABILITY[option][0])
+
+    def options_for(self, options: ExportOptions) -> ExportOptions:
+        """`options` with every value this format does not honour set back to its default."""
+        changes = {f.name: _CAPABILITY[f.name][1] for f in fields(options)
+                   if getattr(options, f.name) not in (None, _CAPABILITY[f.name][1])
+                   and not self.honours(f.name, getattr(options, f.name))}
+        if self.backends and (changes.get("backend", options.backend) is None):
+            changes["backend"] = self.backends[0]
+        return replace(options, **changes)
 
 
 _EXPORTERS: dict[str, Exporter] = {}
 _MODULES = ("onnx_format", "executorch_format", "coreml_format")
-BACKENDS = ("xnnpack", "portable")
-PRECISIONS = ("fp32", "fp16")
-QUANTIZE = ("int8",)
 
 
 class FormatError(KeyError):
@@ -51,9 +75,14 @@ class FormatError(KeyError):
         return str(self.args[0])
 
 
-def register_exporter(name: str, suffix: str, precisions: tuple[str, ...]) -> Callable[[ExportFn], ExportFn]:
+class OptionError(ValueError):
+    """An export option that none of the asked formats honours."""
+
+
+def register_exporter(name: str, suffix: str, precisions: tuple[str, ...], quantize: tuple[str, ...] = (),
+                      backends: tuple[str, ...] = ()) -> Callable[[ExportFn], ExportFn]:
     def wrap(fn: ExportFn) -> ExportFn:
-        _EXPORTERS[name] = Exporter(name, suffix, fn, precisions)
+        _EXPORTERS[name] = Exporter(name, suffix, fn, precisions, quantize, backends)
         return fn
 
     return wrap
@@ -72,6 +101,12 @@ def get_exporter(name: str) -> Exporter:
     return known[name]
 
 
+def option_values(option: str) -> tuple[str, ...]:
+    """Every value of `option` ('precision', 'quantize', 'backend') that some format honours."""
+    attr = _CAPABILITY[option][0]
+    return tuple(dict.fromkeys(v for e in exporters().values() for v in getattr(e, attr)))
+
+
 def parse_formats(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
@@ -79,3 +114,27 @@ def parse_formats(text: str) -> list[str]:
     for n in names:
         get_exporter(n)
     return list(dict.fromkeys(names))
+
+
+def check_options(formats: list[str], options: ExportOptions) -> list[str]:
+    """Refuse an asked option that no format in `formats` honours (OptionError naming the formats
+    that would); return one note per option that only some of them honour."""
+    notes = []
+    for f in fields(options):
+        value, default = getattr(options, f.name), _CAPABILITY[f.name][1]
+        if value in (None, default):
+            continue
+        honouring = [n for n, e in exporters().items() if e.honours(f.name, value)]
+        asked = [n for n in formats if n in honouring]
+        if not asked:
+            where = ", ".join(honouring) if honouring else "no format"
+            raise OptionError(f"--{f.name} {value} applies to {where}, not to the asked format(s) {', '.join(formats)}")
+        others = [n for n in formats if n not in honouring]
+        if others:
+            notes.append(f"--{f.name} {value} applies to {', '.join(asked)}, not to {', '.join(others)}")
+    for name in formats:
+        got = get_exporter(name).options_for(options)
+        if got.quantize and got.precision != "fp32":
+            raise OptionError(f"--quantize {got.quantize} and --precision {got.precision} cannot both apply to {name}: "
+                              f"{got.quantize} quantises the fp32 model; give one of them")
+    return notes

@@ -45,9 +45,22 @@ def all_specs() -> list[ClipSpec]:
     return [ClipSpec(s, c, d) for s in SHAPES for c in COLOURS for d in DIRECTIONS]
 
 
+CAPTION_FILLERS = ("a", "an", "the", "moving")
+
+
+def caption_words(text: str) -> list[str]:
+    return text.lower().replace(",", " ").replace(".", " ").split()
+
+
+def unknown_words(text: str) -> list[str]:
+    """Words of `text` outside the demo model's vocabulary (its captions' words)."""
+    known = {*SHAPES, *COLOURS, *DIRECTIONS, *CAPTION_FILLERS}
+    return [w for w in caption_words(text) if w not in known]
+
+
 def parse_caption(text: str) -> ClipSpec | None:
     """Find a shape, a colour and a direction word in free text; None if any is missing."""
-    words = text.lower().replace(",", " ").replace(".", " ").split()
+    words = caption_words(text)
     shape = next((w for w in words if w in SHAPES), None)
     colour = next((w for w in words if w in COLOURS), None)
     direction = next((w for w in words if w in DIRECTIONS), None)

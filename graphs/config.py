@@ -7,7 +7,8 @@ SPEC grammar (what `tomobile export --merge` takes):
     tome:r=4,8,8,16               an explicit per-layer list (missing layers get 0)
     drop:r=16 (any tome schedule) token-drop oracle: keeps the first T' tokens where ToMe would merge
 Options after the r value, comma separated as key=value: schedule=constant|decreasing,
-prop_attn=0|1 (proportional attention, default 1), trace_source=0|1 (default 0).
+prop_attn=0|1 (proportional attention, default 1), trace_source=0|1 (default 0), each at most
+once. Numbers are plain decimal digits 0-9 (no '1_0', no signs, no other scripts' digits).
 """
 
 from __future__ import annotations
@@ -59,21 +60,7 @@ class MergeConfig:
     @classmethod
     def _parse_tome(cls, spec: str, body: str, method: MergeMethod = MergeMethod.TOME) -> MergeConfig:
         """The r values and options of `tome:` and `drop:` (one grammar for both)."""
-        values: list[int] = []
-        options: dict[str, str] = {}
-        for i, item in enumerate(body.split(",")):
-            key, eq, val = item.partition("=")
-            key, val = key.strip(), val.strip()
-            if i == 0:
-                if key != "r" or not eq:
-                    raise SpecError(f"merge spec {spec!r} must start with r=; allowed: {SPEC_HELP}")
-                values.append(_int(spec, val))
-            elif not eq and not options:
-                values.append(_int(spec, key))
-            elif eq and key in ("schedule", "prop_attn", "trace_source"):
-                options[key] = val
-            else:
-                raise SpecError(f"bad item {item!r} in merge spec {spec!r}; allowed: {SPEC_HELP}")
+        values, options = parse_items(spec, body, first="r", keys=("schedule", "prop_attn", "trace_source"))
         schedule = Schedule.LIST if len(values) > 1 else Schedule.CONSTANT
         if "schedule" in options:
             if len(values) > 1 or options["schedule"] not in ("constant", "decreasing"):
@@ -135,14 +122,40 @@ class MergeConfig:
         }
 
 
+def parse_items(spec: str, body: str, first: str, keys: tuple[str, ...]) -> tuple[list[int], dict[str, str]]:
+    """'r=4,8,schedule=x' -> ([4, 8], {'schedule': 'x'}) for any method's SPEC body.
+
+    The body starts with `first`=N; more bare integers may follow it (a per-layer list), then
+    key=value options from `keys`, each at most once. Integers are plain ASCII decimal digits."""
+    values: list[int] = []
+    options: dict[str, str] = {}
+    for i, item in enumerate(body.split(",")):
+        key, eq, val = item.partition("=")
+        key, val = key.strip(), val.strip()
+        if i == 0:
+            if key != first or not eq:
+                raise SpecError(f"merge spec {spec!r} must start with {first}=; allowed: {SPEC_HELP}")
+            values.append(_int(spec, val))
+        elif not eq and not options:
+            values.append(_int(spec, key))
+        elif eq and key in options:
+            raise SpecError(f"{key} is given twice in merge spec {spec!r}; give each option once")
+        elif eq and key in keys:
+            options[key] = val
+        elif eq and key == first:
+            raise SpecError(f"{first} is given twice in merge spec {spec!r}; list values as {first}=N1,N2,...")
+        else:
+            raise SpecError(f"bad item {item!r} in merge spec {spec!r}; allowed: {SPEC_HELP}")
+    return values, options
+
+
 def _int(spec: str, text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise SpecError(f"r value {text!r} in {spec!r} is not an integer; allowed: {SPEC_HELP}") from None
-    if value < 0:
-        raise SpecError(f"r value {value} in {spec!r} is negative; r must be >= 0")
-    return value
+    """A plain decimal integer: ASCII digits only (int() would also take '1_0', '+3' and '٣')."""
+    if not (text.isascii() and text.isdigit()):
+        if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
+            raise SpecError(f"r value {text} in {spec!r} is negative; r must be >= 0")
+        raise SpecError(f"r value {text!r} in {spec!r} is not an integer (digits 0-9 only); allowed: {SPEC_HELP}")
+    return int(text)
 
 
 def _flag(spec: str, text: str) -> bool:

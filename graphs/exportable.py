@@ -6,6 +6,7 @@ All exporters (ONNX, Core ML, ExecuTorch) and the validator read shapes from her
 from __future__ import annotations
 
 from collections.abc import Callable
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ class ModelBundle:
 
     parts: artifact stem -> wrapper ('model' for single-part models, so DIR gets model.onnx ...).
     extra_files: files copied into the export folder as they are (tokenizer files), name -> source.
+    generated_files: files written into the export folder, name -> text (the Hugging Face
+        config.json and preprocessor_config.json of a single-model export).
     manifest: extra entries for manifest.json (pipeline description, merge schedule, ...).
     real_inputs: optional stem -> callable returning real (not random) inputs for validation.
     """
@@ -62,3 +65,12 @@ class ModelBundle:
     extra_files: dict[str, Path] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
     real_inputs: dict[str, Callable[[], tuple[torch.Tensor, ...]]] = field(default_factory=dict)
+    generated_files: dict[str, str] = field(default_factory=dict)
+
+    def write_files(self, folder: Path) -> list[str]:
+        """Copy `extra_files` and write `generated_files` into `folder`; returns their names."""
+        for name, src in self.extra_files.items():
+            shutil.copy2(src, folder / name)
+        for name, text in self.generated_files.items():
+            (folder / name).write_text(text)
+        return [*self.extra_files, *self.generated_files]

@@ -15,11 +15,17 @@ patched forwards change from the originals:
   pooling over the original mask works unchanged.
 
 A plan that merges nothing leaves forward untouched, so r=0 reproduces the original bit for bit.
+Both transformers lines are supported: 5.x names ViT's modules `layers[i].attention.q_proj` and
+`mlp`, 4.57 `encoder.layer[i].attention.attention.query` and `intermediate`/`output`; the family
+adapters below find them in either layout (CLIP and BERT kept theirs).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import types
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -35,7 +41,7 @@ _PLAN_ATTR = "_tomobile_plan"
 
 
 def _pre_ln_layer(parts: AttentionParts, out_proj: nn.Module, norm1: nn.Module, norm2: nn.Module,
-                  mlp: nn.Module) -> LayerFns:
+                  mlp: Callable[[torch.Tensor], torch.Tensor]) -> LayerFns:
     """x + attn(norm1(x)), then x + mlp(norm2(x)): the ViT, DeiT and CLIP layer."""
 
     def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,9 +52,19 @@ def _pre_ln_layer(parts: AttentionParts, out_proj: nn.Module, norm1: nn.Module, 
 
 
 def _vit_layer(layer: nn.Module) -> LayerFns:
+    """transformers 5 (`attention.q_proj`, `mlp`) or 4.x (`attention.attention.query`, `intermediate`/`output`)."""
     a = layer.attention
-    parts = AttentionParts(a.q_proj, a.k_proj, a.v_proj, a.num_attention_heads, a.head_dim, a.scaling)
-    return _pre_ln_layer(parts, a.o_proj, layer.layernorm_before, layer.layernorm_after, layer.mlp)
+    if hasattr(a, "q_proj"):  # transformers 5
+        parts = AttentionParts(a.q_proj, a.k_proj, a.v_proj, a.num_attention_heads, a.head_dim, a.scaling)
+        return _pre_ln_layer(parts, a.o_proj, layer.layernorm_before, layer.layernorm_after, layer.mlp)
+    sa = a.attention  # transformers 4.x: ViTSelfAttention, then ViTSelfOutput.dense
+    parts = AttentionParts(sa.query, sa.key, sa.value, sa.num_attention_heads, sa.attention_head_size,
+                           sa.attention_head_size ** -0.5)
+
+    def mlp(h: torch.Tensor) -> torch.Tensor:
+        return layer.output.dense(layer.intermediate(h))  # ViTOutput.forward would add the residual too
+
+    return _pre_ln_layer(parts, a.output.dense, layer.layernorm_before, layer.layernorm_after, mlp)
 
 
 def _clip_layer(layer: nn.Module) -> LayerFns:
@@ -59,13 +75,31 @@ def _clip_layer(layer: nn.Module) -> LayerFns:
 
 def _bert_layer(layer: nn.Module) -> LayerFns:
     sa, out = layer.attention.self, layer.attention.output
-    parts = AttentionParts(sa.query, sa.key, sa.value, sa.num_attention_heads, sa.attention_head_size, sa.scaling)
+    parts = AttentionParts(sa.query, sa.key, sa.value, sa.num_attention_heads, sa.attention_head_size,
+                           sa.attention_head_size ** -0.5)  # `scaling` exists only in transformers 5
 
     def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         ctx, keys = attention(parts, x, bias)
         return out.LayerNorm(out.dense(ctx) + x), keys  # post-LN residual
 
     return LayerFns(attend, lambda h: layer.output(layer.intermediate(h), h))
+
+
+def vit_layers(backbone: nn.Module) -> nn.ModuleList:
+    """The layers of a ViTModel/DeiTModel (`layers` in transformers 5, `encoder.layer` in 4.x) or a CLIPEncoder."""
+    return backbone.layers if hasattr(backbone, "layers") else backbone.encoder.layer
+
+
+@functools.cache
+def _takes_causal_mask(cls: type) -> bool:
+    return "causal_attention_mask" in inspect.signature(cls.forward).parameters
+
+
+def _plain(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """A ViT/CLIP layer's own forward, unmasked. transformers 4.x CLIP layers also take a causal
+    mask and return a tuple; 5.x layers return the tensor."""
+    out = layer(h, None, None) if _takes_causal_mask(type(layer)) else layer(h, None)
+    return out[0] if isinstance(out, tuple) else out
 
 
 def _run(layers: nn.ModuleList, fns: Any, state: TokenState, plan: MergePlan, plain: Any) -> TokenState:
@@ -85,8 +119,7 @@ def _vit_forward(self: nn.Module, pixel_values: torch.Tensor, bool_masked_pos: A
     plan: MergePlan = getattr(self, _PLAN_ATTR)
     x = self.embeddings(pixel_values, bool_masked_pos=bool_masked_pos,
                         interpolate_pos_encoding=bool(interpolate_pos_encoding))  # (B, T, C)
-    state = _run(self.layers, _vit_layer, initial_state(x, None, plan.trace_source), plan,
-                 lambda layer, h: layer(h, None))
+    state = _run(vit_layers(self), _vit_layer, initial_state(x, None, plan.trace_source), plan, _plain)
     sequence_output = self.layernorm(state.x)  # (B, T', C)
     pooled = self.pooler(sequence_output) if self.pooler is not None else None
     return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled)
@@ -96,8 +129,7 @@ def _clip_encoder_forward(self: nn.Module, inputs_embeds: torch.Tensor, attentio
                           **kwargs: Any) -> BaseModelOutput:
     """CLIPEncoder.forward with ToMe (see module docstring)."""
     plan: MergePlan = getattr(self, _PLAN_ATTR)
-    state = _run(self.layers, _clip_layer, initial_state(inputs_embeds, None, plan.trace_source), plan,
-                 lambda layer, h: layer(h, None))
+    state = _run(self.layers, _clip_layer, initial_state(inputs_embeds, None, plan.trace_source), plan, _plain)
     return BaseModelOutput(last_hidden_state=state.x)
 
 
@@ -126,8 +158,8 @@ def _find_backbone(model: nn.Module) -> tuple[nn.Module, str]:
     for module in model.modules():
         if isinstance(module, (ViTModel, DeiTModel)):
             return module, "deit" if isinstance(module, DeiTModel) else "vit"
-        if isinstance(module, CLIPVisionModel):
-            return module.encoder, "clip"
+        if isinstance(module, CLIPVisionModel):  # its encoder: `vision_model.encoder` in 4.x, `encoder` in 5.x
+            return next(m for m in module.modules() if isinstance(m, CLIPEncoder)), "clip"
         if isinstance(module, CLIPEncoder):
             return module, "clip"
         if isinstance(module, BertModel):
@@ -159,7 +191,7 @@ def apply_merge(model: nn.Module, config: MergeConfig, seq_len: int | None = Non
     """
     remove_merge(model)
     backbone, family = _find_backbone(model)
-    layers = backbone.encoder.layer if family == "bert" else backbone.layers
+    layers = backbone.encoder.layer if family == "bert" else vit_layers(backbone)  # CLIPEncoder has `layers` too
     plan = make_plan(config, len(layers), _token_count(model, family, seq_len),
                      class_token=True, distill_token=family == "deit")
     setattr(backbone, _PLAN_ATTR, plan)

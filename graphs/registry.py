@@ -1,7 +1,8 @@
 """Built-in model names -> builders. `tomobile models` lists them.
 
-A builder takes a MergeConfig and returns a ModelBundle (graphs/exportable.py). Modules that
-define builders register them with @register_model; `load_builtin_models()` imports them.
+A builder takes a MergeConfig and returns a ModelBundle (graphs/exportable.py); a builder that
+takes model-specific keyword options (the video model's TDTM modes) names them in `options`.
+Modules that define builders register them with @register_model; `load_builtin_models()` imports them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from .config import MergeConfig
 from .exportable import ModelBundle
 
-Builder = Callable[[MergeConfig], ModelBundle]
+Builder = Callable[..., ModelBundle]  # (MergeConfig, **options) -> ModelBundle
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,14 @@ class ModelEntry:
     name: str
     description: str
     builder: Builder
+    options: tuple[str, ...] = ()  # keyword options the builder takes besides the MergeConfig
+
+
+class UnknownModelError(KeyError):
+    """A model name that is neither built in nor a local folder; the message lists the names."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; print it plainly
+        return str(self.args[0])
 
 
 _MODELS: dict[str, ModelEntry] = {}
@@ -28,9 +37,9 @@ _MODELS: dict[str, ModelEntry] = {}
 _BUILTIN_MODULES = ("tomobile.graphs.zoo", "tomobile.graphs.video_zoo")
 
 
-def register_model(name: str, description: str) -> Callable[[Builder], Builder]:
+def register_model(name: str, description: str, options: tuple[str, ...] = ()) -> Callable[[Builder], Builder]:
     def wrap(builder: Builder) -> Builder:
-        _MODELS[name] = ModelEntry(name, description, builder)
+        _MODELS[name] = ModelEntry(name, description, builder, options)
         return builder
 
     return wrap
@@ -45,5 +54,5 @@ def load_builtin_models() -> dict[str, ModelEntry]:
 def get_model(name: str) -> ModelEntry:
     models = load_builtin_models()
     if name not in models:
-        raise KeyError(f"unknown model {name!r}; built-in models: {', '.join(sorted(models))}, or a local Hugging Face model folder")
+        raise UnknownModelError(f"unknown model {name!r}; built-in models: {', '.join(sorted(models))}, or a local Hugging Face model folder")
     return models[name]

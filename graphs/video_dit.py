@@ -11,7 +11,8 @@
 Merges are chosen per call by a frozen `VideoMerge` of Python values (static at trace time):
 TDTM averages frame pairs at the inputs of spatial, temporal and cross-attention and copies the
 results back (LayerNorm, modulation, gates, residuals, MLP stay at full length, as On-device
-Sora does); spatial ToMe (graphs/spatial_merge.py) wraps spatial self-attention only.
+Sora does); its odd-frame and RoPE-position modes come from the config (graphs/tdtm.py).
+Spatial ToMe (graphs/spatial_merge.py) wraps spatial self-attention only.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch import nn
 
 from .merge import MASK_BIAS
 from .spatial_merge import SpatialMergeConfig, merge_attend_unmerge
-from .tdtm import merge_frame_tokens, merged_frames, merged_positions, unmerge_frame_tokens
+from .tdtm import TdtmOdd, TdtmPositions, merge_frame_tokens, merged_frames, merged_positions, unmerge_frame_tokens
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,17 @@ class VideoDiTConfig:
     # as in JiT, Li & He 2025): a 4x4x3 patch is 48 numbers per token, and predicting v means
     # carrying the noise through a 96-wide model; the clean clip is simple. Outputs stay velocities.
     x0_prediction: bool = False
+    # TDTM modes (graphs/tdtm.py), On-device Sora's by default: temporal RoPE positions of merged
+    # frames (original: 0..T'-1; midpoint: 2i + 0.5) and an odd frame count (original: the last
+    # frame dropped, refilled from the last pair; keep: its own merged frame). A checkpoint's
+    # metadata may record its own setting.
+    tdtm_positions: TdtmPositions = TdtmPositions.ORIGINAL
+    tdtm_odd: TdtmOdd = TdtmOdd.ORIGINAL
+
+    def __post_init__(self) -> None:
+        # Plain strings (JSON metadata, CLI) become the enums; a wrong value is a ValueError.
+        object.__setattr__(self, "tdtm_positions", TdtmPositions(self.tdtm_positions))
+        object.__setattr__(self, "tdtm_odd", TdtmOdd(self.tdtm_odd))
 
     @property
     def grid(self) -> int:
@@ -194,15 +206,16 @@ class STBlock(nn.Module):
         mod = self.scale_shift_table[None] + t0.reshape(b, 6, d)  # (B, 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=1)
         h = modulate(self.norm1(x), shift_msa, scale_msa)  # (B, T*S, D)
+        odd = self.cfg.tdtm_odd
         if merge.tdtm:
-            h = merge_frame_tokens(h, frames)  # (B, T'*S, D)
-            h = unmerge_frame_tokens(self._self_attn(h, merged_frames(frames), merge, rope), frames)
+            h = merge_frame_tokens(h, frames, odd)  # (B, T'*S, D)
+            h = unmerge_frame_tokens(self._self_attn(h, merged_frames(frames, odd), merge, rope), frames, odd)
         else:
             h = self._self_attn(h, frames, merge, rope)
         x = x + gate_msa * h
         if merge.tdtm:
-            c = self.cross_attn(merge_frame_tokens(x, frames), y, bias)  # (B, T'*S, D)
-            x = x + unmerge_frame_tokens(c, frames)
+            c = self.cross_attn(merge_frame_tokens(x, frames, odd), y, bias)  # (B, T'*S, D)
+            x = x + unmerge_frame_tokens(c, frames, odd)
         else:
             x = x + self.cross_attn(x, y, bias)
         x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
@@ -233,7 +246,8 @@ class VideoDiT(nn.Module):
         self.final_table = nn.Parameter(torch.randn(2, d) / d**0.5)
         self.final_linear = nn.Linear(d, p * p * cfg.channels)
         hd = d // cfg.heads
-        for name, pos in (("full", [float(i) for i in range(cfg.frames)]), ("tdtm", merged_positions(cfg.frames))):
+        tdtm_pos = merged_positions(cfg.frames, cfg.tdtm_positions, cfg.tdtm_odd)
+        for name, pos in (("full", [float(i) for i in range(cfg.frames)]), ("tdtm", tdtm_pos)):
             cos, sin = rope_tables(pos, hd)
             self.register_buffer(f"rope_cos_{name}", cos, persistent=False)  # (T or T', hd)
             self.register_buffer(f"rope_sin_{name}", sin, persistent=False)

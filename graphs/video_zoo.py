@@ -7,24 +7,26 @@ Parts (one artifact each per format):
     denoiser_tome       guided velocity with spatial ToMe (SD style) in spatial self-attention
     denoiser_tdtm_tome  both
 Every denoiser takes x (1, 3, T, H, W), t (1,), states (1, L, 384), mask (1, L), guidance (1,)
-and runs the conditional and null captions as one batch of 2 inside (static CFG).
+and runs the conditional and null captions as one batch of 2 inside (static CFG). The TDTM
+variants follow the model config's TDTM modes (positions, odd frames), recorded in the manifest.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from .config import MergeConfig
+from .config import MergeConfig, SpecError
 from .exportable import Exportable, ModelBundle, TensorSpec
 from .registry import register_model
 from .spatial_merge import SpatialMergeConfig
+from .tdtm import TdtmOdd, TdtmPositions
 from .text_context import TOKENIZER_FILES, TextEncoder, encode_captions, minilm_dir, tokenize
 from .video_dit import VideoDiT, VideoDiTConfig, VideoMerge
 
@@ -32,7 +34,8 @@ WEIGHTS = Path(__file__).resolve().parent / "weights" / "video_dit_tiny.safetens
 MODEL_NAME = "video-dit-tiny"
 DEFAULT_SPATIAL_RATIO = 0.5
 # Sampler defaults written to the manifest; runtime/video.py reads the same values.
-SAMPLER_DEFAULTS = {"steps": 30, "guidance": 4.0, "shift": 2.0, "lpl_step": 15, "tdtm_steps": 15}
+SAMPLER_DEFAULTS = {"steps": 30, "guidance": 4.0, "shift": 2.0, "lpl_step": 15, "tdtm_steps": 15,
+                    "timesteps": "discrete", "lpl_similarity": "original"}
 
 VARIANTS: dict[str, VideoMerge] = {
     "denoiser": VideoMerge(),
@@ -42,13 +45,22 @@ VARIANTS: dict[str, VideoMerge] = {
 }
 
 
-@functools.lru_cache(maxsize=2)
-def load_video_dit(path: Path = WEIGHTS) -> VideoDiT:
-    """The trained denoiser in eval mode; its config comes from the checkpoint's metadata."""
+def checkpoint_config(path: Path = WEIGHTS) -> VideoDiTConfig:
+    """The config in a checkpoint's metadata, TDTM modes included (the defaults where it has none)."""
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; train it with scripts/train_video_dit.py")
     with safe_open(str(path), framework="pt") as f:
-        cfg = VideoDiTConfig(**json.loads(f.metadata()["config"]))
+        return VideoDiTConfig(**json.loads(f.metadata()["config"]))
+
+
+@functools.lru_cache(maxsize=4)
+def load_video_dit(path: Path = WEIGHTS, tdtm_positions: TdtmPositions | None = None,
+                   tdtm_odd: TdtmOdd | None = None) -> VideoDiT:
+    """The trained denoiser in eval mode; its config comes from the checkpoint's metadata, with
+    the TDTM modes given here (not None) in place of the checkpoint's recorded ones."""
+    cfg = checkpoint_config(path)
+    modes = {"tdtm_positions": tdtm_positions, "tdtm_odd": tdtm_odd}
+    cfg = replace(cfg, **{k: v for k, v in modes.items() if v is not None})
     model = VideoDiT(cfg)
     model.load_state_dict(load_file(str(path)))
     return model.eval().requires_grad_(False)
@@ -118,10 +130,22 @@ def pipeline_manifest(cfg: VideoDiTConfig) -> dict:
         "sampler": {
             "kind": "rectified-flow euler",
             "convention": "x_t = (1 - t) x0 + t eps; v = eps - x0; x <- x - v * (t_i - t_{i+1}); start x ~ N(0, 1) at t = 1",
-            "timesteps": "t_i = shift((steps - i) / steps), i = 0..steps; shift(t) = a t / (1 + (a - 1) t)",
             **SAMPLER_DEFAULTS,
-            "lpl": "at leap step i: x0 = x - v(x, t_i) * t_i; auto (On-device Sora): from min_steps = round(14 * steps / 30) on, cosine similarity of consecutive v against the best so far, leap after patience 3 steps without a gain above tolerance 1e-3",
+            "timestep_rule": "t_i = shift(u_i), i = 0..steps-1, then t_steps = 0; discrete (default, Open-Sora RFLOW): "
+                             "u_i = round_half_even((1 - i / steps) * 1000) / 1000; continuous: u_i = 1 - i / steps; "
+                             "shift(t) = a t / (1 + (a - 1) t), a = shift",
+            "lpl": "at leap step i: x0 = x - v(x, t_i) * t_i; auto (On-device Sora): from min_steps = round(14 * steps / 30) on, similarity of consecutive v against the best so far (starting at 0), leap after patience 3 steps without a gain above tolerance 1e-3",
+            "lpl_similarity_rule": "original (default): mean over rows h of cos(v[0,0,0,h,:], v_prev[0,0,0,h,:]); full: one cosine over all of v; "
+                                   "cos(a, b) = a.b / (max(|a|, 1e-8) max(|b|, 1e-8)), float64, sums in index order",
             "tdtm": "use denoiser_tdtm (or denoiser_tdtm_tome) for steps i < tdtm_steps",
+        },
+        "tdtm": {
+            "positions": cfg.tdtm_positions.value,
+            "odd_frames": cfg.tdtm_odd.value,
+            "rule": "merged frame i = mean of frames 2i, 2i+1; after attention copied back to both. odd frames: original "
+                    "(On-device Sora) drops the last frame and fills it with the last merged frame, keep makes it its "
+                    "own merged frame. temporal RoPE positions: original (On-device Sora) 0..T'-1, midpoint 2i + 0.5 "
+                    "(a kept odd frame T - 1). Fixed in the denoiser_tdtm* graphs at export.",
         },
         "text": {"caption_len": cfg.caption_len, "tokenizer": "BERT WordPiece (MiniLM), lowercase, pad to caption_len"},
         "io": {
@@ -132,10 +156,16 @@ def pipeline_manifest(cfg: VideoDiTConfig) -> dict:
     }
 
 
-@register_model(MODEL_NAME, "8x32x32 text-to-video DiT (STDiT3-style) trained on moving shapes; TDTM, spatial ToMe, LPL")
-def build_video_dit_tiny(merge: MergeConfig) -> ModelBundle:
-    """The bundle ignores the generic ToMe config: its merges are fixed per variant (see VARIANTS)."""
-    model = load_video_dit()
+@register_model(MODEL_NAME, "8x32x32 text-to-video DiT (STDiT3-style) trained on moving shapes; TDTM, spatial ToMe, LPL",
+                options=("tdtm_positions", "tdtm_odd"))
+def build_video_dit_tiny(merge: MergeConfig, tdtm_positions: TdtmPositions | None = None,
+                         tdtm_odd: TdtmOdd | None = None) -> ModelBundle:
+    """Its merges are fixed per variant (see VARIANTS): a generic ToMe config is refused, not ignored.
+    TDTM modes left None are the checkpoint's recorded ones."""
+    if merge.enabled:
+        raise SpecError(f"{MODEL_NAME} has its merges built in (TDTM and spatial-ToMe denoiser variants); "
+                        f"--merge {merge.describe()} does not apply to it")
+    model = load_video_dit(WEIGHTS, tdtm_positions, tdtm_odd)
     cfg = model.cfg
     parts: dict[str, Exportable] = {"text_encoder": TextEncoder(cfg.caption_len).eval()}
     for name, vm in VARIANTS.items():

@@ -16,6 +16,7 @@ import gc
 import json
 import logging
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -189,14 +190,11 @@ def ort_merge_share(onnx_path: Path, inputs: list[np.ndarray], merge_nodes: set[
     Nodes that ORT's optimizer fused get new names and count as non-merge; the share is a lower
     bound when a merge op was fused into a neighbour.
     """
-    runner = OnnxRunner(onnx_path, threads=threads, profile=True)
-    for _ in range(runs + 2):
-        runner.run(inputs)
-    profile = Path(runner.end_profiling())
-    try:
-        events = json.loads(profile.read_text())
-    finally:
-        profile.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tomobile-ort-profile-") as tmp:  # removed with the profile in it
+        runner = OnnxRunner(onnx_path, threads=threads, profile=Path(tmp) / "profile")
+        for _ in range(runs + 2):
+            runner.run(inputs)
+        events = json.loads(Path(runner.end_profiling()).read_text())
     total = merged = 0.0
     for ev in events:
         if ev.get("cat") != "Node" or not ev.get("name", "").endswith("_kernel_time"):

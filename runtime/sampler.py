@@ -12,6 +12,14 @@ whole remaining time, x0 = x - v t, and sampling stops. Fixed: after N normal st
 Auto: from `min_steps` on, watch the cosine similarity of consecutive velocity predictions and leap
 once it has not beaten its best by more than `tolerance` for `patience` steps (On-device Sora's
 rule and defaults: step 14 of 30, 1e-3, 3).
+
+Modes that follow the original code by default (the other mode stays selectable):
+- timesteps: `discrete` (Open-Sora's RFLOW, use_discrete_timesteps=True): t_i = round((1 - i/N) 1000)
+  / 1000, rounded half to even as Python's round, then shifted; `continuous`: t_i = shift(1 - i/N).
+- LPL similarity: `original` (On-device Sora: cosine_similarity(prev[0,0,0], cur[0,0,0], dim=1).mean(),
+  i.e. one cosine per row of batch 0, channel 0, frame 0, averaged over the rows); `full`: one
+  cosine over the whole velocity. Both in float64 with sums taken in index order, so every port
+  computes the same bits from the same velocities.
 """
 
 from __future__ import annotations
@@ -47,15 +55,41 @@ def default_min_steps(steps: int) -> int:
     return max(1, round(steps * AUTO_MIN_STEPS / AUTO_REFERENCE_STEPS))
 
 
-def timesteps(steps: int, ratio: float) -> list[float]:
-    """steps + 1 times from 1 down to 0: shift((steps - i) / steps) for i = 0..steps."""
-    return [float(shift_time((steps - i) / steps, ratio)) for i in range(steps + 1)]
+class TimestepMode(str, Enum):
+    DISCRETE = "discrete"
+    CONTINUOUS = "continuous"
+
+
+# Open-Sora's RFLOW trains and samples on num_timesteps = 1000 integer steps.
+NUM_TIMESTEPS = 1000
+
+
+def timesteps(steps: int, ratio: float, mode: TimestepMode = TimestepMode.DISCRETE) -> list[float]:
+    """steps + 1 times from 1 down to 0: shift(u_i) for i = 0..steps-1, then 0.
+
+    continuous: u_i = 1 - i / steps. discrete (Open-Sora): u_i = round((1 - i / steps) * 1000) / 1000,
+    with Python's round (half to even) on the float64 product, as RFLOW's int(round(t))."""
+    mode = TimestepMode(mode)
+    if mode is TimestepMode.DISCRETE and steps > NUM_TIMESTEPS:
+        raise ValueError(f"discrete timesteps allow at most {NUM_TIMESTEPS} steps, got {steps}; use continuous timesteps")
+    times = []
+    for i in range(steps):
+        u = 1.0 - i / steps
+        if mode is TimestepMode.DISCRETE:
+            u = round(u * NUM_TIMESTEPS) / NUM_TIMESTEPS
+        times.append(float(shift_time(u, ratio)))
+    return times + [0.0]
 
 
 class LeapMode(str, Enum):
     OFF = "off"
     FIXED = "fixed"
     AUTO = "auto"
+
+
+class SimilarityMode(str, Enum):
+    ORIGINAL = "original"  # On-device Sora: row cosines of v[0, 0, 0], averaged
+    FULL = "full"  # one cosine over the whole velocity
 
 
 @dataclass(frozen=True)
@@ -69,18 +103,29 @@ class LeapConfig:
     min_steps: int | None = None
     tolerance: float = 1e-3
     patience: int = 3
+    similarity: SimilarityMode = SimilarityMode.ORIGINAL
 
     @classmethod
-    def parse(cls, text: str) -> LeapConfig:
+    def parse(cls, text: str, similarity: SimilarityMode | str = SimilarityMode.ORIGINAL) -> LeapConfig:
         """'off' | 'auto' | N (fixed leap after N steps)."""
         value = text.strip().lower()
+        sim = parse_mode(SimilarityMode, similarity, "--lpl-similarity")
         if value == "off":
-            return cls()
+            return cls(similarity=sim)
         if value == "auto":
-            return cls(mode=LeapMode.AUTO)
-        if value.isdigit() and int(value) >= 1:
-            return cls(mode=LeapMode.FIXED, step=int(value))
+            return cls(mode=LeapMode.AUTO, similarity=sim)
+        if value.isascii() and value.isdigit() and int(value) >= 1:
+            return cls(mode=LeapMode.FIXED, step=int(value), similarity=sim)
         raise ValueError(f"bad --lpl value {text!r}; allowed: off, auto, or a step count N >= 1")
+
+
+def parse_mode(enum: type[Enum], value, option: str):
+    """A mode enum member from its value; a wrong value is a one-line error listing the allowed ones."""
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum)
+        raise ValueError(f"bad {option} value {value!r}; allowed: {allowed}") from None
 
 
 @dataclass(frozen=True)
@@ -90,14 +135,22 @@ class SamplerConfig:
     shift: float = 2.0
     leap: LeapConfig = field(default_factory=LeapConfig)
     tdtm_steps: int = 0
+    timesteps: TimestepMode = TimestepMode.DISCRETE
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.tdtm_steps < 0:
-            raise ValueError(f"tdtm_steps must be >= 0, got {self.tdtm_steps}")
-        if self.leap.mode is LeapMode.FIXED and self.leap.step >= self.steps:
-            raise ValueError(f"leap step {self.leap.step} must be below the step count {self.steps}")
+        if TimestepMode(self.timesteps) is TimestepMode.DISCRETE and self.steps > NUM_TIMESTEPS:
+            raise ValueError(f"discrete timesteps allow at most {NUM_TIMESTEPS} steps, got {self.steps}")
+        if not 0 <= self.tdtm_steps <= self.steps:
+            raise ValueError(f"TDTM steps (--tdtm-steps) must be 0..{self.steps} for {self.steps} steps, "
+                             f"got {self.tdtm_steps}")
+        if not (math.isfinite(self.guidance) and math.isfinite(self.shift)):
+            raise ValueError(f"guidance and shift must be finite numbers, got {self.guidance} and {self.shift}")
+        if self.leap.mode is LeapMode.FIXED and not 1 <= self.leap.step <= self.steps - 2:
+            raise ValueError(f"a leap after N steps (--lpl N) needs 1 <= N <= {self.steps - 2} for {self.steps} "
+                             f"steps; got {self.leap.step} (at N = {self.steps - 1} the last step is a plain step: "
+                             "no leap)")
 
 
 @dataclass
@@ -109,21 +162,51 @@ class SampleResult:
     similarities: list[float] = field(default_factory=list)
 
 
+# torch.nn.functional.cosine_similarity's default eps: each norm is clamped to at least this.
+COSINE_EPS = 1e-8
+
+
+def _ordered_sums(*products: np.ndarray) -> np.ndarray:
+    """Sums over the last axis, in index order (float64): the same bits in every language's plain loop.
+
+    numpy's sum is pairwise and its BLAS calls (dot, norm) leave threads spinning that slowed the
+    next ONNX Runtime call from 35 to 58 ms on 2 cores; cumsum is a sequential loop."""
+    return np.stack([np.cumsum(p, axis=-1)[..., -1] for p in products])
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine per row of two (R, N) arrays: a.b / (max(|a|, eps) max(|b|, eps)), float64."""
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ab, aa, bb = _ordered_sums(a64 * b64, a64 * a64, b64 * b64)
+    return ab / (np.maximum(np.sqrt(aa), COSINE_EPS) * np.maximum(np.sqrt(bb), COSINE_EPS))
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity in float64 with plain elementwise sums: numpy's BLAS (dot, norm) leaves
-    its threads spinning and slowed the next ONNX Runtime call from 35 to 58 ms on 2 cores."""
-    a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    return float((a64 * b64).sum() / max(np.sqrt((a64 * a64).sum() * (b64 * b64).sum()), 1e-12))
+    """One cosine over all elements (the `full` similarity)."""
+    return float(cosine_rows(np.ravel(a)[None], np.ravel(b)[None])[0])
 
 
-class _AutoLeap:
+def velocity_similarity(prev: np.ndarray, cur: np.ndarray, mode: SimilarityMode) -> float:
+    """LPL's similarity of consecutive velocities (B, C, T, H, W).
+
+    original: row cosines of the plane [0, 0, 0] (H rows of W), averaged in row order; full: one
+    cosine over the whole tensor."""
+    if SimilarityMode(mode) is SimilarityMode.FULL:
+        return cosine(prev, cur)
+    if np.ndim(cur) != 5:
+        raise ValueError(f"the original LPL similarity needs velocities (B, C, T, H, W), got shape {np.shape(cur)}")
+    rows = cosine_rows(prev[0, 0, 0], cur[0, 0, 0])  # (H,)
+    return float(_ordered_sums(rows)[0] / rows.shape[0])
+
+
+class AutoLeap:
     """On-device Sora's dynamic leap rule: leap once the similarity of consecutive velocities stops improving.
 
     From step `min_steps` on, each step compares the cosine similarity of this velocity and the last
     one with the best similarity seen since `min_steps`: a gain of more than `tolerance` makes it the
     new best and refills the patience; anything else spends one unit of patience. With patience
-    spent, the sampler leaps with the velocity it just evaluated. On-device Sora computes the
-    similarity on one channel of one frame; here it covers the whole velocity.
+    spent, the sampler leaps with the velocity it just evaluated. The similarity follows
+    `cfg.similarity` (see velocity_similarity).
     """
 
     def __init__(self, cfg: LeapConfig, steps: int) -> None:
@@ -138,11 +221,15 @@ class _AutoLeap:
         prev, self.prev = self.prev, v
         if prev is None:
             return False
-        self.sims.append(cosine(prev, v))
+        return self.observe(step, velocity_similarity(prev, v, self.cfg.similarity))
+
+    def observe(self, step: int, similarity: float) -> bool:
+        """The rule on its own: record step's similarity (to the previous step's velocity), say whether to leap."""
+        self.sims.append(similarity)
         if step < self.min_steps:
             return False
-        if self.sims[-1] > self.best + self.cfg.tolerance:
-            self.best, self.left = self.sims[-1], self.cfg.patience
+        if similarity > self.best + self.cfg.tolerance:
+            self.best, self.left = similarity, self.cfg.patience
             return False
         self.left -= 1
         return self.left <= 0
@@ -155,10 +242,10 @@ def sample(
     on_step: Callable[[int], None] | None = None,
 ) -> SampleResult:
     """Euler sampling from `noise` (t = 1) to t = 0. Step i runs merged (TDTM) when i < tdtm_steps."""
-    ts = timesteps(cfg.steps, cfg.shift)
+    ts = timesteps(cfg.steps, cfg.shift, cfg.timesteps)
     x = noise.astype(np.float32)
     result = SampleResult(x)
-    auto = _AutoLeap(cfg.leap, cfg.steps) if cfg.leap.mode is LeapMode.AUTO else None
+    auto = AutoLeap(cfg.leap, cfg.steps) if cfg.leap.mode is LeapMode.AUTO else None
     for i in range(cfg.steps):
         merged = i < cfg.tdtm_steps
         v = velocity(x, ts[i], merged)

@@ -176,7 +176,8 @@ def run_text_eval(seq_lens: list[int], rs: list[int], limit: int | None = None, 
             wrapper = sentence_bundle(folder, config, f"minilm-l6-{seq_len}", seq_len=seq_len).parts["model"]
             plan = merge_plan(wrapper.model)
             tokens_out[r] = plan.tokens[-1] if plan else seq_len
-            encoders[r] = lambda ids, mask, w=wrapper: w(ids, mask)[0]
+            which = wrapper.output_names.index("sentence_embedding")
+            encoders[r] = lambda ids, mask, w=wrapper, i=which: w(ids, mask)[i]
         folders = {r: exports[seq_len, r] for r in rs} if exports else None
         report.rows.extend(evaluate_length(encoders, tokens_out, tokenize, pairs, seq_len, runs, threads, progress,
                                            folders, runtimes))

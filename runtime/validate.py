@@ -1,14 +1,14 @@
 """Validate an exported folder: checksums, then every artifact against eager PyTorch's outputs.
 
 The eager fp32 outputs of the same patched model were written by the export as test vectors
-(seeded inputs, plus real inputs for real-weight models). ONNX Runtime CPU and the ExecuTorch
-runtime run each artifact on those inputs; Core ML is spec-checked on Linux and its numerics are
-reported as 'needs macOS', never as passed.
+(seeded inputs, plus real inputs for real-weight models); validation compares with those stored
+outputs and does not run eager PyTorch again. ONNX Runtime CPU and the ExecuTorch runtime run
+each artifact on those inputs; Core ML is spec-checked on Linux and its numerics are reported as
+'needs macOS', never as passed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import platform
@@ -19,13 +19,13 @@ import numpy as np
 from tqdm import tqdm
 
 from .artifacts import load_runner
+from .manifest import inside, load_manifest
 
 log = logging.getLogger(__name__)
 
 FP32_MAX_ABS_ERROR = 1e-4  # fp32 artifacts: max abs error against eager fp32
 FP16_MIN_PSNR_DB = 35.0  # fp16 artifacts: PSNR against eager fp32 (Apple's ABSOLUTE_MIN_PSNR)
 INT8_MIN_PSNR_DB = 30.0  # int8 (dynamic quantisation) artifacts: PSNR against eager fp32
-MANIFEST = "manifest.json"
 PASS, FAIL, NEEDS_MACOS = "pass", "FAIL", "needs macOS"
 
 
@@ -90,16 +90,6 @@ def compare(reference: np.ndarray, actual: np.ndarray, precision: str) -> tuple[
     return err, quality, PASS if ok else FAIL, f"max abs <= {FP32_MAX_ABS_ERROR:g}"
 
 
-def load_manifest(folder: Path) -> dict:
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise ValidationError(f"{folder} has no {MANIFEST}: not a tomobile export folder")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as err:
-        raise ValidationError(f"{path} is not valid JSON: {err}") from None
-
-
 def verify_checksums(folder: Path, manifest: dict) -> None:
     from tomobile.export.pipeline import sha256_path  # one definition of the folder hash
 
@@ -107,7 +97,7 @@ def verify_checksums(folder: Path, manifest: dict) -> None:
     expected.update(manifest.get("files", {}))
     expected.update({f"test_vectors/{stem}.npz": h for stem, h in manifest.get("test_vectors", {}).items()})
     for rel, digest in expected.items():
-        path = folder / rel
+        path = inside(folder, rel)
         if not path.exists():
             raise ValidationError(f"{path} is listed in the manifest but missing")
         if sha256_path(path) != digest:
@@ -127,7 +117,7 @@ def _cases(folder: Path, part: str) -> dict[str, tuple[list[np.ndarray], dict[st
 def _run_artifact(folder: Path, artifact: dict, manifest: dict) -> list[OutputCheck]:
     part = manifest["parts"][artifact["part"]]
     names = [o["name"] for o in part["outputs"]]
-    runner = load_runner(artifact["format"], folder / artifact["path"])
+    runner = load_runner(artifact["format"], inside(folder, artifact["path"]))
     precision = artifact.get("precision", "fp32")
     checks = []
     for case, (inputs, expected) in _cases(folder, artifact["part"]).items():
@@ -144,7 +134,7 @@ def _check_coreml(folder: Path, artifact: dict, manifest: dict) -> list[OutputCh
     """Spec check on any OS: inputs and outputs with the manifest's names and static shapes."""
     import coremltools as ct
 
-    spec = ct.utils.load_spec(str(folder / artifact["path"]))
+    spec = ct.utils.load_spec(str(inside(folder, artifact["path"])))
     part = manifest["parts"][artifact["part"]]
     got_in = {i.name: tuple(i.type.multiArrayType.shape) for i in spec.description.input}
     want_in = {i["name"]: tuple(i["shape"]) for i in part["inputs"]}

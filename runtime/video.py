@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
+from .noise import latent_noise
 from .sampler import SampleResult, SamplerConfig, sample
 
 log = logging.getLogger(__name__)
@@ -36,21 +36,24 @@ class RuntimeKind(str, Enum):
 class VideoRuntime:
     kind: RuntimeKind
     encode: Callable[[str], tuple[np.ndarray, np.ndarray]]  # caption -> states (1, L, Dy), mask (1, L)
-    denoisers: dict[str, DenoiseFn]  # variant stem -> callable
+    denoisers: Mapping[str, DenoiseFn]  # variant stem -> callable
     shape: tuple[int, ...]  # (1, 3, T, H, W)
+    # The TDTM modes its merged variants run: tdtm_positions, tdtm_odd (empty when not known).
+    tdtm: dict[str, str] = field(default_factory=dict)
 
 
 def variant_name(merged: bool, spatial: bool) -> str:
     return "denoiser" + ("_tdtm" if merged else "") + ("_tome" if spatial else "")
 
 
-def eager_runtime() -> VideoRuntime:
+def eager_runtime(tdtm: dict[str, str] | None = None) -> VideoRuntime:
+    """The shipped checkpoint in PyTorch; `tdtm` modes (tdtm_positions, tdtm_odd) replace its recorded ones."""
     import torch
 
     from tomobile.graphs.text_context import encode_captions
-    from tomobile.graphs.video_zoo import VARIANTS, guided_velocity, load_video_dit
+    from tomobile.graphs.video_zoo import VARIANTS, WEIGHTS, guided_velocity, load_video_dit
 
-    model = load_video_dit()
+    model = load_video_dit(WEIGHTS, **(tdtm or {}))
     cfg = model.cfg
 
     def encode(caption: str) -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +69,8 @@ def eager_runtime() -> VideoRuntime:
         return run
 
     denoisers = {name: make(m) for name, m in VARIANTS.items()}
-    return VideoRuntime(RuntimeKind.EAGER, encode, denoisers, (1, cfg.channels, cfg.frames, cfg.size, cfg.size))
+    modes = {"tdtm_positions": cfg.tdtm_positions.value, "tdtm_odd": cfg.tdtm_odd.value}
+    return VideoRuntime(RuntimeKind.EAGER, encode, denoisers, (1, cfg.channels, cfg.frames, cfg.size, cfg.size), modes)
 
 
 def _tokenizer_encode(artifacts: Path, length: int) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
@@ -104,55 +108,144 @@ def _session_runner(path: Path, kind: RuntimeKind) -> Callable[..., list[np.ndar
     return lambda *arrays: [o.numpy() for o in method.execute([torch.from_numpy(np.ascontiguousarray(a)) for a in arrays])]
 
 
-def artifact_runtime(artifacts: Path, kind: RuntimeKind) -> VideoRuntime:
-    """Load text_encoder and every denoiser variant from an export folder."""
-    import json
+class LazyVariants(Mapping):
+    """Variant stem -> denoiser callable, each loaded on first use: a variant the run does not
+    use is never opened, so a damaged one cannot stop it."""
 
-    ext = ".onnx" if kind is RuntimeKind.ONNXRUNTIME else ".pte"
-    manifest_path = artifacts / "manifest.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{manifest_path} not found; run `tomobile export video-dit-tiny --out {artifacts}` first")
-    manifest = json.loads(manifest_path.read_text())
-    mc = manifest.get("model_config") or manifest.get("pipeline", {}).get("model_config")
-    if mc is None:
-        mc = _find_key(manifest, "model_config")
+    def __init__(self, loaders: dict[str, Callable[[], DenoiseFn]]) -> None:
+        self._loaders = loaders
+        self._loaded: dict[str, DenoiseFn] = {}
+
+    def __getitem__(self, name: str) -> DenoiseFn:
+        if name not in self._loaded:
+            self._loaded[name] = self._loaders[name]()
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+
+def _checked_runner(folder: Path, artifact: dict, kind: RuntimeKind) -> Callable[..., list[np.ndarray]]:
+    """The artifact's session, after its sha256 matched the manifest; one-line errors otherwise."""
+    from tomobile.export.pipeline import sha256_path  # one definition of the file hash
+
+    from .manifest import inside
+    from .validate import ValidationError
+
+    path = inside(folder, artifact["path"])
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is listed in the manifest but missing; export again")
+    if sha256_path(path) != artifact["sha256"]:
+        raise ValidationError(f"{path} does not match its sha256 in the manifest (corrupt or changed); export again")
+    try:
+        return _session_runner(path, kind)
+    except Exception as err:  # a runtime that cannot load a file whose checksum matched
+        raise ValidationError(f"{kind.value} cannot load {path}: {str(err).splitlines()[0] if str(err) else err}") from None
+
+
+def _video_manifest(artifacts: Path, fmt: str) -> tuple[dict, dict[str, dict]]:
+    """The export's manifest and its `fmt` artifacts by part, or a one-line error saying what is missing."""
+    from tomobile.graphs.video_zoo import MODEL_NAME
+
+    from .manifest import ManifestError, load_manifest
+
+    if not artifacts.is_dir():
+        raise FileNotFoundError(f"--artifacts {artifacts} is not a folder; run `tomobile export {MODEL_NAME} "
+                                f"--out {artifacts}` first")
+    manifest = load_manifest(artifacts)
+    if manifest.get("model") != MODEL_NAME or not isinstance(manifest.get("model_config"), dict):
+        raise ManifestError(f"{artifacts} holds an export of {manifest.get('model')!r}, not {MODEL_NAME}; "
+                            f"give a folder from `tomobile export {MODEL_NAME}`")
+    parts = {a["part"]: a for a in manifest["artifacts"] if a["format"] == fmt}
+    if "text_encoder" not in parts or "denoiser" not in parts:
+        raise FileNotFoundError(f"{artifacts} has no {fmt} text_encoder and denoiser; export them with --format {fmt}")
+    return manifest, parts
+
+
+# What exports made before the TDTM modes existed ran (their manifests record no modes).
+LEGACY_TDTM = {"tdtm_positions": "midpoint", "tdtm_odd": "keep"}
+
+
+def _format(kind: RuntimeKind) -> str:
+    return "onnx" if kind is RuntimeKind.ONNXRUNTIME else "executorch"
+
+
+def artifact_tdtm(artifacts: Path, kind: RuntimeKind) -> dict[str, str]:
+    """The TDTM modes an export folder's merged variants were built with (from its manifest)."""
+    mc = _video_manifest(artifacts, _format(kind))[0]["model_config"]
+    return {key: str(mc.get(key, legacy)) for key, legacy in LEGACY_TDTM.items()}
+
+
+def check_tdtm(artifacts: Path, recorded: dict[str, str], asked: dict[str, str]) -> None:
+    """A TDTM mode asked for that differs from the one the artifacts were exported with is a ValueError."""
+    for key, value in asked.items():
+        if value != recorded[key]:
+            flag = "--" + key.replace("_", "-")
+            raise ValueError(f"{flag} {value} differs from the {recorded[key]!r} that {artifacts} was exported with; "
+                             f"re-export with `tomobile export video-dit-tiny {flag} {value}` or drop {flag}")
+
+
+def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | None = None) -> VideoRuntime:
+    """The text encoder (loaded now) and the denoiser variants (loaded when first used) of an export
+    folder; `tdtm` modes asked for must be the ones it was exported with."""
+    modes = artifact_tdtm(artifacts, kind)
+    check_tdtm(artifacts, modes, tdtm or {})
+    manifest, parts = _video_manifest(artifacts, _format(kind))
+    mc = manifest["model_config"]
     length = int(mc["caption_len"])
     shape = (1, int(mc["channels"]), int(mc["frames"]), int(mc["size"]), int(mc["size"]))
     ids = _tokenizer_encode(artifacts, length)
-    text = _session_runner(artifacts / f"text_encoder{ext}", kind)
+    text = _checked_runner(artifacts, parts["text_encoder"], kind)
 
     def encode(caption: str) -> tuple[np.ndarray, np.ndarray]:
         input_ids, mask = ids(caption)
         return text(input_ids, mask)[0].astype(np.float32), mask.astype(np.float32)
 
-    denoisers: dict[str, DenoiseFn] = {}
-    for stem in ("denoiser", "denoiser_tdtm", "denoiser_tome", "denoiser_tdtm_tome"):
-        path = artifacts / f"{stem}{ext}"
-        if path.exists():
-            run = _session_runner(path, kind)
-            denoisers[stem] = lambda *a, _run=run: _run(*a)[0]
-    if "denoiser" not in denoisers:
-        raise FileNotFoundError(f"no denoiser{ext} in {artifacts}")
-    return VideoRuntime(kind, encode, denoisers, shape)
+    def loader(artifact: dict) -> Callable[[], DenoiseFn]:
+        def load() -> DenoiseFn:
+            run = _checked_runner(artifacts, artifact, kind)
+            return lambda *a: run(*a)[0]
+
+        return load
+
+    variants = LazyVariants({stem: loader(a) for stem, a in parts.items() if stem.startswith("denoiser")})
+    return VideoRuntime(kind, encode, variants, shape, modes)
 
 
-def _find_key(tree, key: str):
-    if isinstance(tree, dict):
-        if key in tree:
-            return tree[key]
-        for value in tree.values():
-            found = _find_key(value, key)
-            if found is not None:
-                return found
-    return None
+def needed_variants(cfg: SamplerConfig, spatial: bool) -> list[str]:
+    """The denoiser variants a run with `cfg` calls: TDTM-merged for steps below tdtm_steps, plain
+    for the steps after them, up to the fixed leap step (an auto leap may stop anywhere)."""
+    from .sampler import LeapMode
+
+    last = cfg.leap.step if cfg.leap.mode is LeapMode.FIXED else cfg.steps - 1
+    names = [variant_name(True, spatial)] if cfg.tdtm_steps > 0 else []
+    return names + ([variant_name(False, spatial)] if cfg.tdtm_steps <= last else [])
 
 
-def load_runtime(kind: RuntimeKind, artifacts: Path | None) -> VideoRuntime:
+def variant(rt: VideoRuntime, name: str) -> DenoiseFn:
+    """The denoiser variant `name` (loaded if it was not yet), or a one-line error if the export lacks it."""
+    if name not in rt.denoisers:
+        raise FileNotFoundError(f"denoiser variant {name} is not in the export; available: "
+                                f"{', '.join(sorted(rt.denoisers))}")
+    return rt.denoisers[name]
+
+
+def preload(rt: VideoRuntime, names: list[str]) -> None:
+    """Load `names` now, so that a missing or damaged variant stops the run before it starts."""
+    for name in dict.fromkeys(names):
+        variant(rt, name)
+
+
+def load_runtime(kind: RuntimeKind, artifacts: Path | None, tdtm: dict[str, str] | None = None) -> VideoRuntime:
+    """`tdtm`: TDTM modes asked for (tdtm_positions, tdtm_odd); eager runs them, artifacts must have them."""
     if kind is RuntimeKind.EAGER:
-        return eager_runtime()
+        return eager_runtime(tdtm)
     if artifacts is None:
         raise ValueError(f"--runtime {kind.value} needs --artifacts DIR (from `tomobile export video-dit-tiny`)")
-    return artifact_runtime(artifacts, kind)
+    return artifact_runtime(artifacts, kind, tdtm)
 
 
 @dataclass
@@ -164,7 +257,8 @@ class Generation:
 
 
 def initial_noise(shape: tuple[int, ...], seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    """The same noise for `seed` on every platform (runtime/noise.py, docs/contract.md)."""
+    return latent_noise(shape, seed)
 
 
 def generate(
@@ -183,16 +277,20 @@ def generate(
 
     def velocity(x: np.ndarray, t: float, merged: bool) -> np.ndarray:
         name = variant_name(merged, spatial)
-        if name not in rt.denoisers:
-            raise KeyError(f"variant {name} missing; available: {', '.join(sorted(rt.denoisers))}")
         used.add(name)
-        return rt.denoisers[name](x, np.array([t], dtype=np.float32), y, mask, g)
+        return variant(rt, name)(x, np.array([t], dtype=np.float32), y, mask, g)
 
+    noise = initial_noise(rt.shape, seed)
     start = time.perf_counter()
-    result = sample(velocity, initial_noise(rt.shape, seed), cfg, on_step)
+    result = sample(velocity, noise, cfg, on_step)
     seconds = time.perf_counter() - start
-    frames = np.clip((result.x[0].transpose(1, 2, 3, 0) + 1.0) / 2.0, 0.0, 1.0)  # (T, H, W, 3)
-    return Generation(frames.astype(np.float32), result, seconds, sorted(used))
+    return Generation(frames_from_latent(result.x), result, seconds, sorted(used))
+
+
+def frames_from_latent(x: np.ndarray) -> np.ndarray:
+    """Latent (1, 3, T, H, W) -> frames (T, H, W, 3) float32: clip(f32(f32(x + 1) / 2), 0, 1)."""
+    frames = np.clip((x[0].transpose(1, 2, 3, 0) + np.float32(1.0)) / np.float32(2.0), 0.0, 1.0)
+    return frames.astype(np.float32)
 
 
 def save_clip(frames: np.ndarray, out: Path, scale: int = 4, fps: int = 8) -> None:
@@ -201,9 +299,7 @@ def save_clip(frames: np.ndarray, out: Path, scale: int = 4, fps: int = 8) -> No
     if suffix not in (".gif", ".npy"):
         raise ValueError(f"--out must end in .gif or .npy, got {out.name!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(suffix=suffix, dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = out.parent / f".{out.stem}.{os.getpid()}.tmp{suffix}"  # opened as usual: umask-respecting mode
     try:
         if suffix == ".npy":
             np.save(tmp, frames.astype(np.float32))

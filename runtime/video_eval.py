@@ -4,6 +4,10 @@ For a fixed prompt set and seeds, every setting generates the same clips (same i
 the same run, interleaved clip by clip so that machine load hits all settings alike. Reported per
 setting: denoiser calls, wall-time ratio against the full 30-step baseline, prompt compliance from
 the analytic detector (runtime/detect.py), and PSNR / SSIM against the baseline clip of that seed.
+
+Mode sets: the settings can run under more than one set of the modes that follow the original code
+by default (timesteps, LPL similarity, TDTM positions, TDTM odd frames), interleaved in the same
+run; each set is measured against its own full baseline.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from tomobile.graphs.clips import parse_caption
 
 from .detect import detect
 from .sampler import LeapConfig, SamplerConfig
-from .video import VideoRuntime, generate
+from .video import RuntimeKind, VideoRuntime, artifact_tdtm, generate
 
 log = logging.getLogger(__name__)
 
@@ -42,26 +46,86 @@ SEEDS = (0,)
 
 
 @dataclass(frozen=True)
+class ModeSet:
+    """The four modes that follow the original code by default (README: Differences from the original code)."""
+
+    name: str
+    timesteps: str
+    lpl_similarity: str
+    tdtm_positions: str
+    tdtm_odd: str
+
+    @property
+    def tdtm(self) -> dict[str, str]:
+        return {"tdtm_positions": self.tdtm_positions, "tdtm_odd": self.tdtm_odd}
+
+    def describe(self) -> str:
+        return (f"{self.name}: timesteps {self.timesteps}, lpl similarity {self.lpl_similarity}, "
+                f"tdtm positions {self.tdtm_positions}, tdtm odd frames {self.tdtm_odd}")
+
+
+MODE_SETS = {
+    "original": ModeSet("original", "discrete", "original", "original", "original"),
+    "alternative": ModeSet("alternative", "continuous", "full", "midpoint", "keep"),
+}
+
+
+def mode_set(timesteps: str, lpl_similarity: str, tdtm: dict[str, str]) -> ModeSet:
+    """The named set with these modes, or one named 'custom'."""
+    values = (timesteps, lpl_similarity, tdtm["tdtm_positions"], tdtm["tdtm_odd"])
+    for named in MODE_SETS.values():
+        if (named.timesteps, named.lpl_similarity, *named.tdtm.values()) == values:
+            return named
+    return ModeSet("custom", *values)
+
+
+def parse_mode_sets(text: str) -> list[ModeSet]:
+    """'original,alternative' -> the named sets; a wrong name is a one-line error listing them."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in MODE_SETS]
+    if bad or not names or len(set(names)) != len(names):
+        raise ValueError(f"bad --mode-sets value {text!r}; allowed: a comma list of {', '.join(MODE_SETS)}, each once")
+    return [MODE_SETS[n] for n in names]
+
+
+def mode_set_folders(kind: RuntimeKind, artifacts: list[str], sets: list[ModeSet]) -> dict[str, str | None]:
+    """The export folder each mode set runs on: the one exported with its TDTM modes. Eager runs
+    every set's modes itself (an --artifacts given with it is refused when the runtime opens)."""
+    if kind is RuntimeKind.EAGER:
+        return {s.name: artifacts[0] if artifacts else None for s in sets}
+    recorded = {folder: artifact_tdtm(Path(folder), kind) for folder in artifacts}
+    folders = {}
+    for s in sets:
+        match = [folder for folder, modes in recorded.items() if modes == s.tdtm]
+        if not match:
+            raise ValueError(f"mode set {s.name} needs artifacts exported with --tdtm-positions {s.tdtm_positions} "
+                             f"--tdtm-odd {s.tdtm_odd}; give that folder as another --artifacts")
+        folders[s.name] = match[0]
+    return folders
+
+
+@dataclass(frozen=True)
 class Setting:
     name: str
     sampler: SamplerConfig
     spatial: bool = False
+    modes: str = ""  # the mode set's name; its runtime runs this setting
 
 
-def default_settings(base: SamplerConfig, with_spatial: bool = True) -> list[Setting]:
+def default_settings(base: SamplerConfig, with_spatial: bool = True, modes: str = "") -> list[Setting]:
     """full 30; LPL at 15; LPL auto; TDTM 15; TDTM all; LPL 15 + TDTM 15; each also with spatial ToMe."""
-    half = base.steps // 2
+    half, sim = base.steps // 2, base.leap.similarity
     plain = [
-        Setting("full", base),
-        Setting(f"lpl{half}", replace(base, leap=LeapConfig.parse(str(half)))),
-        Setting("lpl-auto", replace(base, leap=LeapConfig.parse("auto"))),
-        Setting(f"tdtm{half}", replace(base, tdtm_steps=half)),
-        Setting("tdtm-all", replace(base, tdtm_steps=base.steps)),
-        Setting(f"lpl{half}+tdtm{half}", replace(base, leap=LeapConfig.parse(str(half)), tdtm_steps=half)),
+        Setting("full", base, modes=modes),
+        Setting(f"lpl{half}", replace(base, leap=LeapConfig.parse(str(half), sim)), modes=modes),
+        Setting("lpl-auto", replace(base, leap=LeapConfig.parse("auto", sim)), modes=modes),
+        Setting(f"tdtm{half}", replace(base, tdtm_steps=half), modes=modes),
+        Setting("tdtm-all", replace(base, tdtm_steps=base.steps), modes=modes),
+        Setting(f"lpl{half}+tdtm{half}", replace(base, leap=LeapConfig.parse(str(half), sim), tdtm_steps=half), modes=modes),
     ]
     if not with_spatial:
         return plain
-    return plain + [Setting(s.name + "+tome", s.sampler, True) for s in plain]
+    return plain + [replace(s, name=s.name + "+tome", spatial=True) for s in plain]
 
 
 def psnr(ref: np.ndarray, x: np.ndarray) -> float:
@@ -118,13 +182,16 @@ class VideoEvalReport:
     stats: list[SettingStats]
 
     def rows(self) -> list[dict]:
-        base = sum(self.stats[0].seconds)
+        """One row per setting; speed against the first setting of its mode set (its full baseline)."""
+        base: dict[str, float] = {}
         out = []
         for s in self.stats:
+            base.setdefault(s.setting.modes, sum(s.seconds))
             out.append({
+                "modes": s.setting.modes,
                 "setting": s.setting.name,
                 "calls": float(np.mean(s.calls)),
-                "speedup": base / max(sum(s.seconds), 1e-9),
+                "speedup": base[s.setting.modes] / max(sum(s.seconds), 1e-9),
                 "ms_per_clip": 1000.0 * float(np.mean(s.seconds)),
                 "colour": s.rate("colour"), "shape": s.rate("shape"),
                 "direction": s.rate("direction"), "all": s.rate("all"),
@@ -134,13 +201,13 @@ class VideoEvalReport:
 
 
 def format_table(report: VideoEvalReport) -> str:
-    head = "| setting | calls | speed vs full | ms/clip | colour % | shape % | direction % | all three % | PSNR dB | SSIM |"
-    lines = [head, "|" + "---|" * 10]
+    head = "| modes | setting | calls | speed vs full | ms/clip | colour % | shape % | direction % | all three % | PSNR dB | SSIM |"
+    lines = [head, "|" + "---|" * 11]
     for r in report.rows():
         psnr_txt = "ref" if r["setting"] == "full" else f"{r['psnr']:.1f}"
         ssim_txt = "ref" if r["setting"] == "full" else f"{r['ssim']:.3f}"
         lines.append(
-            f"| {r['setting']} | {r['calls']:.1f} | {r['speedup']:.2f}x | {r['ms_per_clip']:.0f} | {r['colour']:.0f} | "
+            f"| {r['modes']} | {r['setting']} | {r['calls']:.1f} | {r['speedup']:.2f}x | {r['ms_per_clip']:.0f} | {r['colour']:.0f} | "
             f"{r['shape']:.0f} | {r['direction']:.0f} | {r['all']:.0f} | {psnr_txt} | {ssim_txt} |"
         )
     return "\n".join(lines)
@@ -155,44 +222,48 @@ def warm_up(rt: VideoRuntime) -> None:
 
 
 def run_video_eval(
-    rt: VideoRuntime,
+    runtimes: VideoRuntime | dict[str, VideoRuntime],
     settings: list[Setting],
     prompts: tuple[str, ...] = PROMPTS,
     seeds: tuple[int, ...] = SEEDS,
     on_clip: Callable[[], None] | None = None,
 ) -> VideoEvalReport:
-    """Every setting on every (prompt, seed); settings[0] is the reference. Timed end to end
-    (text encoder + sampling), interleaved per clip."""
+    """Every setting on every (prompt, seed), on the runtime of its mode set (`runtimes` keyed by
+    Setting.modes, or one runtime for all); the first setting of each mode set is its reference.
+    Timed end to end (text encoder + sampling), interleaved per clip."""
+    by_modes = runtimes if isinstance(runtimes, dict) else {s.modes: runtimes for s in settings}
     stats = [SettingStats(s) for s in settings]
-    warm_up(rt)
+    for rt in by_modes.values():
+        warm_up(rt)
     for prompt in prompts:
         spec = parse_caption(prompt)
         if spec is None:
             raise ValueError(f"eval prompt {prompt!r} names no colour, shape and direction")
         for seed in seeds:
-            ref = None
+            refs: dict[str, np.ndarray] = {}
             for st in stats:
                 start = time.perf_counter()
-                gen = generate(rt, prompt, seed, st.setting.sampler, st.setting.spatial)
+                gen = generate(by_modes[st.setting.modes], prompt, seed, st.setting.sampler, st.setting.spatial)
                 st.seconds.append(time.perf_counter() - start)
                 st.calls.append(gen.result.calls)
                 st.compliance.append(detect(gen.frames).compliance(spec))
-                ref = gen.frames if ref is None else ref
+                ref = refs.setdefault(st.setting.modes, gen.frames)
                 st.psnr.append(psnr(ref, gen.frames))
                 st.ssim.append(ssim(ref, gen.frames))
                 st.clips.append(gen.frames)
             if on_clip is not None:
                 on_clip()
-    return VideoEvalReport(rt.kind.value, tuple(prompts), tuple(seeds), stats)
+    kind = next(iter(by_modes.values())).kind.value
+    return VideoEvalReport(kind, tuple(prompts), tuple(seeds), stats)
 
 
 def save_grid(report: VideoEvalReport, out: Path, clip_index: int = 0, scale: int = 3) -> None:
     """One row of frames per setting for one (prompt, seed), labelled; PNG."""
     from PIL import Image, ImageDraw
 
-    rows = [(s.setting.name, s.clips[clip_index]) for s in report.stats]
+    rows = [("/".join(filter(None, (s.setting.modes, s.setting.name))), s.clips[clip_index]) for s in report.stats]
     t, h, w, _ = rows[0][1].shape
-    label_w, pad = 120, 2
+    label_w, pad = max(120, 8 + 6 * max(len(name) for name, _ in rows)), 2
     img = Image.new("RGB", (label_w + t * (w * scale + pad), len(rows) * (h * scale + pad) + 14), (40, 40, 40))
     draw = ImageDraw.Draw(img)
     prompt_i = clip_index // len(report.seeds)

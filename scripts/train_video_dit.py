@@ -7,6 +7,10 @@ replaced by the learned null caption (classifier-free guidance). The text encode
 the MiniLM states of all 48 captions are computed once. One CPU thread by default; the whole run is
 seeded and writes an EMA checkpoint (safetensors, config in its metadata) and a log.
 
+`--tdtm-share P` runs a share P of the steps with TDTM merged in every block (the way the sampler
+calls the merged denoiser for its first steps), with the TDTM modes the checkpoint records
+(`--tdtm-positions`, On-device Sora's `original` by default), so the merged forward is trained too.
+
     .venv/bin/python scripts/train_video_dit.py --steps 2200 --out graphs/weights/video_dit_tiny.safetensors
 """
 
@@ -28,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from tomobile.graphs.clips import all_specs, sample_batch
 from tomobile.graphs.text_context import encode_captions
-from tomobile.graphs.video_dit import VideoDiT, VideoDiTConfig
+from tomobile.graphs.video_dit import VideoDiT, VideoDiTConfig, VideoMerge
 from tomobile.runtime.sampler import shift_time, shift_ratio
 
 TINY = VideoDiTConfig(frames=8, size=32, patch=4, hidden=96, depth=3, heads=4, caption_len=16)
@@ -79,6 +83,8 @@ def main() -> None:
                     help="share of samples with t ~ U(0.85, 1): where only the caption can place the shape")
     ap.add_argument("--x0", action="store_true", help="x-prediction (VideoDiTConfig.x0_prediction)")
     ap.add_argument("--zero-init", action="store_true", help="adaLN-Zero initialisation (see zero_init)")
+    ap.add_argument("--tdtm-share", type=float, default=0.0, help="share of steps whose forward runs TDTM-merged")
+    ap.add_argument("--tdtm-positions", default="original", help="TDTM RoPE positions recorded in the checkpoint: original|midpoint")
     ap.add_argument("--init", type=Path, help="continue from this checkpoint (model and EMA start from its weights)")
     ap.add_argument("--append-log", action="store_true", help="append to --log instead of replacing it")
     args = ap.parse_args()
@@ -88,7 +94,7 @@ def main() -> None:
     random.seed(args.seed)
     rng = np.random.default_rng(args.seed)
     cfg = dataclasses.replace(TINY, hidden=args.hidden, depth=args.depth, pooled_caption=args.pooled,
-                              frame_pos=args.frame_pos, x0_prediction=args.x0)
+                              frame_pos=args.frame_pos, x0_prediction=args.x0, tdtm_positions=args.tdtm_positions)
     ratio = shift_ratio(cfg.size, cfg.size, cfg.frames)
     states, masks = encode_captions([s.caption for s in all_specs()], cfg.caption_len)  # (48, L, 384), (48, L)
     model = VideoDiT(cfg)
@@ -112,7 +118,7 @@ def main() -> None:
         f"# video-dit-tiny training: config {json.dumps(asdict(cfg))}\n"
         f"# params {params}, steps {args.steps}, batch {args.batch}, lr {args.lr}, seed {args.seed}, "
         f"threads {args.threads}, ema {args.ema}, cfg_drop {args.cfg_drop}, shift ratio {ratio:.3f}, init {args.init}, "
-        f"zero_init {args.zero_init}, high_t {args.high_t}\n"
+        f"zero_init {args.zero_init}, high_t {args.high_t}, tdtm_share {args.tdtm_share}\n"
     )
     log = args.log.open("a" if args.append_log else "w")
     log.write(header)
@@ -131,7 +137,8 @@ def main() -> None:
         eps = torch.randn_like(x0)
         tb = t[:, None, None, None, None]
         xt = (1 - tb) * x0 + tb * eps
-        err = (model(xt, t, y, maskf) - (eps - x0)).pow(2)  # (B, 3, T, H, W)
+        merge = VideoMerge(tdtm=bool(args.tdtm_share > 0 and rng.random() < args.tdtm_share))  # no draw at share 0
+        err = (model(xt, t, y, maskf, merge) - (eps - x0)).pow(2)  # (B, 3, T, H, W)
         if cfg.x0_prediction:  # v error = x0 error / t: cap that 1/t^2 weight at t = 0.05 (JiT)
             err = err * (t / t.clamp(min=0.05)).pow(2)[:, None, None, None, None]
         loss = err.mean()
@@ -152,7 +159,8 @@ def main() -> None:
             print(line, end="", flush=True)
             running = 0.0
         if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
-            save(ema, args.out, {"step": step + 1, "seed": args.seed, "steps": args.steps})
+            save(ema, args.out, {"step": step + 1, "seed": args.seed, "steps": args.steps,
+                                 "init": str(args.init) if args.init else None, "tdtm_share": args.tdtm_share})
     total = time.time() - start
     log.write(f"# done: {args.steps} steps in {total:.1f}s on {args.threads} thread(s)\n")
     log.close()

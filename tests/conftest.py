@@ -1,8 +1,10 @@
-"""Shared fixtures: one small merged export, made once per test session (about a minute on 2 cores)."""
+"""Shared fixtures: exports made once per test session (vit-tiny about a minute on 2 cores, video-dit-tiny a few)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,12 +13,29 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
-def vit_tiny_export(tmp_path_factory) -> Path:
+def vit_tiny_export_run(tmp_path_factory) -> subprocess.CompletedProcess:
+    """`tomobile export vit-tiny --merge tome:r=8` to all three formats, as a user runs it (a fresh
+    process, progress bars on); its output folder is `.args[-1]`."""
+    out = tmp_path_factory.mktemp("exports") / "vit-tiny"
+    proc = subprocess.run([sys.executable, "-m", "tomobile.export.cli", "export", "vit-tiny", "--merge", "tome:r=8",
+                           "--format", "onnx,coreml,executorch", "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="session")
+def vit_tiny_export(vit_tiny_export_run) -> Path:
     """vit-tiny with tome:r=8 exported to all three formats and validated, via the CLI."""
+    return Path(vit_tiny_export_run.args[-1])
+
+
+@pytest.fixture(scope="session")
+def video_export(tmp_path_factory) -> Path:
+    """video-dit-tiny as ONNX with test_vectors/contract.json, via the CLI (a few minutes on 2 cores).
+    The app tests (tests/android, tests/web) share this one export."""
     from tomobile.export.cli import main
 
-    out = tmp_path_factory.mktemp("exports") / "vit-tiny"
-    code = main(["-q", "export", "vit-tiny", "--merge", "tome:r=8", "--format", "onnx,coreml,executorch",
-                 "--out", str(out)])
-    assert code == 0
+    out = tmp_path_factory.mktemp("app-exports") / "video-dit-tiny"
+    assert main(["-q", "export", "video-dit-tiny", "--format", "onnx", "--out", str(out)]) == 0
     return out

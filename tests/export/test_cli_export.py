@@ -70,6 +70,10 @@ def test_validate_fails_on_wrong_numbers(vit_tiny_export: Path, tmp_path: Path, 
     (["export", "vit-tiny", "--merge", "tome:r=40", "--out", "{out}"], "allows r <= 32"),
     (["export", "{bad}", "--out", "{out}"], "no model_type"),
     (["validate", "{missing}"], "is not a folder"),
+    (["export", "vit-tiny", "--tdtm-positions", "original", "--out", "{out}"],
+     "--tdtm-positions applies to video models only (video-dit-tiny), not to vit-tiny"),
+    (["export", "{bad}", "--tdtm-odd", "keep", "--out", "{out}"], "--tdtm-odd applies to video models only"),
+    (["export", "video-dit-tiny", "--tdtm-odd", "drop", "--out", "{out}"], "bad --tdtm-odd value 'drop'; allowed: original, keep"),
 ])
 def test_bad_input_is_one_line_error_and_nothing_written(tmp_path: Path, argv, needle):
     bad = tmp_path / "badmodel"

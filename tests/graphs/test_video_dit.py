@@ -3,7 +3,16 @@
 import torch
 
 from tomobile.graphs.video_dit import VideoDiT, VideoDiTConfig, VideoMerge
-from tomobile.graphs.video_zoo import VARIANTS, WEIGHTS, GuidedDenoiser, guided_velocity, load_video_dit
+from tomobile.graphs.tdtm import TdtmOdd, TdtmPositions
+from tomobile.graphs.video_zoo import (
+    VARIANTS,
+    WEIGHTS,
+    GuidedDenoiser,
+    checkpoint_config,
+    guided_velocity,
+    load_video_dit,
+    pipeline_manifest,
+)
 
 SMALL = VideoDiTConfig(frames=4, size=8, patch=2, hidden=16, depth=1, heads=2, caption_len=4, caption_dim=8,
                       pooled_caption=True, frame_pos=True, x0_prediction=True)
@@ -98,3 +107,21 @@ def test_x0_prediction_returns_the_velocity_toward_the_predicted_clip():
     v = model(x, t, y, mask)
     torch.testing.assert_close(v[0], x[0] / 0.5)
     torch.testing.assert_close(v[1], x[1] / 1e-3)
+
+
+def test_shipped_checkpoint_records_the_original_tdtm_modes():
+    """It was fine-tuned with TDTM at On-device Sora's positions (docs/video.md), so the defaults hold."""
+    cfg = checkpoint_config()
+    assert cfg.tdtm_positions is TdtmPositions.ORIGINAL and cfg.tdtm_odd is TdtmOdd.ORIGINAL
+    assert load_video_dit().cfg == cfg
+
+
+def test_asked_tdtm_modes_replace_the_recorded_ones_and_reach_the_manifest():
+    model = load_video_dit(WEIGHTS, "midpoint", "keep")
+    assert model.cfg.tdtm_positions is TdtmPositions.MIDPOINT and model.cfg.tdtm_odd is TdtmOdd.KEEP
+    # RoPE of the 4 merged frames at 2i + 0.5 instead of 0..3: the angle table's first column.
+    assert torch.allclose(model.rope_cos_tdtm[:, 0], torch.cos(torch.tensor([0.5, 2.5, 4.5, 6.5])))
+    assert torch.allclose(load_video_dit().rope_cos_tdtm[:, 0], torch.cos(torch.arange(4.0)))
+    manifest = pipeline_manifest(model.cfg)
+    assert manifest["tdtm"]["positions"] == "midpoint" and manifest["tdtm"]["odd_frames"] == "keep"
+    assert manifest["model_config"]["tdtm_positions"] == "midpoint"

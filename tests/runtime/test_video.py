@@ -59,3 +59,68 @@ def test_cli_generate_writes_npy(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "2 denoiser calls (1 TDTM-merged)" in text and "leap at step 1" in text
     assert np.load(out).shape == (8, 32, 32, 3)
+
+
+def _fake_export(folder, **modes):
+    """A hand-made video-dit-tiny export (tests/fakes.py) whose manifest records `modes`."""
+    import json
+
+    from fakes import fake_video_export
+
+    fake_video_export(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["model_config"].update(modes)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.mark.parametrize("recorded,argv,needle", [
+    ({"tdtm_positions": "midpoint", "tdtm_odd": "keep"}, ["--tdtm-positions", "original"],
+     "--tdtm-positions original differs from the 'midpoint'"),
+    ({"tdtm_positions": "original", "tdtm_odd": "original"}, ["--tdtm-odd", "keep"], "--tdtm-odd keep differs from the 'original'"),
+    ({}, ["--tdtm-positions", "original"], "differs from the 'midpoint'"),  # exported before the modes: midpoint, keep
+    ({}, ["--tdtm-positions", "middle"], "bad --tdtm-positions value 'middle'; allowed: original, midpoint"),
+])
+def test_generate_refuses_modes_the_artifacts_lack(tmp_path, capsys, recorded, argv, needle):
+    art = _fake_export(tmp_path / "art", **recorded)
+    out = tmp_path / "clip.gif"
+    code = main(["-q", "generate", "a red circle moving left", "--out", str(out), "--runtime", "onnxruntime",
+                 "--artifacts", str(art), *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and needle in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--mode-sets", "original", "--timesteps", "continuous"], "--mode-sets sets every mode; drop --timesteps"),
+    (["--mode-sets", "original,newest"], "allowed: a comma list of original, alternative"),
+    (["--mode-sets", "original,alternative", "--artifacts", "{art}"], "mode set original needs artifacts exported with "
+                                                                       "--tdtm-positions original --tdtm-odd original"),
+])
+def test_eval_video_mode_set_errors(tmp_path, capsys, argv, needle):
+    art = _fake_export(tmp_path / "art", tdtm_positions="midpoint", tdtm_odd="keep")
+    argv = [a.format(art=art) for a in argv]
+    assert main(["-q", "eval", "video", "--runtime", "onnxruntime", "--out", str(tmp_path / "ev"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "ev").exists()
+
+
+def test_eager_runtime_runs_the_asked_tdtm_modes():
+    """The checkpoint's recorded modes by default; asked ones replace them, and the merged variant
+    follows (positions change its output, the odd mode does not at T = 8)."""
+    from tomobile.graphs.video_zoo import checkpoint_config
+
+    recorded = checkpoint_config()
+    assert eager_runtime().tdtm == {"tdtm_positions": recorded.tdtm_positions.value, "tdtm_odd": recorded.tdtm_odd.value}
+    rts = {(p, o): eager_runtime({"tdtm_positions": p, "tdtm_odd": o})
+           for p, o in (("original", "original"), ("midpoint", "original"), ("original", "keep"))}
+    assert rts["midpoint", "original"].tdtm == {"tdtm_positions": "midpoint", "tdtm_odd": "original"}
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 32, 32)).astype(np.float32)
+    y, mask = rts["original", "original"].encode("a red circle moving left")
+    args = (x, np.array([0.7], np.float32), y, mask, np.array([4.0], np.float32))
+    v = {k: rt.denoisers["denoiser_tdtm"](*args) for k, rt in rts.items()}
+    assert np.abs(v["original", "original"] - v["midpoint", "original"]).max() > 1e-3
+    assert np.array_equal(v["original", "original"], v["original", "keep"])
+    plain = {k: rt.denoisers["denoiser"](*args) for k, rt in rts.items()}
+    assert np.array_equal(plain["original", "original"], plain["midpoint", "original"])

@@ -1,0 +1,22 @@
+// swift-tools-version:5.9
+// tomobile's iOS side, laid out like apple/ml-stable-diffusion's Package.swift: a platform-free library
+// (TomobileCore, Foundation only: generator, tokenizer, sampler, manifest and sha256), the Core ML glue
+// (TomobileCoreML, compiled only where Core ML exists), a command-line tool, and the tests that read the
+// same test_vectors/contract.json as the Android and web ports. The SwiftUI app sources are in App/.
+import PackageDescription
+
+let package = Package(
+    name: "tomobile-ios",
+    platforms: [.iOS(.v17), .macOS(.v14)],
+    products: [
+        .library(name: "TomobileCore", targets: ["TomobileCore"]),
+        .library(name: "TomobileCoreML", targets: ["TomobileCoreML"]),
+        .executable(name: "tomobile-swift", targets: ["TomobileCLI"]),
+    ],
+    targets: [
+        .target(name: "TomobileCore"),
+        .target(name: "TomobileCoreML", dependencies: ["TomobileCore"]),
+        .executableTarget(name: "TomobileCLI", dependencies: ["TomobileCore", "TomobileCoreML"]),
+        .testTarget(name: "TomobileCoreTests", dependencies: ["TomobileCore"]),
+    ]
+)

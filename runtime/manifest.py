@@ -1,0 +1,84 @@
+"""manifest.json of an export folder: read, checked for the shape `tomobile export` writes, and
+every path it names kept inside the folder (an absolute path or `..` is refused, as is a symlink
+that leads out). Validation, generation and the apps all read the folder through it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+FORMATS = ("onnx", "coreml", "executorch")  # the formats an export folder may list
+
+
+class ManifestError(ValueError):
+    """A folder whose manifest is missing, unreadable or not the shape an export writes."""
+
+
+def load_manifest(folder: Path) -> dict:
+    """The checked manifest of `folder` (ManifestError saying what is wrong otherwise)."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ManifestError(f"{folder} has no {MANIFEST}: not a tomobile export folder")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ManifestError(f"{path} is not valid JSON: {err}") from None
+    check_manifest(folder, data)
+    return data
+
+
+def inside(folder: Path, rel: Any) -> Path:
+    """folder / rel, where rel must be a relative path that stays inside `folder`."""
+    if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise ManifestError(f"{folder / MANIFEST} names the path {rel!r}; paths must be relative and inside the folder")
+    path = folder / rel
+    root = folder.resolve()
+    if path.resolve() != root and root not in path.resolve().parents:
+        raise ManifestError(f"{path} leads out of {folder} (a link); artifact paths must stay inside the folder")
+    return path
+
+
+def _require(ok: bool, folder: Path, what: str) -> None:
+    if not ok:
+        raise ManifestError(f"{folder / MANIFEST} is not a tomobile manifest: {what}")
+
+
+def _check_io(folder: Path, stem: str, part: Any) -> None:
+    _require(isinstance(part, dict), folder, f"parts[{stem!r}] is not an object")
+    for side in ("inputs", "outputs"):
+        specs = part.get(side)
+        _require(isinstance(specs, list) and bool(specs), folder, f"parts[{stem!r}] has no {side!r} list")
+        for spec in specs:
+            _require(isinstance(spec, dict) and isinstance(spec.get("name"), str)
+                     and isinstance(spec.get("shape"), list)
+                     and all(isinstance(d, int) and not isinstance(d, bool) for d in spec["shape"]),
+                     folder, f"parts[{stem!r}].{side} entries need a 'name' and an integer 'shape'")
+
+
+def check_manifest(folder: Path, manifest: Any) -> None:
+    """The keys validation reads, with the types `tomobile export` writes."""
+    _require(isinstance(manifest, dict), folder, f"it holds a JSON {type(manifest).__name__}, not an object")
+    _require("tomobile_manifest" in manifest, folder, "no 'tomobile_manifest' key")
+    parts = manifest.get("parts")
+    _require(isinstance(parts, dict) and bool(parts), folder, "'parts' is missing or empty")
+    for stem, part in parts.items():
+        _check_io(folder, stem, part)
+    artifacts = manifest.get("artifacts")
+    _require(isinstance(artifacts, list) and bool(artifacts), folder, "'artifacts' is missing or empty")
+    for i, a in enumerate(artifacts):
+        _require(isinstance(a, dict), folder, f"artifacts[{i}] is not an object")
+        for key in ("format", "part", "path", "sha256"):
+            _require(isinstance(a.get(key), str), folder, f"artifacts[{i}] has no {key!r} string")
+        _require(a["format"] in FORMATS, folder, f"artifacts[{i}] has format {a['format']!r}; "
+                                                 f"formats: {', '.join(FORMATS)}")
+        _require(a["part"] in parts, folder, f"artifacts[{i}] names part {a['part']!r}, which 'parts' lacks")
+        inside(folder, a["path"])
+    for key in ("test_vectors", "files"):
+        table = manifest.get(key, {})
+        _require(isinstance(table, dict) and all(isinstance(v, str) for v in table.values()), folder,
+                 f"{key!r} must map names to sha256 strings")
+    _require(set(parts) <= set(manifest.get("test_vectors", {})), folder, "a part has no 'test_vectors' entry")
+    for name in manifest.get("files", {}):
+        inside(folder, name)

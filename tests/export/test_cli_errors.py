@@ -1,0 +1,237 @@
+"""Every bad input gets exit code 2, exactly one stderr line starting `tomobile: error:`, no
+traceback, and leaves the output location as it was (issue 13: the table-driven CLI test).
+
+Rows run in process (`main`), which is what the `tomobile` script calls; a few also run as real
+processes. `{w}` in a row is the scratch folder (the current folder during the row), which holds
+the fixtures below; the whole tree under it is compared before and after each row. Cases that
+belong to local Hugging Face model folders (issue 12) are not in this table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fakes import fake_export, fake_video_export
+
+from tomobile.export.cli import main
+
+GEN = ["generate", "a red circle moving left", "--out", "{w}/clip.gif"]
+VIDEO = ["eval", "video", "--out", "{w}/eval"]
+BENCH = ["bench", "vit-tiny", "--merge", "tome:r=8", "--work", "{w}/bench"]
+
+ROWS: list[tuple[str, list[str]]] = [
+    # export: names, specs, options that no asked format honours
+    ("unknown model", ["export", "no-such-model", "--out", "{w}/out"]),
+    ("unknown format", ["export", "vit-tiny", "--format", "onnx,tflite", "--out", "{w}/out"]),
+    ("empty format list", ["export", "vit-tiny", "--format", ",", "--out", "{w}/out"]),
+    ("spec not an integer", ["export", "vit-tiny", "--merge", "tome:r=abc", "--out", "{w}/out"]),
+    ("spec underscore digits", ["export", "vit-tiny", "--merge", "tome:r=1_0", "--out", "{w}/out"]),
+    ("spec non-ASCII digits", ["export", "vit-tiny", "--merge", "tome:r=\u0661\u0660", "--out", "{w}/out"]),
+    ("spec duplicate key", ["export", "vit-tiny", "--merge", "tome:r=8,schedule=constant,schedule=decreasing",
+                            "--out", "{w}/out"]),
+    ("spec r too large", ["export", "vit-tiny", "--merge", "tome:r=40", "--out", "{w}/out"]),
+    ("trace_source with no source output", ["export", "vit-tiny", "--merge", "tome:r=8,trace_source=1", "--out", "{w}/out"]),
+    ("--merge on video-dit-tiny", ["export", "video-dit-tiny", "--merge", "tome:r=2", "--out", "{w}/out"]),
+    ("fp16 with onnx only", ["export", "vit-tiny", "--precision", "fp16", "--format", "onnx", "--out", "{w}/out"]),
+    ("int8 with executorch", ["export", "vit-tiny", "--quantize", "int8", "--format", "executorch", "--out", "{w}/out"]),
+    ("int8 with coreml", ["export", "vit-tiny", "--quantize", "int8", "--format", "coreml", "--out", "{w}/out"]),
+    ("portable with onnx", ["export", "vit-tiny", "--backend", "portable", "--format", "onnx", "--out", "{w}/out"]),
+    ("unknown backend", ["export", "vit-tiny", "--backend", "metal", "--out", "{w}/out"]),
+    ("unknown quantize mode", ["export", "vit-tiny", "--quantize", "int4", "--out", "{w}/out"]),
+    # export: --out
+    ("--out holds the user's files", ["export", "vit-tiny", "--out", "{w}/mine"]),
+    ("--out is the model folder", ["export", "{w}/model", "--out", "{w}/model"]),
+    ("--out holds the model folder", ["export", "{w}/model", "--out", "{w}", "--force"]),
+    ("--out is a regular file", ["export", "vit-tiny", "--out", "{w}/notes.txt"]),
+    ("--out under a regular file", ["export", "vit-tiny", "--out", "{w}/notes.txt/out"]),
+    ("--out is .", ["export", "vit-tiny", "--out", "."]),
+    ("--out in a read-only folder", ["export", "vit-tiny", "--format", "onnx", "--out", "{ro}/out"]),
+    # validate
+    ("validate a missing folder", ["validate", "{w}/missing"]),
+    ("validate a file", ["validate", "{w}/notes.txt"]),
+    ("validate a folder without manifest", ["validate", "{w}/mine"]),
+    ("validate manifest [1,2,3]", ["validate", "{w}/list-manifest"]),
+    ("validate manifest {}", ["validate", "{w}/empty-manifest"]),
+    ("validate manifest without format", ["validate", "{w}/no-format"]),
+    ("validate invalid JSON", ["validate", "{w}/bad-json"]),
+    ("validate an absolute artifact path", ["validate", "{w}/absolute-path"]),
+    ("validate a path out of the folder", ["validate", "{w}/dotdot-path"]),
+    ("validate a changed artifact", ["validate", "{w}/changed"]),
+    # generate
+    ("--guidance nan", [*GEN, "--guidance", "nan"]),
+    ("--guidance -inf", [*GEN, "--guidance=-inf"]),
+    ("--steps 0", [*GEN, "--steps", "0"]),
+    ("--seed -1", [*GEN, "--seed", "-1"]),
+    ("--tdtm-steps above --steps", [*GEN, "--tdtm-steps", "40"]),
+    ("--lpl at the last step", [*GEN, "--lpl", "29"]),
+    ("--lpl not a count", [*GEN, "--lpl", "fast"]),
+    ("--timesteps unknown", [*GEN, "--timesteps", "bogus"]),
+    ("--artifacts with eager", [*GEN, "--artifacts", "{w}/video"]),
+    ("onnxruntime without --artifacts", [*GEN, "--runtime", "onnxruntime"]),
+    ("--artifacts of a non-video export", [*GEN, "--runtime", "onnxruntime", "--artifacts", "{w}/changed"]),
+    ("--artifacts missing", [*GEN, "--runtime", "onnxruntime", "--artifacts", "{w}/missing"]),
+    ("--artifacts without executorch files", [*GEN, "--runtime", "executorch", "--artifacts", "{w}/video"]),
+    ("needed variant damaged", [*GEN, "--runtime", "onnxruntime", "--artifacts", "{w}/video", "--tdtm-steps", "2"]),
+    ("generate --out is a folder", ["generate", "a red circle moving left", "--out", "{w}/mine.gif"]),
+    ("generate --out under a file", ["generate", "a red circle moving left", "--out", "{w}/notes.txt/clip.gif"]),
+    ("generate --out .mp4", ["generate", "a red circle moving left", "--out", "{w}/clip.mp4"]),
+    # eval video / eval text
+    ("eval video --prompts -11", [*VIDEO, "--prompts", "-11"]),
+    ("eval video --prompts 13", [*VIDEO, "--prompts", "13"]),
+    ("eval video --steps 2", [*VIDEO, "--steps", "2"]),
+    ("eval video --guidance nan", [*VIDEO, "--guidance", "nan"]),
+    ("eval video --out is a file", ["eval", "video", "--out", "{w}/notes.txt"]),
+    ("eval video --artifacts with eager", [*VIDEO, "--artifacts", "{w}/video"]),
+    ("eval text --seq-lens 600", ["eval", "text", "--seq-lens", "600"]),
+    ("eval text --seq-lens 1_0", ["eval", "text", "--seq-lens", "1_0"]),
+    ("eval text r too large", ["eval", "text", "--seq-lens", "16", "--r", "9"]),
+    ("eval text --runs 0", ["eval", "text", "--runs", "0"]),
+    ("eval text --json under a file", ["eval", "text", "--json", "{w}/notes.txt/t.json"]),
+    # bench: every spec and path checked before any export
+    ("bench second spec bad", ["bench", "vit-tiny", "--merge", "tome:r=8;tome:r=abc", "--work", "{w}/bench"]),
+    ("bench second spec too large", ["bench", "vit-tiny", "--merge", "tome:r=8;tome:r=40", "--work", "{w}/bench"]),
+    ("bench --json is a folder", [*BENCH, "--json", "{w}/mine"]),
+    ("bench --plot not png", [*BENCH, "--plot", "{w}/speed.jpg"]),
+    ("bench --runs 0", [*BENCH, "--runs", "0"]),
+    ("bench unknown runtime", [*BENCH, "--runtime", "tflite"]),
+    ("bench work folder holds user files", ["bench", "vit-tiny", "--merge", "tome:r=8", "--work", "{w}/userwork"]),
+    # the command line itself
+    ("no command", []),
+    ("unknown command", ["convert"]),
+    ("missing argument", ["export"]),
+]
+
+
+def _garbage_specs(n: int) -> list[tuple[str, list[str]]]:
+    """Valid specs with one character inserted that no spec may contain where it lands."""
+    rng = random.Random(1313)
+    valid = ["none", "tome:r=8", "tome:r=4,8,8", "tome:r=8,schedule=decreasing", "tome:r=8,prop_attn=0"]
+    rows = []
+    for i in range(n):
+        spec = rng.choice(valid)
+        at = rng.randrange(len(spec) + 1)
+        bad = spec[:at] + rng.choice("!@#$%^&*_+-.;/?~x\u0661") + spec[at:]
+        rows.append((f"garbage spec {i}: {bad!r}", ["export", "vit-tiny", "--merge", bad, "--out", "{w}/out"]))
+    return rows
+
+
+def _missing_files(n: int) -> list[tuple[str, list[str]]]:
+    rng = random.Random(1314)
+    rows = []
+    for i in range(n):
+        name = "".join(rng.choice(string.ascii_lowercase + string.digits + "-_") for _ in range(rng.randint(1, 12)))
+        argv = rng.choice([["validate", f"{{w}}/{name}"], [*GEN, "--runtime", "onnxruntime", "--artifacts", f"{{w}}/{name}"],
+                           ["export", f"./{name}/", "--out", "{w}/out"], ["bench", f"{{w}}/{name}/m", "--merge", "tome:r=2"]])
+        rows.append((f"missing file {i}: {name}", argv))
+    return rows
+
+
+def _world(root: Path) -> Path:
+    """The scratch folder with what the rows point at."""
+    w = root / "w"
+    w.mkdir()
+    (w / "notes.txt").write_text("the user's notes")
+    (w / "mine").mkdir()
+    (w / "mine" / "photo.jpg").write_bytes(b"jpeg")
+    (w / "mine.gif").mkdir()
+    (w / "userwork" / "r0").mkdir(parents=True)
+    (w / "userwork" / "r0" / "keep.txt").write_text("keep")
+    (w / "model").mkdir()
+    (w / "model" / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    _with_manifest(w / "list-manifest", [1, 2, 3])
+    _with_manifest(w / "empty-manifest", {})
+    fake_export(w / "no-format", artifacts=[{"part": "model", "path": "model.onnx", "sha256": "0"}])
+    (w / "bad-json").mkdir()
+    (w / "bad-json" / "manifest.json").write_text("{not json")
+    fake_export(w / "absolute-path", artifacts=[{"format": "onnx", "part": "model", "path": str(w / "notes.txt"),
+                                                 "sha256": "0"}])
+    fake_export(w / "dotdot-path", artifacts=[{"format": "onnx", "part": "model", "path": "../notes.txt",
+                                               "sha256": "0"}])
+    changed = fake_export(w / "changed")
+    (changed / "model.onnx").write_bytes(b"changed after export")
+    video = fake_video_export(w / "video")
+    (video / "denoiser_tdtm.onnx").write_bytes((video / "denoiser_tdtm.onnx").read_bytes()[:40])
+    return w
+
+
+def _with_manifest(folder: Path, data) -> None:
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps(data))
+
+
+def _snapshot(root: Path) -> dict[str, tuple]:
+    tree = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            tree[str(path.relative_to(root))] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    return tree
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli-errors")
+    w = _world(root)
+    ro = root / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    if os.access(ro, os.W_OK):  # root may write in a 0555 folder; the kernel refuses it in /sys
+        ro = Path("/sys")
+    yield {"w": w, "ro": ro}
+    (root / "ro").chmod(0o755)
+
+
+def _argv(row: list[str], world: dict[str, Path]) -> list[str]:
+    return [a.format(w=world["w"], ro=world["ro"]) for a in row]
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as stop:  # argparse
+        return int(stop.code)
+
+
+@pytest.mark.parametrize("row", ROWS + _garbage_specs(12) + _missing_files(8), ids=lambda r: r[0])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(world, monkeypatch, capfd, row):
+    _, argv = row
+    monkeypatch.chdir(world["w"])
+    before = _snapshot(world["w"])
+    code = _run(_argv(argv, world))
+    err = capfd.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("tomobile: error:"), err
+    assert "Traceback" not in err
+    assert _snapshot(world["w"]) == before, "the output location changed"
+    assert not (world["ro"] / "out").exists()
+
+
+@pytest.mark.parametrize("argv", [["export", "vit-tiny", "--merge", "tome:r=1_0"], ["validate", "{w}/list-manifest"],
+                                  ["generate", "x", "--out", "{w}/c.gif", "--guidance", "nan"]])
+def test_real_process_prints_one_line_and_no_traceback(world, argv):
+    before = _snapshot(world["w"])
+    proc = subprocess.run([sys.executable, "-m", "tomobile.export.cli", *_argv(argv, world)], capture_output=True,
+                          text=True, cwd=world["w"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("tomobile: error:")
+    assert _snapshot(world["w"]) == before
+
+
+def test_quiet_goes_after_the_subcommand_and_version_prints(capsys):
+    from tomobile.export.cli import build_parser
+
+    assert _run(["models", "-q"]) == 0 and "vit-tiny" in capsys.readouterr().out
+    assert _run(["--version"]) == 0 and capsys.readouterr().out.startswith("tomobile ")
+    parser = build_parser()
+    assert parser.parse_args(["-q", "validate", "d"]).quiet and parser.parse_args(["validate", "d", "-q"]).quiet
+    assert not parser.parse_args(["validate", "d"]).quiet
+    assert parser.parse_args(["eval", "video"]).runtime == "eager"  # a bare `eval video` runs

@@ -1,0 +1,112 @@
+// An export folder, read through its manifest.json: every file the app loads is checked against
+// the sha256 the export wrote, and a missing or altered file is refused by name.
+// Mirrors: Kotlin Manifest.kt, Swift Manifest.swift.
+import { sha256HexPlain } from "./sha256.js";
+
+export class FileRefusedError extends Error {
+  constructor(relPath, reason) {
+    super(`${relPath}: ${reason}`);
+    this.name = "FileRefusedError";
+    this.relPath = relPath;
+  }
+}
+
+/** A folder behind a URL (a static host, or the test server). read(relPath) -> Uint8Array. */
+export class UrlFolder {
+  constructor(baseUrl) {
+    this.base = baseUrl.endsWith("/") ? baseUrl : `${baseUrl}/`;
+    this.label = this.base;
+  }
+
+  async read(relPath) {
+    let response;
+    try {
+      response = await fetch(new URL(relPath, new URL(this.base, globalThis.location?.href)), { cache: "no-store" });
+    } catch (err) {
+      throw new FileRefusedError(relPath, `could not be fetched (${err.message})`);
+    }
+    if (!response.ok) throw new FileRefusedError(relPath, `missing (HTTP ${response.status})`);
+    return new Uint8Array(await response.arrayBuffer());
+  }
+}
+
+/** A folder picked in the page (<input type=file webkitdirectory>) or given as name -> bytes. */
+export class MapFolder {
+  constructor(label, files) {
+    this.label = label;
+    this.files = files; // Map relPath -> File | Blob | Uint8Array
+  }
+
+  static fromFileList(fileList) {
+    const files = new Map();
+    let root = "";
+    for (const file of fileList) {
+      const parts = (file.webkitRelativePath || file.name).split("/");
+      if (parts.length > 1) root = parts[0];
+      files.set(parts.length > 1 ? parts.slice(1).join("/") : parts[0], file);
+    }
+    return new MapFolder(root || "picked folder", files);
+  }
+
+  async read(relPath) {
+    const entry = this.files.get(relPath);
+    if (entry === undefined) throw new FileRefusedError(relPath, "missing from the folder");
+    return entry instanceof Uint8Array ? entry : new Uint8Array(await entry.arrayBuffer());
+  }
+}
+
+/** Lowercase hex SHA-256: WebCrypto where the page is a secure context, plain JavaScript otherwise. */
+export async function sha256Hex(bytes) {
+  const subtle = globalThis.crypto?.subtle;
+  if (subtle) {
+    const hash = await subtle.digest("SHA-256", bytes);
+    return Array.from(new Uint8Array(hash), (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+  return sha256HexPlain(bytes);
+}
+
+/** Digest of a tensor: sha256 of its float32 little-endian bytes in C order (docs/contract.md). */
+export async function digestFloat32(array) {
+  const f32 = array instanceof Float32Array ? array : Float32Array.from(array);
+  const bytes = new Uint8Array(f32.length * 4);
+  const view = new DataView(bytes.buffer);
+  f32.forEach((v, i) => view.setFloat32(4 * i, v, true));
+  return sha256Hex(bytes);
+}
+
+export async function readManifest(folder) {
+  const bytes = await folder.read("manifest.json");
+  let manifest;
+  try {
+    manifest = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (err) {
+    throw new FileRefusedError("manifest.json", `is not valid JSON (${err.message})`);
+  }
+  if (manifest.tomobile_manifest !== 1) throw new FileRefusedError("manifest.json", "is not a tomobile manifest (tomobile_manifest != 1)");
+  return manifest;
+}
+
+/** relPath -> sha256 for every file the manifest lists: artifacts, files, test vectors. */
+export function listedFiles(manifest) {
+  const listed = new Map();
+  for (const a of manifest.artifacts ?? []) listed.set(a.path, a.sha256);
+  for (const [name, hash] of Object.entries(manifest.files ?? {})) listed.set(name, hash);
+  for (const [stem, hash] of Object.entries(manifest.test_vectors ?? {})) listed.set(`test_vectors/${stem}.npz`, hash);
+  return listed;
+}
+
+/** The file's bytes, after checking them against `expectedSha256`; refuses a missing or altered file. */
+export async function verifyFile(folder, relPath, expectedSha256) {
+  if (!expectedSha256) throw new FileRefusedError(relPath, "is not listed in manifest.json");
+  const bytes = await folder.read(relPath);
+  const actual = await sha256Hex(bytes);
+  if (actual !== expectedSha256) {
+    throw new FileRefusedError(relPath, `altered: sha256 ${actual.slice(0, 12)}... does not match the manifest's ${expectedSha256.slice(0, 12)}...`);
+  }
+  return bytes;
+}
+
+/** verifyFile with the hash looked up in the manifest. */
+export function loadListed(folder, manifest, relPath) {
+  return verifyFile(folder, relPath, listedFiles(manifest).get(relPath));
+}
