@@ -133,8 +133,16 @@ def check_options(formats: list[str], options: ExportOptions) -> list[str]:
         if others:
             notes.append(f"--{f.name} {value} applies to {', '.join(asked)}, not to {', '.join(others)}")
     for name in formats:
-        got = get_exporter(name).options_for(options)
-        if got.quantize and got.precision != "fp32":
-            raise OptionError(f"--quantize {got.quantize} and --precision {got.precision} cannot both apply to {name}: "
-                              f"{got.quantize} quantises the fp32 model; give one of them")
+        _check_quantize_alone(name, get_exporter(name).options_for(options))
     return notes
+
+
+def _check_quantize_alone(name: str, got: ExportOptions) -> None:
+    """A quantize mode takes the fp32 model on the format's default (first) backend."""
+    if got.quantize and got.precision != "fp32":
+        raise OptionError(f"--quantize {got.quantize} and --precision {got.precision} cannot both apply to {name}: "
+                          f"{got.quantize} quantises the fp32 model; give one of them")
+    backends = get_exporter(name).backends
+    if got.quantize and backends and got.backend != backends[0]:
+        raise OptionError(f"--quantize {got.quantize} for {name} runs on the {backends[0]} backend, not "
+                          f"{got.backend}; drop --backend {got.backend} or --quantize")
