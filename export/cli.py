@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=option_values("precision"), default="fp32",
                    help=f"default: fp32; {_honoured_by('precision')}")
     p.add_argument("--quantize", choices=option_values("quantize"),
-                   help=f"int8: dynamic int8 weights, validated by PSNR against fp32 eager; {_honoured_by('quantize')}")
+                   help="int8: dynamic int8 weights for onnx, static PT2E int8 (XNNPACK quantizer, calibrated on the "
+                        f"seeded inputs) for executorch; validated by PSNR against fp32 eager; {_honoured_by('quantize')}")
     p.add_argument("--no-validate", action="store_true", help="skip validation against eager PyTorch")
     p.add_argument("--split", choices=("blocks",), help="video denoisers: also write them as ordered parts (embedding, "
                                                         "one per transformer block and merge variant, final) for "

@@ -1,7 +1,9 @@
 """`tomobile bench MODEL --merge "SPEC;SPEC" --runtime onnxruntime,executorch`: merged against
-unmerged, in one run. Exports every variant (or reuses an earlier export of the same spec),
-then times them round-robin (tomobile.runtime.bench) and in eager PyTorch against the
-original-style argsort + scatter_reduce merge (tomobile.runtime.reference_merge)."""
+unmerged and against the token-drop oracle, in one run. Exports every variant (or reuses an
+earlier export of the same spec): the unmerged model, each SPEC, and for each ToMe SPEC its
+`drop:` twin (same plan and shapes, no merge work: the speed any merge could at best reach).
+Then times them round-robin per runtime and thread count (tomobile.runtime.bench) and, in eager
+PyTorch, against the original-style argsort + scatter_reduce merge (tomobile.runtime.reference_merge)."""
 
 from __future__ import annotations
 
@@ -11,17 +13,21 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from tomobile.graphs.config import SPEC_HELP, MergeConfig, Schedule
+from tomobile.graphs.config import SPEC_HELP, MergeConfig, MergeMethod, Schedule
 
 from .cmd_stream_bench import add_stream_args
 
 log = logging.getLogger(__name__)
 
-BENCH_RUNTIMES = ("onnxruntime", "onnxruntime-int8", "executorch")
+DEFAULT_THREADS = "1,2"
+BENCH_RUNTIMES = ("onnxruntime", "onnxruntime-int8", "executorch", "executorch-fp16", "executorch-int8")
+# Sub-folder of a variant holding an extra ExecuTorch export, by runtime.
+_ET_EXTRA = {"executorch-fp16": ("fp16", "fp16", None), "executorch-int8": ("int8", "fp32", "int8")}
 
 
-def parse_specs(text: str) -> list[MergeConfig]:
-    """'tome:r=8;tome:r=16' -> [unmerged, r=8, r=16]; the unmerged baseline is always first."""
+def parse_specs(text: str, oracle: bool = True) -> list[MergeConfig]:
+    """'tome:r=8;tome:r=16' -> [unmerged, r=8, r=16, drop r=8, drop r=16]: the unmerged baseline
+    first, then the specs, then (with `oracle`) the drop twin of every ToMe spec."""
     configs = [MergeConfig()]
     for spec in (s.strip() for s in text.split(";")):
         if spec:
@@ -30,6 +36,9 @@ def parse_specs(text: str) -> list[MergeConfig]:
                 configs.append(config)
     if len(configs) == 1:
         raise ValueError(f"--merge names no merging spec; give one or more of: {SPEC_HELP}, separated by ';'")
+    if oracle:
+        twins = [c.as_method(MergeMethod.DROP) for c in configs if c.method is MergeMethod.TOME]
+        configs += [c for c in twins if c not in configs]
     return configs
 
 
@@ -41,11 +50,21 @@ def parse_runtimes(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def parse_threads(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ValueError(f"--threads must be comma-separated integers >= 1, got {text!r}")
+    return list(dict.fromkeys(values))
+
+
 def label(config: MergeConfig) -> str:
     if not config.enabled:
         return "r=0"
     if config.schedule is Schedule.CONSTANT and config.prop_attn and not config.trace_source:
-        return f"r={config.r[0]}"
+        return f"drop r={config.r[0]}" if config.drops else f"r={config.r[0]}"
     return config.describe()
 
 
@@ -62,15 +81,16 @@ def merge_node_names(wrapper) -> set[str]:
     from torch.fx.traceback import preserve_node_meta
 
     from tomobile.graphs.layers import MERGE_ANNOTATION
+    from tomobile.graphs.merge import MergeOps, merge_ops
 
-    with torch.no_grad(), preserve_node_meta():
+    with torch.no_grad(), preserve_node_meta(), merge_ops(MergeOps.INDEXED):  # as the ONNX exporter traces it
         program = torch.export.export(wrapper, wrapper.example_inputs(seed=0), strict=False)
     key, value = next(iter(MERGE_ANNOTATION.items()))
     return {f"node_{n.name}" for n in program.graph.nodes if (n.meta.get("custom") or {}).get(key) == value}
 
 
 def _variant_folder(work: Path, config: MergeConfig) -> Path:
-    return work / label(config).replace(":", "_").replace(",", "_").replace("=", "")
+    return work / label(config).replace(" ", "_").replace(":", "_").replace(",", "_").replace("=", "")
 
 
 def _reusable(folder: Path, config: MergeConfig, formats: list[str]) -> bool:
@@ -81,30 +101,47 @@ def _reusable(folder: Path, config: MergeConfig, formats: list[str]) -> bool:
             and json.loads((folder / "manifest.json").read_text()).get("merge_spec") == config.describe())
 
 
-def _export_variant(bundle, config: MergeConfig, folder: Path, formats: list[str], quantize: bool,
-                    reuse: bool, progress: bool) -> None:
-    """Export `bundle` into `folder` (an absolute path check_out_dir accepted) unless reusable."""
-    from .onnx_format import quantize_int8
+def export_or_reuse(bundle, config: MergeConfig, folder: Path, formats: list[str], options, reuse: bool,
+                    progress: bool) -> None:
+    """Export `bundle` into `folder` (an absolute path check_out_dir accepted) unless `reuse` and it
+    already holds an export of the same spec and files."""
     from .output import finalize
     from .pipeline import stage_export
-    from .registry import ExportOptions
 
     if reuse and _reusable(folder, config, formats):
         log.info("reusing %s", folder)
-    else:
-        staging, _ = stage_export(bundle, formats, folder, ExportOptions(), progress=progress)
-        finalize(staging)
-    if quantize and not (reuse and (folder / "model.int8.onnx").exists()):
+        return
+    staging, _ = stage_export(bundle, formats, folder, options, progress=progress)
+    finalize(staging)
+
+
+def _export_variant(bundle, config: MergeConfig, folder: Path, runtimes: list[str], reuse: bool,
+                    progress: bool) -> None:
+    """Export `bundle` into `folder` with every file `runtimes` run (fp16/int8 .pte in sub-folders)."""
+    from .onnx_format import quantize_int8
+    from .registry import ExportOptions
+
+    formats = sorted({"onnx" if r.startswith("onnx") else "executorch" for r in runtimes
+                      if r in ("onnxruntime", "onnxruntime-int8", "executorch")}, reverse=True)
+    export_or_reuse(bundle, config, folder, formats, ExportOptions(), reuse, progress)
+    if "onnxruntime-int8" in runtimes and not (reuse and (folder / "model.int8.onnx").exists()):
         quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
+    for runtime in runtimes:
+        if runtime in _ET_EXTRA:
+            sub, precision, quantize = _ET_EXTRA[runtime]
+            export_or_reuse(bundle, config, folder / sub, ["executorch"],
+                            ExportOptions(precision=precision, quantize=quantize), reuse, progress)
 
 
-def _check_outputs(args: argparse.Namespace) -> None:
+def _check_outputs(args: argparse.Namespace) -> list[int]:
+    """The thread counts; --runs, --eager-runs and the output files checked."""
     from .checks import check_output_file
 
-    if args.runs < 1 or args.eager_runs < 1 or args.threads < 1:
-        raise ValueError("--runs, --eager-runs and --threads must be at least 1")
+    if args.runs < 1 or args.eager_runs < 1:
+        raise ValueError("--runs and --eager-runs must be at least 1")
     check_output_file(Path(args.json) if args.json else None, "--json")
     check_output_file(Path(args.plot) if args.plot else None, "--plot", (".png",))
+    return parse_threads(args.threads)
 
 
 def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple[MergeConfig, object, Path]]:
@@ -117,7 +154,7 @@ def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple
     prepared = []
     for config in configs:
         folder = check_out_dir(_variant_folder(work, config), keep=(source,) if source else (), force=None,
-                              option="--work folder")
+                               option="--work folder")
         bundle = resolve_model(args.model, config)
         check_trace_source(config, bundle)
         prepared.append((config, bundle, folder))
@@ -135,43 +172,45 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return cmd_stream_bench(args)
     if args.merge is None:
         raise ValueError(f"bench needs --merge SPEC[;SPEC...] ({SPEC_HELP}), or --stream for a video denoiser")
-    _check_outputs(args)
-    configs = parse_specs(args.merge)
+    threads = _check_outputs(args)
+    configs = parse_specs(args.merge, oracle=not args.no_oracle)
     runtimes = parse_runtimes(args.runtime)
-    if args.quantize == "int8" and "onnxruntime-int8" not in runtimes:
-        runtimes.append("onnxruntime-int8")
-    formats = sorted({"onnx" if r.startswith("onnx") else "executorch" for r in runtimes}, reverse=True)
+    if args.quantize == "int8":
+        runtimes += [f"{r}-int8" for r in ("onnxruntime", "executorch") if r in runtimes and f"{r}-int8" not in runtimes]
     variants, bundles = [], {}
     for config, bundle, folder in _prepare(args, configs):
         name = label(config)
-        _export_variant(bundle, config, folder, formats, "onnxruntime-int8" in runtimes, args.reuse, not args.quiet)
+        _export_variant(bundle, config, folder, runtimes, args.reuse, not args.quiet)
         wrapper = bundle.parts["model"]
         plan = merge_plan(wrapper.model)
         width, hidden = _dims(wrapper)
-        variants.append(Variant(name, plan.r[0] if plan else 0, folder, flop_ratio(plan.tokens, width, hidden)))
+        twin = label(config.as_method(MergeMethod.DROP)) if config.method is MergeMethod.TOME else None
+        variants.append(Variant(name, plan.r[0] if plan else 0, folder, flop_ratio(plan.tokens, width, hidden)
+                                if plan else 1.0, config.method.value, twin if twin in map(label, configs) else None))
         bundles[name] = wrapper
-    report = BenchReport(args.model, args.threads, args.runs)
+    report = BenchReport(args.model, threads, args.runs)
     for runtime in runtimes:
-        rows = bench_runtime(runtime, variants, args.runs, args.threads, progress=not args.quiet)
-        if runtime.startswith("onnxruntime"):
-            for row, v in zip(rows, variants, strict=True):
-                path = v.folder / ("model.int8.onnx" if runtime.endswith("int8") else "model.onnx")
-                names = merge_node_names(bundles[v.label]) if v.r else set()
-                row.merge_share = ort_merge_share(path, load_inputs(v.folder), names, args.threads) if v.r else 0.0
-        report.rows.extend(rows)
+        for n in threads:
+            rows = bench_runtime(runtime, variants, args.runs, n, progress=not args.quiet)
+            if runtime.startswith("onnxruntime"):
+                for row, v in zip(rows, variants, strict=True):
+                    if v.method == "tome" and v.r:
+                        path = v.folder / ("model.int8.onnx" if runtime.endswith("int8") else "model.onnx")
+                        row.merge_share = ort_merge_share(path, load_inputs(v.folder), merge_node_names(bundles[v.label]), n)
+            report.rows.extend(rows)
     if not args.no_eager:
-        report.eager = _eager_rows(variants, bundles, args)
+        report.eager = _eager_rows([v for v in variants if v.method == "tome"], bundles, args, threads[-1])
     _write_outputs(report, args)
     return 0
 
 
-def _eager_rows(variants, bundles, args) -> list[dict]:
+def _eager_rows(variants, bundles, args, threads: int) -> list[dict]:
     from tomobile.runtime.reference_merge import compare_eager
 
     rows = []
-    for v in variants[1:]:
+    for v in variants:
         wrapper = bundles[v.label]
-        cmp = compare_eager(v.label, wrapper, wrapper.example_inputs(seed=0), args.eager_runs, args.threads,
+        cmp = compare_eager(v.label, wrapper, wrapper.example_inputs(seed=0), args.eager_runs, threads,
                             progress=not args.quiet)
         rows.append({**asdict(cmp), "reference_over_static": cmp.ratio})
     return rows
@@ -180,7 +219,8 @@ def _eager_rows(variants, bundles, args) -> list[dict]:
 def _write_outputs(report, args) -> None:
     from tomobile.runtime.bench import format_table, save_plot
 
-    print(f"{report.model}: {report.threads} threads, median of {report.runs} round-robin runs")
+    print(f"{report.model}: threads {', '.join(map(str, report.threads))}, median of {report.runs} round-robin runs; "
+          "merge overhead = median(tome) / median(drop) - 1, IQR of the same ratio round by round")
     print(format_table(report))
     if report.eager:
         print("\neager PyTorch, same r: static graph vs argsort + scatter_reduce reference")
@@ -198,20 +238,27 @@ def _write_outputs(report, args) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="latency of merged against unmerged exports on ONNX Runtime and ExecuTorch",
-                       description="Export MODEL unmerged and once per SPEC, then time every variant round-robin.")
+    p = sub.add_parser("bench", help="latency of merged against unmerged exports and the token-drop oracle",
+                       description="Export MODEL unmerged, once per SPEC and once per SPEC's drop: twin (the "
+                                   "token-drop oracle: same plan and shapes, no merge work; a baseline for measuring, "
+                                   "not a method), then time every variant round-robin per runtime and thread count.")
     p.add_argument("model", metavar="MODEL", help="a built-in name or a local Hugging Face model folder")
     p.add_argument("--merge", metavar="SPEC[;SPEC...]", help=f"merge specs separated by ';': {SPEC_HELP}")
     p.add_argument("--runtime", default="onnxruntime,executorch", metavar="LIST",
                    help=f"comma-separated from: {', '.join(BENCH_RUNTIMES)} (default: onnxruntime,executorch)")
     p.add_argument("--runs", type=int, default=15, help="timed runs per variant and runtime (default: 15)")
     p.add_argument("--eager-runs", type=int, default=9, help="timed eager runs per variant (default: 9)")
-    p.add_argument("--threads", type=int, default=2, help="intra-op threads for every runtime (default: 2)")
-    p.add_argument("--quantize", choices=("int8",), help="also time the dynamically quantised ONNX model")
+    p.add_argument("--threads", default=DEFAULT_THREADS, metavar="LIST",
+                   help=f"intra-op thread counts, each timed round-robin on its own (default: {DEFAULT_THREADS}; "
+                        "with --stream one count, default 2)")
+    p.add_argument("--quantize", choices=("int8",), help="also time the int8 models: ONNX Runtime dynamic int8 "
+                                                         "and ExecuTorch PT2E static int8, for the runtimes asked")
+    p.add_argument("--no-oracle", action="store_true", help="skip the drop: twins (no oracle speedup, no overhead)")
     p.add_argument("--work", metavar="DIR", help="export folders go here (default: tomobile-out/bench/MODEL)")
     p.add_argument("--reuse", action="store_true", help="reuse an earlier export of the same spec in the work folder")
     p.add_argument("--no-eager", action="store_true", help="skip the eager reference-vs-static comparison")
-    p.add_argument("--json", metavar="FILE", help="write median_ms, speedup, flop_ratio, efficiency per runtime and SPEC")
-    p.add_argument("--plot", metavar="FILE.png", help="speedup against r with the FLOP-ratio line")
+    p.add_argument("--json", metavar="FILE", help="write median_ms, speedup, flop_ratio, oracle_speedup, merge_overhead "
+                                                  "per runtime, thread count and SPEC")
+    p.add_argument("--plot", metavar="FILE.png", help="speedup against r, ToMe and its drop oracle, with the FLOP-ratio line")
     add_stream_args(p)
     p.set_defaults(handler=cmd_bench)

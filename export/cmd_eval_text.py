@@ -1,5 +1,6 @@
 """`tomobile eval text`: ToMe on all-MiniLM-L6-v2 (real weights), quality against the unmerged model
-and eager speed, on Python's own help topics. `add_text_parser` plugs into the `eval` group."""
+and speed in eager PyTorch and exported (ONNX Runtime, ExecuTorch), on Python's own help topics.
+`add_text_parser` plugs into the `eval` group."""
 
 from __future__ import annotations
 
@@ -33,6 +34,31 @@ def _check_settings(seq_lens: list[int], rs: list[int]) -> None:
                 make_plan(MergeConfig.parse(f"tome:r={r}"), int(config["num_hidden_layers"]), n, class_token=True)
 
 
+_RUNTIMES = ("eager", "onnxruntime", "executorch")
+
+
+def _exports(seq_lens: list[int], rs: list[int], runtimes: list[str], work: Path, reuse: bool,
+             progress: bool) -> dict[tuple[int, int], Path]:
+    """(seq_len, r) -> folder with the MiniLM sentence encoder exported to the asked formats."""
+    from tomobile.graphs.config import MergeConfig
+    from tomobile.graphs.zoo import minilm_dir, sentence_bundle
+
+    from .cmd_bench import export_or_reuse
+    from .output import check_out_dir
+    from .registry import ExportOptions
+
+    formats = [f for f, rt in (("onnx", "onnxruntime"), ("executorch", "executorch")) if rt in runtimes]
+    folders = {}
+    for seq_len in seq_lens:
+        for r in [0] + [r for r in dict.fromkeys(rs) if r != 0]:
+            config = MergeConfig.parse(f"tome:r={r}" if r else "none")
+            folder = check_out_dir(work / f"L{seq_len}_r{r}", force=None, option="--work folder")
+            bundle = sentence_bundle(minilm_dir(), config, f"minilm-l6-{seq_len}", seq_len=seq_len)
+            export_or_reuse(bundle, config, folder, formats, ExportOptions(), reuse, progress)
+            folders[seq_len, r] = folder
+    return folders
+
+
 def cmd_eval_text(args: argparse.Namespace) -> int:
     from tomobile.runtime.text_eval import format_table, run_text_eval
 
@@ -43,8 +69,16 @@ def cmd_eval_text(args: argparse.Namespace) -> int:
     _check_settings(seq_lens, rs)
     check_output_file(Path(args.json) if args.json else None, "--json")
     check_output_file(Path(args.markdown) if args.markdown else None, "--markdown")
+    runtimes = [n.strip() for n in args.runtime.split(",") if n.strip()]
+    if not runtimes or any(n not in _RUNTIMES for n in runtimes) or "eager" not in runtimes:
+        raise ValueError(f"--runtime must list eager and any of {', '.join(_RUNTIMES[1:])}, got {args.runtime!r}")
+    exported = tuple(n for n in _RUNTIMES[1:] if n in runtimes)
+    exports = None
+    if exported:
+        work = Path(args.work) if args.work else Path("tomobile-out") / "eval-text"
+        exports = _exports(seq_lens, rs, list(exported), work, args.reuse, not args.quiet)
     report = run_text_eval(seq_lens, rs, limit=args.limit or None, runs=args.runs, threads=args.threads,
-                           progress=not args.quiet)
+                           progress=not args.quiet, exports=exports, runtimes=exported)
     table = format_table(report)
     print(table)
     if args.json:
@@ -63,13 +97,20 @@ def add_text_parser(kinds) -> None:
     """Register `text` under the `eval` subparsers."""
     from .checks import int_at_least
 
-    t = kinds.add_parser("text", help="ToMe on all-MiniLM-L6-v2: embedding cosine, retrieval top-1, eager speed",
-                         description="Quality and speed of ToMe on a real sentence encoder, on pydoc help topics.")
+    t = kinds.add_parser("text", help="ToMe on all-MiniLM-L6-v2: embedding cosine, retrieval top-1, speed "
+                                      "(eager, ONNX Runtime, ExecuTorch)",
+                         description="Quality and speed of ToMe on a real sentence encoder, on pydoc help topics. "
+                                     "Exports every (seq len, r) once, then times eager and exported side by side.")
     t.add_argument("--seq-lens", default="128,256", metavar="LIST", help="sequence lengths, 8..512 (default: 128,256)")
     t.add_argument("--r", default="0,2,4,8", metavar="LIST", help="r per layer; 0 is always included (default: 0,2,4,8)")
     t.add_argument("--limit", type=int_at_least(0), default=0, help="use only the first N topics (default: all)")
-    t.add_argument("--runs", type=int_at_least(1), default=15, help="timed eager runs per r (default: 15)")
-    t.add_argument("--threads", type=int_at_least(1), default=2, help="torch threads for the timing (default: 2)")
+    t.add_argument("--runs", type=int_at_least(1), default=15, help="timed runs per r and runtime (default: 15)")
+    t.add_argument("--threads", type=int_at_least(1), default=2,
+                   help="threads of every runtime for the timing (default: 2)")
+    t.add_argument("--runtime", default="eager,onnxruntime,executorch", metavar="LIST",
+                   help="eager plus any of onnxruntime, executorch (default: all three)")
+    t.add_argument("--work", metavar="DIR", help="export folders (default: tomobile-out/eval-text)")
+    t.add_argument("--reuse", action="store_true", help="reuse earlier exports in the work folder")
     t.add_argument("--json", metavar="FILE", help="write the rows as JSON")
     t.add_argument("--markdown", metavar="FILE", help="write the table as Markdown")
     t.set_defaults(handler=cmd_eval_text)

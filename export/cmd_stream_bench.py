@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 STREAM_RUNTIMES = ("onnxruntime", "executorch")
 DEFAULT_BUDGETS = "25%,50%,100%"
+STREAM_THREADS = 2
 
 
 def add_stream_args(p: argparse.ArgumentParser) -> None:
@@ -25,6 +26,18 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=4, help="with --stream: denoiser calls per mode; the first, which "
                                                         "loads everything, is left out of the median (default: 4)")
     p.add_argument("--rounds", type=int, default=1, help="with --stream: runs of every mode, order rotated (default: 1)")
+
+
+def stream_threads(text: str) -> int:
+    """--threads for --stream: one count; bench's default list ('1,2') means 2 here."""
+    from .cmd_bench import DEFAULT_THREADS, parse_threads
+
+    if text == DEFAULT_THREADS:
+        return STREAM_THREADS
+    threads = parse_threads(text)
+    if len(threads) != 1:
+        raise ValueError(f"bench --stream takes one --threads count, got {text!r} (default: {STREAM_THREADS})")
+    return threads[0]
 
 
 def parse_budgets(text: str, total: int) -> list[tuple[int, str]]:
@@ -94,8 +107,13 @@ def cmd_stream_bench(args: argparse.Namespace) -> int:
     bad = [r for r in runtimes if r not in STREAM_RUNTIMES]
     if bad or not runtimes:
         raise ValueError(f"--stream runtime {bad[0] if bad else args.runtime!r}; allowed: {', '.join(STREAM_RUNTIMES)}")
-    if args.steps < 2 or args.rounds < 1 or args.threads < 1:
-        raise ValueError("--steps must be at least 2 (the first call loads), --rounds and --threads at least 1")
+    if args.steps < 2 or args.rounds < 1:
+        raise ValueError("--steps must be at least 2 (the first call loads) and --rounds at least 1")
+    for option, value in (("--merge", args.merge), ("--quantize", args.quantize)):
+        if value is not None:
+            raise ValueError(f"{option} does not apply to bench --stream (it times the unmerged fp32 denoiser "
+                             "of the split export); leave it out")
+    args.threads = stream_threads(args.threads)
     check_output_file(Path(args.json) if args.json else None, "--json")
     check_output_file(Path(args.plot) if args.plot else None, "--plot", (".png",))
     work = Path(args.work) if args.work else Path("tomobile-out") / "bench" / f"{args.model.replace('/', '_')}-split"

@@ -6,6 +6,7 @@ kernels registered in the installed runtime: a .pte that would fail at load_meth
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -31,7 +32,9 @@ def lower(program, backend: str, weights_tag: str | None = None):
         program = for_xnnpack(program)
         passes = [expand_as_view]
     config = ExecutorchBackendConfig(external_constants=(lambda node: weights_tag) if weights_tag else False)
-    return to_edge_transform_and_lower(program, transform_passes=passes, partitioner=partitioners).to_executorch(config)
+    with _scalars_as(_float_dtype(program)):
+        edge = to_edge_transform_and_lower(program, transform_passes=passes, partitioner=partitioners)
+    return edge.to_executorch(config)
 
 
 def _tag_weights(program, tag: str):
@@ -47,11 +50,43 @@ def _tag_weights(program, tag: str):
         return torch.export.export(module, args, kwargs, strict=False)
 
 
-def _layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, cudnn_enable: bool = True):
-    """layer_norm over the last axis from ops XNNPACK delegates: means as matmuls with a 1/C column
-    (XNNPACK has no layer norm, and averages only 4-D tensors over H and W)."""
+def _float_dtype(program):
+    """The dtype of the program's first floating-point input (fp16 programs take fp16 inputs)."""
     import torch
 
+    for node in program.graph.nodes:
+        val = node.meta.get("val") if node.op == "placeholder" else None
+        if isinstance(val, torch.Tensor) and val.is_floating_point() and node.name in program.graph_signature.user_inputs:
+            return val.dtype
+    return torch.float32
+
+
+@contextlib.contextmanager
+def _scalars_as(dtype):
+    """Lowering turns Python scalars in arithmetic (x * 0.5) into 0-d tensors of the default dtype,
+    then casts them to the other operand's dtype. In an fp16 program each such cast of a constant
+    stayed outside XNNPACK as a portable kernel call (63 in a 4-layer ViT); with fp16 as the default
+    dtype while lowering, the scalars are fp16 from the start and no cast is left."""
+    import torch
+
+    old = torch.get_default_dtype()
+    if dtype == torch.float16:
+        torch.set_default_dtype(torch.float16)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, cudnn_enable: bool = True):
+    """layer_norm over the last axis from ops XNNPACK delegates: means as matmuls with a 1/C column
+    (XNNPACK has no layer norm, and averages only 4-D tensors over H and W). In fp16, eps is at
+    least fp16's smallest normal number: ViT's 1e-12 rounds to 0 there, and a constant row (DeiT's
+    zero-initialised class token) then gave rsqrt(0) = inf and 0 * inf = NaN."""
+    import torch
+
+    if x.dtype == torch.float16:
+        eps = max(eps, 2.0**-24)
     c = x.shape[-1]
     avg = torch.full((c, 1), 1.0 / c, dtype=x.dtype)  # (C, 1), folded into a constant below
     centred = x - x @ avg  # (..., C)
@@ -62,12 +97,14 @@ def _layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, 
 
 
 def spell_out_tanh_gelu(program):
-    """Replace each tanh-approximate GELU with mul/add/tanh nodes, in place.
+    """Replace each tanh-approximate GELU, and each fp16 GELU, with mul/add/tanh nodes, in place.
 
     XNNPACK computes the exact (erf) GELU whatever `approximate` says, so a tanh-GELU came back
     4.7e-4 off eager (measured on a Linear + GELU(tanh)); mul, add and tanh it computes as written.
-    Exact GELU nodes stay one op. (A decomposition-table entry cannot do this: keeping the exact
-    form there re-enters the same entry.)"""
+    XNNPACK has no fp16 GELU at all (the partitioner leaves it to a portable kernel, splitting the
+    graph); in fp16 the tanh form is within fp16's own rounding of the exact one (at most 3e-4 apart).
+    Exact fp32 GELU nodes stay one op. (A decomposition-table entry cannot do this: keeping the
+    exact form there re-enters the same entry.)"""
     import torch
 
     aten = torch.ops.aten
@@ -77,7 +114,7 @@ def spell_out_tanh_gelu(program):
         if node.target is not aten.gelu.default:
             continue
         approximate = node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none")
-        if approximate != "tanh":
+        if approximate != "tanh" and node.meta["val"].dtype != torch.float16:
             continue
         x = node.args[0]
         with graph.inserting_before(node):
@@ -143,6 +180,25 @@ def expand_as_view(graph_module):
     return PassResult(graph_module, changed)
 
 
+def float_scalars(program):
+    """An int scalar in floating-point arithmetic ((a + b) / 2) becomes a float, in place: lowering
+    turns it into an int64 constant and a cast that runs outside XNNPACK."""
+    import torch
+
+    aten = torch.ops.aten
+    arith = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.rsub.Scalar}
+    graph, changed = program.graph_module.graph, False
+    for node in graph.nodes:
+        val = node.meta.get("val")
+        if node.target not in arith or not isinstance(val, torch.Tensor) or not val.is_floating_point():
+            continue
+        if any(type(a) is int for a in node.args):  # type(a): a bool is no int here, and 2 == 2.0
+            node.args, changed = tuple(float(a) if type(a) is int else a for a in node.args), True
+    if changed:
+        program.graph_module.recompile()
+    return program
+
+
 def _select_as_slice(graph, node, exir_ops) -> bool:
     """x.select(dim, i) -> x[i:i+1] along dim, then a view without that axis (a class-token pick);
     XNNPACK delegates slice and view, not select."""
@@ -165,13 +221,18 @@ def for_xnnpack(program):
     attention as primitive ops, tanh-GELU spelled out,
     constant subgraphs folded (a constant built in forward must be a static weight for XNNPACK's matmuls)."""
     import torch
-    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+    from executorch.exir.passes.constant_prop_pass import constant_prop_pass, get_default_skip_targets_no_quant
 
     program = program.run_decompositions({torch.ops.aten.layer_norm.default: _layer_norm,
                                            torch.ops.aten.scaled_dot_product_attention.default: _attention})
     program = spell_out_tanh_gelu(program)
+    program = float_scalars(program)
+    # Quantised weights stay int8 behind their dequantize node: folded, they would become float
+    # weights and XNNPACK would run the linear in fp32 (an int8 ViT-B/16 .pte came out fp32-sized).
+    quant = {n.target for n in program.graph.nodes
+             if n.op == "call_function" and getattr(n.target, "namespace", "") == "quantized_decomposed"}
     with torch.no_grad():  # folded constants must be leaves (the delegate deep-copies them)
-        return constant_prop_pass(program)
+        return constant_prop_pass(program, custom_skip_targets=quant | get_default_skip_targets_no_quant())
 
 
 def program_summary(manager) -> dict:
@@ -200,9 +261,17 @@ def _delegate_calls(plan):
                 yield ins
 
 
-@register_exporter("executorch", ".pte", precisions=("fp32", "fp16"), backends=("xnnpack", "portable"))
+@register_exporter("executorch", ".pte", precisions=("fp32", "fp16"), quantize=("int8",),
+                   backends=("xnnpack", "portable"))
 def export_executorch(get_program, part: PartInfo, out: Path, options: ExportOptions) -> dict:
     program = get_program(options.precision)
+    precision = options.precision
+    if options.quantize == "int8":
+        if options.precision != "fp32" or options.backend != "xnnpack":
+            raise ValueError("--quantize int8 for executorch takes the fp32 model and the xnnpack backend")
+        from .executorch_int8 import quantize_int8
+
+        program, precision = quantize_int8(program, part.calibration), "int8"
     problems = check_graph(program, "executorch")
     if problems:
         raise UnsupportedOpError(part.stem, "executorch", problems)
@@ -214,7 +283,9 @@ def export_executorch(get_program, part: PartInfo, out: Path, options: ExportOpt
         raise UnsupportedOpError(part.stem, "executorch", missing)
     with out.open("wb") as f:
         manager.write_to_file(f)
-    details = {"precision": options.precision, "backend": options.backend, **program_summary(manager)}
+    details = {"precision": precision, "backend": options.backend, **program_summary(manager)}
+    if precision == "int8":
+        details["quantize"] = "static int8 linear/conv (PT2E, XNNPACK quantizer, calibrated on seeded inputs)"
     if part.external_weights:
         manager.write_tensor_data_to_file(str(out.parent))  # OUT.stem + .ptd
         details["weights"] = file_record(out.with_suffix(".ptd"))

@@ -1,5 +1,7 @@
 """ONNX exporter: torch.export program -> dynamo ONNX exporter -> model.onnx (fp32, or with
---quantize int8 dynamically quantised weights).
+--quantize int8 dynamically quantised weights). The merge is traced in its INDEXED spelling
+(graphs/merge.py): the same assignment with ONNX Runtime's Gather, ArgMax and CumSum instead of
+one-hot matmuls, which ORT runs faster.
 
 Weights past protobuf's 2 GB limit go to `model.onnx_data` beside the graph: the name Hugging
 Face hub-style loaders (optimum's ORTModel.from_pretrained) look for."""
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from tomobile.graphs.merge import MergeOps
+
 from .opcheck import UnsupportedOpError, check_graph
 from .pipeline import sha256_path
 from .registry import ExportOptions, PartInfo, register_exporter
@@ -20,7 +24,7 @@ from .split import file_record
 
 @register_exporter("onnx", ".onnx", precisions=("fp32",), quantize=("int8",))
 def export_onnx(get_program, part: PartInfo, out: Path, options: ExportOptions) -> dict:
-    program = get_program("fp32")
+    program = get_program("fp32", MergeOps.INDEXED)
     problems = check_graph(program, "onnx")
     if problems:
         raise UnsupportedOpError(part.stem, "onnx", problems)

@@ -20,9 +20,11 @@ import torch
 from tqdm import tqdm
 
 from tomobile.graphs.exportable import Exportable, ModelBundle
+from tomobile.graphs.merge import MergeOps, merge_ops
 from tomobile.graphs.video_zoo import MODEL_NAME as VIDEO_MODEL
 from tomobile.runtime.contract import write_contract
 
+from .executorch_int8 import CALIBRATION_SEEDS
 from .output import MANIFEST, Staging, discard, make_staging
 from .registry import ExportOptions, PartInfo, get_exporter
 
@@ -70,22 +72,23 @@ def _io_spec(wrapper: Exportable, outputs: tuple[torch.Tensor, ...]) -> dict:
 
 
 def _programs(wrapper: Exportable, inputs: tuple[torch.Tensor, ...]):
-    """torch.export programs per precision (fp16 casts weights and float inputs), traced once.
+    """torch.export programs per precision (fp16 casts weights and float inputs) and merge spelling
+    (graphs/merge.py MergeOps: the same assignment, ops chosen per runtime), traced once.
 
     Every call returns a deep copy: lowering changes a program in place (ExecuTorch's
     constant_prop_pass lifts new constants into it), and what one exporter did must not reach the
     next one, whatever the order of the formats."""
-    cache: dict[str, torch.export.ExportedProgram] = {}
+    cache: dict[tuple[str, MergeOps], torch.export.ExportedProgram] = {}
 
-    def get(precision: str) -> torch.export.ExportedProgram:
-        if precision not in cache:
+    def get(precision: str, ops: MergeOps = MergeOps.ARITHMETIC) -> torch.export.ExportedProgram:
+        if (precision, ops) not in cache:
             module, args = wrapper, inputs
             if precision == "fp16":
                 module = copy.deepcopy(wrapper).half()
                 args = tuple(a.half() if a.is_floating_point() else a for a in inputs)
-            with torch.no_grad():
-                cache[precision] = torch.export.export(module, args, strict=False)
-        return copy.deepcopy(cache[precision])
+            with torch.no_grad(), merge_ops(ops):
+                cache[precision, ops] = torch.export.export(module, args, strict=False)
+        return copy.deepcopy(cache[precision, ops])
 
     return get
 
@@ -136,8 +139,9 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
         wrapper.eval()
         parts[stem] = _write_vectors(bundle, stem, wrapper, staging)
         get_program = _programs(wrapper, wrapper.example_inputs(seed=0))
+        calibration = tuple(wrapper.example_inputs(seed=s) for s in range(CALIBRATION_SEEDS)) if options.quantize else ()
         info = PartInfo(stem, tuple(s.name for s in wrapper.input_specs), tuple(wrapper.output_names),
-                        external_weights=wrapper.external_weights)
+                        calibration=calibration, external_weights=wrapper.external_weights)
         for fmt in formats:
             exporter = get_exporter(fmt)
             steps.set_postfix_str(f"{stem}{exporter.suffix}")

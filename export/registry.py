@@ -27,7 +27,9 @@ class ExportOptions:
 
     backend: str | None = None  # ExecuTorch: xnnpack | portable (None: the exporter's first backend)
     precision: str = "fp32"  # fp32 | fp16
-    quantize: str | None = None  # "int8": dynamic int8 weights where the format honours it
+    # "int8": ONNX = dynamic int8 weights (onnxruntime.quantization); ExecuTorch = static PT2E int8
+    # (XNNPACK quantizer, calibrated on the seeded inputs)
+    quantize: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class PartInfo:
     output_names: tuple[str, ...]
     # Weights in a file beside the artifact (ONNX external data, ExecuTorch .ptd): streamed parts.
     external_weights: bool = False
+    calibration: tuple = ()  # input tuples for static quantisation (seeded inputs)
 
 
 # ExportOptions field -> (Exporter capability attribute, the value that asks for nothing special).
@@ -131,4 +134,17 @@ def check_options(formats: list[str], options: ExportOptions) -> list[str]:
         others = [n for n in formats if n not in honouring]
         if others:
             notes.append(f"--{f.name} {value} applies to {', '.join(asked)}, not to {', '.join(others)}")
+    for name in formats:
+        _check_quantize_alone(name, get_exporter(name).options_for(options))
     return notes
+
+
+def _check_quantize_alone(name: str, got: ExportOptions) -> None:
+    """A quantize mode takes the fp32 model on the format's default (first) backend."""
+    if got.quantize and got.precision != "fp32":
+        raise OptionError(f"--quantize {got.quantize} and --precision {got.precision} cannot both apply to {name}: "
+                          f"{got.quantize} quantises the fp32 model; give one of them")
+    backends = get_exporter(name).backends
+    if got.quantize and backends and got.backend != backends[0]:
+        raise OptionError(f"--quantize {got.quantize} for {name} runs on the {backends[0]} backend, not "
+                          f"{got.backend}; drop --backend {got.backend} or --quantize")

@@ -5,6 +5,7 @@ SPEC grammar (what `tomobile export --merge` takes):
     tome:r=16                     constant r per layer
     tome:r=16,schedule=decreasing ToMe's decreasing schedule, 2r at the first layer down to 0
     tome:r=4,8,8,16               an explicit per-layer list (missing layers get 0)
+    drop:r=16 (any tome schedule) token-drop oracle: keeps the first T' tokens where ToMe would merge
 Options after the r value, comma separated as key=value: schedule=constant|decreasing,
 prop_attn=0|1 (proportional attention, default 1), trace_source=0|1 (default 0), each at most
 once. Numbers are plain decimal digits 0-9 (no '1_0', no signs, no other scripts' digits).
@@ -12,13 +13,16 @@ once. Numbers are plain decimal digits 0-9 (no '1_0', no signs, no other scripts
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 
 class MergeMethod(str, Enum):
     NONE = "none"
     TOME = "tome"
+    # A baseline for measuring, not a method: same plan and shapes as tome, each layer keeps its
+    # first T' tokens and discards the rest, so the graph does no merge work at all.
+    DROP = "drop"
 
 
 class Schedule(str, Enum):
@@ -31,7 +35,8 @@ class SpecError(ValueError):
     """A merge SPEC that does not parse; the message says what is allowed."""
 
 
-SPEC_HELP = "none | tome:r=N[,schedule=constant|decreasing][,prop_attn=0|1][,trace_source=0|1] | tome:r=N1,N2,..."
+SPEC_HELP = ("none | tome:r=N[,schedule=constant|decreasing][,prop_attn=0|1][,trace_source=0|1] | tome:r=N1,N2,... | "
+             "drop:r=... (same forms; keeps the first T' tokens: a speed baseline for measuring, not a method)")
 
 
 @dataclass(frozen=True)
@@ -48,12 +53,13 @@ class MergeConfig:
         if text in ("", "none"):
             return cls()
         method, _, body = text.partition(":")
-        if method != MergeMethod.TOME.value or not body:
+        if method not in (MergeMethod.TOME.value, MergeMethod.DROP.value) or not body:
             raise SpecError(f"unknown merge spec {spec!r}; allowed: {SPEC_HELP}")
-        return cls._parse_tome(spec, body)
+        return cls._parse_tome(spec, body, MergeMethod(method))
 
     @classmethod
-    def _parse_tome(cls, spec: str, body: str) -> MergeConfig:
+    def _parse_tome(cls, spec: str, body: str, method: MergeMethod = MergeMethod.TOME) -> MergeConfig:
+        """The r values and options of `tome:` and `drop:` (one grammar for both)."""
         values, options = parse_items(spec, body, first="r", keys=("schedule", "prop_attn", "trace_source"))
         schedule = Schedule.LIST if len(values) > 1 else Schedule.CONSTANT
         if "schedule" in options:
@@ -61,7 +67,7 @@ class MergeConfig:
                 raise SpecError(f"bad schedule in {spec!r}; allowed: constant or decreasing with one r")
             schedule = Schedule(options["schedule"])
         return cls(
-            method=MergeMethod.TOME,
+            method=method,
             r=tuple(values),
             schedule=schedule,
             prop_attn=_flag(spec, options.get("prop_attn", "1")),
@@ -71,6 +77,15 @@ class MergeConfig:
     @property
     def enabled(self) -> bool:
         return self.method is not MergeMethod.NONE
+
+    @property
+    def drops(self) -> bool:
+        """The token-drop oracle (`drop:`), not a merge."""
+        return self.method is MergeMethod.DROP
+
+    def as_method(self, method: MergeMethod) -> MergeConfig:
+        """The same r schedule and options under another method (tome <-> drop)."""
+        return replace(self, method=method)
 
     def per_layer(self, num_layers: int) -> list[int]:
         """r for each of `num_layers` layers (ToMe's `parse_r`)."""
@@ -88,11 +103,14 @@ class MergeConfig:
         return [int(2 * r + step * i) for i in range(num_layers)]
 
     def describe(self) -> str:
+        """The SPEC that parses back to this config (options only where not the default)."""
         if not self.enabled:
             return "none"
         if self.schedule is Schedule.LIST:
-            return "tome:r=" + ",".join(str(v) for v in self.r)
-        return f"tome:r={self.r[0]},schedule={self.schedule.value}"
+            text = f"{self.method.value}:r=" + ",".join(str(v) for v in self.r)
+        else:
+            text = f"{self.method.value}:r={self.r[0]},schedule={self.schedule.value}"
+        return text + ("" if self.prop_attn else ",prop_attn=0") + (",trace_source=1" if self.trace_source else "")
 
     def to_json(self) -> dict:
         return {

@@ -45,8 +45,8 @@ def _pre_ln_layer(parts: AttentionParts, out_proj: nn.Module, norm1: nn.Module, 
     """x + attn(norm1(x)), then x + mlp(norm2(x)): the ViT, DeiT and CLIP layer."""
 
     def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx, metric = attention(parts, norm1(x), bias)
-        return x + out_proj(ctx), metric
+        ctx, keys = attention(parts, norm1(x), bias)
+        return x + out_proj(ctx), keys
 
     return LayerFns(attend, lambda x: x + mlp(norm2(x)))
 
@@ -79,8 +79,8 @@ def _bert_layer(layer: nn.Module) -> LayerFns:
                            sa.attention_head_size ** -0.5)  # `scaling` exists only in transformers 5
 
     def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx, metric = attention(parts, x, bias)
-        return out.LayerNorm(out.dense(ctx) + x), metric  # post-LN residual
+        ctx, keys = attention(parts, x, bias)
+        return out.LayerNorm(out.dense(ctx) + x), keys  # post-LN residual
 
     return LayerFns(attend, lambda h: layer.output(layer.intermediate(h), h))
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.fx.traceback import annotate
 
-from .merge import attention_bias, bipartite_soft_matching, merge_sum, merge_wavg
+from .merge import attention_bias, indexed, merge_sum, merge_wavg, slot_merge
 from .plan import MergePlan
 
 
@@ -27,12 +27,15 @@ MERGE_ANNOTATION = {"tomobile": "merge"}
 
 class TokenState(NamedTuple):
     """What flows between merged layers. Shapes: x (B, T, C), size (B, T, 1),
-    source (B, T, T0) or None, valid (B, T) or None (1 = real token, 0 = padding)."""
+    source (B, T, T0) or None, valid (B, T) or None (1 = real token, 0 = padding).
+    unit_size: a Python bool, True until a layer merges: every size is 1, so proportional
+    attention adds log(1) = 0 and the merge needs no x * size (both are skipped, exactly)."""
 
     x: torch.Tensor
     size: torch.Tensor
     source: torch.Tensor | None
     valid: torch.Tensor | None
+    unit_size: bool = True
 
 
 @dataclass(frozen=True)
@@ -48,37 +51,44 @@ class AttentionParts:
 
 
 def attention(parts: AttentionParts, h: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multi-head attention returning the context (B, T, H*d) and the metric keys (B, T, d).
+    """Multi-head attention returning the context (B, T, H*d) and the keys (B, T, H, d).
 
     Plain matmul + softmax: every export target lowers it. bias (B, 1, 1, T) is added to the
-    logits (proportional attention and padding).
+    logits (proportional attention and padding). The merge turns the keys into its metric
+    (`head_mean`); the drop oracle leaves them unused, so it pays nothing for them. They are
+    returned in the projection's layout, before the per-head transpose, so ONNX Runtime averages
+    them without a second transpose.
     """
     b, t, _ = h.shape
     q = parts.q(h).view(b, t, parts.heads, parts.head_dim).transpose(1, 2)  # (B, H, T, d)
-    k = parts.k(h).view(b, t, parts.heads, parts.head_dim).transpose(1, 2)  # (B, H, T, d)
+    keys = parts.k(h).view(b, t, parts.heads, parts.head_dim)  # (B, T, H, d)
+    k = keys.transpose(1, 2)  # (B, H, T, d)
     v = parts.v(h).view(b, t, parts.heads, parts.head_dim).transpose(1, 2)  # (B, H, T, d)
     logits = (q @ k.transpose(-1, -2)) * parts.scale  # (B, H, T, T)
     if bias is not None:
         logits = logits + bias
     ctx = logits.softmax(dim=-1) @ v  # (B, H, T, d)
     ctx = ctx.transpose(1, 2).reshape(b, t, parts.heads * parts.head_dim)  # (B, T, H*d)
-    return ctx, head_mean(k)
+    return ctx, keys
 
 
-def head_mean(k: torch.Tensor) -> torch.Tensor:
-    """Keys averaged over heads, (B, H, T, d) -> (B, T, d): ToMe's metric. A matmul with a 1/H column
-    instead of mean(dim=1), which XNNPACK would not delegate (it averages 4-D tensors over H, W only)."""
-    heads = k.shape[1]
-    b, _, t, d = k.shape
-    weights = torch.tensor([[1.0 / heads]] * heads, dtype=k.dtype, device=k.device)  # (H, 1), a lifted constant
-    return (k.permute(0, 2, 3, 1).reshape(b * t * d, heads) @ weights).reshape(b, t, d)  # (B*T*d, H) @ (H, 1) -> (B, T, d)
+def head_mean(keys: torch.Tensor) -> torch.Tensor:
+    """Keys averaged over heads, (B, T, H, d) -> (B, T, d): ToMe's metric. A matmul with a 1/H column
+    instead of mean(dim=2), which XNNPACK would not delegate (it averages 4-D tensors over H, W only);
+    ONNX Runtime (MergeOps.INDEXED) takes the ReduceMean."""
+    if indexed():
+        return keys.mean(dim=2)
+    b, t, heads, d = keys.shape
+    weights = torch.tensor([[1.0 / heads]] * heads, dtype=keys.dtype, device=keys.device)  # (H, 1), a lifted constant
+    # (B, T, d, H) -> (B*T*d, H) @ (H, 1) -> (B, T, d)
+    return (keys.permute(0, 1, 3, 2).reshape(b * t * d, heads) @ weights).reshape(b, t, d)
 
 
 @dataclass(frozen=True)
 class LayerFns:
     """A family's layer, split where ToMe merges.
 
-    attend(x, bias) -> (x after the attention residual, metric); feed_forward(x) -> x.
+    attend(x, bias) -> (x after the attention residual, keys (B, T, H, d)); feed_forward(x) -> x.
     """
 
     attend: Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]
@@ -96,16 +106,36 @@ def initial_state(x: torch.Tensor, valid: torch.Tensor | None, trace_source: boo
 
 def merged_layer(fns: LayerFns, state: TokenState, r: int, plan: MergePlan) -> TokenState:
     """Attention, then merge r tokens (bipartite soft matching), then the MLP."""
+    if plan.drop:
+        return dropped_layer(fns, state, r)
     with annotate(MERGE_ANNOTATION):
-        bias = attention_bias(state.size if plan.prop_attn else None, state.valid)
-    x, metric = fns.attend(state.x, bias)
+        bias = attention_bias(state.size if plan.prop_attn and not state.unit_size else None, state.valid)
+    x, keys = fns.attend(state.x, bias)
     size, source, valid = state.size, state.source, state.valid
-    if r > 0:
-        with annotate(MERGE_ANNOTATION):
-            m = bipartite_soft_matching(metric, r, plan.class_token, plan.distill_token, valid)  # (B, T', T)
-            x, size = merge_wavg(m, x, size)
-            if source is not None:
-                source = merge_sum(m, source)
-            if valid is not None:
-                valid = merge_sum(m, valid.unsqueeze(-1)).squeeze(-1).clamp(max=1.0)  # (B, T')
-    return TokenState(fns.feed_forward(x), size, source, valid)
+    if r == 0:
+        return TokenState(fns.feed_forward(x), size, source, valid, state.unit_size)
+    with annotate(MERGE_ANNOTATION):
+        metric = head_mean(keys)  # (B, T, d)
+        m = slot_merge(metric, r, plan.class_token, plan.distill_token, valid)  # (B, T', T) or indices
+        x, size = merge_wavg(m, x, size, state.unit_size)
+        if source is not None:
+            source = merge_sum(m, source)
+        if valid is not None:
+            valid = merge_sum(m, valid.unsqueeze(-1)).squeeze(-1).clamp(max=1.0)  # (B, T')
+    return TokenState(fns.feed_forward(x), size, source, valid, unit_size=False)
+
+
+def dropped_layer(fns: LayerFns, state: TokenState, r: int) -> TokenState:
+    """The token-drop oracle's layer: attention, keep the first T' = T - r tokens, then the MLP.
+
+    Same token counts as `merged_layer` and no merge work: no metric, no matching, no
+    proportional attention (nothing merges, so every size stays 1 and log(size) would add 0).
+    A baseline for measuring what a merge costs, not a method: the dropped tokens are lost.
+    """
+    bias = attention_bias(None, state.valid)
+    x, _ = fns.attend(state.x, bias)
+    kept = x.shape[1] - r
+    source = None if state.source is None else state.source[:, :kept]  # (B, T', T0)
+    valid = None if state.valid is None else state.valid[:, :kept]  # (B, T')
+    x = x[:, :kept]  # (B, T', C)
+    return TokenState(fns.feed_forward(x), state.size[:, :kept], source, valid)

@@ -14,11 +14,21 @@ matrices, and merges with a matmul:
 All token counts (T, r, T') are Python ints fixed when a model is patched; only index values
 depend on data. Ties break toward the lowest index by construction: the best partner is the
 lowest-index maximum, and tokens with equal scores rank in index order.
+
+The same assignment has two spellings (`MergeOps`), chosen while a graph is traced: ARITHMETIC
+(above; every target lowers it, XNNPACK delegates all of it) and INDEXED, for ONNX Runtime, which
+has native comparisons, ArgMax, CumSum, strided Slice and Gather and runs them faster than the
+equivalent matmuls (merge_indexed.py). Both give the same slots; sums differ only by rounding.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
+from contextvars import ContextVar
+from enum import Enum
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -33,6 +43,31 @@ PAD_PAIR = 2.0
 # Additive attention bias for masked keys: finite so fp16 graphs and every backend accept it.
 MASK_BIAS = -1.0e4
 _NORM_EPS = 1e-6
+
+
+class MergeOps(str, Enum):
+    """How the merge is spelled in a traced graph; every spelling gives the same assignment."""
+
+    ARITHMETIC = "arithmetic"  # comparisons as arithmetic, selections as one-hot matmuls (all targets)
+    INDEXED = "indexed"  # native comparisons, argmax, cumsum, strided slices, gathers (ONNX Runtime)
+
+
+_OPS: ContextVar[MergeOps] = ContextVar("tomobile_merge_ops", default=MergeOps.ARITHMETIC)
+
+
+@contextlib.contextmanager
+def merge_ops(ops: MergeOps | str) -> Iterator[None]:
+    """Trace (or run) the merge with `ops` inside this block; ARITHMETIC outside any block."""
+    token = _OPS.set(MergeOps(ops))
+    try:
+        yield
+    finally:
+        _OPS.reset(token)
+
+
+def indexed() -> bool:
+    """True inside `merge_ops(MergeOps.INDEXED)`."""
+    return _OPS.get() is MergeOps.INDEXED
 
 
 def max_r(tokens: int, class_token: bool = False, distill_token: bool = False) -> int:
@@ -72,14 +107,18 @@ def _table(kind: str, n: int, m: int = 0) -> np.ndarray:
 
 
 def _const(kind: str, like: torch.Tensor, n: int, m: int = 0) -> torch.Tensor:
-    """A float32 constant from `_table`: export lifts it as a buffer, so no arange/full op (which
-    ExecuTorch would run on portable kernels) lands in the graph."""
+    """A constant from `_table` in the dtype of `like`: export lifts it as a buffer, so no arange/full
+    op (which ExecuTorch would run on portable kernels) lands in the graph."""
     return _tensor(_table(kind, n, m), like)
 
 
+_NUMPY = {torch.float32: np.float32, torch.float16: np.float16, torch.float64: np.float64, torch.int64: np.int64}
+
+
 def _tensor(table: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    # copy(): fresh C strides (numpy gives a new axis stride 0, which ExecuTorch rejects)
-    return torch.from_numpy(table.copy()).to(like.device)
+    # astype copies: fresh C strides (numpy gives a new axis stride 0, which ExecuTorch rejects), in
+    # the dtype of `like`, so an fp16 graph needs no cast (XNNPACK cannot cast inside a partition)
+    return torch.from_numpy(table.astype(_NUMPY[like.dtype])).to(like.device)  # cast in numpy: no cast node
 
 
 @functools.lru_cache(maxsize=1024)
@@ -97,21 +136,29 @@ def _gt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     Exact: the difference of two finite floats is 0 only when they are equal, and ceil takes any
     positive value up to 1 to 1. XNNPACK has no comparison ops; it has sub, clamp and ceil."""
+    if indexed():
+        return (a > b).to(a.dtype)
     return torch.ceil(torch.clamp(a - b, 0.0, 1.0))
 
 
 def _eq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(a == b) as 0/1 float: 1 - ceil(clamp(|a - b|, 0, 1)); exact as `_gt`."""
+    if indexed():
+        return (a == b).to(a.dtype)
     return 1.0 - torch.ceil(torch.clamp((a - b).abs(), 0.0, 1.0))
 
 
 def _row_sum(x: torch.Tensor) -> torch.Tensor:
     """Sum over the last axis as a matmul with a ones column (delegable, unlike sum): (..., N) -> (..., 1)."""
+    if indexed():
+        return x.sum(dim=-1, keepdim=True)
     return x @ _const("ones", x, x.shape[-1])
 
 
 def _row_max(x: torch.Tensor) -> torch.Tensor:
     """Max over the last axis of (B, M, N) -> (B, M, 1), as max.dim on a 4-D view (XNNPACK takes it)."""
+    if indexed():
+        return x.amax(dim=-1, keepdim=True)
     b, m, n = x.shape
     return x.reshape(b, 1, m, n).max(dim=3, keepdim=True).values.reshape(b, m, 1)  # (B, 1, M, N) -> (B, M, 1)
 
@@ -123,7 +170,7 @@ def _norm(x: torch.Tensor) -> torch.Tensor:
     tests hold. An exported graph takes sqrt of a matmul sum instead: XNNPACK delegates that, while
     the norm's pow/sum would run on portable kernels. The two agree to float rounding, like every
     backend's matmul against eager's."""
-    if torch.compiler.is_exporting():
+    if torch.compiler.is_exporting() and not indexed():
         return torch.sqrt(_row_sum(x * x))
     return x.norm(dim=-1, keepdim=True)
 
@@ -137,6 +184,8 @@ def _blend(keep: torch.Tensor, x: torch.Tensor, other: float) -> torch.Tensor:
 def _select(x: torch.Tensor, start: int) -> torch.Tensor:
     """x[:, start::2] for x (B, T, C) as a one-hot matmul from the right (exact; strided slices are
     not delegable): (B, C, T) @ (T, N) -> (B, N, C)."""
+    if indexed():
+        return x[:, start::2]  # (B, N, C)
     sel = _const("select", x, x.shape[1], start)  # (T, N)
     return (x.transpose(1, 2) @ sel).transpose(1, 2)  # (B, N, C)
 
@@ -146,6 +195,8 @@ def _best_partner(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     The lowest index is Tb - max_j(at_max_j * (Tb - j)): every maximum votes its distance from the end.
     """
+    if indexed():  # argmax returns the first maximum: the same lowest index
+        return scores.amax(dim=-1), scores.argmax(dim=-1).to(scores.dtype)
     tb = scores.shape[-1]
     best = _row_max(scores)  # (B, Ta, 1)
     at_max = _eq(scores, best)  # (B, Ta, Tb)
@@ -171,6 +222,8 @@ def _rank_descending(values: torch.Tensor) -> torch.Tensor:
 
 def _cumsum(x: torch.Tensor) -> torch.Tensor:
     """Inclusive cumulative sum over the last axis of (B, N) as a matmul with an upper triangle."""
+    if indexed():
+        return x.cumsum(dim=-1)
     n = x.shape[-1]
     return x @ _const("upper", x, n)  # (B, N)
 
@@ -181,21 +234,23 @@ def matching_scores(
     distill_token: bool = False,
     valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cosine similarity of A = metric[:, 0::2] against B = metric[:, 1::2] -> (B, Ta, Tb) float32.
+    """Cosine similarity of A = metric[:, 0::2] against B = metric[:, 1::2] -> (B, Ta, Tb).
 
     Zero vectors normalise to zero (similarity 0 with everything) instead of NaN.
     `valid` (B, T) marks real tokens (1) and padding (0); a pair that mixes the two scores
-    NO_MATCH so padding never merges into a real token, two padding tokens score PAD_PAIR. Scores are float32 whatever the model
-    precision, so the assignment does not change with --precision.
+    NO_MATCH so padding never merges into a real token, two padding tokens score PAD_PAIR.
+    Scores keep the metric's dtype: an fp16 graph matches in fp16, because XNNPACK cannot cast
+    inside a partition (a cast to float32 split ExecuTorch fp16 graphs at every layer). The slot
+    arithmetic stays exact in fp16 (integers below 2048); near-ties may rank differently from
+    fp32, which validation bounds by PSNR.
     """
-    metric = metric.to(torch.float32)
     t = metric.shape[1]
     norm = torch.clamp(_norm(metric), min=_NORM_EPS)  # (B, T, 1)
     unit = metric / norm  # (B, T, C)
     a, b = _select(unit, 0), _select(unit, 1)  # (B, Ta, C), (B, Tb, C)
     scores = a @ b.transpose(-1, -2)  # (B, Ta, Tb)
     if valid is not None:
-        v = valid.to(torch.float32).reshape(valid.shape[0], t, 1)  # (B, T, 1)
+        v = valid.to(metric.dtype).reshape(valid.shape[0], t, 1)  # (B, T, 1)
         va, vb = _select(v, 0), _select(v, 1)  # (B, Ta, 1), (B, Tb, 1)
         same = _eq(va, vb.transpose(1, 2))  # (B, Ta, Tb)
         both_pad = (1.0 - va) * (1.0 - vb.transpose(1, 2))  # (B, Ta, Tb)
@@ -224,13 +279,8 @@ def assignment(
     dropped (-1), never merged into a real token. Every op is one XNNPACK delegates (arithmetic,
     clamp, ceil, max over a 4-D view, matmuls with constants), so the merge breaks no partition.
     """
-    if distill_token and not class_token:
-        raise ValueError("a distillation token needs a class token in front of it")
-    t = metric.shape[1]
-    limit = max_r(t, class_token, distill_token)
-    if not 0 <= r <= limit:
-        raise ValueError(f"r={r} is out of range for {t} tokens: allowed 0..{limit}")
-    ta, tb = (t + 1) // 2, t // 2
+    t = check_r(metric.shape[1], r, class_token, distill_token)
+    ta = (t + 1) // 2
     n_kept = ta - r
     scores = matching_scores(metric, class_token, distill_token, valid)  # (B, Ta, Tb)
     best, partner = _best_partner(scores)  # (B, Ta), (B, Ta)
@@ -249,6 +299,16 @@ def assignment(
     a_to_token = _const("to_token", a_slot, ta, t)  # (Ta, T)
     b_in_token = _tensor(_b_in_token(t, n_kept, distill_token), a_slot)  # (T,)
     return a_slot @ a_to_token + b_in_token  # (B, T)
+
+
+def check_r(t: int, r: int, class_token: bool, distill_token: bool) -> int:
+    """Raise ValueError unless one step may merge r of t tokens; returns t."""
+    if distill_token and not class_token:
+        raise ValueError("a distillation token needs a class token in front of it")
+    limit = max_r(t, class_token, distill_token)
+    if not 0 <= r <= limit:
+        raise ValueError(f"r={r} is out of range for {t} tokens: allowed 0..{limit}")
+    return t
 
 
 def one_hot_assignment(pos: torch.Tensor, slots: int, dtype: torch.dtype) -> torch.Tensor:
@@ -270,18 +330,45 @@ def bipartite_soft_matching(
     return one_hot_assignment(pos, metric.shape[1] - r, metric.dtype)
 
 
+class SlotMerge(Protocol):
+    """A matching step held as indices (merge_indexed.py): sums and averages into the T' slots."""
+
+    def sum(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def wavg(self, x: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def slot_merge(
+    metric: torch.Tensor,
+    r: int,
+    class_token: bool = False,
+    distill_token: bool = False,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor | SlotMerge:
+    """One matching step as `merge_wavg` / `merge_sum` take it: the one-hot matrix M (B, T', T)
+    (ARITHMETIC), or gather indices (INDEXED, merge_indexed.py): the same slots either way."""
+    if indexed() and r > 0:
+        from .merge_indexed import indexed_matching
+
+        return indexed_matching(metric, r, class_token, distill_token, valid)
+    return bipartite_soft_matching(metric, r, class_token, distill_token, valid)
+
+
 def merge_wavg(
-    m: torch.Tensor, x: torch.Tensor, size: torch.Tensor
+    m: torch.Tensor | SlotMerge, x: torch.Tensor, size: torch.Tensor, unit_size: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Size-weighted average merge. m (B, T', T), x (B, T, C), size (B, T, 1) -> (B, T', C), (B, T', 1)."""
+    """Size-weighted average merge. m (B, T', T) or a SlotMerge, x (B, T, C), size (B, T, 1) ->
+    (B, T', C), (B, T', 1). unit_size: every size is 1 (no merge yet), so x * size is x."""
+    if not isinstance(m, torch.Tensor):
+        return m.wavg(x, size)
     total = m @ size  # (B, T', 1)
-    merged = (m @ (x * size)) / torch.clamp(total, min=_NORM_EPS)  # (B, T', C)
+    merged = (m @ (x if unit_size else x * size)) / torch.clamp(total, min=_NORM_EPS)  # (B, T', C)
     return merged, total
 
 
-def merge_sum(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def merge_sum(m: torch.Tensor | SlotMerge, x: torch.Tensor) -> torch.Tensor:
     """Sum of the inputs landing in each slot: sources (B, T, N0) -> (B, T', N0), masks, sizes."""
-    return m @ x
+    return m @ x if isinstance(m, torch.Tensor) else m.sum(x)
 
 
 def unmerge(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ class MergePlan:
     distill_token: bool
     prop_attn: bool
     trace_source: bool
+    drop: bool = False  # the token-drop oracle: keep the first T' tokens, no merge work
 
     @property
     def merges(self) -> bool:
@@ -37,6 +38,7 @@ class MergePlan:
             "tokens_per_layer": list(self.tokens),
             "class_token": self.class_token,
             "distill_token": self.distill_token,
+            "method": "drop" if self.drop else "tome",
         }
 
 
@@ -69,4 +71,5 @@ def make_plan(
         distill_token=distill_token,
         prop_attn=config.prop_attn,
         trace_source=config.trace_source,
+        drop=config.drops,
     )

@@ -68,18 +68,21 @@ def reference_merge() -> Iterator[None]:
     Covers the ViT-style path (no source tracking, no padding); the static functions are back
     afterwards whatever happens.
     """
-    saved = layers.bipartite_soft_matching, layers.merge_wavg
+    saved = layers.slot_merge, layers.merge_wavg
 
     def matching(metric, r, class_token=False, distill_token=False, valid=None):
         if valid is not None:
             raise NotImplementedError("the reference merge has no padding mask")
         return reference_matching(metric, r, class_token, distill_token)
 
-    layers.bipartite_soft_matching, layers.merge_wavg = matching, reference_merge_wavg
+    def wavg(merge, x, size, unit_size=False):
+        return reference_merge_wavg(merge, x, size)
+
+    layers.slot_merge, layers.merge_wavg = matching, wavg
     try:
         yield
     finally:
-        layers.bipartite_soft_matching, layers.merge_wavg = saved
+        layers.slot_merge, layers.merge_wavg = saved
 
 
 @dataclass(frozen=True)

