@@ -16,15 +16,19 @@ log = logging.getLogger(__name__)
 
 class OnnxRunner:
     """`profile`: a path prefix for ONNX Runtime's profiler file (profiling on), or None (off).
-    Without a prefix ORT would write onnxruntime_profile_*.json into the current folder."""
+    Without a prefix ORT would write onnxruntime_profile_*.json into the current folder.
+    `spinning=False`: the thread pool sleeps as soon as a run ends."""
 
-    def __init__(self, path: Path, threads: int | None = None, profile: Path | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, profile: Path | None = None,
+                 spinning: bool = True) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
+        if not spinning:  # for sessions timed in turn with others: an idle pool that spins steals their cores
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if profile is not None:
             opts.enable_profiling = True
             opts.profile_file_prefix = str(profile)

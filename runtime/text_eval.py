@@ -5,7 +5,7 @@ the first sentence of its body, and a document, the rest. For every sequence len
 layer the report holds: the cosine similarity of each document's sentence embedding to the
 unmerged model's (mean and minimum), the top-1 retrieval accuracy of queries against all
 documents, and the latency of one document (batch 1) against r = 0 in eager PyTorch and, given
-exported folders, on ONNX Runtime and ExecuTorch: every r on every runtime in one round-robin.
+exported folders, on ONNX Runtime and ExecuTorch: every r of a runtime in one round-robin.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def _exported_fns(folders: dict[int, Path], runtimes: list[str], inputs: list, t
     for runtime in runtimes:
         for r, folder in folders.items():
             if runtime == "onnxruntime":
-                runner = OnnxRunner(folder / EXPORT_RUNTIMES[runtime], threads=threads)
+                # Timed in turn with eager and ExecuTorch calls: a spinning pool would slow whichever runs next.
+                runner = OnnxRunner(folder / EXPORT_RUNTIMES[runtime], threads=threads, spinning=False)
             else:
                 set_executorch_threads(threads)
                 runner = ExecuTorchRunner(folder / EXPORT_RUNTIMES[runtime])
@@ -112,7 +113,8 @@ def evaluate_length(encoders: dict[int, Encoder], tokens_out: dict[int, int], to
                     seq_len: int, runs: int, threads: int, progress: bool = True,
                     folders: dict[int, Path] | None = None, runtimes: tuple[str, ...] = ()) -> list[TextEvalRow]:
     """One sequence length: every r's quality against r = 0 (the first key) and its speed, eager and
-    (with `folders`, r -> export folder) on each exported runtime, all timed in one round-robin."""
+    (with `folders`, r -> export folder) on each exported runtime, every r of a runtime timed in one
+    round-robin."""
     from .bench import round_robin
 
     docs = tokenize([p.document for p in pairs], seq_len)
@@ -131,7 +133,12 @@ def evaluate_length(encoders: dict[int, Encoder], tokens_out: dict[int, int], to
             if folders:
                 fns.update(_exported_fns(folders, list(runtimes), [one["input_ids"].numpy(),
                                                                    one["attention_mask"].numpy()], threads))
-            times = round_robin(fns, runs, progress=progress, desc=f"time L={seq_len}")
+            # One round-robin per runtime (as `tomobile bench` does): each call then follows a call of
+            # the same runtime, never another runtime whose idle threads may still hold the cores.
+            times = {}
+            for runtime in dict.fromkeys(key[0] for key in fns):
+                group = {key: fn for key, fn in fns.items() if key[0] == runtime}
+                times.update(round_robin(group, runs, progress=progress, desc=f"time {runtime} L={seq_len}"))
     finally:
         torch.set_num_threads(old)
     median = {key: statistics.median(t) * 1e3 for key, t in times.items()}
@@ -192,7 +199,7 @@ def format_table(report: TextEvalReport) -> str:
     runtimes = list(dict.fromkeys(rt for row in report.rows for rt in row.exported))
     speed_head = "eager ms | eager speedup | " + "".join(f"{_NAMES[rt]} ms | {_NAMES[rt]} speedup | " for rt in runtimes)
     lines = [f"{report.model}, {report.pairs} pydoc help topics (query = first sentence, document = the rest), "
-             f"batch 1, {report.threads} threads, every r and runtime timed in one round-robin",
+             f"batch 1, {report.threads} threads, every r of a runtime timed in one round-robin",
              "",
              "| seq len | r/layer | tokens out | cosine mean | cosine min | top-1 | " + speed_head.rstrip(),
              "|---" * (6 + 2 + 2 * len(runtimes)) + "|"]

@@ -51,6 +51,34 @@ def test_evaluate_length_compares_every_r_against_r0():
     assert table.count("\n| 16 |") == 2
 
 
+def test_each_runtime_is_timed_in_its_own_round_robin(monkeypatch):
+    """A call is timed right after a call of the same runtime, never after another runtime's (an ONNX
+    Runtime pool that spins after its run slowed the next call: merged ORT showed 0.63x, ExecuTorch
+    r = 0 looked slow)."""
+    import tomobile.runtime.bench as bench
+    import tomobile.runtime.text_eval as text_eval
+
+    groups = []
+
+    def record(fns, runs, **kwargs):
+        groups.append(sorted(fns))
+        return {key: [0.01] * runs for key in fns}
+
+    monkeypatch.setattr(bench, "round_robin", record)
+    monkeypatch.setattr(text_eval, "_exported_fns", lambda folders, runtimes, inputs, threads: {
+        (rt, r): (lambda: None) for rt in runtimes for r in folders})
+    ids = torch.zeros(2, 8, dtype=torch.long)
+
+    def encoder(ids, mask):
+        return torch.nn.functional.normalize(torch.ones(ids.shape[0], 4), dim=-1)
+
+    evaluate_length({0: encoder, 2: encoder}, {0: 8, 2: 6}, lambda texts, n: {"input_ids": ids[:len(texts)],
+                    "attention_mask": torch.ones_like(ids[:len(texts)])}, help_topic_pairs(limit=2), 8, runs=3,
+                    threads=1, progress=False, folders={0: None, 2: None}, runtimes=("onnxruntime", "executorch"))
+    assert groups == [[("eager", 0), ("eager", 2)], [("onnxruntime", 0), ("onnxruntime", 2)],
+                      [("executorch", 0), ("executorch", 2)]]
+
+
 @pytest.mark.slow
 def test_minilm_r2_stays_close_to_unmerged():
     from tomobile.runtime.text_eval import run_text_eval
