@@ -14,6 +14,25 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+def ort_session_options(threads: int | None = None, spinning: bool = True, config: dict[str, str] | None = None):
+    """ONNX Runtime CPU session options, as every tomobile session takes them: `threads` intra-op
+    threads (None: ORT's default), `spinning=False` for sessions that take turns with others (an
+    idle pool that spins steals the cores of the next session's run), extra session config entries,
+    and errors only in ORT's log."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for key, value in (config or {}).items():
+        opts.add_session_config_entry(key, value)
+    opts.log_severity_level = 3
+    return opts
+
+
 class OnnxRunner:
     """`profile`: a path prefix for ONNX Runtime's profiler file (profiling on), or None (off).
     Without a prefix ORT would write onnxruntime_profile_*.json into the current folder.
@@ -23,16 +42,10 @@ class OnnxRunner:
                  spinning: bool = True) -> None:
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        if not spinning:  # for sessions timed in turn with others: an idle pool that spins steals their cores
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts = ort_session_options(threads, spinning)
         if profile is not None:
             opts.enable_profiling = True
             opts.profile_file_prefix = str(profile)
-        opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
 

@@ -162,15 +162,12 @@ class _OrtPart:
     def __init__(self, part: PartFile, threads: int | None, populate: bool) -> None:
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.add_session_config_entry("session.disable_prepacking", "1")  # weights stay in the mapped file
+        from .artifacts import ort_session_options
+
+        # One thread pool per part, not spinning (it would steal the next part's cores); no prepacking:
+        # the weights stay in the mapped file.
+        opts = ort_session_options(threads, spinning=False, config={"session.disable_prepacking": "1"})
         opts.enable_cpu_mem_arena = False  # freed activations go back at once: a lower peak
-        # One thread pool per part: pools that spin after their run steal the cores of the next part's.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(part.path), sess_options=opts, providers=["CPUExecutionProvider"])
         self.names = [i.name for i in self.session.get_inputs()]
         if populate and part.weights is not None:

@@ -87,20 +87,14 @@ def _tokenizer_encode(artifacts: Path, length: int) -> Callable[[str], tuple[np.
 
 def _session_runner(path: Path, kind: RuntimeKind) -> Callable[..., list[np.ndarray]]:
     if kind is RuntimeKind.ONNXRUNTIME:
-        import onnxruntime as ort
+        from .artifacts import OnnxRunner
 
-        opts = ort.SessionOptions()
-        threads = int(os.environ.get("TOMOBILE_THREADS", "0"))
-        if threads:
-            opts.intra_op_num_threads = threads
         # A clip switches between five sessions (text encoder, denoiser variants), each with its own
         # thread pool. With spinning on, the pool of the session just left keeps a core busy while
         # the next one runs: the first TDTM call after an unmerged one took 1.37x its steady time,
         # and 30-step clips ran 1.5x slower on the shared 2-core machine (docs/video.md).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        names = [i.name for i in sess.get_inputs()]
-        return lambda *arrays: sess.run(None, dict(zip(names, arrays)))
+        runner = OnnxRunner(path, threads=int(os.environ.get("TOMOBILE_THREADS", "0")) or None, spinning=False)
+        return lambda *arrays: runner.run(list(arrays))
     import torch
     from executorch.runtime import Runtime
 
