@@ -141,7 +141,7 @@ def _check_outputs(args: argparse.Namespace) -> list[int]:
         raise ValueError("--runs and --eager-runs must be at least 1")
     check_output_file(Path(args.json) if args.json else None, "--json")
     check_output_file(Path(args.plot) if args.plot else None, "--plot", (".png",))
-    return parse_threads(args.threads)
+    return parse_threads(DEFAULT_THREADS if args.threads is None else args.threads)
 
 
 def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple[MergeConfig, object, Path]]:
@@ -248,7 +248,7 @@ def add_parser(sub) -> None:
                    help=f"comma-separated from: {', '.join(BENCH_RUNTIMES)} (default: onnxruntime,executorch)")
     p.add_argument("--runs", type=int, default=15, help="timed runs per variant and runtime (default: 15)")
     p.add_argument("--eager-runs", type=int, default=9, help="timed eager runs per variant (default: 9)")
-    p.add_argument("--threads", default=DEFAULT_THREADS, metavar="LIST",
+    p.add_argument("--threads", metavar="LIST",
                    help=f"intra-op thread counts, each timed round-robin on its own (default: {DEFAULT_THREADS}; "
                         "with --stream one count, default 2)")
     p.add_argument("--quantize", choices=("int8",), help="also time the int8 models: ONNX Runtime dynamic int8 "

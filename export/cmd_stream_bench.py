@@ -28,11 +28,11 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=1, help="with --stream: runs of every mode, order rotated (default: 1)")
 
 
-def stream_threads(text: str) -> int:
-    """--threads for --stream: one count; bench's default list ('1,2') means 2 here."""
-    from .cmd_bench import DEFAULT_THREADS, parse_threads
+def stream_threads(text: str | None) -> int:
+    """--threads for --stream: one count (default STREAM_THREADS)."""
+    from .cmd_bench import parse_threads
 
-    if text == DEFAULT_THREADS:
+    if text is None:
         return STREAM_THREADS
     threads = parse_threads(text)
     if len(threads) != 1:

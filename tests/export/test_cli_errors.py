@@ -109,6 +109,8 @@ ROWS: list[tuple[str, list[str]]] = [
     ("bench --stream with --merge", ["bench", "video-dit-micro", "--stream", "--merge", "tome:r=8", "--work", "{w}/sb"]),
     ("bench --stream with --quantize", ["bench", "video-dit-micro", "--stream", "--quantize", "int8", "--work", "{w}/sb"]),
     ("bench --stream two thread counts", ["bench", "video-dit-micro", "--stream", "--threads", "1,3", "--work", "{w}/sb"]),
+    ("bench --stream bench's list", ["bench", "video-dit-micro", "--stream", "--threads", "1,2", "--work", "{w}/sb"]),
+    ("bench empty --threads", [*BENCH, "--threads", ""]),
     ("bench --stream --steps 1", ["bench", "video-dit-micro", "--stream", "--steps", "1", "--work", "{w}/sb"]),
     # the command line itself
     ("no command", []),
