@@ -100,10 +100,17 @@ def check_trace_source(config: MergeConfig, bundle: ModelBundle) -> None:
 def cmd_models(args: argparse.Namespace) -> int:
     from tomobile.graphs.registry import load_builtin_models
 
+    from tomobile.graphs.methods import methods
+
     models = load_builtin_models()
     width = max(len(n) for n in models)
     for name, entry in sorted(models.items()):
         print(f"{name.ljust(width)}  {entry.description}")
+    print("\nmerge methods (--merge METHOD:...):")
+    table = {n: m for n, m in methods().items() if n != "none"}
+    width = max(len(n) for n in table)
+    for name, method in table.items():
+        print(f"{name.ljust(width)}  {method.summary}")
     return 0
 
 
@@ -171,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tomobile {metadata.version('tomobile')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("models", help="list the built-in model names")
+    p = sub.add_parser("models", help="list the built-in model names and the merge methods")
     p.set_defaults(handler=cmd_models)
 
     p = sub.add_parser("export", help="export a model (with merging) and validate every artifact",
