@@ -193,7 +193,7 @@ def apply_merge(model: nn.Module, config: MergeConfig, seq_len: int | None = Non
     backbone, family = _find_backbone(model)
     layers = backbone.encoder.layer if family == "bert" else vit_layers(backbone)  # CLIPEncoder has `layers` too
     plan = make_plan(config, len(layers), _token_count(model, family, seq_len),
-                     class_token=True, distill_token=family == "deit")
+                     class_token=True, distill_token=family == "deit", padded=family == "bert")
     setattr(backbone, _PLAN_ATTR, plan)
     if plan.merges:
         backbone.forward = types.MethodType(_FORWARDS[family], backbone)

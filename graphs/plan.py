@@ -23,6 +23,7 @@ class PlanShape:
     tokens: int
     class_token: bool
     distill_token: bool = False
+    padded: bool = False  # a text encoder: tokens carry a padding mask
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ def counts_plan(method: str, removed: list[int], shape: PlanShape, prop_attn: bo
                      method, data)
 
 
-def make_plan(config, num_layers: int, tokens: int, class_token: bool, distill_token: bool = False) -> MergePlan:
+def make_plan(config, num_layers: int, tokens: int, class_token: bool, distill_token: bool = False,
+              padded: bool = False) -> MergePlan:
     """The plan of `config` (a MergeConfig) for a model of this shape; SpecError when it does not fit."""
-    return get_method(config.method).plan(config.params, PlanShape(num_layers, tokens, class_token, distill_token))
+    shape = PlanShape(num_layers, tokens, class_token, distill_token, padded)
+    return get_method(config.method).plan(config.params, shape)
