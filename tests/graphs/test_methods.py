@@ -13,7 +13,7 @@ from tomobile.graphs.plan import make_plan
 from tomobile.graphs.registry import get_model
 
 # One SPEC per merge method (a method registered without one here fails the test below).
-SPECS = {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8"}
+SPECS = {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8", "diffrate": "diffrate:prune=65,60,50,40,merge=65,55,45,30"}
 
 
 def test_every_method_is_listed_in_the_help_and_has_a_spec_here():
@@ -28,7 +28,7 @@ def test_unknown_methods_and_empty_bodies_are_spec_errors():
     for spec in ("tomee:r=8", "tome:", "none:r=1", "drop:none", "drop:drop:r=8", "drop:tome:"):
         with pytest.raises(SpecError):
             MergeConfig.parse(spec)
-    with pytest.raises(SpecError, match="methods: none, tome, drop, pitome"):
+    with pytest.raises(SpecError, match="methods: none, tome, drop, pitome, diffrate"):
         get_method("nope")
 
 
