@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from .errors import TomobileError
+
 V = TypeVar("V")
 
 
-class SpecError(ValueError):
+class SpecError(TomobileError, ValueError):
     """A merge SPEC that does not parse; the message says what is allowed."""
 
 
