@@ -10,6 +10,8 @@ patched forwards change from the originals:
   r tokens merge between attention and MLP. `last_hidden_state` has the merged token count
   (class token first; DeiT's distillation token second, as ToMe orders them).
 - CLIP vision encoder (`CLIPEncoder` under `CLIPVisionModel`): the same, inside the encoder.
+- SigLIP vision encoder (`SiglipEncoder` under `SiglipVisionModel`): the same with no class token
+  (nothing is protected; the attention-pool head reads every merged token).
 - BERT encoders (`BertModel`, e.g. MiniLM): padding never merges into real tokens (its mask
   follows the merge), and `last_hidden_state` is unmerged back to the input length so mean
   pooling over the original mask works unchanged.
@@ -127,7 +129,7 @@ def _vit_forward(self: nn.Module, pixel_values: torch.Tensor, bool_masked_pos: A
 
 def _clip_encoder_forward(self: nn.Module, inputs_embeds: torch.Tensor, attention_mask: Any = None,
                           **kwargs: Any) -> BaseModelOutput:
-    """CLIPEncoder.forward with ToMe (see module docstring)."""
+    """CLIPEncoder.forward (and SiglipEncoder.forward: the same layer) with the merge (see module docstring)."""
     plan: MergePlan = getattr(self, _PLAN_ATTR)
     state = _run(self.layers, _clip_layer, initial_state(inputs_embeds, None, plan.trace_source), plan, _plain)
     return BaseModelOutput(last_hidden_state=state.x)
@@ -153,6 +155,7 @@ def _find_backbone(model: nn.Module) -> tuple[nn.Module, str]:
     from transformers.models.bert.modeling_bert import BertModel
     from transformers.models.clip.modeling_clip import CLIPEncoder, CLIPVisionModel
     from transformers.models.deit.modeling_deit import DeiTModel
+    from transformers.models.siglip.modeling_siglip import SiglipEncoder, SiglipVisionModel
     from transformers.models.vit.modeling_vit import ViTModel
 
     for module in model.modules():
@@ -162,10 +165,12 @@ def _find_backbone(model: nn.Module) -> tuple[nn.Module, str]:
             return next(m for m in module.modules() if isinstance(m, CLIPEncoder)), "clip"
         if isinstance(module, CLIPEncoder):
             return module, "clip"
+        if isinstance(module, SiglipVisionModel):  # no class token; the attention-pool head reads every token
+            return module.encoder if isinstance(module.encoder, SiglipEncoder) else module.vision_model.encoder, "siglip"
         if isinstance(module, BertModel):
             return module, "bert"
     raise TypeError(
-        f"{type(model).__name__} is not supported; supported: ViT, DeiT, CLIP vision, BERT-style encoders"
+        f"{type(model).__name__} is not supported; supported: ViT, DeiT, CLIP vision, SigLIP vision, BERT-style encoders"
     )
 
 
@@ -177,10 +182,11 @@ def _token_count(model: nn.Module, family: str, seq_len: int | None) -> int:
     cfg = model.config
     cfg = getattr(cfg, "vision_config", cfg)
     patches = (cfg.image_size // cfg.patch_size) ** 2
-    return patches + (2 if family == "deit" else 1)
+    return patches + {"deit": 2, "siglip": 0}.get(family, 1)
 
 
-_FORWARDS = {"vit": _vit_forward, "deit": _vit_forward, "clip": _clip_encoder_forward, "bert": _bert_forward}
+_FORWARDS = {"vit": _vit_forward, "deit": _vit_forward, "clip": _clip_encoder_forward, "siglip": _clip_encoder_forward,
+             "bert": _bert_forward}
 
 
 def apply_merge(model: nn.Module, config: MergeConfig, seq_len: int | None = None) -> nn.Module:
@@ -193,7 +199,7 @@ def apply_merge(model: nn.Module, config: MergeConfig, seq_len: int | None = Non
     backbone, family = _find_backbone(model)
     layers = backbone.encoder.layer if family == "bert" else vit_layers(backbone)  # CLIPEncoder has `layers` too
     plan = make_plan(config, len(layers), _token_count(model, family, seq_len),
-                     class_token=True, distill_token=family == "deit", padded=family == "bert")
+                     class_token=family != "siglip", distill_token=family == "deit", padded=family == "bert")
     setattr(backbone, _PLAN_ATTR, plan)
     if plan.merges:
         backbone.forward = types.MethodType(_FORWARDS[family], backbone)

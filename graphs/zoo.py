@@ -83,6 +83,15 @@ def clip_tiny(config: MergeConfig) -> ModelBundle:
                          ("image_embeds", "last_hidden_state"), {**_TINY, "projection_dim": 32}, config)
 
 
+@register_model("siglip-tiny", "SigLIP vision tower (no class token, attention-pool head), 32x32, 4 layers, width 64; "
+                              "random weights")
+def siglip_tiny(config: MergeConfig) -> ModelBundle:
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    return vision_bundle("siglip-tiny", SiglipVisionConfig, SiglipVisionModel, ("pooler_output", "last_hidden_state"),
+                         dict(_TINY), config)
+
+
 def sentence_bundle(folder: Path, config: MergeConfig, name: str, seq_len: int = MINILM_SEQ_LEN) -> ModelBundle:
     """A sentence-transformers BERT folder (MiniLM) at `seq_len` tokens: last_hidden_state and
     sentence_embedding."""

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tomobile.graphs import MergeConfig, SpecError, merge_plan
-from tomobile.graphs.hf_models import _vit_layer, vit_layers
+from tomobile.graphs.hf_models import _clip_layer, _vit_layer, vit_layers
 from tomobile.graphs.merge import merge_wavg, one_hot_assignment
 from tomobile.graphs.pitome import merge_count, pitome_assignment, with_protected
 from tomobile.graphs.plan import make_plan
@@ -111,3 +111,26 @@ def test_whole_model_forward_matches_the_reference(name, spec):
         theirs = _reference_forward(backbone, x, plan)
     assert ours.shape == (1, plan.tokens[-1], 64) and plan.tokens[-1] < plan.tokens[0]
     torch.testing.assert_close(ours, theirs, atol=2e-5, rtol=1e-5)
+
+
+def test_siglip_without_class_token_matches_the_reference():
+    """SigLIP: no class token, nothing protected, the attention-pool head reads the merged tokens."""
+    wrapper = get_model("siglip-tiny").builder(MergeConfig.parse("pitome:ratio=0.8")).parts["model"]
+    model, plan = wrapper.model, merge_plan(wrapper.model)
+    assert plan.get("protected") == 0 and plan.tokens[0] == 64
+    (x,) = wrapper.example_inputs(seed=3)
+    with torch.no_grad():
+        ours = model(pixel_values=x)
+        h, size = model.embeddings(x), None
+        for i, layer in enumerate(model.encoder.layers):
+            fns = _clip_layer(layer)
+            h, keys, _ = fns.attend(h, None)
+            t = h.shape[1]
+            ratio = next(q / 1000 for q in range(999, 0, -1) if merge_count(t, q / 1000) == plan.r[i])
+            merge = ref.pitome_vision(keys.mean(dim=2), ratio, plan.get("margin_per_layer")[i], 0,
+                                      i < plan.get("bsm_layers"))
+            h, size = ref.merge_wavg(merge, h, size)
+            h = fns.feed_forward(h)
+        h = model.post_layernorm(h)
+    torch.testing.assert_close(ours.last_hidden_state, h, atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.pooler_output, model.head(h), atol=2e-5, rtol=1e-5)
