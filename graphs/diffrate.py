@@ -116,7 +116,7 @@ def plan(params: DiffRateParams, shape: PlanShape) -> MergePlan:
     """Tokens after each layer: min(T, prune, merge), as their eval path slices and merges."""
     if not shape.class_token or shape.padded:
         raise SpecError("diffrate: ranks tokens by class-token attention: it needs a vision encoder with a class token")
-    layers, protected = shape.num_layers, 1 + int(shape.distill_token)
+    layers, protected = shape.num_layers, shape.protected
     if len(params.prune) != layers or len(params.merge) != layers:
         raise SpecError(f"diffrate: {len(params.prune)} prune and {len(params.merge)} merge counts given for a "
                         f"model with {layers} layers; give one of each per layer")

@@ -98,7 +98,7 @@ def plan(params: PitomeParams, shape: PlanShape) -> MergePlan:
     bsm = math.ceil(layers * 0.5) if params.bsm_layers is None else params.bsm_layers
     if bsm > layers:
         raise SpecError(f"bsm_layers={bsm} exceeds the model's {layers} layers")
-    protected = int(shape.class_token) + int(shape.distill_token)
+    protected = shape.protected
     removed, tokens = [], shape.tokens
     for layer, ratio in enumerate(params.per_layer(layers)):
         r = merge_count(tokens - protected, ratio)

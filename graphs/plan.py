@@ -24,6 +24,12 @@ class PlanShape:
     class_token: bool
     distill_token: bool = False
     padded: bool = False  # a text encoder: tokens carry a padding mask
+    registers: int = 0  # register tokens after the class token (DINOv2 with registers), protected
+
+    @property
+    def protected(self) -> int:
+        """Tokens at the front that never merge: class, distillation and register tokens."""
+        return int(self.class_token) + int(self.distill_token) + self.registers
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,7 @@ def counts_plan(method: str, removed: list[int], shape: PlanShape, prop_attn: bo
 
 
 def make_plan(config, num_layers: int, tokens: int, class_token: bool, distill_token: bool = False,
-              padded: bool = False) -> MergePlan:
+              padded: bool = False, registers: int = 0) -> MergePlan:
     """The plan of `config` (a MergeConfig) for a model of this shape; SpecError when it does not fit."""
-    shape = PlanShape(num_layers, tokens, class_token, distill_token, padded)
+    shape = PlanShape(num_layers, tokens, class_token, distill_token, padded, registers)
     return get_method(config.method).plan(config.params, shape)

@@ -84,6 +84,9 @@ def plan(params: TomeParams, shape: PlanShape) -> MergePlan:
     list is taken literally, and any r beyond what the first layer allows is an error: both raise
     SpecError rather than silently merging less than asked.
     """
+    if shape.registers:
+        raise SpecError("tome: register tokens (DINOv2 with registers) are not supported by ToMe's matching yet; "
+                        "use pitome: or diffrate:")
     schedule = params.per_layer(shape.num_layers)
     explicit = params.schedule is Schedule.LIST
     tokens = shape.tokens

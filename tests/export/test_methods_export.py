@@ -12,7 +12,9 @@ from tomobile.cli.main import main
 
 SPECS = {"vit-tiny": {"pitome": "pitome:ratio=0.8", "diffrate": "diffrate:prune=65,60,50,40,merge=65,55,45,30"},
          "deit-tiny": {"pitome": "pitome:ratio=0.8", "diffrate": "diffrate:prune=66,60,50,40,merge=66,55,45,30"},
-         "siglip-tiny": {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8"}}
+         "siglip-tiny": {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8"},
+         "dinov2-tiny": {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8"},
+         "dinov2-reg-tiny": {"pitome": "pitome:ratio=0.8", "diffrate": "diffrate:prune=69,60,50,40,merge=69,55,45,30"}}
 
 
 def _export(tmp_path: Path, model: str, spec: str, formats: str) -> dict:
