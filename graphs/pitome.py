@@ -117,11 +117,14 @@ def energy_order(metric: torch.Tensor, margin: float) -> tuple[torch.Tensor, tor
     k-th by energy (descending, ties by index)."""
     unit = metric / torch.clamp(l2_norm(metric), min=_EPS)  # (B, T, C), F.normalize
     sim = unit @ unit.transpose(-1, -2)  # (B, T, T)
-    act = F.elu(sim - margin)  # (B, T, T)
     t = metric.shape[1]
     if torch.compiler.is_exporting() and not indexed():
+        shifted = sim - margin  # (B, T, T)
+        # ELU as clamp + exp (XNNPACK delegates both; its ELU node stayed on portable kernels)
+        act = torch.clamp(shifted, min=0.0) + torch.exp(torch.clamp(shifted, max=0.0)) - 1.0
         energy = row_sum(act).reshape(act.shape[0], t) * (1.0 / t)  # (B, T): a delegable mean
     else:
+        act = F.elu(sim - margin)  # (B, T, T)
         energy = act.mean(dim=-1)  # (B, T): eager, bit-equal to the original's
     return sim, one_hot_assignment(rank_descending(energy), t, metric.dtype)
 

@@ -46,3 +46,20 @@ def test_dinov2_registers_are_protected_and_pitome_matches_the_reference():
     torch.testing.assert_close(ours.last_hidden_state[:, :5], model.layernorm(h)[:, :5] * 0 + h[:, :5])
     with pytest.raises(SpecError, match="register tokens"):
         get_model("dinov2-reg-tiny").builder(MergeConfig.parse("tome:r=8"))
+
+
+@pytest.mark.parametrize("name", ["siglip-tiny", "dinov2-reg-tiny"])
+def test_local_folders_of_the_new_families_load_and_merge_as_the_built_ins(tmp_path, name):
+    from tomobile.graphs.hf_folder import load_local
+
+    config = MergeConfig.parse("pitome:ratio=0.8")
+    builtin = get_model(name).builder(config).parts["model"]
+    builtin.model.save_pretrained(tmp_path)
+    local = load_local(tmp_path, config).parts["model"]
+    assert merge_plan(local.model) == merge_plan(builtin.model)
+    (x,) = builtin.example_inputs(seed=0)
+    with torch.no_grad():
+        ours, theirs = dict(zip(local.output_names, local(x))), dict(zip(builtin.output_names, builtin(x)))
+    assert set(ours) == set(theirs)
+    for name in ours:
+        torch.testing.assert_close(ours[name], theirs[name])
