@@ -150,12 +150,12 @@ def _tables(t: int, mid: int, kept: int, p: int) -> dict[str, np.ndarray]:
 
 def class_attention(probs: torch.Tensor, protected: int) -> torch.Tensor:
     """Head-mean attention of the class token to every non-protected token: (B, H, T, T) -> (B, T - p)."""
-    row = probs[:, :, 0, protected:]  # (B, H, T - p)
     if torch.compiler.is_exporting() and not indexed():
-        b, h, n = row.shape
-        weights = constant(np.full((h, 1), 1.0 / h, np.float32), row)  # (H, 1)
-        return (row.transpose(1, 2).reshape(b * n, h) @ weights).reshape(b, n)  # a delegable mean
-    return row.mean(dim=1)  # eager: bit-equal to the original's
+        b, h, t, _ = probs.shape
+        row = probs[:, :, :1, protected:].reshape(b, h, t - protected)  # (B, H, T - p): slices, not a select
+        weights = constant(np.full((h, 1), 1.0 / h, np.float32), probs)  # (H, 1)
+        return (row.transpose(1, 2).reshape(b * (t - protected), h) @ weights).reshape(b, t - protected)
+    return probs[:, :, 0, protected:].mean(dim=1)  # (B, T - p), eager: bit-equal to the original's
 
 
 def diffrate_step(x: torch.Tensor, probs: torch.Tensor, mid: int, kept: int,
