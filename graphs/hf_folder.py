@@ -47,6 +47,9 @@ ARCHITECTURES: dict[str, dict[str, tuple[str, ...]]] = {
     "clip_vision_model": {"CLIPVisionModel": BACKBONE,
                           "CLIPVisionModelWithProjection": ("image_embeds", "last_hidden_state")},
     "clip": {"CLIPModel": ("image_embeds", "last_hidden_state")},  # its vision tower and projection
+    "siglip_vision_model": {"SiglipVisionModel": BACKBONE},
+    "dinov2": {"Dinov2Model": BACKBONE},
+    "dinov2_with_registers": {"Dinov2WithRegistersModel": BACKBONE},
     "bert": {"BertModel": BACKBONE, "BertForSequenceClassification": ("logits",)},
 }
 # Checkpoint weights that a full CLIPModel holds beyond its vision tower: expected to stay unused.

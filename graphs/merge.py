@@ -371,3 +371,15 @@ def attention_bias(size: torch.Tensor | None, valid: torch.Tensor | None) -> tor
         pad = (1.0 - valid) * MASK_BIAS  # (B, T)
         bias = pad if bias is None else bias + pad
     return None if bias is None else bias.reshape(bias.shape[0], 1, 1, bias.shape[1])  # (B, 1, 1, T)
+
+
+# The building blocks other methods' static ops share (pitome.py, diffrate.py).
+row_sum = _row_sum
+l2_norm = _norm
+exact_gt = greater
+exact_eq = _eq
+
+
+def constant(table: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """A numpy table as a graph constant in the dtype and device of `like` (lifted, no cast node)."""
+    return table_tensor(table, like)

@@ -39,9 +39,15 @@ def _imports(name: str, path: Path) -> list[tuple[ast.stmt, str | None, list[str
     """(node, imported module as 'pkg.mod' or an absolute name, names, at module level) per import."""
     tree = ast.parse(path.read_text())
     top = {id(n) for n in tree.body}
+    # `if TYPE_CHECKING:` imports are for annotations only: no arrow at run time.
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                   for n in ast.walk(node)}
     package = name if path.stem == "__init__" else name.rsplit(".", 1)[0]
     out = []
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 out.append((node, alias.name, [], id(node) in top))
