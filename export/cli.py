@@ -14,10 +14,13 @@ from pathlib import Path
 from tomobile.graphs.config import SPEC_HELP, MergeConfig, SpecError
 from tomobile.graphs.exportable import ModelBundle
 from tomobile.graphs.registry import UnknownModelError
+from tomobile.graphs.sd_unet import SD_OPTIONS, load_unet_folder, unet_folder
+from tomobile.graphs.tomesd import SPEC_HELP as TOMESD_HELP
+from tomobile.graphs.tomesd import TomesdConfig, parse_spec
 from tomobile.runtime.validate import ValidationError
 
 from . import quiet
-from .checks import note
+from .checks import int_at_least, note
 from .cmd_generate import add_tdtm_args, tdtm_options
 from .opcheck import UnsupportedOpError
 from .output import OutputError, check_out_dir
@@ -62,10 +65,17 @@ def resolve_model(name: str, config: MergeConfig, options: dict[str, str] | None
     models = load_builtin_models()
     if name in models:
         _refuse_options(name, models, options or {})
+        _refuse_tomesd(name, config, models[name].options)
         return get_model(name).builder(config, **(options or {}))
     path = Path(name)
+    if path.exists() and unet_folder(path):
+        extra = [k for k in options or {} if k not in SD_OPTIONS]
+        if extra:
+            raise ValueError(f"--{extra[0].replace('_', '-')} applies to video models only, not to the diffusers UNet in {name}")
+        return load_unet_folder(path, config, **(options or {}))
     if path.exists():
         _refuse_options(name, models, options or {})
+        _refuse_tomesd(name, config, ())
         return load_local(path, config)
     if os.sep in name or name.startswith("."):
         raise FileNotFoundError(f"no folder {name}; MODEL is a built-in name (see `tomobile models`) or a local "
@@ -74,12 +84,24 @@ def resolve_model(name: str, config: MergeConfig, options: dict[str, str] | None
 
 
 def _refuse_options(name: str, models: dict, options: dict[str, str]) -> None:
-    """Model options (the TDTM modes) that `name` does not take are a one-line error."""
+    """Model options (the TDTM modes, the UNets' --size/--cfg) that `name` does not take are a one-line error."""
     unknown = [k for k in options if k not in (models[name].options if name in models else ())]
     if unknown:
         takers = ", ".join(n for n, e in sorted(models.items()) if set(unknown) <= set(e.options))
+        kind = "Stable Diffusion UNets (and local diffusers folders)" if set(unknown) <= set(SD_OPTIONS) else "video models"
         flags = " and ".join("--" + k.replace("_", "-") for k in unknown)
-        raise ValueError(f"{flags} {'apply' if len(unknown) > 1 else 'applies'} to video models only ({takers}), not to {name}")
+        raise ValueError(f"{flags} {'apply' if len(unknown) > 1 else 'applies'} to {kind} only ({takers}), not to {name}")
+
+
+def _refuse_tomesd(name: str, config: MergeConfig | TomesdConfig, options: tuple[str, ...]) -> None:
+    if isinstance(config, TomesdConfig) and "size" not in options:
+        raise SpecError(f"{config.describe()} applies to Stable Diffusion UNets (sd-unet-tiny, sd15-unet, a local "
+                        f"diffusers folder), not to {name}; transformer encoders take {SPEC_HELP}")
+
+
+def sd_options(args: argparse.Namespace) -> dict:
+    """--size / --cfg as given (omitted ones left out, so other models refuse only what was asked)."""
+    return {k: v for k, v in (("size", args.size), ("cfg", args.cfg or None)) if v is not None}
 
 
 def source_folder(name: str) -> Path | None:
@@ -92,7 +114,7 @@ def source_folder(name: str) -> Path | None:
 def check_trace_source(config: MergeConfig, bundle: ModelBundle) -> None:
     """trace_source=1 must reach an output: refuse it where no exported part outputs sources."""
     outputs = [n for part in bundle.parts.values() for n in part.output_names]
-    if config.trace_source and not any("source" in n for n in outputs):
+    if getattr(config, "trace_source", False) and not any("source" in n for n in outputs):
         raise SpecError(f"trace_source=1 has no effect on {bundle.name}: its exported outputs "
                         f"({', '.join(outputs)}) do not include token sources; drop trace_source")
 
@@ -114,11 +136,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .pipeline import stage_export, write_manifest
     from .split import list_parts, split_bundle
 
-    config = MergeConfig.parse(args.merge)
+    config = parse_spec(args.merge)
     formats = parse_formats(args.format)
     options = ExportOptions(backend=args.backend, precision=args.precision, quantize=args.quantize)
     notes = check_options(formats, options)
-    tdtm = tdtm_options(args)
+    tdtm = {**tdtm_options(args), **sd_options(args)}
     source = source_folder(args.model)
     out_arg = Path(args.out) if args.out else DEFAULT_OUT / (source.resolve().name if source else args.model)
     out = check_out_dir(out_arg, force=args.force, keep=(source,) if source else ())
@@ -178,7 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Export MODEL to mobile formats into DIR with manifest.json, then validate.")
     p.add_argument("model", metavar="MODEL", help="a built-in name (see `tomobile models`) or a local Hugging Face "
                                                   "model folder (config.json + weights)")
-    p.add_argument("--merge", default="none", metavar="SPEC", help=f"token merging: {SPEC_HELP} (default: none)")
+    p.add_argument("--merge", default="none", metavar="SPEC",
+                   help=f"token merging: {SPEC_HELP} | {TOMESD_HELP} (default: none)")
+    p.add_argument("--size", type=int_at_least(8), metavar="PX",
+                   help="Stable Diffusion UNets: image size in pixels, a multiple of 8 (latent = PX/8); default: the "
+                        "config's sample_size x 8")
+    p.add_argument("--cfg", action="store_true",
+                   help="Stable Diffusion UNets: batch 2 (classifier-free guidance's unconditional + conditional)")
     p.add_argument("--format", default="onnx,coreml,executorch", metavar="LIST",
                    help=f"comma-separated formats from: {', '.join(exporters())} (default: all)")
     p.add_argument("--out", metavar="DIR",

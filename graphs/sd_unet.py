@@ -123,13 +123,21 @@ def seeded_unet(arch: dict, seed: int = 0) -> nn.Module:
 @register_model("sd-unet-tiny", "Stable Diffusion 1.5 UNet structure at widths 32/64, 16x16 latents (128 px); "
                 "random weights, for tests; takes tomesd: merges", options=SD_OPTIONS)
 def sd_unet_tiny(config: MergeConfig | TomesdConfig, size: int | str | None = None, cfg: bool = False) -> ModelBundle:
+    _check_args(SD_TINY, config, size)
     return unet_bundle("sd-unet-tiny", seeded_unet(SD_TINY), config, size, cfg)
 
 
 @register_model("sd15-unet", "Stable Diffusion 1.5 UNet, exact config (~860M parameters), 64x64 latents (512 px); "
                 "random weights, for speed work", options=SD_OPTIONS)
 def sd15_unet(config: MergeConfig | TomesdConfig, size: int | str | None = None, cfg: bool = False) -> ModelBundle:
+    _check_args(SD15, config, size)
     return unet_bundle("sd15-unet", seeded_unet(SD15), config, size, cfg)
+
+
+def _check_args(arch: dict, config: MergeConfig | TomesdConfig, size: int | str | None) -> None:
+    """Refuse a bad spec or size before the (for sd15-unet, slow) model build."""
+    tomesd_config(config)
+    latent_size(arch["sample_size"], size)
 
 
 def unet_folder(folder: Path) -> Path | None:
@@ -156,6 +164,7 @@ def load_unet_folder(folder: Path, config: MergeConfig | TomesdConfig, size: int
     if not any(found.glob("*.safetensors")):
         raise FileNotFoundError(f"{found} has no .safetensors weights; tomobile reads diffusers UNet weights from "
                                 "safetensors only")
+    _check_args(json.loads((found / "config.json").read_text()), config, size)
     unet = UNet2DConditionModel.from_pretrained(found, use_safetensors=True, low_cpu_mem_usage=False).eval()
     files = {"unet/config.json": (found / "config.json").read_text()}
     return unet_bundle(name or folder.resolve().name, unet, config, size, cfg, files=files)
