@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .config import SpecError
+from .config import MergeConfig, SpecError
 from .merge import unmerge
 from .spatial_merge import assignment, grid_destinations, merge_mean
 
@@ -89,6 +89,13 @@ class TomesdConfig:
 
     def to_json(self) -> dict:
         return {"method": METHOD, **asdict(self)}
+
+
+def parse_spec(spec: str) -> MergeConfig | TomesdConfig:
+    """Any merge SPEC: `tomesd:...` here, every other method by MergeConfig.parse."""
+    if spec.strip().partition(":")[0] == METHOD:
+        return TomesdConfig.parse(spec)
+    return MergeConfig.parse(spec)
 
 
 def _value(spec: str, key: str, text: str) -> float | int | bool:

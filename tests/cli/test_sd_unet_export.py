@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tomobile.export.cli import main
+from tomobile.cli.main import main
 from tomobile.graphs.sd_unet import SD_TINY, load_unet_folder, seeded_unet
 from tomobile.graphs.tomesd import TomesdConfig
 
