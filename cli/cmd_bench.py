@@ -13,7 +13,7 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from ..graphs.config import SPEC_HELP, MergeConfig, MergeMethod, Schedule
+from ..graphs.config import SPEC_HELP, MergeConfig, Schedule
 from ..graphs.errors import InputError
 from .cmd_stream_bench import add_stream_args
 
@@ -27,7 +27,8 @@ _ET_EXTRA = {"executorch-fp16": ("fp16", "fp16", None), "executorch-int8": ("int
 
 def parse_specs(text: str, oracle: bool = True) -> list[MergeConfig]:
     """'tome:r=8;tome:r=16' -> [unmerged, r=8, r=16, drop r=8, drop r=16]: the unmerged baseline
-    first, then the specs, then (with `oracle`) the drop twin of every ToMe spec."""
+    first, then the specs, then (with `oracle`) the drop twin of every spec whose method has one
+    (same token counts, no merge work)."""
     configs = [MergeConfig()]
     for spec in (s.strip() for s in text.split(";")):
         if spec:
@@ -37,8 +38,8 @@ def parse_specs(text: str, oracle: bool = True) -> list[MergeConfig]:
     if len(configs) == 1:
         raise InputError(f"--merge names no merging spec; give one or more of: {SPEC_HELP}, separated by ';'")
     if oracle:
-        twins = [c.as_method(MergeMethod.DROP) for c in configs if c.method is MergeMethod.TOME]
-        configs += [c for c in twins if c not in configs]
+        twins = [c.oracle() for c in configs if c.enabled]
+        configs += [c for c in twins if c is not None and c not in configs]
     return configs
 
 
@@ -61,10 +62,13 @@ def parse_threads(text: str) -> list[int]:
 
 
 def label(config: MergeConfig) -> str:
+    """'r=0' unmerged, 'r=16' / 'drop r=16' for constant ToMe and its twin, otherwise the SPEC."""
     if not config.enabled:
         return "r=0"
-    if config.schedule is Schedule.CONSTANT and config.prop_attn and not config.trace_source:
-        return f"drop r={config.r[0]}" if config.drops else f"r={config.r[0]}"
+    tome = config.params.params if config.drops else config.params
+    if (config.method == "tome" or config.drops and config.params.like == "tome") and \
+            tome.schedule is Schedule.CONSTANT and tome.prop_attn and not tome.trace_source:
+        return f"drop r={tome.r[0]}" if config.drops else f"r={tome.r[0]}"
     return config.describe()
 
 
@@ -184,9 +188,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         wrapper = bundle.parts["model"]
         plan = merge_plan(wrapper.model)
         width, hidden = _dims(wrapper)
-        twin = label(config.as_method(MergeMethod.DROP)) if config.method is MergeMethod.TOME else None
+        twin = label(config.oracle()) if config.enabled and config.oracle() else None
         variants.append(Variant(name, plan.r[0] if plan else 0, folder, flop_ratio(plan.tokens, width, hidden)
-                                if plan else 1.0, config.method.value, twin if twin in map(label, configs) else None))
+                                if plan else 1.0, config.method, twin if twin in map(label, configs) else None))
         bundles[name] = wrapper
     report = BenchReport(args.model, threads, args.runs)
     for runtime in runtimes:
@@ -194,14 +198,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
             rows = bench_runtime(runtime, variants, args.runs, n, progress=not args.quiet)
             if runtime.startswith("onnxruntime"):
                 for row, v in zip(rows, variants, strict=True):
-                    if v.method == "tome" and v.r:
+                    if v.method not in ("none", "drop") and any(merge_plan(bundles[v.label].model).r):
                         path = v.folder / ("model.int8.onnx" if runtime.endswith("int8") else "model.onnx")
                         row.merge_share = ort_merge_share(path, load_inputs(v.folder), merge_node_names(bundles[v.label]), n)
             report.rows.extend(rows)
     if not args.no_eager:
-        report.eager = _eager_rows([v for v in variants if v.method == "tome"], bundles, args, threads[-1])
+        report.eager = _eager_rows([v for v in variants if has_reference(v.method)], bundles, args, threads[-1])
     _write_outputs(report, args)
     return 0
+
+
+def has_reference(method: str) -> bool:
+    from ..runtime.reference_merge import REFERENCES
+
+    return method in REFERENCES
 
 
 def _eager_rows(variants, bundles, args, threads: int) -> list[dict]:
@@ -211,7 +221,7 @@ def _eager_rows(variants, bundles, args, threads: int) -> list[dict]:
     for v in variants:
         wrapper = bundles[v.label]
         cmp = compare_eager(v.label, wrapper, wrapper.example_inputs(seed=0), args.eager_runs, threads,
-                            progress=not args.quiet)
+                            progress=not args.quiet, method=v.method)
         rows.append({**asdict(cmp), "reference_over_static": cmp.ratio})
     return rows
 

@@ -9,9 +9,7 @@ from ..export.output import check_out_dir, discard, finalize
 from ..export.pipeline import stage_export, write_manifest
 from ..export.registry import ExportOptions, check_options, exporters, option_values, parse_formats
 from ..export.split import list_parts, split_bundle
-from ..graphs.config import SPEC_HELP
-from ..graphs.tomesd import SPEC_HELP as TOMESD_HELP
-from ..graphs.tomesd import parse_spec
+from ..graphs.config import SPEC_HELP, MergeConfig
 from ..runtime.validate import format_table, validate_dir
 from .checks import int_at_least, note
 from .cmd_generate import add_tdtm_args, tdtm_options
@@ -21,7 +19,7 @@ DEFAULT_OUT = Path("tomobile-out")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    config = parse_spec(args.merge)
+    config = MergeConfig.parse(args.merge)
     formats = parse_formats(args.format)
     options = ExportOptions(backend=args.backend, precision=args.precision, quantize=args.quantize)
     notes = check_options(formats, options)
@@ -74,7 +72,7 @@ def add_parser(sub) -> None:
     p.add_argument("model", metavar="MODEL", help="a built-in name (see `tomobile models`) or a local Hugging Face "
                                                   "model folder (config.json + weights)")
     p.add_argument("--merge", default="none", metavar="SPEC",
-                   help=f"token merging: {SPEC_HELP} | {TOMESD_HELP} (default: none)")
+                   help=f"token merging: {SPEC_HELP} (default: none)")
     p.add_argument("--size", type=int_at_least(8), metavar="PX",
                    help="Stable Diffusion UNets: image size in pixels, a multiple of 8 (latent = PX/8); default: the "
                         "config's sample_size x 8")

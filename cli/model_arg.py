@@ -12,12 +12,10 @@ from ..graphs.exportable import ModelBundle
 from ..graphs.registry import ModelEntry, get_model, load_builtin_models
 from ..graphs.hf_folder import load_local
 from ..graphs.sd_unet import SD_OPTIONS, load_unet_folder, unet_folder
-from ..graphs.tomesd import SPEC_HELP as TOMESD_HELP
-from ..graphs.tomesd import TomesdConfig
-from ..graphs.config import SPEC_HELP
+from ..graphs.tomesd import METHOD as TOMESD
 
 
-def resolve_model(name: str, config: MergeConfig | TomesdConfig, options: dict | None = None) -> ModelBundle:
+def resolve_model(name: str, config: MergeConfig, options: dict | None = None) -> ModelBundle:
     """A built-in model name, a local Hugging Face model folder or a local diffusers UNet / pipeline
     folder -> bundle, patched per `config`; `options` (the video model's TDTM modes, the UNets'
     size and cfg) only for a model that takes them."""
@@ -55,11 +53,11 @@ def _refuse_options(name: str, models: dict[str, ModelEntry], options: dict) -> 
                          f"not to {name}")
 
 
-def _refuse_tomesd(name: str, config: MergeConfig | TomesdConfig, options: tuple[str, ...]) -> None:
+def _refuse_tomesd(name: str, config: MergeConfig, options: tuple[str, ...]) -> None:
     """tomesd: merges Stable Diffusion UNets only (the models that take --size)."""
-    if isinstance(config, TomesdConfig) and "size" not in options:
+    if config.method == TOMESD and "size" not in options:
         raise SpecError(f"{config.describe()} applies to Stable Diffusion UNets (sd-unet-tiny, sd15-unet, a local "
-                        f"diffusers folder), not to {name}; transformer encoders take {SPEC_HELP}")
+                        f"diffusers folder), not to {name}; transformer encoders take the other methods (`tomobile models`)")
 
 
 def sd_options(size: int | None, cfg: bool) -> dict:
@@ -72,7 +70,7 @@ def source_folder(name: str) -> Path | None:
     return None if name in load_builtin_models() or not Path(name).exists() else Path(name)
 
 
-def check_trace_source(config: MergeConfig | TomesdConfig, bundle: ModelBundle) -> None:
+def check_trace_source(config: MergeConfig, bundle: ModelBundle) -> None:
     """trace_source=1 must reach an output: refuse it where no exported part outputs sources."""
     outputs = [n for part in bundle.parts.values() for n in part.output_names]
     if getattr(config, "trace_source", False) and not any("source" in n for n in outputs):

@@ -44,9 +44,9 @@ def _pre_ln_layer(parts: AttentionParts, out_proj: nn.Module, norm1: nn.Module, 
                   mlp: Callable[[torch.Tensor], torch.Tensor]) -> LayerFns:
     """x + attn(norm1(x)), then x + mlp(norm2(x)): the ViT, DeiT and CLIP layer."""
 
-    def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx, keys = attention(parts, norm1(x), bias)
-        return x + out_proj(ctx), keys
+    def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ctx, keys, probs = attention(parts, norm1(x), bias)
+        return x + out_proj(ctx), keys, probs
 
     return LayerFns(attend, lambda x: x + mlp(norm2(x)))
 
@@ -78,9 +78,9 @@ def _bert_layer(layer: nn.Module) -> LayerFns:
     parts = AttentionParts(sa.query, sa.key, sa.value, sa.num_attention_heads, sa.attention_head_size,
                            sa.attention_head_size ** -0.5)  # `scaling` exists only in transformers 5
 
-    def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx, keys = attention(parts, x, bias)
-        return out.LayerNorm(out.dense(ctx) + x), keys  # post-LN residual
+    def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ctx, keys, probs = attention(parts, x, bias)
+        return out.LayerNorm(out.dense(ctx) + x), keys, probs  # post-LN residual
 
     return LayerFns(attend, lambda h: layer.output(layer.intermediate(h), h))
 
@@ -104,11 +104,11 @@ def _plain(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
 
 def _run(layers: nn.ModuleList, fns: Any, state: TokenState, plan: MergePlan, plain: Any) -> TokenState:
     """Layers before the first merge run their original forward (`plain`); the rest run merged."""
-    for i, (layer, r) in enumerate(zip(layers, plan.r, strict=True)):
+    for i, layer in enumerate(layers):
         if plain is not None and i < plan.first_merge:
             state = state._replace(x=plain(layer, state.x))
         else:
-            state = merged_layer(fns(layer), state, r, plan)
+            state = merged_layer(fns(layer), state, i, plan)
     return state
 
 
@@ -184,7 +184,7 @@ _FORWARDS = {"vit": _vit_forward, "deit": _vit_forward, "clip": _clip_encoder_fo
 
 
 def apply_merge(model: nn.Module, config: MergeConfig, seq_len: int | None = None) -> nn.Module:
-    """Patch `model` in place with ToMe as `config` says; returns it. Reverse with `remove_merge`.
+    """Patch `model` in place with the merge `config` names; returns it. Reverse with `remove_merge`.
 
     The plan (r and token count per layer) is computed here; a schedule that asks more of a
     layer than it allows raises SpecError. `seq_len` is required for BERT-style encoders.

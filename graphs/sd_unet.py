@@ -25,7 +25,7 @@ from .config import MergeConfig, SpecError
 from .exportable import Exportable, ModelBundle, TensorSpec
 from .registry import register_model
 from .tomesd import SPEC_HELP as TOMESD_HELP
-from .tomesd import TomesdConfig, apply_tomesd
+from .tomesd import METHOD, TomesdConfig, apply_tomesd
 
 PART = "unet/model"  # artifact stem: unet/model.onnx, unet/model.pte, unet/model.mlpackage
 VAE_SCALE = 8  # latent = image / 8 for every Stable Diffusion VAE
@@ -68,9 +68,12 @@ class UNetModel(Exportable):
 
 
 def tomesd_config(config: MergeConfig | TomesdConfig) -> TomesdConfig | None:
-    """The tomesd merge a UNet takes: a TomesdConfig, or None for `none`; ToMe specs are refused."""
+    """The tomesd merge a UNet takes (`tomesd:` through the method registry, or a TomesdConfig), or
+    None for `none`; other methods (ToMe, ...) are refused."""
     if isinstance(config, TomesdConfig):
         return config
+    if config.method == METHOD:
+        return config.params
     if config.enabled:
         raise SpecError(f"{config.describe()} applies to transformer encoders; Stable Diffusion UNets take "
                         f"{TOMESD_HELP}")

@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .config import MergeConfig, SpecError
 from .merge import unmerge
+from .methods import Method, register_method
 from .spatial_merge import assignment, grid_destinations, merge_mean
+from .spec import SpecError
 
 METHOD = "tomesd"
 SPEC_HELP = ("tomesd:ratio=R[,max_downsample=1|2|4|8][,sx=N][,sy=N][,use_rand=0|1][,seed=N][,merge_attn=0|1]"
@@ -80,22 +81,15 @@ class TomesdConfig:
         return cls(**values)
 
     def describe(self) -> str:
-        """The SPEC that parses back to this config (options only where not the default)."""
+        """The SPEC body that parses back to this config (options only where not the default)."""
         default = TomesdConfig()
         items = [f"ratio={self.ratio:g}"] + [
             f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in asdict(self).items()
             if k != "ratio" and v != getattr(default, k)]
-        return f"{METHOD}:" + ",".join(items)
+        return ",".join(items)
 
     def to_json(self) -> dict:
         return {"method": METHOD, **asdict(self)}
-
-
-def parse_spec(spec: str) -> MergeConfig | TomesdConfig:
-    """Any merge SPEC: `tomesd:...` here, every other method by MergeConfig.parse."""
-    if spec.strip().partition(":")[0] == METHOD:
-        return TomesdConfig.parse(spec)
-    return MergeConfig.parse(spec)
 
 
 def _value(spec: str, key: str, text: str) -> float | int | bool:
@@ -243,3 +237,16 @@ def tomesd_block_forward(block: nn.Module, plan: BlockPlan, config: TomesdConfig
                                encoder_hidden_states=encoder_hidden_states, attention_mask=encoder_attention_mask,
                                **kwargs) + hidden_states
     return around(config.merge_mlp, block.ff, block.norm3(hidden_states)) + hidden_states
+
+
+def _encoders_only(*args) -> None:
+    """tomesd's merge lives in diffusers' BasicTransformerBlock (apply_tomesd), not in encoder layers."""
+    raise SpecError("tomesd: merges Stable Diffusion UNets (sd-unet-tiny, sd15-unet, a local diffusers folder), "
+                    "not transformer encoders")
+
+
+TOMESD = register_method(Method(
+    name=METHOD, summary="tomesd (dbolya/tomesd): spatial merge around diffusers UNets' self-attention, "
+                         "equal to the tomesd package; Stable Diffusion UNets only",
+    grammar=SPEC_HELP, parse=lambda spec, body: TomesdConfig.parse(spec), plan=_encoders_only,
+    layer=_encoders_only, oracle=False))

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from tomobile.graphs.config import SpecError
+from tomobile.graphs.config import MergeConfig, SpecError
 from tomobile.graphs.sd_unet import SD_TINY, UNetModel, seeded_unet
 from tomobile.graphs.tomesd import TomesdConfig, apply_tomesd, block_plans, remove_tomesd
 
@@ -90,7 +90,8 @@ def test_plans_follow_tomesd_resolutions():
 ])
 def test_parse_and_describe_round_trip(spec, expected):
     assert TomesdConfig.parse(spec) == expected
-    assert TomesdConfig.parse(expected.describe()) == expected
+    assert TomesdConfig.parse("tomesd:" + expected.describe()) == expected
+    assert MergeConfig.parse(spec).params == expected  # through the method registry
 
 
 @pytest.mark.parametrize("spec", ["tomesd:", "tomesd:max_downsample=2", "tomesd:ratio=1.0", "tomesd:ratio=-0.1",

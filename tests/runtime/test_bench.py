@@ -28,7 +28,7 @@ def test_flop_ratio_is_one_without_merging_and_mlp_width_counts():
 def test_parse_specs_puts_the_unmerged_baseline_first_and_adds_drop_twins():
     configs = parse_specs("tome:r=8; tome:r=16;tome:r=8;none")
     assert [label(c) for c in configs] == ["r=0", "r=8", "r=16", "drop r=8", "drop r=16"]
-    assert configs[3].per_layer(12) == configs[1].per_layer(12) and configs[3].drops
+    assert configs[3].params.params == configs[1].params and configs[3].drops
     assert [label(c) for c in parse_specs("tome:r=8;drop:r=8", oracle=False)] == ["r=0", "r=8", "drop r=8"]
     assert [label(c) for c in parse_specs("tome:r=8", oracle=False)] == ["r=0", "r=8"]
     with pytest.raises(ValueError, match="names no merging spec"):
