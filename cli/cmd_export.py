@@ -12,9 +12,9 @@ from ..export.split import split_bundle
 from ..graphs.config import SPEC_HELP, MergeConfig
 from ..runtime.manifest import DEFAULT_OUT, MANIFEST
 from ..runtime.validate import format_table
-from .checks import note
+from .checks import int_at_least, note
 from .cmd_generate import add_tdtm_args, tdtm_options
-from .model_arg import check_trace_source, resolve_model, source_folder
+from .model_arg import check_trace_source, resolve_model, sd_options, source_folder
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -22,7 +22,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     formats = parse_formats(args.format)
     options = ExportOptions(backend=args.backend, precision=args.precision, quantize=args.quantize)
     notes = check_options(formats, options)
-    tdtm = tdtm_options(args)
+    tdtm = {**tdtm_options(args), **sd_options(args.size, args.cfg)}
     source = source_folder(args.model)
     out_arg = Path(args.out) if args.out else DEFAULT_OUT / (source.resolve().name if source else args.model)
     out = check_out_dir(out_arg, force=args.force, keep=(source,) if source else ())
@@ -57,7 +57,13 @@ def add_parser(sub) -> None:
                        description="Export MODEL to mobile formats into DIR with manifest.json, then validate.")
     p.add_argument("model", metavar="MODEL", help="a built-in name (see `tomobile models`) or a local Hugging Face "
                                                   "model folder (config.json + weights)")
-    p.add_argument("--merge", default="none", metavar="SPEC", help=f"token merging: {SPEC_HELP} (default: none)")
+    p.add_argument("--merge", default="none", metavar="SPEC",
+                   help=f"token merging: {SPEC_HELP} (default: none)")
+    p.add_argument("--size", type=int_at_least(8), metavar="PX",
+                   help="Stable Diffusion UNets: image size in pixels, a multiple of 8 (latent = PX/8); default: the "
+                        "config's sample_size x 8")
+    p.add_argument("--cfg", action="store_true",
+                   help="Stable Diffusion UNets: batch 2 (classifier-free guidance's unconditional + conditional)")
     p.add_argument("--format", default="onnx,coreml,executorch", metavar="LIST",
                    help=f"comma-separated formats from: {', '.join(exporters())} (default: all)")
     p.add_argument("--out", metavar="DIR",

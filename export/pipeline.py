@@ -174,7 +174,7 @@ def _write_vectors(bundle: ModelBundle, stem: str, wrapper: Exportable, folder: 
             for name, y in zip(wrapper.output_names, outputs, strict=True):
                 arrays[f"{case}.output.{name}"] = y.float().numpy()
     path = folder / VECTORS_DIR / f"{stem}.npz"
-    path.parent.mkdir(exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # a stem may name a subfolder (unet/model)
     np.savez(path, **arrays)
     return {"cases": list(cases), **_io_spec(wrapper, outputs)}
 
@@ -214,11 +214,12 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
             exporter = get_exporter(fmt)
             steps.set_postfix_str(f"{stem}{exporter.suffix}")
             path = staging / f"{stem}{exporter.suffix}"
+            path.parent.mkdir(parents=True, exist_ok=True)  # diffusers' layout: unet/model.onnx
             opts = exporter.options_for(options)
             details = exporter.export(get_program, info, path, opts)
             # An fp16 graph (ExecuTorch) takes and returns float16; Core ML keeps float32 I/O.
             float_io = "float16" if fmt == "executorch" and opts.precision == "fp16" else "float32"
-            artifacts.append({"format": fmt, "part": stem, "path": path.name, "sha256": sha256_path(path),
+            artifacts.append({"format": fmt, "part": stem, "path": path.relative_to(staging).as_posix(), "sha256": sha256_path(path),
                               "bytes": size_bytes(path), "float_io": float_io, **details})
             steps.update(1)
     steps.close()

@@ -75,5 +75,6 @@ class ModelBundle:
         for name, src in self.extra_files.items():
             shutil.copy2(src, folder / name)
         for name, text in self.generated_files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)  # e.g. diffusers' unet/config.json
             (folder / name).write_text(text)
         return [*self.extra_files, *self.generated_files]

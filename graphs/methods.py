@@ -50,7 +50,7 @@ class Method:
 _METHODS: dict[str, Method] = {}
 # Modules whose import registers the built-in methods, in the order `--help` lists them.
 _BUILTIN_MODULES = ("tomobile.graphs.none", "tomobile.graphs.tome", "tomobile.graphs.drop",
-                    "tomobile.graphs.pitome", "tomobile.graphs.diffrate")
+                    "tomobile.graphs.pitome", "tomobile.graphs.diffrate", "tomobile.graphs.tomesd")
 
 
 def register_method(method: Method) -> Method:

@@ -46,11 +46,16 @@ class SpatialMergeConfig:
 
 def destination_indices(h: int, w: int, cfg: SpatialMergeConfig) -> list[int]:
     """Flat indices of the destination tokens on an h x w grid, one per full sy x sx cell."""
-    return [
-        (cy * cfg.sy + cfg.oy) * w + (cx * cfg.sx + cfg.ox)
-        for cy in range(h // cfg.sy)
-        for cx in range(w // cfg.sx)
-    ]
+    cells = (h // cfg.sy) * (w // cfg.sx)
+    return grid_destinations(h, w, cfg.sy, cfg.sx, [cfg.oy * cfg.sx + cfg.ox] * cells)
+
+
+def grid_destinations(h: int, w: int, sy: int, sx: int, offsets: list[int]) -> list[int]:
+    """Flat destination indices on an h x w grid: one per full sy x sx cell, cells in raster order,
+    `offsets[k]` = dy * sx + dx the destination's place inside cell k (tomesd's per-cell draw).
+    Rows and columns beyond the last full cell hold sources only, as in tomesd."""
+    cols = w // sx
+    return [(k // cols * sy + off // sx) * w + (k % cols * sx + off % sx) for k, off in enumerate(offsets)]
 
 
 def merge_count(h: int, w: int, cfg: SpatialMergeConfig) -> int:
@@ -67,9 +72,14 @@ def _const(rows, like: torch.Tensor) -> torch.Tensor:
 
 def spatial_assignment(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig) -> torch.Tensor:
     """One-hot merge matrix M (N, S - r, S) for tokens x (N, S, C) on an h x w grid."""
-    s = h * w
-    r = merge_count(h, w, cfg)
-    dst = destination_indices(h, w, cfg)
+    return assignment(x, destination_indices(h, w, cfg), merge_count(h, w, cfg))
+
+
+def assignment(x: torch.Tensor, dst: list[int], r: int) -> torch.Tensor:
+    """One-hot merge matrix M (N, S - r, S): tokens x (N, S, C), destination indices `dst` fixed at
+    patch time, the r sources most similar to a destination (cosine) merge into their best one.
+    Slots: kept sources first (in token order), then destinations in `dst` order."""
+    s = x.shape[1]
     dst_set = set(dst)
     src = [i for i in range(s) if i not in dst_set]
     n_kept, nd = len(src) - r, len(dst)
