@@ -83,6 +83,7 @@ def export_split(model: str, folder: Path, formats: list[str], reuse: bool, prog
     staging, manifest = stage_export(bundle, formats, folder, ExportOptions(), progress=progress)
     try:
         manifest["split"] = list_parts(manifest)
+        write_manifest(staging.path, manifest)  # validate_dir reads the split list from the folder
         report = validate_dir(staging.path, progress=progress)
         manifest["validation"] = report.to_json()
         write_manifest(staging.path, manifest)
