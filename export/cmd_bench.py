@@ -50,16 +50,6 @@ def parse_runtimes(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def parse_threads(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise ValueError(f"--threads must be comma-separated integers >= 1, got {text!r}")
-    return list(dict.fromkeys(values))
-
-
 def label(config: MergeConfig) -> str:
     if not config.enabled:
         return "r=0"
@@ -135,7 +125,7 @@ def _export_variant(bundle, config: MergeConfig, folder: Path, runtimes: list[st
 
 def _check_outputs(args: argparse.Namespace) -> list[int]:
     """The thread counts; --runs, --eager-runs and the output files checked."""
-    from .checks import check_output_file
+    from .checks import check_output_file, parse_threads
 
     if args.runs < 1 or args.eager_runs < 1:
         raise ValueError("--runs and --eager-runs must be at least 1")
@@ -238,6 +228,8 @@ def _write_outputs(report, args) -> None:
 
 
 def add_parser(sub) -> None:
+    from .checks import THREADS_HELP, int_at_least
+
     p = sub.add_parser("bench", help="latency of merged against unmerged exports and the token-drop oracle",
                        description="Export MODEL unmerged, once per SPEC and once per SPEC's drop: twin (the "
                                    "token-drop oracle: same plan and shapes, no merge work; a baseline for measuring, "
@@ -246,11 +238,11 @@ def add_parser(sub) -> None:
     p.add_argument("--merge", metavar="SPEC[;SPEC...]", help=f"merge specs separated by ';': {SPEC_HELP}")
     p.add_argument("--runtime", default="onnxruntime,executorch", metavar="LIST",
                    help=f"comma-separated from: {', '.join(BENCH_RUNTIMES)} (default: onnxruntime,executorch)")
-    p.add_argument("--runs", type=int, default=15, help="timed runs per variant and runtime (default: 15)")
-    p.add_argument("--eager-runs", type=int, default=9, help="timed eager runs per variant (default: 9)")
+    p.add_argument("--runs", type=int_at_least(1), default=15, help="timed runs per variant and runtime (default: 15)")
+    p.add_argument("--eager-runs", type=int_at_least(1), default=9, help="timed eager runs per variant (default: 9)")
     p.add_argument("--threads", metavar="LIST",
-                   help=f"intra-op thread counts, each timed round-robin on its own (default: {DEFAULT_THREADS}; "
-                        "with --stream one count, default 2)")
+                   help=f"intra-op thread counts, each {THREADS_HELP}, each timed round-robin on its own (default: "
+                        f"{DEFAULT_THREADS}; with --stream one count, default 2)")
     p.add_argument("--quantize", choices=("int8",), help="also time the int8 models: ONNX Runtime dynamic int8 "
                                                          "and ExecuTorch PT2E static int8, for the runtimes asked")
     p.add_argument("--no-oracle", action="store_true", help="skip the drop: twins (no oracle speedup, no overhead)")

@@ -90,14 +90,15 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    from .checks import finite_float, int_at_least
+    from .checks import MAX_STEPS, finite_float, int_at_least
     from .cmd_generate import add_mode_args, add_runtime_args
 
     p = sub.add_parser("eval", help="measure speed and quality (video; text)")
     kinds = p.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
     v = kinds.add_parser("video", help="LPL / TDTM / spatial ToMe settings of video-dit-tiny against the full baseline")
     add_runtime_args(v, "eager", per_mode_set=True)
-    v.add_argument("--steps", type=int_at_least(3), default=30, help="baseline Euler steps, >= 3 (default: 30)")
+    v.add_argument("--steps", type=int_at_least(3, MAX_STEPS), default=30,
+                   help=f"baseline Euler steps, 3..{MAX_STEPS} (default: 30)")
     v.add_argument("--guidance", type=finite_float, default=4.0, help="default: 4.0")
     v.add_argument("--prompts", type=int_at_least(0), default=0, help="use only the first N of the 12 fixed prompts "
                                                                      "(default 0: all)")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 
 def _ints(text: str, what: str) -> list[int]:
-    items = [v.strip() for v in text.split(",") if v.strip()]
-    if not items or not all(v.isascii() and v.isdigit() for v in items):
-        raise ValueError(f"{what} must be one or more comma-separated integers >= 0 (digits 0-9), got {text!r}")
-    return [int(v) for v in items]
+    """Comma-separated integers >= 0 (graphs/numbers.py: digits 0-9, no empty item, none twice)."""
+    from tomobile.graphs.numbers import parse_int_list
+
+    return parse_int_list(text, what, 0)
 
 
 def _check_settings(seq_lens: list[int], rs: list[int]) -> None:
@@ -95,7 +95,7 @@ def cmd_eval_text(args: argparse.Namespace) -> int:
 
 def add_text_parser(kinds) -> None:
     """Register `text` under the `eval` subparsers."""
-    from .checks import int_at_least
+    from .checks import THREADS_HELP, int_at_least, thread_count
 
     t = kinds.add_parser("text", help="ToMe on all-MiniLM-L6-v2: embedding cosine, retrieval top-1, speed "
                                       "(eager, ONNX Runtime, ExecuTorch)",
@@ -105,8 +105,8 @@ def add_text_parser(kinds) -> None:
     t.add_argument("--r", default="0,2,4,8", metavar="LIST", help="r per layer; 0 is always included (default: 0,2,4,8)")
     t.add_argument("--limit", type=int_at_least(0), default=0, help="use only the first N topics (default: all)")
     t.add_argument("--runs", type=int_at_least(1), default=15, help="timed runs per r and runtime (default: 15)")
-    t.add_argument("--threads", type=int_at_least(1), default=2,
-                   help="threads of every runtime for the timing (default: 2)")
+    t.add_argument("--threads", type=thread_count, default=2,
+                   help=f"threads of every runtime for the timing, {THREADS_HELP} (default: 2)")
     t.add_argument("--runtime", default="eager,onnxruntime,executorch", metavar="LIST",
                    help="eager plus any of onnxruntime, executorch (default: all three)")
     t.add_argument("--work", metavar="DIR", help="export folders (default: tomobile-out/eval-text)")

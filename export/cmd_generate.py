@@ -12,7 +12,7 @@ from pathlib import Path
 from tomobile.runtime.sampler import LeapConfig, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
 from tomobile.runtime.video import RuntimeKind, VideoRuntime
 
-from .checks import finite_float, int_at_least, note
+from .checks import MAX_SEED, MAX_STEPS, finite_float, int_at_least, note
 
 
 def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float, timesteps: str | None = None,
@@ -63,7 +63,7 @@ def add_mode_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int_at_least(1), default=30, help="Euler steps (default: 30)")
+    p.add_argument("--steps", type=int_at_least(1, MAX_STEPS), default=30, help=f"Euler steps, 1..{MAX_STEPS} (default: 30)")
     p.add_argument("--lpl", default="off", metavar="off|auto|N",
                    help="linear proportional leap: off, auto (On-device Sora: from step 14 of 30, leap once the "
                         "velocity cosine similarity has not beaten its best by 1e-3 for 3 steps), or leap after "
@@ -190,7 +190,8 @@ def add_parser(sub) -> None:
                        description="Generate a clip from PROMPT with the built-in video-dit-tiny model.")
     p.add_argument("prompt", metavar="PROMPT", help='e.g. "a red circle moving left"')
     p.add_argument("--out", required=True, metavar="FILE", help=".gif, or .npy (float32 [T, H, W, 3] in [0, 1])")
-    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0,
+                   help="noise seed, 0..2^64-1 (the noise generator's uint64 state; default: 0)")
     p.add_argument("--compare", action="store_true",
                    help="also run the plain sampler (same --steps, no leap, no merge) and print speed-up, PSNR, SSIM")
     add_sampler_args(p)

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum
 
+from .numbers import INT_DIGITS, NumberError, parse_int
+
 
 class MergeMethod(str, Enum):
     NONE = "none"
@@ -150,12 +152,14 @@ def parse_items(spec: str, body: str, first: str, keys: tuple[str, ...]) -> tupl
 
 
 def _int(spec: str, text: str) -> int:
-    """A plain decimal integer: ASCII digits only (int() would also take '1_0', '+3' and '٣')."""
-    if not (text.isascii() and text.isdigit()):
-        if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
-            raise SpecError(f"r value {text} in {spec!r} is negative; r must be >= 0")
-        raise SpecError(f"r value {text!r} in {spec!r} is not an integer (digits 0-9 only); allowed: {SPEC_HELP}")
-    return int(text)
+    """A plain decimal integer: ASCII digits only (int() would also take '1_0', '+3' and '٣'); the
+    rule of graphs/numbers.py, which every count on the command line follows."""
+    if text.startswith("-") and INT_DIGITS.fullmatch(text[1:]):
+        raise SpecError(f"r value {text} in {spec!r} is negative; r must be >= 0")
+    try:
+        return parse_int(text, "r value")
+    except NumberError:
+        raise SpecError(f"r value {text!r} in {spec!r} is not an integer (digits 0-9 only); allowed: {SPEC_HELP}") from None
 
 
 def _flag(spec: str, text: str) -> bool:

@@ -31,6 +31,8 @@ from typing import Protocol
 
 import numpy as np
 
+from tomobile.graphs.numbers import NumberError, parse_size
+
 from .memory import MemoryPeak, MemoryProbe, malloc_trim, populate_mappings
 from .overlap import Heartbeat, hidden_seconds
 
@@ -83,18 +85,12 @@ def mb(n: float) -> str:
 
 
 def parse_bytes(text: str) -> int:
-    """'64MB' -> 64_000_000; units B, KB, MB, GB (powers of 1000) and KiB, MiB, GiB (of 1024)."""
-    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
-    raw = text.strip().upper().replace(" ", "")
-    number = raw.rstrip("KMGIB")
-    unit = raw[len(number):]
+    """'64MB' -> 64_000_000: graphs/numbers.py's size (units B, KB, MB, GB and KiB, MiB, GiB; a
+    finite positive byte count, ASCII digits, no exponent)."""
     try:
-        value = float(number)
-    except ValueError:
-        value = -1.0
-    if unit not in units or value <= 0:
-        raise StreamError(f"memory budget {text!r} is not a size; give e.g. 64MB, 1.5GB, 512MiB or a byte count")
-    return int(value * units[unit])
+        return parse_size(text, "memory budget")
+    except NumberError as err:
+        raise StreamError(str(err)) from None
 
 
 def open_split(folder: Path, runtime: str, verify: bool = True) -> SplitModel:

@@ -278,7 +278,20 @@ def generate(
     start = time.perf_counter()
     result = sample(velocity, noise, cfg, on_step)
     seconds = time.perf_counter() - start
+    check_finite(result.x, cfg)
     return Generation(frames_from_latent(result.x), result, seconds, sorted(used))
+
+
+class NonFiniteClip(ValueError):
+    """Sampling ended in NaN or inf (e.g. a guidance scale whose products overflow float32): an
+    error, never a written clip (one line for the CLI, exit code 2)."""
+
+
+def check_finite(x: np.ndarray, cfg: SamplerConfig) -> None:
+    """Refuse a latent with NaN or inf: np.clip would pass NaN into the frames."""
+    if not np.all(np.isfinite(x)):
+        raise NonFiniteClip(f"the sampled clip has NaN or inf values (guidance {cfg.guidance:g}, {cfg.steps} steps: "
+                            "float32 overflowed); give a smaller --guidance, e.g. 1 to 20; nothing was written")
 
 
 def frames_from_latent(x: np.ndarray) -> np.ndarray:
@@ -292,6 +305,8 @@ def save_clip(frames: np.ndarray, out: Path, scale: int = 4, fps: int = 8) -> No
     suffix = out.suffix.lower()
     if suffix not in (".gif", ".npy"):
         raise ValueError(f"--out must end in .gif or .npy, got {out.name!r}")
+    if not np.all(np.isfinite(frames)):
+        raise NonFiniteClip(f"the clip for {out} has NaN or inf values; nothing was written")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.stem}.{os.getpid()}.tmp{suffix}"  # opened as usual: umask-respecting mode
     try:
