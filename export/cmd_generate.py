@@ -139,7 +139,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         from tomobile.runtime.video import preload
 
         rt, streamer = stream_args(args.stream, args.runtime, args.artifacts, args.memory_budget, not args.no_prefetch,
-                                   tdtm_options(args))
+                                   tdtm_options(args), variants)
         preload(rt, variants)
     else:
         rt = open_runtime(args, variants)

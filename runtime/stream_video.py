@@ -26,13 +26,14 @@ DEFAULT_ARTIFACTS = Path("tomobile-out") / "video-dit-tiny"  # where `tomobile e
 
 
 def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: bool = True,
-                     threads: int | None = None, tdtm: dict[str, str] | None = None
-                     ) -> tuple[VideoRuntime, BlockStreamer]:
+                     threads: int | None = None, tdtm: dict[str, str] | None = None,
+                     variants: list[str] | None = None) -> tuple[VideoRuntime, BlockStreamer]:
     """A VideoRuntime whose denoisers stream the split parts in `artifacts` under `budget` bytes;
-    `tdtm` modes asked for must be the ones the folder was exported with."""
+    `tdtm` modes asked for must be the ones the folder was exported with. With `variants`, only
+    their parts are checked and served (None: every variant)."""
     if kind not in (RuntimeKind.ONNXRUNTIME, RuntimeKind.EXECUTORCH):
         raise StreamError(f"--stream runs exported parts: use --runtime onnxruntime or executorch, not {kind.value}")
-    split = open_split(artifacts, kind.value)
+    split = open_split(artifacts, kind.value, variants=variants)
     cfg = load_manifest(artifacts)["model_config"]
     modes = {key: str(cfg.get(key, legacy)) for key, legacy in LEGACY_TDTM.items()}
     check_tdtm(artifacts, modes, tdtm or {})
@@ -61,12 +62,12 @@ def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: 
 
 def format_steps(stats: list[CallStats], budget: int) -> str:
     """Per-step table: parts run and loaded, load time and how much of it compute hid, peaks, latency."""
-    header = ("step", "variant", "parts", "loaded", "load s", "hidden s", "resident MB", "peak RssAnon MB",
+    header = ("step", "variant", "parts", "loaded", "load s", "hidden s", "resident", "peak RssAnon MB",
               "peak RssFile MB", "peak RSS MB", "latency s")
     rows = [header]
     for i, s in enumerate(stats):
         rows.append((str(i), s.variant, str(s.parts_run), str(s.parts_loaded), f"{s.load_s:.3f}", f"{s.hidden_s:.3f}",
-                     f"{s.resident_max / 1e6:.1f}", f"{s.peak.anon / 1e6:.1f}", f"{s.peak.file / 1e6:.1f}",
+                     mb(s.resident_max), f"{s.peak.anon / 1e6:.1f}", f"{s.peak.file / 1e6:.1f}",
                      f"{s.peak.rss / 1e6:.1f}", f"{s.latency_s:.3f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -97,7 +98,13 @@ def check_chains(folder: Path, manifest: dict) -> list[OutputCheck]:
         for variant in split.sequences:
             names = [i["name"] for i in manifest["parts"][variant]["inputs"]]
             for case, (inputs, expected) in _cases(folder, variant).items():
-                out = streamer(variant, dict(zip(names, inputs, strict=True)))
+                try:
+                    out = streamer(variant, dict(zip(names, inputs, strict=True)))
+                except Exception as err:  # a part that cannot load or run: a FAIL row, as for a single model
+                    first = str(err).splitlines()[0] if str(err) else ""
+                    checks.append(OutputCheck(f"chain {variant} ({fmt})", case, "velocity", (), None, None, FAIL,
+                                              f"{type(err).__name__}: {first}"))
+                    continue
                 err, quality, status, note = compare(expected["velocity"], out, precision)
                 checks.append(OutputCheck(f"chain {variant} ({fmt})", case, "velocity", out.shape, err, quality,
                                           status, note))
@@ -106,7 +113,8 @@ def check_chains(folder: Path, manifest: dict) -> list[OutputCheck]:
 
 
 def stream_args(stream: bool, runtime: str, artifacts: str | None, budget: str | None, prefetch: bool,
-                tdtm: dict[str, str] | None = None) -> tuple[VideoRuntime, BlockStreamer]:
+                tdtm: dict[str, str] | None = None, variants: list[str] | None = None
+                ) -> tuple[VideoRuntime, BlockStreamer]:
     """`generate --stream` options -> streamed runtime; StreamError (one line) on a bad combination."""
     if not stream:
         raise StreamError("--memory-budget and --no-prefetch apply only with --stream")
@@ -116,4 +124,4 @@ def stream_args(stream: bool, runtime: str, artifacts: str | None, budget: str |
     if not folder.is_dir():
         raise StreamError(f"no export at {folder}; run `tomobile export video-dit-tiny --split blocks --out {folder}` "
                           "or give --artifacts DIR")
-    return streamed_runtime(RuntimeKind(runtime), folder, parse_bytes(budget), prefetch, tdtm=tdtm)
+    return streamed_runtime(RuntimeKind(runtime), folder, parse_bytes(budget), prefetch, tdtm=tdtm, variants=variants)

@@ -54,6 +54,22 @@ class PartFile:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     float16: bool = False  # ExecuTorch fp16 parts take and return float16
+    # The manifest's {name, shape, dtype} per input and output: a loaded file is checked against them.
+    input_specs: tuple[dict, ...] = field(default=(), compare=False, hash=False)
+    output_specs: tuple[dict, ...] = field(default=(), compare=False, hash=False)
+
+    def check_io(self, got) -> None:
+        """StreamError when the loaded program's (inputs, outputs) are not the manifest's: a file from
+        another model whose sha256 was made to match would otherwise fail inside the runtime."""
+        from .artifacts import signature_mismatch
+
+        if not self.input_specs:
+            return
+        problem = signature_mismatch(got, list(self.input_specs), list(self.output_specs),
+                                     "float16" if self.float16 else "float32")
+        if problem:
+            raise StreamError(f"part {self.name}: {self.path.name} has {problem} (a file of another model or "
+                              "export); export the folder again")
 
 
 @dataclass
@@ -93,8 +109,10 @@ def parse_bytes(text: str) -> int:
         raise StreamError(str(err)) from None
 
 
-def open_split(folder: Path, runtime: str, verify: bool = True) -> SplitModel:
-    """The split parts of an export folder for `runtime`, every file checked against its sha256."""
+def open_split(folder: Path, runtime: str, verify: bool = True, variants: list[str] | None = None) -> SplitModel:
+    """The split parts of an export folder for `runtime`, every file checked against its sha256.
+    With `variants`, only those denoiser variants are kept and only their parts checked: a damaged
+    part of a variant the run does not use is ignored, as the unsplit artifacts' are."""
     from .manifest import ManifestError, inside, load_manifest
 
     try:
@@ -115,10 +133,18 @@ def open_split(folder: Path, runtime: str, verify: bool = True) -> SplitModel:
         parts[entry["name"]] = PartFile(entry["name"], inside(folder, rec["path"]), weights, rec["total_bytes"],
                                         tuple(i["name"] for i in entry["inputs"]),
                                         tuple(o["name"] for o in entry["outputs"]),
-                                        _is_fp16(manifest, entry["name"], fmt))
+                                        _is_fp16(manifest, entry["name"], fmt), tuple(entry["inputs"]),
+                                        tuple(entry["outputs"]))
+    sequences = {k: list(v) for k, v in split["sequences"].items()}
+    if variants is not None:
+        missing = [v for v in variants if v not in sequences]
+        if missing:
+            raise StreamError(f"{folder} has no split parts for {missing[0]}; its variants: {', '.join(sequences)}")
+        sequences = {k: sequences[k] for k in variants}
+    used = {n for seq in sequences.values() for n in seq}
     if verify:
-        _verify_files(folder, split["parts"], fmt)
-    return SplitModel(folder, runtime, parts, {k: list(v) for k, v in split["sequences"].items()})
+        _verify_files(folder, [e for e in split["parts"] if e["name"] in used], fmt)
+    return SplitModel(folder, runtime, {n: p for n, p in parts.items() if n in used}, sequences)
 
 
 def _is_fp16(manifest: dict, part: str, fmt: str) -> bool:
@@ -132,13 +158,13 @@ def _verify_files(folder: Path, entries: list[dict], fmt: str) -> None:
 
     from .manifest import inside
 
-    owners: dict[str, str] = {}
+    owners: dict[str, list[str]] = {}  # several files can hold the same bytes (variants sharing weights)
     files: list[tuple[str, dict]] = []
     for entry in entries:
         rec = entry["files"][fmt]
         for f in (rec, rec.get("weights")):
             if f is not None:
-                owners[f["sha256"]] = f["path"]
+                owners.setdefault(f["sha256"], []).append(f["path"])
                 files.append((entry["name"], f))
     for name, f in files:
         path = inside(folder, f["path"])
@@ -148,7 +174,8 @@ def _verify_files(folder: Path, entries: list[dict], fmt: str) -> None:
         if digest == f["sha256"]:
             continue
         if digest in owners:
-            raise StreamError(f"part {name}: {path} holds {owners[digest]} (a different part), not the part "
+            held = " or ".join(owners[digest])
+            raise StreamError(f"part {name}: {path} holds {held} (a different part), not the part "
                               "its manifest lists; export the folder again")
         raise StreamError(f"part {name}: {path} does not match its sha256 in the manifest (altered, or from "
                           "another export); export the folder again")
@@ -158,13 +185,14 @@ class _OrtPart:
     def __init__(self, part: PartFile, threads: int | None, populate: bool) -> None:
         import onnxruntime as ort
 
-        from .artifacts import ort_session_options
+        from .artifacts import ort_session_options, ort_signature
 
         # One thread pool per part, not spinning (it would steal the next part's cores); no prepacking:
         # the weights stay in the mapped file.
         opts = ort_session_options(threads, spinning=False, config={"session.disable_prepacking": "1"})
         opts.enable_cpu_mem_arena = False  # freed activations go back at once: a lower peak
         self.session = ort.InferenceSession(str(part.path), sess_options=opts, providers=["CPUExecutionProvider"])
+        part.check_io(ort_signature(self.session))
         self.names = [i.name for i in self.session.get_inputs()]
         if populate and part.weights is not None:
             populate_mappings(part.weights)
@@ -178,9 +206,10 @@ class _OrtPart:
 
 class _ExecuTorchPart:
     def __init__(self, part: PartFile) -> None:
-        from .artifacts import ExecuTorchRunner
+        from .artifacts import ExecuTorchRunner, executorch_signature
 
         self.runner = ExecuTorchRunner(part.path, part.weights)
+        part.check_io(executorch_signature(self.runner.method))
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         return self.runner.run(arrays)
@@ -296,7 +325,8 @@ class BlockStreamer:
         stats.resident_max = max(stats.resident_max, self.resident_bytes())
 
     def _acquire(self, name: str, stats: CallStats) -> LoadedPart:
-        if name in self.loaded:
+        if name in self.loaded:  # resident since an earlier call: it counts in this call's resident bytes too
+            stats.resident_max = max(stats.resident_max, self.resident_bytes())
             return self.loaded[name]
         if name in self.loading:
             t = time.perf_counter()

@@ -191,5 +191,6 @@ def test_stream_bench_runs_every_mode_from_an_empty_work_folder(tmp_path, capsys
     modes = [row["mode"] for row in report["rows"]]
     assert modes.count("monolithic") == 1 and modes.count("streamed") == 2 and modes.count("streamed + prefetch") == 2
     assert all(row["max_abs_err"] < 1e-4 and row["step_s"] > 0 and row["peak_rss"] > 0 for row in report["rows"])
-    assert "peak RSS" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "peak RSS" in text and "(0 MB)" not in text and "50% (" in text and " KB)" in text  # item 13: micro's KB budgets
     assert json.loads((work / "manifest.json").read_text())["validation"]["passed"]
