@@ -79,7 +79,8 @@ def _refuse_options(name: str, models: dict, options: dict[str, str]) -> None:
     if unknown:
         takers = ", ".join(n for n, e in sorted(models.items()) if set(unknown) <= set(e.options))
         flags = " and ".join("--" + k.replace("_", "-") for k in unknown)
-        raise ValueError(f"{flags} {'apply' if len(unknown) > 1 else 'applies'} to video models only ({takers}), not to {name}")
+        raise ValueError(f"{flags} {'apply' if len(unknown) > 1 else 'applies'} only to {takers} (the models with TDTM "
+                         f"modes), not to {name}")
 
 
 def source_folder(name: str) -> Path | None:

@@ -67,8 +67,8 @@ def cmd_eval_text(args: argparse.Namespace) -> int:
     seq_lens = _ints(args.seq_lens, "--seq-lens")
     rs = _ints(args.r, "--r")
     _check_settings(seq_lens, rs)
-    check_output_file(Path(args.json) if args.json else None, "--json")
-    check_output_file(Path(args.markdown) if args.markdown else None, "--markdown")
+    check_output_file(Path(args.json) if args.json else None, "--json", (".json",))
+    check_output_file(Path(args.markdown) if args.markdown else None, "--markdown", (".md", ".markdown", ".txt"))
     runtimes = [n.strip() for n in args.runtime.split(",") if n.strip()]
     if not runtimes or any(n not in _RUNTIMES for n in runtimes) or "eager" not in runtimes:
         raise ValueError(f"--runtime must list eager and any of {', '.join(_RUNTIMES[1:])}, got {args.runtime!r}")

@@ -109,6 +109,21 @@ def open_runtime_at(kind: RuntimeKind, artifacts: str | None, variants: list[str
     return rt
 
 
+def unused_modes(args: argparse.Namespace, cfg: SamplerConfig, frames: int) -> dict[str, str]:
+    """Mode options given that this run cannot use -> why (issue 18: they were reported as in force)."""
+    from tomobile.runtime.sampler import LeapMode
+
+    unused = {}
+    if args.lpl_similarity is not None and cfg.leap.mode is not LeapMode.AUTO:
+        unused["lpl_similarity"] = f"--lpl-similarity needs --lpl auto (--lpl is {cfg.leap.mode.value})"
+    for key in ("tdtm_positions", "tdtm_odd"):
+        if getattr(args, key) is not None and cfg.tdtm_steps == 0:
+            unused[key] = f"--{key.replace('_', '-')} needs --tdtm-steps above 0"
+    if args.tdtm_odd is not None and "tdtm_odd" not in unused and frames % 2 == 0:
+        unused["tdtm_odd"] = f"--tdtm-odd applies to an odd frame count; this model makes {frames} frames"
+    return unused
+
+
 def note_unknown_words(prompt: str) -> None:
     """One line on stderr when the prompt goes beyond what video-dit-tiny was trained on."""
     from tomobile.graphs.clips import COLOURS, DIRECTIONS, SHAPES, parse_caption, unknown_words
@@ -125,10 +140,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     from tomobile.graphs.clips import parse_caption
     from tomobile.runtime.detect import detect
-    from tomobile.runtime.video import generate, needed_variants, save_clip, variant_name
+    from tomobile.runtime.video import check_prompt, generate, needed_variants, save_clip, variant_name
 
     from .checks import check_output_file
 
+    check_prompt(args.prompt)
     out = Path(args.out)
     check_output_file(out, "--out", (".gif", ".npy"))
     cfg = sampler_config(args.steps, args.lpl, args.tdtm_steps, args.guidance, args.timesteps, args.lpl_similarity)
@@ -143,6 +159,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         preload(rt, variants)
     else:
         rt = open_runtime(args, variants)
+    unused = unused_modes(args, cfg, rt.shape[2])
+    if unused:
+        note("no effect in this run: " + "; ".join(unused.values()))
     note_unknown_words(args.prompt)
     with tqdm(total=cfg.steps, desc="denoising", unit="step", disable=args.quiet) as bar:
         gen = generate(rt, args.prompt, args.seed, cfg, args.tome, on_step=bar.update)
@@ -153,8 +172,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"runtime {rt.kind.value}: {res.calls} denoiser calls ({res.merged_calls} TDTM-merged), {gen.seconds:.2f} s sampling")
     print(f"merges: TDTM for {res.merged_calls} calls, spatial ToMe {'on (ratio 0.5)' if args.tome else 'off'}; "
           f"variants used: {', '.join(gen.variants)}; {leap}")
-    print(f"modes: timesteps {cfg.timesteps.value}, lpl similarity {cfg.leap.similarity.value}, "
-          f"tdtm positions {rt.tdtm['tdtm_positions']}, tdtm odd frames {rt.tdtm['tdtm_odd']}")
+    used = {"lpl_similarity": cfg.leap.similarity.value, "tdtm_positions": "-", "tdtm_odd": "-", **rt.tdtm}
+    used.update({key: "not used" for key in unused})
+    print(f"modes: timesteps {cfg.timesteps.value}, lpl similarity {used['lpl_similarity']}, "
+          f"tdtm positions {used['tdtm_positions']}, tdtm odd frames {used['tdtm_odd']}")
     spec = parse_caption(args.prompt)
     if spec is not None:
         d = detect(gen.frames)

@@ -205,7 +205,7 @@ def _vision_bundle(folder: Path, hf_config, model_type: str, architecture: str, 
     if preprocessor.is_file():
         extra[PREPROCESSOR_FILE] = preprocessor
     else:
-        generated[PREPROCESSOR_FILE] = preprocessor_json(family, size)
+        generated[PREPROCESSOR_FILE] = preprocessor_json(family, size, hf_config.num_channels)
     wrapper = ImageModel(model, size, outputs, channels=hf_config.num_channels)
     return single_model_bundle(name, wrapper, config, extra_files=extra, generated_files=generated)
 
@@ -256,7 +256,7 @@ def _text_bundle(folder: Path, hf_config, architecture: str, outputs: tuple[str,
     _refuse_missing(missing, folder, architecture)
     apply_merge(model, config, seq_len=seq_len)
     wrapper = TextModel(model, seq_len, hf_config.vocab_size, outputs, pooling, normalize)
-    extra = {f: folder / f for f in TOKENIZER_FILES if (folder / f).exists()}
+    extra = tokenizer_files(folder)
     real = {}
     if "tokenizer.json" in extra or "vocab.txt" in extra:
         real["model"] = _real_text_inputs(folder, seq_len)
@@ -271,10 +271,25 @@ _SENTENCES = (
 )
 
 
+def tokenizer_files(folder: Path) -> dict[str, Path]:
+    """The folder's tokenizer files; one that is there but not a regular file (a folder named
+    vocab.txt) is a FolderError, not an IsADirectoryError from transformers."""
+    found = {f: folder / f for f in TOKENIZER_FILES if (folder / f).exists()}
+    for name, path in found.items():
+        if not path.is_file():
+            raise FolderError(f"{path} is not a regular file (a folder?); the tokenizer files "
+                              f"({', '.join(TOKENIZER_FILES)}) must be files")
+    return found
+
+
 def _real_text_inputs(folder: Path, seq_len: int):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception as err:  # transformers raises many types for a damaged tokenizer file
+        files = ", ".join(str(p) for p in tokenizer_files(folder).values())
+        raise FolderError(f"the tokenizer in {files} cannot be loaded: {_first_line(err)}") from None
 
     def real_inputs():
         enc = tokenizer(_SENTENCES[0], padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt")

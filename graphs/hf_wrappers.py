@@ -88,9 +88,11 @@ _CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 _CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
-def preprocessor_json(family: str, size: int) -> str:
+def preprocessor_json(family: str, size: int, channels: int = 3) -> str:
     """preprocessor_config.json for a vision export without one of its own: the family's image
-    processor defaults (as transformers writes them) at the exported input size."""
+    processor defaults (as transformers writes them) at the exported input size, with one mean and
+    std per input channel (a 1-channel model gets their averages and no RGB conversion: a
+    3-value mean made AutoImageProcessor fail on its images)."""
     square = {"height": size, "width": size}
     common = {"do_resize": True, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True}
     if family == "clip":
@@ -103,6 +105,11 @@ def preprocessor_json(family: str, size: int) -> str:
     else:
         data = {"image_processor_type": "ViTImageProcessor", **common, "size": square, "resample": 2,
                 "image_mean": _IMAGENET_HALF, "image_std": _IMAGENET_HALF}
+    if channels != 3:
+        for key in ("image_mean", "image_std"):
+            data[key] = [round(sum(data[key]) / len(data[key]), 8)] * channels
+        if "do_convert_rgb" in data:
+            data["do_convert_rgb"] = False
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 

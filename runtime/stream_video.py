@@ -41,11 +41,11 @@ def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: 
     shape = (1, int(cfg["channels"]), int(cfg["frames"]), int(cfg["size"]), int(cfg["size"]))
     fmt = RUNTIME_FORMATS[kind.value]
     text_path = artifacts / ("text_encoder.onnx" if fmt == "onnx" else "text_encoder.pte")
+    if not text_path.exists():  # checked before any work, not when the first prompt is encoded
+        raise StreamError(f"{text_path} is missing: {load_manifest(artifacts).get('model', 'this model')} has no text "
+                          "encoder; prompts need `tomobile export video-dit-tiny --split blocks`")
 
     def encode(caption: str) -> tuple[np.ndarray, np.ndarray]:
-        if not text_path.exists():
-            raise StreamError(f"{text_path} is missing; prompts need the text encoder of "
-                              "`tomobile export video-dit-tiny --split blocks`")
         input_ids, mask = _tokenizer_encode(artifacts, int(cfg["caption_len"]))(caption)
         runner = load_runner(fmt, text_path)  # loaded for the prompt only
         states = runner.run([input_ids, mask])[0].astype(np.float32)

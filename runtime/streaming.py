@@ -143,7 +143,7 @@ def open_split(folder: Path, runtime: str, verify: bool = True, variants: list[s
         sequences = {k: sequences[k] for k in variants}
     used = {n for seq in sequences.values() for n in seq}
     if verify:
-        _verify_files(folder, [e for e in split["parts"] if e["name"] in used], fmt)
+        _verify_files(folder, split["parts"], fmt, used)
     return SplitModel(folder, runtime, {n: p for n, p in parts.items() if n in used}, sequences)
 
 
@@ -152,8 +152,9 @@ def _is_fp16(manifest: dict, part: str, fmt: str) -> bool:
                for a in manifest.get("artifacts", []))
 
 
-def _verify_files(folder: Path, entries: list[dict], fmt: str) -> None:
-    """Every part file present and equal to its sha256; a swapped file is named for what it is."""
+def _verify_files(folder: Path, entries: list[dict], fmt: str, used: set[str]) -> None:
+    """Every file of the `used` parts present and equal to its sha256; a swapped file is named for
+    what it is (by the files of every part)."""
     from tomobile.export.pipeline import sha256_path
 
     from .manifest import inside
@@ -165,7 +166,8 @@ def _verify_files(folder: Path, entries: list[dict], fmt: str) -> None:
         for f in (rec, rec.get("weights")):
             if f is not None:
                 owners.setdefault(f["sha256"], []).append(f["path"])
-                files.append((entry["name"], f))
+                if entry["name"] in used:
+                    files.append((entry["name"], f))
     for name, f in files:
         path = inside(folder, f["path"])
         if not path.is_file():

@@ -119,6 +119,42 @@ def test_stream_refuses_parts_from_another_export(broken_copy, tmp_path, capsys)
     assert not (tmp_path / "clip.gif").exists()
 
 
+def test_a_part_of_another_shape_with_a_matching_sha256_is_a_fail_row(broken_copy, capsys):
+    """Issue 18, item 3: a part file from elsewhere whose manifest sha256 was edited to match ended
+    `validate` in an ONNX Runtime InvalidArgument traceback; its I/O is checked against the manifest."""
+    def other_part(folder: Path) -> None:
+        shutil.copy(folder / "dit_final.onnx", folder / "dit_temporal00.onnx")
+        manifest = json.loads((folder / "manifest.json").read_text())
+        digest = sha256_path(folder / "dit_temporal00.onnx")
+        next(a for a in manifest["artifacts"] if a["path"] == "dit_temporal00.onnx")["sha256"] = digest
+        next(p for p in manifest["split"]["parts"] if p["name"] == "dit_temporal00")["files"]["onnx"]["sha256"] = digest
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    assert main(["-q", "validate", str(broken_copy(other_part))]) == 1
+    out = capsys.readouterr().out
+    assert "chain denoiser_tome (onnx)" in out and "dit_temporal00.onnx has 5 inputs, the manifest lists 4" in out
+    assert "validation FAILED" in out
+
+
+def test_swapped_files_name_every_file_that_holds_those_bytes(broken_copy, tmp_path, capsys):
+    """Issue 18, item 14: variants share weights (same bytes), and the error named only the last."""
+    def swap(folder: Path) -> None:
+        shutil.copy(folder / "dit_spatial00_tome.onnx.data", folder / "dit_embed.onnx.data")
+
+    err = _one_line_error(capsys, _generate(broken_copy(swap), tmp_path, "--tome", "--stream", "--memory-budget", "64MB"))
+    assert "dit_embed.onnx.data holds dit_spatial00_tome.onnx.data or dit_spatial00_tdtm_tome.onnx.data" in err, err
+
+
+def test_a_damaged_part_of_an_unused_variant_does_not_stop_the_run(broken_copy, tmp_path, capsys):
+    """Issue 18, item 15: as without --stream, only the variants the run uses are checked; the next
+    check (micro has no text encoder) is what stops it, before any work."""
+    def damage(folder: Path) -> None:
+        (folder / "dit_temporal00_tdtm.onnx.data").write_bytes(b"damaged")
+
+    err = _one_line_error(capsys, _generate(broken_copy(damage), tmp_path, "--tome", "--stream", "--memory-budget", "64MB"))
+    assert "text_encoder.onnx is missing" in err and "tdtm" not in err, err
+
+
 def test_stream_refuses_an_export_without_split(vit_tiny_export, tmp_path, capsys):
     err = _one_line_error(capsys, _generate(vit_tiny_export, tmp_path, "--stream", "--memory-budget", "64MB"))
     assert "exported without --split blocks" in err
@@ -194,3 +230,16 @@ def test_stream_bench_runs_every_mode_from_an_empty_work_folder(tmp_path, capsys
     text = capsys.readouterr().out
     assert "peak RSS" in text and "(0 MB)" not in text and "50% (" in text and " KB)" in text  # item 13: micro's KB budgets
     assert json.loads((work / "manifest.json").read_text())["validation"]["passed"]
+
+
+def test_coreml_split_parts_carry_the_manifest_input_names(tmp_path, capsys):
+    """Issue 18, item 9: Core ML block parts took the forward's `h` where the manifest says `h00`,
+    so 5 spec rows failed."""
+    import coremltools as ct
+
+    out = tmp_path / "micro-coreml"
+    assert main(["-q", "export", "video-dit-micro", "--split", "blocks", "--format", "coreml", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["validation"]["passed"]
+    spec = ct.utils.load_spec(str(out / "dit_temporal00.mlpackage"))
+    assert [i.name for i in spec.description.input] == ["h01", "caption", "caption_bias", "t0"]
