@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum
 
+from .errors import TomobileError
 from .numbers import INT_DIGITS, NumberError, parse_int
 
 
@@ -33,7 +34,7 @@ class Schedule(str, Enum):
     LIST = "list"
 
 
-class SpecError(ValueError):
+class SpecError(TomobileError, ValueError):
     """A merge SPEC that does not parse; the message says what is allowed."""
 
 

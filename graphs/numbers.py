@@ -14,8 +14,10 @@ from fractions import Fraction
 
 import numpy as np
 
+from .errors import InputError
 
-class NumberError(ValueError):
+
+class NumberError(InputError):
     """A number the user typed that is malformed or out of range: one line for the CLI, exit code 2."""
 
 

@@ -31,8 +31,8 @@ from typing import Protocol
 
 import numpy as np
 
-from tomobile.graphs.numbers import NumberError, parse_size
-
+from ..graphs.errors import TomobileError
+from ..graphs.numbers import NumberError, parse_size
 from .memory import MemoryPeak, MemoryProbe, malloc_trim, populate_mappings
 from .overlap import Heartbeat, hidden_seconds
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 RUNTIME_FORMATS = {"onnxruntime": "onnx", "executorch": "executorch"}
 
 
-class StreamError(ValueError):
+class StreamError(TomobileError, ValueError):
     """A split export that cannot be streamed as asked: one line for the CLI, exit code 2."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..graphs.errors import InputError
 from .noise import latent_noise
 from .sampler import SampleResult, SamplerConfig, sample
 
@@ -73,7 +74,7 @@ def eager_runtime(tdtm: dict[str, str] | None = None) -> VideoRuntime:
     return VideoRuntime(RuntimeKind.EAGER, encode, denoisers, (1, cfg.channels, cfg.frames, cfg.size, cfg.size), modes)
 
 
-class PromptError(ValueError):
+class PromptError(InputError):
     """A prompt that is not text (invalid UTF-8 bytes on the command line): one line, exit code 2."""
 
 
@@ -202,7 +203,7 @@ def check_tdtm(artifacts: Path, recorded: dict[str, str], asked: dict[str, str])
     for key, value in asked.items():
         if value != recorded[key]:
             flag = "--" + key.replace("_", "-")
-            raise ValueError(f"{flag} {value} differs from the {recorded[key]!r} that {artifacts} was exported with; "
+            raise InputError(f"{flag} {value} differs from the {recorded[key]!r} that {artifacts} was exported with; "
                              f"re-export with `tomobile export video-dit-tiny {flag} {value}` or drop {flag}")
 
 
@@ -262,7 +263,7 @@ def load_runtime(kind: RuntimeKind, artifacts: Path | None, tdtm: dict[str, str]
     if kind is RuntimeKind.EAGER:
         return eager_runtime(tdtm)
     if artifacts is None:
-        raise ValueError(f"--runtime {kind.value} needs --artifacts DIR (from `tomobile export video-dit-tiny`)")
+        raise InputError(f"--runtime {kind.value} needs --artifacts DIR (from `tomobile export video-dit-tiny`)")
     return artifact_runtime(artifacts, kind, tdtm)
 
 
@@ -307,7 +308,7 @@ def generate(
     return Generation(frames_from_latent(result.x), result, seconds, sorted(used))
 
 
-class NonFiniteClip(ValueError):
+class NonFiniteClip(InputError):
     """Sampling ended in NaN or inf (e.g. a guidance scale whose products overflow float32): an
     error, never a written clip (one line for the CLI, exit code 2)."""
 
@@ -329,7 +330,7 @@ def save_clip(frames: np.ndarray, out: Path, scale: int = 4, fps: int = 8) -> No
     """Write .gif (upscaled, looping) or .npy (float32 [T, H, W, 3]) atomically."""
     suffix = out.suffix.lower()
     if suffix not in (".gif", ".npy"):
-        raise ValueError(f"--out must end in .gif or .npy, got {out.name!r}")
+        raise InputError(f"--out must end in .gif or .npy, got {out.name!r}")
     if not np.all(np.isfinite(frames)):
         raise NonFiniteClip(f"the clip for {out} has NaN or inf values; nothing was written")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from tomobile.graphs.numbers import NumberError, parse_float, parse_int, parse_int_list
-
-from .output import OutputError, check_parent_writable, nearest_existing
+from ..export.output import OutputError, check_parent_writable, nearest_existing
+from ..graphs.errors import InputError
+from ..graphs.numbers import NumberError, parse_float, parse_int, parse_int_list
 
 
 MAX_THREADS = 4 * (os.cpu_count() or 1)  # more threads than this only oversubscribe (99999 crashed or hung)
@@ -57,7 +57,7 @@ def parse_threads(text: str) -> list[int]:
     try:
         return parse_int_list(text, "--threads", 1, MAX_THREADS)
     except NumberError as err:
-        raise ValueError(f"{err}; at most 4 x the cores") from None
+        raise InputError(f"{err}; at most 4 x the cores") from None
 
 
 def check_output_file(path: Path | None, option: str, suffixes: tuple[str, ...] = ()) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tomobile.export.cli import main
+from tomobile.cli.main import main
 from tomobile.export.pipeline import sha256_path
 
 
@@ -216,7 +216,7 @@ def test_stream_bench_runs_every_mode_from_an_empty_work_folder(tmp_path, capsys
     the test vectors."""
     import json
 
-    from tomobile.export.cli import main
+    from tomobile.cli.main import main
 
     work = tmp_path / "work"
     out = tmp_path / "bench.json"
