@@ -44,12 +44,12 @@ class ImageModel(Exportable):
 class TextModel(Exportable):
     """input_ids, attention_mask (1, L) int64 -> the named outputs of a BERT-style model: logits
     (1, labels) for a classifier; last_hidden_state (1, L, C), unmerged to full length, and
-    pooler_output (1, C) for a backbone. With `sentence_pooling="mean"` (a sentence-transformers
-    model) also `sentence_embedding` (1, C): the masked mean of the token states, L2-normalised
-    when `normalize`."""
+    pooler_output (1, C) for a backbone. With a `sentence_head` (a sentence-transformers model's
+    Pooling, Dense and Normalize modules: graphs/sentence_modules.py) also `sentence_embedding`
+    (1, D): what sentence-transformers computes from the token states."""
 
     def __init__(self, model: nn.Module, seq_len: int, vocab_size: int, outputs: tuple[str, ...],
-                 sentence_pooling: str | None = None, normalize: bool = True) -> None:
+                 sentence_head: nn.Module | None = None) -> None:
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.input_specs = (
@@ -57,21 +57,15 @@ class TextModel(Exportable):
             TensorSpec("attention_mask", (1, seq_len), "int64", low=1, high=2),
         )
         self.hf_outputs = outputs
-        self.sentence_pooling = sentence_pooling
-        self.normalize = normalize
-        self.output_names = outputs + ((SENTENCE_EMBEDDING,) if sentence_pooling else ())
+        self.sentence_head = sentence_head
+        self.output_names = outputs + ((SENTENCE_EMBEDDING,) if sentence_head is not None else ())
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask)
         results = tuple(getattr(out, name) for name in self.hf_outputs)
-        if not self.sentence_pooling:
+        if self.sentence_head is None:
             return results
-        tokens = out.last_hidden_state  # (1, L, C)
-        mask = attention_mask.to(tokens.dtype).unsqueeze(-1)  # (1, L, 1)
-        pooled = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)  # (1, C)
-        if self.normalize:
-            pooled = pooled / pooled.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return (*results, pooled)
+        return (*results, self.sentence_head(out.last_hidden_state, attention_mask))  # (1, D)
 
 
 def config_json(model_config, architecture: str) -> str:
