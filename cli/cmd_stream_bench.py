@@ -122,6 +122,7 @@ def cmd_stream_bench(args: argparse.Namespace) -> int:
             raise InputError(f"{option} does not apply to bench --stream (it times the unmerged fp32 denoiser "
                              "of the split export); leave it out")
     args.threads = stream_threads(args.threads)
+    parse_budgets(args.budgets, 1)  # every spelling checked before the export (sizes per variant come after it)
     check_output_file(Path(args.json) if args.json else None, "--json")
     check_output_file(Path(args.plot) if args.plot else None, "--plot", (".png",))
     work = Path(args.work) if args.work else Path("tomobile-out") / "bench" / f"{args.model.replace('/', '_')}-split"
