@@ -15,7 +15,7 @@ from tomobile.graphs import MergeConfig
 from tomobile.graphs.hf_folder import load_local
 from tomobile.graphs.sentence_modules import SentenceModuleError
 
-st = pytest.importorskip("sentence_transformers", reason="test dependency (pyproject dev extra)")
+st = pytest.importorskip("sentence_transformers", reason="the sentence extra (make test installs it); not in the transformers 4.57 environment")
 WORDS = [f"w{i}" for i in range(1195)]
 SEQ = 16
 
