@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..graphs.errors import InputError
-from ..runtime.sampler import LeapConfig, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
+from ..runtime.sampler import LeapConfig, LeapMode, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
 from ..runtime.video import RuntimeKind, VideoRuntime
 from .checks import MAX_SEED, MAX_STEPS, finite_float, int_at_least, note
 
@@ -111,8 +111,6 @@ def open_runtime_at(kind: RuntimeKind, artifacts: str | None, variants: list[str
 
 def unused_modes(args: argparse.Namespace, cfg: SamplerConfig, frames: int) -> dict[str, str]:
     """Mode options given that this run cannot use -> why (issue 18: they were reported as in force)."""
-    from tomobile.runtime.sampler import LeapMode
-
     unused = {}
     if args.lpl_similarity is not None and cfg.leap.mode is not LeapMode.AUTO:
         unused["lpl_similarity"] = f"--lpl-similarity needs --lpl auto (--lpl is {cfg.leap.mode.value})"
