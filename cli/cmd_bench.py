@@ -189,6 +189,8 @@ def _write_outputs(report, args) -> None:
 
 
 def add_parser(sub) -> None:
+    from .checks import THREADS_HELP, int_at_least
+
     p = sub.add_parser("bench", help="latency of merged against unmerged exports and the token-drop oracle",
                        description="Export MODEL unmerged, once per SPEC and once per SPEC's drop: twin (the "
                                    "token-drop oracle: same plan and shapes, no merge work; a baseline for measuring, "
@@ -197,11 +199,11 @@ def add_parser(sub) -> None:
     p.add_argument("--merge", metavar="SPEC[;SPEC...]", help=f"merge specs separated by ';': {SPEC_HELP}")
     p.add_argument("--runtime", default="onnxruntime,executorch", metavar="LIST",
                    help=f"comma-separated from: {', '.join(BENCH_RUNTIMES)} (default: onnxruntime,executorch)")
-    p.add_argument("--runs", type=int, default=15, help="timed runs per variant and runtime (default: 15)")
-    p.add_argument("--eager-runs", type=int, default=9, help="timed eager runs per variant (default: 9)")
+    p.add_argument("--runs", type=int_at_least(1), default=15, help="timed runs per variant and runtime (default: 15)")
+    p.add_argument("--eager-runs", type=int_at_least(1), default=9, help="timed eager runs per variant (default: 9)")
     p.add_argument("--threads", metavar="LIST",
-                   help=f"intra-op thread counts, each timed round-robin on its own (default: {DEFAULT_THREADS}; "
-                        "with --stream one count, default 2)")
+                   help=f"intra-op thread counts, each {THREADS_HELP}, each timed round-robin on its own (default: "
+                        f"{DEFAULT_THREADS}; with --stream one count, default 2)")
     p.add_argument("--quantize", choices=("int8",), help="also time the int8 models: ONNX Runtime dynamic int8 "
                                                          "and ExecuTorch PT2E static int8, for the runtimes asked")
     p.add_argument("--no-oracle", action="store_true", help="skip the drop: twins (no oracle speedup, no overhead)")

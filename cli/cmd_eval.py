@@ -14,7 +14,7 @@ from ..graphs.errors import InputError
 from ..runtime.video import RuntimeKind, needed_variants
 from ..runtime.video_eval import (PROMPTS, SEEDS, default_settings, format_table, mode_set, mode_set_folders,
                                   parse_mode_sets, run_video_eval, save_grid)
-from .checks import check_output_folder, finite_float, int_at_least
+from .checks import MAX_STEPS, check_output_folder, finite_float, int_at_least
 from .cmd_eval_text import add_text_parser
 from .cmd_generate import add_mode_args, add_runtime_args, open_runtime_at, sampler_config, tdtm_options
 
@@ -89,7 +89,8 @@ def add_parser(sub) -> None:
     kinds = p.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
     v = kinds.add_parser("video", help="LPL / TDTM / spatial ToMe settings of video-dit-tiny against the full baseline")
     add_runtime_args(v, "eager", per_mode_set=True)
-    v.add_argument("--steps", type=int_at_least(3), default=30, help="baseline Euler steps, >= 3 (default: 30)")
+    v.add_argument("--steps", type=int_at_least(3, MAX_STEPS), default=30,
+                   help=f"baseline Euler steps, 3..{MAX_STEPS} (default: 30)")
     v.add_argument("--guidance", type=finite_float, default=4.0, help="default: 4.0")
     v.add_argument("--prompts", type=int_at_least(0), default=0, help="use only the first N of the 12 fixed prompts "
                                                                      "(default 0: all)")

@@ -19,14 +19,14 @@ from ..graphs.text_context import minilm_dir
 from ..graphs.zoo import sentence_bundle
 from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.text_eval import format_table, run_text_eval
-from .checks import check_output_file, int_at_least
+from .checks import THREADS_HELP, check_output_file, int_at_least, thread_count
 
 
 def _ints(text: str, what: str) -> list[int]:
-    items = [v.strip() for v in text.split(",") if v.strip()]
-    if not items or not all(v.isascii() and v.isdigit() for v in items):
-        raise InputError(f"{what} must be one or more comma-separated integers >= 0 (digits 0-9), got {text!r}")
-    return [int(v) for v in items]
+    """Comma-separated integers >= 0 (graphs/numbers.py: digits 0-9, no empty item, none twice)."""
+    from ..graphs.numbers import parse_int_list
+
+    return parse_int_list(text, what, 0)
 
 
 def _check_settings(seq_lens: list[int], rs: list[int]) -> None:
@@ -64,8 +64,8 @@ def cmd_eval_text(args: argparse.Namespace) -> int:
     seq_lens = _ints(args.seq_lens, "--seq-lens")
     rs = _ints(args.r, "--r")
     _check_settings(seq_lens, rs)
-    check_output_file(Path(args.json) if args.json else None, "--json")
-    check_output_file(Path(args.markdown) if args.markdown else None, "--markdown")
+    check_output_file(Path(args.json) if args.json else None, "--json", (".json",))
+    check_output_file(Path(args.markdown) if args.markdown else None, "--markdown", (".md", ".markdown", ".txt"))
     runtimes = [n.strip() for n in args.runtime.split(",") if n.strip()]
     if not runtimes or any(n not in _RUNTIMES for n in runtimes) or "eager" not in runtimes:
         raise InputError(f"--runtime must list eager and any of {', '.join(_RUNTIMES[1:])}, got {args.runtime!r}")
@@ -100,8 +100,8 @@ def add_text_parser(kinds) -> None:
     t.add_argument("--r", default="0,2,4,8", metavar="LIST", help="r per layer; 0 is always included (default: 0,2,4,8)")
     t.add_argument("--limit", type=int_at_least(0), default=0, help="use only the first N topics (default: all)")
     t.add_argument("--runs", type=int_at_least(1), default=15, help="timed runs per r and runtime (default: 15)")
-    t.add_argument("--threads", type=int_at_least(1), default=2,
-                   help="threads of every runtime for the timing (default: 2)")
+    t.add_argument("--threads", type=thread_count, default=2,
+                   help=f"threads of every runtime for the timing, {THREADS_HELP} (default: 2)")
     t.add_argument("--runtime", default="eager,onnxruntime,executorch", metavar="LIST",
                    help="eager plus any of onnxruntime, executorch (default: all three)")
     t.add_argument("--work", metavar="DIR", help="export folders (default: tomobile-out/eval-text)")

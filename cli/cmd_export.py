@@ -54,7 +54,9 @@ def _honoured_by(option: str) -> str:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a model (with merging) and validate every artifact",
-                       description="Export MODEL to mobile formats into DIR with manifest.json, then validate.")
+                       description="Export MODEL to mobile formats into DIR with manifest.json, then validate. A failed "
+                                   "validation keeps the folder (table in its manifest) and exits 1; bad input writes "
+                                   "nothing and exits 2.")
     p.add_argument("model", metavar="MODEL", help="a built-in name (see `tomobile models`) or a local Hugging Face "
                                                   "model folder (config.json + weights)")
     p.add_argument("--merge", default="none", metavar="SPEC",

@@ -16,14 +16,14 @@ from ..graphs.errors import InputError
 from ..graphs.tdtm import TdtmOdd, TdtmPositions
 from ..graphs.video_zoo import MODEL_NAME, SAMPLER_DEFAULTS
 from ..runtime.detect import detect
-from ..runtime.sampler import LeapConfig, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
+from ..runtime.sampler import LeapConfig, LeapMode, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
 from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.stream_video import format_steps, streamed_runtime
 from ..runtime.streaming import BlockStreamer, StreamError, parse_bytes
-from ..runtime.video import (RuntimeKind, VideoRuntime, generate, load_runtime, needed_variants, preload, save_clip,
+from ..runtime.video import (RuntimeKind, VideoRuntime, check_prompt, generate, load_runtime, needed_variants, preload, save_clip,
                              variant_name)
 from ..runtime.video_eval import clip_psnr, ssim
-from .checks import check_output_file, finite_float, int_at_least, note
+from .checks import MAX_SEED, MAX_STEPS, check_output_file, finite_float, int_at_least, note
 
 
 def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float, timesteps: str | None = None,
@@ -73,7 +73,7 @@ def add_mode_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int_at_least(1), default=30, help="Euler steps (default: 30)")
+    p.add_argument("--steps", type=int_at_least(1, MAX_STEPS), default=30, help=f"Euler steps, 1..{MAX_STEPS} (default: 30)")
     p.add_argument("--lpl", default="off", metavar="off|auto|N",
                    help="linear proportional leap: off, auto (On-device Sora: from step 14 of 30, leap once the "
                         "velocity cosine similarity has not beaten its best by 1e-3 for 3 steps), or leap after "
@@ -117,7 +117,7 @@ def open_runtime_at(kind: RuntimeKind, artifacts: str | None, variants: list[str
     return rt
 
 
-def open_streamed(args: argparse.Namespace) -> tuple[VideoRuntime, BlockStreamer]:
+def open_streamed(args: argparse.Namespace, variants: list[str] | None = None) -> tuple[VideoRuntime, BlockStreamer]:
     """`generate --stream` options -> streamed runtime; StreamError (one line) on a bad combination."""
     if not args.stream:
         raise StreamError("--memory-budget and --no-prefetch apply only with --stream")
@@ -130,7 +130,20 @@ def open_streamed(args: argparse.Namespace) -> tuple[VideoRuntime, BlockStreamer
     if RuntimeKind(args.runtime) is RuntimeKind.EAGER:
         raise StreamError("--stream runs exported parts: use --runtime onnxruntime or executorch, not eager")
     return streamed_runtime(RuntimeKind(args.runtime), folder, parse_bytes(args.memory_budget), not args.no_prefetch,
-                            tdtm=tdtm_options(args))
+                            tdtm=tdtm_options(args), variants=variants)
+
+
+def unused_modes(args: argparse.Namespace, cfg: SamplerConfig, frames: int) -> dict[str, str]:
+    """Mode options given that this run cannot use -> why (issue 18: they were reported as in force)."""
+    unused = {}
+    if args.lpl_similarity is not None and cfg.leap.mode is not LeapMode.AUTO:
+        unused["lpl_similarity"] = f"--lpl-similarity needs --lpl auto (--lpl is {cfg.leap.mode.value})"
+    for key in ("tdtm_positions", "tdtm_odd"):
+        if getattr(args, key) is not None and cfg.tdtm_steps == 0:
+            unused[key] = f"--{key.replace('_', '-')} needs --tdtm-steps above 0"
+    if args.tdtm_odd is not None and "tdtm_odd" not in unused and frames % 2 == 0:
+        unused["tdtm_odd"] = f"--tdtm-odd applies to an odd frame count; this model makes {frames} frames"
+    return unused
 
 
 def note_unknown_words(prompt: str) -> None:
@@ -143,16 +156,20 @@ def note_unknown_words(prompt: str) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    check_prompt(args.prompt)
     out = Path(args.out)
     check_output_file(out, "--out", (".gif", ".npy"))
     cfg = sampler_config(args.steps, args.lpl, args.tdtm_steps, args.guidance, args.timesteps, args.lpl_similarity)
     variants = needed_variants(cfg, args.tome) + ([variant_name(False, False)] if args.compare else [])
     streamer = None
     if args.stream or args.memory_budget or args.no_prefetch:
-        rt, streamer = open_streamed(args)
+        rt, streamer = open_streamed(args, variants)
         preload(rt, variants)
     else:
         rt = open_runtime(args, variants)
+    unused = unused_modes(args, cfg, rt.shape[2])
+    if unused:
+        note("no effect in this run: " + "; ".join(unused.values()))
     note_unknown_words(args.prompt)
     with tqdm(total=cfg.steps, desc="denoising", unit="step", disable=args.quiet) as bar:
         gen = generate(rt, args.prompt, args.seed, cfg, args.tome, on_step=bar.update)
@@ -163,8 +180,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"runtime {rt.kind.value}: {res.calls} denoiser calls ({res.merged_calls} TDTM-merged), {gen.seconds:.2f} s sampling")
     print(f"merges: TDTM for {res.merged_calls} calls, spatial ToMe {'on (ratio 0.5)' if args.tome else 'off'}; "
           f"variants used: {', '.join(gen.variants)}; {leap}")
-    print(f"modes: timesteps {cfg.timesteps.value}, lpl similarity {cfg.leap.similarity.value}, "
-          f"tdtm positions {rt.tdtm['tdtm_positions']}, tdtm odd frames {rt.tdtm['tdtm_odd']}")
+    used = {"lpl_similarity": cfg.leap.similarity.value, "tdtm_positions": "-", "tdtm_odd": "-", **rt.tdtm}
+    used.update({key: "not used" for key in unused})
+    print(f"modes: timesteps {cfg.timesteps.value}, lpl similarity {used['lpl_similarity']}, "
+          f"tdtm positions {used['tdtm_positions']}, tdtm odd frames {used['tdtm_odd']}")
     spec = parse_caption(args.prompt)
     if spec is not None:
         d = detect(gen.frames)
@@ -192,7 +211,8 @@ def add_parser(sub) -> None:
                        description="Generate a clip from PROMPT with the built-in video-dit-tiny model.")
     p.add_argument("prompt", metavar="PROMPT", help='e.g. "a red circle moving left"')
     p.add_argument("--out", required=True, metavar="FILE", help=".gif, or .npy (float32 [T, H, W, 3] in [0, 1])")
-    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0,
+                   help="noise seed, 0..2^64-1 (the noise generator's uint64 state; default: 0)")
     p.add_argument("--compare", action="store_true",
                    help="also run the plain sampler (same --steps, no leap, no merge) and print speed-up, PSNR, SSIM")
     add_sampler_args(p)

@@ -14,10 +14,11 @@ from ..export.registry import ExportOptions
 from ..export.split import split_bundle
 from ..graphs.config import MergeConfig
 from ..graphs.errors import InputError
+from ..graphs.numbers import NumberError, parse_percent, parse_size
 from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.stream_bench import plan_modes, run_bench
 from ..runtime.stream_report import format_table, goals, save_plot, to_json
-from ..runtime.streaming import mb, open_split, parse_bytes
+from ..runtime.streaming import mb, open_split
 from ..runtime.validate import format_table as validation_table
 from .checks import check_output_file, parse_threads
 from .model_arg import resolve_model
@@ -28,15 +29,17 @@ STREAM_THREADS = 2
 
 
 def add_stream_args(p: argparse.ArgumentParser) -> None:
+    from .checks import int_at_least
+
     p.add_argument("--stream", action="store_true", help="video denoisers: monolithic against block streaming "
                                                          "(without and with prefetch) at each --budgets; peak RSS "
                                                          "and per-step latency, each mode in a fresh process")
     default = DEFAULT_BUDGETS.replace("%", "%%")  # argparse expands % in help
     p.add_argument("--budgets", default=DEFAULT_BUDGETS, metavar="LIST",
                    help=f"with --stream: memory budgets, sizes (64MB) or %% of the weights (default: {default})")
-    p.add_argument("--steps", type=int, default=4, help="with --stream: denoiser calls per mode; the first, which "
+    p.add_argument("--steps", type=int_at_least(1), default=4, help="with --stream: denoiser calls per mode; the first, which "
                                                         "loads everything, is left out of the median (default: 4)")
-    p.add_argument("--rounds", type=int, default=1, help="with --stream: runs of every mode, order rotated (default: 1)")
+    p.add_argument("--rounds", type=int_at_least(1), default=1, help="with --stream: runs of every mode, order rotated (default: 1)")
 
 
 def stream_threads(text: str | None) -> int:
@@ -50,21 +53,24 @@ def stream_threads(text: str | None) -> int:
 
 
 def parse_budgets(text: str, total: int) -> list[tuple[int, str]]:
-    """'25%,64MB' -> [(bytes, label)]; percentages are of `total` (the variant's part bytes)."""
-    out = []
-    for item in (s.strip() for s in text.split(",") if s.strip()):
-        if item.endswith("%"):
-            try:
-                share = float(item[:-1]) / 100
-            except ValueError:
-                share = -1.0
-            if share <= 0:
-                raise InputError(f"budget {item!r} is not a positive percentage; give e.g. 25%,50%,100% or 64MB")
-            out.append((int(total * share), item))
-        else:
-            out.append((parse_bytes(item), item))
-    if not out:
+    """'25%,64MB' -> [(bytes, label)]; percentages are of `total` (the variant's part bytes). Each
+    budget is a finite positive byte count (graphs/numbers.py); an empty item or a budget given
+    twice is refused."""
+    items = [s.strip() for s in text.split(",")]
+    if not any(items):
         raise InputError(f"--budgets names no budget; give e.g. {DEFAULT_BUDGETS}")
+    if not all(items):
+        raise InputError(f"--budgets {text!r} has an empty item; give e.g. {DEFAULT_BUDGETS} or 64MB")
+    out = []
+    for item in items:
+        try:
+            share = parse_percent(item, "budget") if item.endswith("%") else None
+            size = max(1, int(total * share)) if share is not None else parse_size(item, "budget")
+        except NumberError as err:
+            raise InputError(f"--budgets: {err}; give e.g. {DEFAULT_BUDGETS} or 64MB") from None
+        if item in {label for _, label in out}:
+            raise InputError(f"--budgets {text!r} lists {item} twice; give each budget once")
+        out.append((size, item))
     return out
 
 
@@ -91,6 +97,7 @@ def cmd_stream_bench(args: argparse.Namespace) -> int:
             raise InputError(f"{option} does not apply to bench --stream (it times the unmerged fp32 denoiser "
                              "of the split export); leave it out")
     threads = stream_threads(args.threads)
+    parse_budgets(args.budgets, 1)  # every spelling checked before the export (sizes per variant come after it)
     check_output_file(Path(args.json) if args.json else None, "--json")
     check_output_file(Path(args.plot) if args.plot else None, "--plot", (".png",))
     work = Path(args.work) if args.work else DEFAULT_OUT / "bench" / f"{args.model.replace('/', '_')}-split"

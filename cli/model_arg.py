@@ -46,11 +46,11 @@ def _refuse_options(name: str, models: dict[str, ModelEntry], options: dict) -> 
     unknown = [k for k in options if k not in (models[name].options if name in models else ())]
     if unknown:
         takers = ", ".join(n for n, e in sorted(models.items()) if set(unknown) <= set(e.options))
-        kind = ("Stable Diffusion UNets (and local diffusers folders)" if set(unknown) <= set(SD_OPTIONS)
-                else "video models")
         flags = " and ".join("--" + k.replace("_", "-") for k in unknown)
-        raise InputError(f"{flags} {'apply' if len(unknown) > 1 else 'applies'} to {kind} only ({takers}), "
-                         f"not to {name}")
+        verb = "apply" if len(unknown) > 1 else "applies"
+        if set(unknown) <= set(SD_OPTIONS):
+            raise InputError(f"{flags} {verb} to Stable Diffusion UNets ({takers}, local diffusers folders), not to {name}")
+        raise InputError(f"{flags} {verb} only to {takers} (the models with TDTM modes), not to {name}")
 
 
 def _refuse_tomesd(name: str, config: MergeConfig, options: tuple[str, ...]) -> None:

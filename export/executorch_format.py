@@ -95,7 +95,8 @@ def _layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, 
 
 
 def spell_out_tanh_gelu(program):
-    """Replace each tanh-approximate GELU, and each fp16 GELU, with mul/add/tanh nodes, in place.
+    """Replace each tanh-approximate GELU, and each fp16 GELU, with mul/add/tanh nodes, in place;
+    and x**2, x**3 (HF's gelu_new and gelu_fast write the cube with pow) with products.
 
     XNNPACK computes the exact (erf) GELU whatever `approximate` says, so a tanh-GELU came back
     4.7e-4 off eager (measured on a Linear + GELU(tanh)); mul, add and tanh it computes as written.
@@ -107,6 +108,18 @@ def spell_out_tanh_gelu(program):
     graph = program.graph_module.graph
     changed = False
     for node in list(graph.nodes):
+        if node.target is aten.pow.Tensor_Scalar and node.args[1] in (2, 3):
+            # gelu_new / gelu_fast spell x**3 with pow, which XNNPACK leaves to a portable kernel in fp16
+            # (3 partitions): a product of x with itself is the same number and stays delegated.
+            x = node.args[0]
+            with graph.inserting_before(node):
+                out = graph.call_function(aten.mul.Tensor, (x, x))
+                if node.args[1] == 3:
+                    out = graph.call_function(aten.mul.Tensor, (out, x))
+            node.replace_all_uses_with(out)
+            graph.erase_node(node)
+            changed = True
+            continue
         if node.target is not aten.gelu.default:
             continue
         approximate = node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none")

@@ -36,6 +36,50 @@ def ort_session_options(threads: int | None = None, spinning: bool = True, confi
     return opts
 
 
+Signature = tuple[list[tuple[str | None, tuple[int, ...], str]], list[tuple[str | None, tuple[int, ...], str]]]
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(int8)": "int8",
+               "tensor(uint8)": "uint8"}
+_ET_DTYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64", 11: "bool"}
+
+
+def ort_signature(session) -> Signature:
+    """(inputs, outputs) of an ONNX Runtime session as (name, shape, dtype); a symbolic dim is -1."""
+    def spec(arg) -> tuple[str, tuple[int, ...], str]:
+        return arg.name, tuple(d if isinstance(d, int) else -1 for d in arg.shape), _ORT_DTYPES.get(arg.type, arg.type)
+
+    return [spec(a) for a in session.get_inputs()], [spec(a) for a in session.get_outputs()]
+
+
+def executorch_signature(method) -> Signature:
+    """(inputs, outputs) of a loaded ExecuTorch method as (None, shape, dtype): programs keep no names."""
+    meta = method.metadata
+
+    def spec(tensor) -> tuple[None, tuple[int, ...], str]:
+        return None, tuple(tensor.sizes()), _ET_DTYPES.get(int(tensor.dtype()), str(tensor.dtype()))
+
+    return ([spec(meta.input_tensor_meta(i)) for i in range(meta.num_inputs())],
+            [spec(meta.output_tensor_meta(i)) for i in range(meta.num_outputs())])
+
+
+def signature_mismatch(got: Signature, inputs: list[dict], outputs: list[dict], float_dtype: str = "float32"
+                       ) -> str | None:
+    """What differs between a loaded program's (inputs, outputs) and the manifest's specs ({name,
+    shape, dtype}), or None; `float_dtype` replaces float32 for programs with float16 I/O."""
+    for side, have, want in (("input", got[0], inputs), ("output", got[1], outputs)):
+        if len(have) != len(want):
+            return f"{len(have)} {side}s, the manifest lists {len(want)}"
+        for (name, shape, dtype), spec in zip(have, want, strict=True):
+            expected = float_dtype if spec.get("dtype", "float32") == "float32" else spec.get("dtype")
+            if name is not None and name != spec["name"]:
+                return f"{side} {name!r} where the manifest lists {spec['name']!r}"
+            if len(shape) != len(spec["shape"]) or any(d not in (-1, s) for d, s in zip(shape, spec["shape"])):
+                return f"{side} {spec['name']!r} of shape {list(shape)}, the manifest lists {list(spec['shape'])}"
+            if expected is not None and dtype != expected:
+                return f"{side} {spec['name']!r} of dtype {dtype}, the manifest lists {expected}"
+    return None
+
+
 class OnnxRunner:
     """`profile`: a path prefix for ONNX Runtime's profiler file (profiling on), or None (off).
     Without a prefix ORT would write onnxruntime_profile_*.json into the current folder.

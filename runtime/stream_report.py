@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .stream_bench import ModeResult
+from .streaming import mb
 
 QUARTER = "25%"
 LATENCY_GOAL = 1.10  # streamed + prefetch over all-resident, where a load is faster than a run
@@ -28,7 +29,7 @@ def format_table(results: list[ModeResult]) -> str:
     rows = [header]
     for r in results:
         mono, resident = _reference(results, r.mode.runtime, "monolithic"), _reference(results, r.mode.runtime, "resident")
-        budget = r.mode.budget_label if not r.mode.streamed else f"{r.mode.budget_label} ({r.mode.budget / 1e6:.0f} MB)"
+        budget = r.mode.budget_label if not r.mode.streamed else f"{r.mode.budget_label} ({mb(r.mode.budget)})"
         hidden = f"{100 * r.hidden_s / r.load_s:.0f}%" if r.mode.streamed and r.load_s > 0 else "-"
         rows.append((r.mode.runtime, r.mode.name, budget, f"{r.peak_rss / 1e6:.0f}", f"{r.peak_anon / 1e6:.0f}",
                      f"{r.peak_file / 1e6:.0f}", _ratio(r.peak_rss, mono.peak_rss if mono else None),

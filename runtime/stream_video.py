@@ -21,13 +21,14 @@ DENOISER_INPUTS = ("x", "t", "states", "mask", "guidance")
 
 
 def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: bool = True,
-                     threads: int | None = None, tdtm: dict[str, str] | None = None
-                     ) -> tuple[VideoRuntime, BlockStreamer]:
+                     threads: int | None = None, tdtm: dict[str, str] | None = None,
+                     variants: list[str] | None = None) -> tuple[VideoRuntime, BlockStreamer]:
     """A VideoRuntime whose denoisers stream the split parts in `artifacts` under `budget` bytes;
-    `tdtm` modes asked for must be the ones the folder was exported with."""
+    `tdtm` modes asked for must be the ones the folder was exported with. With `variants`, only
+    their parts are checked and served (None: every variant)."""
     if kind not in (RuntimeKind.ONNXRUNTIME, RuntimeKind.EXECUTORCH):
         raise StreamError(f"streaming runs exported parts on onnxruntime or executorch, not {kind.value}")
-    split = open_split(artifacts, kind.value)
+    split = open_split(artifacts, kind.value, variants=variants)
     cfg = load_manifest(artifacts)["model_config"]
     modes = {key: str(cfg.get(key, legacy)) for key, legacy in LEGACY_TDTM.items()}
     check_tdtm(artifacts, modes, tdtm or {})
@@ -35,6 +36,9 @@ def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: 
     shape = (1, int(cfg["channels"]), int(cfg["frames"]), int(cfg["size"]), int(cfg["size"]))
     fmt = RUNTIME_FORMATS[kind.value]
     text_path = artifacts / ("text_encoder.onnx" if fmt == "onnx" else "text_encoder.pte")
+    if not text_path.exists():  # checked before any work, not when the first prompt is encoded
+        raise StreamError(f"{text_path} is missing: {load_manifest(artifacts).get('model', 'this model')} has no text "
+                          "encoder; prompts need `tomobile export video-dit-tiny --split blocks`")
 
     def encode(caption: str) -> tuple[np.ndarray, np.ndarray]:
         if not text_path.exists():
@@ -56,12 +60,12 @@ def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: 
 
 def format_steps(stats: list[CallStats], budget: int) -> str:
     """Per-step table: parts run and loaded, load time and how much of it compute hid, peaks, latency."""
-    header = ("step", "variant", "parts", "loaded", "load s", "hidden s", "resident MB", "peak RssAnon MB",
+    header = ("step", "variant", "parts", "loaded", "load s", "hidden s", "resident", "peak RssAnon MB",
               "peak RssFile MB", "peak RSS MB", "latency s")
     rows = [header]
     for i, s in enumerate(stats):
         rows.append((str(i), s.variant, str(s.parts_run), str(s.parts_loaded), f"{s.load_s:.3f}", f"{s.hidden_s:.3f}",
-                     f"{s.resident_max / 1e6:.1f}", f"{s.peak.anon / 1e6:.1f}", f"{s.peak.file / 1e6:.1f}",
+                     mb(s.resident_max), f"{s.peak.anon / 1e6:.1f}", f"{s.peak.file / 1e6:.1f}",
                      f"{s.peak.rss / 1e6:.1f}", f"{s.latency_s:.3f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]

@@ -75,10 +75,34 @@ def eager_runtime(tdtm: dict[str, str] | None = None) -> VideoRuntime:
     return VideoRuntime(RuntimeKind.EAGER, encode, denoisers, (1, cfg.channels, cfg.frames, cfg.size, cfg.size), modes)
 
 
+class PromptError(InputError):
+    """A prompt that is not text (invalid UTF-8 bytes on the command line): one line, exit code 2."""
+
+
+def check_prompt(prompt: str) -> str:
+    """The prompt, if it is valid UTF-8 text. Python decodes invalid bytes in argv to lone
+    surrogates, which tokenizers refuse with a TypeError; refuse them here, naming the byte."""
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = prompt[err.start]
+        byte = f"byte 0x{ord(bad) - 0xDC00:02x}" if 0xDC80 <= ord(bad) <= 0xDCFF else f"character U+{ord(bad):04X}"
+        raise PromptError(f"PROMPT is not valid UTF-8 text ({byte} at position {err.start}); give the prompt as "
+                          "UTF-8 text") from None
+    return prompt
+
+
 def tokenizer_encode(artifacts: Path, length: int) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(artifacts))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(artifacts))
+    except Exception as err:  # transformers raises many types for a damaged tokenizer file
+        from .manifest import ManifestError
+
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ManifestError(f"the tokenizer files in {artifacts} (tokenizer.json, tokenizer_config.json) cannot be "
+                            f"loaded: {first}; export the folder again") from None
 
     def ids(caption: str) -> tuple[np.ndarray, np.ndarray]:
         enc = tok([caption], padding="max_length", truncation=True, max_length=length, return_tensors="np")
@@ -253,6 +277,7 @@ def generate(
     states: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Generation:
     """One clip for `prompt`. TDTM steps use the merged variant; `spatial` picks the ToMe variants."""
+    check_prompt(prompt)
     y, mask = states if states is not None else rt.encode(prompt)
     g = np.array([cfg.guidance], dtype=np.float32)
     used: set[str] = set()
@@ -266,7 +291,20 @@ def generate(
     start = time.perf_counter()
     result = sample(velocity, noise, cfg, on_step)
     seconds = time.perf_counter() - start
+    check_finite(result.x, cfg)
     return Generation(frames_from_latent(result.x), result, seconds, sorted(used))
+
+
+class NonFiniteClip(InputError):
+    """Sampling ended in NaN or inf (e.g. a guidance scale whose products overflow float32): an
+    error, never a written clip (one line for the CLI, exit code 2)."""
+
+
+def check_finite(x: np.ndarray, cfg: SamplerConfig) -> None:
+    """Refuse a latent with NaN or inf: np.clip would pass NaN into the frames."""
+    if not np.all(np.isfinite(x)):
+        raise NonFiniteClip(f"the sampled clip has NaN or inf values (guidance {cfg.guidance:g}, {cfg.steps} steps: "
+                            "float32 overflowed); give a smaller --guidance, e.g. 1 to 20; nothing was written")
 
 
 def frames_from_latent(x: np.ndarray) -> np.ndarray:
@@ -280,6 +318,8 @@ def save_clip(frames: np.ndarray, out: Path, scale: int = 4, fps: int = 8) -> No
     suffix = out.suffix.lower()
     if suffix not in (".gif", ".npy"):
         raise InputError(f"--out must end in .gif or .npy, got {out.name!r}")
+    if not np.all(np.isfinite(frames)):
+        raise NonFiniteClip(f"the clip for {out} has NaN or inf values; nothing was written")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.stem}.{os.getpid()}.tmp{suffix}"  # opened as usual: umask-respecting mode
     try:
