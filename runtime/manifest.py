@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
-FORMATS = ("onnx", "coreml", "executorch")  # the formats an export folder may list
+FORMATS = ("onnx", "coreml", "executorch", "coreai")  # the formats an export folder may list
 
 
 class ManifestError(ValueError):
