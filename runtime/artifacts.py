@@ -113,7 +113,8 @@ class CoreAIRunner:
     loaded between calls; `close()` (or the end of a `with` block) releases it.
 
     Inputs go in the asset's input order; outputs come back in its output order, which the
-    exporter set to the part's output names."""
+    exporter set to the part's output names. Core AI converts int64 inputs (token ids) to int32:
+    integer inputs are cast to the dtype the asset declares (ids fit in 32 bits), floats never."""
 
     def __init__(self, path: Path) -> None:
         from coreai.authoring.asset import AIModelAsset  # deferred: a heavy optional runtime
@@ -132,11 +133,17 @@ class CoreAIRunner:
             raise RuntimeError(f"{path} has no function 'main'")
         self.input_names = list(self.function.desc.input_names)
         self.output_names = list(self.function.desc.output_names)
+        self.input_dtypes = [np.dtype(self.function.desc.input_descriptor(n).dtype) for n in self.input_names]
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         from coreai.runtime import NDArray
 
-        feed = {n: NDArray(np.ascontiguousarray(x)) for n, x in zip(self.input_names, inputs, strict=True)}
+        feed = {}
+        for name, want, x in zip(self.input_names, self.input_dtypes, inputs, strict=True):
+            x = np.asarray(x)
+            if x.dtype != want and x.dtype.kind in "iu" and want.kind in "iu":
+                x = x.astype(want)
+            feed[name] = NDArray(np.ascontiguousarray(x))
         out = self._loop.run_until_complete(self.function(feed))
         return [np.asarray(out[n].numpy()) for n in self.output_names]
 
