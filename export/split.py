@@ -11,7 +11,7 @@ from tomobile.graphs.exportable import ModelBundle
 
 from .pipeline import sha256_path, size_bytes
 
-SPLIT_FORMATS = ("onnx", "executorch", "coreml")
+SPLIT_FORMATS = ("onnx", "executorch", "coreml", "coreai")
 
 
 def file_record(path: Path) -> dict:

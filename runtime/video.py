@@ -1,4 +1,4 @@
-"""Text-to-video generation for `video-dit-tiny` on eager PyTorch, ONNX Runtime or ExecuTorch.
+"""Text-to-video generation for `video-dit-tiny` on eager PyTorch, ONNX Runtime, ExecuTorch or Core AI.
 
 One `VideoRuntime` = a text encoder callable and one denoiser callable per variant, all numpy in,
 numpy out; `generate` drives them through runtime/sampler.py, so every runtime runs the same loop.
@@ -30,6 +30,11 @@ class RuntimeKind(str, Enum):
     EAGER = "eager"
     ONNXRUNTIME = "onnxruntime"
     EXECUTORCH = "executorch"
+    COREAI = "coreai"  # coreai-core's Linux CPU runtime on the .aimodel parts
+
+
+# The export format each artifact runtime runs.
+FORMATS = {RuntimeKind.ONNXRUNTIME: "onnx", RuntimeKind.EXECUTORCH: "executorch", RuntimeKind.COREAI: "coreai"}
 
 
 @dataclass
@@ -95,6 +100,11 @@ def _session_runner(path: Path, kind: RuntimeKind) -> Callable[..., list[np.ndar
         # and 30-step clips ran 1.5x slower on the shared 2-core machine (docs/video.md).
         runner = OnnxRunner(path, threads=int(os.environ.get("TOMOBILE_THREADS", "0")) or None, spinning=False)
         return lambda *arrays: runner.run(list(arrays))
+    if kind is RuntimeKind.COREAI:
+        from .artifacts import CoreAIRunner
+
+        core = CoreAIRunner(path)  # loaded once and kept: the compiled model stays between steps
+        return lambda *arrays: core.run(list(arrays))
     import torch
     from executorch.runtime import Runtime
 
@@ -164,7 +174,7 @@ LEGACY_TDTM = {"tdtm_positions": "midpoint", "tdtm_odd": "keep"}
 
 
 def _format(kind: RuntimeKind) -> str:
-    return "onnx" if kind is RuntimeKind.ONNXRUNTIME else "executorch"
+    return FORMATS[kind]
 
 
 def artifact_tdtm(artifacts: Path, kind: RuntimeKind) -> dict[str, str]:
