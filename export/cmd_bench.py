@@ -20,7 +20,7 @@ from .cmd_stream_bench import add_stream_args
 log = logging.getLogger(__name__)
 
 DEFAULT_THREADS = "1,2"
-BENCH_RUNTIMES = ("onnxruntime", "onnxruntime-int8", "executorch", "executorch-fp16", "executorch-int8")
+BENCH_RUNTIMES = ("onnxruntime", "onnxruntime-int8", "executorch", "executorch-fp16", "executorch-int8", "coreai")
 # Sub-folder of a variant holding an extra ExecuTorch export, by runtime.
 _ET_EXTRA = {"executorch-fp16": ("fp16", "fp16", None), "executorch-int8": ("int8", "fp32", "int8")}
 
@@ -96,7 +96,7 @@ def _variant_folder(work: Path, config: MergeConfig) -> Path:
 def _reusable(folder: Path, config: MergeConfig, formats: list[str]) -> bool:
     from .output import is_tomobile_export
 
-    names = {"onnx": "model.onnx", "executorch": "model.pte"}
+    names = {"onnx": "model.onnx", "executorch": "model.pte", "coreai": "model.aimodel"}
     return (is_tomobile_export(folder) and all((folder / names[f]).exists() for f in formats)
             and json.loads((folder / "manifest.json").read_text()).get("merge_spec") == config.describe())
 
@@ -121,8 +121,8 @@ def _export_variant(bundle, config: MergeConfig, folder: Path, runtimes: list[st
     from .onnx_format import quantize_int8
     from .registry import ExportOptions
 
-    formats = sorted({"onnx" if r.startswith("onnx") else "executorch" for r in runtimes
-                      if r in ("onnxruntime", "onnxruntime-int8", "executorch")}, reverse=True)
+    formats = sorted({"onnx" if r.startswith("onnx") else r for r in runtimes
+                      if r in ("onnxruntime", "onnxruntime-int8", "executorch", "coreai")}, reverse=True)
     export_or_reuse(bundle, config, folder, formats, ExportOptions(), reuse, progress)
     if "onnxruntime-int8" in runtimes and not (reuse and (folder / "model.int8.onnx").exists()):
         quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
@@ -163,7 +163,7 @@ def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from tomobile.graphs.hf_models import merge_plan
-    from tomobile.runtime.bench import BenchReport, Variant, bench_runtime, load_inputs, ort_merge_share
+    from tomobile.runtime.bench import OWN_THREADS, BenchReport, Variant, bench_runtime, load_inputs, ort_merge_share
     from tomobile.runtime.flops import flop_ratio
 
     if args.stream:
@@ -190,7 +190,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         bundles[name] = wrapper
     report = BenchReport(args.model, threads, args.runs)
     for runtime in runtimes:
-        for n in threads:
+        for n in threads[:1] if runtime in OWN_THREADS else threads:
             rows = bench_runtime(runtime, variants, args.runs, n, progress=not args.quiet)
             if runtime.startswith("onnxruntime"):
                 for row, v in zip(rows, variants, strict=True):

@@ -144,3 +144,16 @@ def test_local_hf_folder_of_every_family_exports_to_coreai_and_validates(tmp_pat
         assert runner.output_names == names
     rows = _coreai_rows(out)
     assert {r.output for r in rows} == set(names) and all(r.status == "pass" for r in rows)
+
+
+@pytest.mark.slow
+def test_bench_has_coreai_rows_with_oracle_and_overhead(tmp_path: Path):
+    out = tmp_path / "b.json"
+    assert main(["-q", "bench", "vit-tiny", "--merge", "tome:r=8", "--runtime", "onnxruntime,coreai", "--runs", "3",
+                 "--threads", "1,2", "--no-eager", "--work", str(tmp_path / "w"), "--json", str(out)]) == 0
+    core = json.loads(out.read_text())["runtimes"]["coreai"]
+    assert set(core) == {"1"}  # Core AI sets its own threads: timed once
+    rows = core["1"]
+    assert set(rows) == {"r=0", "r=8", "drop r=8"}
+    assert rows["r=8"]["speedup"] > 0 and rows["r=8"]["oracle_speedup"] > 0
+    assert rows["r=8"]["merge_overhead"] is not None and rows["drop r=8"]["merge_overhead"] is None
