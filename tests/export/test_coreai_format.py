@@ -157,3 +157,31 @@ def test_bench_has_coreai_rows_with_oracle_and_overhead(tmp_path: Path):
     assert set(rows) == {"r=0", "r=8", "drop r=8"}
     assert rows["r=8"]["speedup"] > 0 and rows["r=8"]["oracle_speedup"] > 0
     assert rows["r=8"]["merge_overhead"] is not None and rows["drop r=8"]["merge_overhead"] is None
+
+
+@pytest.mark.parametrize("ops", ["arithmetic", "indexed"])
+def test_coreai_merge_picks_eager_slots_on_exact_ties(tmp_path: Path, ops: str):
+    """Both merge spellings convert; on inputs full of exact ties Core AI's graph picks the slots
+    eager picks (lowest index wins), so either could ship; the exporter keeps the faster one."""
+    from tomobile.export.coreai_format import convert
+    from tomobile.export.registry import PartInfo
+    from tomobile.graphs.merge import MergeOps, assignment, merge_ops, one_hot_assignment, slot_merge
+
+    t, r = 41, 9
+
+    class Slots(torch.nn.Module):
+        def forward(self, metric: torch.Tensor) -> torch.Tensor:
+            eye = metric[0, :, :1] * 0.0 + torch.eye(t)  # (T, T)
+            return slot_merge(metric, r, True, False).sum(eye.reshape(1, t, t))  # (1, T - r, T)
+
+    with merge_ops(MergeOps(ops)), torch.no_grad():
+        program = torch.export.export(Slots(), (torch.randn(1, t, 8),), strict=False)
+    convert(program, PartInfo("slots", ("metric",), ("m",)), tmp_path / "slots.aimodel")
+    gen = torch.Generator().manual_seed(5)
+    with CoreAIRunner(tmp_path / "slots.aimodel") as runner:
+        for trial in range(20):
+            protos = torch.randn(3, 8, generator=gen)
+            metric = protos[torch.randint(0, 3, (1, t), generator=gen)]  # every score ties with many others
+            want = one_hot_assignment(assignment(metric, r, True, False), t - r, torch.float32)
+            (got,) = runner.run([metric.numpy()])
+            assert np.array_equal(got, want.numpy()), f"trial {trial}: Core AI picked other slots than eager"
