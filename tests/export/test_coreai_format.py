@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tomobile.export.cli import main
+from tomobile.cli.main import main
 from tomobile.export.opcheck import UnsupportedOpError, check_graph
 from tomobile.export.pipeline import stage_export
 from tomobile.export.registry import ExportOptions

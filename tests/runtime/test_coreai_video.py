@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tomobile.export.cli import main
+from tomobile.cli.main import main
 from tomobile.runtime.artifacts import load_runner
 from tomobile.runtime.sampler import LeapConfig, SamplerConfig
 from tomobile.runtime.stream_video import streamed_runtime
