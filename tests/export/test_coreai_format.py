@@ -159,20 +159,23 @@ def test_bench_has_coreai_rows_with_oracle_and_overhead(tmp_path: Path):
     assert rows["r=8"]["merge_overhead"] is not None and rows["drop r=8"]["merge_overhead"] is None
 
 
+@pytest.mark.xfail(strict=True, reason="measured: on exact ties Core AI (coreai-core 1.0.0b3, Linux CPU) picks "
+                   "other slots than eager from trial 3 on, in both spellings; see docs/coreai.md")
 @pytest.mark.parametrize("ops", ["arithmetic", "indexed"])
 def test_coreai_merge_picks_eager_slots_on_exact_ties(tmp_path: Path, ops: str):
-    """Both merge spellings convert; on inputs full of exact ties Core AI's graph picks the slots
-    eager picks (lowest index wins), so either could ship; the exporter keeps the faster one."""
+    """Both merge spellings convert; on inputs full of exact ties the graph should pick the slots
+    eager picks (lowest index wins). Core AI does not yet (a known defect, strict xfail: it fails
+    loudly once it passes)."""
     from tomobile.export.coreai_format import convert
     from tomobile.export.registry import PartInfo
-    from tomobile.graphs.merge import MergeOps, assignment, merge_ops, one_hot_assignment, slot_merge
+    from tomobile.graphs.merge import MergeOps, assignment, merge_ops, merge_sum, one_hot_assignment, slot_merge
 
     t, r = 41, 9
 
     class Slots(torch.nn.Module):
         def forward(self, metric: torch.Tensor) -> torch.Tensor:
             eye = metric[0, :, :1] * 0.0 + torch.eye(t)  # (T, T)
-            return slot_merge(metric, r, True, False).sum(eye.reshape(1, t, t))  # (1, T - r, T)
+            return merge_sum(slot_merge(metric, r, True, False), eye.reshape(1, t, t))  # (1, T - r, T)
 
     with merge_ops(MergeOps(ops)), torch.no_grad():
         program = torch.export.export(Slots(), (torch.randn(1, t, 8),), strict=False)
