@@ -73,7 +73,7 @@ def add_parser(sub) -> None:
                                                   "model folder (config.json + weights)")
     p.add_argument("--merge", default="none", metavar="SPEC", help=f"token merging: {SPEC_HELP} (default: none)")
     p.add_argument("--format", default="onnx,coreml,executorch", metavar="LIST",
-                   help=f"comma-separated formats from: {', '.join(exporters())} (default: all)")
+                   help=f"comma-separated formats from: {', '.join(exporters())} (default: onnx,coreml,executorch)")
     p.add_argument("--out", metavar="DIR",
                    help=f"output folder (default: {DEFAULT_OUT}/MODEL); an earlier tomobile export there is "
                         "replaced, a folder with other files is refused")
