@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..graphs.errors import InputError
 
@@ -78,8 +79,6 @@ class ExecuTorchRunner:
         self.method = self.program.load_method("forward")
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        import torch
-
         outputs = self.method.execute([torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
         return [o.detach().numpy() for o in outputs]
 

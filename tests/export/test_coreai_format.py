@@ -58,7 +58,7 @@ def test_validation_fails_a_coreai_asset_that_gives_wrong_numbers(tmp_path: Path
     vectors["seeded.output.logits"] = vectors["seeded.output.logits"] + 1e-2
     np.savez(out / "test_vectors" / "model.npz", **vectors)
     manifest = json.loads((out / "manifest.json").read_text())
-    from tomobile.export.pipeline import sha256_path
+    from tomobile.runtime.manifest import sha256_path
 
     manifest["test_vectors"]["model"] = sha256_path(out / "test_vectors" / "model.npz")
     (out / "manifest.json").write_text(json.dumps(manifest))
