@@ -19,7 +19,7 @@ from ..export.registry import ExportOptions
 from ..graphs.config import SPEC_HELP, MergeConfig, Schedule
 from ..graphs.errors import InputError
 from ..graphs.hf_models import merge_plan
-from ..runtime.bench import BenchReport, Variant, bench_runtime, format_table, load_inputs, ort_merge_share, save_plot
+from ..runtime.bench import OWN_THREADS, BenchReport, Variant, bench_runtime, format_table, load_inputs, ort_merge_share, save_plot
 from ..runtime.flops import flop_ratio
 from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.reference_merge import REFERENCES, compare_eager
@@ -28,7 +28,7 @@ from .cmd_stream_bench import add_stream_args, cmd_stream_bench
 from .model_arg import check_trace_source, resolve_model, source_folder
 
 DEFAULT_THREADS = "1,2"
-BENCH_RUNTIMES = ("onnxruntime", "onnxruntime-int8", "executorch", "executorch-fp16", "executorch-int8")
+BENCH_RUNTIMES = ("onnxruntime", "onnxruntime-int8", "executorch", "executorch-fp16", "executorch-int8", "coreai")
 # Sub-folder of a variant holding an extra ExecuTorch export, by runtime.
 _ET_EXTRA = {"executorch-fp16": ("fp16", "fp16", None), "executorch-int8": ("int8", "fp32", "int8")}
 
@@ -83,8 +83,8 @@ def _variant_folder(work: Path, config: MergeConfig) -> Path:
 def _export_variant(bundle, folder: Path, runtimes: list[str], reuse: bool, progress: bool) -> None:
     """Export `bundle` into `folder` with every file `runtimes` run (fp16/int8 .pte in sub-folders).
     Not validated here: bench times the files; `tomobile validate` checks them."""
-    formats = sorted({"onnx" if r.startswith("onnx") else "executorch" for r in runtimes
-                      if r in ("onnxruntime", "onnxruntime-int8", "executorch")}, reverse=True)
+    formats = sorted({"onnx" if r.startswith("onnx") else r for r in runtimes
+                      if r in ("onnxruntime", "onnxruntime-int8", "executorch", "coreai")}, reverse=True)
     export_model(bundle, formats, folder, ExportOptions(), validate=False, reuse=reuse, progress=progress)
     if "onnxruntime-int8" in runtimes and not (reuse and (folder / "model.int8.onnx").exists()):
         quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
@@ -141,7 +141,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         bundles[name] = wrapper
     report = BenchReport(args.model, threads, args.runs)
     for runtime in runtimes:
-        for n in threads:
+        for n in threads[:1] if runtime in OWN_THREADS else threads:
             rows = bench_runtime(runtime, variants, args.runs, n, progress=not args.quiet)
             if runtime.startswith("onnxruntime"):
                 for row, v in zip(rows, variants, strict=True):

@@ -67,7 +67,7 @@ def add_parser(sub) -> None:
     p.add_argument("--cfg", action="store_true",
                    help="Stable Diffusion UNets: batch 2 (classifier-free guidance's unconditional + conditional)")
     p.add_argument("--format", default="onnx,coreml,executorch", metavar="LIST",
-                   help=f"comma-separated formats from: {', '.join(exporters())} (default: all)")
+                   help=f"comma-separated formats from: {', '.join(exporters())} (default: onnx,coreml,executorch)")
     p.add_argument("--out", metavar="DIR",
                    help=f"output folder (default: {DEFAULT_OUT}/MODEL); an earlier tomobile export there is "
                         "replaced, a folder with other files is refused")

@@ -95,7 +95,7 @@ def add_runtime_args(p: argparse.ArgumentParser, default: str, per_mode_set: boo
     p.add_argument("--runtime", choices=[k.value for k in RuntimeKind], default=default,
                    help=f"eager runs the built-in model; the others need --artifacts (default: {default})")
     p.add_argument("--artifacts", metavar="DIR", action="append" if per_mode_set else "store",
-                   help="folder from `tomobile export video-dit-tiny`, for --runtime onnxruntime or executorch"
+                   help="folder from `tomobile export video-dit-tiny`, for --runtime onnxruntime, executorch or coreai"
                         + ("; with --mode-sets once per mode set, each set running on the folder exported with "
                            "its TDTM modes" if per_mode_set else ""))
 
@@ -110,7 +110,7 @@ def open_runtime_at(kind: RuntimeKind, artifacts: str | None, variants: list[str
     """The runtime with `variants` loaded (so a missing or damaged one stops the command before any
     sampling). --artifacts with eager is refused, as is a TDTM mode the artifacts were not exported with."""
     if kind is RuntimeKind.EAGER and artifacts:
-        raise InputError("--artifacts applies to --runtime onnxruntime or executorch; eager runs the built-in model "
+        raise InputError("--artifacts applies to --runtime onnxruntime, executorch or coreai; eager runs the built-in model "
                          "(drop --artifacts or give --runtime)")
     rt = load_runtime(kind, Path(artifacts) if artifacts else None, tdtm)
     preload(rt, variants)

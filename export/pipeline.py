@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # Files generated for the apps beyond the parts, per model: writer(folder) -> the relative paths it wrote.
 FILE_WRITERS: dict[str, Callable[[Path], list[str]]] = {VIDEO_MODEL: write_contract}
-_TOOLS = ("tomobile", "torch", "transformers", "executorch", "coremltools", "onnx", "onnxruntime", "onnxscript")
+_TOOLS = ("tomobile", "torch", "transformers", "executorch", "coremltools", "coreai-torch", "coreai-core", "onnx", "onnxruntime", "onnxscript")
 
 
 @dataclass
@@ -217,8 +217,8 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
             path.parent.mkdir(parents=True, exist_ok=True)  # diffusers' layout: unet/model.onnx
             opts = exporter.options_for(options)
             details = exporter.export(get_program, info, path, opts)
-            # An fp16 graph (ExecuTorch) takes and returns float16; Core ML keeps float32 I/O.
-            float_io = "float16" if fmt == "executorch" and opts.precision == "fp16" else "float32"
+            # An fp16 graph (ExecuTorch, Core AI) takes and returns float16; Core ML keeps float32 I/O.
+            float_io = "float16" if fmt in ("executorch", "coreai") and opts.precision == "fp16" else "float32"
             artifacts.append({"format": fmt, "part": stem, "path": path.relative_to(staging).as_posix(), "sha256": sha256_path(path),
                               "bytes": size_bytes(path), "float_io": float_io, **details})
             steps.update(1)

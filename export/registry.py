@@ -71,7 +71,7 @@ class Exporter:
 
 
 _EXPORTERS: dict[str, Exporter] = {}
-_MODULES = ("onnx_format", "executorch_format", "coreml_format")
+_MODULES = ("onnx_format", "executorch_format", "coreml_format", "coreai_format")
 
 
 class FormatError(TomobileError, KeyError):

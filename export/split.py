@@ -9,7 +9,7 @@ from ..graphs.errors import InputError
 from ..graphs.exportable import ModelBundle
 from ..graphs.video_parts import split_denoisers
 
-SPLIT_FORMATS = ("onnx", "executorch", "coreml")
+SPLIT_FORMATS = ("onnx", "executorch", "coreml", "coreai")
 
 
 def split_bundle(bundle: ModelBundle, kind: str, quantize: str | None) -> ModelBundle:

@@ -1,4 +1,5 @@
-"""Runners for exported artifacts: ONNX Runtime (CPU) and the ExecuTorch runtime.
+"""Runners for exported artifacts: ONNX Runtime (CPU), the ExecuTorch runtime and Core AI's Linux
+CPU runtime.
 
 Each runner takes and returns numpy arrays in the part's input/output order, so validation,
 benchmarks and the samplers share one calling convention whatever the runtime.
@@ -6,7 +7,14 @@ benchmarks and the samplers share one calling convention whatever the runtime.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +127,93 @@ class ExecuTorchRunner:
         return [o.detach().numpy() for o in outputs]
 
 
-RUNNERS = {"onnx": OnnxRunner, "executorch": ExecuTorchRunner}
+# What Core AI's native runtime writes to file descriptor 2 on every load: harmless.
+_COREAI_CHATTER = re.compile(r"ODIE \[\w+\]: Loading function ")
+
+
+@contextlib.contextmanager
+def _native_stderr_filtered(pattern: re.Pattern[str]) -> Iterator[None]:
+    """Run the block with file descriptor 2 in a temporary file, then pass every line that does not
+    match `pattern` on to sys.stderr (native code writes past Python's sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode(errors="replace").splitlines(keepends=True):
+                if not pattern.match(line):
+                    sys.stderr.write(line)
+
+
+class CoreAIRunner:
+    """A Core AI asset (`.aimodel` folder) on coreai-core's runtime, behind the same synchronous
+    `run(list) -> list` as the other runners. The runtime's API is async (AIModelAsset.load,
+    `async with asset.executable()`, load_function('main'), `await f({name: NDArray})`); the runner
+    keeps one event loop and enters the executable context once, so the compiled model stays
+    loaded between calls; `close()` (or the end of a `with` block) releases it.
+
+    Inputs go in the asset's input order; outputs come back in its output order, which the
+    exporter set to the part's output names. Core AI converts int64 inputs (token ids) to int32:
+    integer inputs are cast to the dtype the asset declares (ids fit in 32 bits), floats never."""
+
+    def __init__(self, path: Path) -> None:
+        from coreai.authoring.asset import AIModelAsset  # deferred: a heavy optional runtime
+
+        self._loop = asyncio.new_event_loop()
+        self._context = AIModelAsset.load(Path(path)).executable()
+        try:
+            with _native_stderr_filtered(_COREAI_CHATTER):
+                model = self._loop.run_until_complete(self._context.__aenter__())
+                self.function = model.load_function("main")
+        except BaseException:
+            self._loop.close()
+            raise
+        if self.function is None:
+            self.close()
+            raise RuntimeError(f"{path} has no function 'main'")
+        self.input_names = list(self.function.desc.input_names)
+        self.output_names = list(self.function.desc.output_names)
+        self.input_dtypes = [np.dtype(self.function.desc.input_descriptor(n).dtype) for n in self.input_names]
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        from coreai.runtime import NDArray
+
+        feed = {}
+        for name, want, x in zip(self.input_names, self.input_dtypes, inputs, strict=True):
+            x = np.asarray(x)
+            if x.dtype != want and x.dtype.kind in "iu" and want.kind in "iu":
+                x = x.astype(want)
+            feed[name] = NDArray(np.ascontiguousarray(x))
+        out = self._loop.run_until_complete(self.function(feed))
+        return [np.asarray(out[n].numpy()) for n in self.output_names]
+
+    def close(self) -> None:
+        """Release the loaded model (the executable context's exit) and the event loop."""
+        if self._loop.is_closed():
+            return
+        self.function = None
+        try:
+            self._loop.run_until_complete(self._context.__aexit__(None, None, None))
+        finally:
+            self._loop.close()
+
+    def __enter__(self) -> CoreAIRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+RUNNERS = {"onnx": OnnxRunner, "executorch": ExecuTorchRunner, "coreai": CoreAIRunner}
 
 
 def load_runner(fmt: str, path: Path, weights: Path | None = None):

@@ -18,7 +18,7 @@ MANIFEST_KEY = "tomobile_manifest"  # present in every manifest `tomobile export
 MANIFEST_VERSION = 1
 VECTORS_DIR = "test_vectors"  # seeded inputs and eager outputs per part: <stem>.npz
 DEFAULT_OUT = Path("tomobile-out")  # where commands write when no folder is given
-FORMATS = ("onnx", "coreml", "executorch")  # the formats an export folder may list
+FORMATS = ("onnx", "coreml", "executorch", "coreai")  # the formats an export folder may list
 
 
 class ManifestError(TomobileError, ValueError):

@@ -26,8 +26,8 @@ def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: 
     """A VideoRuntime whose denoisers stream the split parts in `artifacts` under `budget` bytes;
     `tdtm` modes asked for must be the ones the folder was exported with. With `variants`, only
     their parts are checked and served (None: every variant)."""
-    if kind not in (RuntimeKind.ONNXRUNTIME, RuntimeKind.EXECUTORCH):
-        raise StreamError(f"streaming runs exported parts on onnxruntime or executorch, not {kind.value}")
+    if kind is RuntimeKind.EAGER:
+        raise StreamError(f"streaming runs exported parts on onnxruntime, executorch or coreai, not {kind.value}")
     split = open_split(artifacts, kind.value, variants=variants)
     cfg = load_manifest(artifacts)["model_config"]
     modes = {key: str(cfg.get(key, legacy)) for key, legacy in LEGACY_TDTM.items()}
@@ -35,7 +35,8 @@ def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: 
     streamer = BlockStreamer(split, budget, prefetch, threads)
     shape = (1, int(cfg["channels"]), int(cfg["frames"]), int(cfg["size"]), int(cfg["size"]))
     fmt = RUNTIME_FORMATS[kind.value]
-    text_path = artifacts / ("text_encoder.onnx" if fmt == "onnx" else "text_encoder.pte")
+    text_path = artifacts / {"onnx": "text_encoder.onnx", "executorch": "text_encoder.pte",
+                             "coreai": "text_encoder.aimodel"}[fmt]
     if not text_path.exists():  # checked before any work, not when the first prompt is encoded
         raise StreamError(f"{text_path} is missing: {load_manifest(artifacts).get('model', 'this model')} has no text "
                           "encoder; prompts need `tomobile export video-dit-tiny --split blocks`")
@@ -47,6 +48,8 @@ def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: 
         input_ids, mask = tokenizer_encode(artifacts, int(cfg["caption_len"]))(caption)
         runner = load_runner(fmt, text_path)  # loaded for the prompt only
         states = runner.run([input_ids, mask])[0].astype(np.float32)
+        if hasattr(runner, "close"):  # Core AI: release the model now
+            runner.close()
         del runner
         malloc_trim()
         return states, mask.astype(np.float32)

@@ -33,14 +33,14 @@ import numpy as np
 
 from ..graphs.errors import TomobileError
 from ..graphs.numbers import NumberError, parse_size
-from .artifacts import ExecuTorchRunner, executorch_signature, ort_session_options, ort_signature
+from .artifacts import CoreAIRunner, ExecuTorchRunner, executorch_signature, ort_session_options, ort_signature
 from .manifest import ManifestError, inside, load_manifest, sha256_path
 from .memory import MemoryPeak, MemoryProbe, malloc_trim, populate_mappings
 from .overlap import Heartbeat, hidden_seconds
 
 log = logging.getLogger(__name__)
 
-RUNTIME_FORMATS = {"onnxruntime": "onnx", "executorch": "executorch"}
+RUNTIME_FORMATS = {"onnxruntime": "onnx", "executorch": "executorch", "coreai": "coreai"}
 UNLIMITED = 1 << 62  # a budget that holds every part
 
 
@@ -167,7 +167,7 @@ def _verify_files(folder: Path, entries: list[dict], fmt: str, used: set[str]) -
                     files.append((entry["name"], f))
     for name, f in files:
         path = inside(folder, f["path"])
-        if not path.is_file():
+        if not path.exists():  # a file, or a folder (a Core AI .aimodel asset)
             raise StreamError(f"part {name}: {path} is missing; export the folder again")
         digest = sha256_path(path)
         if digest == f["sha256"]:
@@ -213,8 +213,26 @@ class _ExecuTorchPart:
         self.runner = None
 
 
+class _CoreAIPart:
+    """A Core AI asset, loaded on its own event loop (artifacts.CoreAIRunner); `close` releases the
+    compiled model at once (the executable context's exit), not when it is collected."""
+
+    def __init__(self, part: PartFile) -> None:
+        self.runner = CoreAIRunner(part.path)
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return self.runner.run(arrays)
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+        self.runner = None
+
+
 def load_part(part: PartFile, runtime: str, threads: int | None = None, background: bool = False) -> LoadedPart:
     """`background`: loaded on the prefetch thread, which also faults ONNX Runtime's weights in."""
+    if runtime == "coreai":
+        return _CoreAIPart(part)
     return _OrtPart(part, threads, background) if runtime == "onnxruntime" else _ExecuTorchPart(part)
 
 

@@ -2,9 +2,9 @@
 
 The eager fp32 outputs of the same patched model were written by the export as test vectors
 (seeded inputs, plus real inputs for real-weight models); validation compares with those stored
-outputs and does not run eager PyTorch again. ONNX Runtime CPU and the ExecuTorch runtime run
-each artifact on those inputs; Core ML is spec-checked on Linux and its numerics are reported as
-'needs macOS', never as passed.
+outputs and does not run eager PyTorch again. ONNX Runtime CPU, the ExecuTorch runtime and Core
+AI's Linux CPU runtime (coreai-core) run each artifact on those inputs; Core ML is spec-checked on
+Linux and its numerics are reported as 'needs macOS', never as passed.
 """
 
 from __future__ import annotations
@@ -130,6 +130,8 @@ def _run_artifact(folder: Path, artifact: dict, manifest: dict) -> list[OutputCh
         for name, actual in zip(names, outputs, strict=True):
             err, quality, status, note = compare(expected[name], np.asarray(actual), precision)
             checks.append(OutputCheck(artifact["path"], case, name, tuple(np.shape(actual)), err, quality, status, note))
+    if hasattr(runner, "close"):  # Core AI: release the loaded model now, not when collected
+        runner.close()
     return checks
 
 

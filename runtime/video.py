@@ -1,4 +1,4 @@
-"""Text-to-video generation for `video-dit-tiny` on eager PyTorch, ONNX Runtime or ExecuTorch.
+"""Text-to-video generation for `video-dit-tiny` on eager PyTorch, ONNX Runtime, ExecuTorch or Core AI.
 
 One `VideoRuntime` = a text encoder callable and one denoiser callable per variant, all numpy in,
 numpy out; `generate` drives them through runtime/sampler.py, so every runtime runs the same loop.
@@ -22,7 +22,7 @@ import torch
 from ..graphs.errors import InputError
 from ..graphs.text_context import encode_captions
 from ..graphs.video_zoo import MODEL_NAME, VARIANTS, WEIGHTS, guided_velocity, load_video_dit
-from .artifacts import OnnxRunner
+from .artifacts import CoreAIRunner, OnnxRunner
 from .manifest import ManifestError, inside, load_manifest, sha256_path
 from .noise import latent_noise
 from .sampler import LeapMode, SampleResult, SamplerConfig, sample
@@ -37,6 +37,11 @@ class RuntimeKind(str, Enum):
     EAGER = "eager"
     ONNXRUNTIME = "onnxruntime"
     EXECUTORCH = "executorch"
+    COREAI = "coreai"  # coreai-core's Linux CPU runtime on the .aimodel parts
+
+
+# The export format each artifact runtime runs.
+FORMATS = {RuntimeKind.ONNXRUNTIME: "onnx", RuntimeKind.EXECUTORCH: "executorch", RuntimeKind.COREAI: "coreai"}
 
 
 @dataclass
@@ -119,6 +124,9 @@ def _session_runner(path: Path, kind: RuntimeKind) -> Callable[..., list[np.ndar
         # and 30-step clips ran 1.5x slower on the shared 2-core machine (docs/video.md).
         runner = OnnxRunner(path, threads=int(os.environ.get("TOMOBILE_THREADS", "0")) or None, spinning=False)
         return lambda *arrays: runner.run(list(arrays))
+    if kind is RuntimeKind.COREAI:
+        core = CoreAIRunner(path)  # loaded once and kept: the compiled model stays between steps
+        return lambda *arrays: core.run(list(arrays))
     from executorch.runtime import Runtime
 
     method = Runtime.get().load_program(str(path)).load_method("forward")
@@ -178,7 +186,7 @@ LEGACY_TDTM = {"tdtm_positions": "midpoint", "tdtm_odd": "keep"}
 
 
 def _format(kind: RuntimeKind) -> str:
-    return "onnx" if kind is RuntimeKind.ONNXRUNTIME else "executorch"
+    return FORMATS[kind]
 
 
 def artifact_tdtm(artifacts: Path, kind: RuntimeKind) -> dict[str, str]:

@@ -19,7 +19,8 @@ PACKAGES = ("graphs", "export", "runtime", "cli")
 # package -> the packages it may import
 ALLOWED = {"graphs": set(), "runtime": {"graphs"}, "export": {"graphs", "runtime"}, "cli": {"graphs", "runtime", "export"}}
 # Third-party modules that may be imported inside a function: heavy, and needed only on some paths.
-DEFERRED = {"transformers", "coremltools", "executorch", "torchao", "onnx", "onnx_ir", "onnxruntime", "matplotlib", "PIL"}
+DEFERRED = {"transformers", "coremltools", "coreai", "coreai_torch", "executorch", "torchao", "onnx", "onnx_ir", "onnxruntime",
+            "matplotlib", "PIL"}
 
 
 def _modules() -> dict[str, Path]:
