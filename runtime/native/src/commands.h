@@ -1,0 +1,26 @@
+// The two commands of tomobile-native, given parsed options.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "folder.h"
+
+namespace tomobile {
+
+struct StreamOptions {
+  fs::path folder;
+  std::optional<std::string> budget;  // --memory-budget SIZE
+  bool prefetch = true;
+  bool monolithic = false;  // run the variant's monolithic program instead: the reference for the bench
+  int steps = 4;
+  unsigned threads = 0;     // 0: the runtime's default
+  std::string variant = "denoiser";
+  std::optional<fs::path> json_path;
+  bool quiet = false;
+};
+
+int cmd_validate(const fs::path& folder, const std::optional<fs::path>& json_path, unsigned threads, bool quiet);
+int cmd_stream(const StreamOptions& options);
+
+}  // namespace tomobile
