@@ -26,6 +26,8 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=4, help="with --stream: denoiser calls per mode; the first, which "
                                                         "loads everything, is left out of the median (default: 4)")
     p.add_argument("--rounds", type=int, default=1, help="with --stream: runs of every mode, order rotated (default: 1)")
+    p.add_argument("--native", action="store_true", help="with --stream: also run every ExecuTorch mode in the native "
+                                                         "engine (tomobile-native, C++, no Python), built first")
 
 
 def stream_threads(text: str | None) -> int:
@@ -95,8 +97,20 @@ def export_split(model: str, folder: Path, formats: list[str], reuse: bool, prog
         raise
 
 
+def native_binary(asked: bool) -> Path | None:
+    """--native: the built tomobile-native (built now if needed); one line if it cannot be built."""
+    from tomobile.runtime.native_engine import NativeBuildError, build
+
+    if not asked:
+        return None
+    try:
+        return build()
+    except NativeBuildError as err:
+        raise ValueError(f"--native: {str(err).splitlines()[0]}") from None
+
+
 def cmd_stream_bench(args: argparse.Namespace) -> int:
-    from tomobile.runtime.stream_bench import plan_modes, run_bench
+    from tomobile.runtime.stream_bench import NATIVE, plan_modes, run_bench
     from tomobile.runtime.stream_report import format_table, goals, save_plot, to_json
     from tomobile.runtime.streaming import mb, open_split
 
@@ -107,6 +121,9 @@ def cmd_stream_bench(args: argparse.Namespace) -> int:
     bad = [r for r in runtimes if r not in STREAM_RUNTIMES]
     if bad or not runtimes:
         raise ValueError(f"--stream runtime {bad[0] if bad else args.runtime!r}; allowed: {', '.join(STREAM_RUNTIMES)}")
+    native = native_binary(args.native)
+    if native is not None:
+        runtimes.append(NATIVE)
     if args.steps < 2 or args.rounds < 1:
         raise ValueError("--steps must be at least 2 (the first call loads) and --rounds at least 1")
     for option, value in (("--merge", args.merge), ("--quantize", args.quantize)):
@@ -118,11 +135,11 @@ def cmd_stream_bench(args: argparse.Namespace) -> int:
     check_output_file(Path(args.plot) if args.plot else None, "--plot", (".png",))
     work = Path(args.work) if args.work else Path("tomobile-out") / "bench" / f"{args.model.replace('/', '_')}-split"
     work = check_out_dir(work, force=None, option="--work folder")
-    formats = ["onnx" if r == "onnxruntime" else "executorch" for r in runtimes]
+    formats = list(dict.fromkeys("onnx" if r == "onnxruntime" else "executorch" for r in runtimes))
     export_split(args.model, work, formats, args.reuse, not args.quiet)
     budgets = {}
     for runtime in runtimes:
-        split = open_split(work, runtime)  # sha256 of every part, once, before any timing
+        split = open_split(work, "executorch" if runtime == NATIVE else runtime)  # every part's sha256, before timing
         variant = next(iter(split.sequences))  # the unmerged denoiser where there is one
         budgets[runtime] = parse_budgets(args.budgets, split.sequence_bytes(variant))
         low, label = min(budgets[runtime])
@@ -130,7 +147,7 @@ def cmd_stream_bench(args: argparse.Namespace) -> int:
             raise ValueError(f"budget {label} ({mb(low)}) is below the largest part {split.largest().name} "
                              f"({mb(split.largest().size)}); give budgets of at least that")
     results = run_bench(work, variant, plan_modes(runtimes, budgets), args.steps, args.threads, args.rounds,
-                        not args.quiet)
+                        not args.quiet, native)
     print(f"{args.model} ({variant}): {args.threads} threads, {args.steps} denoiser calls per mode, "
           f"{args.rounds} round(s); step s = median after the first call")
     print(format_table(results))

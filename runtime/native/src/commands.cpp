@@ -27,6 +27,7 @@ void check_json_path(const std::optional<fs::path>& path) {
 
 json step_json(size_t i, const CallStats& s) {
   return {{"step", i}, {"variant", s.variant}, {"parts_run", s.parts_run}, {"parts_loaded", s.parts_loaded},
+          {"parts_prefetched", s.prefetched},
           {"load_s", s.load_s}, {"waited_s", s.waited_s}, {"hidden_s", s.hidden_s}, {"run_s", s.run_s},
           {"latency_s", s.latency_s}, {"resident_max_bytes", s.resident_max}, {"peak_rss_anon_bytes", s.peak.anon},
           {"peak_rss_file_bytes", s.peak.file}, {"peak_rss_bytes", s.peak.hwm}};
@@ -78,10 +79,12 @@ int cmd_validate(const fs::path& folder, const std::optional<fs::path>& json_pat
   return passed(report.checks) ? 0 : 1;
 }
 
-int cmd_stream(const StreamOptions& o) {
-  check_json_path(o.json_path);
-  json manifest = load_manifest(o.folder);
-  Split split = open_split(o.folder, manifest, true);
+int cmd_stream(const StreamOptions& options) {
+  check_json_path(options.json_path);
+  json manifest = load_manifest(options.folder);
+  Split split = open_split(options.folder, manifest, true);
+  StreamOptions o = options;
+  if (o.variant.empty()) o.variant = split.sequences.at(0).first;
   split.sequence(o.variant);  // an unknown variant is refused before anything loads
   std::string vectors = "test_vectors/" + o.variant + ".npz";
   if (sha256_path(inside(o.folder, vectors)) != manifest["test_vectors"].value(o.variant, ""))
@@ -147,7 +150,7 @@ int cmd_stream(const StreamOptions& o) {
   first.artifact = "step 0 vs eager (test vectors)";
   checks.push_back(first);
   double worst = 0;
-  if (!o.monolithic) {
+  if (!o.monolithic && o.check) {
     Loaded ref = load_timed(mono);
     for (size_t k = 0; k < step_inputs.size(); ++k) {
       std::vector<const Array*> args;

@@ -12,10 +12,11 @@ struct StreamOptions {
   fs::path folder;
   std::optional<std::string> budget;  // --memory-budget SIZE
   bool prefetch = true;
+  bool check = true;        // the chained outputs against the monolithic program, after the steps
   bool monolithic = false;  // run the variant's monolithic program instead: the reference for the bench
   int steps = 4;
   unsigned threads = 0;     // 0: the runtime's default
-  std::string variant = "denoiser";
+  std::string variant;       // empty: the split's first sequence (the unmerged denoiser where there is one)
   std::optional<fs::path> json_path;
   bool quiet = false;
 };

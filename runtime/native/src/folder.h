@@ -12,7 +12,7 @@
 namespace tomobile {
 
 namespace fs = std::filesystem;
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;  // keys in the order the manifest lists them (sequences, files)
 
 // Bad input a user can fix (a missing or altered file, a bad option): one line, exit code 2.
 struct UserError : std::runtime_error {

@@ -1,7 +1,7 @@
 // tomobile-native: exports run on ExecuTorch's C++ runtime, without Python.
 //   tomobile-native validate DIR [--json F] [--threads N] [-q]
 //   tomobile-native stream DIR --memory-budget SIZE [--no-prefetch] [--steps K] [--threads N]
-//                          [--variant V] [--monolithic] [--json F] [-q]
+//                          [--variant V] [--monolithic] [--no-check] [--json F] [-q]
 // Exit codes as `tomobile`: 0 done, 1 a check failed, 2 bad input (one line on stderr).
 #include <cstdio>
 #include <cstdlib>
@@ -18,7 +18,7 @@ namespace {
 const char* USAGE =
     "usage: tomobile-native validate DIR [--json F] [--threads N] [-q]\n"
     "       tomobile-native stream DIR --memory-budget SIZE [--no-prefetch] [--steps K] [--threads N]\n"
-    "                              [--variant V] [--monolithic] [--json F] [-q]\n";
+    "                              [--variant V] [--monolithic] [--no-check] [--json F] [-q]\n";
 
 int positive(const std::string& flag, const std::string& value) {
   try {
@@ -56,6 +56,7 @@ int run(const std::vector<std::string>& args) {
     else if (command == "stream" && a == "--steps") o.steps = positive(a, value());
     else if (command == "stream" && a == "--variant") o.variant = value();
     else if (command == "stream" && a == "--monolithic") o.monolithic = true;
+    else if (command == "stream" && a == "--no-check") o.check = false;
     else if (a == "-h" || a == "--help") { std::cout << USAGE; return 0; }
     else if (!a.empty() && a[0] == '-') throw UserError(command + ": unknown option " + a);
     else positional.push_back(a);

@@ -118,6 +118,7 @@ Array Streamer::operator()(const std::string& variant, const Env& inputs) {
   for (const auto& [n, f] : loading_)
     if (std::find(seq.begin(), seq.end(), n) == seq.end()) others.push_back(n);
   for (const auto& n : others) release(n, stats);  // another variant's parts
+  stats.resident_max = resident_bytes();            // what stays from the last call
   Env env = inputs;
   for (size_t i = 0; i < seq.size(); ++i) {
     const PartSpec& spec = split_.parts.at(seq[i]);
@@ -168,6 +169,7 @@ Part& Streamer::acquire(const std::string& name, CallStats& stats) {
     loading_.erase(it);
     stats.waited_s += waited;
     stats.hidden_s += std::max(0.0, l.seconds - waited);
+    stats.prefetched += 1;
   } else {
     std::vector<std::string> stale;
     for (const auto& [n, f] : loading_) stale.push_back(n);
@@ -193,6 +195,7 @@ void Streamer::release(const std::string& name, CallStats& stats) {
     loading_.erase(it);
     stats.load_s += l.seconds;
     stats.parts_loaded += 1;
+    stats.prefetched += 1;
     stats.hidden_s += l.seconds;
   } else {
     loaded_.erase(name);  // the last owner: the runtime frees the program, its mapping and packed weights

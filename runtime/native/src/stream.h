@@ -25,6 +25,7 @@ using Env = std::map<std::string, Array>;  // named arrays: the denoiser's input
 struct CallStats {  // one denoiser call (one sampling step)
   std::string variant;
   int parts_run = 0, parts_loaded = 0;
+  int prefetched = 0;    // loads done on the loader thread
   double load_s = 0;     // time spent loading parts, on either thread
   double waited_s = 0;   // time the compute thread waited for a load or loaded itself
   double hidden_s = 0;   // background load time the compute thread did not wait for
