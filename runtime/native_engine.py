@@ -13,12 +13,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from ..graphs.errors import TomobileError
+
 NATIVE_DIR = Path(__file__).resolve().parent / "native"
 BUILD_DIR = NATIVE_DIR / "build"
 BINARY = BUILD_DIR / "tomobile-native"
 
 
-class NativeBuildError(RuntimeError):
+class NativeBuildError(TomobileError, RuntimeError):
     """The engine cannot be built here: a missing tool or library, or a compile error."""
 
 
