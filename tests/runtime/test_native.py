@@ -150,3 +150,11 @@ def test_stream_on_tiny(native, tiny_split_export, tmp_path):
     for budget in (2 * max(sizes.values()), sum(sizes.values())):
         proc, out = stream(native, tiny_split_export, tmp_path, "--memory-budget", budget)
         assert proc.returncode == 0 and out["check"]["passed"], proc.stdout + proc.stderr
+
+
+def test_time_reports_per_call_figures(native, vit_tiny_export, tmp_path):
+    proc = run(native, "time", vit_tiny_export, "--runs", 5, "--threads", 1, "--json", tmp_path / "t.json")
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads((tmp_path / "t.json").read_text())
+    assert row["artifact"] == "model.pte" and len(row["runs_ms"]) == 5 and row["threads"] == 1
+    assert 0 < row["min_ms"] <= row["median_ms"] and "per call median" in proc.stdout

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -77,6 +78,37 @@ int cmd_validate(const fs::path& folder, const std::optional<fs::path>& json_pat
   if (report.skipped) std::cout << report.skipped << " artifacts of other formats not run (the native engine runs .pte)\n";
   write_json(json_path, report_json(report));
   return passed(report.checks) ? 0 : 1;
+}
+
+int cmd_time(const fs::path& folder, int runs, unsigned threads, const std::optional<fs::path>& json_path) {
+  check_json_path(json_path);
+  json manifest = load_manifest(folder);
+  verify_checksums(folder, manifest);
+  size_t used = set_threads(threads);
+  json rows = json::array();
+  for (const auto& a : manifest["artifacts"]) {
+    if (a["format"] != "executorch") continue;
+    PartSpec spec = artifact_for(folder, manifest, a["part"]);
+    auto cases = read_cases(folder, a["part"]);
+    std::vector<const Array*> args;
+    for (const auto& x : cases.at(0).inputs) args.push_back(&x);
+    Loaded l = load_timed(spec);
+    l.part->run(args);  // warm-up: first-call allocations
+    std::vector<double> ms;
+    for (int i = 0; i < runs; ++i) {
+      double t = now_s();
+      l.part->run(args);
+      ms.push_back(1e3 * (now_s() - t));
+    }
+    std::sort(ms.begin(), ms.end());
+    double median = runs % 2 ? ms[runs / 2] : (ms[runs / 2 - 1] + ms[runs / 2]) / 2;
+    std::printf("%s: load %.1f ms, per call median %.2f ms, min %.2f ms (%d runs, %zu threads)\n",
+                a["path"].get<std::string>().c_str(), 1e3 * l.seconds, median, ms[0], runs, used);
+    rows.push_back({{"artifact", a["path"]}, {"load_ms", 1e3 * l.seconds}, {"median_ms", median}, {"min_ms", ms[0]},
+                    {"runs_ms", ms}, {"threads", used}});
+  }
+  write_json(json_path, rows);
+  return 0;
 }
 
 int cmd_stream(const StreamOptions& options) {

@@ -23,5 +23,8 @@ struct StreamOptions {
 
 int cmd_validate(const fs::path& folder, const std::optional<fs::path>& json_path, unsigned threads, bool quiet);
 int cmd_stream(const StreamOptions& options);
+// Per-call time of every ExecuTorch program of DIR on its first test-vector case: one warm-up
+// call, then `runs` calls; median and minimum in ms.
+int cmd_time(const fs::path& folder, int runs, unsigned threads, const std::optional<fs::path>& json_path);
 
 }  // namespace tomobile

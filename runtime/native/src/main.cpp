@@ -2,6 +2,7 @@
 //   tomobile-native validate DIR [--json F] [--threads N] [-q]
 //   tomobile-native stream DIR --memory-budget SIZE [--no-prefetch] [--steps K] [--threads N]
 //                          [--variant V] [--monolithic] [--no-check] [--json F] [-q]
+//   tomobile-native time DIR [--runs N] [--threads N] [--json F]
 // Exit codes as `tomobile`: 0 done, 1 a check failed, 2 bad input (one line on stderr).
 #include <cstdio>
 #include <cstdlib>
@@ -18,7 +19,8 @@ namespace {
 const char* USAGE =
     "usage: tomobile-native validate DIR [--json F] [--threads N] [-q]\n"
     "       tomobile-native stream DIR --memory-budget SIZE [--no-prefetch] [--steps K] [--threads N]\n"
-    "                              [--variant V] [--monolithic] [--no-check] [--json F] [-q]\n";
+    "                              [--variant V] [--monolithic] [--no-check] [--json F] [-q]\n"
+    "       tomobile-native time DIR [--runs N] [--threads N] [--json F]\n";
 
 int positive(const std::string& flag, const std::string& value) {
   try {
@@ -37,9 +39,10 @@ int run(const std::vector<std::string>& args) {
     return args.empty() ? 2 : 0;
   }
   const std::string command = args[0];
-  if (command != "validate" && command != "stream")
-    throw UserError("unknown command '" + command + "'; commands: validate, stream");
+  if (command != "validate" && command != "stream" && command != "time")
+    throw UserError("unknown command '" + command + "'; commands: validate, stream, time");
   tomobile::StreamOptions o;
+  if (command == "time") o.steps = 20;  // --runs
   std::vector<std::string> positional;
   bool budget_flags = false;
   for (size_t i = 1; i < args.size(); ++i) {
@@ -54,6 +57,7 @@ int run(const std::vector<std::string>& args) {
     else if (command == "stream" && a == "--memory-budget") o.budget = value();
     else if (command == "stream" && a == "--no-prefetch") { o.prefetch = false; budget_flags = true; }
     else if (command == "stream" && a == "--steps") o.steps = positive(a, value());
+    else if (command == "time" && a == "--runs") o.steps = positive(a, value());
     else if (command == "stream" && a == "--variant") o.variant = value();
     else if (command == "stream" && a == "--monolithic") o.monolithic = true;
     else if (command == "stream" && a == "--no-check") o.check = false;
@@ -66,6 +70,7 @@ int run(const std::vector<std::string>& args) {
   if (!tomobile::fs::is_directory(o.folder))
     throw UserError(o.folder.string() + " is not a folder; give the DIR that `tomobile export` wrote");
   if (command == "validate") return tomobile::cmd_validate(o.folder, o.json_path, o.threads, o.quiet);
+  if (command == "time") return tomobile::cmd_time(o.folder, o.steps, o.threads, o.json_path);
   if (o.monolithic && (o.budget || budget_flags))
     throw UserError("stream: --monolithic runs the whole denoiser; --memory-budget and --no-prefetch apply to parts");
   if (!o.monolithic && !o.budget)
