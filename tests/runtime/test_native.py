@@ -158,3 +158,24 @@ def test_time_reports_per_call_figures(native, vit_tiny_export, tmp_path):
     (row,) = json.loads((tmp_path / "t.json").read_text())
     assert row["artifact"] == "model.pte" and len(row["runs_ms"]) == 5 and row["threads"] == 1
     assert 0 < row["min_ms"] <= row["median_ms"] and "per call median" in proc.stdout
+
+
+def test_bench_runs_native_rows_in_fresh_children(native, micro_split_export):
+    from tomobile.runtime.stream_bench import NATIVE, Mode, run_bench
+    from tomobile.runtime.stream_report import format_table, goals
+
+    sizes = part_sizes(micro_split_export)
+    sequences = json.loads((micro_split_export / "manifest.json").read_text())["split"]["sequences"]
+    variant = next(iter(sequences))
+    total = sum(sizes[n] for n in dict.fromkeys(sequences[variant]))
+    small = 2 * max(sizes.values())
+    modes = [Mode(NATIVE, False), Mode(NATIVE, True, True, small, "small"), Mode(NATIVE, True, True, total, "100%")]
+    mono, streamed, resident = run_bench(micro_split_export, variant, modes, 3, 1, progress=False, native=native)
+    for r in (mono, streamed, resident):
+        assert len(r.steps_s) == 3 and r.peak_rss > 0 and r.max_abs_err <= 1e-4
+        assert r.baseline_rss < 100e6  # no interpreter, no torch: the C++ process starts small
+        assert r.timeline  # the parent sampled the child's memory
+    assert mono.load_s > 0 and streamed.loads_per_step > 0 and resident.loads_per_step == 0
+    assert 0 < streamed.resident_max <= small
+    assert NATIVE in format_table([mono, streamed, resident])
+    assert any(g.startswith(f"{NATIVE}: step with prefetch") for g, _, _ in goals([mono, streamed, resident]))
