@@ -184,3 +184,17 @@ def test_bench_runs_native_rows_in_fresh_children(native, micro_split_export):
     assert 0 < streamed.resident_max <= small
     assert NATIVE in format_table([mono, streamed, resident])
     assert any(g.startswith(f"{NATIVE}: step with prefetch") for g, _, _ in goals([mono, streamed, resident]))
+
+
+def test_bench_cli_native_adds_rows_beside_the_python_ones(native, micro_split_export, tmp_path, capsys):
+    from tomobile.cli.main import main
+
+    work = Path(shutil.copytree(micro_split_export, tmp_path / "work"))
+    out = tmp_path / "bench.json"
+    assert main(["-q", "bench", "video-dit-micro", "--stream", "--reuse", "--work", str(work), "--runtime",
+                 "onnxruntime", "--native", "--budgets", "100%", "--steps", "2", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    runtimes = [row["runtime"] for row in rows]
+    assert runtimes.count("onnxruntime") == 3 and runtimes.count("executorch-native") == 3
+    assert all(row["max_abs_err"] < 1e-4 and row["peak_rss"] > 0 for row in rows)
+    assert "executorch-native" in capsys.readouterr().out
