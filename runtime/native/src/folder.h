@@ -1,6 +1,6 @@
 // An export folder as `tomobile export` writes it: manifest.json, files named relative to the
 // folder (kept inside it), sha256 per file (a folder such as .mlpackage hashed as its sorted
-// relative paths and contents, as export/pipeline.py's sha256_path does).
+// relative paths and contents, as runtime/manifest.py's sha256_path does).
 #pragma once
 
 #include <filesystem>
