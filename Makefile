@@ -14,7 +14,7 @@ DEMO_OUT ?= demo_out
 PYTEST := TOMOBILE_REQUIRE_ALL=1 $(PY) -m pytest
 
 .PHONY: demo test test-all test-web web-setup web-system install clean test-android android-setup android-system test-ios \
-	test-hf457 install-hf457 system
+	test-hf457 install-hf457 system native native-system
 
 install: $(STAMP)
 
@@ -52,7 +52,7 @@ demo: $(STAMP)
 		--lpl 15 --tdtm-steps 15 --compare --out $(DEMO_OUT)/red-circle-left.gif
 
 # Both suites run and print their summary lines; the target fails if either failed.
-test: $(STAMP) web-setup android-setup $(HF457_STAMP)
+test: $(STAMP) web-setup android-setup $(HF457_STAMP) native
 	$(PYTEST) -m "not slow and not macos and not hf457" -q; main=$$?; \
 	$(MAKE) --no-print-directory test-hf457; hf=$$?; test $$main -eq 0 && test $$hf -eq 0
 
@@ -77,7 +77,7 @@ $(WEB_STAMP): $(WEB)/package-lock.json $(WEB)/tools/vendor.js | web-system
 	cd $(WEB) && npm ci --no-audit --no-fund && npm run vendor
 	touch $(WEB_STAMP)
 
-test-all: $(STAMP) web-setup android-setup $(HF457_STAMP)
+test-all: $(STAMP) web-setup android-setup $(HF457_STAMP) native
 	$(PYTEST) -m "not hf457" -q; main=$$?; \
 	$(MAKE) --no-print-directory test-hf457; hf=$$?; test $$main -eq 0 && test $$hf -eq 0
 
@@ -102,6 +102,20 @@ $(ANDROID_STAMP): $(ANDROID)/package-lock.json | android-system
 # ios_demo/: every .swift file parsed with tree-sitter-swift (syntax only; no Swift toolchain here).
 test-ios: $(STAMP)
 	$(PYTEST) tests/ios -q
+
+# runtime/native/: the C++ engine `tomobile-native` on ExecuTorch's C++ runtime from the executorch wheel
+# (headers, libraries and cmake config in site-packages/executorch), built into runtime/native/build.
+NATIVE := runtime/native
+native: $(STAMP) native-system
+	cmake -S $(NATIVE) -B $(NATIVE)/build -DEXECUTORCH_ROOT="$$($(PY) -c 'import importlib.util as u; print(u.find_spec("executorch").submodule_search_locations[0])')" >/dev/null
+	cmake --build $(NATIVE)/build -j2
+
+# Its Debian packages, in one `apt-get update` + install, only for what is missing.
+native-system:
+	@missing=""; command -v cmake >/dev/null || missing="cmake"; command -v g++ >/dev/null || missing="$$missing g++"; \
+	test -f /usr/include/nlohmann/json.hpp || missing="$$missing nlohmann-json3-dev"; \
+	test -f /usr/include/openssl/evp.h || missing="$$missing libssl-dev"; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
 
 clean:
 	rm -rf $(DEMO_OUT) tomobile-out .pytest_cache $(ANDROID)/build

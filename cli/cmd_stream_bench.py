@@ -16,7 +16,8 @@ from ..graphs.config import MergeConfig
 from ..graphs.errors import InputError
 from ..graphs.numbers import NumberError, parse_percent, parse_size
 from ..runtime.manifest import DEFAULT_OUT
-from ..runtime.stream_bench import plan_modes, run_bench
+from ..runtime.native_engine import build as build_native
+from ..runtime.stream_bench import NATIVE, plan_modes, run_bench
 from ..runtime.stream_report import format_table, goals, save_plot, to_json
 from ..runtime.streaming import mb, open_split
 from ..runtime.validate import format_table as validation_table
@@ -40,6 +41,8 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int_at_least(1), default=4, help="with --stream: denoiser calls per mode; the first, which "
                                                         "loads everything, is left out of the median (default: 4)")
     p.add_argument("--rounds", type=int_at_least(1), default=1, help="with --stream: runs of every mode, order rotated (default: 1)")
+    p.add_argument("--native", action="store_true", help="with --stream: also run every ExecuTorch mode in the native "
+                                                         "engine (tomobile-native, C++, no Python), built first")
 
 
 def stream_threads(text: str | None) -> int:
@@ -85,11 +88,19 @@ def export_split(model: str, folder: Path, formats: list[str], reuse: bool, prog
         raise
 
 
+def native_binary(asked: bool) -> Path | None:
+    """--native: the built tomobile-native (built now if needed; NativeBuildError if it cannot be)."""
+    return build_native() if asked else None
+
+
 def cmd_stream_bench(args: argparse.Namespace) -> int:
     runtimes = [r.strip() for r in args.runtime.split(",") if r.strip()]
     bad = [r for r in runtimes if r not in STREAM_RUNTIMES]
     if bad or not runtimes:
         raise InputError(f"--stream runtime {bad[0] if bad else args.runtime!r}; allowed: {', '.join(STREAM_RUNTIMES)}")
+    native = native_binary(args.native)
+    if native is not None:
+        runtimes.append(NATIVE)
     if args.steps < 2 or args.rounds < 1:
         raise InputError("--steps must be at least 2 (the first call loads) and --rounds at least 1")
     for option, value in (("--merge", args.merge), ("--quantize", args.quantize)):
@@ -102,11 +113,11 @@ def cmd_stream_bench(args: argparse.Namespace) -> int:
     check_output_file(Path(args.plot) if args.plot else None, "--plot", (".png",))
     work = Path(args.work) if args.work else DEFAULT_OUT / "bench" / f"{args.model.replace('/', '_')}-split"
     work = check_out_dir(work, force=None, option="--work folder")
-    formats = ["onnx" if r == "onnxruntime" else "executorch" for r in runtimes]
+    formats = list(dict.fromkeys("onnx" if r == "onnxruntime" else "executorch" for r in runtimes))
     export_split(args.model, work, formats, args.reuse, not args.quiet)
     budgets = {}
     for runtime in runtimes:
-        split = open_split(work, runtime)  # sha256 of every part, once, before any timing
+        split = open_split(work, "executorch" if runtime == NATIVE else runtime)  # every part's sha256, before timing
         variant = next(iter(split.sequences))  # the unmerged denoiser where there is one
         budgets[runtime] = parse_budgets(args.budgets, split.sequence_bytes(variant))
         low, label = min(budgets[runtime])
@@ -114,7 +125,7 @@ def cmd_stream_bench(args: argparse.Namespace) -> int:
             raise InputError(f"budget {label} ({mb(low)}) is below the largest part {split.largest().name} "
                              f"({mb(split.largest().size)}); give budgets of at least that")
     results = run_bench(work, variant, plan_modes(runtimes, budgets), args.steps, threads, args.rounds,
-                        not args.quiet)
+                        not args.quiet, native)
     print(f"{args.model} ({variant}): {threads} threads, {args.steps} denoiser calls per mode, "
           f"{args.rounds} round(s); step s = median after the first call")
     print(format_table(results))

@@ -105,7 +105,7 @@ def to_json(results: list[ModeResult], model: str, threads: int, steps: int) -> 
     rows = []
     for r in results:
         row = {k: v for k, v in asdict(r).items() if k != "timeline"}
-        row.update(mode=r.mode.name, step_s=r.step_s)
+        row.update(mode=r.mode.name, runtime=r.mode.runtime, budget=r.mode.budget_label, step_s=r.step_s)
         rows.append(row)
     return {"model": model, "threads": threads, "steps": steps, "rows": rows,
             "goals": [{"goal": g, "measured": m, "met": ok} for g, m, ok in goals(results)]}
