@@ -25,6 +25,7 @@ from tomobile.graphs.video_zoo import MODEL_NAME as VIDEO_MODEL
 from tomobile.runtime.contract import write_contract
 
 from .executorch_int8 import CALIBRATION_SEEDS
+from .onnx_weights_int8 import quantize_weights_int8
 from .output import MANIFEST, Staging, discard, make_staging
 from .registry import ExportOptions, PartInfo, get_exporter
 
@@ -33,6 +34,13 @@ log = logging.getLogger(__name__)
 VECTORS_DIR = "test_vectors"
 # Files generated for the apps beyond the parts, per model: writer(folder) -> the relative paths it wrote.
 FILE_WRITERS: dict[str, Callable[[Path], list[str]]] = {VIDEO_MODEL: write_contract}
+# Parts that an fp32 ONNX export also writes with int8 weights (onnx_weights_int8.py: weight-only, fp32
+# compute), as <part>.int8.onnx beside the fp32 file, per model: the browser app downloads
+# video-dit-tiny's text encoder first (91 of its 113 MB in fp32) and prefers the int8 one
+# (docs/web_phone.md). Its manifest entry says "companion_of": the fp32 file; runtimes that run the
+# reference (Python, the Android and iOS apps) keep the fp32 one. validate_dir checks it against the
+# fp32 pipeline (runtime/text_int8.py).
+INT8_COMPANIONS: dict[str, tuple[str, ...]] = {VIDEO_MODEL: ("text_encoder",)}
 _TOOLS = ("tomobile", "torch", "transformers", "executorch", "coremltools", "onnx", "onnxruntime", "onnxscript")
 
 
@@ -150,8 +158,12 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
             details = exporter.export(get_program, info, path, opts)
             # An fp16 graph (ExecuTorch) takes and returns float16; Core ML keeps float32 I/O.
             float_io = "float16" if fmt == "executorch" and opts.precision == "fp16" else "float32"
-            artifacts.append({"format": fmt, "part": stem, "path": path.name, "sha256": sha256_path(path),
-                              "bytes": size_bytes(path), "float_io": float_io, **details})
+            artifacts.append(_artifact_entry(fmt, stem, path, float_io, details))
+            if fmt == "onnx" and opts.quantize is None and stem in INT8_COMPANIONS.get(bundle.name, ()):
+                small = staging / f"{stem}.int8{exporter.suffix}"
+                count = quantize_weights_int8(path, small)
+                artifacts.append({**_artifact_entry(fmt, stem, small, float_io, {"precision": "int8"}), "companion_of": path.name,
+                                  "quantize": f"int8 weights, per channel ({count} tensors), dequantized when loaded; fp32 compute"})
             steps.update(1)
     steps.close()
     files = bundle.write_files(staging)
@@ -171,6 +183,11 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
         "test_vectors": {stem: sha256_path(staging / VECTORS_DIR / f"{stem}.npz") for stem in parts},
         "tools": tool_versions(),
     }
+
+
+def _artifact_entry(fmt: str, stem: str, path: Path, float_io: str, details: dict) -> dict:
+    return {"format": fmt, "part": stem, "path": path.name, "sha256": sha256_path(path), "bytes": size_bytes(path),
+            "float_io": float_io, **details}
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
