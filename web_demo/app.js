@@ -53,6 +53,8 @@ async function startWorker() {
   const asked = Number(params.get("threads"));
   const threads = Number.isInteger(asked) && asked >= 1 ? asked : (isolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1);
   const backend = BACKENDS.includes(params.get("backend")) ? params.get("backend") : "wasm";
+  $("backend").value = backend;
+  $("backend").querySelector("[value=webgpu]").disabled = !navigator.gpu; // no WebGPU in this browser
   app.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   app.worker.onmessage = onWorkerMessage;
   app.worker.onerror = (e) => showError(new Error(`the inference worker failed to start: ${e.message ?? "unknown error"}`));
@@ -315,6 +317,11 @@ async function wire() {
   $("video-form").addEventListener("submit", runGenerate);
   $("cancel").addEventListener("click", cancelGenerate);
   $("clear-cache").addEventListener("click", clearCache);
+  $("backend").addEventListener("change", () => { // a new worker with the other build: reload with ?backend=
+    const next = new URL(location.href);
+    next.searchParams.set("backend", $("backend").value);
+    location.assign(next);
+  });
   $("run-validate").addEventListener("click", runValidate);
   $("lpl-mode").addEventListener("change", () => { $("lpl-step").disabled = $("lpl-mode").value !== "fixed"; });
   $("lpl-step").disabled = true;

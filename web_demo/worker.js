@@ -27,7 +27,7 @@ async function configure({ backend = "wasm", threads = 1 }) {
   env.wasm.numThreads = self.crossOriginIsolated ? threads : 1; // threads need SharedArrayBuffer
   env.wasm.proxy = false; // this worker is the proxy
   env.logLevel = "error";
-  state.sessionOptions = { executionProviders: [backend], graphOptimizationLevel: "all" };
+  state.sessionOptions = { executionProviders: [backend], graphOptimizationLevel: "all", logSeverityLevel: 3 };
   return { backend, threads: env.wasm.numThreads, version: env.versions?.web ?? "", isolated: self.crossOriginIsolated,
     secure: self.isSecureContext, webCrypto: Boolean(self.crypto?.subtle), cacheStorage: Boolean(self.caches && self.isSecureContext) };
 }
