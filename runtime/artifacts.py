@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..graphs.errors import InputError
+
 log = logging.getLogger(__name__)
 
 
@@ -80,5 +82,5 @@ RUNNERS = {"onnx": OnnxRunner, "executorch": ExecuTorchRunner}
 def load_runner(fmt: str, path: Path, weights: Path | None = None):
     """A runner for one artifact; `weights` is an ExecuTorch .ptd (ONNX finds its external data itself)."""
     if fmt not in RUNNERS:
-        raise ValueError(f"no Linux runner for format {fmt!r}; runners: {', '.join(RUNNERS)}")
+        raise InputError(f"no Linux runner for format {fmt!r}; runners: {', '.join(RUNNERS)}")
     return ExecuTorchRunner(path, weights) if fmt == "executorch" else RUNNERS[fmt](path)
