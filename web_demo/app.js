@@ -2,7 +2,7 @@
 // mode (core/pipeline.js) and validate mode (core/validate.js) run there, off the main thread, so
 // the page stays responsive and a generation can be cancelled between denoiser calls.
 // Query parameters: ?export=URL (folder), ?mode=video|validate, ?threads=N (wasm threads), ?backend=wasm|webgpu.
-import { formatTable, TABLE_HEADER, tableRow } from "./core/validate.js";
+import { TABLE_HEADER, tableRow } from "./core/validate.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);

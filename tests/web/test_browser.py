@@ -1,7 +1,8 @@
 """web_demo/ end to end in headless Chromium (tools/browser_check.js, playwright-core), one browser run:
 
 - video mode makes the contract's two replay settings; the clips match `tomobile generate
-  --runtime onnxruntime` (same prompt, seed, settings) at PSNR >= 40 dB, with the same calls and leap;
+  --runtime onnxruntime` (same prompt, seed, settings) at PSNR >= 40 dB, with the same calls and leap
+  (the page runs the export's int8 text encoder, Python the fp32 one: about 50 dB apart, docs/web_phone.md);
 - validate mode passes every row for vit-tiny and minilm-l6 exports (max abs <= 1e-4), the same
   rows `tomobile validate` checked;
 - an altered model file is refused by name (video mode and validate mode);

@@ -96,7 +96,8 @@ def test_second_visit_downloads_no_model_bytes(phone):
     loaded = {phone["first"]["load"]["textEncoder"]["path"], *(f"{v}.onnx" for v in phone["manifest"]["variants"])}
     assert first["net"]["modelBytes"] == sum(phone["model_bytes"][p] for p in loaded)
     assert second["net"]["modelRequests"] == 0 and second["net"]["modelBytes"] == 0, second["net"]["urls"]
-    assert second["load"]["downloaded"] == 0 and second["load"]["fromCache"] == first["load"]["downloaded"]
+    manifest_bytes = second["load"]["downloaded"]  # manifest.json, fetched on every visit
+    assert manifest_bytes < 100_000 and second["load"]["fromCache"] + manifest_bytes == first["load"]["downloaded"]
     assert second["net"]["bytes"] < MB, second["net"]["urls"]  # manifest.json and 304s only
     assert phone["cleared"].startswith("Cache: 0 verified file(s)")
 
