@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torch.fx.traceback import annotate
 
-from .merge import attention_bias, indexed, merge_sum, merge_wavg, slot_merge
+from .merge import attention_bias, indexed, merge_sum, merge_wavg
+from .merge_indexed import slot_merge
 from .plan import MergePlan
 
 

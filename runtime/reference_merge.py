@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tomobile.graphs import layers
+from ..graphs import layers
+from .bench import round_robin
 
 MergeFn = Callable[[torch.Tensor, str], torch.Tensor]
 
@@ -100,8 +101,6 @@ class EagerComparison:
 def compare_eager(label: str, model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], runs: int,
                   threads: int, progress: bool = True) -> EagerComparison:
     """Median eager latency of `model` with the static merge and with the reference, interleaved."""
-    from .bench import round_robin
-
     def static() -> None:
         model(*inputs)
 
