@@ -62,7 +62,7 @@ test-hf457: $(HF457_STAMP)
 # web_demo/: node unit tests over the contract and the page in headless Chromium (tests/web/).
 # `make test` runs them with the rest of the suite (one pytest summary line); this runs them alone.
 test-web: $(STAMP) web-setup
-	$(PYTEST) tests/web -q
+	$(PYTEST) tests/web -q -m "not slow"
 
 WEB := web_demo
 WEB_STAMP := $(WEB)/node_modules/.tomobile-installed

@@ -29,6 +29,7 @@ from ..runtime.manifest import (VECTORS_DIR, ManifestError, is_export_folder, lo
                                 size_bytes, write_manifest)
 from ..runtime.validate import ValidationReport, validate_dir
 from .executorch_int8 import CALIBRATION_SEEDS
+from .onnx_weights_int8 import quantize_weights_int8
 from .output import Staging, discard, finalize, make_staging
 from .registry import ExportOptions, PartInfo, get_exporter
 from .split import list_parts
@@ -37,6 +38,13 @@ log = logging.getLogger(__name__)
 
 # Files generated for the apps beyond the parts, per model: writer(folder) -> the relative paths it wrote.
 FILE_WRITERS: dict[str, Callable[[Path], list[str]]] = {VIDEO_MODEL: write_contract}
+# Parts that an fp32 ONNX export also writes with int8 weights (onnx_weights_int8.py: weight-only, fp32
+# compute), as <part>.int8.onnx beside the fp32 file, per model: the browser app downloads
+# video-dit-tiny's text encoder first (91 of its 113 MB in fp32) and prefers the int8 one
+# (docs/web_phone.md). Its manifest entry says "companion_of": the fp32 file; runtimes that run the
+# reference (Python, the Android and iOS apps) keep the fp32 one. validate_dir checks it against the
+# fp32 pipeline (runtime/text_int8.py).
+INT8_COMPANIONS: dict[str, tuple[str, ...]] = {VIDEO_MODEL: ("text_encoder",)}
 _TOOLS = ("tomobile", "torch", "transformers", "executorch", "coremltools", "coreai-torch", "coreai-core", "onnx", "onnxruntime", "onnxscript")
 
 
@@ -219,8 +227,13 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
             details = exporter.export(get_program, info, path, opts)
             # An fp16 graph (ExecuTorch, Core AI) takes and returns float16; Core ML keeps float32 I/O.
             float_io = "float16" if fmt in ("executorch", "coreai") and opts.precision == "fp16" else "float32"
-            artifacts.append({"format": fmt, "part": stem, "path": path.relative_to(staging).as_posix(), "sha256": sha256_path(path),
-                              "bytes": size_bytes(path), "float_io": float_io, **details})
+            artifacts.append(_artifact_entry(staging, fmt, stem, path, float_io, details))
+            if fmt == "onnx" and opts.quantize is None and stem in INT8_COMPANIONS.get(bundle.name, ()):
+                small = staging / f"{stem}.int8{exporter.suffix}"
+                count = quantize_weights_int8(path, small)
+                artifacts.append({**_artifact_entry(staging, fmt, stem, small, float_io, {"precision": "int8"}),
+                                  "companion_of": path.relative_to(staging).as_posix(),
+                                  "quantize": f"int8 weights, per channel ({count} tensors), dequantized when loaded; fp32 compute"})
             steps.update(1)
     steps.close()
     files = bundle.write_files(staging)
@@ -232,3 +245,9 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
         files={name: sha256_path(staging / name) for name in files},
         test_vectors={stem: sha256_path(staging / VECTORS_DIR / f"{stem}.npz") for stem in parts},
         tools=tool_versions())
+
+
+def _artifact_entry(staging: Path, fmt: str, stem: str, path: Path, float_io: str, details: dict) -> dict:
+    """One manifest artifact entry; `path` is recorded relative to the export folder (UNets write unet/...)."""
+    return {"format": fmt, "part": stem, "path": path.relative_to(staging).as_posix(), "sha256": sha256_path(path), "bytes": size_bytes(path),
+            "float_io": float_io, **details}

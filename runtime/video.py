@@ -175,7 +175,8 @@ def _video_manifest(artifacts: Path, fmt: str) -> tuple[dict, dict[str, dict]]:
     if manifest.get("model") != MODEL_NAME or not isinstance(manifest.get("model_config"), dict):
         raise ManifestError(f"{artifacts} holds an export of {manifest.get('model')!r}, not {MODEL_NAME}; "
                             f"give a folder from `tomobile export {MODEL_NAME}`")
-    parts = {a["part"]: a for a in manifest["artifacts"] if a["format"] == fmt}
+    # An int8 companion (the browser's text encoder, "companion_of" its fp32 file) is not the reference.
+    parts = {a["part"]: a for a in manifest["artifacts"] if a["format"] == fmt and "companion_of" not in a}
     if "text_encoder" not in parts or "denoiser" not in parts:
         raise FileNotFoundError(f"{artifacts} has no {fmt} text_encoder and denoiser; export them with --format {fmt}")
     return manifest, parts
@@ -204,9 +205,11 @@ def check_tdtm(artifacts: Path, recorded: dict[str, str], asked: dict[str, str])
                              f"re-export with `tomobile export video-dit-tiny {flag} {value}` or drop {flag}")
 
 
-def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | None = None) -> VideoRuntime:
+def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | None = None,
+                     text_artifact: dict | None = None) -> VideoRuntime:
     """The text encoder (loaded now) and the denoiser variants (loaded when first used) of an export
-    folder; `tdtm` modes asked for must be the ones it was exported with."""
+    folder; `tdtm` modes asked for must be the ones it was exported with. `text_artifact`: another
+    text encoder entry of the manifest to use (the int8 companion), instead of the fp32 one."""
     modes = artifact_tdtm(artifacts, kind)
     check_tdtm(artifacts, modes, tdtm or {})
     manifest, parts = _video_manifest(artifacts, _format(kind))
@@ -214,7 +217,7 @@ def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | 
     length = int(mc["caption_len"])
     shape = (1, int(mc["channels"]), int(mc["frames"]), int(mc["size"]), int(mc["size"]))
     ids = tokenizer_encode(artifacts, length)
-    text = _checked_runner(artifacts, parts["text_encoder"], kind)
+    text = _checked_runner(artifacts, text_artifact or parts["text_encoder"], kind)
 
     def encode(caption: str) -> tuple[np.ndarray, np.ndarray]:
         input_ids, mask = ids(caption)
