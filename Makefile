@@ -10,6 +10,8 @@ HF457_VENV ?= .venv-hf457
 HF457_PY := $(HF457_VENV)/bin/python
 HF457_STAMP := $(HF457_VENV)/.tomobile-installed
 DEMO_OUT ?= demo_out
+# Under make, a test whose tool (node, a JDK, Chromium) is missing fails; plain pytest skips it.
+PYTEST := TOMOBILE_REQUIRE_ALL=1 $(PY) -m pytest
 
 .PHONY: demo test test-all test-web web-setup web-system install clean test-android android-setup android-system test-ios \
 	test-hf457 install-hf457 system
@@ -51,7 +53,7 @@ demo: $(STAMP)
 
 # Both suites run and print their summary lines; the target fails if either failed.
 test: $(STAMP) web-setup android-setup $(HF457_STAMP)
-	$(PY) -m pytest -m "not slow and not macos and not hf457" -q; main=$$?; \
+	$(PYTEST) -m "not slow and not macos and not hf457" -q; main=$$?; \
 	$(MAKE) --no-print-directory test-hf457; hf=$$?; test $$main -eq 0 && test $$hf -eq 0
 
 test-hf457: $(HF457_STAMP)
@@ -60,7 +62,7 @@ test-hf457: $(HF457_STAMP)
 # web_demo/: node unit tests over the contract and the page in headless Chromium (tests/web/).
 # `make test` runs them with the rest of the suite (one pytest summary line); this runs them alone.
 test-web: $(STAMP) web-setup
-	$(PY) -m pytest tests/web -q
+	$(PYTEST) tests/web -q
 
 WEB := web_demo
 WEB_STAMP := $(WEB)/node_modules/.tomobile-installed
@@ -76,14 +78,14 @@ $(WEB_STAMP): $(WEB)/package-lock.json $(WEB)/tools/vendor.js | web-system
 	touch $(WEB_STAMP)
 
 test-all: $(STAMP) web-setup android-setup $(HF457_STAMP)
-	$(PY) -m pytest -m "not hf457" -q; main=$$?; \
+	$(PYTEST) -m "not hf457" -q; main=$$?; \
 	$(MAKE) --no-print-directory test-hf457; hf=$$?; test $$main -eq 0 && test $$hf -eq 0
 
 # android_demo/: :core's JUnit 5 tests over the contract and the ExecuTorch glue compiled against
 # compile-only stubs (tests/android/, android_demo/tools/test_core.sh). `make test` runs them with the
 # rest of the suite (one pytest summary line); this runs them alone.
 test-android: $(STAMP) android-setup
-	$(PY) -m pytest tests/android -q
+	$(PYTEST) tests/android -q
 
 ANDROID := android_demo
 ANDROID_STAMP := $(ANDROID)/node_modules/.tomobile-installed
@@ -99,7 +101,7 @@ $(ANDROID_STAMP): $(ANDROID)/package-lock.json | android-system
 
 # ios_demo/: every .swift file parsed with tree-sitter-swift (syntax only; no Swift toolchain here).
 test-ios: $(STAMP)
-	$(PY) -m pytest tests/ios -q
+	$(PYTEST) tests/ios -q
 
 clean:
 	rm -rf $(DEMO_OUT) tomobile-out .pytest_cache $(ANDROID)/build

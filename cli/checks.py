@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..export.output import OutputError, check_parent_writable, nearest_existing
+from ..graphs.errors import InputError
 
 
 def finite_float(text: str) -> float:
@@ -40,6 +41,17 @@ def int_at_least(low: int):
 
     parse.__name__ = f"integer >= {low}"
     return parse
+
+
+def parse_threads(text: str) -> list[int]:
+    """--threads: comma-separated thread counts >= 1, duplicates dropped, order kept."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise InputError(f"--threads must be comma-separated integers >= 1, got {text!r}")
+    return list(dict.fromkeys(values))
 
 
 def check_output_file(path: Path | None, option: str, suffixes: tuple[str, ...] = ()) -> None:

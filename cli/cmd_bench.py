@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from dataclasses import asdict
 from pathlib import Path
 
+from ..export.onnx_format import merge_node_names, quantize_int8
+from ..export.output import check_out_dir
+from ..export.pipeline import export_model
+from ..export.registry import ExportOptions
 from ..graphs.config import SPEC_HELP, MergeConfig, Schedule
 from ..graphs.errors import InputError
-from .cmd_stream_bench import add_stream_args
-
-log = logging.getLogger(__name__)
+from ..graphs.hf_models import merge_plan
+from ..runtime.bench import BenchReport, Variant, bench_runtime, format_table, load_inputs, ort_merge_share, save_plot
+from ..runtime.flops import flop_ratio
+from ..runtime.manifest import DEFAULT_OUT
+from ..runtime.reference_merge import compare_eager
+from .checks import check_output_file, parse_threads
+from .cmd_stream_bench import add_stream_args, cmd_stream_bench
+from .model_arg import check_trace_source, resolve_model, source_folder
 
 DEFAULT_THREADS = "1,2"
 BENCH_RUNTIMES = ("onnxruntime", "onnxruntime-int8", "executorch", "executorch-fp16", "executorch-int8")
@@ -51,16 +59,6 @@ def parse_runtimes(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def parse_threads(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise InputError(f"--threads must be comma-separated integers >= 1, got {text!r}")
-    return list(dict.fromkeys(values))
-
-
 def label(config: MergeConfig) -> str:
     """'r=0' unmerged, 'r=16' / 'drop r=16' for constant ToMe and its twin, otherwise the SPEC."""
     if not config.enabled:
@@ -78,69 +76,27 @@ def _dims(wrapper) -> tuple[int, int]:
     return cfg.hidden_size, cfg.intermediate_size
 
 
-def merge_node_names(wrapper) -> set[str]:
-    """ONNX node names of the merge ops: the dynamo exporter names a node 'node_' + its fx name,
-    and the fx nodes the merge adds carry graphs.layers.MERGE_ANNOTATION when meta is preserved."""
-    import torch
-    from torch.fx.traceback import preserve_node_meta
-
-    from ..graphs.layers import MERGE_ANNOTATION
-    from ..graphs.merge import MergeOps, merge_ops
-
-    with torch.no_grad(), preserve_node_meta(), merge_ops(MergeOps.INDEXED):  # as the ONNX exporter traces it
-        program = torch.export.export(wrapper, wrapper.example_inputs(seed=0), strict=False)
-    key, value = next(iter(MERGE_ANNOTATION.items()))
-    return {f"node_{n.name}" for n in program.graph.nodes if (n.meta.get("custom") or {}).get(key) == value}
-
-
 def _variant_folder(work: Path, config: MergeConfig) -> Path:
     return work / label(config).replace(" ", "_").replace(":", "_").replace(",", "_").replace("=", "")
 
 
-def _reusable(folder: Path, config: MergeConfig, formats: list[str]) -> bool:
-    from ..export.output import is_tomobile_export
-
-    names = {"onnx": "model.onnx", "executorch": "model.pte"}
-    return (is_tomobile_export(folder) and all((folder / names[f]).exists() for f in formats)
-            and json.loads((folder / "manifest.json").read_text()).get("merge_spec") == config.describe())
-
-
-def export_or_reuse(bundle, config: MergeConfig, folder: Path, formats: list[str], options, reuse: bool,
-                    progress: bool) -> None:
-    """Export `bundle` into `folder` (an absolute path check_out_dir accepted) unless `reuse` and it
-    already holds an export of the same spec and files."""
-    from ..export.output import finalize
-    from ..export.pipeline import stage_export
-
-    if reuse and _reusable(folder, config, formats):
-        log.info("reusing %s", folder)
-        return
-    staging, _ = stage_export(bundle, formats, folder, options, progress=progress)
-    finalize(staging)
-
-
-def _export_variant(bundle, config: MergeConfig, folder: Path, runtimes: list[str], reuse: bool,
-                    progress: bool) -> None:
-    """Export `bundle` into `folder` with every file `runtimes` run (fp16/int8 .pte in sub-folders)."""
-    from ..export.onnx_format import quantize_int8
-    from ..export.registry import ExportOptions
-
+def _export_variant(bundle, folder: Path, runtimes: list[str], reuse: bool, progress: bool) -> None:
+    """Export `bundle` into `folder` with every file `runtimes` run (fp16/int8 .pte in sub-folders).
+    Not validated here: bench times the files; `tomobile validate` checks them."""
     formats = sorted({"onnx" if r.startswith("onnx") else "executorch" for r in runtimes
                       if r in ("onnxruntime", "onnxruntime-int8", "executorch")}, reverse=True)
-    export_or_reuse(bundle, config, folder, formats, ExportOptions(), reuse, progress)
+    export_model(bundle, formats, folder, ExportOptions(), validate=False, reuse=reuse, progress=progress)
     if "onnxruntime-int8" in runtimes and not (reuse and (folder / "model.int8.onnx").exists()):
         quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
     for runtime in runtimes:
         if runtime in _ET_EXTRA:
             sub, precision, quantize = _ET_EXTRA[runtime]
-            export_or_reuse(bundle, config, folder / sub, ["executorch"],
-                            ExportOptions(precision=precision, quantize=quantize), reuse, progress)
+            export_model(bundle, ["executorch"], folder / sub, ExportOptions(precision=precision, quantize=quantize),
+                         validate=False, reuse=reuse, progress=progress)
 
 
 def _check_outputs(args: argparse.Namespace) -> list[int]:
     """The thread counts; --runs, --eager-runs and the output files checked."""
-    from .checks import check_output_file
-
     if args.runs < 1 or args.eager_runs < 1:
         raise InputError("--runs and --eager-runs must be at least 1")
     check_output_file(Path(args.json) if args.json else None, "--json")
@@ -150,10 +106,7 @@ def _check_outputs(args: argparse.Namespace) -> list[int]:
 
 def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple[MergeConfig, object, Path]]:
     """Every spec built on the model and every variant folder checked, before any export starts."""
-    from .model_arg import check_trace_source, resolve_model, source_folder
-    from ..export.output import check_out_dir
-
-    work = Path(args.work) if args.work else Path("tomobile-out") / "bench" / args.model.replace("/", "_")
+    work = Path(args.work) if args.work else DEFAULT_OUT / "bench" / args.model.replace("/", "_")
     source = source_folder(args.model)
     prepared = []
     for config in configs:
@@ -166,13 +119,7 @@ def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..graphs.hf_models import merge_plan
-    from ..runtime.bench import BenchReport, Variant, bench_runtime, load_inputs, ort_merge_share
-    from ..runtime.flops import flop_ratio
-
     if args.stream:
-        from .cmd_stream_bench import cmd_stream_bench
-
         return cmd_stream_bench(args)
     if args.merge is None:
         raise InputError(f"bench needs --merge SPEC[;SPEC...] ({SPEC_HELP}), or --stream for a video denoiser")
@@ -184,7 +131,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     variants, bundles = [], {}
     for config, bundle, folder in _prepare(args, configs):
         name = label(config)
-        _export_variant(bundle, config, folder, runtimes, args.reuse, not args.quiet)
+        _export_variant(bundle, folder, runtimes, args.reuse, not args.quiet)
         wrapper = bundle.parts["model"]
         plan = merge_plan(wrapper.model)
         width, hidden = _dims(wrapper)
@@ -215,8 +162,6 @@ def has_reference(method: str) -> bool:
 
 
 def _eager_rows(variants, bundles, args, threads: int) -> list[dict]:
-    from ..runtime.reference_merge import compare_eager
-
     rows = []
     for v in variants:
         wrapper = bundles[v.label]
@@ -227,8 +172,6 @@ def _eager_rows(variants, bundles, args, threads: int) -> list[dict]:
 
 
 def _write_outputs(report, args) -> None:
-    from ..runtime.bench import format_table, save_plot
-
     print(f"{report.model}: threads {', '.join(map(str, report.threads))}, median of {report.runs} round-robin runs; "
           "merge overhead = median(tome) / median(drop) - 1, IQR of the same ratio round by round")
     print(format_table(report))

@@ -9,7 +9,17 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from ..export.output import check_out_dir
+from ..export.pipeline import export_model
+from ..export.registry import ExportOptions
+from ..graphs.config import MergeConfig
 from ..graphs.errors import InputError
+from ..graphs.plan import make_plan
+from ..graphs.text_context import minilm_dir
+from ..graphs.zoo import sentence_bundle
+from ..runtime.manifest import DEFAULT_OUT
+from ..runtime.text_eval import format_table, run_text_eval
+from .checks import check_output_file, int_at_least
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -21,10 +31,6 @@ def _ints(text: str, what: str) -> list[int]:
 
 def _check_settings(seq_lens: list[int], rs: list[int]) -> None:
     """Every length fits MiniLM's position table and every r fits every length, before any work."""
-    from ..graphs.config import MergeConfig
-    from ..graphs.plan import make_plan
-    from ..graphs.text_context import minilm_dir
-
     config = json.loads((minilm_dir() / "config.json").read_text())
     longest = int(config["max_position_embeddings"])
     bad = [n for n in seq_lens if not 8 <= n <= longest]
@@ -42,13 +48,6 @@ _RUNTIMES = ("eager", "onnxruntime", "executorch")
 def _exports(seq_lens: list[int], rs: list[int], runtimes: list[str], work: Path, reuse: bool,
              progress: bool) -> dict[tuple[int, int], Path]:
     """(seq_len, r) -> folder with the MiniLM sentence encoder exported to the asked formats."""
-    from ..graphs.config import MergeConfig
-    from ..graphs.zoo import minilm_dir, sentence_bundle
-
-    from .cmd_bench import export_or_reuse
-    from ..export.output import check_out_dir
-    from ..export.registry import ExportOptions
-
     formats = [f for f, rt in (("onnx", "onnxruntime"), ("executorch", "executorch")) if rt in runtimes]
     folders = {}
     for seq_len in seq_lens:
@@ -56,16 +55,12 @@ def _exports(seq_lens: list[int], rs: list[int], runtimes: list[str], work: Path
             config = MergeConfig.parse(f"tome:r={r}" if r else "none")
             folder = check_out_dir(work / f"L{seq_len}_r{r}", force=None, option="--work folder")
             bundle = sentence_bundle(minilm_dir(), config, f"minilm-l6-{seq_len}", seq_len=seq_len)
-            export_or_reuse(bundle, config, folder, formats, ExportOptions(), reuse, progress)
+            export_model(bundle, formats, folder, ExportOptions(), validate=False, reuse=reuse, progress=progress)
             folders[seq_len, r] = folder
     return folders
 
 
 def cmd_eval_text(args: argparse.Namespace) -> int:
-    from ..runtime.text_eval import format_table, run_text_eval
-
-    from .checks import check_output_file
-
     seq_lens = _ints(args.seq_lens, "--seq-lens")
     rs = _ints(args.r, "--r")
     _check_settings(seq_lens, rs)
@@ -77,7 +72,7 @@ def cmd_eval_text(args: argparse.Namespace) -> int:
     exported = tuple(n for n in _RUNTIMES[1:] if n in runtimes)
     exports = None
     if exported:
-        work = Path(args.work) if args.work else Path("tomobile-out") / "eval-text"
+        work = Path(args.work) if args.work else DEFAULT_OUT / "eval-text"
         exports = _exports(seq_lens, rs, list(exported), work, args.reuse, not args.quiet)
     report = run_text_eval(seq_lens, rs, limit=args.limit or None, runs=args.runs, threads=args.threads,
                            progress=not args.quiet, exports=exports, runtimes=exported)
@@ -97,8 +92,6 @@ def cmd_eval_text(args: argparse.Namespace) -> int:
 
 def add_text_parser(kinds) -> None:
     """Register `text` under the `eval` subparsers."""
-    from .checks import int_at_least
-
     t = kinds.add_parser("text", help="ToMe on all-MiniLM-L6-v2: embedding cosine, retrieval top-1, speed "
                                       "(eager, ONNX Runtime, ExecuTorch)",
                          description="Quality and speed of ToMe on a real sentence encoder, on pydoc help topics. "

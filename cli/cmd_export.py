@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..export.output import check_out_dir, discard, finalize
-from ..export.pipeline import stage_export, write_manifest
+from ..export.output import check_out_dir
+from ..export.pipeline import export_model
 from ..export.registry import ExportOptions, check_options, exporters, option_values, parse_formats
-from ..export.split import list_parts, split_bundle
+from ..export.split import split_bundle
 from ..graphs.config import SPEC_HELP, MergeConfig
-from ..runtime.validate import format_table, validate_dir
+from ..runtime.manifest import DEFAULT_OUT, MANIFEST
+from ..runtime.validate import format_table
 from .checks import note
 from .cmd_generate import add_tdtm_args, tdtm_options
 from .model_arg import check_trace_source, resolve_model, source_folder
-
-DEFAULT_OUT = Path("tomobile-out")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -33,28 +32,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         bundle = split_bundle(bundle, args.split, args.quantize)
     for line in notes:
         note(line)
-    staging, manifest = stage_export(bundle, formats, out, options, progress=not args.quiet)
-    try:
-        if args.split:
-            manifest["split"] = list_parts(manifest)
-            write_manifest(staging.path, manifest)
-        passed = True
-        if not args.no_validate:
-            report = validate_dir(staging.path, progress=not args.quiet)
-            manifest["validation"] = report.to_json()
-            write_manifest(staging.path, manifest)
-            print(format_table(report).replace(str(staging.path), str(out_arg)))
-            passed = report.passed
-        finalize(staging)
-    except BaseException:
-        discard(staging)
-        raise
-    for a in manifest["artifacts"]:
+    exported = export_model(bundle, formats, out, options, validate=not args.no_validate, progress=not args.quiet)
+    if exported.report is not None:
+        print(format_table(exported.report).replace(str(out), str(out_arg)))
+    for a in exported.manifest["artifacts"]:
         weights = f" + {a['weights']['path']} {a['weights']['bytes'] / 1e6:.1f} MB" if "weights" in a else ""
         print(f"wrote {out_arg / a['path']}  ({a['bytes'] / 1e6:.1f} MB{weights}, {a['format']}, "
               f"{a.get('precision', 'fp32')})")
-    print(f"wrote {out_arg / 'manifest.json'}")
-    return 0 if passed else 1
+    print(f"wrote {out_arg / MANIFEST}")
+    return 0 if exported.passed else 1
 
 
 def _honoured_by(option: str) -> str:

@@ -9,8 +9,8 @@ from pathlib import Path
 from ..graphs.config import MergeConfig, SpecError
 from ..graphs.errors import InputError
 from ..graphs.exportable import ModelBundle
-from ..graphs.registry import ModelEntry, get_model, load_builtin_models
 from ..graphs.hf_folder import load_local
+from ..graphs.registry import ModelEntry, get_model, load_builtin_models
 
 
 def resolve_model(name: str, config: MergeConfig, options: dict[str, str] | None = None) -> ModelBundle:

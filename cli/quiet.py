@@ -70,7 +70,7 @@ def install() -> None:
             logger.addFilter(_DropMessages(patterns))
     for category, message in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
-    import transformers
+    import transformers  # deferred: heavy, and only a command run needs it quieted
 
     # transformers' own warnings stay off: its weight-loading report is read by the model loader
     # (graphs/hf_folder.py), which refuses or reports, in one line, what would matter.

@@ -5,8 +5,8 @@ All exporters (ONNX, Core ML, ExecuTorch) and the validator read shapes from her
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

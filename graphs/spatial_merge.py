@@ -22,10 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InputError
-
-# The ranking, partner choice, cumsum and one-hot come from graphs/merge.py (comparison-free,
-# so Core ML converts them and XNNPACK delegates them).
-from .merge import NO_MATCH, _best_partner, _cumsum, _rank_descending, one_hot_assignment, unmerge
+from .merge import NO_MATCH, best_partner, cumsum_rows, one_hot_assignment, rank_descending, unmerge
 
 _EPS = 1e-6
 
@@ -80,9 +77,9 @@ def spatial_assignment(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig)
     src_idx = torch.tensor(src, dtype=torch.int64, device=x.device)
     dst_idx = torch.tensor(dst, dtype=torch.int64, device=x.device)
     scores = unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2)  # (N, Ns, Nd)
-    best, partner = _best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
-    merged = torch.clamp(float(r) - _rank_descending(best.clamp_min(NO_MATCH)), 0.0, 1.0)  # (N, Ns): rank < r
-    kept_slot = _cumsum(1.0 - merged) - 1.0  # (N, Ns)
+    best, partner = best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
+    merged = torch.clamp(float(r) - rank_descending(best.clamp_min(NO_MATCH)), 0.0, 1.0)  # (N, Ns): rank < r
+    kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (N, Ns)
     src_slot = merged * (partner + n_kept) + (1.0 - merged) * kept_slot  # (N, Ns)
     dst_slot = (_const([float(j + n_kept) for j in range(nd)], x)).unsqueeze(0).expand(x.shape[0], nd)  # (N, Nd)
     split = torch.cat([src_slot, dst_slot], dim=1)  # (N, S) in order [src..., dst...]

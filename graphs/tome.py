@@ -15,7 +15,8 @@ from enum import Enum
 from torch.fx.traceback import annotate
 
 from .layers import MERGE_ANNOTATION, LayerFns, TokenState, attend, head_mean
-from .merge import max_r, merge_sum, merge_wavg, slot_merge
+from .merge import max_r, merge_sum, merge_wavg
+from .merge_indexed import slot_merge
 from .methods import Method, register_method
 from .plan import MergePlan, PlanShape, counts_plan
 from .spec import SpecError, parse_flag, parse_items

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..graphs.errors import InputError
 
@@ -70,8 +71,6 @@ class ExecuTorchRunner:
         self.method = self.program.load_method("forward")
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        import torch
-
         outputs = self.method.execute([torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
         return [o.detach().numpy() for o in outputs]
 

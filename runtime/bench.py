@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .artifacts import ExecuTorchRunner, OnnxRunner
+from .manifest import load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def set_executorch_threads(threads: int) -> None:
 
 def _artifact_info(path: Path) -> dict:
     """The manifest entry of the ExecuTorch artifact at `path` (its folder holds the manifest)."""
-    manifest = json.loads((path.parent / "manifest.json").read_text())
+    manifest = load_manifest(path.parent)
     return next((a for a in manifest.get("artifacts", []) if a["path"] == path.name and a["part"] == "model"), {})
 
 

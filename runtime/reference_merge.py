@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tomobile.graphs import tome
+from ..graphs import tome
+from .bench import round_robin
 
 MergeFn = Callable[[torch.Tensor, str], torch.Tensor]
 
@@ -104,8 +105,6 @@ class EagerComparison:
 def compare_eager(label: str, model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], runs: int,
                   threads: int, progress: bool = True, method: str = "tome") -> EagerComparison:
     """Median eager latency of `model` with the static merge and with `method`'s reference, interleaved."""
-    from .bench import round_robin
-
     def static() -> None:
         model(*inputs)
 

@@ -31,7 +31,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .artifacts import ExecuTorchRunner, OnnxRunner
+from .bench import set_executorch_threads
+from .manifest import load_manifest
 from .memory import proc_status
+from .streaming import BlockStreamer, open_split
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +88,6 @@ def child_main(spec_path: str) -> None:
     inputs = {k.split(".", 2)[2]: data[k] for k in data.files if k.startswith("seeded.input.")}
     expected = data["seeded.output.velocity"]
     if mode.runtime == "executorch":
-        from .bench import set_executorch_threads
-
         set_executorch_threads(spec["threads"])
     events = {"imported": time.time(), "baseline_rss": proc_status()["VmRSS"]}
     call, streamer, load_s = _prepare(mode, folder, variant, spec["threads"])
@@ -110,11 +112,8 @@ def child_main(spec_path: str) -> None:
 def _prepare(mode: Mode, folder: Path, variant: str, threads: int):
     """(call(inputs) -> velocity, streamer or None, monolithic load seconds)."""
     if mode.streamed:
-        from .streaming import BlockStreamer, open_split
-
         streamer = BlockStreamer(open_split(folder, mode.runtime, verify=False), mode.budget, mode.prefetch, threads)
         return (lambda inputs: streamer(variant, inputs)), streamer, 0.0
-    from .artifacts import ExecuTorchRunner, OnnxRunner
 
     t = time.perf_counter()
     if mode.runtime == "onnxruntime":
@@ -122,7 +121,7 @@ def _prepare(mode: Mode, folder: Path, variant: str, threads: int):
     else:
         runner = ExecuTorchRunner(folder / f"{variant}.pte")
     load_s = time.perf_counter() - t
-    names = [i["name"] for i in json.loads((folder / "manifest.json").read_text())["parts"][variant]["inputs"]]
+    names = [i["name"] for i in load_manifest(folder)["parts"][variant]["inputs"]]
     return (lambda inputs: runner.run([inputs[n] for n in names])[0]), None, load_s
 
 

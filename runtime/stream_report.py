@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -51,8 +52,6 @@ def markdown_table(results: list[ModeResult]) -> str:
 
 
 def _cells(line: str, n: int | None = None) -> list[str]:
-    import re
-
     cells = re.split(r"\s{2,}", line.strip())
     return cells + ["-"] * ((n or len(cells)) - len(cells))
 

@@ -1,10 +1,8 @@
-"""Streamed video generation and the split export's chain check.
+"""Streamed video generation.
 
 `streamed_runtime` is runtime/video.py's VideoRuntime with every denoiser variant served by one
 BlockStreamer (runtime/streaming.py): `tomobile generate --stream --memory-budget 64MB`. The text
 encoder is loaded for the prompt and released before sampling starts.
-`check_chains` runs each variant's parts in order on the monolithic denoiser's test vectors and
-compares the result with its eager output: what `tomobile validate` adds for a split export.
 """
 
 from __future__ import annotations
@@ -14,15 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import load_runner
-from .memory import malloc_trim
-from .streaming import RUNTIME_FORMATS, BlockStreamer, CallStats, StreamError, mb, open_split, parse_bytes
 from .manifest import load_manifest
-from .validate import FAIL, OutputCheck, compare
-from .video import LEGACY_TDTM, RuntimeKind, VideoRuntime, _tokenizer_encode, check_tdtm
+from .memory import malloc_trim
+from .streaming import RUNTIME_FORMATS, BlockStreamer, CallStats, StreamError, mb, open_split
+from .video import LEGACY_TDTM, RuntimeKind, VideoRuntime, check_tdtm, tokenizer_encode
 
 DENOISER_INPUTS = ("x", "t", "states", "mask", "guidance")
-UNLIMITED = 1 << 62
-DEFAULT_ARTIFACTS = Path("tomobile-out") / "video-dit-tiny"  # where `tomobile export video-dit-tiny` writes
 
 
 def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: bool = True,
@@ -31,7 +26,7 @@ def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: 
     """A VideoRuntime whose denoisers stream the split parts in `artifacts` under `budget` bytes;
     `tdtm` modes asked for must be the ones the folder was exported with."""
     if kind not in (RuntimeKind.ONNXRUNTIME, RuntimeKind.EXECUTORCH):
-        raise StreamError(f"--stream runs exported parts: use --runtime onnxruntime or executorch, not {kind.value}")
+        raise StreamError(f"streaming runs exported parts on onnxruntime or executorch, not {kind.value}")
     split = open_split(artifacts, kind.value)
     cfg = load_manifest(artifacts)["model_config"]
     modes = {key: str(cfg.get(key, legacy)) for key, legacy in LEGACY_TDTM.items()}
@@ -45,7 +40,7 @@ def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: 
         if not text_path.exists():
             raise StreamError(f"{text_path} is missing; prompts need the text encoder of "
                               "`tomobile export video-dit-tiny --split blocks`")
-        input_ids, mask = _tokenizer_encode(artifacts, int(cfg["caption_len"]))(caption)
+        input_ids, mask = tokenizer_encode(artifacts, int(cfg["caption_len"]))(caption)
         runner = load_runner(fmt, text_path)  # loaded for the prompt only
         states = runner.run([input_ids, mask])[0].astype(np.float32)
         del runner
@@ -76,44 +71,3 @@ def format_steps(stats: list[CallStats], budget: int) -> str:
                  f"{sum(s.parts_loaded for s in stats)} loads, {sum(s.hidden_s for s in stats):.2f} s of "
                  f"{sum(s.load_s for s in stats):.2f} s loading hidden behind compute")
     return "\n".join(lines)
-
-
-def check_chains(folder: Path, manifest: dict) -> list[OutputCheck]:
-    """Each variant's parts chained in order (all resident) on the monolithic denoiser's test
-    vectors, against its eager outputs; one row per runtime, variant and case."""
-    from .validate import _cases
-
-    formats = {f for p in manifest["split"]["parts"] for f in p["files"]}
-    checks = []
-    for runtime, fmt in RUNTIME_FORMATS.items():
-        if fmt not in formats:
-            continue
-        try:
-            split = open_split(folder, runtime, verify=False)  # validate_dir checked the sha256s
-            streamer = BlockStreamer(split, UNLIMITED, prefetch=False)
-        except Exception as err:
-            return [*checks, OutputCheck(f"chain ({fmt})", "load", "-", (), None, None, FAIL, str(err))]
-        precision = "fp16" if any(p.float16 for p in split.parts.values()) else "fp32"
-        for variant in split.sequences:
-            names = [i["name"] for i in manifest["parts"][variant]["inputs"]]
-            for case, (inputs, expected) in _cases(folder, variant).items():
-                out = streamer(variant, dict(zip(names, inputs, strict=True)))
-                err, quality, status, note = compare(expected["velocity"], out, precision)
-                checks.append(OutputCheck(f"chain {variant} ({fmt})", case, "velocity", out.shape, err, quality,
-                                          status, note))
-        streamer.close()
-    return checks
-
-
-def stream_args(stream: bool, runtime: str, artifacts: str | None, budget: str | None, prefetch: bool,
-                tdtm: dict[str, str] | None = None) -> tuple[VideoRuntime, BlockStreamer]:
-    """`generate --stream` options -> streamed runtime; StreamError (one line) on a bad combination."""
-    if not stream:
-        raise StreamError("--memory-budget and --no-prefetch apply only with --stream")
-    if budget is None:
-        raise StreamError("--stream needs --memory-budget SIZE (e.g. 64MB): the bytes its loaded parts may take")
-    folder = Path(artifacts) if artifacts else DEFAULT_ARTIFACTS
-    if not folder.is_dir():
-        raise StreamError(f"no export at {folder}; run `tomobile export video-dit-tiny --split blocks --out {folder}` "
-                          "or give --artifacts DIR")
-    return streamed_runtime(RuntimeKind(runtime), folder, parse_bytes(budget), prefetch, tdtm=tdtm)

@@ -32,12 +32,15 @@ from typing import Protocol
 import numpy as np
 
 from ..graphs.errors import TomobileError
+from .artifacts import ExecuTorchRunner, ort_session_options
+from .manifest import ManifestError, inside, load_manifest, sha256_path
 from .memory import MemoryPeak, MemoryProbe, malloc_trim, populate_mappings
 from .overlap import Heartbeat, hidden_seconds
 
 log = logging.getLogger(__name__)
 
 RUNTIME_FORMATS = {"onnxruntime": "onnx", "executorch": "executorch"}
+UNLIMITED = 1 << 62  # a budget that holds every part
 
 
 class StreamError(TomobileError, ValueError):
@@ -100,8 +103,6 @@ def parse_bytes(text: str) -> int:
 
 def open_split(folder: Path, runtime: str, verify: bool = True) -> SplitModel:
     """The split parts of an export folder for `runtime`, every file checked against its sha256."""
-    from .manifest import ManifestError, inside, load_manifest
-
     try:
         manifest = load_manifest(folder)
     except ManifestError as err:
@@ -133,10 +134,6 @@ def _is_fp16(manifest: dict, part: str, fmt: str) -> bool:
 
 def _verify_files(folder: Path, entries: list[dict], fmt: str) -> None:
     """Every part file present and equal to its sha256; a swapped file is named for what it is."""
-    from tomobile.export.pipeline import sha256_path
-
-    from .manifest import inside
-
     owners: dict[str, str] = {}
     files: list[tuple[str, dict]] = []
     for entry in entries:
@@ -163,8 +160,6 @@ class _OrtPart:
     def __init__(self, part: PartFile, threads: int | None, populate: bool) -> None:
         import onnxruntime as ort
 
-        from .artifacts import ort_session_options
-
         # One thread pool per part, not spinning (it would steal the next part's cores); no prepacking:
         # the weights stay in the mapped file.
         opts = ort_session_options(threads, spinning=False, config={"session.disable_prepacking": "1"})
@@ -183,8 +178,6 @@ class _OrtPart:
 
 class _ExecuTorchPart:
     def __init__(self, part: PartFile) -> None:
-        from .artifacts import ExecuTorchRunner
-
         self.runner = ExecuTorchRunner(part.path, part.weights)
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:

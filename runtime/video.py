@@ -17,10 +17,16 @@ from enum import Enum
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..graphs.errors import InputError
+from ..graphs.text_context import encode_captions
+from ..graphs.video_zoo import MODEL_NAME, VARIANTS, WEIGHTS, guided_velocity, load_video_dit
+from .artifacts import OnnxRunner
+from .manifest import ManifestError, inside, load_manifest, sha256_path
 from .noise import latent_noise
-from .sampler import SampleResult, SamplerConfig, sample
+from .sampler import LeapMode, SampleResult, SamplerConfig, sample
+from .validate import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +55,6 @@ def variant_name(merged: bool, spatial: bool) -> str:
 
 def eager_runtime(tdtm: dict[str, str] | None = None) -> VideoRuntime:
     """The shipped checkpoint in PyTorch; `tdtm` modes (tdtm_positions, tdtm_odd) replace its recorded ones."""
-    import torch
-
-    from tomobile.graphs.text_context import encode_captions
-    from tomobile.graphs.video_zoo import VARIANTS, WEIGHTS, guided_velocity, load_video_dit
-
     model = load_video_dit(WEIGHTS, **(tdtm or {}))
     cfg = model.cfg
 
@@ -74,7 +75,7 @@ def eager_runtime(tdtm: dict[str, str] | None = None) -> VideoRuntime:
     return VideoRuntime(RuntimeKind.EAGER, encode, denoisers, (1, cfg.channels, cfg.frames, cfg.size, cfg.size), modes)
 
 
-def _tokenizer_encode(artifacts: Path, length: int) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
+def tokenizer_encode(artifacts: Path, length: int) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(artifacts))
@@ -88,15 +89,12 @@ def _tokenizer_encode(artifacts: Path, length: int) -> Callable[[str], tuple[np.
 
 def _session_runner(path: Path, kind: RuntimeKind) -> Callable[..., list[np.ndarray]]:
     if kind is RuntimeKind.ONNXRUNTIME:
-        from .artifacts import OnnxRunner
-
         # A clip switches between five sessions (text encoder, denoiser variants), each with its own
         # thread pool. With spinning on, the pool of the session just left keeps a core busy while
         # the next one runs: the first TDTM call after an unmerged one took 1.37x its steady time,
         # and 30-step clips ran 1.5x slower on the shared 2-core machine (docs/video.md).
         runner = OnnxRunner(path, threads=int(os.environ.get("TOMOBILE_THREADS", "0")) or None, spinning=False)
         return lambda *arrays: runner.run(list(arrays))
-    import torch
     from executorch.runtime import Runtime
 
     method = Runtime.get().load_program(str(path)).load_method("forward")
@@ -125,11 +123,6 @@ class LazyVariants(Mapping):
 
 def _checked_runner(folder: Path, artifact: dict, kind: RuntimeKind) -> Callable[..., list[np.ndarray]]:
     """The artifact's session, after its sha256 matched the manifest; one-line errors otherwise."""
-    from tomobile.export.pipeline import sha256_path  # one definition of the file hash
-
-    from .manifest import inside
-    from .validate import ValidationError
-
     path = inside(folder, artifact["path"])
     if not path.exists():
         raise FileNotFoundError(f"{path} is listed in the manifest but missing; export again")
@@ -143,10 +136,6 @@ def _checked_runner(folder: Path, artifact: dict, kind: RuntimeKind) -> Callable
 
 def _video_manifest(artifacts: Path, fmt: str) -> tuple[dict, dict[str, dict]]:
     """The export's manifest and its `fmt` artifacts by part, or a one-line error saying what is missing."""
-    from tomobile.graphs.video_zoo import MODEL_NAME
-
-    from .manifest import ManifestError, load_manifest
-
     if not artifacts.is_dir():
         raise FileNotFoundError(f"--artifacts {artifacts} is not a folder; run `tomobile export {MODEL_NAME} "
                                 f"--out {artifacts}` first")
@@ -192,7 +181,7 @@ def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | 
     mc = manifest["model_config"]
     length = int(mc["caption_len"])
     shape = (1, int(mc["channels"]), int(mc["frames"]), int(mc["size"]), int(mc["size"]))
-    ids = _tokenizer_encode(artifacts, length)
+    ids = tokenizer_encode(artifacts, length)
     text = _checked_runner(artifacts, parts["text_encoder"], kind)
 
     def encode(caption: str) -> tuple[np.ndarray, np.ndarray]:
@@ -213,8 +202,6 @@ def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | 
 def needed_variants(cfg: SamplerConfig, spatial: bool) -> list[str]:
     """The denoiser variants a run with `cfg` calls: TDTM-merged for steps below tdtm_steps, plain
     for the steps after them, up to the fixed leap step (an auto leap may stop anywhere)."""
-    from .sampler import LeapMode
-
     last = cfg.leap.step if cfg.leap.mode is LeapMode.FIXED else cfg.steps - 1
     names = [variant_name(True, spatial)] if cfg.tdtm_steps > 0 else []
     return names + ([variant_name(False, spatial)] if cfg.tdtm_steps <= last else [])

@@ -48,7 +48,7 @@ def test_validate_passes_then_catches_corruption(vit_tiny_export: Path, tmp_path
 
 def test_validate_fails_on_wrong_numbers(vit_tiny_export: Path, tmp_path: Path, capsys):
     """A reference that disagrees with the artifacts must fail validation with exit code 1."""
-    from tomobile.export.pipeline import sha256_path, write_manifest
+    from tomobile.runtime.manifest import sha256_path, write_manifest
 
     copy = tmp_path / "copy"
     shutil.copytree(vit_tiny_export, copy)

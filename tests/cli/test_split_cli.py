@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tomobile.cli.main import main
-from tomobile.export.pipeline import sha256_path
+from tomobile.runtime.manifest import sha256_path
 
 
 def test_manifest_lists_the_parts_in_order_with_files_sizes_and_sha256(micro_split_export: Path):
