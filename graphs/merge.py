@@ -373,11 +373,10 @@ def attention_bias(size: torch.Tensor | None, valid: torch.Tensor | None) -> tor
     return None if bias is None else bias.reshape(bias.shape[0], 1, 1, bias.shape[1])  # (B, 1, 1, T)
 
 
-# The building blocks other methods' static ops share (pitome.py, diffrate.py).
+
+# The building blocks other methods' static ops share (pitome.py, diffrate.py), under public names.
 row_sum = _row_sum
 l2_norm = _norm
-exact_gt = greater
-exact_eq = _eq
 
 
 def constant(table: np.ndarray, like: torch.Tensor) -> torch.Tensor:
