@@ -23,7 +23,7 @@ from ..runtime.bench import OWN_THREADS, BenchReport, Variant, bench_runtime, fo
 from ..runtime.flops import flop_ratio
 from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.reference_merge import REFERENCES, compare_eager
-from .checks import check_output_file, parse_threads
+from .checks import THREADS_HELP, check_output_file, int_at_least, parse_threads
 from .cmd_stream_bench import add_stream_args, cmd_stream_bench
 from .model_arg import check_trace_source, resolve_model, source_folder
 
@@ -189,8 +189,6 @@ def _write_outputs(report, args) -> None:
 
 
 def add_parser(sub) -> None:
-    from .checks import THREADS_HELP, int_at_least
-
     p = sub.add_parser("bench", help="latency of merged against unmerged exports and the token-drop oracle",
                        description="Export MODEL unmerged, once per SPEC and once per SPEC's drop: twin (the "
                                    "token-drop oracle: same plan and shapes, no merge work; a baseline for measuring, "

@@ -14,6 +14,7 @@ from ..export.pipeline import export_model
 from ..export.registry import ExportOptions
 from ..graphs.config import MergeConfig
 from ..graphs.errors import InputError
+from ..graphs.numbers import parse_int_list
 from ..graphs.plan import make_plan
 from ..graphs.text_context import minilm_dir
 from ..graphs.zoo import sentence_bundle
@@ -24,8 +25,6 @@ from .checks import THREADS_HELP, check_output_file, int_at_least, thread_count
 
 def _ints(text: str, what: str) -> list[int]:
     """Comma-separated integers >= 0 (graphs/numbers.py: digits 0-9, no empty item, none twice)."""
-    from ..graphs.numbers import parse_int_list
-
     return parse_int_list(text, what, 0)
 
 

@@ -21,7 +21,7 @@ from ..runtime.stream_bench import NATIVE, plan_modes, run_bench
 from ..runtime.stream_report import format_table, goals, save_plot, to_json
 from ..runtime.streaming import mb, open_split
 from ..runtime.validate import format_table as validation_table
-from .checks import check_output_file, parse_threads
+from .checks import check_output_file, int_at_least, parse_threads
 from .model_arg import resolve_model
 
 STREAM_RUNTIMES = ("onnxruntime", "executorch")
@@ -30,8 +30,6 @@ STREAM_THREADS = 2
 
 
 def add_stream_args(p: argparse.ArgumentParser) -> None:
-    from .checks import int_at_least
-
     p.add_argument("--stream", action="store_true", help="video denoisers: monolithic against block streaming "
                                                          "(without and with prefetch) at each --budgets; peak RSS "
                                                          "and per-step latency, each mode in a fresh process")

@@ -27,7 +27,8 @@ from ..graphs.video_zoo import MODEL_NAME as VIDEO_MODEL
 from ..runtime.contract import write_contract
 from ..runtime.manifest import (VECTORS_DIR, ManifestError, is_export_folder, load_manifest, new_manifest, sha256_path,
                                 size_bytes, write_manifest)
-from ..runtime.validate import ValidationReport, validate_dir
+from ..runtime.text_int8 import validate_export
+from ..runtime.validate import ValidationReport
 from .executorch_int8 import CALIBRATION_SEEDS
 from .onnx_weights_int8 import quantize_weights_int8
 from .output import Staging, discard, finalize, make_staging
@@ -42,7 +43,7 @@ FILE_WRITERS: dict[str, Callable[[Path], list[str]]] = {VIDEO_MODEL: write_contr
 # compute), as <part>.int8.onnx beside the fp32 file, per model: the browser app downloads
 # video-dit-tiny's text encoder first (91 of its 113 MB in fp32) and prefers the int8 one
 # (docs/web_phone.md). Its manifest entry says "companion_of": the fp32 file; runtimes that run the
-# reference (Python, the Android and iOS apps) keep the fp32 one. validate_dir checks it against the
+# reference (Python, the Android and iOS apps) keep the fp32 one. validate_export checks it against the
 # fp32 pipeline (runtime/text_int8.py).
 INT8_COMPANIONS: dict[str, tuple[str, ...]] = {VIDEO_MODEL: ("text_encoder",)}
 _TOOLS = ("tomobile", "torch", "transformers", "executorch", "coremltools", "coreai-torch", "coreai-core", "onnx", "onnxruntime", "onnxscript")
@@ -88,7 +89,7 @@ def export_model(bundle: ModelBundle, formats: list[str], out: Path, options: Ex
     report = None
     try:
         if validate:
-            report = validate_dir(staging.path, progress=progress)
+            report = validate_export(staging.path, progress=progress)
             manifest["validation"] = report.to_json()
             write_manifest(staging.path, manifest)
             report = _relocated(report, staging.path, out)

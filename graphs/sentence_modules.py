@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from .errors import InputError
@@ -146,8 +147,6 @@ def _dense(path: Path) -> nn.Module:
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     if (path / "model.safetensors").is_file():
-        from safetensors.torch import load_file
-
         return load_file(str(path / "model.safetensors"))
     if (path / "pytorch_model.bin").is_file():
         return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)

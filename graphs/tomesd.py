@@ -26,6 +26,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch import nn
 
 from .merge import unmerge
@@ -159,8 +160,6 @@ def transformer_blocks(unet: nn.Module) -> list[nn.Module]:
 def block_tokens(unet: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[nn.Module, int]:
     """Token count entering every BasicTransformerBlock, in call order, from one forward with fake
     tensors (shapes only: no arithmetic, so an SD-1.5-size UNet costs nothing)."""
-    from torch._subclasses.fake_tensor import FakeTensorMode  # shape propagation only; deferred on purpose
-
     seen: dict[nn.Module, int] = {}
 
     def record(module: nn.Module, args: tuple, kwargs: dict) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..graphs.errors import TomobileError
 from ..graphs.numbers import NumberError, parse_size
-from .artifacts import CoreAIRunner, ExecuTorchRunner, executorch_signature, ort_session_options, ort_signature
+from .artifacts import CoreAIRunner, ExecuTorchRunner, signature_mismatch, executorch_signature, ort_session_options, ort_signature
 from .manifest import ManifestError, inside, load_manifest, sha256_path
 from .memory import MemoryPeak, MemoryProbe, malloc_trim, populate_mappings
 from .overlap import Heartbeat, hidden_seconds
@@ -64,8 +64,6 @@ class PartFile:
     def check_io(self, got) -> None:
         """StreamError when the loaded program's (inputs, outputs) are not the manifest's: a file from
         another model whose sha256 was made to match would otherwise fail inside the runtime."""
-        from .artifacts import signature_mismatch
-
         if not self.input_specs:
             return
         problem = signature_mismatch(got, list(self.input_specs), list(self.output_specs),

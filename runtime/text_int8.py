@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .sampler import SamplerConfig
-from .validate import FAIL, PASS, OutputCheck
+from .manifest import load_manifest
+from .validate import FAIL, PASS, OutputCheck, ValidationReport, validate_dir
 from .video import RuntimeKind, artifact_runtime, generate
 from .video_eval import psnr
 
@@ -68,3 +69,13 @@ def _states_check(name: str, encode_fp32, encode_int8) -> OutputCheck:
     status = PASS if lowest >= TEXT_MIN_COSINE else FAIL
     return OutputCheck(name, f"{len(CAPTIONS)} captions", "states", shape, worst_abs, None, status,
                        f"token cosine {lowest:.5f} >= {TEXT_MIN_COSINE} against fp32")
+
+
+def validate_export(folder: Path, progress: bool = True) -> ValidationReport:
+    """Everything `tomobile validate` checks in an export folder: validate_dir's rows (checksums, every
+    artifact against its test vectors, split chains), then each int8 text encoder companion against the
+    fp32 pipeline. Kept here, not in validate.py: the companion check generates clips (video.py), and
+    video.py reads validate.py."""
+    report = validate_dir(folder, progress=progress)
+    report.checks.extend(check_text_companion(folder, load_manifest(folder)))
+    return report

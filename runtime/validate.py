@@ -208,10 +208,6 @@ def validate_dir(folder: Path, progress: bool = True) -> ValidationReport:
     if "split" in manifest:  # the parts chained in order against the monolithic denoisers' eager outputs
 
         report.checks.extend(check_chains(folder, manifest))
-    if any(a.get("companion_of") and a["part"] == "text_encoder" for a in artifacts):
-        from .text_int8 import check_text_companion  # the int8 text encoder against the fp32 pipeline
-
-        report.checks.extend(check_text_companion(folder, manifest))
     return report
 
 

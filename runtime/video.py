@@ -103,8 +103,6 @@ def tokenizer_encode(artifacts: Path, length: int) -> Callable[[str], tuple[np.n
     try:
         tok = AutoTokenizer.from_pretrained(str(artifacts))
     except Exception as err:  # transformers raises many types for a damaged tokenizer file
-        from .manifest import ManifestError
-
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ManifestError(f"the tokenizer files in {artifacts} (tokenizer.json, tokenizer_config.json) cannot be "
                             f"loaded: {first}; export the folder again") from None

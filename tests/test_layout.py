@@ -20,7 +20,7 @@ PACKAGES = ("graphs", "export", "runtime", "cli")
 ALLOWED = {"graphs": set(), "runtime": {"graphs"}, "export": {"graphs", "runtime"}, "cli": {"graphs", "runtime", "export"}}
 # Third-party modules that may be imported inside a function: heavy, and needed only on some paths.
 DEFERRED = {"transformers", "coremltools", "coreai", "coreai_torch", "executorch", "torchao", "onnx", "onnx_ir", "onnxruntime",
-            "matplotlib", "PIL"}
+            "matplotlib", "PIL", "diffusers"}
 
 
 def _modules() -> dict[str, Path]:
