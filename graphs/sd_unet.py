@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .config import MergeConfig, SpecError
+from .errors import InputError
 from .exportable import Exportable, ModelBundle, TensorSpec
 from .registry import register_model
 from .tomesd import SPEC_HELP as TOMESD_HELP
@@ -107,13 +108,24 @@ def unet_bundle(name: str, unet: nn.Module, config: MergeConfig | TomesdConfig, 
     return ModelBundle(name, {PART: wrapper}, manifest=manifest, generated_files=generated)
 
 
+def _unet_class() -> type:
+    """diffusers' UNet2DConditionModel; diffusers is an optional extra (`pip install 'tomobile[sd]'`):
+    its huggingface-hub pin excludes transformers 4.57, the line optimum-onnx needs."""
+    try:
+        from diffusers import UNet2DConditionModel  # heavy import, only for Stable Diffusion models
+    except ImportError:
+        raise InputError("Stable Diffusion models need diffusers: pip install 'tomobile[sd]' "
+                         "(diffusers==0.42.1)") from None
+    return UNet2DConditionModel
+
+
 def unet_config_json(unet: nn.Module) -> str:
     """diffusers' config.json of the UNet (what `UNet2DConditionModel.from_config` reads back)."""
     return json.dumps(dict(unet.config, _class_name=type(unet).__name__), indent=2, sort_keys=True, default=list) + "\n"
 
 
 def seeded_unet(arch: dict, seed: int = 0) -> nn.Module:
-    from diffusers import UNet2DConditionModel  # heavy import, only for Stable Diffusion models
+    UNet2DConditionModel = _unet_class()
 
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -158,7 +170,7 @@ def unet_folder(folder: Path) -> Path | None:
 def load_unet_folder(folder: Path, config: MergeConfig | TomesdConfig, size: int | str | None = None,
                      cfg: bool = False, name: str | None = None) -> ModelBundle:
     """A local diffusers UNet (config.json + diffusion_pytorch_model.safetensors) or pipeline folder."""
-    from diffusers import UNet2DConditionModel  # heavy import, only for Stable Diffusion models
+    UNet2DConditionModel = _unet_class()
 
     found = unet_folder(folder)
     if found is None:
