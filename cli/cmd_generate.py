@@ -18,7 +18,7 @@ from ..graphs.video_zoo import MODEL_NAME, SAMPLER_DEFAULTS
 from ..runtime.detect import detect
 from ..runtime.sampler import LeapConfig, LeapMode, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
 from ..runtime.manifest import DEFAULT_OUT
-from ..runtime.stream_video import format_steps, streamed_runtime
+from ..runtime.stream_video import check_text_encoder, format_steps, streamed_runtime
 from ..runtime.streaming import BlockStreamer, StreamError, parse_bytes
 from ..runtime.video import (RuntimeKind, VideoRuntime, check_prompt, generate, load_runtime, needed_variants, preload, save_clip,
                              variant_name)
@@ -128,9 +128,11 @@ def open_streamed(args: argparse.Namespace, variants: list[str] | None = None) -
         raise StreamError(f"no export at {folder}; run `tomobile export {MODEL_NAME} --split blocks --out {folder}` "
                           "or give --artifacts DIR")
     if RuntimeKind(args.runtime) is RuntimeKind.EAGER:
-        raise StreamError("--stream runs exported parts: use --runtime onnxruntime or executorch, not eager")
-    return streamed_runtime(RuntimeKind(args.runtime), folder, parse_bytes(args.memory_budget), not args.no_prefetch,
-                            tdtm=tdtm_options(args), variants=variants)
+        raise StreamError("--stream runs exported parts: use --runtime onnxruntime, executorch or coreai, not eager")
+    opened = streamed_runtime(RuntimeKind(args.runtime), folder, parse_bytes(args.memory_budget), not args.no_prefetch,
+                              tdtm=tdtm_options(args), variants=variants)
+    check_text_encoder(folder, RuntimeKind(args.runtime))  # before the prompt is encoded or any part loaded
+    return opened
 
 
 def unused_modes(args: argparse.Namespace, cfg: SamplerConfig, frames: int) -> dict[str, str]:

@@ -20,6 +20,21 @@ from .video import LEGACY_TDTM, RuntimeKind, VideoRuntime, check_tdtm, tokenizer
 DENOISER_INPUTS = ("x", "t", "states", "mask", "guidance")
 
 
+def text_encoder_path(artifacts: Path, kind: RuntimeKind) -> Path:
+    """Where a split export keeps its text encoder for `kind`'s format."""
+    fmt = RUNTIME_FORMATS[kind.value]
+    return artifacts / {"onnx": "text_encoder.onnx", "executorch": "text_encoder.pte", "coreai": "text_encoder.aimodel"}[fmt]
+
+
+def check_text_encoder(artifacts: Path, kind: RuntimeKind) -> None:
+    """StreamError unless the split export has a text encoder: checked before a prompt run does any work
+    (the parts alone, e.g. video-dit-micro's, still stream states given directly)."""
+    path = text_encoder_path(artifacts, kind)
+    if not path.exists():
+        raise StreamError(f"{path} is missing: {load_manifest(artifacts).get('model', 'this model')} has no text "
+                          "encoder; prompts need `tomobile export video-dit-tiny --split blocks`")
+
+
 def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: bool = True,
                      threads: int | None = None, tdtm: dict[str, str] | None = None,
                      variants: list[str] | None = None) -> tuple[VideoRuntime, BlockStreamer]:
@@ -35,11 +50,7 @@ def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: 
     streamer = BlockStreamer(split, budget, prefetch, threads)
     shape = (1, int(cfg["channels"]), int(cfg["frames"]), int(cfg["size"]), int(cfg["size"]))
     fmt = RUNTIME_FORMATS[kind.value]
-    text_path = artifacts / {"onnx": "text_encoder.onnx", "executorch": "text_encoder.pte",
-                             "coreai": "text_encoder.aimodel"}[fmt]
-    if not text_path.exists():  # checked before any work, not when the first prompt is encoded
-        raise StreamError(f"{text_path} is missing: {load_manifest(artifacts).get('model', 'this model')} has no text "
-                          "encoder; prompts need `tomobile export video-dit-tiny --split blocks`")
+    text_path = text_encoder_path(artifacts, kind)
 
     def encode(caption: str) -> tuple[np.ndarray, np.ndarray]:
         if not text_path.exists():
