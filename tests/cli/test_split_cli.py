@@ -179,7 +179,7 @@ def test_stream_option_errors(micro_split_export, tmp_path, capsys, extra, needl
 def test_stream_needs_an_exported_runtime(micro_split_export, tmp_path, capsys):
     argv = ["generate", "x", "--out", str(tmp_path / "c.gif"), "--artifacts", str(micro_split_export),
             "--stream", "--memory-budget", "64MB"]
-    assert "--runtime onnxruntime or executorch" in _one_line_error(capsys, argv)
+    assert "--runtime onnxruntime, executorch or coreai" in _one_line_error(capsys, argv)
 
 
 @pytest.mark.parametrize("argv,needle", [
