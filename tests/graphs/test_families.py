@@ -43,7 +43,8 @@ def test_dinov2_registers_are_protected_and_pitome_matches_the_reference():
             h = fns.feed_forward(h)
         h = model.layernorm(h)
     torch.testing.assert_close(ours.last_hidden_state, h, atol=2e-5, rtol=1e-5)
-    torch.testing.assert_close(ours.last_hidden_state[:, :5], model.layernorm(h)[:, :5] * 0 + h[:, :5])
+    # the class and 4 register tokens were never merged (each still holds one token); others were
+    assert torch.equal(size[:, :5], torch.ones_like(size[:, :5])) and bool((size[:, 5:] > 1).any())
     with pytest.raises(SpecError, match="register tokens"):
         get_model("dinov2-reg-tiny").builder(MergeConfig.parse("tome:r=8"))
 
