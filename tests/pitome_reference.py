@@ -63,3 +63,24 @@ def merge_wavg(merge, x: torch.Tensor, size: torch.Tensor | None = None):
     x = merge(x * size, mode="sum")
     size = merge(size, mode="sum")
     return x / size, size
+
+
+def reference_layers(x: torch.Tensor, layers, plan) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run tomobile's layer adapters (`attend`, `feed_forward`) with this reference merge between
+    them, as the original's patch does, at the r per layer that `plan` fixed. Returns the hidden
+    states and the token sizes (None if nothing merged). PiToMe takes a kept ratio, so each layer uses
+    the largest ratio (in 1/1000) that gives the plan's r."""
+    from tomobile.graphs.pitome import merge_count  # the original's r = floor(T - T * ratio)
+
+    protected, size = plan.get("protected"), None
+    for i, fns in enumerate(layers):
+        bias = None if size is None or not plan.prop_attn else size.log().reshape(1, 1, 1, -1)
+        x, keys, _ = fns.attend(x, bias)
+        if plan.r[i]:
+            t = x.shape[1] - protected
+            ratio = next(q / 1000 for q in range(999, 0, -1) if merge_count(t, q / 1000) == plan.r[i])
+            merge = pitome_vision(keys.mean(dim=2), ratio, plan.get("margin_per_layer")[i], protected,
+                                  i < plan.get("bsm_layers"))
+            x, size = merge_wavg(merge, x, size)
+        x = fns.feed_forward(x)
+    return x, size

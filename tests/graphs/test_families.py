@@ -9,7 +9,6 @@ import torch
 
 from tomobile.graphs import MergeConfig, SpecError, merge_plan
 from tomobile.graphs.hf_models import _dinov2_layer
-from tomobile.graphs.pitome import merge_count
 from tomobile.graphs.registry import get_model
 
 
@@ -31,16 +30,8 @@ def test_dinov2_registers_are_protected_and_pitome_matches_the_reference():
     (x,) = wrapper.example_inputs(seed=4)
     with torch.no_grad():
         ours = model(pixel_values=x)
-        h, size = model.embeddings(x), None
-        for i, layer in enumerate(model.encoder.layer):
-            fns = _dinov2_layer(layer)
-            h, keys, _ = fns.attend(h, None)
-            t = h.shape[1] - 5
-            ratio = next(q / 1000 for q in range(999, 0, -1) if merge_count(t, q / 1000) == plan.r[i])
-            merge = ref.pitome_vision(keys.mean(dim=2), ratio, plan.get("margin_per_layer")[i], 5,
-                                      i < plan.get("bsm_layers"))
-            h, size = ref.merge_wavg(merge, h, size)
-            h = fns.feed_forward(h)
+        h, size = ref.reference_layers(model.embeddings(x), [_dinov2_layer(layer) for layer in model.encoder.layer],
+                                       plan)
         h = model.layernorm(h)
     torch.testing.assert_close(ours.last_hidden_state, h, atol=2e-5, rtol=1e-5)
     # the class and 4 register tokens were never merged (each still holds one token); others were

@@ -81,21 +81,8 @@ def test_plan_counts_margins_and_refusals():
 
 def _reference_forward(backbone, pixel_values, plan):
     """The patched ViT/DeiT backbone's last_hidden_state, recomputed with the reference merge."""
-    protected = plan.get("protected")
-    x = backbone.embeddings(pixel_values)
-    size = None
-    for i, layer in enumerate(vit_layers(backbone)):
-        fns = _vit_layer(layer)
-        bias = None if size is None or not plan.prop_attn else size.log().reshape(1, 1, 1, -1)
-        x, keys, _ = fns.attend(x, bias)
-        t = x.shape[1] - protected
-        ratio = 1.0 - plan.r[i] / t if plan.r[i] else 1.0  # any ratio with this r: the plan fixed r
-        if plan.r[i]:
-            ratio = next(q / 1000 for q in range(999, 0, -1) if merge_count(t, q / 1000) == plan.r[i])
-            merge = ref.pitome_vision(keys.mean(dim=2), ratio, plan.get("margin_per_layer")[i], protected,
-                                      i < plan.get("bsm_layers"))
-            x, size = ref.merge_wavg(merge, x, size)
-        x = fns.feed_forward(x)
+    x, _ = ref.reference_layers(backbone.embeddings(pixel_values), [_vit_layer(layer) for layer in vit_layers(backbone)],
+                                plan)
     return backbone.layernorm(x)
 
 
@@ -121,16 +108,7 @@ def test_siglip_without_class_token_matches_the_reference():
     (x,) = wrapper.example_inputs(seed=3)
     with torch.no_grad():
         ours = model(pixel_values=x)
-        h, size = model.embeddings(x), None
-        for i, layer in enumerate(model.encoder.layers):
-            fns = _clip_layer(layer)
-            h, keys, _ = fns.attend(h, None)
-            t = h.shape[1]
-            ratio = next(q / 1000 for q in range(999, 0, -1) if merge_count(t, q / 1000) == plan.r[i])
-            merge = ref.pitome_vision(keys.mean(dim=2), ratio, plan.get("margin_per_layer")[i], 0,
-                                      i < plan.get("bsm_layers"))
-            h, size = ref.merge_wavg(merge, h, size)
-            h = fns.feed_forward(h)
+        h, _ = ref.reference_layers(model.embeddings(x), [_clip_layer(layer) for layer in model.encoder.layers], plan)
         h = model.post_layernorm(h)
     torch.testing.assert_close(ours.last_hidden_state, h, atol=2e-5, rtol=1e-5)
     torch.testing.assert_close(ours.pooler_output, model.head(h), atol=2e-5, rtol=1e-5)
