@@ -147,6 +147,23 @@ def test_bad_input_is_one_line_and_exit_2(native, micro_copy, tmp_path):
     ptd.unlink()
     proc, out = stream(native, micro_copy, tmp_path, "--memory-budget", "1GB")
     _one_line_exit_2(proc, out, f"{ptd.name} is missing")
+    proc = run(native, "validate", micro_copy, "--json", tmp_path / "v.json")
+    _one_line_exit_2(proc, None, f"{ptd.name} is listed in the manifest but missing")
+    assert not (tmp_path / "v.json").exists()
+
+
+def test_a_part_swapped_for_another_is_named(native, micro_copy, tmp_path):
+    """Two parts' weight files exchanged (each intact, in the wrong place): named as the other part."""
+    split = json.loads((micro_copy / "manifest.json").read_text())["split"]
+    weights = [p["files"]["executorch"]["weights"]["path"] for p in split["parts"]
+               if "weights" in p["files"]["executorch"]]
+    first, second = (micro_copy / w for w in weights[:2])
+    a, b = first.read_bytes(), second.read_bytes()
+    assert a != b
+    first.write_bytes(b)
+    second.write_bytes(a)
+    proc, out = stream(native, micro_copy, tmp_path, "--memory-budget", "1GB")
+    _one_line_exit_2(proc, out, f"{first.name} holds {weights[1]} (a different part)")
 
 
 @pytest.mark.slow(reason="video-dit-tiny's split export takes minutes")
