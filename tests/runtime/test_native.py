@@ -1,6 +1,7 @@
 """tomobile-native (runtime/native/, C++ on ExecuTorch's runtime): built, then validate on the
 vit-tiny and video-dit-micro exports against the Python runtime's figures, stream on the micro
-split at a small and an all-resident budget, and bad input (one line, exit 2, nothing written)."""
+split at a small and an all-resident budget, and bad input (one line, exit 2, nothing written).
+video-dit-tiny's split (validate and stream, both budgets) is slow: `make test-all`."""
 
 from __future__ import annotations
 
@@ -166,8 +167,13 @@ def test_a_part_swapped_for_another_is_named(native, micro_copy, tmp_path):
     _one_line_exit_2(proc, out, f"{first.name} holds {weights[1]} (a different part)")
 
 
-@pytest.mark.slow(reason="video-dit-tiny's split export takes minutes")
-def test_stream_on_tiny(native, tiny_split_export, tmp_path):
+@pytest.mark.slow(reason="video-dit-tiny's split export takes minutes (over 5 CPU-minutes here)")
+def test_validate_and_stream_on_tiny(native, tiny_split_export, tmp_path):
+    proc, report = native_validate(native, tiny_split_export, tmp_path)
+    assert proc.returncode == 0 and report["passed"], proc.stdout + proc.stderr
+    python = python_rows(tiny_split_export)
+    native_rows = {(r["artifact"], r["case"], r["output"]): r["max_abs_error"] for r in report["checks"]}
+    assert native_rows.keys() == python.keys() and all(native_rows[k] == python[k] for k in python)
     sizes = part_sizes(tiny_split_export)
     for budget in (2 * max(sizes.values()), sum(sizes.values())):
         proc, out = stream(native, tiny_split_export, tmp_path, "--memory-budget", budget)
