@@ -115,7 +115,8 @@ private func predict(_ function: InferenceFunction, _ inputs: [String: (Values, 
         feed[name] = array
     }
     guard let output = function.descriptor.outputNames.first else { throw ManifestError("the Core AI function has no output") }
-    var outputs = try blocking { try await function.run(inputs: feed) }
+    let ready = feed // a constant for the @Sendable closure
+    var outputs = try blocking { try await function.run(inputs: ready) }
     guard let array = outputs.remove(output)?.ndArray else { throw ManifestError("the Core AI function returned no array \(output)") }
     return try floats(array)
 }
