@@ -33,7 +33,6 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from . import margins
 from .errors import InputError
 
 # A large finite negative score. Cosine similarities lie in [-1, 1]; protected tokens sit
@@ -304,7 +303,6 @@ def assignment(
     n_kept = ta - r
     scores = matching_scores(metric, class_token, distill_token, valid)  # (B, Ta, Tb)
     best, partner = best_partner(scores)  # (B, Ta), (B, Ta)
-    margins.note(scores, best, r)  # eager, while test vectors are drawn: how near a flip (margins.py)
     merged = torch.clamp(float(r) - rank_descending(best), 0.0, 1.0)  # (B, Ta): rank < r, integers
     kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (B, Ta)
     partner_slot = partner + float(n_kept)  # (B, Ta)

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import torch
 
-from . import margins
 from .errors import InputError
 from .merge import (NO_MATCH, best_partner, cumsum_rows, one_hot_assignment, rank_descending, snap_duplicates,
                     unmerge)
@@ -90,7 +89,6 @@ def assignment(x: torch.Tensor, dst: list[int], r: int) -> torch.Tensor:
     dst_idx = torch.tensor(dst, dtype=torch.int64, device=x.device)
     scores = snap_duplicates(unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2))  # (N, Ns, Nd)
     best, partner = best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
-    margins.note(scores, best, r)  # eager, while test vectors are drawn: how near a flip (margins.py)
     merged = torch.clamp(float(r) - rank_descending(best.clamp_min(NO_MATCH)), 0.0, 1.0)  # (N, Ns): rank < r
     kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (N, Ns)
     src_slot = merged * (partner + n_kept) + (1.0 - merged) * kept_slot  # (N, Ns)
