@@ -19,12 +19,12 @@ from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.native_engine import build as build_native
 from ..runtime.stream_bench import NATIVE, plan_modes, run_bench
 from ..runtime.stream_report import format_table, goals, save_plot, to_json
-from ..runtime.streaming import mb, open_split
+from ..runtime.streaming import RUNTIME_FORMATS, mb, open_split
 from ..runtime.validate import format_table as validation_table
 from .checks import check_output_file, int_at_least, parse_threads
 from .model_arg import resolve_model
 
-STREAM_RUNTIMES = ("onnxruntime", "executorch")
+STREAM_RUNTIMES = ("onnxruntime", "executorch", "coreai")
 DEFAULT_BUDGETS = "25%,50%,100%"
 STREAM_THREADS = 2
 
@@ -111,7 +111,7 @@ def cmd_stream_bench(args: argparse.Namespace) -> int:
     check_output_file(Path(args.plot) if args.plot else None, "--plot", (".png",))
     work = Path(args.work) if args.work else DEFAULT_OUT / "bench" / f"{args.model.replace('/', '_')}-split"
     work = check_out_dir(work, force=None, option="--work folder")
-    formats = list(dict.fromkeys("onnx" if r == "onnxruntime" else "executorch" for r in runtimes))
+    formats = list(dict.fromkeys(RUNTIME_FORMATS.get(r, "executorch") for r in runtimes))  # native: executorch
     export_split(args.model, work, formats, args.reuse, not args.quiet)
     budgets = {}
     for runtime in runtimes:

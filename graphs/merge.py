@@ -45,6 +45,9 @@ PAD_PAIR = 2.0
 # Additive attention bias for masked keys: finite so fp16 graphs and every backend accept it.
 MASK_BIAS = -1.0e4
 _NORM_EPS = 1e-6
+# Cosine similarities this close to 1 count as exactly 1 (see `snap_duplicates`): far above how far
+# backends' rounding moves the similarity of two equal tokens (a few ulp), far below real differences.
+SAME_DELTA = 1e-5
 
 
 class MergeOps(str, Enum):
@@ -192,6 +195,19 @@ def _select(x: torch.Tensor, start: int) -> torch.Tensor:
     return (x.transpose(1, 2) @ sel).transpose(1, 2)  # (B, N, C)
 
 
+def snap_duplicates(scores: torch.Tensor) -> torch.Tensor:
+    """Cosine scores (..., Ta, Tb) with every score within SAME_DELTA of 1 set to exactly 1.
+
+    Equal tokens have similarity 1, but each backend rounds the norm, the division and the dot
+    product its own way, so copies of different tokens land on 1.0, 0.99999994 or 1.0000001 by
+    luck: eager and Core AI ranked such copies in different orders (docs/coreai.md). Set to exactly
+    1, they are exact ties on every backend, and ties go to the lowest index by construction.
+    The threshold is SAME_DELTA, or 4 ulp of 1 in low-precision dtypes (fp16: 3.9e-3)."""
+    delta = max(SAME_DELTA, 4.0 * torch.finfo(scores.dtype).eps)
+    near = greater(scores, 1.0 - delta)  # (..., Ta, Tb) 0/1
+    return _blend(1.0 - near, scores, 1.0)  # where(near, 1, scores), exact
+
+
 def best_partner(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Max over B and the lowest B index reaching it. scores (B, Ta, Tb) -> (B, Ta), (B, Ta) float.
 
@@ -238,7 +254,8 @@ def matching_scores(
 ) -> torch.Tensor:
     """Cosine similarity of A = metric[:, 0::2] against B = metric[:, 1::2] -> (B, Ta, Tb).
 
-    Zero vectors normalise to zero (similarity 0 with everything) instead of NaN.
+    Zero vectors normalise to zero (similarity 0 with everything) instead of NaN; scores within
+    SAME_DELTA of 1 are exactly 1 (`snap_duplicates`), so copies of a token tie on every backend.
     `valid` (B, T) marks real tokens (1) and padding (0); a pair that mixes the two scores
     NO_MATCH so padding never merges into a real token, two padding tokens score PAD_PAIR.
     Scores keep the metric's dtype: an fp16 graph matches in fp16, because XNNPACK cannot cast
@@ -250,7 +267,7 @@ def matching_scores(
     norm = torch.clamp(_norm(metric), min=_NORM_EPS)  # (B, T, 1)
     unit = metric / norm  # (B, T, C)
     a, b = _select(unit, 0), _select(unit, 1)  # (B, Ta, C), (B, Tb, C)
-    scores = a @ b.transpose(-1, -2)  # (B, Ta, Tb)
+    scores = snap_duplicates(a @ b.transpose(-1, -2))  # (B, Ta, Tb)
     if valid is not None:
         v = valid.to(metric.dtype).reshape(valid.shape[0], t, 1)  # (B, T, 1)
         va, vb = _select(v, 0), _select(v, 1)  # (B, Ta, 1), (B, Tb, 1)

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InputError
-from .merge import NO_MATCH, best_partner, cumsum_rows, one_hot_assignment, rank_descending, unmerge
+from .merge import (NO_MATCH, best_partner, cumsum_rows, one_hot_assignment, rank_descending, snap_duplicates,
+                    unmerge)
 
 _EPS = 1e-6
 
@@ -86,7 +87,7 @@ def assignment(x: torch.Tensor, dst: list[int], r: int) -> torch.Tensor:
     unit = x / x.norm(dim=-1, keepdim=True).clamp_min(_EPS)  # (N, S, C)
     src_idx = torch.tensor(src, dtype=torch.int64, device=x.device)
     dst_idx = torch.tensor(dst, dtype=torch.int64, device=x.device)
-    scores = unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2)  # (N, Ns, Nd)
+    scores = snap_duplicates(unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2))  # (N, Ns, Nd)
     best, partner = best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
     merged = torch.clamp(float(r) - rank_descending(best.clamp_min(NO_MATCH)), 0.0, 1.0)  # (N, Ns): rank < r
     kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (N, Ns)

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .artifacts import ExecuTorchRunner, OnnxRunner
+from .artifacts import CoreAIRunner, ExecuTorchRunner, OnnxRunner
 from .bench import set_executorch_threads
 from .manifest import load_manifest
 from .memory import proc_status
@@ -49,7 +49,7 @@ NATIVE = "executorch-native"  # the runtime name of the native engine's rows
 
 @dataclass(frozen=True)
 class Mode:
-    runtime: str  # onnxruntime | executorch | executorch-native
+    runtime: str  # onnxruntime | executorch | coreai | executorch-native
     streamed: bool
     prefetch: bool = False
     budget: int = 0  # bytes (streamed)
@@ -123,6 +123,8 @@ def _prepare(mode: Mode, folder: Path, variant: str, threads: int):
     t = time.perf_counter()
     if mode.runtime == "onnxruntime":
         runner = OnnxRunner(folder / f"{variant}.onnx", threads=threads)
+    elif mode.runtime == "coreai":  # sets its own threads
+        runner = CoreAIRunner(folder / f"{variant}.aimodel")
     else:
         runner = ExecuTorchRunner(folder / f"{variant}.pte")
     load_s = time.perf_counter() - t

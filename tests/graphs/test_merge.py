@@ -3,7 +3,9 @@
 The reference below follows facebookresearch/ToMe's bipartite soft matching, eager only, with two
 choices pinned so ties have one right answer: the best partner is the lowest-index maximum and
 the ranking is a stable descending argsort (equal scores keep index order), and kept A tokens stay
-in index order (ToMe sorts them when there is a class token).
+in index order (ToMe sorts them when there is a class token). A third pin: similarities within
+1e-5 of 1 are 1, so copies of a token tie instead of ranking by how the norm rounded (ToMe ranks
+1.0 above 0.99999994; tomobile's `snap_duplicates` makes them equal on every backend).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def reference_matching(metric: torch.Tensor, r: int, class_token: bool, distill_
     metric = metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-6)
     a, b = metric[..., ::2, :], metric[..., 1::2, :]
     scores = a @ b.transpose(-1, -2)
+    scores = torch.where(scores > 1.0 - 1e-5, torch.ones_like(scores), scores)  # third pin: copies tie
     if class_token:
         scores[..., 0, :] = -math.inf
     if distill_token:
@@ -118,6 +121,21 @@ def test_ties_from_duplicated_tokens(class_token):
     x = torch.randn(2, 40, 8, generator=gen)
     for r in (1, 7, max_r(40, class_token)):
         check_against_reference(metric, x, torch.ones(2, 40, 1), r, class_token)
+
+
+def test_copies_tie_however_their_norms_round():
+    """Copies of three random tokens, each copy scaled by its own power-free factor: the cosines
+    are mathematically unchanged, only their rounding moves (1.0 vs 0.99999994). The slots must not
+    move: copies score exactly 1 (snap_duplicates), ties go to the lowest index."""
+    gen = torch.Generator().manual_seed(7)
+    protos = torch.randn(3, 16, generator=gen)
+    metric = protos[torch.randint(0, 3, (4, 41), generator=gen)]  # (4, 41, 16)
+    scaled = metric * torch.empty(4, 41, 1).uniform_(0.3, 3.0, generator=gen)
+    raw = [(a / a.norm(dim=-1, keepdim=True))[:, 0::2] @ (a / a.norm(dim=-1, keepdim=True))[:, 1::2].transpose(1, 2)
+           for a in (metric, scaled)]
+    assert not torch.equal(raw[0], raw[1])  # the rounding really differs
+    for r in (1, 9, 20):
+        assert torch.equal(assignment(metric, r, class_token=True), assignment(scaled, r, class_token=True))
 
 
 def test_all_identical_tokens_pick_lowest_indices():

@@ -67,7 +67,7 @@ def kotlin_functions(path: Path) -> list[str]:
 
 def test_the_package_has_its_parts():
     expected = {"Package.swift", "Sources/TomobileCLI/main.swift", "Sources/TomobileCoreML/ManagedMLModel.swift",
-                "Sources/TomobileCoreML/CoreMLParts.swift", "App/TomobileDemo/ContentView.swift",
+                "Sources/TomobileCoreML/CoreMLParts.swift", "Sources/TomobileCoreAI/CoreAIParts.swift", "App/TomobileDemo/ContentView.swift",
                 *(f"Sources/TomobileCore/{name}.swift" for name in MIRRORED),
                 *(f"Tests/TomobileCoreTests/{name}Tests.swift" for name in TESTED)}
     assert expected <= set(SWIFT_FILES)

@@ -83,3 +83,18 @@ def test_generate_runtime_coreai_equals_onnx_runtime_on_video_dit_tiny(tmp_path:
                      "--out", str(clip)]) == 0
         clips[runtime] = np.load(clip)
     assert psnr(clips["onnxruntime"], clips["coreai"]) >= 40.0
+
+
+def test_stream_bench_runs_coreai_modes_with_peak_rss(micro_coreai: Path):
+    """`bench --stream --runtime coreai`: monolithic, streamed and streamed with prefetch, each in a
+    fresh child that reports its peak RSS; every mode gives the monolithic asset's velocity."""
+    from tomobile.runtime.stream_bench import Mode, run_bench
+
+    split = open_split(micro_coreai, "coreai")
+    variant = next(iter(split.sequences))
+    small = 2 * split.largest().size
+    modes = [Mode("coreai", False), Mode("coreai", True, False, small, "small"), Mode("coreai", True, True, small, "small")]
+    mono, streamed, prefetched = run_bench(micro_coreai, variant, modes, 2, 1, progress=False)
+    for r in (mono, streamed, prefetched):
+        assert len(r.steps_s) == 2 and r.peak_rss > 0 and r.max_abs_err <= 1e-4
+    assert streamed.loads_per_step > 0 and 0 < streamed.resident_max <= small
