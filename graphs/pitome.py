@@ -94,6 +94,20 @@ def merge_count(tokens: int, ratio: float) -> int:
     return math.floor(tokens - tokens * ratio) if ratio < 1.0 else 0
 
 
+def ratios_for_counts(removed: list[int] | tuple[int, ...], tokens: list[int] | tuple[int, ...],
+                      protected: int) -> tuple[float, ...]:
+    """Kept fractions that make PiToMe remove exactly `removed[i]` tokens at layer i, entered by
+    `tokens[i]` tokens (another method's plan, e.g. ToMe's): 1 - (r + 0.5) / T of the T
+    non-protected tokens, to 6 decimals (floor(T - T * ratio) = r with a margin of 0.5)."""
+    ratios = []
+    for r, t in zip(removed, tokens, strict=False):
+        ratio = 1.0 if r == 0 else round(1.0 - (r + 0.5) / (t - protected), 6)
+        if merge_count(t - protected, ratio) != r:
+            raise SpecError(f"no kept ratio gives r={r} of {t - protected} tokens")
+        ratios.append(ratio)
+    return tuple(ratios)
+
+
 def plan(params: PitomeParams, shape: PlanShape) -> MergePlan:
     """r per layer from each layer's own token count; r > T/2 (ratio < 0.5) is refused. A padded
     (text) model gets `pitome_text` layers: their BERT patch's ratio and margin schedules."""
