@@ -326,5 +326,6 @@ def layer(fns: LayerFns, state: TokenState, i: int, plan: MergePlan) -> TokenSta
 
 
 PITOME = register_method(Method(
-    name="pitome", summary="PiToMe energy-protected merging (Tran et al. 2024, hchautran/PiToMe), vision and BERT-style text",
+    name="pitome",
+    summary="PiToMe energy-protected merging (Tran et al. 2024, hchautran/PiToMe), vision and BERT-style text",
     grammar=GRAMMAR, parse=parse, plan=plan, layer=layer))

@@ -241,7 +241,8 @@ def format_table(report: TextEvalReport) -> str:
     lines = [f"{report.model}, {report.pairs} pydoc help topics (query = first sentence, document = the rest), "
              f"batch 1, {report.threads} threads, every setting of a runtime timed in one round-robin",
              "",
-             "| seq len | method | r/layer | tokens per layer | cosine mean | cosine min | top-1 | " + speed_head.rstrip(),
+             "| seq len | method | r/layer | tokens per layer | cosine mean | cosine min | top-1 | "
+             + speed_head.rstrip(),
              "|---" * (7 + 2 + 2 * len(runtimes)) + "|"]
     for row in report.rows:
         speed = f"{row.median_ms:.1f} | {row.speedup:.2f} | " + "".join(

@@ -120,7 +120,8 @@ def _tiny_bert(layers: int = 4):
                                 intermediate_size=64)).eval()
 
 
-@pytest.mark.parametrize("spec,pads", [("pitome:ratio=0.7", [0, 3]), ("pitome:ratio=0.8,0.6,0.9,0.7,margin=0.5", [20, 6]),
+@pytest.mark.parametrize("spec,pads", [("pitome:ratio=0.7", [0, 3]),
+                                       ("pitome:ratio=0.8,0.6,0.9,0.7,margin=0.5", [20, 6]),
                                        ("pitome:ratio=0.6,prop_attn=0", [40, 0])])
 def test_whole_bert_forward_matches_the_reference(spec, pads):
     model = _tiny_bert()
