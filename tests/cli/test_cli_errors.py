@@ -148,6 +148,8 @@ ROWS: list[tuple[str, list[str]]] = [
     ("--tdtm-odd on video-dit-micro", ["export", "video-dit-micro", "--tdtm-odd", "keep", "--out", "{w}/out"]),
     ("--split on vit-tiny", ["export", "vit-tiny", "--split", "blocks", "--out", "{w}/out"]),
     ("eval text --markdown x.png", ["eval", "text", "--markdown", "{w}/x.png"]),
+    ("eval text --methods drop", ["eval", "text", "--methods", "tome,drop"]),
+    ("eval text --methods twice", ["eval", "text", "--methods", "pitome,pitome"]),
     ("stream without a text encoder", [*GEN, "--runtime", "onnxruntime", "--artifacts", "{w}/no-text-split", "--stream",
                                        "--memory-budget", "64MB"]),
     # the command line itself

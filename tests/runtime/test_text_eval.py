@@ -78,6 +78,22 @@ def test_each_runtime_is_timed_in_its_own_round_robin(monkeypatch):
                       [("executorch", 0), ("executorch", 2)]]
 
 
+def test_pitome_settings_reproduce_tome_token_counts_per_layer():
+    """PiToMe's rows run at ToMe's tokens per layer (equal FLOPs): its plan on a padded 6-layer
+    encoder gives exactly ToMe's counts for every r and length."""
+    from tomobile.graphs.plan import make_plan
+    from tomobile.runtime.text_eval import setting_configs
+
+    for seq_len, rs in ((128, [4, 8, 16]), (256, [2, 8, 32]), (16, [1, 2])):
+        settings = setting_configs(seq_len, 6, rs, ("tome", "pitome"))
+        assert list(settings)[0] == ("none", 0) and len(settings) == 1 + 2 * len(rs)
+        for r in rs:
+            (tome, counts), (pitome, same) = settings["tome", r], settings["pitome", r]
+            assert counts == same and counts[1] == seq_len - r and tome.method == "tome"
+            plan = make_plan(pitome, 6, seq_len, class_token=True, padded=True)
+            assert plan.method == "pitome" and plan.tokens == counts, (seq_len, r)
+
+
 @pytest.mark.slow
 def test_minilm_r2_stays_close_to_unmerged():
     from tomobile.runtime.text_eval import run_text_eval
