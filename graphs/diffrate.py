@@ -136,7 +136,8 @@ def plan(params: DiffRateParams, shape: PlanShape) -> MergePlan:
 @functools.lru_cache(maxsize=256)
 def _tables(t: int, mid: int, kept: int, p: int) -> dict[str, np.ndarray]:
     """Constants over the sorted order k (T): the rows of the merged tokens (mid - kept, T) and of the
-    destinations (kept, T), the fixed slots (k for a destination, -1 for a pruned token), a
+    destinations (kept, T), a copy of the first for the one matmul that takes it as a weight
+    (`spread`), the fixed slots (k for a destination, -1 for a pruned token), a
     source row's spot in the slot vector, and the protected destination columns."""
     k = np.arange(t)
     src = (np.arange(kept, mid)[:, None] == k[None, :]).astype(np.float32)
@@ -145,7 +146,7 @@ def _tables(t: int, mid: int, kept: int, p: int) -> dict[str, np.ndarray]:
     free = (np.arange(kept) >= p).astype(np.float32)
     shift = (k[:, None] == np.arange(t - p)[None, :] + p).astype(np.float32)  # (T, T - p): [p + j, j] = 1
     head = np.diag((k < p).astype(np.float32))  # (T, T): protected tokens stay first
-    return {"src": src, "dst": dst, "base": base, "free": free, "shift": shift, "head": head}
+    return {"src": src, "spread": src.copy(), "dst": dst, "base": base, "free": free, "shift": shift, "head": head}
 
 
 def class_attention(probs: torch.Tensor, protected: int) -> torch.Tensor:
@@ -174,8 +175,11 @@ def diffrate_step(x: torch.Tensor, probs: torch.Tensor, mid: int, kept: int,
     scores = src @ dst.transpose(-1, -2)  # (B, S, K)
     scores = scores * tab["free"] + PROTECTED * (1.0 - tab["free"])  # the class token receives nothing
     best, partner = best_partner(scores)  # (B, S)
-    slot_k = tab["base"] + partner @ tab["src"]  # (B, T) over sorted k
-    scale_k = 1.0 + (best - 1.0) @ tab["src"]  # (B, T): node_max for merged rows, 1 elsewhere
+    # One matmul for both rows, on a constant of its own: XNNPACK packs a 2-D matmul's constant operand
+    # as a weight, and a weight that another op also reads puts that matmul in a partition of its own.
+    spread = torch.stack((partner, best - 1.0), dim=1) @ tab["spread"]  # (B, 2, T) over sorted k
+    slot_k = tab["base"] + spread[:, 0]  # (B, T)
+    scale_k = 1.0 + spread[:, 1]  # (B, T): node_max for merged rows, 1 elsewhere
     pos = (slot_k.reshape(b, 1, t) @ order).reshape(b, t)  # token order
     return pos, (scale_k.reshape(b, 1, t) @ order).reshape(b, t, 1)
 

@@ -1,6 +1,6 @@
 """Every merge method exported through the CLI and validated against eager (<= 1e-4 fp32), with
-no ExecuTorch operator left on portable kernels, in one XNNPACK partition (DiffRate: several, a
-known gap recorded in docs/methods.md)."""
+no ExecuTorch operator left on portable kernels, in one XNNPACK partition (DiffRate had 7: a
+constant read both as a 2-D matmul's weight and by another op, docs/methods.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from tomobile.cli.main import main
 SPECS = {"vit-tiny": {"pitome": "pitome:ratio=0.8", "diffrate": "diffrate:prune=65,60,50,40,merge=65,55,45,30"},
          "deit-tiny": {"pitome": "pitome:ratio=0.8", "diffrate": "diffrate:prune=66,60,50,40,merge=66,55,45,30"},
          "siglip-tiny": {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8"},
-         "dinov2-tiny": {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8"},
+         "dinov2-tiny": {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8",
+                         "diffrate": "diffrate:prune=65,60,50,40,merge=65,55,45,30"},
          "dinov2-reg-tiny": {"pitome": "pitome:ratio=0.8", "diffrate": "diffrate:prune=69,60,50,40,merge=69,55,45,30"}}
 
 
@@ -30,7 +31,7 @@ def _export(tmp_path: Path, model: str, spec: str, formats: str) -> dict:
     for artifact in manifest["artifacts"]:
         if artifact["format"] == "executorch":
             assert artifact["operators"] == [], artifact
-            assert artifact["partitions"] == 1 or spec.startswith("diffrate:"), artifact
+            assert artifact["partitions"] == 1, artifact
     return manifest
 
 
@@ -40,8 +41,19 @@ def test_vit_tiny_exports_and_validates(tmp_path, method):
     assert manifest["plan"]["tokens_per_layer"][-1] < 65
 
 
-@pytest.mark.slow  # reason: every method x model to all three formats, minutes on 2 cores
-@pytest.mark.parametrize("model,method", [(m, k) for m, specs in SPECS.items() for k in specs])
+# siglip-tiny's .pte (any merge, tome too) fails at execute (error 0x1) in the ExecuTorch runtime:
+# squeeze_copy.dims/unsqueeze_copy of the attention-pool head on portable kernels, 3 partitions;
+# as views they delegate (one partition) and it still fails inside XNNPACK. Open (docs/methods.md).
+_SIGLIP_ET = pytest.mark.xfail(reason="siglip-tiny .pte fails at execute (error 0x1)", strict=True)
+
+
+@pytest.mark.slow  # reason: every method x model to all four formats, 3-6 min each on 2 loaded cores
+@pytest.mark.parametrize("model,method", [pytest.param(m, k, marks=_SIGLIP_ET if m == "siglip-tiny" else ())
+                                          for m, specs in SPECS.items() for k in specs])
 def test_every_method_exports_to_every_format(tmp_path, model, method):
-    manifest = _export(tmp_path, model, SPECS[model][method], "onnx,coreml,executorch")
-    assert {a["format"] for a in manifest["artifacts"]} == {"onnx", "coreml", "executorch"}
+    """ONNX, ExecuTorch and Core AI validated numerically; Core ML spec-checked (numbers need macOS)."""
+    manifest = _export(tmp_path, model, SPECS[model][method], "onnx,executorch,coreml,coreai")
+    assert {a["format"] for a in manifest["artifacts"]} == {"onnx", "coreml", "executorch", "coreai"}
+    checks = manifest["validation"]["checks"]
+    passed = {Path(c["artifact"]).suffix for c in checks if c["status"] == "pass"}
+    assert passed == {".onnx", ".pte", ".aimodel"}, checks  # Core ML: 'needs macOS' after its spec check
