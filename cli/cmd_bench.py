@@ -8,6 +8,7 @@ PyTorch, against the original-style argsort + scatter_reduce merge (tomobile.run
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -129,7 +130,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.quantize == "int8":
         runtimes += [f"{r}-int8" for r in ("onnxruntime", "executorch") if r in runtimes and f"{r}-int8" not in runtimes]
     variants, bundles = [], {}
-    for config, bundle, folder in _prepare(args, configs):
+    prepared = _prepare(args, configs)
+    while prepared:
+        config, bundle, folder = prepared.pop(0)
         name = label(config)
         _export_variant(bundle, folder, runtimes, args.reuse, not args.quiet)
         (part, wrapper), = bundle.parts.items()
@@ -137,7 +140,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         r, flops = _plan_figures(wrapper)
         variants.append(Variant(name, r, folder, flops, config.method, twin if twin in map(label, configs) else None,
                                 part))
-        bundles[name] = wrapper
+        if _has_plan(wrapper):  # kept for the merge share and the eager rows (encoders only)
+            bundles[name] = wrapper
+        del bundle, wrapper  # a UNet's weights (sd15-unet: 3.4 GB each) go before the runtimes load theirs
+        gc.collect()
     _unet_flop_ratios(variants)
     report = BenchReport(args.model, threads, args.runs)
     for runtime in runtimes:
@@ -145,7 +151,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             rows = bench_runtime(runtime, variants, args.runs, n, progress=not args.quiet)
             if runtime.startswith("onnxruntime"):
                 for row, v in zip(rows, variants, strict=True):
-                    if v.method not in ("none", "drop") and _has_plan(bundles[v.label]) and \
+                    if v.label in bundles and v.method not in ("none", "drop") and \
                             any(merge_plan(bundles[v.label].model).r):
                         path = v.folder / ("model.int8.onnx" if runtime.endswith("int8") else "model.onnx")
                         row.merge_share = ort_merge_share(path, load_inputs(v.folder), merge_node_names(bundles[v.label]), n)
