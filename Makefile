@@ -39,7 +39,7 @@ install-hf457: $(HF457_STAMP)
 $(HF457_STAMP): pyproject.toml
 	test -x $(HF457_PY) || $(PYTHON) -m venv $(HF457_VENV)
 	$(HF457_PY) -m pip install --quiet --upgrade pip
-	$(HF457_PY) -m pip install --quiet -e '.[dev,plot,optimum]'
+	$(HF457_PY) -m pip install --quiet -e '.[dev,plot,optimum,optimum-sd]'
 	touch $(HF457_STAMP)
 
 demo: $(STAMP)

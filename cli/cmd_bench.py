@@ -8,8 +8,9 @@ PyTorch, against the original-style argsort + scatter_reduce merge (tomobile.run
 from __future__ import annotations
 
 import argparse
+import gc
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..export.onnx_format import merge_node_names, quantize_int8
@@ -20,7 +21,7 @@ from ..graphs.config import SPEC_HELP, MergeConfig, Schedule
 from ..graphs.errors import InputError
 from ..graphs.hf_models import merge_plan
 from ..runtime.bench import OWN_THREADS, BenchReport, Variant, bench_runtime, format_table, load_inputs, ort_merge_share, save_plot
-from ..runtime.flops import flop_ratio
+from ..runtime.flops import flop_ratio, module_flops
 from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.reference_merge import REFERENCES, compare_eager
 from .checks import THREADS_HELP, check_output_file, int_at_least, parse_threads
@@ -129,23 +130,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.quantize == "int8":
         runtimes += [f"{r}-int8" for r in ("onnxruntime", "executorch") if r in runtimes and f"{r}-int8" not in runtimes]
     variants, bundles = [], {}
-    for config, bundle, folder in _prepare(args, configs):
+    prepared = _prepare(args, configs)
+    while prepared:
+        config, bundle, folder = prepared.pop(0)
         name = label(config)
         _export_variant(bundle, folder, runtimes, args.reuse, not args.quiet)
-        wrapper = bundle.parts["model"]
-        plan = merge_plan(wrapper.model)
-        width, hidden = _dims(wrapper)
+        (part, wrapper), = bundle.parts.items()
         twin = label(config.oracle()) if config.enabled and config.oracle() else None
-        variants.append(Variant(name, plan.r[0] if plan else 0, folder, flop_ratio(plan.tokens, width, hidden)
-                                if plan else 1.0, config.method, twin if twin in map(label, configs) else None))
-        bundles[name] = wrapper
+        r, flops = _plan_figures(wrapper)
+        variants.append(Variant(name, r, folder, flops, config.method, twin if twin in map(label, configs) else None,
+                                part))
+        if _has_plan(wrapper):  # kept for the merge share and the eager rows (encoders only)
+            bundles[name] = wrapper
+        del bundle, wrapper  # a UNet's weights (sd15-unet: 3.4 GB each) go before the runtimes load theirs
+        gc.collect()
+    _unet_flop_ratios(variants)
     report = BenchReport(args.model, threads, args.runs)
     for runtime in runtimes:
         for n in threads[:1] if runtime in OWN_THREADS else threads:
             rows = bench_runtime(runtime, variants, args.runs, n, progress=not args.quiet)
             if runtime.startswith("onnxruntime"):
                 for row, v in zip(rows, variants, strict=True):
-                    if v.method not in ("none", "drop") and any(merge_plan(bundles[v.label].model).r):
+                    if v.label in bundles and v.method not in ("none", "drop") and \
+                            any(merge_plan(bundles[v.label].model).r):
                         path = v.folder / ("model.int8.onnx" if runtime.endswith("int8") else "model.onnx")
                         row.merge_share = ort_merge_share(path, load_inputs(v.folder), merge_node_names(bundles[v.label]), n)
             report.rows.extend(rows)
@@ -153,6 +160,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
         report.eager = _eager_rows([v for v in variants if has_reference(v.method)], bundles, args, threads[-1])
     _write_outputs(report, args)
     return 0
+
+
+def _has_plan(wrapper) -> bool:
+    """An encoder model with a MergePlan (not a diffusers UNet, whose tomesd plan is per block)."""
+    return hasattr(wrapper, "model")
+
+
+def _plan_figures(wrapper) -> tuple[float, float]:
+    """(r of the first layer, analytic FLOP ratio) of an encoder variant; for a UNet (0, its FLOPs),
+    turned into ratios by _unet_flop_ratios once every variant is built."""
+    if not _has_plan(wrapper):
+        return 0, module_flops(wrapper, wrapper.example_inputs())
+    plan = merge_plan(wrapper.model)
+    width, hidden = _dims(wrapper)
+    return (plan.r[0], flop_ratio(plan.tokens, width, hidden)) if plan else (0, 1.0)
+
+
+def _unet_flop_ratios(variants: list[Variant]) -> None:
+    """A UNet variant's FLOP ratio: the unmerged UNet's FLOPs over its drop twin's (the token counts
+    without the merge ops, as for encoders), or over its own where it has no twin in the run."""
+    if variants[0].part == "model":
+        return
+    flops = {v.label: v.flop_ratio for v in variants}
+    for i, v in enumerate(variants):
+        variants[i] = replace(v, flop_ratio=flops[variants[0].label] / flops[v.oracle or v.label])
 
 
 def has_reference(method: str) -> bool:

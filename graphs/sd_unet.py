@@ -69,12 +69,15 @@ class UNetModel(Exportable):
 
 
 def tomesd_config(config: MergeConfig | TomesdConfig) -> TomesdConfig | None:
-    """The tomesd merge a UNet takes (`tomesd:` through the method registry, or a TomesdConfig), or
-    None for `none`; other methods (ToMe, ...) are refused."""
+    """The tomesd merge a UNet takes (`tomesd:` through the method registry, or a TomesdConfig; for
+    the oracle `drop:tomesd:...`, its tomesd config), or None for `none`; other methods (ToMe, ...)
+    are refused."""
     if isinstance(config, TomesdConfig):
         return config
     if config.method == METHOD:
         return config.params
+    if config.drops and config.params.like == METHOD:
+        return config.params.params
     if config.enabled:
         raise SpecError(f"{config.describe()} applies to transformer encoders; Stable Diffusion UNets take "
                         f"{TOMESD_HELP}")
@@ -95,13 +98,15 @@ def unet_bundle(name: str, unet: nn.Module, config: MergeConfig | TomesdConfig, 
                 cfg: bool = False, files: dict[str, str] | None = None) -> ModelBundle:
     """A diffusers UNet patched per `config` at a fixed latent size, as a one-part bundle."""
     merge = tomesd_config(config)
+    drop = isinstance(config, MergeConfig) and config.drops
     latent = latent_size(unet.config.sample_size, size)
     wrapper = UNetModel(unet, latent, 2 if cfg else 1)
-    plans = apply_tomesd(unet, merge, wrapper.example_inputs()) if merge else []
+    plans = apply_tomesd(unet, merge, wrapper.example_inputs(), drop=drop) if merge else []
     manifest = {
         "pipeline": {"kind": "stable-diffusion-unet", "latent": [latent, latent], "batch": 2 if cfg else 1,
                      "image_size": latent * VAE_SCALE, "layout": "diffusers"},
-        "merge": merge.to_json() if merge else {"method": "none"},
+        "merge": {**merge.to_json(), "method": "drop", "like": METHOD} if drop else merge.to_json() if merge
+        else {"method": "none"},
         "tomesd_blocks": [p.to_json() if p else None for p in plans],
     }
     generated = files if files is not None else {"unet/config.json": unet_config_json(unet)}

@@ -176,12 +176,14 @@ def block_tokens(unet: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[nn.M
     return seen
 
 
-def apply_tomesd(unet: nn.Module, config: TomesdConfig, inputs: tuple[torch.Tensor, ...]) -> list[BlockPlan | None]:
+def apply_tomesd(unet: nn.Module, config: TomesdConfig, inputs: tuple[torch.Tensor, ...],
+                 drop: bool = False) -> list[BlockPlan | None]:
     """Patch every BasicTransformerBlock of a diffusers UNet for inputs shaped like `inputs`
     (sample (B, 4, H, W), timestep, encoder_hidden_states); returns the plan per block.
 
     Each merging block gets an instance `forward` (remove_tomesd deletes it); blocks that do not
-    merge are left untouched, so ratio=0 is the unpatched UNet bit for bit."""
+    merge are left untouched, so ratio=0 is the unpatched UNet bit for bit. `drop=True` is the
+    token-drop oracle (`drop:tomesd:...`): the same blocks and token counts with no merge work."""
     remove_tomesd(unet)
     blocks = transformer_blocks(unet)
     for block in blocks:
@@ -192,7 +194,7 @@ def apply_tomesd(unet: nn.Module, config: TomesdConfig, inputs: tuple[torch.Tens
     plans = block_plans([tokens[b] for b in order], tuple(sample.shape[2:]), sample.shape[0], config)
     for block, plan in zip(order, plans, strict=True):
         if plan is not None and (config.merge_attn or config.merge_crossattn or config.merge_mlp):
-            block.forward = functools.partial(tomesd_block_forward, block, plan, config)
+            block.forward = functools.partial(tomesd_block_forward, block, plan, config, drop)
             setattr(block, _PATCH_ATTR, plan)
     return plans
 
@@ -214,18 +216,26 @@ def _check_block(block: nn.Module) -> None:
                         f"has norm_type {norm_type!r}")
 
 
-def tomesd_block_forward(block: nn.Module, plan: BlockPlan, config: TomesdConfig, hidden_states: torch.Tensor,
+def tomesd_block_forward(block: nn.Module, plan: BlockPlan, config: TomesdConfig, drop: bool, hidden_states: torch.Tensor,
                          attention_mask: torch.Tensor | None = None, encoder_hidden_states: torch.Tensor | None = None,
                          encoder_attention_mask: torch.Tensor | None = None, timestep=None,
                          cross_attention_kwargs: dict | None = None, class_labels=None,
                          added_cond_kwargs=None) -> torch.Tensor:
     """diffusers' BasicTransformerBlock.forward (layer_norm) with tomesd's merge: the assignment M
     (B, S - r, S) from the block's input hidden_states (B, S, C), merge by mean before each chosen
-    sub-layer, unmerge (copy back) after it, residuals at full length."""
-    m = assignment(hidden_states, list(plan.dst), plan.r)  # (B, S - r, S)
+    sub-layer, unmerge (copy back) after it, residuals at full length.
+
+    `drop`: the oracle. Each chosen sub-layer runs on the first S - r tokens and the last r get a
+    zero update (their residual only): the same shapes, no similarity, assignment or copy-back."""
+    m = None if drop else assignment(hidden_states, list(plan.dst), plan.r)  # (B, S - r, S)
 
     def around(enabled: bool, layer, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        return unmerge(m, layer(merge_mean(m, x), **kwargs)) if enabled else layer(x, **kwargs)  # (B, S, C)
+        if not enabled:
+            return layer(x, **kwargs)  # (B, S, C)
+        if m is None:
+            kept = layer(x[:, : x.shape[1] - plan.r], **kwargs)  # (B, S - r, C)
+            return nn.functional.pad(kept, (0, 0, 0, plan.r))  # (B, S, C): zero rows appended
+        return unmerge(m, layer(merge_mean(m, x), **kwargs))  # (B, S, C)
 
     kwargs = dict(cross_attention_kwargs or {})
     hidden_states = around(config.merge_attn, block.attn1, block.norm1(hidden_states), attention_mask=attention_mask,
@@ -248,4 +258,4 @@ TOMESD = register_method(Method(
     name=METHOD, summary="tomesd (dbolya/tomesd): spatial merge around diffusers UNets' self-attention, "
                          "equal to the tomesd package; Stable Diffusion UNets only",
     grammar=SPEC_HELP, parse=lambda spec, body: TomesdConfig.parse(spec), plan=_encoders_only,
-    layer=_encoders_only, oracle=False))
+    layer=_encoders_only))  # its drop: twin (`drop:tomesd:...`) is apply_tomesd(drop=True)

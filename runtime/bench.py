@@ -69,6 +69,12 @@ class Variant:
     flop_ratio: float
     method: str = "tome"
     oracle: str | None = None
+    part: str = "model"  # the artifact stem: 'model', or 'unet/model' for a diffusers UNet
+
+    def artifact(self, runtime: BenchRuntime) -> Path:
+        """The file `runtime` runs: 'model.onnx' -> 'unet/model.onnx', 'fp16/model.pte' -> 'fp16/unet/model.pte'."""
+        path = Path(runtime.artifact)
+        return self.folder / path.parent / (self.part + path.name[len("model"):])
 
 
 @dataclass
@@ -148,10 +154,13 @@ def set_executorch_threads(threads: int) -> None:
         portable_lib._unsafe_reset_threadpool(threads)
 
 
-def _artifact_info(path: Path) -> dict:
-    """The manifest entry of the ExecuTorch artifact at `path` (its folder holds the manifest)."""
-    manifest = load_manifest(path.parent)
-    return next((a for a in manifest.get("artifacts", []) if a["path"] == path.name and a["part"] == "model"), {})
+def _artifact_info(v: Variant, rt: BenchRuntime) -> dict:
+    """The manifest entry of the variant's ExecuTorch artifact (the export folder holds the manifest)."""
+    sub = Path(rt.artifact).parent
+    manifest = load_manifest(v.folder / sub)
+    name = v.artifact(rt).relative_to(v.folder / sub).as_posix()
+    return next((a for a in manifest.get("artifacts", []) if a["path"] in (name, Path(name).name)
+                 and a["part"] == v.part), {})
 
 
 def bench_runtime(runtime: str, variants: list[Variant], runs: int, threads: int,
@@ -159,10 +168,10 @@ def bench_runtime(runtime: str, variants: list[Variant], runs: int, threads: int
     """Round-robin latency of every variant on one runtime at one thread count; variants[0] is
     the unmerged baseline."""
     rt = RUNTIMES[runtime]
-    missing = [str(v.folder / rt.artifact) for v in variants if not (v.folder / rt.artifact).exists()]
+    missing = [str(v.artifact(rt)) for v in variants if not v.artifact(rt).exists()]
     if missing:
         raise FileNotFoundError(f"{missing[0]} is missing: export it first")
-    runners = {v.label: (_runner(rt, v.folder / rt.artifact, threads), load_inputs(v.folder, float_dtype=rt.float_dtype))
+    runners = {v.label: (_runner(rt, v.artifact(rt), threads), load_inputs(v.folder, v.part, rt.float_dtype))
                for v in variants}
     fns = {label: (lambda r=r, x=x: r.run(x)) for label, (r, x) in runners.items()}
     times = round_robin(fns, runs, progress=progress, desc=f"{runtime} x{threads}")
@@ -189,7 +198,7 @@ def _rows(rt: BenchRuntime, variants: list[Variant], times: dict[str, list[float
             paired = [a / b - 1.0 for a, b in zip(t, drop, strict=True)]  # same round, side by side
             row.overhead_q1, row.overhead_q3 = (float(q) for q in np.percentile(paired, [25, 75]))
         if rt.fmt == "executorch":
-            info = _artifact_info(v.folder / rt.artifact)
+            info = _artifact_info(v, rt)
             row.partitions = info.get("partitions")
             row.portable_ops = info.get("operators", [])
         rows.append(row)

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
 
 def layer_macs(tokens_in: int, tokens_out: int, width: int, mlp_hidden: int) -> float:
     """Multiply-accumulates of one transformer layer: attention on tokens_in, MLP on tokens_out."""
@@ -32,3 +36,19 @@ def flop_ratio(tokens: Sequence[int], width: int, mlp_hidden: int) -> float:
 def constant_r_tokens(tokens: int, layers: int, r: int) -> list[int]:
     """Token counts of a constant-r plan: [T, T - r, T - 2r, ...] (layers + 1 entries)."""
     return [tokens - r * i for i in range(layers + 1)]
+
+
+def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    """torch's formula for the CPU flash-attention op, which its flop counter has no entry for."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def module_flops(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> float:
+    """FLOPs of one forward of `module`, counted by torch's flop counter on fake tensors (shapes
+    only, no arithmetic: an SD-1.5-size UNet costs nothing). For models whose plan is not a list of
+    encoder layers (diffusers UNets): the ratio of two such counts is their FLOP ratio."""
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+    with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True) as mode, \
+            FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        module(*(mode.from_tensor(x) for x in inputs))
+    return float(counter.get_total_flops())

@@ -100,3 +100,37 @@ def test_parse_and_describe_round_trip(spec, expected):
 def test_bad_specs_are_refused(spec):
     with pytest.raises(SpecError):
         TomesdConfig.parse(spec)
+
+
+def test_drop_twin_runs_the_same_blocks_on_the_same_token_counts_without_merging(unet):
+    """`drop:tomesd:...` (bench's oracle): every merging block's self-attention sees S - r tokens,
+    as under the merge, and the output differs from both the merged and the unmerged UNet."""
+    from tomobile.graphs.sd_unet import unet_bundle
+
+    config = MergeConfig.parse("tomesd:ratio=0.5")
+    twin = config.oracle()
+    assert twin is not None and twin.describe() == "drop:tomesd:ratio=0.5" and MergeConfig.parse(twin.describe()) == twin
+
+    def attn1_tokens(spec: MergeConfig) -> tuple[list[int], torch.Tensor, dict]:
+        bundle = unet_bundle("t", unet, spec)
+        wrapper = bundle.parts["unet/model"]
+        seen: list[int] = []
+        hooks = [m.attn1.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[1]))
+                 for m in unet.modules() if type(m).__name__ == "BasicTransformerBlock"]
+        try:
+            with torch.no_grad():
+                out = wrapper(*wrapper.example_inputs(seed=1))[0]
+        finally:
+            for hook in hooks:
+                hook.remove()
+            remove_tomesd(unet)
+        return seen, out, bundle.manifest
+
+    plain, plain_out, _ = attn1_tokens(MergeConfig())
+    merged, merged_out, merged_manifest = attn1_tokens(config)
+    dropped, dropped_out, manifest = attn1_tokens(twin)
+    assert merged == dropped and merged != plain  # 16x16 blocks: 256 -> 128 tokens, deeper blocks untouched
+    assert sorted(set(plain) - set(merged)) == [256] and 128 in merged
+    assert manifest["merge"]["method"] == "drop" and manifest["merge"]["like"] == "tomesd"
+    assert manifest["tomesd_blocks"] == merged_manifest["tomesd_blocks"]
+    assert (dropped_out - merged_out).abs().max() > 1e-3 and (dropped_out - plain_out).abs().max() > 1e-3

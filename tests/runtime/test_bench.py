@@ -129,3 +129,28 @@ def test_bench_cli_on_vit_tiny_writes_json(tmp_path):
     assert et["2"]["r=8"]["partitions"] == et["2"]["drop r=8"]["partitions"] == 1
     assert 0.0 < ort["1"]["r=8"]["merge_share"] < 1.0
     assert ort["2"]["r=8"]["merge_overhead"] is not None and ort["2"]["drop r=8"]["merge_overhead"] is None
+
+
+def test_unet_variants_find_their_files_under_unet_and_count_flops_on_fake_tensors():
+    """A diffusers UNet's export keeps diffusers' layout (unet/model.onnx, fp16/unet/model.pte); its
+    FLOP ratio is the unmerged UNet's FLOPs over the drop twin's, counted by torch's flop counter."""
+    from pathlib import Path
+
+    from tomobile.cli.cmd_bench import _plan_figures, _unet_flop_ratios
+    from tomobile.graphs.sd_unet import sd_unet_tiny
+    from tomobile.runtime.bench import RUNTIMES, Variant
+
+    pytest.importorskip("diffusers", reason="diffusers is in the sd extra that `make test` installs")
+    v = Variant("tomesd:ratio=0.5", 0, Path("w/x"), 1.0, "tomesd", part="unet/model")
+    assert v.artifact(RUNTIMES["onnxruntime"]) == Path("w/x/unet/model.onnx")
+    assert v.artifact(RUNTIMES["executorch-fp16"]) == Path("w/x/fp16/unet/model.pte")
+    assert Variant("r=0", 0, Path("w"), 1.0).artifact(RUNTIMES["onnxruntime-int8"]) == Path("w/model.int8.onnx")
+
+    specs = ["none", "tomesd:ratio=0.5", "drop:tomesd:ratio=0.5"]
+    flops = [_plan_figures(sd_unet_tiny(MergeConfig.parse(s)).parts["unet/model"])[1] for s in specs]
+    assert flops[2] < flops[1] < flops[0]  # the merge saves attention work; its one-hot matmuls cost some back
+    variants = [Variant("r=0", 0, Path("a"), flops[0], "none", part="unet/model"),
+                Variant("m", 0, Path("b"), flops[1], "tomesd", "d", part="unet/model"),
+                Variant("d", 0, Path("c"), flops[2], "drop", part="unet/model")]
+    _unet_flop_ratios(variants)
+    assert [v.flop_ratio for v in variants] == [1.0, flops[0] / flops[2], flops[0] / flops[2]]
