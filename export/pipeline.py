@@ -26,7 +26,8 @@ from tomobile.runtime.contract import write_contract
 
 from .executorch_int8 import CALIBRATION_SEEDS
 from .output import MANIFEST, Staging, discard, make_staging
-from .registry import ExportOptions, PartInfo, get_exporter
+from .registry import ExportOptions, PartInfo, get_exporter, get_group_exporter
+from .shared import weight_group_table, weight_groups
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def stage_export(bundle: ModelBundle, formats: list[str], out_dir: Path, options
 
 def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options: ExportOptions,
                  progress: bool) -> dict:
-    parts, artifacts = {}, []
+    parts, artifacts, groups, pending = {}, [], weight_groups(bundle.parts), {}
     steps = tqdm(total=len(bundle.parts) * len(formats), desc="export", unit="artifact", disable=not progress)
     for stem, wrapper in bundle.parts.items():
         wrapper.eval()
@@ -142,17 +143,24 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
         calibration = tuple(wrapper.example_inputs(seed=s) for s in range(CALIBRATION_SEEDS)) if options.quantize else ()
         info = PartInfo(stem, tuple(s.name for s in wrapper.input_specs), tuple(wrapper.output_names),
                         calibration=calibration, external_weights=wrapper.external_weights)
+        pending[stem] = (get_program, info)
         for fmt in formats:
             exporter = get_exporter(fmt)
             steps.set_postfix_str(f"{stem}{exporter.suffix}")
-            path = staging / f"{stem}{exporter.suffix}"
             opts = exporter.options_for(options)
-            details = exporter.export(get_program, info, path, opts)
-            # An fp16 graph (ExecuTorch) takes and returns float16; Core ML keeps float32 I/O.
-            float_io = "float16" if fmt == "executorch" and opts.precision == "fp16" else "float32"
-            artifacts.append({"format": fmt, "part": stem, "path": path.name, "sha256": sha256_path(path),
-                              "bytes": size_bytes(path), "float_io": float_io, **details})
+            group, export_group = groups.get(stem), get_group_exporter(fmt)
+            if group is None or export_group is None:
+                path = staging / f"{stem}{exporter.suffix}"
+                artifacts.append(_artifact(fmt, stem, path, opts, exporter.export(get_program, info, path, opts)))
+            elif stem == group[-1]:  # the group's last part: export them all, weights once
+                path = staging / f"{group[0]}{exporter.suffix}"
+                details = export_group({s: pending[s][0] for s in group}, {s: pending[s][1] for s in group}, path, opts)
+                artifacts += [_artifact(fmt, s, staging / d.pop("path", path.name), opts, {**d, "weight_group": group[0]})
+                              for s, d in details.items()]
             steps.update(1)
+        if stem not in groups or stem == groups[stem][-1]:
+            for s in groups.get(stem, (stem,)):
+                del pending[s]  # every format has written the group: its programs can go
     steps.close()
     files = bundle.write_files(staging)
     files += FILE_WRITERS[bundle.name](staging) if bundle.name in FILE_WRITERS else []
@@ -167,10 +175,18 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
         "backend": next((b for b in backends if b), None),
         "parts": parts,
         "artifacts": artifacts,
+        **({"weight_groups": weight_group_table(artifacts)} if groups else {}),
         "files": {name: sha256_path(staging / name) for name in files},
         "test_vectors": {stem: sha256_path(staging / VECTORS_DIR / f"{stem}.npz") for stem in parts},
         "tools": tool_versions(),
     }
+
+
+def _artifact(fmt: str, stem: str, path: Path, opts: ExportOptions, details: dict) -> dict:
+    # An fp16 graph (ExecuTorch) takes and returns float16; Core ML keeps float32 I/O.
+    float_io = "float16" if fmt == "executorch" and opts.precision == "fp16" else "float32"
+    return {"format": fmt, "part": stem, "path": path.name, "sha256": sha256_path(path),
+            "bytes": size_bytes(path), "float_io": float_io, **details}
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:

@@ -7,6 +7,7 @@ benchmarks and the samplers share one calling convention whatever the runtime.
 from __future__ import annotations
 
 import logging
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,9 @@ class OnnxRunner:
         import onnxruntime as ort
 
         opts = ort_session_options(threads, spinning)
+        self._weights = external_weights(path)  # held while the session lives
+        if self._weights is not None:
+            opts.add_external_initializers(*self._weights.initializers(path))
         if profile is not None:
             opts.enable_profiling = True
             opts.profile_file_prefix = str(profile)
@@ -56,16 +60,87 @@ class OnnxRunner:
         return self.session.end_profiling()
 
 
-class ExecuTorchRunner:
-    def __init__(self, path: Path, weights: Path | None = None) -> None:
-        """`weights`: the program's .ptd data file when its weights were written outside it."""
-        from executorch.runtime import Runtime
+class _DataFile:
+    """An ONNX external data file mapped read-only once per process, an OrtValue per distinct
+    tensor in it. Sessions given these values (SessionOptions.add_external_initializers) use the
+    mapped pages in place: the graphs of a weight group (`<group>.onnx.data`, export/shared.py)
+    then hold their weights once in memory, as file pages, instead of a heap copy per session."""
 
-        if weights is None:
-            self.program = Runtime.get().load_program(str(path))
-        else:
-            self.program = Runtime.get().load_program(str(path), data_path=str(weights))
-        self.method = self.program.load_method("forward")
+    def __init__(self, path: Path) -> None:
+        self.map = np.memmap(path, dtype=np.uint8, mode="r")
+        self.values: dict[tuple, object] = {}
+
+    def initializers(self, graph: Path) -> tuple[list[str], list]:
+        import onnx
+        import onnxruntime as ort
+        from onnx.helper import tensor_dtype_to_np_dtype
+
+        names, values = [], []
+        for t in onnx.load(str(graph), load_external_data=False).graph.initializer:
+            if t.data_location != onnx.TensorProto.EXTERNAL:
+                continue
+            info = {e.key: e.value for e in t.external_data}
+            offset, length = int(info.get("offset", 0)), int(info["length"])
+            key = (offset, t.data_type, tuple(t.dims))
+            if key not in self.values:
+                raw = self.map[offset:offset + length].view(tensor_dtype_to_np_dtype(t.data_type))
+                self.values[key] = ort.OrtValue.ortvalue_from_numpy(raw.reshape(tuple(t.dims)))
+            names.append(t.name)
+            values.append(self.values[key])
+        return names, values
+
+
+_DATA_FILES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def external_weights(graph: Path) -> _DataFile | None:
+    """The mapped external data file of an ONNX graph (shared by every session of this process
+    that reads it), or None for a graph with its weights inline or in several files."""
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    locations = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+    if len(locations) != 1:
+        return None
+    path = (Path(graph).parent / locations.pop()).resolve()
+    held = _DATA_FILES.get(str(path))
+    if held is None:
+        held = _DataFile(path)
+        _DATA_FILES[str(path)] = held
+    return held
+
+
+class _Program:
+    """An ExecuTorch Program, held by every runner of one of its methods (weak-referenceable)."""
+
+    def __init__(self, program) -> None:
+        self.program = program
+
+
+# (pte, ptd) -> the loaded program, while a runner holds it: the methods of one shared .pte
+# (docs/shared_weights.md) come from one Program, which maps the file and its weights once.
+_PROGRAMS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def executorch_program(path: Path, weights: Path | None = None) -> _Program:
+    from executorch.runtime import Runtime
+
+    key = (str(Path(path).resolve()), str(Path(weights).resolve()) if weights else None)
+    held = _PROGRAMS.get(key)
+    if held is None:
+        data = {} if weights is None else {"data_path": str(weights)}
+        held = _Program(Runtime.get().load_program(str(path), **data))
+        _PROGRAMS[key] = held
+    return held
+
+
+class ExecuTorchRunner:
+    def __init__(self, path: Path, weights: Path | None = None, method: str | None = None) -> None:
+        """`weights`: the program's .ptd data file when its weights were written outside it;
+        `method`: the part's method in a shared .pte (manifest `method`), None: `forward`."""
+        self._program = executorch_program(path, weights)
+        self.program = self._program.program
+        self.method = self.program.load_method(method or "forward")
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         import torch
@@ -77,8 +152,17 @@ class ExecuTorchRunner:
 RUNNERS = {"onnx": OnnxRunner, "executorch": ExecuTorchRunner}
 
 
-def load_runner(fmt: str, path: Path, weights: Path | None = None):
-    """A runner for one artifact; `weights` is an ExecuTorch .ptd (ONNX finds its external data itself)."""
+def load_runner(fmt: str, path: Path, weights: Path | None = None, method: str | None = None):
+    """A runner for one artifact; `weights` is an ExecuTorch .ptd (ONNX finds its external data
+    itself), `method` the artifact's method in a shared ExecuTorch program."""
     if fmt not in RUNNERS:
         raise ValueError(f"no Linux runner for format {fmt!r}; runners: {', '.join(RUNNERS)}")
-    return ExecuTorchRunner(path, weights) if fmt == "executorch" else RUNNERS[fmt](path)
+    return ExecuTorchRunner(path, weights, method) if fmt == "executorch" else RUNNERS[fmt](path)
+
+
+def artifact_runner(folder: Path, artifact: dict):
+    """The runner of a manifest artifact entry: its file, its weights file and its method."""
+    from .manifest import inside
+
+    weights = inside(folder, artifact["weights"]["path"]) if "weights" in artifact else None
+    return load_runner(artifact["format"], inside(folder, artifact["path"]), weights, artifact.get("method"))

@@ -52,6 +52,7 @@ class PartFile:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     float16: bool = False  # ExecuTorch fp16 parts take and return float16
+    method: str | None = None  # its method in a .pte shared with the parts of the same weights
 
 
 @dataclass
@@ -119,7 +120,7 @@ def open_split(folder: Path, runtime: str, verify: bool = True) -> SplitModel:
         parts[entry["name"]] = PartFile(entry["name"], inside(folder, rec["path"]), weights, rec["total_bytes"],
                                         tuple(i["name"] for i in entry["inputs"]),
                                         tuple(o["name"] for o in entry["outputs"]),
-                                        _is_fp16(manifest, entry["name"], fmt))
+                                        _is_fp16(manifest, entry["name"], fmt), rec.get("method"))
     if verify:
         _verify_files(folder, split["parts"], fmt)
     return SplitModel(folder, runtime, parts, {k: list(v) for k, v in split["sequences"].items()})
@@ -184,7 +185,7 @@ class _ExecuTorchPart:
     def __init__(self, part: PartFile) -> None:
         from .artifacts import ExecuTorchRunner
 
-        self.runner = ExecuTorchRunner(part.path, part.weights)
+        self.runner = ExecuTorchRunner(part.path, part.weights, part.method)
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         return self.runner.run(arrays)

@@ -85,7 +85,10 @@ def _tokenizer_encode(artifacts: Path, length: int) -> Callable[[str], tuple[np.
     return ids
 
 
-def _session_runner(path: Path, kind: RuntimeKind) -> Callable[..., list[np.ndarray]]:
+def _session_runner(path: Path, kind: RuntimeKind, weights: Path | None = None,
+                    method: str | None = None) -> Callable[..., list[np.ndarray]]:
+    """`weights`, `method`: an ExecuTorch artifact's .ptd and its method in a shared .pte (ONNX
+    Runtime finds a graph's external data itself: a shared `<group>.onnx.data` too)."""
     if kind is RuntimeKind.ONNXRUNTIME:
         from .artifacts import OnnxRunner
 
@@ -95,11 +98,10 @@ def _session_runner(path: Path, kind: RuntimeKind) -> Callable[..., list[np.ndar
         # and 30-step clips ran 1.5x slower on the shared 2-core machine (docs/video.md).
         runner = OnnxRunner(path, threads=int(os.environ.get("TOMOBILE_THREADS", "0")) or None, spinning=False)
         return lambda *arrays: runner.run(list(arrays))
-    import torch
-    from executorch.runtime import Runtime
+    from .artifacts import ExecuTorchRunner
 
-    method = Runtime.get().load_program(str(path)).load_method("forward")
-    return lambda *arrays: [o.numpy() for o in method.execute([torch.from_numpy(np.ascontiguousarray(a)) for a in arrays])]
+    runner = ExecuTorchRunner(path, weights, method)  # the variants of one .pte share its Program
+    return lambda *arrays: runner.run(list(arrays))
 
 
 class LazyVariants(Mapping):
@@ -130,12 +132,17 @@ def _checked_runner(folder: Path, artifact: dict, kind: RuntimeKind) -> Callable
     from .validate import ValidationError
 
     path = inside(folder, artifact["path"])
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is listed in the manifest but missing; export again")
-    if sha256_path(path) != artifact["sha256"]:
-        raise ValidationError(f"{path} does not match its sha256 in the manifest (corrupt or changed); export again")
+    records = [(path, artifact["sha256"])]
+    if "weights" in artifact:  # a weights file beside the graph (shared by a weight group's parts)
+        records.append((inside(folder, artifact["weights"]["path"]), artifact["weights"]["sha256"]))
+    for file, digest in records:
+        if not file.exists():
+            raise FileNotFoundError(f"{file} is listed in the manifest but missing; export again")
+        if sha256_path(file) != digest:
+            raise ValidationError(f"{file} does not match its sha256 in the manifest (corrupt or changed); export again")
+    weights = records[1][0] if len(records) > 1 and artifact["format"] == "executorch" else None
     try:
-        return _session_runner(path, kind)
+        return _session_runner(path, kind, weights, artifact.get("method"))
     except Exception as err:  # a runtime that cannot load a file whose checksum matched
         raise ValidationError(f"{kind.value} cannot load {path}: {str(err).splitlines()[0] if str(err) else err}") from None
 
