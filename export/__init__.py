@@ -1,1 +1,2 @@
-"""tomobile.export: the `tomobile` CLI and one exporter per format (onnx, coreml, executorch)."""
+"""tomobile.export: one exporter per format (onnx, coreml, executorch), the op check, the pipeline
+(stage -> validate -> finalize) and split export."""

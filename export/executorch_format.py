@@ -10,6 +10,7 @@ import contextlib
 import math
 from pathlib import Path
 
+from ..graphs.errors import InputError
 from .opcheck import UnsupportedOpError, check_executorch_operators, check_graph, registered_executorch_kernels
 from .registry import ExportOptions, PartInfo, register_exporter, register_group_exporter
 from .split import file_record
@@ -293,7 +294,7 @@ def export_executorch_methods(get_programs: dict, parts: dict[str, PartInfo], ou
         program = get_programs[stem](options.precision)
         if options.quantize == "int8":
             if options.precision != "fp32" or options.backend != "xnnpack":
-                raise ValueError("--quantize int8 for executorch takes the fp32 model and the xnnpack backend")
+                raise InputError("--quantize int8 for executorch takes the fp32 model and the xnnpack backend")
             from .executorch_int8 import quantize_int8
 
             program, precision = quantize_int8(program, part.calibration), "int8"

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..graphs.errors import TomobileError
+
 ALL = ("onnx", "coreml", "executorch")
 _SORT = "no sort kernel in the ExecuTorch runtime: the .pte writes and then fails at load_method"
 _SCATTER = {
@@ -42,7 +44,7 @@ class OpProblem:
         return f"{self.op} (node {self.node}): {self.reason}"
 
 
-class UnsupportedOpError(RuntimeError):
+class UnsupportedOpError(TomobileError, RuntimeError):
     def __init__(self, part: str, fmt: str, problems: list[OpProblem]) -> None:
         shown = "; ".join(str(p) for p in problems[:3])
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""

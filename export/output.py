@@ -20,11 +20,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..graphs.errors import TomobileError
+
 MANIFEST = "manifest.json"
 MANIFEST_KEY = "tomobile_manifest"  # present in every manifest `tomobile export` writes
 
 
-class OutputError(ValueError):
+class OutputError(TomobileError, ValueError):
     """An output location that cannot or must not be written; the message says why."""
 
 

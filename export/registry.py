@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from ..graphs.errors import TomobileError
+
 # export(get_program, part, out_path, options) -> manifest details. get_program(precision) returns a
 # fresh copy of the part's torch.export ExportedProgram, which the exporter may change freely.
 ExportFn = Callable[[Callable[[str], torch.export.ExportedProgram], "PartInfo", Path, "ExportOptions"], dict]
@@ -76,12 +78,12 @@ _GROUP_EXPORTERS: dict[str, GroupExportFn] = {}
 _MODULES = ("onnx_format", "executorch_format", "coreml_format")
 
 
-class FormatError(KeyError):
+class FormatError(TomobileError, KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; print it plainly
         return str(self.args[0])
 
 
-class OptionError(ValueError):
+class OptionError(TomobileError, ValueError):
     """An export option that none of the asked formats honours."""
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tomobile.graphs.exportable import ModelBundle
 
+from ..graphs.errors import InputError
 from .pipeline import sha256_path, size_bytes
 
 SPLIT_FORMATS = ("onnx", "executorch", "coreml")
@@ -24,7 +25,7 @@ def split_bundle(bundle: ModelBundle, kind: str, quantize: str | None) -> ModelB
     from tomobile.graphs.video_parts import split_denoisers
 
     if quantize:
-        raise ValueError(f"--split {kind} writes fp32 parts (fp16 with --precision for ExecuTorch); "
+        raise InputError(f"--split {kind} writes fp32 parts (fp16 with --precision for ExecuTorch); "
                          f"--quantize {quantize} is not supported with --split")
     return split_denoisers(bundle, kind)
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum
 
+from .errors import TomobileError
+
 
 class MergeMethod(str, Enum):
     NONE = "none"
@@ -31,7 +33,7 @@ class Schedule(str, Enum):
     LIST = "list"
 
 
-class SpecError(ValueError):
+class SpecError(TomobileError, ValueError):
     """A merge SPEC that does not parse; the message says what is allowed."""
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from torch import nn
 
 from .config import MergeConfig
+from .errors import TomobileError
 from .exportable import ModelBundle
 from .hf_models import apply_merge
 from .hf_wrappers import FIRST_WORD_ID, ImageModel, TextModel, config_json, preprocessor_json, single_model_bundle
@@ -52,7 +53,7 @@ ARCHITECTURES: dict[str, dict[str, tuple[str, ...]]] = {
 _CLIP_TEXT_SIDE = ("text_model.", "text_projection.", "logit_scale")
 
 
-class FolderError(ValueError):
+class FolderError(TomobileError, ValueError):
     """A local model folder that cannot be exported; the message is one line."""
 
 

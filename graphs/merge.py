@@ -33,6 +33,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from .errors import InputError
+
 # A large finite negative score. Cosine similarities lie in [-1, 1]; protected tokens sit
 # below every real score, and below pairs that may not merge (padding against real tokens).
 NO_MATCH = -1.0e4
@@ -304,10 +306,10 @@ def assignment(
 def check_r(t: int, r: int, class_token: bool, distill_token: bool) -> int:
     """Raise ValueError unless one step may merge r of t tokens; returns t."""
     if distill_token and not class_token:
-        raise ValueError("a distillation token needs a class token in front of it")
+        raise InputError("a distillation token needs a class token in front of it")
     limit = max_r(t, class_token, distill_token)
     if not 0 <= r <= limit:
-        raise ValueError(f"r={r} is out of range for {t} tokens: allowed 0..{limit}")
+        raise InputError(f"r={r} is out of range for {t} tokens: allowed 0..{limit}")
     return t
 
 

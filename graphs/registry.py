@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import MergeConfig
+from .errors import TomobileError
 from .exportable import ModelBundle
 
 Builder = Callable[..., ModelBundle]  # (MergeConfig, **options) -> ModelBundle
@@ -25,7 +26,7 @@ class ModelEntry:
     options: tuple[str, ...] = ()  # keyword options the builder takes besides the MergeConfig
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(TomobileError, KeyError):
     """A model name that is neither built in nor a local folder; the message lists the names."""
 
     def __str__(self) -> str:  # KeyError quotes its message; print it plainly

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import InputError
+
 # The ranking, partner choice, cumsum and one-hot come from graphs/merge.py (comparison-free,
 # so Core ML converts them and XNNPACK delegates them).
 from .merge import NO_MATCH, _best_partner, _cumsum, _rank_descending, one_hot_assignment, unmerge
@@ -57,7 +59,7 @@ def destination_indices(h: int, w: int, cfg: SpatialMergeConfig) -> list[int]:
 def merge_count(h: int, w: int, cfg: SpatialMergeConfig) -> int:
     """r: tokens removed by the merge, int(h*w*ratio) capped at the number of sources."""
     if not 0.0 <= cfg.ratio <= 1.0:
-        raise ValueError(f"spatial merge ratio {cfg.ratio} must lie in [0, 1]")
+        raise InputError(f"spatial merge ratio {cfg.ratio} must lie in [0, 1]")
     sources = h * w - len(destination_indices(h, w, cfg))
     return min(int(h * w * cfg.ratio), sources)
 

@@ -23,6 +23,8 @@ from enum import Enum
 
 import torch
 
+from .errors import InputError
+
 
 class TdtmPositions(str, Enum):
     ORIGINAL = "original"  # On-device Sora: RoPE on the merged sequence, positions 0..T'-1
@@ -38,7 +40,7 @@ def merged_frames(frames: int, odd: TdtmOdd = TdtmOdd.ORIGINAL) -> int:
     """Frame count after TDTM: the pairs, plus the odd last frame when it is kept."""
     keep_last = TdtmOdd(odd) is TdtmOdd.KEEP and frames % 2 == 1
     if frames // 2 + int(keep_last) < 1:
-        raise ValueError(f"TDTM with odd frames {TdtmOdd(odd).value!r} needs at least 2 frames, got {frames}")
+        raise InputError(f"TDTM with odd frames {TdtmOdd(odd).value!r} needs at least 2 frames, got {frames}")
     return frames // 2 + int(keep_last)
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import torch
 
+from .errors import InputError
 from .exportable import Exportable, ModelBundle, TensorSpec
 from .merge import MASK_BIAS
 from .video_dit import T_FLOOR, STBlock, VideoDiT, VideoMerge, modulate, timestep_embedding
@@ -174,10 +175,10 @@ def split_denoisers(bundle: ModelBundle, kind: str = "blocks") -> ModelBundle:
     `split.sequences` maps each variant to its ordered part names.
     """
     if kind not in SPLIT_KINDS:
-        raise ValueError(f"unknown --split {kind!r}; allowed: {', '.join(SPLIT_KINDS)}")
+        raise InputError(f"unknown --split {kind!r}; allowed: {', '.join(SPLIT_KINDS)}")
     denoisers = {stem: w for stem, w in bundle.parts.items() if isinstance(w, GuidedDenoiser)}
     if not denoisers:
-        raise ValueError(f"--split blocks needs a video denoiser; {bundle.name} has none "
+        raise InputError(f"--split blocks needs a video denoiser; {bundle.name} has none "
                          "(split models: video-dit-tiny, video-dit-large)")
     model = next(iter(denoisers.values())).model
     specs = next(iter(denoisers.values())).input_specs

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..graphs.errors import InputError
+
 log = logging.getLogger(__name__)
 
 
@@ -156,7 +158,7 @@ def load_runner(fmt: str, path: Path, weights: Path | None = None, method: str |
     """A runner for one artifact; `weights` is an ExecuTorch .ptd (ONNX finds its external data
     itself), `method` the artifact's method in a shared ExecuTorch program."""
     if fmt not in RUNNERS:
-        raise ValueError(f"no Linux runner for format {fmt!r}; runners: {', '.join(RUNNERS)}")
+        raise InputError(f"no Linux runner for format {fmt!r}; runners: {', '.join(RUNNERS)}")
     return ExecuTorchRunner(path, weights, method) if fmt == "executorch" else RUNNERS[fmt](path)
 
 

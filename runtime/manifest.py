@@ -8,11 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..graphs.errors import TomobileError
+
 MANIFEST = "manifest.json"
 FORMATS = ("onnx", "coreml", "executorch")  # the formats an export folder may list
 
 
-class ManifestError(ValueError):
+class ManifestError(TomobileError, ValueError):
     """A folder whose manifest is missing, unreadable or not the shape an export writes."""
 
 

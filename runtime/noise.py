@@ -29,6 +29,8 @@ import math
 
 import numpy as np
 
+from ..graphs.errors import InputError
+
 GAMMA = 0x9E3779B97F4A7C15
 MIX1 = 0xBF58476D1CE4E5B9
 MIX2 = 0x94D049BB133111EB
@@ -102,5 +104,5 @@ def latent_noise(shape: tuple[int, ...], seed: int) -> np.ndarray:
     """Initial noise (e.g. (1, C, T, H, W)) for `seed`: float64 normals in C order, rounded to float32.
     Returns a fresh, writable array (the computed one is cached per shape and seed)."""
     if seed < 0 or seed > _MASK64:
-        raise ValueError(f"seed must be in 0..2^64-1, got {seed}")
+        raise InputError(f"seed must be in 0..2^64-1, got {seed}")
     return _latent(tuple(int(d) for d in shape), int(seed)).copy()

@@ -32,6 +32,8 @@ from enum import Enum
 
 import numpy as np
 
+from ..graphs.errors import InputError
+
 log = logging.getLogger(__name__)
 
 # On-device Sora's RFLOW scheduler: minimum_steps = 14 for its 30-step sampling.
@@ -71,7 +73,7 @@ def timesteps(steps: int, ratio: float, mode: TimestepMode = TimestepMode.DISCRE
     with Python's round (half to even) on the float64 product, as RFLOW's int(round(t))."""
     mode = TimestepMode(mode)
     if mode is TimestepMode.DISCRETE and steps > NUM_TIMESTEPS:
-        raise ValueError(f"discrete timesteps allow at most {NUM_TIMESTEPS} steps, got {steps}; use continuous timesteps")
+        raise InputError(f"discrete timesteps allow at most {NUM_TIMESTEPS} steps, got {steps}; use continuous timesteps")
     times = []
     for i in range(steps):
         u = 1.0 - i / steps
@@ -116,7 +118,7 @@ class LeapConfig:
             return cls(mode=LeapMode.AUTO, similarity=sim)
         if value.isascii() and value.isdigit() and int(value) >= 1:
             return cls(mode=LeapMode.FIXED, step=int(value), similarity=sim)
-        raise ValueError(f"bad --lpl value {text!r}; allowed: off, auto, or a step count N >= 1")
+        raise InputError(f"bad --lpl value {text!r}; allowed: off, auto, or a step count N >= 1")
 
 
 def parse_mode(enum: type[Enum], value, option: str):
@@ -125,7 +127,7 @@ def parse_mode(enum: type[Enum], value, option: str):
         return enum(value)
     except ValueError:
         allowed = ", ".join(m.value for m in enum)
-        raise ValueError(f"bad {option} value {value!r}; allowed: {allowed}") from None
+        raise InputError(f"bad {option} value {value!r}; allowed: {allowed}") from None
 
 
 @dataclass(frozen=True)
@@ -139,16 +141,16 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise InputError(f"steps must be >= 1, got {self.steps}")
         if TimestepMode(self.timesteps) is TimestepMode.DISCRETE and self.steps > NUM_TIMESTEPS:
-            raise ValueError(f"discrete timesteps allow at most {NUM_TIMESTEPS} steps, got {self.steps}")
+            raise InputError(f"discrete timesteps allow at most {NUM_TIMESTEPS} steps, got {self.steps}")
         if not 0 <= self.tdtm_steps <= self.steps:
-            raise ValueError(f"TDTM steps (--tdtm-steps) must be 0..{self.steps} for {self.steps} steps, "
+            raise InputError(f"TDTM steps (--tdtm-steps) must be 0..{self.steps} for {self.steps} steps, "
                              f"got {self.tdtm_steps}")
         if not (math.isfinite(self.guidance) and math.isfinite(self.shift)):
-            raise ValueError(f"guidance and shift must be finite numbers, got {self.guidance} and {self.shift}")
+            raise InputError(f"guidance and shift must be finite numbers, got {self.guidance} and {self.shift}")
         if self.leap.mode is LeapMode.FIXED and not 1 <= self.leap.step <= self.steps - 2:
-            raise ValueError(f"a leap after N steps (--lpl N) needs 1 <= N <= {self.steps - 2} for {self.steps} "
+            raise InputError(f"a leap after N steps (--lpl N) needs 1 <= N <= {self.steps - 2} for {self.steps} "
                              f"steps; got {self.leap.step} (at N = {self.steps - 1} the last step is a plain step: "
                              "no leap)")
 
@@ -194,7 +196,7 @@ def velocity_similarity(prev: np.ndarray, cur: np.ndarray, mode: SimilarityMode)
     if SimilarityMode(mode) is SimilarityMode.FULL:
         return cosine(prev, cur)
     if np.ndim(cur) != 5:
-        raise ValueError(f"the original LPL similarity needs velocities (B, C, T, H, W), got shape {np.shape(cur)}")
+        raise InputError(f"the original LPL similarity needs velocities (B, C, T, H, W), got shape {np.shape(cur)}")
     rows = cosine_rows(prev[0, 0, 0], cur[0, 0, 0])  # (H,)
     return float(_ordered_sums(rows)[0] / rows.shape[0])
 

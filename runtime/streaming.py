@@ -31,6 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..graphs.errors import TomobileError
 from .memory import MemoryPeak, MemoryProbe, malloc_trim, populate_mappings
 from .overlap import Heartbeat, hidden_seconds
 
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 RUNTIME_FORMATS = {"onnxruntime": "onnx", "executorch": "executorch"}
 
 
-class StreamError(ValueError):
+class StreamError(TomobileError, ValueError):
     """A split export that cannot be streamed as asked: one line for the CLI, exit code 2."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..graphs.errors import TomobileError
 from .artifacts import artifact_runner
 from .manifest import inside, load_manifest
 
@@ -29,7 +30,7 @@ INT8_MIN_PSNR_DB = 30.0  # int8 (dynamic quantisation) artifacts: PSNR against e
 PASS, FAIL, NEEDS_MACOS = "pass", "FAIL", "needs macOS"
 
 
-class ValidationError(RuntimeError):
+class ValidationError(TomobileError, RuntimeError):
     """The folder cannot be validated at all: missing manifest, checksum mismatch, unreadable file."""
 
 

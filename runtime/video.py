@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..graphs.errors import InputError
 from .noise import latent_noise
 from .sampler import SampleResult, SamplerConfig, sample
 
@@ -185,7 +186,7 @@ def check_tdtm(artifacts: Path, recorded: dict[str, str], asked: dict[str, str])
     for key, value in asked.items():
         if value != recorded[key]:
             flag = "--" + key.replace("_", "-")
-            raise ValueError(f"{flag} {value} differs from the {recorded[key]!r} that {artifacts} was exported with; "
+            raise InputError(f"{flag} {value} differs from the {recorded[key]!r} that {artifacts} was exported with; "
                              f"re-export with `tomobile export video-dit-tiny {flag} {value}` or drop {flag}")
 
 
@@ -245,7 +246,7 @@ def load_runtime(kind: RuntimeKind, artifacts: Path | None, tdtm: dict[str, str]
     if kind is RuntimeKind.EAGER:
         return eager_runtime(tdtm)
     if artifacts is None:
-        raise ValueError(f"--runtime {kind.value} needs --artifacts DIR (from `tomobile export video-dit-tiny`)")
+        raise InputError(f"--runtime {kind.value} needs --artifacts DIR (from `tomobile export video-dit-tiny`)")
     return artifact_runtime(artifacts, kind, tdtm)
 
 
@@ -298,7 +299,7 @@ def save_clip(frames: np.ndarray, out: Path, scale: int = 4, fps: int = 8) -> No
     """Write .gif (upscaled, looping) or .npy (float32 [T, H, W, 3]) atomically."""
     suffix = out.suffix.lower()
     if suffix not in (".gif", ".npy"):
-        raise ValueError(f"--out must end in .gif or .npy, got {out.name!r}")
+        raise InputError(f"--out must end in .gif or .npy, got {out.name!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.stem}.{os.getpid()}.tmp{suffix}"  # opened as usual: umask-respecting mode
     try:

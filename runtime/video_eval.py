@@ -22,6 +22,7 @@ import numpy as np
 
 from tomobile.graphs.clips import parse_caption
 
+from ..graphs.errors import InputError
 from .detect import detect
 from .sampler import LeapConfig, SamplerConfig
 from .video import RuntimeKind, VideoRuntime, artifact_tdtm, generate
@@ -84,7 +85,7 @@ def parse_mode_sets(text: str) -> list[ModeSet]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     bad = [n for n in names if n not in MODE_SETS]
     if bad or not names or len(set(names)) != len(names):
-        raise ValueError(f"bad --mode-sets value {text!r}; allowed: a comma list of {', '.join(MODE_SETS)}, each once")
+        raise InputError(f"bad --mode-sets value {text!r}; allowed: a comma list of {', '.join(MODE_SETS)}, each once")
     return [MODE_SETS[n] for n in names]
 
 
@@ -98,7 +99,7 @@ def mode_set_folders(kind: RuntimeKind, artifacts: list[str], sets: list[ModeSet
     for s in sets:
         match = [folder for folder, modes in recorded.items() if modes == s.tdtm]
         if not match:
-            raise ValueError(f"mode set {s.name} needs artifacts exported with --tdtm-positions {s.tdtm_positions} "
+            raise InputError(f"mode set {s.name} needs artifacts exported with --tdtm-positions {s.tdtm_positions} "
                              f"--tdtm-odd {s.tdtm_odd}; give that folder as another --artifacts")
         folders[s.name] = match[0]
     return folders

@@ -17,7 +17,7 @@ def vit_tiny_export_run(tmp_path_factory) -> subprocess.CompletedProcess:
     """`tomobile export vit-tiny --merge tome:r=8` to all three formats, as a user runs it (a fresh
     process, progress bars on); its output folder is `.args[-1]`."""
     out = tmp_path_factory.mktemp("exports") / "vit-tiny"
-    proc = subprocess.run([sys.executable, "-m", "tomobile.export.cli", "export", "vit-tiny", "--merge", "tome:r=8",
+    proc = subprocess.run([sys.executable, "-m", "tomobile.cli", "export", "vit-tiny", "--merge", "tome:r=8",
                            "--format", "onnx,coreml,executorch", "--out", str(out)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -34,7 +34,7 @@ def vit_tiny_export(vit_tiny_export_run) -> Path:
 def video_export(tmp_path_factory) -> Path:
     """video-dit-tiny as ONNX with test_vectors/contract.json, via the CLI (a few minutes on 2 cores).
     The app tests (tests/android, tests/web) share this one export."""
-    from tomobile.export.cli import main
+    from tomobile.cli.main import main
 
     out = tmp_path_factory.mktemp("app-exports") / "video-dit-tiny"
     assert main(["-q", "export", "video-dit-tiny", "--format", "onnx", "--out", str(out)]) == 0
@@ -43,7 +43,7 @@ def video_export(tmp_path_factory) -> Path:
 
 def split_export(tmp_path_factory, model: str) -> Path:
     """`model` exported with --split blocks to ONNX and ExecuTorch and validated, via the CLI."""
-    from tomobile.export.cli import main
+    from tomobile.cli.main import main
 
     out = tmp_path_factory.mktemp("exports") / model
     assert main(["-q", "export", model, "--split", "blocks", "--format", "onnx,executorch", "--out", str(out)]) == 0

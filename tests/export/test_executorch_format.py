@@ -46,7 +46,7 @@ def test_fp16_merged_model_is_one_partition_without_portable_ops(tmp_path, name)
     zero class token gave NaN through an fp16 layer-norm eps that rounded to 0."""
     import json
 
-    from tomobile.export.cli import main
+    from tomobile.cli.main import main
 
     out = tmp_path / name
     assert main(["-q", "export", name, "--merge", "tome:r=8", "--format", "executorch", "--precision", "fp16",
@@ -63,7 +63,7 @@ def test_static_int8_keeps_the_merge_in_one_partition_and_passes_psnr(tmp_path, 
     and the weights stay int8 in the file (folding their dequantize made an fp32-sized .pte)."""
     import json
 
-    from tomobile.export.cli import main
+    from tomobile.cli.main import main
 
     out = tmp_path / "int8"
     assert main(["-q", "export", "vit-tiny", "--merge", "tome:r=8", "--format", "executorch", "--quantize", "int8",

@@ -31,7 +31,7 @@ def photo():
 
 
 def export(model: str, spec: str, out: Path) -> Path:
-    from tomobile.export.cli import main
+    from tomobile.cli.main import main
 
     assert main(["-q", "export", model, "--merge", spec, "--format", "onnx", "--out", str(out)]) == 0
     return out

@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from tomobile.export.cli import main
+from tomobile.cli.main import main
 
 
 def test_builtin_export_folder_is_hugging_face_shaped(vit_tiny_export: Path):

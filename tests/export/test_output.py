@@ -132,7 +132,7 @@ def test_signal_during_export_removes_staging_and_says_one_line(tmp_path: Path, 
     out = tmp_path / "out"
     # A test run started in the background (`make test &`) inherits SIGINT ignored, and Python then
     # ignores Ctrl-C as well, as a Unix tool should; the child here gets the default disposition back.
-    proc = subprocess.Popen([sys.executable, "-m", "tomobile.export.cli", "-q", "export", "vit-tiny", "--format", "onnx",
+    proc = subprocess.Popen([sys.executable, "-m", "tomobile.cli", "-q", "export", "vit-tiny", "--format", "onnx",
                              "--out", str(out)], stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300

@@ -207,7 +207,7 @@ BAD_FOLDERS = {
 
 @pytest.mark.parametrize("case", list(BAD_FOLDERS))
 def test_bad_folder_is_one_line_error_exit_2_nothing_written(tmp_path, capsys, case):
-    from tomobile.export.cli import main
+    from tomobile.cli.main import main
 
     make, needle = BAD_FOLDERS[case]
     folder = make(tmp_path)

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tomobile.export.cmd_bench import label, parse_runtimes, parse_specs, parse_threads
+from tomobile.cli.cmd_bench import label, parse_runtimes, parse_specs, parse_threads
 from tomobile.graphs.config import MergeConfig
 from tomobile.runtime.bench import BenchReport, BenchRow, format_table, round_robin, save_plot
 from tomobile.runtime.flops import constant_r_tokens, flop_ratio, layer_macs
@@ -115,7 +115,7 @@ def test_reference_merge_gives_the_static_graphs_output_on_a_patched_vit():
 
 @pytest.mark.slow
 def test_bench_cli_on_vit_tiny_writes_json(tmp_path):
-    from tomobile.export.cli import main
+    from tomobile.cli.main import main
 
     out = tmp_path / "b.json"
     rc = main(["-q", "bench", "vit-tiny", "--merge", "tome:r=8", "--runs", "2", "--eager-runs", "1",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tomobile.export.cli import main
+from tomobile.cli.main import main
 from tomobile.runtime.sampler import LeapConfig, SamplerConfig
 from tomobile.runtime.video import eager_runtime, generate, save_clip
 

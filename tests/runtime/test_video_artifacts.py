@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fakes import fake_video_export
 
-from tomobile.export.cli import main
+from tomobile.cli.main import main
 from tomobile.runtime.sampler import LeapConfig, SamplerConfig
 from tomobile.runtime.video import RuntimeKind, artifact_runtime, needed_variants
 

@@ -33,7 +33,7 @@ def require_web_setup() -> None:
 
 def cli(*argv: str) -> str:
     """`tomobile ARGV` in this process; returns what it printed; fails the test on a non-zero exit."""
-    from tomobile.export.cli import main
+    from tomobile.cli.main import main
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tomobile.runtime.sampler import LeapConfig, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
-from tomobile.runtime.video import RuntimeKind, VideoRuntime
-
+from ..graphs.errors import InputError
+from ..runtime.sampler import LeapConfig, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
+from ..runtime.video import RuntimeKind, VideoRuntime
 from .checks import finite_float, int_at_least, note
 
 
@@ -19,7 +19,7 @@ def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float, times
                    lpl_similarity: str | None = None) -> SamplerConfig:
     """CLI values -> SamplerConfig (None: the default mode); raises ValueError with a one-line message
     on bad input (a TDTM count above the steps or a leap at the last step is refused, not clamped)."""
-    from tomobile.graphs.video_zoo import SAMPLER_DEFAULTS
+    from ..graphs.video_zoo import SAMPLER_DEFAULTS
 
     return SamplerConfig(
         steps=steps,
@@ -43,7 +43,7 @@ def add_tdtm_args(p: argparse.ArgumentParser, default: str) -> None:
 
 def tdtm_options(args: argparse.Namespace) -> dict[str, str]:
     """The TDTM modes given on the command line, checked; omitted ones are left out."""
-    from tomobile.graphs.tdtm import TdtmOdd, TdtmPositions
+    from ..graphs.tdtm import TdtmOdd, TdtmPositions
 
     given = {"tdtm_positions": (TdtmPositions, args.tdtm_positions), "tdtm_odd": (TdtmOdd, args.tdtm_odd)}
     return {key: parse_mode(enum, value, "--" + key.replace("_", "-")).value
@@ -99,10 +99,10 @@ def open_runtime_at(kind: RuntimeKind, artifacts: str | None, variants: list[str
                     tdtm: dict[str, str]) -> VideoRuntime:
     """The runtime with `variants` loaded (so a missing or damaged one stops the command before any
     sampling). --artifacts with eager is refused, as is a TDTM mode the artifacts were not exported with."""
-    from tomobile.runtime.video import load_runtime, preload
+    from ..runtime.video import load_runtime, preload
 
     if kind is RuntimeKind.EAGER and artifacts:
-        raise ValueError("--artifacts applies to --runtime onnxruntime or executorch; eager runs the built-in model "
+        raise InputError("--artifacts applies to --runtime onnxruntime or executorch; eager runs the built-in model "
                          "(drop --artifacts or give --runtime)")
     rt = load_runtime(kind, Path(artifacts) if artifacts else None, tdtm)
     preload(rt, variants)
@@ -111,7 +111,7 @@ def open_runtime_at(kind: RuntimeKind, artifacts: str | None, variants: list[str
 
 def note_unknown_words(prompt: str) -> None:
     """One line on stderr when the prompt goes beyond what video-dit-tiny was trained on."""
-    from tomobile.graphs.clips import COLOURS, DIRECTIONS, SHAPES, parse_caption, unknown_words
+    from ..graphs.clips import COLOURS, DIRECTIONS, SHAPES, parse_caption, unknown_words
 
     unknown = unknown_words(prompt)
     if unknown or parse_caption(prompt) is None:
@@ -123,9 +123,9 @@ def note_unknown_words(prompt: str) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from tomobile.graphs.clips import parse_caption
-    from tomobile.runtime.detect import detect
-    from tomobile.runtime.video import generate, needed_variants, save_clip, variant_name
+    from ..graphs.clips import parse_caption
+    from ..runtime.detect import detect
+    from ..runtime.video import generate, needed_variants, save_clip, variant_name
 
     from .checks import check_output_file
 
@@ -135,8 +135,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     variants = needed_variants(cfg, args.tome) + ([variant_name(False, False)] if args.compare else [])
     streamer = None
     if args.stream or args.memory_budget or args.no_prefetch:
-        from tomobile.runtime.stream_video import stream_args
-        from tomobile.runtime.video import preload
+        from ..runtime.stream_video import stream_args
+        from ..runtime.video import preload
 
         rt, streamer = stream_args(args.stream, args.runtime, args.artifacts, args.memory_budget, not args.no_prefetch,
                                    tdtm_options(args))
@@ -161,7 +161,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"detector: colour {d.colour}, shape {d.shape}, direction {d.direction} -> "
               f"{'follows the prompt' if d.compliance(spec)['all'] else 'does not fully follow the prompt'}")
     if streamer is not None:
-        from tomobile.runtime.stream_video import format_steps
+        from ..runtime.stream_video import format_steps
 
         print(format_steps(streamer.stats, streamer.budget))
     if args.compare:
@@ -173,9 +173,9 @@ def _compare_with_baseline(rt, args: argparse.Namespace, cfg: SamplerConfig, gen
     """Run the plain sampler (same seed, no leap, no merge) and print speed and quality against it."""
     from tqdm import tqdm
 
-    from tomobile.runtime.sampler import LeapConfig
-    from tomobile.runtime.video import generate
-    from tomobile.runtime.video_eval import psnr, ssim
+    from ..runtime.sampler import LeapConfig
+    from ..runtime.video import generate
+    from ..runtime.video_eval import psnr, ssim
 
     base_cfg = SamplerConfig(steps=cfg.steps, guidance=cfg.guidance, shift=cfg.shift, leap=LeapConfig(), tdtm_steps=0,
                              timesteps=cfg.timesteps)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tomobile.export.cli import main
+from tomobile.cli.main import main
 from tomobile.export.pipeline import sha256_path
 
 
@@ -179,7 +179,7 @@ def test_stream_bench_runs_every_mode_on_the_micro_split(micro_split_export, tmp
     import json
     import shutil
 
-    from tomobile.export.cli import main
+    from tomobile.cli.main import main
 
     work = tmp_path / "work"
     shutil.copytree(micro_split_export, work)

@@ -11,7 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-from .output import OutputError, check_parent_writable, nearest_existing
+from ..export.output import OutputError, check_parent_writable, nearest_existing
 
 
 def finite_float(text: str) -> float:

@@ -13,8 +13,8 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from tomobile.graphs.config import SPEC_HELP, MergeConfig, MergeMethod, Schedule
-
+from ..graphs.config import SPEC_HELP, MergeConfig, MergeMethod, Schedule
+from ..graphs.errors import InputError
 from .cmd_stream_bench import add_stream_args
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def parse_specs(text: str, oracle: bool = True) -> list[MergeConfig]:
             if config.enabled and config not in configs:
                 configs.append(config)
     if len(configs) == 1:
-        raise ValueError(f"--merge names no merging spec; give one or more of: {SPEC_HELP}, separated by ';'")
+        raise InputError(f"--merge names no merging spec; give one or more of: {SPEC_HELP}, separated by ';'")
     if oracle:
         twins = [c.as_method(MergeMethod.DROP) for c in configs if c.method is MergeMethod.TOME]
         configs += [c for c in twins if c not in configs]
@@ -46,7 +46,7 @@ def parse_runtimes(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     bad = [n for n in names if n not in BENCH_RUNTIMES]
     if bad or not names:
-        raise ValueError(f"unknown runtime {bad[0] if bad else text!r}; runtimes: {', '.join(BENCH_RUNTIMES)}")
+        raise InputError(f"unknown runtime {bad[0] if bad else text!r}; runtimes: {', '.join(BENCH_RUNTIMES)}")
     return list(dict.fromkeys(names))
 
 
@@ -56,7 +56,7 @@ def parse_threads(text: str) -> list[int]:
     except ValueError:
         values = []
     if not values or min(values) < 1:
-        raise ValueError(f"--threads must be comma-separated integers >= 1, got {text!r}")
+        raise InputError(f"--threads must be comma-separated integers >= 1, got {text!r}")
     return list(dict.fromkeys(values))
 
 
@@ -80,8 +80,8 @@ def merge_node_names(wrapper) -> set[str]:
     import torch
     from torch.fx.traceback import preserve_node_meta
 
-    from tomobile.graphs.layers import MERGE_ANNOTATION
-    from tomobile.graphs.merge import MergeOps, merge_ops
+    from ..graphs.layers import MERGE_ANNOTATION
+    from ..graphs.merge import MergeOps, merge_ops
 
     with torch.no_grad(), preserve_node_meta(), merge_ops(MergeOps.INDEXED):  # as the ONNX exporter traces it
         program = torch.export.export(wrapper, wrapper.example_inputs(seed=0), strict=False)
@@ -94,7 +94,7 @@ def _variant_folder(work: Path, config: MergeConfig) -> Path:
 
 
 def _reusable(folder: Path, config: MergeConfig, formats: list[str]) -> bool:
-    from .output import is_tomobile_export
+    from ..export.output import is_tomobile_export
 
     names = {"onnx": "model.onnx", "executorch": "model.pte"}
     return (is_tomobile_export(folder) and all((folder / names[f]).exists() for f in formats)
@@ -105,8 +105,8 @@ def export_or_reuse(bundle, config: MergeConfig, folder: Path, formats: list[str
                     progress: bool) -> None:
     """Export `bundle` into `folder` (an absolute path check_out_dir accepted) unless `reuse` and it
     already holds an export of the same spec and files."""
-    from .output import finalize
-    from .pipeline import stage_export
+    from ..export.output import finalize
+    from ..export.pipeline import stage_export
 
     if reuse and _reusable(folder, config, formats):
         log.info("reusing %s", folder)
@@ -118,8 +118,8 @@ def export_or_reuse(bundle, config: MergeConfig, folder: Path, formats: list[str
 def _export_variant(bundle, config: MergeConfig, folder: Path, runtimes: list[str], reuse: bool,
                     progress: bool) -> None:
     """Export `bundle` into `folder` with every file `runtimes` run (fp16/int8 .pte in sub-folders)."""
-    from .onnx_format import quantize_int8
-    from .registry import ExportOptions
+    from ..export.onnx_format import quantize_int8
+    from ..export.registry import ExportOptions
 
     formats = sorted({"onnx" if r.startswith("onnx") else "executorch" for r in runtimes
                       if r in ("onnxruntime", "onnxruntime-int8", "executorch")}, reverse=True)
@@ -138,7 +138,7 @@ def _check_outputs(args: argparse.Namespace) -> list[int]:
     from .checks import check_output_file
 
     if args.runs < 1 or args.eager_runs < 1:
-        raise ValueError("--runs and --eager-runs must be at least 1")
+        raise InputError("--runs and --eager-runs must be at least 1")
     check_output_file(Path(args.json) if args.json else None, "--json")
     check_output_file(Path(args.plot) if args.plot else None, "--plot", (".png",))
     return parse_threads(DEFAULT_THREADS if args.threads is None else args.threads)
@@ -146,8 +146,8 @@ def _check_outputs(args: argparse.Namespace) -> list[int]:
 
 def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple[MergeConfig, object, Path]]:
     """Every spec built on the model and every variant folder checked, before any export starts."""
-    from .cli import check_trace_source, resolve_model, source_folder
-    from .output import check_out_dir
+    from .model_arg import check_trace_source, resolve_model, source_folder
+    from ..export.output import check_out_dir
 
     work = Path(args.work) if args.work else Path("tomobile-out") / "bench" / args.model.replace("/", "_")
     source = source_folder(args.model)
@@ -162,16 +162,16 @@ def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from tomobile.graphs.hf_models import merge_plan
-    from tomobile.runtime.bench import BenchReport, Variant, bench_runtime, load_inputs, ort_merge_share
-    from tomobile.runtime.flops import flop_ratio
+    from ..graphs.hf_models import merge_plan
+    from ..runtime.bench import BenchReport, Variant, bench_runtime, load_inputs, ort_merge_share
+    from ..runtime.flops import flop_ratio
 
     if args.stream:
         from .cmd_stream_bench import cmd_stream_bench
 
         return cmd_stream_bench(args)
     if args.merge is None:
-        raise ValueError(f"bench needs --merge SPEC[;SPEC...] ({SPEC_HELP}), or --stream for a video denoiser")
+        raise InputError(f"bench needs --merge SPEC[;SPEC...] ({SPEC_HELP}), or --stream for a video denoiser")
     threads = _check_outputs(args)
     configs = parse_specs(args.merge, oracle=not args.no_oracle)
     runtimes = parse_runtimes(args.runtime)
@@ -205,7 +205,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _eager_rows(variants, bundles, args, threads: int) -> list[dict]:
-    from tomobile.runtime.reference_merge import compare_eager
+    from ..runtime.reference_merge import compare_eager
 
     rows = []
     for v in variants:
@@ -217,7 +217,7 @@ def _eager_rows(variants, bundles, args, threads: int) -> list[dict]:
 
 
 def _write_outputs(report, args) -> None:
-    from tomobile.runtime.bench import format_table, save_plot
+    from ..runtime.bench import format_table, save_plot
 
     print(f"{report.model}: threads {', '.join(map(str, report.threads))}, median of {report.runs} round-robin runs; "
           "merge overhead = median(tome) / median(drop) - 1, IQR of the same ratio round by round")

@@ -8,7 +8,7 @@ import logging
 import re
 import warnings
 
-from tomobile.export import quiet
+from tomobile.cli import quiet
 
 # What the libraries printed in a normal `tomobile export` before the filters.
 NOISE = ("cpuinfo_utils.cpp", "Failed to load", "is an Enum subclass", "torchvision is not installed",

@@ -9,25 +9,27 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from ..graphs.errors import InputError
+
 
 def _ints(text: str, what: str) -> list[int]:
     items = [v.strip() for v in text.split(",") if v.strip()]
     if not items or not all(v.isascii() and v.isdigit() for v in items):
-        raise ValueError(f"{what} must be one or more comma-separated integers >= 0 (digits 0-9), got {text!r}")
+        raise InputError(f"{what} must be one or more comma-separated integers >= 0 (digits 0-9), got {text!r}")
     return [int(v) for v in items]
 
 
 def _check_settings(seq_lens: list[int], rs: list[int]) -> None:
     """Every length fits MiniLM's position table and every r fits every length, before any work."""
-    from tomobile.graphs.config import MergeConfig
-    from tomobile.graphs.plan import make_plan
-    from tomobile.graphs.text_context import minilm_dir
+    from ..graphs.config import MergeConfig
+    from ..graphs.plan import make_plan
+    from ..graphs.text_context import minilm_dir
 
     config = json.loads((minilm_dir() / "config.json").read_text())
     longest = int(config["max_position_embeddings"])
     bad = [n for n in seq_lens if not 8 <= n <= longest]
     if bad:
-        raise ValueError(f"--seq-lens {bad[0]} is out of range: all-MiniLM-L6-v2 takes 8..{longest} tokens")
+        raise InputError(f"--seq-lens {bad[0]} is out of range: all-MiniLM-L6-v2 takes 8..{longest} tokens")
     for n in seq_lens:
         for r in rs:
             if r:
@@ -40,12 +42,12 @@ _RUNTIMES = ("eager", "onnxruntime", "executorch")
 def _exports(seq_lens: list[int], rs: list[int], runtimes: list[str], work: Path, reuse: bool,
              progress: bool) -> dict[tuple[int, int], Path]:
     """(seq_len, r) -> folder with the MiniLM sentence encoder exported to the asked formats."""
-    from tomobile.graphs.config import MergeConfig
-    from tomobile.graphs.zoo import minilm_dir, sentence_bundle
+    from ..graphs.config import MergeConfig
+    from ..graphs.zoo import minilm_dir, sentence_bundle
 
     from .cmd_bench import export_or_reuse
-    from .output import check_out_dir
-    from .registry import ExportOptions
+    from ..export.output import check_out_dir
+    from ..export.registry import ExportOptions
 
     formats = [f for f, rt in (("onnx", "onnxruntime"), ("executorch", "executorch")) if rt in runtimes]
     folders = {}
@@ -60,7 +62,7 @@ def _exports(seq_lens: list[int], rs: list[int], runtimes: list[str], work: Path
 
 
 def cmd_eval_text(args: argparse.Namespace) -> int:
-    from tomobile.runtime.text_eval import format_table, run_text_eval
+    from ..runtime.text_eval import format_table, run_text_eval
 
     from .checks import check_output_file
 
@@ -71,7 +73,7 @@ def cmd_eval_text(args: argparse.Namespace) -> int:
     check_output_file(Path(args.markdown) if args.markdown else None, "--markdown")
     runtimes = [n.strip() for n in args.runtime.split(",") if n.strip()]
     if not runtimes or any(n not in _RUNTIMES for n in runtimes) or "eager" not in runtimes:
-        raise ValueError(f"--runtime must list eager and any of {', '.join(_RUNTIMES[1:])}, got {args.runtime!r}")
+        raise InputError(f"--runtime must list eager and any of {', '.join(_RUNTIMES[1:])}, got {args.runtime!r}")
     exported = tuple(n for n in _RUNTIMES[1:] if n in runtimes)
     exports = None
     if exported:

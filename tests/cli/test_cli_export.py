@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tomobile.export.cli import main
+from tomobile.cli.main import main
 
 
 def test_export_writes_artifacts_manifest_and_validation(vit_tiny_export: Path):
@@ -81,7 +81,7 @@ def test_bad_input_is_one_line_error_and_nothing_written(tmp_path: Path, argv, n
     (bad / "config.json").write_text("{}")
     out = tmp_path / "out"
     argv = [a.format(out=out, bad=bad, missing=tmp_path / "missing") for a in argv]
-    proc = subprocess.run([sys.executable, "-m", "tomobile.export.cli", "-q", *argv], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "tomobile.cli", "-q", *argv], capture_output=True, text=True)
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("tomobile: error:") and needle in last, proc.stderr

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from fakes import fake_export, fake_video_export
 
-from tomobile.export.cli import main
+from tomobile.cli.main import main
 
 GEN = ["generate", "a red circle moving left", "--out", "{w}/clip.gif"]
 VIDEO = ["eval", "video", "--out", "{w}/eval"]
@@ -229,7 +229,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(world, monkeypatch, ca
                                   ["generate", "x", "--out", "{w}/c.gif", "--guidance", "nan"]])
 def test_real_process_prints_one_line_and_no_traceback(world, argv):
     before = _snapshot(world["w"])
-    proc = subprocess.run([sys.executable, "-m", "tomobile.export.cli", *_argv(argv, world)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "tomobile.cli", *_argv(argv, world)], capture_output=True,
                           text=True, cwd=world["w"])
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("tomobile: error:")
@@ -237,7 +237,7 @@ def test_real_process_prints_one_line_and_no_traceback(world, argv):
 
 
 def test_quiet_goes_after_the_subcommand_and_version_prints(capsys):
-    from tomobile.export.cli import build_parser
+    from tomobile.cli.main import build_parser
 
     assert _run(["models", "-q"]) == 0 and "vit-tiny" in capsys.readouterr().out
     assert _run(["--version"]) == 0 and capsys.readouterr().out.startswith("tomobile ")

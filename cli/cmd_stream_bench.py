@@ -9,6 +9,8 @@ import json
 import logging
 from pathlib import Path
 
+from ..graphs.errors import InputError
+
 log = logging.getLogger(__name__)
 
 STREAM_RUNTIMES = ("onnxruntime", "executorch")
@@ -36,13 +38,13 @@ def stream_threads(text: str | None) -> int:
         return STREAM_THREADS
     threads = parse_threads(text)
     if len(threads) != 1:
-        raise ValueError(f"bench --stream takes one --threads count, got {text!r} (default: {STREAM_THREADS})")
+        raise InputError(f"bench --stream takes one --threads count, got {text!r} (default: {STREAM_THREADS})")
     return threads[0]
 
 
 def parse_budgets(text: str, total: int) -> list[tuple[int, str]]:
     """'25%,64MB' -> [(bytes, label)]; percentages are of `total` (the variant's part bytes)."""
-    from tomobile.runtime.streaming import parse_bytes
+    from ..runtime.streaming import parse_bytes
 
     out = []
     for item in (s.strip() for s in text.split(",") if s.strip()):
@@ -52,26 +54,26 @@ def parse_budgets(text: str, total: int) -> list[tuple[int, str]]:
             except ValueError:
                 share = -1.0
             if share <= 0:
-                raise ValueError(f"budget {item!r} is not a positive percentage; give e.g. 25%,50%,100% or 64MB")
+                raise InputError(f"budget {item!r} is not a positive percentage; give e.g. 25%,50%,100% or 64MB")
             out.append((int(total * share), item))
         else:
             out.append((parse_bytes(item), item))
     if not out:
-        raise ValueError(f"--budgets names no budget; give e.g. {DEFAULT_BUDGETS}")
+        raise InputError(f"--budgets names no budget; give e.g. {DEFAULT_BUDGETS}")
     return out
 
 
 def export_split(model: str, folder: Path, formats: list[str], reuse: bool, progress: bool) -> None:
     """Export MODEL with --split blocks into `folder` (validated), unless `reuse` finds it there.
     `folder` went through check_out_dir; the export is staged and moved into place only when it passed."""
-    from tomobile.graphs.config import MergeConfig
-    from tomobile.runtime.validate import format_table, validate_dir
+    from ..graphs.config import MergeConfig
+    from ..runtime.validate import format_table, validate_dir
 
-    from .cli import resolve_model
-    from .output import discard, finalize, is_tomobile_export
-    from .pipeline import stage_export, write_manifest
-    from .registry import ExportOptions
-    from .split import list_parts, split_bundle
+    from .model_arg import resolve_model
+    from ..export.output import discard, finalize, is_tomobile_export
+    from ..export.pipeline import stage_export, write_manifest
+    from ..export.registry import ExportOptions
+    from ..export.split import list_parts, split_bundle
 
     if reuse and is_tomobile_export(folder):
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -88,7 +90,7 @@ def export_split(model: str, folder: Path, formats: list[str], reuse: bool, prog
         write_manifest(staging.path, manifest)
         if not report.passed:
             print(format_table(report).replace(str(staging.path), str(folder)))
-            raise ValueError(f"the split export for {folder} failed validation (table above); nothing was written")
+            raise InputError(f"the split export for {folder} failed validation (table above); nothing was written")
         finalize(staging)
     except BaseException:
         discard(staging)
@@ -96,22 +98,22 @@ def export_split(model: str, folder: Path, formats: list[str], reuse: bool, prog
 
 
 def cmd_stream_bench(args: argparse.Namespace) -> int:
-    from tomobile.runtime.stream_bench import plan_modes, run_bench
-    from tomobile.runtime.stream_report import format_table, goals, save_plot, to_json
-    from tomobile.runtime.streaming import mb, open_split
+    from ..runtime.stream_bench import plan_modes, run_bench
+    from ..runtime.stream_report import format_table, goals, save_plot, to_json
+    from ..runtime.streaming import mb, open_split
 
     from .checks import check_output_file
-    from .output import check_out_dir
+    from ..export.output import check_out_dir
 
     runtimes = [r.strip() for r in args.runtime.split(",") if r.strip()]
     bad = [r for r in runtimes if r not in STREAM_RUNTIMES]
     if bad or not runtimes:
-        raise ValueError(f"--stream runtime {bad[0] if bad else args.runtime!r}; allowed: {', '.join(STREAM_RUNTIMES)}")
+        raise InputError(f"--stream runtime {bad[0] if bad else args.runtime!r}; allowed: {', '.join(STREAM_RUNTIMES)}")
     if args.steps < 2 or args.rounds < 1:
-        raise ValueError("--steps must be at least 2 (the first call loads) and --rounds at least 1")
+        raise InputError("--steps must be at least 2 (the first call loads) and --rounds at least 1")
     for option, value in (("--merge", args.merge), ("--quantize", args.quantize)):
         if value is not None:
-            raise ValueError(f"{option} does not apply to bench --stream (it times the unmerged fp32 denoiser "
+            raise InputError(f"{option} does not apply to bench --stream (it times the unmerged fp32 denoiser "
                              "of the split export); leave it out")
     args.threads = stream_threads(args.threads)
     check_output_file(Path(args.json) if args.json else None, "--json")
@@ -127,7 +129,7 @@ def cmd_stream_bench(args: argparse.Namespace) -> int:
         budgets[runtime] = parse_budgets(args.budgets, split.sequence_bytes(variant))
         low, label = min(budgets[runtime])
         if low < split.largest().size:
-            raise ValueError(f"budget {label} ({mb(low)}) is below the largest part {split.largest().name} "
+            raise InputError(f"budget {label} ({mb(low)}) is below the largest part {split.largest().name} "
                              f"({mb(split.largest().size)}); give budgets of at least that")
     results = run_bench(work, variant, plan_modes(runtimes, budgets), args.steps, args.threads, args.rounds,
                         not args.quiet)

@@ -8,25 +8,27 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from ..graphs.errors import InputError
+
 
 def _video_plan(args: argparse.Namespace):
     """Mode sets (None: one set from the mode options), prompts and seeds, all checked before any clip is made."""
-    from tomobile.runtime.video_eval import PROMPTS, SEEDS, parse_mode_sets
+    from ..runtime.video_eval import PROMPTS, SEEDS, parse_mode_sets
 
     from .checks import check_output_folder
 
     if args.prompts > len(PROMPTS):
-        raise ValueError(f"--prompts {args.prompts}: there are {len(PROMPTS)} prompts; give 1..{len(PROMPTS)} "
+        raise InputError(f"--prompts {args.prompts}: there are {len(PROMPTS)} prompts; give 1..{len(PROMPTS)} "
                          "(or 0 for all)")
     check_output_folder(Path(args.out), "--out")
     sets = None
     if args.mode_sets is not None:
         given = [f for f in ("timesteps", "lpl_similarity", "tdtm_positions", "tdtm_odd") if getattr(args, f) is not None]
         if given:
-            raise ValueError(f"--mode-sets sets every mode; drop --{given[0].replace('_', '-')}")
+            raise InputError(f"--mode-sets sets every mode; drop --{given[0].replace('_', '-')}")
         sets = parse_mode_sets(args.mode_sets)
     elif len(args.artifacts or []) > 1:
-        raise ValueError("more than one --artifacts needs --mode-sets (one export folder per mode set)")
+        raise InputError("more than one --artifacts needs --mode-sets (one export folder per mode set)")
     prompts = PROMPTS[: args.prompts] if args.prompts else PROMPTS
     seeds = tuple(range(args.seeds)) if args.seeds else SEEDS
     return sets, prompts, seeds
@@ -37,8 +39,8 @@ def _open_mode_sets(args: argparse.Namespace, sets):
     set from the mode options, named after the runtime's TDTM modes."""
     from dataclasses import replace
 
-    from tomobile.runtime.video import RuntimeKind, needed_variants
-    from tomobile.runtime.video_eval import default_settings, mode_set, mode_set_folders
+    from ..runtime.video import RuntimeKind, needed_variants
+    from ..runtime.video_eval import default_settings, mode_set, mode_set_folders
 
     from .cmd_generate import open_runtime_at, sampler_config, tdtm_options
 
@@ -66,7 +68,7 @@ def _open_mode_sets(args: argparse.Namespace, sets):
 def cmd_eval_video(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from tomobile.runtime.video_eval import format_table, run_video_eval, save_grid
+    from ..runtime.video_eval import format_table, run_video_eval, save_grid
 
     sets, prompts, seeds = _video_plan(args)
     runtimes, sets, settings = _open_mode_sets(args, sets)

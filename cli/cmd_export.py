@@ -1,0 +1,93 @@
+"""`tomobile export MODEL --merge SPEC --format LIST --out DIR`: export, validate, write the manifest."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..export.output import check_out_dir, discard, finalize
+from ..export.pipeline import stage_export, write_manifest
+from ..export.registry import ExportOptions, check_options, exporters, option_values, parse_formats
+from ..export.split import list_parts, split_bundle
+from ..graphs.config import SPEC_HELP, MergeConfig
+from ..runtime.validate import format_table, validate_dir
+from .checks import note
+from .cmd_generate import add_tdtm_args, tdtm_options
+from .model_arg import check_trace_source, resolve_model, source_folder
+
+DEFAULT_OUT = Path("tomobile-out")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    config = MergeConfig.parse(args.merge)
+    formats = parse_formats(args.format)
+    options = ExportOptions(backend=args.backend, precision=args.precision, quantize=args.quantize)
+    notes = check_options(formats, options)
+    tdtm = tdtm_options(args)
+    source = source_folder(args.model)
+    out_arg = Path(args.out) if args.out else DEFAULT_OUT / (source.resolve().name if source else args.model)
+    out = check_out_dir(out_arg, force=args.force, keep=(source,) if source else ())
+    bundle = resolve_model(args.model, config, tdtm)
+    check_trace_source(config, bundle)
+    if args.split:
+        bundle = split_bundle(bundle, args.split, args.quantize)
+    for line in notes:
+        note(line)
+    staging, manifest = stage_export(bundle, formats, out, options, progress=not args.quiet)
+    try:
+        if args.split:
+            manifest["split"] = list_parts(manifest)
+            write_manifest(staging.path, manifest)
+        passed = True
+        if not args.no_validate:
+            report = validate_dir(staging.path, progress=not args.quiet)
+            manifest["validation"] = report.to_json()
+            write_manifest(staging.path, manifest)
+            print(format_table(report).replace(str(staging.path), str(out_arg)))
+            passed = report.passed
+        finalize(staging)
+    except BaseException:
+        discard(staging)
+        raise
+    for a in manifest["artifacts"]:
+        weights = f" + {a['weights']['path']} {a['weights']['bytes'] / 1e6:.1f} MB" if "weights" in a else ""
+        print(f"wrote {out_arg / a['path']}  ({a['bytes'] / 1e6:.1f} MB{weights}, {a['format']}, "
+              f"{a.get('precision', 'fp32')})")
+    print(f"wrote {out_arg / 'manifest.json'}")
+    return 0 if passed else 1
+
+
+def _honoured_by(option: str) -> str:
+    """'fp16 applies to executorch, coreml' for the help text, from what each exporter declares."""
+    users = {v: ", ".join(n for n, e in exporters().items() if e.honours(option, v))
+             for v in option_values(option) if v != "fp32"}
+    if len(users) > 1 and len(set(users.values())) == 1:
+        return f"applies to {next(iter(users.values()))}"
+    return "; ".join(f"{v} applies to {formats}" for v, formats in users.items())
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a model (with merging) and validate every artifact",
+                       description="Export MODEL to mobile formats into DIR with manifest.json, then validate.")
+    p.add_argument("model", metavar="MODEL", help="a built-in name (see `tomobile models`) or a local Hugging Face "
+                                                  "model folder (config.json + weights)")
+    p.add_argument("--merge", default="none", metavar="SPEC", help=f"token merging: {SPEC_HELP} (default: none)")
+    p.add_argument("--format", default="onnx,coreml,executorch", metavar="LIST",
+                   help=f"comma-separated formats from: {', '.join(exporters())} (default: all)")
+    p.add_argument("--out", metavar="DIR",
+                   help=f"output folder (default: {DEFAULT_OUT}/MODEL); an earlier tomobile export there is "
+                        "replaced, a folder with other files is refused")
+    p.add_argument("--force", action="store_true", help="replace whatever is at --out (never the model folder)")
+    p.add_argument("--backend", choices=option_values("backend"),
+                   help=f"ExecuTorch backend (default: {option_values('backend')[0]}); {_honoured_by('backend')}")
+    p.add_argument("--precision", choices=option_values("precision"), default="fp32",
+                   help=f"default: fp32; {_honoured_by('precision')}")
+    p.add_argument("--quantize", choices=option_values("quantize"),
+                   help="int8: dynamic int8 weights for onnx, static PT2E int8 (XNNPACK quantizer, calibrated on the "
+                        f"seeded inputs) for executorch; validated by PSNR against fp32 eager; {_honoured_by('quantize')}")
+    p.add_argument("--no-validate", action="store_true", help="skip validation against eager PyTorch")
+    p.add_argument("--split", choices=("blocks",), help="video denoisers: also write them as ordered parts (embedding, "
+                                                        "one per transformer block and merge variant, final) for "
+                                                        "`generate --stream`; each part validated on its slice")
+    add_tdtm_args(p, "the checkpoint's recorded setting (video models only)")
+    p.set_defaults(handler=cmd_export)
