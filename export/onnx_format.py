@@ -106,16 +106,13 @@ def export_onnx_shared(get_programs: dict, parts: dict[str, PartInfo], out: Path
     """Parts that share their weights -> a graph per part (`<stem>.onnx`), all reading their
     weights from one external data file `<out>.data` (each distinct tensor once, page-aligned).
     Returns each part's details with its own graph's "path" and the shared "weights" record."""
-    graphs = {}
-    for stem, part in parts.items():
-        graphs[stem] = out.with_name(f"{stem}.onnx")
-        details = export_onnx(get_programs[stem], part, graphs[stem], options)
-        graphs[stem] = (graphs[stem], details)
+    paths = {stem: out.with_name(f"{stem}.onnx") for stem in parts}
+    details = {stem: export_onnx(get_programs[stem], part, paths[stem], options) for stem, part in parts.items()}
     data = out.with_name(f"{out.name}.data")
-    share_initializers([path for path, _ in graphs.values()], data)
+    share_initializers(list(paths.values()), data)
     record = file_record(data)
     return {stem: {**{k: v for k, v in d.items() if k not in ("weights", "external_data")},
-                   "path": path.name, "weights": record} for stem, (path, d) in graphs.items()}
+                   "path": paths[stem].name, "weights": record} for stem, d in details.items()}
 
 
 def share_initializers(paths: list[Path], data: Path, min_bytes: int = SHARED_MIN_BYTES) -> None:

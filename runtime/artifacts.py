@@ -162,9 +162,23 @@ def load_runner(fmt: str, path: Path, weights: Path | None = None, method: str |
     return ExecuTorchRunner(path, weights, method) if fmt == "executorch" else RUNNERS[fmt](path)
 
 
-def artifact_runner(folder: Path, artifact: dict):
-    """The runner of a manifest artifact entry: its file, its weights file and its method."""
+def artifact_runner(folder: Path, artifact: dict, threads: int | None = None):
+    """The runner of a manifest artifact entry: its file, its weights file and its method
+    (`threads`: ONNX Runtime's intra-op threads)."""
     from .manifest import inside
 
+    if artifact["format"] == "onnx":
+        return OnnxRunner(inside(folder, artifact["path"]), threads=threads)
     weights = inside(folder, artifact["weights"]["path"]) if "weights" in artifact else None
     return load_runner(artifact["format"], inside(folder, artifact["path"]), weights, artifact.get("method"))
+
+
+def part_runner(folder: Path, fmt: str, part: str, threads: int | None = None):
+    """The runner of `part` in format `fmt` of an export folder, as its manifest lays it out (a
+    part whose weights are shared lives in its group's file: export/shared.py)."""
+    from .manifest import load_manifest
+
+    for artifact in load_manifest(folder)["artifacts"]:
+        if artifact["format"] == fmt and artifact["part"] == part:
+            return artifact_runner(folder, artifact, threads)
+    raise InputError(f"{folder} has no {fmt} artifact of {part}; export it with --format {fmt}")

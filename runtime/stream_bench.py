@@ -114,13 +114,10 @@ def _prepare(mode: Mode, folder: Path, variant: str, threads: int):
 
         streamer = BlockStreamer(open_split(folder, mode.runtime, verify=False), mode.budget, mode.prefetch, threads)
         return (lambda inputs: streamer(variant, inputs)), streamer, 0.0
-    from .artifacts import ExecuTorchRunner, OnnxRunner
+    from .artifacts import part_runner
 
     t = time.perf_counter()
-    if mode.runtime == "onnxruntime":
-        runner = OnnxRunner(folder / f"{variant}.onnx", threads=threads)
-    else:
-        runner = ExecuTorchRunner(folder / f"{variant}.pte")
+    runner = part_runner(folder, "onnx" if mode.runtime == "onnxruntime" else "executorch", variant, threads)
     load_s = time.perf_counter() - t
     names = [i["name"] for i in json.loads((folder / "manifest.json").read_text())["parts"][variant]["inputs"]]
     return (lambda inputs: runner.run([inputs[n] for n in names])[0]), None, load_s

@@ -146,7 +146,11 @@ def _verify_files(folder: Path, entries: list[dict], fmt: str) -> None:
             if f is not None:
                 owners[f["sha256"]] = f["path"]
                 files.append((entry["name"], f))
+    seen: set[str] = set()  # a file several parts share (export/shared.py) is hashed once
     for name, f in files:
+        if f["path"] in seen:
+            continue
+        seen.add(f["path"])
         path = inside(folder, f["path"])
         if not path.is_file():
             raise StreamError(f"part {name}: {path} is missing; export the folder again")
