@@ -46,9 +46,6 @@ class OnnxRunner:
         import onnxruntime as ort
 
         opts = ort_session_options(threads, spinning)
-        self._weights = external_weights(path)  # held while the session lives
-        if self._weights is not None:
-            opts.add_external_initializers(*self._weights.initializers(path))
         if profile is not None:
             opts.enable_profiling = True
             opts.profile_file_prefix = str(profile)
@@ -60,56 +57,6 @@ class OnnxRunner:
 
     def end_profiling(self) -> str:
         return self.session.end_profiling()
-
-
-class _DataFile:
-    """An ONNX external data file mapped read-only once per process, an OrtValue per distinct
-    tensor in it. Sessions given these values (SessionOptions.add_external_initializers) use the
-    mapped pages in place: the graphs of a weight group (`<group>.onnx.data`, export/shared.py)
-    then hold their weights once in memory, as file pages, instead of a heap copy per session."""
-
-    def __init__(self, path: Path) -> None:
-        self.map = np.memmap(path, dtype=np.uint8, mode="r")
-        self.values: dict[tuple, object] = {}
-
-    def initializers(self, graph: Path) -> tuple[list[str], list]:
-        import onnx
-        import onnxruntime as ort
-        from onnx.helper import tensor_dtype_to_np_dtype
-
-        names, values = [], []
-        for t in onnx.load(str(graph), load_external_data=False).graph.initializer:
-            if t.data_location != onnx.TensorProto.EXTERNAL:
-                continue
-            info = {e.key: e.value for e in t.external_data}
-            offset, length = int(info.get("offset", 0)), int(info["length"])
-            key = (offset, t.data_type, tuple(t.dims))
-            if key not in self.values:
-                raw = self.map[offset:offset + length].view(tensor_dtype_to_np_dtype(t.data_type))
-                self.values[key] = ort.OrtValue.ortvalue_from_numpy(raw.reshape(tuple(t.dims)))
-            names.append(t.name)
-            values.append(self.values[key])
-        return names, values
-
-
-_DATA_FILES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-
-
-def external_weights(graph: Path) -> _DataFile | None:
-    """The mapped external data file of an ONNX graph (shared by every session of this process
-    that reads it), or None for a graph with its weights inline or in several files."""
-    import onnx
-
-    model = onnx.load(str(graph), load_external_data=False)
-    locations = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
-    if len(locations) != 1:
-        return None
-    path = (Path(graph).parent / locations.pop()).resolve()
-    held = _DATA_FILES.get(str(path))
-    if held is None:
-        held = _DataFile(path)
-        _DATA_FILES[str(path)] = held
-    return held
 
 
 class _Program:
