@@ -10,9 +10,11 @@ HF457_VENV ?= .venv-hf457
 HF457_PY := $(HF457_VENV)/bin/python
 HF457_STAMP := $(HF457_VENV)/.tomobile-installed
 DEMO_OUT ?= demo_out
+# Under make, a test whose tool (node, a JDK, Chromium) is missing fails; plain pytest skips it.
+PYTEST := TOMOBILE_REQUIRE_ALL=1 $(PY) -m pytest
 
 .PHONY: demo test test-all test-web web-setup web-system install clean test-android android-setup android-system test-ios \
-	test-hf457 install-hf457 system
+	test-hf457 install-hf457 system native native-system
 
 install: $(STAMP)
 
@@ -29,7 +31,7 @@ system:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,plot]'
+	$(PY) -m pip install --quiet -e '.[dev,plot,sentence,sd]'
 	touch $(STAMP)
 
 install-hf457: $(HF457_STAMP)
@@ -50,8 +52,8 @@ demo: $(STAMP)
 		--lpl 15 --tdtm-steps 15 --compare --out $(DEMO_OUT)/red-circle-left.gif
 
 # Both suites run and print their summary lines; the target fails if either failed.
-test: $(STAMP) web-setup android-setup $(HF457_STAMP)
-	$(PY) -m pytest -m "not slow and not macos and not hf457" -q; main=$$?; \
+test: $(STAMP) web-setup android-setup $(HF457_STAMP) native
+	$(PYTEST) -m "not slow and not macos and not hf457" -q; main=$$?; \
 	$(MAKE) --no-print-directory test-hf457; hf=$$?; test $$main -eq 0 && test $$hf -eq 0
 
 test-hf457: $(HF457_STAMP)
@@ -60,7 +62,7 @@ test-hf457: $(HF457_STAMP)
 # web_demo/: node unit tests over the contract and the page in headless Chromium (tests/web/).
 # `make test` runs them with the rest of the suite (one pytest summary line); this runs them alone.
 test-web: $(STAMP) web-setup
-	$(PY) -m pytest tests/web -q
+	$(PYTEST) tests/web -q -m "not slow"
 
 WEB := web_demo
 WEB_STAMP := $(WEB)/node_modules/.tomobile-installed
@@ -75,15 +77,15 @@ $(WEB_STAMP): $(WEB)/package-lock.json $(WEB)/tools/vendor.js | web-system
 	cd $(WEB) && npm ci --no-audit --no-fund && npm run vendor
 	touch $(WEB_STAMP)
 
-test-all: $(STAMP) web-setup android-setup $(HF457_STAMP)
-	$(PY) -m pytest -m "not hf457" -q; main=$$?; \
+test-all: $(STAMP) web-setup android-setup $(HF457_STAMP) native
+	$(PYTEST) -m "not hf457" -q; main=$$?; \
 	$(MAKE) --no-print-directory test-hf457; hf=$$?; test $$main -eq 0 && test $$hf -eq 0
 
 # android_demo/: :core's JUnit 5 tests over the contract and the ExecuTorch glue compiled against
 # compile-only stubs (tests/android/, android_demo/tools/test_core.sh). `make test` runs them with the
 # rest of the suite (one pytest summary line); this runs them alone.
 test-android: $(STAMP) android-setup
-	$(PY) -m pytest tests/android -q
+	$(PYTEST) tests/android -q
 
 ANDROID := android_demo
 ANDROID_STAMP := $(ANDROID)/node_modules/.tomobile-installed
@@ -99,7 +101,21 @@ $(ANDROID_STAMP): $(ANDROID)/package-lock.json | android-system
 
 # ios_demo/: every .swift file parsed with tree-sitter-swift (syntax only; no Swift toolchain here).
 test-ios: $(STAMP)
-	$(PY) -m pytest tests/ios -q
+	$(PYTEST) tests/ios -q
+
+# runtime/native/: the C++ engine `tomobile-native` on ExecuTorch's C++ runtime from the executorch wheel
+# (headers, libraries and cmake config in site-packages/executorch), built into runtime/native/build.
+NATIVE := runtime/native
+native: $(STAMP) native-system
+	cmake -S $(NATIVE) -B $(NATIVE)/build -DEXECUTORCH_ROOT="$$($(PY) -c 'import importlib.util as u; print(u.find_spec("executorch").submodule_search_locations[0])')" >/dev/null
+	cmake --build $(NATIVE)/build -j2
+
+# Its Debian packages, in one `apt-get update` + install, only for what is missing.
+native-system:
+	@missing=""; command -v cmake >/dev/null || missing="cmake"; command -v g++ >/dev/null || missing="$$missing g++"; \
+	test -f /usr/include/nlohmann/json.hpp || missing="$$missing nlohmann-json3-dev"; \
+	test -f /usr/include/openssl/evp.h || missing="$$missing libssl-dev"; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
 
 clean:
 	rm -rf $(DEMO_OUT) tomobile-out .pytest_cache $(ANDROID)/build

@@ -7,39 +7,54 @@ A check fails with a one-line message; the CLI prints it as `tomobile: error: ..
 from __future__ import annotations
 
 import argparse
-import math
+import os
 import sys
 from pathlib import Path
 
 from ..export.output import OutputError, check_parent_writable, nearest_existing
+from ..graphs.numbers import NumberError, parse_float, parse_int, parse_int_list
+
+
+MAX_THREADS = 4 * (os.cpu_count() or 1)  # more threads than this only oversubscribe (99999 crashed or hung)
+THREADS_HELP = f"1..{MAX_THREADS} (4 x this machine's {os.cpu_count() or 1} cores)"
+MAX_STEPS = 10_000  # sampler steps: far above any useful count, a bound on the work one typo can start
+MAX_SEED = 2**64 - 1  # the noise generator's state is a uint64 (runtime/noise.py)
+
+
+def _argparse_type(parse, name: str):
+    """A graphs/numbers.py parser as an argparse type (argparse prints its one line)."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except NumberError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = name
+    return convert
 
 
 def finite_float(text: str) -> float:
-    """argparse type: a finite decimal number (nan and inf are refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
+    """argparse type: a decimal number finite as a float32, the dtype the samplers use it in (nan,
+    inf and 1e308 are refused)."""
+    return _argparse_type(lambda t: parse_float(t, "value", "float32"), "float32 number")(text)
 
 
-def int_at_least(low: int):
-    """argparse type: a plain decimal integer >= `low`."""
+def int_at_least(low: int, high: int | None = None):
+    """argparse type: a plain decimal integer (ASCII digits) in [low, high]."""
+    return _argparse_type(lambda t: parse_int(t, "value", low, high),
+                          f"integer >= {low}" if high is None else f"integer {low}..{high}")
 
-    def parse(text: str) -> int:
-        stripped = text.strip()
-        digits = stripped.removeprefix("-")
-        if not (digits.isascii() and digits.isdigit()):
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
-        value = int(stripped)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is below {low}; give an integer >= {low}")
-        return value
 
-    parse.__name__ = f"integer >= {low}"
-    return parse
+def thread_count(text: str) -> int:
+    """argparse type: one thread count, 1..MAX_THREADS."""
+    return _argparse_type(lambda t: parse_int(t, "thread count", 1, MAX_THREADS), "thread count")(text)
+
+
+def parse_threads(text: str) -> list[int]:
+    """'1,2' -> [1, 2]: thread counts 1..MAX_THREADS, no empty item, none twice."""
+    return parse_int_list(text, "--threads", 1, MAX_THREADS)
+
 
 
 def check_output_file(path: Path | None, option: str, suffixes: tuple[str, ...] = ()) -> None:

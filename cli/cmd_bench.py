@@ -1,7 +1,7 @@
 """`tomobile bench MODEL --merge "SPEC;SPEC" --runtime onnxruntime,executorch`: merged against
 unmerged and against the token-drop oracle, in one run. Exports every variant (or reuses an
-earlier export of the same spec): the unmerged model, each SPEC, and for each ToMe SPEC its
-`drop:` twin (same plan and shapes, no merge work: the speed any merge could at best reach).
+earlier export of the same spec): the unmerged model, each SPEC, and for each SPEC of a method with
+one its `drop:` twin (same plan and shapes, no merge work: the speed any merge could at best reach).
 Then times them round-robin per runtime and thread count (tomobile.runtime.bench) and, in eager
 PyTorch, against the original-style argsort + scatter_reduce merge (tomobile.runtime.reference_merge)."""
 
@@ -9,25 +9,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from ..graphs.config import SPEC_HELP, MergeConfig, MergeMethod, Schedule
+from ..export.onnx_format import merge_node_names, quantize_int8
+from ..export.output import check_out_dir
+from ..export.pipeline import export_model
+from ..export.registry import ExportOptions
+from ..graphs.config import SPEC_HELP, MergeConfig, Schedule
 from ..graphs.errors import InputError
-from .cmd_stream_bench import add_stream_args
-
-log = logging.getLogger(__name__)
+from ..graphs.hf_models import merge_plan
+from ..runtime.bench import OWN_THREADS, BenchReport, Variant, bench_runtime, format_table, load_inputs, ort_merge_share, save_plot
+from ..runtime.flops import flop_ratio
+from ..runtime.manifest import DEFAULT_OUT
+from ..runtime.reference_merge import REFERENCES, compare_eager
+from .checks import THREADS_HELP, check_output_file, int_at_least, parse_threads
+from .cmd_stream_bench import add_stream_args, cmd_stream_bench
+from .model_arg import check_trace_source, resolve_model, source_folder
 
 DEFAULT_THREADS = "1,2"
-BENCH_RUNTIMES = ("onnxruntime", "onnxruntime-int8", "executorch", "executorch-fp16", "executorch-int8")
+BENCH_RUNTIMES = ("onnxruntime", "onnxruntime-int8", "executorch", "executorch-fp16", "executorch-int8", "coreai")
 # Sub-folder of a variant holding an extra ExecuTorch export, by runtime.
 _ET_EXTRA = {"executorch-fp16": ("fp16", "fp16", None), "executorch-int8": ("int8", "fp32", "int8")}
 
 
 def parse_specs(text: str, oracle: bool = True) -> list[MergeConfig]:
     """'tome:r=8;tome:r=16' -> [unmerged, r=8, r=16, drop r=8, drop r=16]: the unmerged baseline
-    first, then the specs, then (with `oracle`) the drop twin of every ToMe spec."""
+    first, then the specs, then (with `oracle`) the drop twin of every spec whose method has one
+    (same token counts, no merge work)."""
     configs = [MergeConfig()]
     for spec in (s.strip() for s in text.split(";")):
         if spec:
@@ -37,8 +46,8 @@ def parse_specs(text: str, oracle: bool = True) -> list[MergeConfig]:
     if len(configs) == 1:
         raise InputError(f"--merge names no merging spec; give one or more of: {SPEC_HELP}, separated by ';'")
     if oracle:
-        twins = [c.as_method(MergeMethod.DROP) for c in configs if c.method is MergeMethod.TOME]
-        configs += [c for c in twins if c not in configs]
+        twins = [c.oracle() for c in configs if c.enabled]
+        configs += [c for c in twins if c is not None and c not in configs]
     return configs
 
 
@@ -50,21 +59,14 @@ def parse_runtimes(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def parse_threads(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise InputError(f"--threads must be comma-separated integers >= 1, got {text!r}")
-    return list(dict.fromkeys(values))
-
-
 def label(config: MergeConfig) -> str:
+    """'r=0' unmerged, 'r=16' / 'drop r=16' for constant ToMe and its twin, otherwise the SPEC."""
     if not config.enabled:
         return "r=0"
-    if config.schedule is Schedule.CONSTANT and config.prop_attn and not config.trace_source:
-        return f"drop r={config.r[0]}" if config.drops else f"r={config.r[0]}"
+    tome = config.params.params if config.drops else config.params
+    if (config.method == "tome" or config.drops and config.params.like == "tome") and \
+            tome.schedule is Schedule.CONSTANT and tome.prop_attn and not tome.trace_source:
+        return f"drop r={tome.r[0]}" if config.drops else f"r={tome.r[0]}"
     return config.describe()
 
 
@@ -74,69 +76,27 @@ def _dims(wrapper) -> tuple[int, int]:
     return cfg.hidden_size, cfg.intermediate_size
 
 
-def merge_node_names(wrapper) -> set[str]:
-    """ONNX node names of the merge ops: the dynamo exporter names a node 'node_' + its fx name,
-    and the fx nodes the merge adds carry graphs.layers.MERGE_ANNOTATION when meta is preserved."""
-    import torch
-    from torch.fx.traceback import preserve_node_meta
-
-    from ..graphs.layers import MERGE_ANNOTATION
-    from ..graphs.merge import MergeOps, merge_ops
-
-    with torch.no_grad(), preserve_node_meta(), merge_ops(MergeOps.INDEXED):  # as the ONNX exporter traces it
-        program = torch.export.export(wrapper, wrapper.example_inputs(seed=0), strict=False)
-    key, value = next(iter(MERGE_ANNOTATION.items()))
-    return {f"node_{n.name}" for n in program.graph.nodes if (n.meta.get("custom") or {}).get(key) == value}
-
-
 def _variant_folder(work: Path, config: MergeConfig) -> Path:
     return work / label(config).replace(" ", "_").replace(":", "_").replace(",", "_").replace("=", "")
 
 
-def _reusable(folder: Path, config: MergeConfig, formats: list[str]) -> bool:
-    from ..export.output import is_tomobile_export
-
-    names = {"onnx": "model.onnx", "executorch": "model.pte"}
-    return (is_tomobile_export(folder) and all((folder / names[f]).exists() for f in formats)
-            and json.loads((folder / "manifest.json").read_text()).get("merge_spec") == config.describe())
-
-
-def export_or_reuse(bundle, config: MergeConfig, folder: Path, formats: list[str], options, reuse: bool,
-                    progress: bool) -> None:
-    """Export `bundle` into `folder` (an absolute path check_out_dir accepted) unless `reuse` and it
-    already holds an export of the same spec and files."""
-    from ..export.output import finalize
-    from ..export.pipeline import stage_export
-
-    if reuse and _reusable(folder, config, formats):
-        log.info("reusing %s", folder)
-        return
-    staging, _ = stage_export(bundle, formats, folder, options, progress=progress)
-    finalize(staging)
-
-
-def _export_variant(bundle, config: MergeConfig, folder: Path, runtimes: list[str], reuse: bool,
-                    progress: bool) -> None:
-    """Export `bundle` into `folder` with every file `runtimes` run (fp16/int8 .pte in sub-folders)."""
-    from ..export.onnx_format import quantize_int8
-    from ..export.registry import ExportOptions
-
-    formats = sorted({"onnx" if r.startswith("onnx") else "executorch" for r in runtimes
-                      if r in ("onnxruntime", "onnxruntime-int8", "executorch")}, reverse=True)
-    export_or_reuse(bundle, config, folder, formats, ExportOptions(), reuse, progress)
+def _export_variant(bundle, folder: Path, runtimes: list[str], reuse: bool, progress: bool) -> None:
+    """Export `bundle` into `folder` with every file `runtimes` run (fp16/int8 .pte in sub-folders).
+    Not validated here: bench times the files; `tomobile validate` checks them."""
+    formats = sorted({"onnx" if r.startswith("onnx") else r for r in runtimes
+                      if r in ("onnxruntime", "onnxruntime-int8", "executorch", "coreai")}, reverse=True)
+    export_model(bundle, formats, folder, ExportOptions(), validate=False, reuse=reuse, progress=progress)
     if "onnxruntime-int8" in runtimes and not (reuse and (folder / "model.int8.onnx").exists()):
         quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
     for runtime in runtimes:
         if runtime in _ET_EXTRA:
             sub, precision, quantize = _ET_EXTRA[runtime]
-            export_or_reuse(bundle, config, folder / sub, ["executorch"],
-                            ExportOptions(precision=precision, quantize=quantize), reuse, progress)
+            export_model(bundle, ["executorch"], folder / sub, ExportOptions(precision=precision, quantize=quantize),
+                         validate=False, reuse=reuse, progress=progress)
 
 
 def _check_outputs(args: argparse.Namespace) -> list[int]:
     """The thread counts; --runs, --eager-runs and the output files checked."""
-    from .checks import check_output_file
-
     if args.runs < 1 or args.eager_runs < 1:
         raise InputError("--runs and --eager-runs must be at least 1")
     check_output_file(Path(args.json) if args.json else None, "--json")
@@ -146,10 +106,7 @@ def _check_outputs(args: argparse.Namespace) -> list[int]:
 
 def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple[MergeConfig, object, Path]]:
     """Every spec built on the model and every variant folder checked, before any export starts."""
-    from .model_arg import check_trace_source, resolve_model, source_folder
-    from ..export.output import check_out_dir
-
-    work = Path(args.work) if args.work else Path("tomobile-out") / "bench" / args.model.replace("/", "_")
+    work = Path(args.work) if args.work else DEFAULT_OUT / "bench" / args.model.replace("/", "_")
     source = source_folder(args.model)
     prepared = []
     for config in configs:
@@ -162,13 +119,7 @@ def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..graphs.hf_models import merge_plan
-    from ..runtime.bench import BenchReport, Variant, bench_runtime, load_inputs, ort_merge_share
-    from ..runtime.flops import flop_ratio
-
     if args.stream:
-        from .cmd_stream_bench import cmd_stream_bench
-
         return cmd_stream_bench(args)
     if args.merge is None:
         raise InputError(f"bench needs --merge SPEC[;SPEC...] ({SPEC_HELP}), or --stream for a video denoiser")
@@ -180,45 +131,45 @@ def cmd_bench(args: argparse.Namespace) -> int:
     variants, bundles = [], {}
     for config, bundle, folder in _prepare(args, configs):
         name = label(config)
-        _export_variant(bundle, config, folder, runtimes, args.reuse, not args.quiet)
+        _export_variant(bundle, folder, runtimes, args.reuse, not args.quiet)
         wrapper = bundle.parts["model"]
         plan = merge_plan(wrapper.model)
         width, hidden = _dims(wrapper)
-        twin = label(config.as_method(MergeMethod.DROP)) if config.method is MergeMethod.TOME else None
+        twin = label(config.oracle()) if config.enabled and config.oracle() else None
         variants.append(Variant(name, plan.r[0] if plan else 0, folder, flop_ratio(plan.tokens, width, hidden)
-                                if plan else 1.0, config.method.value, twin if twin in map(label, configs) else None))
+                                if plan else 1.0, config.method, twin if twin in map(label, configs) else None))
         bundles[name] = wrapper
     report = BenchReport(args.model, threads, args.runs)
     for runtime in runtimes:
-        for n in threads:
+        for n in threads[:1] if runtime in OWN_THREADS else threads:
             rows = bench_runtime(runtime, variants, args.runs, n, progress=not args.quiet)
             if runtime.startswith("onnxruntime"):
                 for row, v in zip(rows, variants, strict=True):
-                    if v.method == "tome" and v.r:
+                    if v.method not in ("none", "drop") and any(merge_plan(bundles[v.label].model).r):
                         path = v.folder / ("model.int8.onnx" if runtime.endswith("int8") else "model.onnx")
                         row.merge_share = ort_merge_share(path, load_inputs(v.folder), merge_node_names(bundles[v.label]), n)
             report.rows.extend(rows)
     if not args.no_eager:
-        report.eager = _eager_rows([v for v in variants if v.method == "tome"], bundles, args, threads[-1])
+        report.eager = _eager_rows([v for v in variants if has_reference(v.method)], bundles, args, threads[-1])
     _write_outputs(report, args)
     return 0
 
 
-def _eager_rows(variants, bundles, args, threads: int) -> list[dict]:
-    from ..runtime.reference_merge import compare_eager
+def has_reference(method: str) -> bool:
+    return method in REFERENCES
 
+
+def _eager_rows(variants, bundles, args, threads: int) -> list[dict]:
     rows = []
     for v in variants:
         wrapper = bundles[v.label]
         cmp = compare_eager(v.label, wrapper, wrapper.example_inputs(seed=0), args.eager_runs, threads,
-                            progress=not args.quiet)
+                            progress=not args.quiet, method=v.method)
         rows.append({**asdict(cmp), "reference_over_static": cmp.ratio})
     return rows
 
 
 def _write_outputs(report, args) -> None:
-    from ..runtime.bench import format_table, save_plot
-
     print(f"{report.model}: threads {', '.join(map(str, report.threads))}, median of {report.runs} round-robin runs; "
           "merge overhead = median(tome) / median(drop) - 1, IQR of the same ratio round by round")
     print(format_table(report))
@@ -246,11 +197,11 @@ def add_parser(sub) -> None:
     p.add_argument("--merge", metavar="SPEC[;SPEC...]", help=f"merge specs separated by ';': {SPEC_HELP}")
     p.add_argument("--runtime", default="onnxruntime,executorch", metavar="LIST",
                    help=f"comma-separated from: {', '.join(BENCH_RUNTIMES)} (default: onnxruntime,executorch)")
-    p.add_argument("--runs", type=int, default=15, help="timed runs per variant and runtime (default: 15)")
-    p.add_argument("--eager-runs", type=int, default=9, help="timed eager runs per variant (default: 9)")
+    p.add_argument("--runs", type=int_at_least(1), default=15, help="timed runs per variant and runtime (default: 15)")
+    p.add_argument("--eager-runs", type=int_at_least(1), default=9, help="timed eager runs per variant (default: 9)")
     p.add_argument("--threads", metavar="LIST",
-                   help=f"intra-op thread counts, each timed round-robin on its own (default: {DEFAULT_THREADS}; "
-                        "with --stream one count, default 2)")
+                   help=f"intra-op thread counts, each {THREADS_HELP}, each timed round-robin on its own (default: "
+                        f"{DEFAULT_THREADS}; with --stream one count, default 2)")
     p.add_argument("--quantize", choices=("int8",), help="also time the int8 models: ONNX Runtime dynamic int8 "
                                                          "and ExecuTorch PT2E static int8, for the runtimes asked")
     p.add_argument("--no-oracle", action="store_true", help="skip the drop: twins (no oracle speedup, no overhead)")

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
+from tqdm import tqdm
+
 from ..graphs.errors import InputError
+from ..runtime.video import RuntimeKind, needed_variants
+from ..runtime.video_eval import (PROMPTS, SEEDS, default_settings, format_table, mode_set, mode_set_folders,
+                                  parse_mode_sets, run_video_eval, save_grid)
+from .checks import MAX_STEPS, check_output_folder, finite_float, int_at_least
+from .cmd_eval_text import add_text_parser
+from .cmd_generate import add_mode_args, add_runtime_args, open_runtime_at, sampler_config, tdtm_options
 
 
 def _video_plan(args: argparse.Namespace):
     """Mode sets (None: one set from the mode options), prompts and seeds, all checked before any clip is made."""
-    from ..runtime.video_eval import PROMPTS, SEEDS, parse_mode_sets
-
-    from .checks import check_output_folder
-
     if args.prompts > len(PROMPTS):
         raise InputError(f"--prompts {args.prompts}: there are {len(PROMPTS)} prompts; give 1..{len(PROMPTS)} "
                          "(or 0 for all)")
@@ -37,13 +41,6 @@ def _video_plan(args: argparse.Namespace):
 def _open_mode_sets(args: argparse.Namespace, sets):
     """(runtime per mode set, the mode sets, every setting of every set). Without --mode-sets, one
     set from the mode options, named after the runtime's TDTM modes."""
-    from dataclasses import replace
-
-    from ..runtime.video import RuntimeKind, needed_variants
-    from ..runtime.video_eval import default_settings, mode_set, mode_set_folders
-
-    from .cmd_generate import open_runtime_at, sampler_config, tdtm_options
-
     kind, artifacts = RuntimeKind(args.runtime), args.artifacts or []
 
     def variants(settings) -> list[str]:
@@ -66,10 +63,6 @@ def _open_mode_sets(args: argparse.Namespace, sets):
 
 
 def cmd_eval_video(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..runtime.video_eval import format_table, run_video_eval, save_grid
-
     sets, prompts, seeds = _video_plan(args)
     runtimes, sets, settings = _open_mode_sets(args, sets)
     base = settings[0].sampler
@@ -92,14 +85,12 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    from .checks import finite_float, int_at_least
-    from .cmd_generate import add_mode_args, add_runtime_args
-
     p = sub.add_parser("eval", help="measure speed and quality (video; text)")
     kinds = p.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
     v = kinds.add_parser("video", help="LPL / TDTM / spatial ToMe settings of video-dit-tiny against the full baseline")
     add_runtime_args(v, "eager", per_mode_set=True)
-    v.add_argument("--steps", type=int_at_least(3), default=30, help="baseline Euler steps, >= 3 (default: 30)")
+    v.add_argument("--steps", type=int_at_least(3, MAX_STEPS), default=30,
+                   help=f"baseline Euler steps, 3..{MAX_STEPS} (default: 30)")
     v.add_argument("--guidance", type=finite_float, default=4.0, help="default: 4.0")
     v.add_argument("--prompts", type=int_at_least(0), default=0, help="use only the first N of the 12 fixed prompts "
                                                                      "(default 0: all)")
@@ -112,6 +103,5 @@ def add_parser(sub) -> None:
                         "--timesteps, --lpl-similarity, --tdtm-positions, --tdtm-odd; e.g. original,alternative")
     v.add_argument("--out", default="tomobile-out/eval-video", metavar="DIR", help="table, JSON and picture go here")
     v.set_defaults(handler=cmd_eval_video)
-    from .cmd_eval_text import add_text_parser
 
     add_text_parser(kinds)

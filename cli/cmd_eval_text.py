@@ -9,22 +9,27 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from ..export.output import check_out_dir
+from ..export.pipeline import export_model
+from ..export.registry import ExportOptions
+from ..graphs.config import MergeConfig
 from ..graphs.errors import InputError
+from ..graphs.numbers import parse_int_list
+from ..graphs.plan import make_plan
+from ..graphs.text_context import minilm_dir
+from ..graphs.zoo import sentence_bundle
+from ..runtime.manifest import DEFAULT_OUT
+from ..runtime.text_eval import format_table, run_text_eval
+from .checks import THREADS_HELP, check_output_file, int_at_least, thread_count
 
 
 def _ints(text: str, what: str) -> list[int]:
-    items = [v.strip() for v in text.split(",") if v.strip()]
-    if not items or not all(v.isascii() and v.isdigit() for v in items):
-        raise InputError(f"{what} must be one or more comma-separated integers >= 0 (digits 0-9), got {text!r}")
-    return [int(v) for v in items]
+    """Comma-separated integers >= 0 (graphs/numbers.py: digits 0-9, no empty item, none twice)."""
+    return parse_int_list(text, what, 0)
 
 
 def _check_settings(seq_lens: list[int], rs: list[int]) -> None:
     """Every length fits MiniLM's position table and every r fits every length, before any work."""
-    from ..graphs.config import MergeConfig
-    from ..graphs.plan import make_plan
-    from ..graphs.text_context import minilm_dir
-
     config = json.loads((minilm_dir() / "config.json").read_text())
     longest = int(config["max_position_embeddings"])
     bad = [n for n in seq_lens if not 8 <= n <= longest]
@@ -42,13 +47,6 @@ _RUNTIMES = ("eager", "onnxruntime", "executorch")
 def _exports(seq_lens: list[int], rs: list[int], runtimes: list[str], work: Path, reuse: bool,
              progress: bool) -> dict[tuple[int, int], Path]:
     """(seq_len, r) -> folder with the MiniLM sentence encoder exported to the asked formats."""
-    from ..graphs.config import MergeConfig
-    from ..graphs.zoo import minilm_dir, sentence_bundle
-
-    from .cmd_bench import export_or_reuse
-    from ..export.output import check_out_dir
-    from ..export.registry import ExportOptions
-
     formats = [f for f, rt in (("onnx", "onnxruntime"), ("executorch", "executorch")) if rt in runtimes]
     folders = {}
     for seq_len in seq_lens:
@@ -56,28 +54,24 @@ def _exports(seq_lens: list[int], rs: list[int], runtimes: list[str], work: Path
             config = MergeConfig.parse(f"tome:r={r}" if r else "none")
             folder = check_out_dir(work / f"L{seq_len}_r{r}", force=None, option="--work folder")
             bundle = sentence_bundle(minilm_dir(), config, f"minilm-l6-{seq_len}", seq_len=seq_len)
-            export_or_reuse(bundle, config, folder, formats, ExportOptions(), reuse, progress)
+            export_model(bundle, formats, folder, ExportOptions(), validate=False, reuse=reuse, progress=progress)
             folders[seq_len, r] = folder
     return folders
 
 
 def cmd_eval_text(args: argparse.Namespace) -> int:
-    from ..runtime.text_eval import format_table, run_text_eval
-
-    from .checks import check_output_file
-
     seq_lens = _ints(args.seq_lens, "--seq-lens")
     rs = _ints(args.r, "--r")
     _check_settings(seq_lens, rs)
-    check_output_file(Path(args.json) if args.json else None, "--json")
-    check_output_file(Path(args.markdown) if args.markdown else None, "--markdown")
+    check_output_file(Path(args.json) if args.json else None, "--json", (".json",))
+    check_output_file(Path(args.markdown) if args.markdown else None, "--markdown", (".md", ".markdown", ".txt"))
     runtimes = [n.strip() for n in args.runtime.split(",") if n.strip()]
     if not runtimes or any(n not in _RUNTIMES for n in runtimes) or "eager" not in runtimes:
         raise InputError(f"--runtime must list eager and any of {', '.join(_RUNTIMES[1:])}, got {args.runtime!r}")
     exported = tuple(n for n in _RUNTIMES[1:] if n in runtimes)
     exports = None
     if exported:
-        work = Path(args.work) if args.work else Path("tomobile-out") / "eval-text"
+        work = Path(args.work) if args.work else DEFAULT_OUT / "eval-text"
         exports = _exports(seq_lens, rs, list(exported), work, args.reuse, not args.quiet)
     report = run_text_eval(seq_lens, rs, limit=args.limit or None, runs=args.runs, threads=args.threads,
                            progress=not args.quiet, exports=exports, runtimes=exported)
@@ -97,8 +91,6 @@ def cmd_eval_text(args: argparse.Namespace) -> int:
 
 def add_text_parser(kinds) -> None:
     """Register `text` under the `eval` subparsers."""
-    from .checks import int_at_least
-
     t = kinds.add_parser("text", help="ToMe on all-MiniLM-L6-v2: embedding cosine, retrieval top-1, speed "
                                       "(eager, ONNX Runtime, ExecuTorch)",
                          description="Quality and speed of ToMe on a real sentence encoder, on pydoc help topics. "
@@ -107,8 +99,8 @@ def add_text_parser(kinds) -> None:
     t.add_argument("--r", default="0,2,4,8", metavar="LIST", help="r per layer; 0 is always included (default: 0,2,4,8)")
     t.add_argument("--limit", type=int_at_least(0), default=0, help="use only the first N topics (default: all)")
     t.add_argument("--runs", type=int_at_least(1), default=15, help="timed runs per r and runtime (default: 15)")
-    t.add_argument("--threads", type=int_at_least(1), default=2,
-                   help="threads of every runtime for the timing (default: 2)")
+    t.add_argument("--threads", type=thread_count, default=2,
+                   help=f"threads of every runtime for the timing, {THREADS_HELP} (default: 2)")
     t.add_argument("--runtime", default="eager,onnxruntime,executorch", metavar="LIST",
                    help="eager plus any of onnxruntime, executorch (default: all three)")
     t.add_argument("--work", metavar="DIR", help="export folders (default: tomobile-out/eval-text)")

@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..export.output import check_out_dir, discard, finalize
-from ..export.pipeline import stage_export, write_manifest
+from ..export.output import check_out_dir
+from ..export.pipeline import export_model
 from ..export.registry import ExportOptions, check_options, exporters, option_values, parse_formats
-from ..export.split import list_parts, split_bundle
+from ..export.split import split_bundle
 from ..graphs.config import SPEC_HELP, MergeConfig
-from ..runtime.validate import format_table, validate_dir
-from .checks import note
+from ..runtime.manifest import DEFAULT_OUT, MANIFEST
+from ..runtime.validate import format_table
+from .checks import int_at_least, note
 from .cmd_generate import add_tdtm_args, tdtm_options
-from .model_arg import check_trace_source, resolve_model, source_folder
-
-DEFAULT_OUT = Path("tomobile-out")
+from .model_arg import check_trace_source, resolve_model, sd_options, source_folder
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -23,7 +22,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     formats = parse_formats(args.format)
     options = ExportOptions(backend=args.backend, precision=args.precision, quantize=args.quantize)
     notes = check_options(formats, options)
-    tdtm = tdtm_options(args)
+    tdtm = {**tdtm_options(args), **sd_options(args.size, args.cfg)}
     source = source_folder(args.model)
     out_arg = Path(args.out) if args.out else DEFAULT_OUT / (source.resolve().name if source else args.model)
     out = check_out_dir(out_arg, force=args.force, keep=(source,) if source else ())
@@ -33,28 +32,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         bundle = split_bundle(bundle, args.split, args.quantize)
     for line in notes:
         note(line)
-    staging, manifest = stage_export(bundle, formats, out, options, progress=not args.quiet)
-    try:
-        if args.split:
-            manifest["split"] = list_parts(manifest)
-            write_manifest(staging.path, manifest)
-        passed = True
-        if not args.no_validate:
-            report = validate_dir(staging.path, progress=not args.quiet)
-            manifest["validation"] = report.to_json()
-            write_manifest(staging.path, manifest)
-            print(format_table(report).replace(str(staging.path), str(out_arg)))
-            passed = report.passed
-        finalize(staging)
-    except BaseException:
-        discard(staging)
-        raise
-    for a in manifest["artifacts"]:
+    exported = export_model(bundle, formats, out, options, validate=not args.no_validate, progress=not args.quiet)
+    if exported.report is not None:
+        print(format_table(exported.report).replace(str(out), str(out_arg)))
+    for a in exported.manifest["artifacts"]:
         weights = f" + {a['weights']['path']} {a['weights']['bytes'] / 1e6:.1f} MB" if "weights" in a else ""
         print(f"wrote {out_arg / a['path']}  ({a['bytes'] / 1e6:.1f} MB{weights}, {a['format']}, "
               f"{a.get('precision', 'fp32')})")
-    print(f"wrote {out_arg / 'manifest.json'}")
-    return 0 if passed else 1
+    print(f"wrote {out_arg / MANIFEST}")
+    return 0 if exported.passed else 1
 
 
 def _honoured_by(option: str) -> str:
@@ -68,12 +54,20 @@ def _honoured_by(option: str) -> str:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a model (with merging) and validate every artifact",
-                       description="Export MODEL to mobile formats into DIR with manifest.json, then validate.")
+                       description="Export MODEL to mobile formats into DIR with manifest.json, then validate. A failed "
+                                   "validation keeps the folder (table in its manifest) and exits 1; bad input writes "
+                                   "nothing and exits 2.")
     p.add_argument("model", metavar="MODEL", help="a built-in name (see `tomobile models`) or a local Hugging Face "
                                                   "model folder (config.json + weights)")
-    p.add_argument("--merge", default="none", metavar="SPEC", help=f"token merging: {SPEC_HELP} (default: none)")
+    p.add_argument("--merge", default="none", metavar="SPEC",
+                   help=f"token merging: {SPEC_HELP} (default: none)")
+    p.add_argument("--size", type=int_at_least(8), metavar="PX",
+                   help="Stable Diffusion UNets: image size in pixels, a multiple of 8 (latent = PX/8); default: the "
+                        "config's sample_size x 8")
+    p.add_argument("--cfg", action="store_true",
+                   help="Stable Diffusion UNets: batch 2 (classifier-free guidance's unconditional + conditional)")
     p.add_argument("--format", default="onnx,coreml,executorch", metavar="LIST",
-                   help=f"comma-separated formats from: {', '.join(exporters())} (default: all)")
+                   help=f"comma-separated formats from: {', '.join(exporters())} (default: onnx,coreml,executorch)")
     p.add_argument("--out", metavar="DIR",
                    help=f"output folder (default: {DEFAULT_OUT}/MODEL); an earlier tomobile export there is "
                         "replaced, a folder with other files is refused")

@@ -9,26 +9,38 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tqdm import tqdm
+
+from ..graphs.clips import COLOURS, DIRECTIONS, SHAPES, parse_caption, unknown_words
 from ..graphs.errors import InputError
-from ..runtime.sampler import LeapConfig, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
-from ..runtime.video import RuntimeKind, VideoRuntime
-from .checks import finite_float, int_at_least, note
+from ..graphs.tdtm import TdtmOdd, TdtmPositions
+from ..graphs.video_zoo import MODEL_NAME, SAMPLER_DEFAULTS
+from ..runtime.detect import detect
+from ..runtime.sampler import LeapConfig, LeapMode, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
+from ..runtime.manifest import DEFAULT_OUT
+from ..runtime.stream_video import check_text_encoder, format_steps, streamed_runtime
+from ..runtime.streaming import BlockStreamer, StreamError, parse_bytes
+from ..runtime.video import (RuntimeKind, VideoRuntime, check_prompt, generate, load_runtime, needed_variants, preload, save_clip,
+                             variant_name)
+from ..runtime.video_eval import clip_psnr, ssim
+from .checks import MAX_SEED, MAX_STEPS, check_output_file, finite_float, int_at_least, note
 
 
 def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float, timesteps: str | None = None,
                    lpl_similarity: str | None = None) -> SamplerConfig:
     """CLI values -> SamplerConfig (None: the default mode); raises ValueError with a one-line message
     on bad input (a TDTM count above the steps or a leap at the last step is refused, not clamped)."""
-    from ..graphs.video_zoo import SAMPLER_DEFAULTS
-
-    return SamplerConfig(
-        steps=steps,
-        guidance=guidance,
-        shift=SAMPLER_DEFAULTS["shift"],
-        leap=LeapConfig.parse(lpl, lpl_similarity or SimilarityMode.ORIGINAL),
-        tdtm_steps=tdtm_steps,
-        timesteps=parse_mode(TimestepMode, timesteps or TimestepMode.DISCRETE, "--timesteps"),
-    )
+    similarity = parse_mode(SimilarityMode, lpl_similarity or SimilarityMode.ORIGINAL, "--lpl-similarity")
+    try:
+        leap = LeapConfig.parse(lpl, similarity)
+    except InputError as err:
+        raise InputError(f"--lpl: {err}") from None
+    try:
+        return SamplerConfig(steps=steps, guidance=guidance, shift=SAMPLER_DEFAULTS["shift"], leap=leap,
+                             tdtm_steps=tdtm_steps,
+                             timesteps=parse_mode(TimestepMode, timesteps or TimestepMode.DISCRETE, "--timesteps"))
+    except InputError as err:  # the library's terms; the options they come from
+        raise InputError(f"{err} (--steps, --lpl, --tdtm-steps)") from None
 
 
 def add_tdtm_args(p: argparse.ArgumentParser, default: str) -> None:
@@ -43,8 +55,6 @@ def add_tdtm_args(p: argparse.ArgumentParser, default: str) -> None:
 
 def tdtm_options(args: argparse.Namespace) -> dict[str, str]:
     """The TDTM modes given on the command line, checked; omitted ones are left out."""
-    from ..graphs.tdtm import TdtmOdd, TdtmPositions
-
     given = {"tdtm_positions": (TdtmPositions, args.tdtm_positions), "tdtm_odd": (TdtmOdd, args.tdtm_odd)}
     return {key: parse_mode(enum, value, "--" + key.replace("_", "-")).value
             for key, (enum, value) in given.items() if value is not None}
@@ -63,7 +73,7 @@ def add_mode_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int_at_least(1), default=30, help="Euler steps (default: 30)")
+    p.add_argument("--steps", type=int_at_least(1, MAX_STEPS), default=30, help=f"Euler steps, 1..{MAX_STEPS} (default: 30)")
     p.add_argument("--lpl", default="off", metavar="off|auto|N",
                    help="linear proportional leap: off, auto (On-device Sora: from step 14 of 30, leap once the "
                         "velocity cosine similarity has not beaten its best by 1e-3 for 3 steps), or leap after "
@@ -85,7 +95,7 @@ def add_runtime_args(p: argparse.ArgumentParser, default: str, per_mode_set: boo
     p.add_argument("--runtime", choices=[k.value for k in RuntimeKind], default=default,
                    help=f"eager runs the built-in model; the others need --artifacts (default: {default})")
     p.add_argument("--artifacts", metavar="DIR", action="append" if per_mode_set else "store",
-                   help="folder from `tomobile export video-dit-tiny`, for --runtime onnxruntime or executorch"
+                   help="folder from `tomobile export video-dit-tiny`, for --runtime onnxruntime, executorch or coreai"
                         + ("; with --mode-sets once per mode set, each set running on the folder exported with "
                            "its TDTM modes" if per_mode_set else ""))
 
@@ -99,20 +109,47 @@ def open_runtime_at(kind: RuntimeKind, artifacts: str | None, variants: list[str
                     tdtm: dict[str, str]) -> VideoRuntime:
     """The runtime with `variants` loaded (so a missing or damaged one stops the command before any
     sampling). --artifacts with eager is refused, as is a TDTM mode the artifacts were not exported with."""
-    from ..runtime.video import load_runtime, preload
-
     if kind is RuntimeKind.EAGER and artifacts:
-        raise InputError("--artifacts applies to --runtime onnxruntime or executorch; eager runs the built-in model "
+        raise InputError("--artifacts applies to --runtime onnxruntime, executorch or coreai; eager runs the built-in model "
                          "(drop --artifacts or give --runtime)")
     rt = load_runtime(kind, Path(artifacts) if artifacts else None, tdtm)
     preload(rt, variants)
     return rt
 
 
+def open_streamed(args: argparse.Namespace, variants: list[str] | None = None) -> tuple[VideoRuntime, BlockStreamer]:
+    """`generate --stream` options -> streamed runtime; StreamError (one line) on a bad combination."""
+    if not args.stream:
+        raise StreamError("--memory-budget and --no-prefetch apply only with --stream")
+    if args.memory_budget is None:
+        raise StreamError("--stream needs --memory-budget SIZE (e.g. 64MB): the bytes its loaded parts may take")
+    folder = Path(args.artifacts) if args.artifacts else DEFAULT_OUT / MODEL_NAME
+    if not folder.is_dir():
+        raise StreamError(f"no export at {folder}; run `tomobile export {MODEL_NAME} --split blocks --out {folder}` "
+                          "or give --artifacts DIR")
+    if RuntimeKind(args.runtime) is RuntimeKind.EAGER:
+        raise StreamError("--stream runs exported parts: use --runtime onnxruntime, executorch or coreai, not eager")
+    opened = streamed_runtime(RuntimeKind(args.runtime), folder, parse_bytes(args.memory_budget), not args.no_prefetch,
+                              tdtm=tdtm_options(args), variants=variants)
+    check_text_encoder(folder, RuntimeKind(args.runtime))  # before the prompt is encoded or any part loaded
+    return opened
+
+
+def unused_modes(args: argparse.Namespace, cfg: SamplerConfig, frames: int) -> dict[str, str]:
+    """Mode options given that this run cannot use -> why (issue 18: they were reported as in force)."""
+    unused = {}
+    if args.lpl_similarity is not None and cfg.leap.mode is not LeapMode.AUTO:
+        unused["lpl_similarity"] = f"--lpl-similarity needs --lpl auto (--lpl is {cfg.leap.mode.value})"
+    for key in ("tdtm_positions", "tdtm_odd"):
+        if getattr(args, key) is not None and cfg.tdtm_steps == 0:
+            unused[key] = f"--{key.replace('_', '-')} needs --tdtm-steps above 0"
+    if args.tdtm_odd is not None and "tdtm_odd" not in unused and frames % 2 == 0:
+        unused["tdtm_odd"] = f"--tdtm-odd applies to an odd frame count; this model makes {frames} frames"
+    return unused
+
+
 def note_unknown_words(prompt: str) -> None:
     """One line on stderr when the prompt goes beyond what video-dit-tiny was trained on."""
-    from ..graphs.clips import COLOURS, DIRECTIONS, SHAPES, parse_caption, unknown_words
-
     unknown = unknown_words(prompt)
     if unknown or parse_caption(prompt) is None:
         what = f"{', '.join(repr(w) for w in unknown)} unknown to it" if unknown else "this prompt names no full caption"
@@ -121,28 +158,20 @@ def note_unknown_words(prompt: str) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..graphs.clips import parse_caption
-    from ..runtime.detect import detect
-    from ..runtime.video import generate, needed_variants, save_clip, variant_name
-
-    from .checks import check_output_file
-
+    check_prompt(args.prompt)
     out = Path(args.out)
     check_output_file(out, "--out", (".gif", ".npy"))
     cfg = sampler_config(args.steps, args.lpl, args.tdtm_steps, args.guidance, args.timesteps, args.lpl_similarity)
     variants = needed_variants(cfg, args.tome) + ([variant_name(False, False)] if args.compare else [])
     streamer = None
     if args.stream or args.memory_budget or args.no_prefetch:
-        from ..runtime.stream_video import stream_args
-        from ..runtime.video import preload
-
-        rt, streamer = stream_args(args.stream, args.runtime, args.artifacts, args.memory_budget, not args.no_prefetch,
-                                   tdtm_options(args))
+        rt, streamer = open_streamed(args, variants)
         preload(rt, variants)
     else:
         rt = open_runtime(args, variants)
+    unused = unused_modes(args, cfg, rt.shape[2])
+    if unused:
+        note("no effect in this run: " + "; ".join(unused.values()))
     note_unknown_words(args.prompt)
     with tqdm(total=cfg.steps, desc="denoising", unit="step", disable=args.quiet) as bar:
         gen = generate(rt, args.prompt, args.seed, cfg, args.tome, on_step=bar.update)
@@ -153,16 +182,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"runtime {rt.kind.value}: {res.calls} denoiser calls ({res.merged_calls} TDTM-merged), {gen.seconds:.2f} s sampling")
     print(f"merges: TDTM for {res.merged_calls} calls, spatial ToMe {'on (ratio 0.5)' if args.tome else 'off'}; "
           f"variants used: {', '.join(gen.variants)}; {leap}")
-    print(f"modes: timesteps {cfg.timesteps.value}, lpl similarity {cfg.leap.similarity.value}, "
-          f"tdtm positions {rt.tdtm['tdtm_positions']}, tdtm odd frames {rt.tdtm['tdtm_odd']}")
+    used = {"lpl_similarity": cfg.leap.similarity.value, "tdtm_positions": "-", "tdtm_odd": "-", **rt.tdtm}
+    used.update({key: "not used" for key in unused})
+    print(f"modes: timesteps {cfg.timesteps.value}, lpl similarity {used['lpl_similarity']}, "
+          f"tdtm positions {used['tdtm_positions']}, tdtm odd frames {used['tdtm_odd']}")
     spec = parse_caption(args.prompt)
     if spec is not None:
         d = detect(gen.frames)
         print(f"detector: colour {d.colour}, shape {d.shape}, direction {d.direction} -> "
               f"{'follows the prompt' if d.compliance(spec)['all'] else 'does not fully follow the prompt'}")
     if streamer is not None:
-        from ..runtime.stream_video import format_steps
-
         print(format_steps(streamer.stats, streamer.budget))
     if args.compare:
         _compare_with_baseline(rt, args, cfg, gen)
@@ -171,18 +200,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def _compare_with_baseline(rt, args: argparse.Namespace, cfg: SamplerConfig, gen) -> None:
     """Run the plain sampler (same seed, no leap, no merge) and print speed and quality against it."""
-    from tqdm import tqdm
-
-    from ..runtime.sampler import LeapConfig
-    from ..runtime.video import generate
-    from ..runtime.video_eval import psnr, ssim
-
     base_cfg = SamplerConfig(steps=cfg.steps, guidance=cfg.guidance, shift=cfg.shift, leap=LeapConfig(), tdtm_steps=0,
                              timesteps=cfg.timesteps)
     with tqdm(total=base_cfg.steps, desc="baseline", unit="step", disable=args.quiet) as bar:
         base = generate(rt, args.prompt, args.seed, base_cfg, False, on_step=bar.update)
     print(f"baseline ({base.result.calls} calls, no merge): {base.seconds:.2f} s -> speed-up {base.seconds / gen.seconds:.2f}x; "
-          f"against it PSNR {psnr(base.frames, gen.frames):.1f} dB, SSIM {ssim(base.frames, gen.frames):.3f}")
+          f"against it PSNR {clip_psnr(base.frames, gen.frames):.1f} dB, SSIM {ssim(base.frames, gen.frames):.3f}")
 
 
 def add_parser(sub) -> None:
@@ -190,7 +213,8 @@ def add_parser(sub) -> None:
                        description="Generate a clip from PROMPT with the built-in video-dit-tiny model.")
     p.add_argument("prompt", metavar="PROMPT", help='e.g. "a red circle moving left"')
     p.add_argument("--out", required=True, metavar="FILE", help=".gif, or .npy (float32 [T, H, W, 3] in [0, 1])")
-    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0,
+                   help="noise seed, 0..2^64-1 (the noise generator's uint64 state; default: 0)")
     p.add_argument("--compare", action="store_true",
                    help="also run the plain sampler (same --steps, no leap, no merge) and print speed-up, PSNR, SSIM")
     add_sampler_args(p)

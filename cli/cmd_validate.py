@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..runtime.validate import format_table, validate_dir
+from ..runtime.text_int8 import validate_export
+from ..runtime.validate import format_table
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; give the DIR that `tomobile export` wrote")
-    report = validate_dir(folder, progress=not args.quiet)
+    report = validate_export(folder, progress=not args.quiet)
     print(format_table(report))
     return 0 if report.passed else 1
 

@@ -9,20 +9,31 @@ from pathlib import Path
 from ..graphs.config import MergeConfig, SpecError
 from ..graphs.errors import InputError
 from ..graphs.exportable import ModelBundle
-from ..graphs.registry import ModelEntry, get_model, load_builtin_models
 from ..graphs.hf_folder import load_local
+from ..graphs.registry import ModelEntry, get_model, load_builtin_models
+from ..graphs.sd_unet import SD_OPTIONS, load_unet_folder, unet_folder
+from ..graphs.tomesd import METHOD as TOMESD
 
 
-def resolve_model(name: str, config: MergeConfig, options: dict[str, str] | None = None) -> ModelBundle:
-    """A built-in model name or a local Hugging Face model folder -> bundle, patched per `config`;
-    `options` (the video model's TDTM modes) only for a built-in model that takes them."""
+def resolve_model(name: str, config: MergeConfig, options: dict | None = None) -> ModelBundle:
+    """A built-in model name, a local Hugging Face model folder or a local diffusers UNet / pipeline
+    folder -> bundle, patched per `config`; `options` (the video model's TDTM modes, the UNets'
+    size and cfg) only for a model that takes them."""
     models = load_builtin_models()
     if name in models:
         _refuse_options(name, models, options or {})
+        _refuse_tomesd(name, config, models[name].options)
         return get_model(name).builder(config, **(options or {}))
     path = Path(name)
+    if path.exists() and unet_folder(path):
+        extra = [k for k in options or {} if k not in SD_OPTIONS]
+        if extra:
+            raise InputError(f"--{extra[0].replace('_', '-')} applies to video models only, not to the diffusers "
+                             f"UNet in {name}")
+        return load_unet_folder(path, config, **(options or {}))
     if path.exists():
         _refuse_options(name, models, options or {})
+        _refuse_tomesd(name, config, ())
         return load_local(path, config)
     if os.sep in name or name.startswith("."):
         raise FileNotFoundError(f"no folder {name}; MODEL is a built-in name (see `tomobile models`) or a local "
@@ -30,14 +41,28 @@ def resolve_model(name: str, config: MergeConfig, options: dict[str, str] | None
     return get_model(name).builder(config)  # raises UnknownModelError listing the built-in names
 
 
-def _refuse_options(name: str, models: dict[str, ModelEntry], options: dict[str, str]) -> None:
-    """Model options (the TDTM modes) that `name` does not take are a one-line error."""
+def _refuse_options(name: str, models: dict[str, ModelEntry], options: dict) -> None:
+    """Model options (the TDTM modes, the UNets' --size/--cfg) that `name` does not take are a one-line error."""
     unknown = [k for k in options if k not in (models[name].options if name in models else ())]
     if unknown:
         takers = ", ".join(n for n, e in sorted(models.items()) if set(unknown) <= set(e.options))
         flags = " and ".join("--" + k.replace("_", "-") for k in unknown)
-        raise InputError(f"{flags} {'apply' if len(unknown) > 1 else 'applies'} to video models only ({takers}), "
-                         f"not to {name}")
+        verb = "apply" if len(unknown) > 1 else "applies"
+        if set(unknown) <= set(SD_OPTIONS):
+            raise InputError(f"{flags} {verb} to Stable Diffusion UNets ({takers}, local diffusers folders), not to {name}")
+        raise InputError(f"{flags} {verb} only to {takers} (the models with TDTM modes), not to {name}")
+
+
+def _refuse_tomesd(name: str, config: MergeConfig, options: tuple[str, ...]) -> None:
+    """tomesd: merges Stable Diffusion UNets only (the models that take --size)."""
+    if config.method == TOMESD and "size" not in options:
+        raise SpecError(f"{config.describe()} applies to Stable Diffusion UNets (sd-unet-tiny, sd15-unet, a local "
+                        f"diffusers folder), not to {name}; transformer encoders take the other methods (`tomobile models`)")
+
+
+def sd_options(size: int | None, cfg: bool) -> dict:
+    """--size / --cfg as given (omitted ones left out, so other models refuse only what was asked)."""
+    return {k: v for k, v in (("size", size), ("cfg", cfg or None)) if v is not None}
 
 
 def source_folder(name: str) -> Path | None:
@@ -48,6 +73,6 @@ def source_folder(name: str) -> Path | None:
 def check_trace_source(config: MergeConfig, bundle: ModelBundle) -> None:
     """trace_source=1 must reach an output: refuse it where no exported part outputs sources."""
     outputs = [n for part in bundle.parts.values() for n in part.output_names]
-    if config.trace_source and not any("source" in n for n in outputs):
+    if getattr(config, "trace_source", False) and not any("source" in n for n in outputs):
         raise SpecError(f"trace_source=1 has no effect on {bundle.name}: its exported outputs "
                         f"({', '.join(outputs)}) do not include token sources; drop trace_source")

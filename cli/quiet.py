@@ -9,6 +9,9 @@ lines a user cannot tell from real problems; each one silenced here was seen in 
 - torch's pytree: "<enum ...> is an Enum subclass and is now natively supported ..." (torchao
   registers its enums the old way);
 - the ONNX exporter: "torchvision is not installed. Skipping torchvision::roi_align";
+- onnxscript's constant folding: "Evaluation failed: cannot reshape array ..." (BERT exports: the
+  reference evaluator cannot fold one shape computation, so the node is kept unfolded; the graph's
+  numbers are validated against eager as always);
 - coremltools: "Failed to load _MLModelProxy ..." (the macOS-only runtime), "Torch version ...
   has not been tested with coremltools" and "scikit-learn version ... is not supported" (its
   scikit-learn converter, which tomobile does not use);
@@ -37,6 +40,7 @@ HARMLESS_LOGS: dict[str, tuple[str, ...]] = {
     "torchao.kernel.intmm": (r"Detected no triton",),
     "torch.utils._pytree": (r"is an Enum subclass and is now natively supported",),
     "torch.onnx._internal.exporter._registration": (r"torchvision is not installed",),
+    "onnxscript.optimizer._constant_folding": (r"^Evaluation failed: cannot reshape array",),
     "coremltools": (r"Failed to load _ML\w*Proxy", r"has not been tested with coremltools",
                     r"scikit-learn version \S+ is not supported"),
 }
@@ -70,7 +74,7 @@ def install() -> None:
             logger.addFilter(_DropMessages(patterns))
     for category, message in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
-    import transformers
+    import transformers  # deferred: heavy, and only a command run needs it quieted
 
     # transformers' own warnings stay off: its weight-loading report is read by the model loader
     # (graphs/hf_folder.py), which refuses or reports, in one line, what would matter.

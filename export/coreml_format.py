@@ -18,11 +18,16 @@ from .registry import ExportOptions, PartInfo, register_exporter, register_group
 log = logging.getLogger(__name__)
 
 
-def _rename_outputs(model, names: tuple[str, ...]) -> None:
+def _rename_features(model, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> None:
+    """The part's input and output names on the model: the converter names inputs after the
+    forward's arguments (a block part's `h`, where the manifest says `h00`)."""
     import coremltools as ct
 
     spec = model._spec
-    for old, new in zip([o.name for o in spec.description.output], names, strict=True):
+    for old, new in zip([i.name for i in spec.description.input], inputs, strict=True):
+        if old != new:
+            ct.utils.rename_feature(spec, old, new, rename_outputs=False)
+    for old, new in zip([o.name for o in spec.description.output], outputs, strict=True):
         if old != new:
             ct.utils.rename_feature(spec, old, new, rename_inputs=False)
 
@@ -42,7 +47,7 @@ def export_coreml(get_program, part: PartInfo, out: Path, options: ExportOptions
                                minimum_deployment_target=ct.target.iOS17)
     except NotImplementedError as err:  # the converter's own word on an op it cannot take
         raise UnsupportedOpError(part.stem, "coreml", [OpProblem("-", str(err), "no Core ML converter")]) from err
-    _rename_outputs(model, part.output_names)
+    _rename_features(model, part.input_names, part.output_names)
     model = ct.models.MLModel(model._spec, weights_dir=model.weights_dir, skip_model_load=True)
     model.save(str(out))
     return {"precision": options.precision, "minimum_deployment_target": "iOS17"}

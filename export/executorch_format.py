@@ -10,10 +10,14 @@ import contextlib
 import math
 from pathlib import Path
 
+import torch
+from torch.fx.passes.infra.pass_base import PassResult
+
 from ..graphs.errors import InputError
+from ..runtime.manifest import file_record
+from .executorch_int8 import quantize_int8
 from .opcheck import UnsupportedOpError, check_executorch_operators, check_graph, registered_executorch_kernels
 from .registry import ExportOptions, PartInfo, register_exporter, register_group_exporter
-from .split import file_record
 
 
 def lower(program, backend: str, weights_tag: str | None = None):
@@ -50,7 +54,6 @@ def lower_methods(programs: dict, backend: str, weights_tag: str | None = None):
 def _tag_weights(program, tag: str):
     """Re-export with every weight tagged for the data file `tag` (the tag is read by the XNNPACK
     serializer from unlifted get_attr nodes, so it is set on program.module() and exported again)."""
-    import torch
     from executorch.exir.passes.external_constants_pass import delegate_external_constants_pass_unlifted
 
     module = program.module()
@@ -62,8 +65,6 @@ def _tag_weights(program, tag: str):
 
 def _float_dtype(program):
     """The dtype of the program's first floating-point input (fp16 programs take fp16 inputs)."""
-    import torch
-
     for node in program.graph.nodes:
         val = node.meta.get("val") if node.op == "placeholder" else None
         if isinstance(val, torch.Tensor) and val.is_floating_point() and node.name in program.graph_signature.user_inputs:
@@ -77,8 +78,6 @@ def _scalars_as(dtype):
     then casts them to the other operand's dtype. In an fp16 program each such cast of a constant
     stayed outside XNNPACK as a portable kernel call (63 in a 4-layer ViT); with fp16 as the default
     dtype while lowering, the scalars are fp16 from the start and no cast is left."""
-    import torch
-
     old = torch.get_default_dtype()
     if dtype == torch.float16:
         torch.set_default_dtype(torch.float16)
@@ -93,8 +92,6 @@ def _layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, 
     (XNNPACK has no layer norm, and averages only 4-D tensors over H and W). In fp16, eps is at
     least fp16's smallest normal number: ViT's 1e-12 rounds to 0 there, and a constant row (DeiT's
     zero-initialised class token) then gave rsqrt(0) = inf and 0 * inf = NaN."""
-    import torch
-
     if x.dtype == torch.float16:
         eps = max(eps, 2.0**-24)
     c = x.shape[-1]
@@ -107,7 +104,8 @@ def _layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, 
 
 
 def spell_out_tanh_gelu(program):
-    """Replace each tanh-approximate GELU, and each fp16 GELU, with mul/add/tanh nodes, in place.
+    """Replace each tanh-approximate GELU, and each fp16 GELU, with mul/add/tanh nodes, in place;
+    and x**2, x**3 (HF's gelu_new and gelu_fast write the cube with pow) with products.
 
     XNNPACK computes the exact (erf) GELU whatever `approximate` says, so a tanh-GELU came back
     4.7e-4 off eager (measured on a Linear + GELU(tanh)); mul, add and tanh it computes as written.
@@ -115,12 +113,22 @@ def spell_out_tanh_gelu(program):
     graph); in fp16 the tanh form is within fp16's own rounding of the exact one (at most 3e-4 apart).
     Exact fp32 GELU nodes stay one op. (A decomposition-table entry cannot do this: keeping the
     exact form there re-enters the same entry.)"""
-    import torch
-
     aten = torch.ops.aten
     graph = program.graph_module.graph
     changed = False
     for node in list(graph.nodes):
+        if node.target is aten.pow.Tensor_Scalar and node.args[1] in (2, 3):
+            # gelu_new / gelu_fast spell x**3 with pow, which XNNPACK leaves to a portable kernel in fp16
+            # (3 partitions): a product of x with itself is the same number and stays delegated.
+            x = node.args[0]
+            with graph.inserting_before(node):
+                out = graph.call_function(aten.mul.Tensor, (x, x))
+                if node.args[1] == 3:
+                    out = graph.call_function(aten.mul.Tensor, (out, x))
+            node.replace_all_uses_with(out)
+            graph.erase_node(node)
+            changed = True
+            continue
         if node.target is not aten.gelu.default:
             continue
         approximate = node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none")
@@ -151,8 +159,6 @@ def _attention(q, k, v, attn_mask=None, dropout_p: float = 0.0, is_causal: bool 
     torch's own math decomposition uses a 'safe' softmax whose any/eq/where run on portable
     kernels and split the XNNPACK partition in every layer. The two differ only on rows that
     are -inf throughout, which these encoders never produce."""
-    import torch
-
     if is_causal or enable_gqa:
         raise NotImplementedError("causal or grouped-query attention is not rewritten for XNNPACK")
     logits = (q @ k.transpose(-1, -2)) * (scale if scale is not None else q.shape[-1] ** -0.5)  # (B, H, T, T)
@@ -168,7 +174,6 @@ def expand_as_view(graph_module):
     left by matmul broadcasting) becomes a view_copy, and select_copy a slice and a view: XNNPACK
     delegates those, and has no expand or select."""
     from executorch.exir.dialects._ops import ops as exir_ops
-    from torch.fx.passes.infra.pass_base import PassResult
 
     graph, changed = graph_module.graph, False
     for node in list(graph.nodes):
@@ -193,8 +198,6 @@ def expand_as_view(graph_module):
 def float_scalars(program):
     """An int scalar in floating-point arithmetic ((a + b) / 2) becomes a float, in place: lowering
     turns it into an int64 constant and a cast that runs outside XNNPACK."""
-    import torch
-
     aten = torch.ops.aten
     arith = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.rsub.Scalar}
     graph, changed = program.graph_module.graph, False
@@ -230,7 +233,6 @@ def for_xnnpack(program):
     """Rewrite a program so XNNPACK takes more of it, and computes it as eager does: layer norm and
     attention as primitive ops, tanh-GELU spelled out,
     constant subgraphs folded (a constant built in forward must be a static weight for XNNPACK's matmuls)."""
-    import torch
     from executorch.exir.passes.constant_prop_pass import constant_prop_pass, get_default_skip_targets_no_quant
 
     program = program.run_decompositions({torch.ops.aten.layer_norm.default: _layer_norm,
@@ -295,8 +297,6 @@ def export_executorch_methods(get_programs: dict, parts: dict[str, PartInfo], ou
         if options.quantize == "int8":
             if options.precision != "fp32" or options.backend != "xnnpack":
                 raise InputError("--quantize int8 for executorch takes the fp32 model and the xnnpack backend")
-            from .executorch_int8 import quantize_int8
-
             program, precision = quantize_int8(program, part.calibration), "int8"
         problems = check_graph(program, "executorch")
         if problems:

@@ -13,14 +13,15 @@ import hashlib
 import io
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch.fx.traceback import preserve_node_meta
 
-from tomobile.graphs.merge import MergeOps
-
+from ..graphs.layers import MERGE_ANNOTATION
+from ..graphs.merge import MergeOps, merge_ops
+from ..runtime.manifest import file_record, sha256_path
 from .opcheck import UnsupportedOpError, check_graph
-from .pipeline import sha256_path
 from .registry import ExportOptions, PartInfo, register_exporter, register_group_exporter
-from .split import file_record
 
 
 @register_exporter("onnx", ".onnx", precisions=("fp32",), quantize=("int8",))
@@ -48,6 +49,16 @@ def export_onnx(get_program, part: PartInfo, out: Path, options: ExportOptions) 
     return {"precision": "int8", "quantize": "dynamic int8 weights (onnxruntime quantize_dynamic)"}
 
 
+def merge_node_names(wrapper) -> set[str]:
+    """ONNX node names of the merge ops in `wrapper`'s export: the dynamo exporter names a node
+    'node_' + its fx name, and the fx nodes the merge adds carry graphs.layers.MERGE_ANNOTATION
+    when meta is preserved. Traced in the INDEXED spelling, as export_onnx traces it."""
+    with torch.no_grad(), preserve_node_meta(), merge_ops(MergeOps.INDEXED):
+        program = torch.export.export(wrapper, wrapper.example_inputs(seed=0), strict=False)
+    key, value = next(iter(MERGE_ANNOTATION.items()))
+    return {f"node_{n.name}" for n in program.graph.nodes if (n.meta.get("custom") or {}).get(key) == value}
+
+
 EXTERNAL_DATA_BYTES = 2 * 1024**3  # one protobuf file holds at most 2 GB
 
 
@@ -69,7 +80,6 @@ def structural_matmuls(model) -> list[str]:
     """MatMul/Gemm nodes whose constant operand is structure, not a learned weight: one-hot
     selections, triangles and averaging columns of the merge (at most two distinct values).
     Quantising them would blur the exact 0/1 arithmetic that assigns tokens to slots."""
-    import numpy as np
     from onnx import numpy_helper
 
     consts = {t.name: t for t in model.graph.initializer}

@@ -14,17 +14,19 @@ import torch
 
 from ..graphs.errors import TomobileError
 
-ALL = ("onnx", "coreml", "executorch")
+ALL = ("onnx", "coreml", "executorch", "coreai")
 _SORT = "no sort kernel in the ExecuTorch runtime: the .pte writes and then fails at load_method"
+_SORT_COREAI = "coreai-torch has no lowering for sort/argsort (Core AI sorts only inside its own topk)"
 _SCATTER = {
     "onnx": "ONNX has no mean reduction: the dynamo exporter writes a plain scatter that runs and is wrong",
     "executorch": "no scatter_reduce kernel in the ExecuTorch runtime (fails at load)",
     "coreml": "coremltools has no converter for scatter_reduce",
+    "coreai": "coreai-torch has no lowering for scatter_reduce (only scatter with an add or multiply reduce)",
 }
 _DYNAMIC = "data-dependent output shape: mobile graphs need static shapes"
 DENY: dict[str, dict[str, str]] = {
-    "aten.sort": {"executorch": _SORT},
-    "aten.argsort": {"executorch": _SORT},
+    "aten.sort": {"executorch": _SORT, "coreai": _SORT_COREAI},
+    "aten.argsort": {"executorch": _SORT, "coreai": _SORT_COREAI},
     "aten.scatter_reduce": _SCATTER,
     "aten.index_put": {f: "in-place index write: not lowered the same way by every target" for f in ALL},
     "aten.index_put_": {f: "in-place index write: not lowered the same way by every target" for f in ALL},

@@ -11,7 +11,6 @@ are held back while the staging folder is discarded or moved into place, so no `
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -21,21 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..graphs.errors import TomobileError
-
-MANIFEST = "manifest.json"
-MANIFEST_KEY = "tomobile_manifest"  # present in every manifest `tomobile export` writes
+from ..runtime.manifest import is_export_folder
 
 
 class OutputError(TomobileError, ValueError):
     """An output location that cannot or must not be written; the message says why."""
-
-
-def is_tomobile_export(folder: Path) -> bool:
-    try:
-        data = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and MANIFEST_KEY in data
 
 
 def nearest_existing(path: Path) -> Path:
@@ -78,7 +67,7 @@ def check_out_dir(out: Path, force: bool | None = False, keep: tuple[Path, ...] 
     if not target.is_dir():
         raise OutputError(f"{option} {out} is a file, not a folder; give a folder"
                           + (" (or --force to replace the file)" if force is not None else ""))
-    if any(target.iterdir()) and not is_tomobile_export(target):
+    if any(target.iterdir()) and not is_export_folder(target):
         raise OutputError(f"{option} {out} holds files that are not a tomobile export; give another folder"
                           + (" (or --force to replace it)" if force is not None else ""))
     return target

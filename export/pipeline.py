@@ -1,17 +1,18 @@
-"""Export a ModelBundle to the asked formats in a staging folder; move it into place at the end.
+"""Export a ModelBundle: stage -> validate -> finalize, written once (`export_model`).
 
-Nothing is written to the output folder until every artifact exported: the work happens in a
-hidden sibling folder that `output.finalize` renames into place, so a failure leaves no
-half-written DIR (see export/output.py for what DIR may be).
+Nothing is written to the output folder until every artifact exported (and, when asked, passed
+validation): the work happens in a hidden sibling folder that `output.finalize` renames into
+place, so a failure leaves no half-written DIR (see export/output.py for what DIR may be). The
+folder's schema (manifest, file names, sha256) is runtime/manifest.py.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -19,39 +20,113 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tomobile.graphs.exportable import Exportable, ModelBundle
-from tomobile.graphs.merge import MergeOps, merge_ops
-from tomobile.graphs.video_zoo import MODEL_NAME as VIDEO_MODEL
-from tomobile.runtime.contract import write_contract
-
+from ..graphs.errors import TomobileError
+from ..graphs.exportable import Exportable, ModelBundle
+from ..graphs.merge import MergeOps, merge_ops
+from ..graphs.video_zoo import MODEL_NAME as VIDEO_MODEL
+from ..runtime.contract import write_contract
+from ..runtime.manifest import (VECTORS_DIR, ManifestError, is_export_folder, load_manifest, new_manifest, sha256_path,
+                                size_bytes, write_manifest)
+from ..runtime.text_int8 import validate_export
+from ..runtime.validate import ValidationReport
 from .executorch_int8 import CALIBRATION_SEEDS
-from .output import MANIFEST, Staging, discard, make_staging
+from .onnx_weights_int8 import quantize_weights_int8
+from .output import Staging, discard, finalize, make_staging
 from .registry import ExportOptions, PartInfo, get_exporter, get_group_exporter
 from .shared import weight_group_table, weight_groups
+from .split import list_parts
 
 log = logging.getLogger(__name__)
 
-VECTORS_DIR = "test_vectors"
 # Files generated for the apps beyond the parts, per model: writer(folder) -> the relative paths it wrote.
 FILE_WRITERS: dict[str, Callable[[Path], list[str]]] = {VIDEO_MODEL: write_contract}
-_TOOLS = ("tomobile", "torch", "transformers", "executorch", "coremltools", "onnx", "onnxruntime", "onnxscript")
+# Parts that an fp32 ONNX export also writes with int8 weights (onnx_weights_int8.py: weight-only, fp32
+# compute), as <part>.int8.onnx beside the fp32 file, per model: the browser app downloads
+# video-dit-tiny's text encoder first (91 of its 113 MB in fp32) and prefers the int8 one
+# (docs/web_phone.md). Its manifest entry says "companion_of": the fp32 file; runtimes that run the
+# reference (Python, the Android and iOS apps) keep the fp32 one. validate_export checks it against the
+# fp32 pipeline (runtime/text_int8.py).
+INT8_COMPANIONS: dict[str, tuple[str, ...]] = {VIDEO_MODEL: ("text_encoder",)}
+_TOOLS = ("tomobile", "torch", "transformers", "executorch", "coremltools", "coreai-torch", "coreai-core", "onnx", "onnxruntime", "onnxscript")
 
 
-def sha256_path(path: Path) -> str:
-    """sha256 of a file, or of a folder (.mlpackage) as its sorted relative paths and contents."""
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+@dataclass
+class Exported:
+    """What `export_model` left at `folder`."""
+
+    folder: Path
+    manifest: dict
+    report: ValidationReport | None = None  # None: not validated, or an earlier export reused
+    reused: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.report is None or self.report.passed
 
 
-def size_bytes(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+class ValidationFailed(TomobileError):
+    """An export that failed validation where a pass was required; nothing was written. `report`
+    holds the table's rows."""
+
+    def __init__(self, folder: Path, report: ValidationReport) -> None:
+        super().__init__(f"the export for {folder} failed validation; nothing was written")
+        self.report = report
+
+
+def export_model(bundle: ModelBundle, formats: list[str], out: Path, options: ExportOptions, *,
+                 validate: bool = True, require_pass: bool = False, reuse: bool = False,
+                 progress: bool = True) -> Exported:
+    """Export every part of `bundle` to every format into `out` (an absolute path that
+    output.check_out_dir accepted), validate it against eager PyTorch, and move it into place.
+
+    `reuse`: keep an earlier export at `out` of the same bundle, formats and options instead.
+    `require_pass`: a validation failure raises ValidationFailed and leaves `out` as it was;
+    otherwise the folder is written with the failing report in its manifest (`Exported.passed`).
+    On any error, Ctrl-C or SIGTERM included, the staging folder is removed."""
+    if reuse and (earlier := reusable_export(out, bundle, formats, options)) is not None:
+        log.info("reusing %s", out)
+        return Exported(out, earlier, reused=True)
+    staging, manifest = stage_export(bundle, formats, out, options, progress=progress)
+    report = None
+    try:
+        if validate:
+            report = validate_export(staging.path, progress=progress)
+            manifest["validation"] = report.to_json()
+            write_manifest(staging.path, manifest)
+            report = _relocated(report, staging.path, out)
+            if require_pass and not report.passed:
+                raise ValidationFailed(out, report)
+        finalize(staging)
+    except BaseException:
+        discard(staging)
+        raise
+    return Exported(out, manifest, report)
+
+
+def _relocated(report: ValidationReport, staged: Path, out: Path) -> ValidationReport:
+    """The report with the staging folder's path replaced by the final one (in its notes)."""
+    checks = [replace(c, note=c.note.replace(str(staged), str(out))) for c in report.checks]
+    return ValidationReport(str(out), checks)
+
+
+def reusable_export(folder: Path, bundle: ModelBundle, formats: list[str], options: ExportOptions) -> dict | None:
+    """The manifest of an earlier export at `folder` of the same model, bundle entries (merge spec,
+    TDTM modes, split sequences), precision and quantization, holding every format in `formats`
+    with its files present; None when there is none."""
+    if not is_export_folder(folder):
+        return None
+    try:
+        manifest = load_manifest(folder)
+    except ManifestError:
+        return None
+    wanted = json.loads(json.dumps(bundle.manifest))  # as it reads back from JSON
+    same = (manifest.get("model") == bundle.name
+            and all(manifest.get(k) == v for k, v in wanted.items() if k != "split")
+            and manifest.get("split", {}).get("sequences") == wanted.get("split", {}).get("sequences")
+            and manifest.get("precision") == options.precision and manifest.get("quantize") == options.quantize)
+    have = {a["format"] for a in manifest["artifacts"]}
+    present = all((folder / a["path"]).exists() for a in manifest["artifacts"])
+    return manifest if same and set(formats) <= have and present else None
 
 
 def tool_versions() -> dict[str, str]:
@@ -109,7 +184,7 @@ def _write_vectors(bundle: ModelBundle, stem: str, wrapper: Exportable, folder: 
             for name, y in zip(wrapper.output_names, outputs, strict=True):
                 arrays[f"{case}.output.{name}"] = y.float().numpy()
     path = folder / VECTORS_DIR / f"{stem}.npz"
-    path.parent.mkdir(exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # a stem may name a subfolder (unet/model)
     np.savez(path, **arrays)
     return {"cases": list(cases), **_io_spec(wrapper, outputs)}
 
@@ -125,6 +200,8 @@ def stage_export(bundle: ModelBundle, formats: list[str], out_dir: Path, options
     staging = make_staging(out_dir)
     try:
         manifest = _export_into(bundle, formats, staging.path, options, progress)
+        if "split" in manifest:  # a split bundle: list its parts with their files
+            manifest["split"] = list_parts(manifest)
         write_manifest(staging.path, manifest)
     except BaseException:
         discard(staging)
@@ -151,14 +228,25 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
             exporter = get_exporter(fmt)
             steps.set_postfix_str(f"{stem}{exporter.suffix}")
             opts = exporter.options_for(options)
+            # An fp16 graph (ExecuTorch, Core AI) takes and returns float16; Core ML keeps float32 I/O.
+            float_io = "float16" if fmt in ("executorch", "coreai") and opts.precision == "fp16" else "float32"
             group, export_group = groups.get(stem), get_group_exporter(fmt)
             if group is None or export_group is None:
                 path = staging / f"{stem}{exporter.suffix}"
-                artifacts.append(_artifact(fmt, stem, path, opts, exporter.export(get_program, info, path, opts)))
+                path.parent.mkdir(parents=True, exist_ok=True)  # diffusers' layout: unet/model.onnx
+                details = exporter.export(get_program, info, path, opts)
+                artifacts.append(_artifact_entry(staging, fmt, stem, path, float_io, details))
+                if fmt == "onnx" and opts.quantize is None and stem in INT8_COMPANIONS.get(bundle.name, ()):
+                    small = staging / f"{stem}.int8{exporter.suffix}"
+                    count = quantize_weights_int8(path, small)
+                    artifacts.append({**_artifact_entry(staging, fmt, stem, small, float_io, {"precision": "int8"}),
+                                      "companion_of": path.relative_to(staging).as_posix(),
+                                      "quantize": f"int8 weights, per channel ({count} tensors), dequantized when loaded; fp32 compute"})
             elif stem == group[-1]:  # the group's last part: export them all, weights once
                 path = staging / f"{group[0]}{exporter.suffix}"
                 details = export_group({s: pending[s][0] for s in group}, {s: pending[s][1] for s in group}, path, opts)
-                artifacts += [_artifact(fmt, s, staging / d.pop("path", path.name), opts, {**d, "weight_group": group[0]})
+                artifacts += [_artifact_entry(staging, fmt, s, staging / d.pop("path", path.name), float_io,
+                                              {**d, "weight_group": group[0]})
                               for s, d in details.items()]
             steps.update(1)
         if stem not in groups or stem == groups[stem][-1]:
@@ -168,31 +256,15 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
     files = bundle.write_files(staging)
     files += FILE_WRITERS[bundle.name](staging) if bundle.name in FILE_WRITERS else []
     backends = [get_exporter(f).options_for(options).backend for f in formats]
-    return {
-        "tomobile_manifest": 1,
-        "model": bundle.name,
-        **bundle.manifest,
-        # What was asked; each artifact entry says what it got (check_options refused the rest).
-        "precision": options.precision,
-        "quantize": options.quantize,
-        "backend": next((b for b in backends if b), None),
-        "parts": parts,
-        "artifacts": artifacts,
-        **({"weight_groups": weight_group_table(artifacts)} if groups else {}),
-        "files": {name: sha256_path(staging / name) for name in files},
-        "test_vectors": {stem: sha256_path(staging / VECTORS_DIR / f"{stem}.npz") for stem in parts},
-        "tools": tool_versions(),
-    }
+    return new_manifest(
+        bundle.name, bundle.manifest, precision=options.precision, quantize=options.quantize,
+        backend=next((b for b in backends if b), None), parts=parts, artifacts=artifacts,
+        files={name: sha256_path(staging / name) for name in files},
+        test_vectors={stem: sha256_path(staging / VECTORS_DIR / f"{stem}.npz") for stem in parts},
+        tools=tool_versions(), weight_groups=weight_group_table(artifacts) if groups else None)
 
 
-def _artifact(fmt: str, stem: str, path: Path, opts: ExportOptions, details: dict) -> dict:
-    # An fp16 graph (ExecuTorch) takes and returns float16; Core ML keeps float32 I/O.
-    float_io = "float16" if fmt == "executorch" and opts.precision == "fp16" else "float32"
-    return {"format": fmt, "part": stem, "path": path.name, "sha256": sha256_path(path),
-            "bytes": size_bytes(path), "float_io": float_io, **details}
-
-
-def write_manifest(folder: Path, manifest: dict) -> None:
-    tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(folder / MANIFEST)
+def _artifact_entry(staging: Path, fmt: str, stem: str, path: Path, float_io: str, details: dict) -> dict:
+    """One manifest artifact entry; `path` is recorded relative to the export folder (UNets write unet/...)."""
+    return {"format": fmt, "part": stem, "path": path.relative_to(staging).as_posix(), "sha256": sha256_path(path), "bytes": size_bytes(path),
+            "float_io": float_io, **details}

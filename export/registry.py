@@ -75,7 +75,7 @@ _EXPORTERS: dict[str, Exporter] = {}
 # weights written as one weights store (export/shared.py). Formats without one export each part alone.
 GroupExportFn = Callable[[dict, dict[str, PartInfo], Path, ExportOptions], dict[str, dict]]
 _GROUP_EXPORTERS: dict[str, GroupExportFn] = {}
-_MODULES = ("onnx_format", "executorch_format", "coreml_format")
+_MODULES = ("onnx_format", "executorch_format", "coreml_format", "coreai_format")
 
 
 class FormatError(TomobileError, KeyError):

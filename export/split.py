@@ -5,25 +5,15 @@ so an app (or runtime/streaming.py) can stream them without Python."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from tomobile.graphs.exportable import ModelBundle
-
 from ..graphs.errors import InputError
-from .pipeline import sha256_path, size_bytes
+from ..graphs.exportable import ModelBundle
+from ..graphs.video_parts import split_denoisers
 
-SPLIT_FORMATS = ("onnx", "executorch", "coreml")
-
-
-def file_record(path: Path) -> dict:
-    """{path (relative to the export folder), sha256, bytes} of one written file."""
-    return {"path": path.name, "sha256": sha256_path(path), "bytes": size_bytes(path)}
+SPLIT_FORMATS = ("onnx", "executorch", "coreml", "coreai")
 
 
 def split_bundle(bundle: ModelBundle, kind: str, quantize: str | None) -> ModelBundle:
     """The bundle with its denoiser parts added; ValueError (one line) when it cannot be split."""
-    from tomobile.graphs.video_parts import split_denoisers
-
     if quantize:
         raise InputError(f"--split {kind} writes fp32 parts (fp16 with --precision for ExecuTorch); "
                          f"--quantize {quantize} is not supported with --split")

@@ -2,5 +2,6 @@
 
 from .config import MergeConfig, SpecError
 from .hf_models import apply_merge, merge_plan, remove_merge
+from .methods import get_method, methods
 
-__all__ = ["MergeConfig", "SpecError", "apply_merge", "remove_merge", "merge_plan"]
+__all__ = ["MergeConfig", "SpecError", "apply_merge", "remove_merge", "merge_plan", "get_method", "methods"]

@@ -5,8 +5,8 @@ All exporters (ONNX, Core ML, ExecuTorch) and the validator read shapes from her
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,5 +75,6 @@ class ModelBundle:
         for name, src in self.extra_files.items():
             shutil.copy2(src, folder / name)
         for name, text in self.generated_files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)  # e.g. diffusers' unet/config.json
             (folder / name).write_text(text)
         return [*self.extra_files, *self.generated_files]

@@ -7,7 +7,7 @@ classifier; `last_hidden_state` and `pooler_output` for a backbone (the latter o
 checkpoint holds the pooler); `image_embeds` and `last_hidden_state` for a CLIP vision tower with
 its projection, also when the folder is a full `CLIPModel` (the projection keeps the width of the
 checkpoint's `projection_dim`); `sentence_embedding` beside `last_hidden_state` for a
-sentence-transformers folder with mean pooling.
+sentence-transformers folder (its Pooling, Dense and Normalize modules: graphs/sentence_modules.py).
 
 transformers' loading report is read, not hidden: weights the class needs that the checkpoint
 lacks would be newly initialised, so the folder is refused; checkpoint weights the class does not
@@ -31,6 +31,7 @@ from .errors import TomobileError
 from .exportable import ModelBundle
 from .hf_models import apply_merge
 from .hf_wrappers import FIRST_WORD_ID, ImageModel, TextModel, config_json, preprocessor_json, single_model_bundle
+from .sentence_modules import load_head
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ ARCHITECTURES: dict[str, dict[str, tuple[str, ...]]] = {
     "clip_vision_model": {"CLIPVisionModel": BACKBONE,
                           "CLIPVisionModelWithProjection": ("image_embeds", "last_hidden_state")},
     "clip": {"CLIPModel": ("image_embeds", "last_hidden_state")},  # its vision tower and projection
+    "siglip_vision_model": {"SiglipVisionModel": BACKBONE},
+    "dinov2": {"Dinov2Model": BACKBONE},
+    "dinov2_with_registers": {"Dinov2WithRegistersModel": BACKBONE},
     "bert": {"BertModel": BACKBONE, "BertForSequenceClassification": ("logits",)},
 }
 # Checkpoint weights that a full CLIPModel holds beyond its vision tower: expected to stay unused.
@@ -206,7 +210,7 @@ def _vision_bundle(folder: Path, hf_config, model_type: str, architecture: str, 
     if preprocessor.is_file():
         extra[PREPROCESSOR_FILE] = preprocessor
     else:
-        generated[PREPROCESSOR_FILE] = preprocessor_json(family, size)
+        generated[PREPROCESSOR_FILE] = preprocessor_json(family, size, hf_config.num_channels)
     wrapper = ImageModel(model, size, outputs, channels=hf_config.num_channels)
     return single_model_bundle(name, wrapper, config, extra_files=extra, generated_files=generated)
 
@@ -224,40 +228,22 @@ def _check_text_config(hf_config, cfg_path: Path, seq_len: int) -> None:
         raise FolderError(f"position_embedding_type {kind!r} in {cfg_path} is not supported; supported: absolute")
 
 
-def sentence_pooling(folder: Path) -> tuple[str | None, bool]:
-    """A sentence-transformers folder's pooling ('mean' or None) and whether it normalises."""
-    modules_path = folder / "modules.json"
-    if not modules_path.is_file():
-        return None, False
-    try:
-        modules = {m["type"].rsplit(".", 1)[-1]: m for m in json.loads(modules_path.read_text())}
-        pooling = modules.get("Pooling")
-        pool_cfg = json.loads((folder / pooling["path"] / "config.json").read_text()) if pooling else {}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise FolderError(f"{modules_path} or its pooling config is unreadable: {err}") from None
-    if pool_cfg.get("pooling_mode_mean_tokens"):
-        return "mean", "Normalize" in modules
-    if pooling:
-        log.warning("%s: sentence-transformers pooling other than mean is not exported; no sentence_embedding", folder)
-    return None, False
-
-
 def _text_bundle(folder: Path, hf_config, architecture: str, outputs: tuple[str, ...], config: MergeConfig,
                  name: str, seq_len: int) -> ModelBundle:
     import transformers
 
     _check_text_config(hf_config, folder / "config.json", seq_len)
-    pooling, normalize = sentence_pooling(folder) if architecture == "BertModel" else (None, False)
+    head = load_head(folder) if architecture == "BertModel" else None
     model, missing = _load(getattr(transformers, architecture), folder, architecture, config=hf_config)
-    if pooling:  # the sentence model is token states + pooling: the pooler is not part of it
+    if head is not None:  # the sentence model is token states + its head: the pooler is not part of it
         model.pooler = None
         missing[:] = [k for k in missing if not k.startswith("pooler.")]
         outputs = ("last_hidden_state",)
     outputs = _drop_untrained_pooler(model, missing, outputs)
     _refuse_missing(missing, folder, architecture)
     apply_merge(model, config, seq_len=seq_len)
-    wrapper = TextModel(model, seq_len, hf_config.vocab_size, outputs, pooling, normalize)
-    extra = {f: folder / f for f in TOKENIZER_FILES if (folder / f).exists()}
+    wrapper = TextModel(model, seq_len, hf_config.vocab_size, outputs, head)
+    extra = tokenizer_files(folder)
     real = {}
     if "tokenizer.json" in extra or "vocab.txt" in extra:
         real["model"] = _real_text_inputs(folder, seq_len)
@@ -272,10 +258,25 @@ _SENTENCES = (
 )
 
 
+def tokenizer_files(folder: Path) -> dict[str, Path]:
+    """The folder's tokenizer files; one that is there but not a regular file (a folder named
+    vocab.txt) is a FolderError, not an IsADirectoryError from transformers."""
+    found = {f: folder / f for f in TOKENIZER_FILES if (folder / f).exists()}
+    for name, path in found.items():
+        if not path.is_file():
+            raise FolderError(f"{path} is not a regular file (a folder?); the tokenizer files "
+                              f"({', '.join(TOKENIZER_FILES)}) must be files")
+    return found
+
+
 def _real_text_inputs(folder: Path, seq_len: int):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception as err:  # transformers raises many types for a damaged tokenizer file
+        files = ", ".join(str(p) for p in tokenizer_files(folder).values())
+        raise FolderError(f"the tokenizer in {files} cannot be loaded: {_first_line(err)}") from None
 
     def real_inputs():
         enc = tokenizer(_SENTENCES[0], padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt")

@@ -10,6 +10,11 @@ patched forwards change from the originals:
   r tokens merge between attention and MLP. `last_hidden_state` has the merged token count
   (class token first; DeiT's distillation token second, as ToMe orders them).
 - CLIP vision encoder (`CLIPEncoder` under `CLIPVisionModel`): the same, inside the encoder.
+- SigLIP vision encoder (`SiglipEncoder` under `SiglipVisionModel`): the same with no class token
+  (nothing is protected; the attention-pool head reads every merged token).
+- DINOv2 (`Dinov2Model`, `Dinov2WithRegistersModel`): the ViT loop with DINOv2's layer scales;
+  the class and register tokens are protected; positions are interpolated by the model's own
+  embeddings at the exported size; pooler_output is the class token, as the original.
 - BERT encoders (`BertModel`, e.g. MiniLM): padding never merges into real tokens (its mask
   follows the merge), and `last_hidden_state` is unmerged back to the input length so mean
   pooling over the original mask works unchanged.
@@ -44,9 +49,9 @@ def _pre_ln_layer(parts: AttentionParts, out_proj: nn.Module, norm1: nn.Module, 
                   mlp: Callable[[torch.Tensor], torch.Tensor]) -> LayerFns:
     """x + attn(norm1(x)), then x + mlp(norm2(x)): the ViT, DeiT and CLIP layer."""
 
-    def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx, keys = attention(parts, norm1(x), bias)
-        return x + out_proj(ctx), keys
+    def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ctx, keys, probs = attention(parts, norm1(x), bias)
+        return x + out_proj(ctx), keys, probs
 
     return LayerFns(attend, lambda x: x + mlp(norm2(x)))
 
@@ -73,14 +78,26 @@ def _clip_layer(layer: nn.Module) -> LayerFns:
     return _pre_ln_layer(parts, a.out_proj, layer.layer_norm1, layer.layer_norm2, layer.mlp)
 
 
+def _dinov2_layer(layer: nn.Module) -> LayerFns:
+    """x + ls1(attn(norm1(x))), then x + ls2(mlp(norm2(x))): DINOv2's layer with its layer scales."""
+    a = layer.attention
+    parts = AttentionParts(a.q_proj, a.k_proj, a.v_proj, a.num_attention_heads, a.head_dim, a.scaling)
+
+    def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ctx, keys, probs = attention(parts, layer.norm1(x), bias)
+        return x + layer.layer_scale1(a.o_proj(ctx)), keys, probs
+
+    return LayerFns(attend, lambda x: x + layer.layer_scale2(layer.mlp(layer.norm2(x))))
+
+
 def _bert_layer(layer: nn.Module) -> LayerFns:
     sa, out = layer.attention.self, layer.attention.output
     parts = AttentionParts(sa.query, sa.key, sa.value, sa.num_attention_heads, sa.attention_head_size,
                            sa.attention_head_size ** -0.5)  # `scaling` exists only in transformers 5
 
-    def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx, keys = attention(parts, x, bias)
-        return out.LayerNorm(out.dense(ctx) + x), keys  # post-LN residual
+    def attend(x: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ctx, keys, probs = attention(parts, x, bias)
+        return out.LayerNorm(out.dense(ctx) + x), keys, probs  # post-LN residual
 
     return LayerFns(attend, lambda h: layer.output(layer.intermediate(h), h))
 
@@ -104,11 +121,11 @@ def _plain(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
 
 def _run(layers: nn.ModuleList, fns: Any, state: TokenState, plan: MergePlan, plain: Any) -> TokenState:
     """Layers before the first merge run their original forward (`plain`); the rest run merged."""
-    for i, (layer, r) in enumerate(zip(layers, plan.r, strict=True)):
+    for i, layer in enumerate(layers):
         if plain is not None and i < plan.first_merge:
             state = state._replace(x=plain(layer, state.x))
         else:
-            state = merged_layer(fns(layer), state, r, plan)
+            state = merged_layer(fns(layer), state, i, plan)
     return state
 
 
@@ -127,10 +144,20 @@ def _vit_forward(self: nn.Module, pixel_values: torch.Tensor, bool_masked_pos: A
 
 def _clip_encoder_forward(self: nn.Module, inputs_embeds: torch.Tensor, attention_mask: Any = None,
                           **kwargs: Any) -> BaseModelOutput:
-    """CLIPEncoder.forward with ToMe (see module docstring)."""
+    """CLIPEncoder.forward (and SiglipEncoder.forward: the same layer) with the merge (see module docstring)."""
     plan: MergePlan = getattr(self, _PLAN_ATTR)
     state = _run(self.layers, _clip_layer, initial_state(inputs_embeds, None, plan.trace_source), plan, _plain)
     return BaseModelOutput(last_hidden_state=state.x)
+
+
+def _dinov2_forward(self: nn.Module, pixel_values: torch.Tensor, bool_masked_pos: Any = None, attention_mask: Any = None,
+                    **kwargs: Any) -> BaseModelOutputWithPooling:
+    """Dinov2Model / Dinov2WithRegistersModel.forward with the merge; pooler_output is the class token."""
+    plan: MergePlan = getattr(self, _PLAN_ATTR)
+    x = self.embeddings(pixel_values, bool_masked_pos=bool_masked_pos)  # (B, T, C), positions at this size
+    state = _run(self.encoder.layer, _dinov2_layer, initial_state(x, None, plan.trace_source), plan, _plain)
+    sequence_output = self.layernorm(state.x)  # (B, T', C)
+    return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=sequence_output[:, 0, :])
 
 
 def _bert_forward(self: nn.Module, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
@@ -153,6 +180,9 @@ def _find_backbone(model: nn.Module) -> tuple[nn.Module, str]:
     from transformers.models.bert.modeling_bert import BertModel
     from transformers.models.clip.modeling_clip import CLIPEncoder, CLIPVisionModel
     from transformers.models.deit.modeling_deit import DeiTModel
+    from transformers.models.dinov2.modeling_dinov2 import Dinov2Model
+    from transformers.models.dinov2_with_registers.modeling_dinov2_with_registers import Dinov2WithRegistersModel
+    from transformers.models.siglip.modeling_siglip import SiglipEncoder, SiglipVisionModel
     from transformers.models.vit.modeling_vit import ViTModel
 
     for module in model.modules():
@@ -162,10 +192,14 @@ def _find_backbone(model: nn.Module) -> tuple[nn.Module, str]:
             return next(m for m in module.modules() if isinstance(m, CLIPEncoder)), "clip"
         if isinstance(module, CLIPEncoder):
             return module, "clip"
+        if isinstance(module, (Dinov2Model, Dinov2WithRegistersModel)):
+            return module, "dinov2"
+        if isinstance(module, SiglipVisionModel):  # no class token; the attention-pool head reads every token
+            return module.encoder if isinstance(module.encoder, SiglipEncoder) else module.vision_model.encoder, "siglip"
         if isinstance(module, BertModel):
             return module, "bert"
     raise TypeError(
-        f"{type(model).__name__} is not supported; supported: ViT, DeiT, CLIP vision, BERT-style encoders"
+        f"{type(model).__name__} is not supported; supported: ViT, DeiT, CLIP vision, SigLIP vision, DINOv2, BERT-style encoders"
     )
 
 
@@ -177,23 +211,25 @@ def _token_count(model: nn.Module, family: str, seq_len: int | None) -> int:
     cfg = model.config
     cfg = getattr(cfg, "vision_config", cfg)
     patches = (cfg.image_size // cfg.patch_size) ** 2
-    return patches + (2 if family == "deit" else 1)
+    return patches + {"deit": 2, "siglip": 0}.get(family, 1) + getattr(cfg, "num_register_tokens", 0)
 
 
-_FORWARDS = {"vit": _vit_forward, "deit": _vit_forward, "clip": _clip_encoder_forward, "bert": _bert_forward}
+_FORWARDS = {"vit": _vit_forward, "deit": _vit_forward, "clip": _clip_encoder_forward, "siglip": _clip_encoder_forward,
+             "dinov2": _dinov2_forward, "bert": _bert_forward}
 
 
 def apply_merge(model: nn.Module, config: MergeConfig, seq_len: int | None = None) -> nn.Module:
-    """Patch `model` in place with ToMe as `config` says; returns it. Reverse with `remove_merge`.
+    """Patch `model` in place with the merge `config` names; returns it. Reverse with `remove_merge`.
 
     The plan (r and token count per layer) is computed here; a schedule that asks more of a
     layer than it allows raises SpecError. `seq_len` is required for BERT-style encoders.
     """
     remove_merge(model)
     backbone, family = _find_backbone(model)
-    layers = backbone.encoder.layer if family == "bert" else vit_layers(backbone)  # CLIPEncoder has `layers` too
+    layers = backbone.encoder.layer if family in ("bert", "dinov2") else vit_layers(backbone)  # CLIPEncoder: `layers`
     plan = make_plan(config, len(layers), _token_count(model, family, seq_len),
-                     class_token=True, distill_token=family == "deit")
+                     class_token=family != "siglip", distill_token=family == "deit", padded=family == "bert",
+                     registers=getattr(model.config, "num_register_tokens", 0) if family == "dinov2" else 0)
     setattr(backbone, _PLAN_ATTR, plan)
     if plan.merges:
         backbone.forward = types.MethodType(_FORWARDS[family], backbone)

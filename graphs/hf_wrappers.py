@@ -44,12 +44,12 @@ class ImageModel(Exportable):
 class TextModel(Exportable):
     """input_ids, attention_mask (1, L) int64 -> the named outputs of a BERT-style model: logits
     (1, labels) for a classifier; last_hidden_state (1, L, C), unmerged to full length, and
-    pooler_output (1, C) for a backbone. With `sentence_pooling="mean"` (a sentence-transformers
-    model) also `sentence_embedding` (1, C): the masked mean of the token states, L2-normalised
-    when `normalize`."""
+    pooler_output (1, C) for a backbone. With a `sentence_head` (a sentence-transformers model's
+    Pooling, Dense and Normalize modules: graphs/sentence_modules.py) also `sentence_embedding`
+    (1, D): what sentence-transformers computes from the token states."""
 
     def __init__(self, model: nn.Module, seq_len: int, vocab_size: int, outputs: tuple[str, ...],
-                 sentence_pooling: str | None = None, normalize: bool = True) -> None:
+                 sentence_head: nn.Module | None = None) -> None:
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.input_specs = (
@@ -57,21 +57,15 @@ class TextModel(Exportable):
             TensorSpec("attention_mask", (1, seq_len), "int64", low=1, high=2),
         )
         self.hf_outputs = outputs
-        self.sentence_pooling = sentence_pooling
-        self.normalize = normalize
-        self.output_names = outputs + ((SENTENCE_EMBEDDING,) if sentence_pooling else ())
+        self.sentence_head = sentence_head
+        self.output_names = outputs + ((SENTENCE_EMBEDDING,) if sentence_head is not None else ())
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask)
         results = tuple(getattr(out, name) for name in self.hf_outputs)
-        if not self.sentence_pooling:
+        if self.sentence_head is None:
             return results
-        tokens = out.last_hidden_state  # (1, L, C)
-        mask = attention_mask.to(tokens.dtype).unsqueeze(-1)  # (1, L, 1)
-        pooled = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)  # (1, C)
-        if self.normalize:
-            pooled = pooled / pooled.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return (*results, pooled)
+        return (*results, self.sentence_head(out.last_hidden_state, attention_mask))  # (1, D)
 
 
 def config_json(model_config, architecture: str) -> str:
@@ -88,9 +82,11 @@ _CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 _CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
-def preprocessor_json(family: str, size: int) -> str:
+def preprocessor_json(family: str, size: int, channels: int = 3) -> str:
     """preprocessor_config.json for a vision export without one of its own: the family's image
-    processor defaults (as transformers writes them) at the exported input size."""
+    processor defaults (as transformers writes them) at the exported input size, with one mean and
+    std per input channel (a 1-channel model gets their averages and no RGB conversion: a
+    3-value mean made AutoImageProcessor fail on its images)."""
     square = {"height": size, "width": size}
     common = {"do_resize": True, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True}
     if family == "clip":
@@ -103,6 +99,11 @@ def preprocessor_json(family: str, size: int) -> str:
     else:
         data = {"image_processor_type": "ViTImageProcessor", **common, "size": square, "resample": 2,
                 "image_mean": _IMAGENET_HALF, "image_std": _IMAGENET_HALF}
+    if channels != 3:
+        for key in ("image_mean", "image_std"):
+            data[key] = [round(sum(data[key]) / len(data[key]), 8)] * channels
+        if "do_convert_rgb" in data:
+            data["do_convert_rgb"] = False
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 

@@ -1,9 +1,10 @@
-"""One transformer layer with ToMe inside, written once for every supported family.
+"""One transformer layer with a merge inside, written once for every supported family.
 
-ToMe changes a layer in two places: attention gets log(size) added to its key logits
-(proportional attention) and returns the keys averaged over heads as the matching metric; then,
-between attention and the MLP, r tokens merge. The family adapters in `hf_models.py` say where
-each family keeps its projections and norms; the merge logic lives here only.
+A merge method changes a layer in two places: attention may get log(size) added to its key
+logits (proportional attention) and returns the keys (the metric of ToMe and PiToMe) and its
+probabilities (DiffRate's class-token ranking); then, between attention and the MLP, the method's
+step (tome.py, pitome.py, diffrate.py, drop.py) reduces the tokens. The family adapters in
+`hf_models.py` say where each family keeps its projections and norms.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 from torch import nn
 from torch.fx.traceback import annotate
 
-from .merge import attention_bias, indexed, merge_sum, merge_wavg, slot_merge
+from .merge import attention_bias, indexed
+from .methods import get_method
 from .plan import MergePlan
 
 
@@ -50,8 +52,10 @@ class AttentionParts:
     scale: float
 
 
-def attention(parts: AttentionParts, h: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multi-head attention returning the context (B, T, H*d) and the keys (B, T, H, d).
+def attention(parts: AttentionParts, h: torch.Tensor,
+              bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Multi-head attention returning the context (B, T, H*d), the keys (B, T, H, d) and the
+    attention probabilities (B, H, T, T) (DiffRate ranks by their class-token row).
 
     Plain matmul + softmax: every export target lowers it. bias (B, 1, 1, T) is added to the
     logits (proportional attention and padding). The merge turns the keys into its metric
@@ -67,9 +71,10 @@ def attention(parts: AttentionParts, h: torch.Tensor, bias: torch.Tensor | None)
     logits = (q @ k.transpose(-1, -2)) * parts.scale  # (B, H, T, T)
     if bias is not None:
         logits = logits + bias
-    ctx = logits.softmax(dim=-1) @ v  # (B, H, T, d)
+    probs = logits.softmax(dim=-1)  # (B, H, T, T)
+    ctx = probs @ v  # (B, H, T, d)
     ctx = ctx.transpose(1, 2).reshape(b, t, parts.heads * parts.head_dim)  # (B, T, H*d)
-    return ctx, keys
+    return ctx, keys, probs
 
 
 def head_mean(keys: torch.Tensor) -> torch.Tensor:
@@ -88,10 +93,11 @@ def head_mean(keys: torch.Tensor) -> torch.Tensor:
 class LayerFns:
     """A family's layer, split where ToMe merges.
 
-    attend(x, bias) -> (x after the attention residual, keys (B, T, H, d)); feed_forward(x) -> x.
+    attend(x, bias) -> (x after the attention residual, keys (B, T, H, d), probabilities
+    (B, H, T, T)); feed_forward(x) -> x.
     """
 
-    attend: Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]
+    attend: Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     feed_forward: Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -104,38 +110,22 @@ def initial_state(x: torch.Tensor, valid: torch.Tensor | None, trace_source: boo
     return TokenState(x, size, source, valid)
 
 
-def merged_layer(fns: LayerFns, state: TokenState, r: int, plan: MergePlan) -> TokenState:
-    """Attention, then merge r tokens (bipartite soft matching), then the MLP."""
-    if plan.drop:
-        return dropped_layer(fns, state, r)
+def attend(fns: LayerFns, state: TokenState, prop_attn: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The layer's attention with the state's bias: log(size) once sizes differ (when `prop_attn`),
+    MASK_BIAS on padding. -> x after the attention residual (B, T, C), keys (B, T, H, d), the
+    attention probabilities (B, H, T, T)."""
     with annotate(MERGE_ANNOTATION):
-        bias = attention_bias(state.size if plan.prop_attn and not state.unit_size else None, state.valid)
-    x, keys = fns.attend(state.x, bias)
-    size, source, valid = state.size, state.source, state.valid
-    if r == 0:
-        return TokenState(fns.feed_forward(x), size, source, valid, state.unit_size)
-    with annotate(MERGE_ANNOTATION):
-        metric = head_mean(keys)  # (B, T, d)
-        m = slot_merge(metric, r, plan.class_token, plan.distill_token, valid)  # (B, T', T) or indices
-        x, size = merge_wavg(m, x, size, state.unit_size)
-        if source is not None:
-            source = merge_sum(m, source)
-        if valid is not None:
-            valid = merge_sum(m, valid.unsqueeze(-1)).squeeze(-1).clamp(max=1.0)  # (B, T')
-    return TokenState(fns.feed_forward(x), size, source, valid, unit_size=False)
+        bias = attention_bias(state.size if prop_attn and not state.unit_size else None, state.valid)
+    return fns.attend(state.x, bias)
 
 
-def dropped_layer(fns: LayerFns, state: TokenState, r: int) -> TokenState:
-    """The token-drop oracle's layer: attention, keep the first T' = T - r tokens, then the MLP.
+def plain_layer(fns: LayerFns, state: TokenState, layer: int, plan: MergePlan) -> TokenState:
+    """A layer that merges nothing: attention (with the state's bias), then the MLP."""
+    x, _, _ = attend(fns, state, plan.prop_attn)
+    return state._replace(x=fns.feed_forward(x))
 
-    Same token counts as `merged_layer` and no merge work: no metric, no matching, no
-    proportional attention (nothing merges, so every size stays 1 and log(size) would add 0).
-    A baseline for measuring what a merge costs, not a method: the dropped tokens are lost.
-    """
-    bias = attention_bias(None, state.valid)
-    x, _ = fns.attend(state.x, bias)
-    kept = x.shape[1] - r
-    source = None if state.source is None else state.source[:, :kept]  # (B, T', T0)
-    valid = None if state.valid is None else state.valid[:, :kept]  # (B, T')
-    x = x[:, :kept]  # (B, T', C)
-    return TokenState(fns.feed_forward(x), state.size[:, :kept], source, valid)
+
+def merged_layer(fns: LayerFns, state: TokenState, layer: int, plan: MergePlan) -> TokenState:
+    """Layer `layer` of a patched model: the plan's method decides what happens between attention
+    and the MLP (graphs/methods.py)."""
+    return get_method(plan.method).layer(fns, state, layer, plan)

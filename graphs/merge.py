@@ -111,13 +111,13 @@ def _table(kind: str, n: int, m: int = 0) -> np.ndarray:
 def _const(kind: str, like: torch.Tensor, n: int, m: int = 0) -> torch.Tensor:
     """A constant from `_table` in the dtype of `like`: export lifts it as a buffer, so no arange/full
     op (which ExecuTorch would run on portable kernels) lands in the graph."""
-    return _tensor(_table(kind, n, m), like)
+    return table_tensor(_table(kind, n, m), like)
 
 
 _NUMPY = {torch.float32: np.float32, torch.float16: np.float16, torch.float64: np.float64, torch.int64: np.int64}
 
 
-def _tensor(table: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+def table_tensor(table: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     # astype copies: fresh C strides (numpy gives a new axis stride 0, which ExecuTorch rejects), in
     # the dtype of `like`, so an fp16 graph needs no cast (XNNPACK cannot cast inside a partition)
     return torch.from_numpy(table.astype(_NUMPY[like.dtype])).to(like.device)  # cast in numpy: no cast node
@@ -133,7 +133,7 @@ def _b_in_token(t: int, n_kept: int, distill_token: bool) -> np.ndarray:
     return slots
 
 
-def _gt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def greater(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(a > b) as 0/1 float with delegable arithmetic: ceil(clamp(a - b, 0, 1)).
 
     Exact: the difference of two finite floats is 0 only when they are equal, and ceil takes any
@@ -144,7 +144,7 @@ def _gt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _eq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(a == b) as 0/1 float: 1 - ceil(clamp(|a - b|, 0, 1)); exact as `_gt`."""
+    """(a == b) as 0/1 float: 1 - ceil(clamp(|a - b|, 0, 1)); exact as `greater`."""
     if indexed():
         return (a == b).to(a.dtype)
     return 1.0 - torch.ceil(torch.clamp((a - b).abs(), 0.0, 1.0))
@@ -192,7 +192,7 @@ def _select(x: torch.Tensor, start: int) -> torch.Tensor:
     return (x.transpose(1, 2) @ sel).transpose(1, 2)  # (B, N, C)
 
 
-def _best_partner(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def best_partner(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Max over B and the lowest B index reaching it. scores (B, Ta, Tb) -> (B, Ta), (B, Ta) float.
 
     The lowest index is Tb - max_j(at_max_j * (Tb - j)): every maximum votes its distance from the end.
@@ -208,7 +208,7 @@ def _best_partner(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return best.reshape(b, ta), partner.reshape(b, ta)
 
 
-def _rank_descending(values: torch.Tensor) -> torch.Tensor:
+def rank_descending(values: torch.Tensor) -> torch.Tensor:
     """Stable descending rank without sort: rank[i] = #{j: v_j > v_i or (v_j == v_i and j < i)}.
 
     values (B, N) -> (B, N) float32 holding integers. O(N^2) comparisons, N = T/2, cheap next to
@@ -218,11 +218,11 @@ def _rank_descending(values: torch.Tensor) -> torch.Tensor:
     vi = values.reshape(b, n, 1)  # (B, N, 1)
     vj = values.reshape(b, 1, n)  # (B, 1, N)
     earlier = _const("earlier", values, n)  # (N, N): [i, j] = j < i
-    before = _gt(vj, vi) + _eq(vj, vi) * earlier  # (B, N, N)
+    before = greater(vj, vi) + _eq(vj, vi) * earlier  # (B, N, N)
     return _row_sum(before).reshape(b, n)  # (B, N)
 
 
-def _cumsum(x: torch.Tensor) -> torch.Tensor:
+def cumsum_rows(x: torch.Tensor) -> torch.Tensor:
     """Inclusive cumulative sum over the last axis of (B, N) as a matmul with an upper triangle."""
     if indexed():
         return x.cumsum(dim=-1)
@@ -285,9 +285,9 @@ def assignment(
     ta = (t + 1) // 2
     n_kept = ta - r
     scores = matching_scores(metric, class_token, distill_token, valid)  # (B, Ta, Tb)
-    best, partner = _best_partner(scores)  # (B, Ta), (B, Ta)
-    merged = torch.clamp(float(r) - _rank_descending(best), 0.0, 1.0)  # (B, Ta): rank < r, integers
-    kept_slot = _cumsum(1.0 - merged) - 1.0  # (B, Ta)
+    best, partner = best_partner(scores)  # (B, Ta), (B, Ta)
+    merged = torch.clamp(float(r) - rank_descending(best), 0.0, 1.0)  # (B, Ta): rank < r, integers
+    kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (B, Ta)
     partner_slot = partner + float(n_kept)  # (B, Ta)
     if distill_token:
         # ToMe's order [A0, B0, A1.., B1..]: kept A tokens after the first move up one slot.
@@ -295,11 +295,11 @@ def assignment(
         # B0 goes to slot 1 (_b_in_token); partner 0 never occurs: B0 is protected.
     a_slot = kept_slot + merged * (partner_slot - kept_slot)  # (B, Ta): where(merged, partner, kept)
     if valid is not None:
-        orphan = merged * (1.0 - _gt(best, NO_MATCH / 2))  # chosen with no partner of its kind
+        orphan = merged * (1.0 - greater(best, NO_MATCH / 2))  # chosen with no partner of its kind
         a_slot = _blend(1.0 - orphan, a_slot, -1.0)
     # Back to token order: A token i sits at 2i, B token j at 2j + 1 (a one-hot matmul, exact).
     a_to_token = _const("to_token", a_slot, ta, t)  # (Ta, T)
-    b_in_token = _tensor(_b_in_token(t, n_kept, distill_token), a_slot)  # (T,)
+    b_in_token = table_tensor(_b_in_token(t, n_kept, distill_token), a_slot)  # (T,)
     return a_slot @ a_to_token + b_in_token  # (B, T)
 
 
@@ -340,22 +340,6 @@ class SlotMerge(Protocol):
     def wavg(self, x: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
-def slot_merge(
-    metric: torch.Tensor,
-    r: int,
-    class_token: bool = False,
-    distill_token: bool = False,
-    valid: torch.Tensor | None = None,
-) -> torch.Tensor | SlotMerge:
-    """One matching step as `merge_wavg` / `merge_sum` take it: the one-hot matrix M (B, T', T)
-    (ARITHMETIC), or gather indices (INDEXED, merge_indexed.py): the same slots either way."""
-    if indexed() and r > 0:
-        from .merge_indexed import indexed_matching
-
-        return indexed_matching(metric, r, class_token, distill_token, valid)
-    return bipartite_soft_matching(metric, r, class_token, distill_token, valid)
-
-
 def merge_wavg(
     m: torch.Tensor | SlotMerge, x: torch.Tensor, size: torch.Tensor, unit_size: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -387,3 +371,14 @@ def attention_bias(size: torch.Tensor | None, valid: torch.Tensor | None) -> tor
         pad = (1.0 - valid) * MASK_BIAS  # (B, T)
         bias = pad if bias is None else bias + pad
     return None if bias is None else bias.reshape(bias.shape[0], 1, 1, bias.shape[1])  # (B, 1, 1, T)
+
+
+
+# The building blocks other methods' static ops share (pitome.py, diffrate.py), under public names.
+row_sum = _row_sum
+l2_norm = _norm
+
+
+def constant(table: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """A numpy table as a graph constant in the dtype and device of `like` (lifted, no cast node)."""
+    return table_tensor(table, like)

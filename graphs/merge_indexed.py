@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .merge import NO_MATCH, _gt, _tensor, check_r, matching_scores
+from .merge import (NO_MATCH, SlotMerge, bipartite_soft_matching, check_r, greater, indexed, matching_scores,
+                    table_tensor)
 
 
 def descending_order(values: torch.Tensor) -> torch.Tensor:
@@ -44,7 +45,7 @@ def _rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     b, n, c = x.shape
     if idx.dim() == 1:
         return x.index_select(1, idx)  # (1, K, C)
-    idx = idx + _tensor(np.arange(0, b * n, n, dtype=np.int64)[:, None], idx)  # + batch offsets (B, 1)
+    idx = idx + table_tensor(np.arange(0, b * n, n, dtype=np.int64)[:, None], idx)  # + batch offsets (B, 1)
     return x.reshape(b * n, c).index_select(0, idx.reshape(-1)).reshape(b, idx.shape[1], c)
 
 
@@ -97,9 +98,23 @@ def indexed_matching(
     kept = _ascending(order[:, r:])  # (B, Ta - r): the rest, in index order
     b, tb = metric.shape[0], t // 2
     dst = torch.gather(partner, 1, src).reshape(b, 1, r)  # (B, 1, r): B index of each partner
-    to_dst = (dst == _tensor(np.arange(tb)[:, None], dst)).to(scores.dtype)  # (B, Tb, r)
+    to_dst = (dst == table_tensor(np.arange(tb)[:, None], dst)).to(scores.dtype)  # (B, Tb, r)
     if valid is not None:  # a merging token with no partner of its kind is dropped
-        to_dst = to_dst * _gt(torch.gather(best, 1, src), NO_MATCH / 2).reshape(b, 1, r)
+        to_dst = to_dst * greater(torch.gather(best, 1, src), NO_MATCH / 2).reshape(b, 1, r)
     if b == 1:
         kept, src = kept.reshape(-1), src.reshape(-1)
     return IndexedMatching(kept * 2, src * 2, to_dst, distill_token)  # A token i sits at 2i
+
+
+def slot_merge(
+    metric: torch.Tensor,
+    r: int,
+    class_token: bool = False,
+    distill_token: bool = False,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor | SlotMerge:
+    """One matching step as `merge_wavg` / `merge_sum` take it: the one-hot matrix M (B, T', T)
+    (ARITHMETIC), or gather indices (INDEXED, below): the same slots either way."""
+    if indexed() and r > 0:
+        return indexed_matching(metric, r, class_token, distill_token, valid)
+    return bipartite_soft_matching(metric, r, class_token, distill_token, valid)

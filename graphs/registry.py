@@ -11,7 +11,6 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import MergeConfig
 from .errors import TomobileError
 from .exportable import ModelBundle
 
@@ -35,7 +34,8 @@ class UnknownModelError(TomobileError, KeyError):
 
 _MODELS: dict[str, ModelEntry] = {}
 # Modules whose import registers built-in models.
-_BUILTIN_MODULES = ("tomobile.graphs.zoo", "tomobile.graphs.video_zoo", "tomobile.graphs.video_random")
+_BUILTIN_MODULES = ("tomobile.graphs.zoo", "tomobile.graphs.video_zoo", "tomobile.graphs.video_random",
+                    "tomobile.graphs.sd_unet")
 
 
 def register_model(name: str, description: str, options: tuple[str, ...] = ()) -> Callable[[Builder], Builder]:

@@ -22,10 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InputError
-
-# The ranking, partner choice, cumsum and one-hot come from graphs/merge.py (comparison-free,
-# so Core ML converts them and XNNPACK delegates them).
-from .merge import NO_MATCH, _best_partner, _cumsum, _rank_descending, one_hot_assignment, unmerge
+from .merge import NO_MATCH, best_partner, cumsum_rows, one_hot_assignment, rank_descending, unmerge
 
 _EPS = 1e-6
 
@@ -49,11 +46,16 @@ class SpatialMergeConfig:
 
 def destination_indices(h: int, w: int, cfg: SpatialMergeConfig) -> list[int]:
     """Flat indices of the destination tokens on an h x w grid, one per full sy x sx cell."""
-    return [
-        (cy * cfg.sy + cfg.oy) * w + (cx * cfg.sx + cfg.ox)
-        for cy in range(h // cfg.sy)
-        for cx in range(w // cfg.sx)
-    ]
+    cells = (h // cfg.sy) * (w // cfg.sx)
+    return grid_destinations(h, w, cfg.sy, cfg.sx, [cfg.oy * cfg.sx + cfg.ox] * cells)
+
+
+def grid_destinations(h: int, w: int, sy: int, sx: int, offsets: list[int]) -> list[int]:
+    """Flat destination indices on an h x w grid: one per full sy x sx cell, cells in raster order,
+    `offsets[k]` = dy * sx + dx the destination's place inside cell k (tomesd's per-cell draw).
+    Rows and columns beyond the last full cell hold sources only, as in tomesd."""
+    cols = w // sx
+    return [(k // cols * sy + off // sx) * w + (k % cols * sx + off % sx) for k, off in enumerate(offsets)]
 
 
 def merge_count(h: int, w: int, cfg: SpatialMergeConfig) -> int:
@@ -70,9 +72,14 @@ def _const(rows, like: torch.Tensor) -> torch.Tensor:
 
 def spatial_assignment(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig) -> torch.Tensor:
     """One-hot merge matrix M (N, S - r, S) for tokens x (N, S, C) on an h x w grid."""
-    s = h * w
-    r = merge_count(h, w, cfg)
-    dst = destination_indices(h, w, cfg)
+    return assignment(x, destination_indices(h, w, cfg), merge_count(h, w, cfg))
+
+
+def assignment(x: torch.Tensor, dst: list[int], r: int) -> torch.Tensor:
+    """One-hot merge matrix M (N, S - r, S): tokens x (N, S, C), destination indices `dst` fixed at
+    patch time, the r sources most similar to a destination (cosine) merge into their best one.
+    Slots: kept sources first (in token order), then destinations in `dst` order."""
+    s = x.shape[1]
     dst_set = set(dst)
     src = [i for i in range(s) if i not in dst_set]
     n_kept, nd = len(src) - r, len(dst)
@@ -80,9 +87,9 @@ def spatial_assignment(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig)
     src_idx = torch.tensor(src, dtype=torch.int64, device=x.device)
     dst_idx = torch.tensor(dst, dtype=torch.int64, device=x.device)
     scores = unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2)  # (N, Ns, Nd)
-    best, partner = _best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
-    merged = torch.clamp(float(r) - _rank_descending(best.clamp_min(NO_MATCH)), 0.0, 1.0)  # (N, Ns): rank < r
-    kept_slot = _cumsum(1.0 - merged) - 1.0  # (N, Ns)
+    best, partner = best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
+    merged = torch.clamp(float(r) - rank_descending(best.clamp_min(NO_MATCH)), 0.0, 1.0)  # (N, Ns): rank < r
+    kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (N, Ns)
     src_slot = merged * (partner + n_kept) + (1.0 - merged) * kept_slot  # (N, Ns)
     dst_slot = (_const([float(j + n_kept) for j in range(nd)], x)).unsqueeze(0).expand(x.shape[0], nd)  # (N, Nd)
     split = torch.cat([src_slot, dst_slot], dim=1)  # (N, S) in order [src..., dst...]

@@ -179,7 +179,7 @@ def split_denoisers(bundle: ModelBundle, kind: str = "blocks") -> ModelBundle:
     denoisers = {stem: w for stem, w in bundle.parts.items() if isinstance(w, GuidedDenoiser)}
     if not denoisers:
         raise InputError(f"--split blocks needs a video denoiser; {bundle.name} has none "
-                         "(split models: video-dit-tiny, video-dit-large)")
+                         "(split models: video-dit-tiny, video-dit-micro, video-dit-large)")
     model = next(iter(denoisers.values())).model
     specs = next(iter(denoisers.values())).input_specs
     parts: dict[str, Exportable] = {f"{PART_PREFIX}embed": EmbedPart(model, specs).eval()}

@@ -18,7 +18,7 @@ import functools
 
 import torch
 
-from .config import MergeConfig
+from .config import MergeConfig, SpecError
 from .exportable import Exportable, ModelBundle
 from .registry import register_model
 from .spatial_merge import SpatialMergeConfig
@@ -55,6 +55,13 @@ def weight_bytes(model: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
+def refuse_merge(name: str, merge: MergeConfig, why: str) -> None:
+    """A generic --merge on a video model is an error, never silently dropped (`merge: null`)."""
+    if merge.enabled:
+        raise SpecError(f"{name} {why}; --merge {merge.describe()} does not apply to video models (video-dit-tiny, "
+                        "video-dit-micro, video-dit-large); leave --merge out")
+
+
 def _bundle(name: str, cfg: VideoDiTConfig, variants: dict[str, VideoMerge]) -> ModelBundle:
     model = random_video_dit(cfg)
     parts: dict[str, Exportable] = {stem: GuidedDenoiser(model, merge).eval() for stem, merge in variants.items()}
@@ -67,13 +74,15 @@ def _bundle(name: str, cfg: VideoDiTConfig, variants: dict[str, VideoMerge]) -> 
 @register_model("video-dit-large", "video-dit-tiny's architecture 1152 wide (STDiT3-XL/2's width), 8 blocks, "
                                    "737 MB fp32, random seeded weights: block streaming at a real size")
 def build_video_dit_large(merge: MergeConfig) -> ModelBundle:
-    """One guided denoiser (no merge); the generic ToMe config does not apply."""
+    """One guided denoiser (no merge); the generic ToMe config does not apply (refused, not ignored)."""
+    refuse_merge("video-dit-large", merge, "exports one unmerged denoiser")
     return _bundle("video-dit-large", LARGE, {"denoiser": VideoMerge()})
 
 
 @register_model("video-dit-micro", "video-dit-tiny's architecture 32 wide, 1 block pair, random weights: "
                                    "fast tests of --split and --stream")
 def build_video_dit_micro(merge: MergeConfig) -> ModelBundle:
+    refuse_merge("video-dit-micro", merge, "has its merges built in (spatial-ToMe and TDTM denoiser variants)")
     tome = SpatialMergeConfig(DEFAULT_SPATIAL_RATIO)
     return _bundle("video-dit-micro", MICRO, {"denoiser_tome": VideoMerge(spatial=tome),
                                               "denoiser_tdtm_tome": VideoMerge(tdtm=True, spatial=tome)})

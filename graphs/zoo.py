@@ -83,6 +83,31 @@ def clip_tiny(config: MergeConfig) -> ModelBundle:
                          ("image_embeds", "last_hidden_state"), {**_TINY, "projection_dim": 32}, config)
 
 
+@register_model("siglip-tiny", "SigLIP vision tower (no class token, attention-pool head), 32x32, 4 layers, width 64; "
+                              "random weights")
+def siglip_tiny(config: MergeConfig) -> ModelBundle:
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    return vision_bundle("siglip-tiny", SiglipVisionConfig, SiglipVisionModel, ("pooler_output", "last_hidden_state"),
+                         dict(_TINY), config)
+
+
+@register_model("dinov2-tiny", "DINOv2 (layer scale, class token), 32x32, 4 layers, width 64; random weights")
+def dinov2_tiny(config: MergeConfig) -> ModelBundle:
+    from transformers import Dinov2Config, Dinov2Model
+
+    return vision_bundle("dinov2-tiny", Dinov2Config, Dinov2Model, ("pooler_output", "last_hidden_state"),
+                         dict(_TINY), config)
+
+
+@register_model("dinov2-reg-tiny", "DINOv2 with 4 register tokens, 32x32, 4 layers, width 64; random weights")
+def dinov2_reg_tiny(config: MergeConfig) -> ModelBundle:
+    from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+
+    return vision_bundle("dinov2-reg-tiny", Dinov2WithRegistersConfig, Dinov2WithRegistersModel,
+                         ("pooler_output", "last_hidden_state"), {**_TINY, "num_register_tokens": 4}, config)
+
+
 def sentence_bundle(folder: Path, config: MergeConfig, name: str, seq_len: int = MINILM_SEQ_LEN) -> ModelBundle:
     """A sentence-transformers BERT folder (MiniLM) at `seq_len` tokens: last_hidden_state and
     sentence_embedding."""

@@ -1,4 +1,5 @@
-"""Runners for exported artifacts: ONNX Runtime (CPU) and the ExecuTorch runtime.
+"""Runners for exported artifacts: ONNX Runtime (CPU), the ExecuTorch runtime and Core AI's Linux
+CPU runtime.
 
 Each runner takes and returns numpy arrays in the part's input/output order, so validation,
 benchmarks and the samplers share one calling convention whatever the runtime.
@@ -6,13 +7,22 @@ benchmarks and the samplers share one calling convention whatever the runtime.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
+import re
+import sys
+import tempfile
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..graphs.errors import InputError
+from .manifest import inside, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +44,50 @@ def ort_session_options(threads: int | None = None, spinning: bool = True, confi
         opts.add_session_config_entry(key, value)
     opts.log_severity_level = 3
     return opts
+
+
+Signature = tuple[list[tuple[str | None, tuple[int, ...], str]], list[tuple[str | None, tuple[int, ...], str]]]
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(int8)": "int8",
+               "tensor(uint8)": "uint8"}
+_ET_DTYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64", 11: "bool"}
+
+
+def ort_signature(session) -> Signature:
+    """(inputs, outputs) of an ONNX Runtime session as (name, shape, dtype); a symbolic dim is -1."""
+    def spec(arg) -> tuple[str, tuple[int, ...], str]:
+        return arg.name, tuple(d if isinstance(d, int) else -1 for d in arg.shape), _ORT_DTYPES.get(arg.type, arg.type)
+
+    return [spec(a) for a in session.get_inputs()], [spec(a) for a in session.get_outputs()]
+
+
+def executorch_signature(method) -> Signature:
+    """(inputs, outputs) of a loaded ExecuTorch method as (None, shape, dtype): programs keep no names."""
+    meta = method.metadata
+
+    def spec(tensor) -> tuple[None, tuple[int, ...], str]:
+        return None, tuple(tensor.sizes()), _ET_DTYPES.get(int(tensor.dtype()), str(tensor.dtype()))
+
+    return ([spec(meta.input_tensor_meta(i)) for i in range(meta.num_inputs())],
+            [spec(meta.output_tensor_meta(i)) for i in range(meta.num_outputs())])
+
+
+def signature_mismatch(got: Signature, inputs: list[dict], outputs: list[dict], float_dtype: str = "float32"
+                       ) -> str | None:
+    """What differs between a loaded program's (inputs, outputs) and the manifest's specs ({name,
+    shape, dtype}), or None; `float_dtype` replaces float32 for programs with float16 I/O."""
+    for side, have, want in (("input", got[0], inputs), ("output", got[1], outputs)):
+        if len(have) != len(want):
+            return f"{len(have)} {side}s, the manifest lists {len(want)}"
+        for (name, shape, dtype), spec in zip(have, want, strict=True):
+            expected = float_dtype if spec.get("dtype", "float32") == "float32" else spec.get("dtype")
+            if name is not None and name != spec["name"]:
+                return f"{side} {name!r} where the manifest lists {spec['name']!r}"
+            if len(shape) != len(spec["shape"]) or any(d not in (-1, s) for d, s in zip(shape, spec["shape"])):
+                return f"{side} {spec['name']!r} of shape {list(shape)}, the manifest lists {list(spec['shape'])}"
+            if expected is not None and dtype != expected:
+                return f"{side} {spec['name']!r} of dtype {dtype}, the manifest lists {expected}"
+    return None
 
 
 class OnnxRunner:
@@ -92,13 +146,97 @@ class ExecuTorchRunner:
         self.method = self.program.load_method(method or "forward")
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        import torch
-
         outputs = self.method.execute([torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
         return [o.detach().numpy() for o in outputs]
 
 
-RUNNERS = {"onnx": OnnxRunner, "executorch": ExecuTorchRunner}
+# What Core AI's native runtime writes to file descriptor 2 on every load: harmless.
+_COREAI_CHATTER = re.compile(r"ODIE \[\w+\]: Loading function ")
+
+
+@contextlib.contextmanager
+def _native_stderr_filtered(pattern: re.Pattern[str]) -> Iterator[None]:
+    """Run the block with file descriptor 2 in a temporary file, then pass every line that does not
+    match `pattern` on to sys.stderr (native code writes past Python's sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode(errors="replace").splitlines(keepends=True):
+                if not pattern.match(line):
+                    sys.stderr.write(line)
+
+
+class CoreAIRunner:
+    """A Core AI asset (`.aimodel` folder) on coreai-core's runtime, behind the same synchronous
+    `run(list) -> list` as the other runners. The runtime's API is async (AIModelAsset.load,
+    `async with asset.executable()`, load_function('main'), `await f({name: NDArray})`); the runner
+    keeps one event loop and enters the executable context once, so the compiled model stays
+    loaded between calls; `close()` (or the end of a `with` block) releases it.
+
+    Inputs go in the asset's input order; outputs come back in its output order, which the
+    exporter set to the part's output names. Core AI converts int64 inputs (token ids) to int32:
+    integer inputs are cast to the dtype the asset declares (ids fit in 32 bits), floats never."""
+
+    def __init__(self, path: Path) -> None:
+        from coreai.authoring.asset import AIModelAsset  # deferred: a heavy optional runtime
+
+        self._loop = asyncio.new_event_loop()
+        self._context = AIModelAsset.load(Path(path)).executable()
+        try:
+            with _native_stderr_filtered(_COREAI_CHATTER):
+                model = self._loop.run_until_complete(self._context.__aenter__())
+                self.function = model.load_function("main")
+        except BaseException:
+            self._loop.close()
+            raise
+        if self.function is None:
+            self.close()
+            raise RuntimeError(f"{path} has no function 'main'")
+        self.input_names = list(self.function.desc.input_names)
+        self.output_names = list(self.function.desc.output_names)
+        self.input_dtypes = [np.dtype(self.function.desc.input_descriptor(n).dtype) for n in self.input_names]
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        from coreai.runtime import NDArray
+
+        feed = {}
+        for name, want, x in zip(self.input_names, self.input_dtypes, inputs, strict=True):
+            x = np.asarray(x)
+            if x.dtype != want and x.dtype.kind in "iu" and want.kind in "iu":
+                x = x.astype(want)
+            feed[name] = NDArray(np.ascontiguousarray(x))
+        out = self._loop.run_until_complete(self.function(feed))
+        return [np.asarray(out[n].numpy()) for n in self.output_names]
+
+    def close(self) -> None:
+        """Release the loaded model (the executable context's exit) and the event loop."""
+        if self._loop.is_closed():
+            return
+        self.function = None
+        try:
+            self._loop.run_until_complete(self._context.__aexit__(None, None, None))
+        finally:
+            self._loop.close()
+
+    def __enter__(self) -> CoreAIRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+RUNNERS = {"onnx": OnnxRunner, "executorch": ExecuTorchRunner, "coreai": CoreAIRunner}
 
 
 def load_runner(fmt: str, path: Path, weights: Path | None = None, method: str | None = None):
@@ -112,8 +250,6 @@ def load_runner(fmt: str, path: Path, weights: Path | None = None, method: str |
 def artifact_runner(folder: Path, artifact: dict, threads: int | None = None):
     """The runner of a manifest artifact entry: its file, its weights file and its method
     (`threads`: ONNX Runtime's intra-op threads)."""
-    from .manifest import inside
-
     if artifact["format"] == "onnx":
         return OnnxRunner(inside(folder, artifact["path"]), threads=threads)
     weights = inside(folder, artifact["weights"]["path"]) if "weights" in artifact else None
@@ -123,8 +259,6 @@ def artifact_runner(folder: Path, artifact: dict, threads: int | None = None):
 def part_runner(folder: Path, fmt: str, part: str, threads: int | None = None):
     """The runner of `part` in format `fmt` of an export folder, as its manifest lays it out (a
     part whose weights are shared lives in its group's file: export/shared.py)."""
-    from .manifest import load_manifest
-
     for artifact in load_manifest(folder)["artifacts"]:
         if artifact["format"] == fmt and artifact["part"] == part:
             return artifact_runner(folder, artifact, threads)

@@ -8,6 +8,10 @@ min/median/max per variant, the speedup against the unmerged variant, the analyt
 (flops.py), the oracle's speedup, and the merge overhead = time(tome) / time(drop) - 1 with the
 spread of the same ratio taken round by round (quartiles); ONNX Runtime's profiler share of the
 merge ops, and ExecuTorch's delegate partitions and the operators left on portable kernels.
+
+Core AI rows run coreai-core's Linux CPU backend, which sets its own threads (the row is timed
+once, at the first thread count asked) and is not what an iPhone runs (Neural Engine / GPU): its
+speedup and the oracle's are the figures to read, not its milliseconds.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .artifacts import ExecuTorchRunner, OnnxRunner
+from .artifacts import CoreAIRunner, ExecuTorchRunner, OnnxRunner
+from .manifest import load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +52,10 @@ RUNTIMES = {r.name: r for r in (
     BenchRuntime("executorch", "executorch", "model.pte"),
     BenchRuntime("executorch-fp16", "executorch", "fp16/model.pte", "float16"),
     BenchRuntime("executorch-int8", "executorch", "int8/model.pte"),
+    BenchRuntime("coreai", "coreai", "model.aimodel"),
 )}
+# Runtimes whose thread count tomobile cannot set: timed once per bench, at the first count.
+OWN_THREADS = ("coreai",)
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,8 @@ def load_inputs(folder: Path, part: str = "model", float_dtype: str = "float32")
 def _runner(runtime: BenchRuntime, path: Path, threads: int):
     if runtime.fmt == "onnx":
         return OnnxRunner(path, threads=threads)
+    if runtime.fmt == "coreai":
+        return CoreAIRunner(path)
     set_executorch_threads(threads)
     return ExecuTorchRunner(path)
 
@@ -140,7 +150,7 @@ def set_executorch_threads(threads: int) -> None:
 
 def _artifact_info(path: Path) -> dict:
     """The manifest entry of the ExecuTorch artifact at `path` (its folder holds the manifest)."""
-    manifest = json.loads((path.parent / "manifest.json").read_text())
+    manifest = load_manifest(path.parent)
     return next((a for a in manifest.get("artifacts", []) if a["path"] == path.name and a["part"] == "model"), {})
 
 
@@ -156,6 +166,9 @@ def bench_runtime(runtime: str, variants: list[Variant], runs: int, threads: int
                for v in variants}
     fns = {label: (lambda r=r, x=x: r.run(x)) for label, (r, x) in runners.items()}
     times = round_robin(fns, runs, progress=progress, desc=f"{runtime} x{threads}")
+    for r, _ in runners.values():
+        if hasattr(r, "close"):  # Core AI: release every loaded model now
+            r.close()
     del runners, fns
     gc.collect()
     return _rows(rt, variants, times, threads)

@@ -30,9 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..graphs.text_context import tokenize
+from ..graphs.video_zoo import SAMPLER_DEFAULTS, load_video_dit
 from .noise import latent_noise, standard_normals
-from .sampler import AutoLeap, LeapConfig, LeapMode, SamplerConfig, SimilarityMode, TimestepMode, default_min_steps
-from .sampler import sample, timesteps, velocity_similarity
+from .sampler import (AutoLeap, LeapConfig, LeapMode, SamplerConfig, SimilarityMode, TimestepMode, default_min_steps,
+                      sample, timesteps, velocity_similarity)
 from .video import VideoRuntime, eager_runtime, frames_from_latent, generate, variant_name
 
 log = logging.getLogger(__name__)
@@ -247,9 +249,6 @@ def build_contract(rt: VideoRuntime, tokenize: Callable, caption_len: int, defau
 
 def write_contract(folder: Path) -> list[str]:
     """Write the contract for the built-in video-dit-tiny into an export folder; returns the relative paths."""
-    from tomobile.graphs.text_context import tokenize
-    from tomobile.graphs.video_zoo import SAMPLER_DEFAULTS, load_video_dit
-
     contract, replay = build_contract(eager_runtime(), lambda texts, n: [a.numpy() for a in tokenize(texts, n)],
                                       load_video_dit().cfg.caption_len, SAMPLER_DEFAULTS)
     (folder / CONTRACT_FILE).parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,12 @@
-"""manifest.json of an export folder: read, checked for the shape `tomobile export` writes, and
-every path it names kept inside the folder (an absolute path or `..` is refused, as is a symlink
-that leads out). Validation, generation and the apps all read the folder through it."""
+"""The export folder's schema, in one place: the file names (manifest.json, test_vectors/), the
+default output folder, sha256 and sizes of what is listed, and the manifest's one writer and one
+reader. The reader checks the shape `tomobile export` writes and keeps every path it names inside
+the folder (an absolute path or `..` is refused, as is a symlink that leads out). Export,
+validation, generation, benchmarks and the apps all read the folder through it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -11,11 +14,66 @@ from typing import Any
 from ..graphs.errors import TomobileError
 
 MANIFEST = "manifest.json"
-FORMATS = ("onnx", "coreml", "executorch")  # the formats an export folder may list
+MANIFEST_KEY = "tomobile_manifest"  # present in every manifest `tomobile export` writes
+MANIFEST_VERSION = 1
+VECTORS_DIR = "test_vectors"  # seeded inputs and eager outputs per part: <stem>.npz
+DEFAULT_OUT = Path("tomobile-out")  # where commands write when no folder is given
+FORMATS = ("onnx", "coreml", "executorch", "coreai")  # the formats an export folder may list
 
 
 class ManifestError(TomobileError, ValueError):
     """A folder whose manifest is missing, unreadable or not the shape an export writes."""
+
+
+def sha256_path(path: Path) -> str:
+    """sha256 of a file, or of a folder (.mlpackage) as its sorted relative paths and contents."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def size_bytes(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder."""
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def file_record(path: Path) -> dict:
+    """{path (relative to the export folder), sha256, bytes} of one written file."""
+    return {"path": path.name, "sha256": sha256_path(path), "bytes": size_bytes(path)}
+
+
+def new_manifest(model: str, extra: dict, *, precision: str, quantize: str | None, backend: str | None,
+                 parts: dict, artifacts: list[dict], files: dict[str, str], test_vectors: dict[str, str],
+                 tools: dict[str, str], weight_groups: dict | None = None) -> dict:
+    """The manifest of an export: `extra` is the bundle's own entries (merge spec, pipeline, split
+    sequences); precision, quantize and backend are what was asked, each artifact says what it got.
+    `weight_groups`: parts that share one weights file (export/shared.py, docs/shared_weights.md)."""
+    return {MANIFEST_KEY: MANIFEST_VERSION, "model": model, **extra, "precision": precision, "quantize": quantize,
+            "backend": backend, "parts": parts, "artifacts": artifacts,
+            **({"weight_groups": weight_groups} if weight_groups else {}), "files": files,
+            "test_vectors": test_vectors, "tools": tools}
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Write folder/manifest.json whole (a temporary file renamed over it)."""
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(folder / MANIFEST)
+
+
+def is_export_folder(folder: Path) -> bool:
+    """Whether `folder` holds a manifest that `tomobile export` wrote (unchecked beyond its key)."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and MANIFEST_KEY in data
 
 
 def load_manifest(folder: Path) -> dict:
@@ -62,7 +120,7 @@ def _check_io(folder: Path, stem: str, part: Any) -> None:
 def check_manifest(folder: Path, manifest: Any) -> None:
     """The keys validation reads, with the types `tomobile export` writes."""
     _require(isinstance(manifest, dict), folder, f"it holds a JSON {type(manifest).__name__}, not an object")
-    _require("tomobile_manifest" in manifest, folder, "no 'tomobile_manifest' key")
+    _require(MANIFEST_KEY in manifest, folder, f"no {MANIFEST_KEY!r} key")
     parts = manifest.get("parts")
     _require(isinstance(parts, dict) and bool(parts), folder, "'parts' is missing or empty")
     for stem, part in parts.items():

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tomobile.graphs import layers
+from ..graphs import tome
+from .bench import round_robin
 
 MergeFn = Callable[[torch.Tensor, str], torch.Tensor]
 
@@ -68,7 +69,7 @@ def reference_merge() -> Iterator[None]:
     Covers the ViT-style path (no source tracking, no padding); the static functions are back
     afterwards whatever happens.
     """
-    saved = layers.slot_merge, layers.merge_wavg
+    saved = tome.slot_merge, tome.merge_wavg
 
     def matching(metric, r, class_token=False, distill_token=False, valid=None):
         if valid is not None:
@@ -78,11 +79,15 @@ def reference_merge() -> Iterator[None]:
     def wavg(merge, x, size, unit_size=False):
         return reference_merge_wavg(merge, x, size)
 
-    layers.slot_merge, layers.merge_wavg = matching, wavg
+    tome.slot_merge, tome.merge_wavg = matching, wavg
     try:
         yield
     finally:
-        layers.slot_merge, layers.merge_wavg = saved
+        tome.slot_merge, tome.merge_wavg = saved
+
+
+# Original-style eager merges by method name: a context manager that swaps one in for the static ops.
+REFERENCES: dict[str, Callable[[], contextlib.AbstractContextManager]] = {"tome": reference_merge}
 
 
 @dataclass(frozen=True)
@@ -98,15 +103,13 @@ class EagerComparison:
 
 
 def compare_eager(label: str, model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], runs: int,
-                  threads: int, progress: bool = True) -> EagerComparison:
-    """Median eager latency of `model` with the static merge and with the reference, interleaved."""
-    from .bench import round_robin
-
+                  threads: int, progress: bool = True, method: str = "tome") -> EagerComparison:
+    """Median eager latency of `model` with the static merge and with `method`'s reference, interleaved."""
     def static() -> None:
         model(*inputs)
 
     def reference() -> None:
-        with reference_merge():
+        with REFERENCES[method]():
             model(*inputs)
 
     old = torch.get_num_threads()

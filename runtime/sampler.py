@@ -111,14 +111,14 @@ class LeapConfig:
     def parse(cls, text: str, similarity: SimilarityMode | str = SimilarityMode.ORIGINAL) -> LeapConfig:
         """'off' | 'auto' | N (fixed leap after N steps)."""
         value = text.strip().lower()
-        sim = parse_mode(SimilarityMode, similarity, "--lpl-similarity")
+        sim = parse_mode(SimilarityMode, similarity, "LPL similarity")
         if value == "off":
             return cls(similarity=sim)
         if value == "auto":
             return cls(mode=LeapMode.AUTO, similarity=sim)
         if value.isascii() and value.isdigit() and int(value) >= 1:
             return cls(mode=LeapMode.FIXED, step=int(value), similarity=sim)
-        raise InputError(f"bad --lpl value {text!r}; allowed: off, auto, or a step count N >= 1")
+        raise InputError(f"bad leap value {text!r}; allowed: off, auto, or a step count N >= 1")
 
 
 def parse_mode(enum: type[Enum], value, option: str):
@@ -145,12 +145,12 @@ class SamplerConfig:
         if TimestepMode(self.timesteps) is TimestepMode.DISCRETE and self.steps > NUM_TIMESTEPS:
             raise InputError(f"discrete timesteps allow at most {NUM_TIMESTEPS} steps, got {self.steps}")
         if not 0 <= self.tdtm_steps <= self.steps:
-            raise InputError(f"TDTM steps (--tdtm-steps) must be 0..{self.steps} for {self.steps} steps, "
+            raise InputError(f"TDTM steps must be 0..{self.steps} for {self.steps} steps, "
                              f"got {self.tdtm_steps}")
         if not (math.isfinite(self.guidance) and math.isfinite(self.shift)):
             raise InputError(f"guidance and shift must be finite numbers, got {self.guidance} and {self.shift}")
         if self.leap.mode is LeapMode.FIXED and not 1 <= self.leap.step <= self.steps - 2:
-            raise InputError(f"a leap after N steps (--lpl N) needs 1 <= N <= {self.steps - 2} for {self.steps} "
+            raise InputError(f"a leap after N steps needs 1 <= N <= {self.steps - 2} for {self.steps} "
                              f"steps; got {self.leap.step} (at N = {self.steps - 1} the last step is a plain step: "
                              "no leap)")
 

@@ -10,6 +10,10 @@ streamer's load statistics. Modes, per runtime:
     streamed              the parts under a budget, each loaded on its turn
     streamed + prefetch   the same, the next part loaded while the current one runs
 
+`executorch-native` rows run the same modes in the native engine (`tomobile-native stream`,
+runtime/native/): ExecuTorch's C++ runtime without Python, so its prefetch thread loads while the
+compute thread runs (no interpreter lock between them).
+
 Budgets are bytes or percentages of the variant's part bytes (100% keeps every part resident:
 the all-resident reference). Modes run one after another, rotated between rounds, so a noisy
 neighbour slows all of them alike; read the ratios.
@@ -31,16 +35,21 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .artifacts import part_runner
+from .bench import set_executorch_threads
+from .manifest import load_manifest
 from .memory import proc_status
+from .streaming import BlockStreamer, open_split
 
 log = logging.getLogger(__name__)
 
 SAMPLE_S = 0.01
+NATIVE = "executorch-native"  # the runtime name of the native engine's rows
 
 
 @dataclass(frozen=True)
 class Mode:
-    runtime: str  # onnxruntime | executorch
+    runtime: str  # onnxruntime | executorch | executorch-native
     streamed: bool
     prefetch: bool = False
     budget: int = 0  # bytes (streamed)
@@ -84,8 +93,6 @@ def child_main(spec_path: str) -> None:
     inputs = {k.split(".", 2)[2]: data[k] for k in data.files if k.startswith("seeded.input.")}
     expected = data["seeded.output.velocity"]
     if mode.runtime == "executorch":
-        from .bench import set_executorch_threads
-
         set_executorch_threads(spec["threads"])
     events = {"imported": time.time(), "baseline_rss": proc_status()["VmRSS"]}
     call, streamer, load_s = _prepare(mode, folder, variant, spec["threads"])
@@ -110,28 +117,58 @@ def child_main(spec_path: str) -> None:
 def _prepare(mode: Mode, folder: Path, variant: str, threads: int):
     """(call(inputs) -> velocity, streamer or None, monolithic load seconds)."""
     if mode.streamed:
-        from .streaming import BlockStreamer, open_split
-
         streamer = BlockStreamer(open_split(folder, mode.runtime, verify=False), mode.budget, mode.prefetch, threads)
         return (lambda inputs: streamer(variant, inputs)), streamer, 0.0
-    from .artifacts import part_runner
 
     t = time.perf_counter()
     runner = part_runner(folder, "onnx" if mode.runtime == "onnxruntime" else "executorch", variant, threads)
     load_s = time.perf_counter() - t
-    names = [i["name"] for i in json.loads((folder / "manifest.json").read_text())["parts"][variant]["inputs"]]
+    names = [i["name"] for i in load_manifest(folder)["parts"][variant]["inputs"]]
     return (lambda inputs: runner.run([inputs[n] for n in names])[0]), None, load_s
 
 
-def run_mode(folder: Path, variant: str, mode: Mode, steps: int, threads: int) -> ModeResult:
-    """Run `mode` on denoiser `variant` in a child process, sampling its memory from here."""
+def native_command(binary: Path, folder: Path, variant: str, mode: Mode, steps: int, threads: int,
+                   result: Path) -> list[str]:
+    """`tomobile-native stream` for `mode`, without the check against the monolithic program (it
+    would load that program inside the measured process)."""
+    cmd = [str(binary), "stream", str(folder), "--variant", variant, "--steps", str(steps), "--threads", str(threads),
+           "--json", str(result), "--no-check", "-q"]
+    if not mode.streamed:
+        return [*cmd, "--monolithic"]
+    return [*cmd, "--memory-budget", str(mode.budget)] + ([] if mode.prefetch else ["--no-prefetch"])
+
+
+def native_result(out: dict, started: float) -> dict:
+    """The native engine's JSON in the Python child's shape (figures of the steady steps)."""
+    steps = out["steps"]
+    steady = steps[1:] or steps
+    first = next(r for r in out["check"]["rows"] if "eager" in r["against"])
+    result = {"events": {"imported": started, "baseline_rss": out["startup_rss_bytes"]},
+              "steps_s": [s["latency_s"] for s in steps], "peak_rss": out["peak_rss_bytes"],
+              "load_s": steps[0]["load_s"], "max_abs_err": first["max_abs_error"]}
+    if out["mode"] == "streamed":
+        result.update(load_s=statistics.mean(s["load_s"] for s in steady),
+                      hidden_s=statistics.mean(s["hidden_s"] for s in steady),
+                      loads_per_step=statistics.mean(s["parts_loaded"] for s in steady),
+                      resident_max=max(s["resident_max_bytes"] for s in steps),
+                      parts_per_step=steps[-1]["parts_run"])
+    return result
+
+
+def run_mode(folder: Path, variant: str, mode: Mode, steps: int, threads: int,
+             native: Path | None = None) -> ModeResult:
+    """Run `mode` on denoiser `variant` in a child process, sampling its memory from here;
+    `native`: the tomobile-native binary that runs the executorch-native modes."""
     with tempfile.TemporaryDirectory(prefix="tomobile-stream-bench.") as tmp:
         spec, result = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec.write_text(json.dumps({"mode": asdict(mode), "folder": str(folder), "variant": variant, "steps": steps,
                                     "threads": threads, "result": str(result)}))
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        child = subprocess.Popen([sys.executable, "-m", __name__, str(spec)], env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cmd = [sys.executable, "-m", __name__, str(spec)]
+        if mode.runtime == NATIVE:
+            cmd = native_command(native, folder, variant, mode, steps, threads, result)
+        started = time.time()
+        child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         samples = []
         while child.poll() is None:
             s = proc_status(child.pid)
@@ -143,6 +180,8 @@ def run_mode(folder: Path, variant: str, mode: Mode, steps: int, threads: int) -
             last = [line for line in stderr.splitlines() if line.strip()][-1:] or ["no output"]
             raise RuntimeError(f"{mode.runtime} {mode.name} ({mode.budget_label}) failed: {last[0]}")
         out = json.loads(result.read_text())
+        if mode.runtime == NATIVE:
+            out = native_result(out, started)
     start = out["events"]["imported"]
     timeline = [(t - start, a, f) for t, a, f in samples if t >= start]
     return ModeResult(mode, out["steps_s"], out["peak_rss"], max((a for _, a, _ in samples), default=0),
@@ -163,7 +202,7 @@ def plan_modes(runtimes: list[str], budgets: dict[str, list[tuple[int, str]]]) -
 
 
 def run_bench(folder: Path, variant: str, modes: list[Mode], steps: int, threads: int, rounds: int = 1,
-              progress: bool = True) -> list[ModeResult]:
+              progress: bool = True, native: Path | None = None) -> list[ModeResult]:
     """Every mode `rounds` times, the order rotated per round; a mode's figures merge its rounds
     (latencies pooled, peaks the highest, the first round's timeline)."""
     by_mode: dict[Mode, list[ModeResult]] = {m: [] for m in modes}
@@ -172,7 +211,7 @@ def run_bench(folder: Path, variant: str, modes: list[Mode], steps: int, threads
         shift = r * len(modes) // rounds
         for mode in modes[shift:] + modes[:shift]:
             bar.set_postfix_str(f"{mode.runtime} {mode.name} {mode.budget_label}")
-            by_mode[mode].append(run_mode(folder, variant, mode, steps, threads))
+            by_mode[mode].append(run_mode(folder, variant, mode, steps, threads, native))
             bar.update(1)
     bar.close()
     return [_merge(results) for results in by_mode.values()]

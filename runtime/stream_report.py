@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from pathlib import Path
 
 from .stream_bench import ModeResult
+from .streaming import mb
 
 QUARTER = "25%"
 LATENCY_GOAL = 1.10  # streamed + prefetch over all-resident, where a load is faster than a run
@@ -27,7 +29,7 @@ def format_table(results: list[ModeResult]) -> str:
     rows = [header]
     for r in results:
         mono, resident = _reference(results, r.mode.runtime, "monolithic"), _reference(results, r.mode.runtime, "resident")
-        budget = r.mode.budget_label if not r.mode.streamed else f"{r.mode.budget_label} ({r.mode.budget / 1e6:.0f} MB)"
+        budget = r.mode.budget_label if not r.mode.streamed else f"{r.mode.budget_label} ({mb(r.mode.budget)})"
         hidden = f"{100 * r.hidden_s / r.load_s:.0f}%" if r.mode.streamed and r.load_s > 0 else "-"
         rows.append((r.mode.runtime, r.mode.name, budget, f"{r.peak_rss / 1e6:.0f}", f"{r.peak_anon / 1e6:.0f}",
                      f"{r.peak_file / 1e6:.0f}", _ratio(r.peak_rss, mono.peak_rss if mono else None),
@@ -51,8 +53,6 @@ def markdown_table(results: list[ModeResult]) -> str:
 
 
 def _cells(line: str, n: int | None = None) -> list[str]:
-    import re
-
     cells = re.split(r"\s{2,}", line.strip())
     return cells + ["-"] * ((n or len(cells)) - len(cells))
 
@@ -105,7 +105,7 @@ def to_json(results: list[ModeResult], model: str, threads: int, steps: int) -> 
     rows = []
     for r in results:
         row = {k: v for k, v in asdict(r).items() if k != "timeline"}
-        row.update(mode=r.mode.name, step_s=r.step_s)
+        row.update(mode=r.mode.name, runtime=r.mode.runtime, budget=r.mode.budget_label, step_s=r.step_s)
         rows.append(row)
     return {"model": model, "threads": threads, "steps": steps, "rows": rows,
             "goals": [{"goal": g, "measured": m, "met": ok} for g, m, ok in goals(results)]}

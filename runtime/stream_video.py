@@ -1,10 +1,8 @@
-"""Streamed video generation and the split export's chain check.
+"""Streamed video generation.
 
 `streamed_runtime` is runtime/video.py's VideoRuntime with every denoiser variant served by one
 BlockStreamer (runtime/streaming.py): `tomobile generate --stream --memory-budget 64MB`. The text
 encoder is loaded for the prompt and released before sampling starts.
-`check_chains` runs each variant's parts in order on the monolithic denoiser's test vectors and
-compares the result with its eager output: what `tomobile validate` adds for a split export.
 """
 
 from __future__ import annotations
@@ -14,40 +12,55 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import load_runner
-from .memory import malloc_trim
-from .streaming import RUNTIME_FORMATS, BlockStreamer, CallStats, StreamError, mb, open_split, parse_bytes
 from .manifest import load_manifest
-from .validate import FAIL, OutputCheck, compare
-from .video import LEGACY_TDTM, RuntimeKind, VideoRuntime, _tokenizer_encode, check_tdtm
+from .memory import malloc_trim
+from .streaming import RUNTIME_FORMATS, BlockStreamer, CallStats, StreamError, mb, open_split
+from .video import LEGACY_TDTM, RuntimeKind, VideoRuntime, check_tdtm, tokenizer_encode
 
 DENOISER_INPUTS = ("x", "t", "states", "mask", "guidance")
-UNLIMITED = 1 << 62
-DEFAULT_ARTIFACTS = Path("tomobile-out") / "video-dit-tiny"  # where `tomobile export video-dit-tiny` writes
+
+
+def text_encoder_path(artifacts: Path, kind: RuntimeKind) -> Path:
+    """Where a split export keeps its text encoder for `kind`'s format."""
+    fmt = RUNTIME_FORMATS[kind.value]
+    return artifacts / {"onnx": "text_encoder.onnx", "executorch": "text_encoder.pte", "coreai": "text_encoder.aimodel"}[fmt]
+
+
+def check_text_encoder(artifacts: Path, kind: RuntimeKind) -> None:
+    """StreamError unless the split export has a text encoder: checked before a prompt run does any work
+    (the parts alone, e.g. video-dit-micro's, still stream states given directly)."""
+    path = text_encoder_path(artifacts, kind)
+    if not path.exists():
+        raise StreamError(f"{path} is missing: {load_manifest(artifacts).get('model', 'this model')} has no text "
+                          "encoder; prompts need `tomobile export video-dit-tiny --split blocks`")
 
 
 def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: bool = True,
-                     threads: int | None = None, tdtm: dict[str, str] | None = None
-                     ) -> tuple[VideoRuntime, BlockStreamer]:
+                     threads: int | None = None, tdtm: dict[str, str] | None = None,
+                     variants: list[str] | None = None) -> tuple[VideoRuntime, BlockStreamer]:
     """A VideoRuntime whose denoisers stream the split parts in `artifacts` under `budget` bytes;
-    `tdtm` modes asked for must be the ones the folder was exported with."""
-    if kind not in (RuntimeKind.ONNXRUNTIME, RuntimeKind.EXECUTORCH):
-        raise StreamError(f"--stream runs exported parts: use --runtime onnxruntime or executorch, not {kind.value}")
-    split = open_split(artifacts, kind.value)
+    `tdtm` modes asked for must be the ones the folder was exported with. With `variants`, only
+    their parts are checked and served (None: every variant)."""
+    if kind is RuntimeKind.EAGER:
+        raise StreamError(f"streaming runs exported parts on onnxruntime, executorch or coreai, not {kind.value}")
+    split = open_split(artifacts, kind.value, variants=variants)
     cfg = load_manifest(artifacts)["model_config"]
     modes = {key: str(cfg.get(key, legacy)) for key, legacy in LEGACY_TDTM.items()}
     check_tdtm(artifacts, modes, tdtm or {})
     streamer = BlockStreamer(split, budget, prefetch, threads)
     shape = (1, int(cfg["channels"]), int(cfg["frames"]), int(cfg["size"]), int(cfg["size"]))
     fmt = RUNTIME_FORMATS[kind.value]
-    text_path = artifacts / ("text_encoder.onnx" if fmt == "onnx" else "text_encoder.pte")
+    text_path = text_encoder_path(artifacts, kind)
 
     def encode(caption: str) -> tuple[np.ndarray, np.ndarray]:
         if not text_path.exists():
             raise StreamError(f"{text_path} is missing; prompts need the text encoder of "
                               "`tomobile export video-dit-tiny --split blocks`")
-        input_ids, mask = _tokenizer_encode(artifacts, int(cfg["caption_len"]))(caption)
+        input_ids, mask = tokenizer_encode(artifacts, int(cfg["caption_len"]))(caption)
         runner = load_runner(fmt, text_path)  # loaded for the prompt only
         states = runner.run([input_ids, mask])[0].astype(np.float32)
+        if hasattr(runner, "close"):  # Core AI: release the model now
+            runner.close()
         del runner
         malloc_trim()
         return states, mask.astype(np.float32)
@@ -61,12 +74,12 @@ def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: 
 
 def format_steps(stats: list[CallStats], budget: int) -> str:
     """Per-step table: parts run and loaded, load time and how much of it compute hid, peaks, latency."""
-    header = ("step", "variant", "parts", "loaded", "load s", "hidden s", "resident MB", "peak RssAnon MB",
+    header = ("step", "variant", "parts", "loaded", "load s", "hidden s", "resident", "peak RssAnon MB",
               "peak RssFile MB", "peak RSS MB", "latency s")
     rows = [header]
     for i, s in enumerate(stats):
         rows.append((str(i), s.variant, str(s.parts_run), str(s.parts_loaded), f"{s.load_s:.3f}", f"{s.hidden_s:.3f}",
-                     f"{s.resident_max / 1e6:.1f}", f"{s.peak.anon / 1e6:.1f}", f"{s.peak.file / 1e6:.1f}",
+                     mb(s.resident_max), f"{s.peak.anon / 1e6:.1f}", f"{s.peak.file / 1e6:.1f}",
                      f"{s.peak.rss / 1e6:.1f}", f"{s.latency_s:.3f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -76,44 +89,3 @@ def format_steps(stats: list[CallStats], budget: int) -> str:
                  f"{sum(s.parts_loaded for s in stats)} loads, {sum(s.hidden_s for s in stats):.2f} s of "
                  f"{sum(s.load_s for s in stats):.2f} s loading hidden behind compute")
     return "\n".join(lines)
-
-
-def check_chains(folder: Path, manifest: dict) -> list[OutputCheck]:
-    """Each variant's parts chained in order (all resident) on the monolithic denoiser's test
-    vectors, against its eager outputs; one row per runtime, variant and case."""
-    from .validate import _cases
-
-    formats = {f for p in manifest["split"]["parts"] for f in p["files"]}
-    checks = []
-    for runtime, fmt in RUNTIME_FORMATS.items():
-        if fmt not in formats:
-            continue
-        try:
-            split = open_split(folder, runtime, verify=False)  # validate_dir checked the sha256s
-            streamer = BlockStreamer(split, UNLIMITED, prefetch=False)
-        except Exception as err:
-            return [*checks, OutputCheck(f"chain ({fmt})", "load", "-", (), None, None, FAIL, str(err))]
-        precision = "fp16" if any(p.float16 for p in split.parts.values()) else "fp32"
-        for variant in split.sequences:
-            names = [i["name"] for i in manifest["parts"][variant]["inputs"]]
-            for case, (inputs, expected) in _cases(folder, variant).items():
-                out = streamer(variant, dict(zip(names, inputs, strict=True)))
-                err, quality, status, note = compare(expected["velocity"], out, precision)
-                checks.append(OutputCheck(f"chain {variant} ({fmt})", case, "velocity", out.shape, err, quality,
-                                          status, note))
-        streamer.close()
-    return checks
-
-
-def stream_args(stream: bool, runtime: str, artifacts: str | None, budget: str | None, prefetch: bool,
-                tdtm: dict[str, str] | None = None) -> tuple[VideoRuntime, BlockStreamer]:
-    """`generate --stream` options -> streamed runtime; StreamError (one line) on a bad combination."""
-    if not stream:
-        raise StreamError("--memory-budget and --no-prefetch apply only with --stream")
-    if budget is None:
-        raise StreamError("--stream needs --memory-budget SIZE (e.g. 64MB): the bytes its loaded parts may take")
-    folder = Path(artifacts) if artifacts else DEFAULT_ARTIFACTS
-    if not folder.is_dir():
-        raise StreamError(f"no export at {folder}; run `tomobile export video-dit-tiny --split blocks --out {folder}` "
-                          "or give --artifacts DIR")
-    return streamed_runtime(RuntimeKind(runtime), folder, parse_bytes(budget), prefetch, tdtm=tdtm)

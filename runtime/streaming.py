@@ -32,12 +32,16 @@ from typing import Protocol
 import numpy as np
 
 from ..graphs.errors import TomobileError
+from ..graphs.numbers import NumberError, parse_size
+from .artifacts import CoreAIRunner, ExecuTorchRunner, signature_mismatch, executorch_signature, ort_session_options, ort_signature
+from .manifest import ManifestError, inside, load_manifest, sha256_path
 from .memory import MemoryPeak, MemoryProbe, malloc_trim, populate_mappings
 from .overlap import Heartbeat, hidden_seconds
 
 log = logging.getLogger(__name__)
 
-RUNTIME_FORMATS = {"onnxruntime": "onnx", "executorch": "executorch"}
+RUNTIME_FORMATS = {"onnxruntime": "onnx", "executorch": "executorch", "coreai": "coreai"}
+UNLIMITED = 1 << 62  # a budget that holds every part
 
 
 class StreamError(TomobileError, ValueError):
@@ -53,7 +57,21 @@ class PartFile:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     float16: bool = False  # ExecuTorch fp16 parts take and return float16
+    # The manifest's {name, shape, dtype} per input and output: a loaded file is checked against them.
+    input_specs: tuple[dict, ...] = field(default=(), compare=False, hash=False)
+    output_specs: tuple[dict, ...] = field(default=(), compare=False, hash=False)
     method: str | None = None  # its method in a .pte shared with the parts of the same weights
+
+    def check_io(self, got) -> None:
+        """StreamError when the loaded program's (inputs, outputs) are not the manifest's: a file from
+        another model whose sha256 was made to match would otherwise fail inside the runtime."""
+        if not self.input_specs:
+            return
+        problem = signature_mismatch(got, list(self.input_specs), list(self.output_specs),
+                                     "float16" if self.float16 else "float32")
+        if problem:
+            raise StreamError(f"part {self.name}: {self.path.name} has {problem} (a file of another model or "
+                              "export); export the folder again")
 
 
 @dataclass
@@ -85,24 +103,18 @@ def mb(n: float) -> str:
 
 
 def parse_bytes(text: str) -> int:
-    """'64MB' -> 64_000_000; units B, KB, MB, GB (powers of 1000) and KiB, MiB, GiB (of 1024)."""
-    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
-    raw = text.strip().upper().replace(" ", "")
-    number = raw.rstrip("KMGIB")
-    unit = raw[len(number):]
+    """'64MB' -> 64_000_000: graphs/numbers.py's size (units B, KB, MB, GB and KiB, MiB, GiB; a
+    finite positive byte count, ASCII digits, no exponent)."""
     try:
-        value = float(number)
-    except ValueError:
-        value = -1.0
-    if unit not in units or value <= 0:
-        raise StreamError(f"memory budget {text!r} is not a size; give e.g. 64MB, 1.5GB, 512MiB or a byte count")
-    return int(value * units[unit])
+        return parse_size(text, "memory budget")
+    except NumberError as err:
+        raise StreamError(str(err)) from None
 
 
-def open_split(folder: Path, runtime: str, verify: bool = True) -> SplitModel:
-    """The split parts of an export folder for `runtime`, every file checked against its sha256."""
-    from .manifest import ManifestError, inside, load_manifest
-
+def open_split(folder: Path, runtime: str, verify: bool = True, variants: list[str] | None = None) -> SplitModel:
+    """The split parts of an export folder for `runtime`, every file checked against its sha256.
+    With `variants`, only those denoiser variants are kept and only their parts checked: a damaged
+    part of a variant the run does not use is ignored, as the unsplit artifacts' are."""
     try:
         manifest = load_manifest(folder)
     except ManifestError as err:
@@ -121,10 +133,18 @@ def open_split(folder: Path, runtime: str, verify: bool = True) -> SplitModel:
         parts[entry["name"]] = PartFile(entry["name"], inside(folder, rec["path"]), weights, rec["total_bytes"],
                                         tuple(i["name"] for i in entry["inputs"]),
                                         tuple(o["name"] for o in entry["outputs"]),
-                                        _is_fp16(manifest, entry["name"], fmt), rec.get("method"))
+                                        _is_fp16(manifest, entry["name"], fmt), tuple(entry["inputs"]),
+                                        tuple(entry["outputs"]), rec.get("method"))
+    sequences = {k: list(v) for k, v in split["sequences"].items()}
+    if variants is not None:
+        missing = [v for v in variants if v not in sequences]
+        if missing:
+            raise StreamError(f"{folder} has no split parts for {missing[0]}; its variants: {', '.join(sequences)}")
+        sequences = {k: sequences[k] for k in variants}
+    used = {n for seq in sequences.values() for n in seq}
     if verify:
-        _verify_files(folder, split["parts"], fmt)
-    return SplitModel(folder, runtime, parts, {k: list(v) for k, v in split["sequences"].items()})
+        _verify_files(folder, split["parts"], fmt, used)
+    return SplitModel(folder, runtime, {n: p for n, p in parts.items() if n in used}, sequences)
 
 
 def _is_fp16(manifest: dict, part: str, fmt: str) -> bool:
@@ -132,33 +152,32 @@ def _is_fp16(manifest: dict, part: str, fmt: str) -> bool:
                for a in manifest.get("artifacts", []))
 
 
-def _verify_files(folder: Path, entries: list[dict], fmt: str) -> None:
-    """Every part file present and equal to its sha256; a swapped file is named for what it is."""
-    from tomobile.export.pipeline import sha256_path
-
-    from .manifest import inside
-
-    owners: dict[str, str] = {}
+def _verify_files(folder: Path, entries: list[dict], fmt: str, used: set[str]) -> None:
+    """Every file of the `used` parts present and equal to its sha256; a swapped file is named for
+    what it is (by the files of every part)."""
+    owners: dict[str, list[str]] = {}  # several files can hold the same bytes (variants sharing weights)
     files: list[tuple[str, dict]] = []
     for entry in entries:
         rec = entry["files"][fmt]
         for f in (rec, rec.get("weights")):
             if f is not None:
-                owners[f["sha256"]] = f["path"]
-                files.append((entry["name"], f))
+                owners.setdefault(f["sha256"], []).append(f["path"])
+                if entry["name"] in used:
+                    files.append((entry["name"], f))
     seen: set[str] = set()  # a file several parts share (export/shared.py) is hashed once
     for name, f in files:
         if f["path"] in seen:
             continue
         seen.add(f["path"])
         path = inside(folder, f["path"])
-        if not path.is_file():
+        if not path.exists():  # a file, or a folder (a Core AI .aimodel asset)
             raise StreamError(f"part {name}: {path} is missing; export the folder again")
         digest = sha256_path(path)
         if digest == f["sha256"]:
             continue
         if digest in owners:
-            raise StreamError(f"part {name}: {path} holds {owners[digest]} (a different part), not the part "
+            held = " or ".join(owners[digest])
+            raise StreamError(f"part {name}: {path} holds {held} (a different part), not the part "
                               "its manifest lists; export the folder again")
         raise StreamError(f"part {name}: {path} does not match its sha256 in the manifest (altered, or from "
                           "another export); export the folder again")
@@ -168,13 +187,12 @@ class _OrtPart:
     def __init__(self, part: PartFile, threads: int | None, populate: bool) -> None:
         import onnxruntime as ort
 
-        from .artifacts import ort_session_options
-
         # One thread pool per part, not spinning (it would steal the next part's cores); no prepacking:
         # the weights stay in the mapped file.
         opts = ort_session_options(threads, spinning=False, config={"session.disable_prepacking": "1"})
         opts.enable_cpu_mem_arena = False  # freed activations go back at once: a lower peak
         self.session = ort.InferenceSession(str(part.path), sess_options=opts, providers=["CPUExecutionProvider"])
+        part.check_io(ort_signature(self.session))
         self.names = [i.name for i in self.session.get_inputs()]
         if populate and part.weights is not None:
             populate_mappings(part.weights)
@@ -188,9 +206,8 @@ class _OrtPart:
 
 class _ExecuTorchPart:
     def __init__(self, part: PartFile) -> None:
-        from .artifacts import ExecuTorchRunner
-
         self.runner = ExecuTorchRunner(part.path, part.weights, part.method)
+        part.check_io(executorch_signature(self.runner.method))
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         return self.runner.run(arrays)
@@ -199,8 +216,26 @@ class _ExecuTorchPart:
         self.runner = None
 
 
+class _CoreAIPart:
+    """A Core AI asset, loaded on its own event loop (artifacts.CoreAIRunner); `close` releases the
+    compiled model at once (the executable context's exit), not when it is collected."""
+
+    def __init__(self, part: PartFile) -> None:
+        self.runner = CoreAIRunner(part.path)
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return self.runner.run(arrays)
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+        self.runner = None
+
+
 def load_part(part: PartFile, runtime: str, threads: int | None = None, background: bool = False) -> LoadedPart:
     """`background`: loaded on the prefetch thread, which also faults ONNX Runtime's weights in."""
+    if runtime == "coreai":
+        return _CoreAIPart(part)
     return _OrtPart(part, threads, background) if runtime == "onnxruntime" else _ExecuTorchPart(part)
 
 
@@ -306,7 +341,8 @@ class BlockStreamer:
         stats.resident_max = max(stats.resident_max, self.resident_bytes())
 
     def _acquire(self, name: str, stats: CallStats) -> LoadedPart:
-        if name in self.loaded:
+        if name in self.loaded:  # resident since an earlier call: it counts in this call's resident bytes too
+            stats.resident_max = max(stats.resident_max, self.resident_bytes())
             return self.loaded[name]
         if name in self.loading:
             t = time.perf_counter()

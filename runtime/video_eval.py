@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tomobile.graphs.clips import parse_caption
-
+from ..graphs.clips import parse_caption
 from ..graphs.errors import InputError
 from .detect import detect
 from .sampler import LeapConfig, SamplerConfig
+from .validate import psnr
 from .video import RuntimeKind, VideoRuntime, artifact_tdtm, generate
 
 log = logging.getLogger(__name__)
@@ -129,9 +129,11 @@ def default_settings(base: SamplerConfig, with_spatial: bool = True, modes: str 
     return plain + [replace(s, name=s.name + "+tome", spatial=True) for s in plain]
 
 
-def psnr(ref: np.ndarray, x: np.ndarray) -> float:
-    mse = float(np.mean((ref.astype(np.float64) - x.astype(np.float64)) ** 2))
-    return 99.0 if mse < 1e-10 else 10.0 * np.log10(1.0 / mse)
+def clip_psnr(ref: np.ndarray, x: np.ndarray) -> float:
+    """PSNR of frames in [0, 1] (peak 1), 99 dB for clips equal within 1e-10 mean squared error
+    (above 100 dB), so that tables show a number."""
+    value = psnr(ref, x, peak=1.0)
+    return 99.0 if value > 100.0 else value
 
 
 def _gauss_matrix(n: int, size: int = 7, sigma: float = 1.5) -> np.ndarray:
@@ -249,7 +251,7 @@ def run_video_eval(
                 st.calls.append(gen.result.calls)
                 st.compliance.append(detect(gen.frames).compliance(spec))
                 ref = refs.setdefault(st.setting.modes, gen.frames)
-                st.psnr.append(psnr(ref, gen.frames))
+                st.psnr.append(clip_psnr(ref, gen.frames))
                 st.ssim.append(ssim(ref, gen.frames))
                 st.clips.append(gen.frames)
             if on_clip is not None:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tomobile.export.pipeline import sha256_path
+from tomobile.runtime.manifest import sha256_path
 from tomobile.graphs.exportable import Exportable, ModelBundle, TensorSpec
 
 

@@ -1,31 +1,100 @@
-// The page: picks an export folder, runs video mode (core/pipeline.js) or validate mode
-// (core/validate.js), and shows the results. All model logic lives in core/ (no DOM there).
-// Query parameters: ?export=URL (folder), ?mode=video|validate, ?threads=N (wasm threads).
-import * as ort from "onnxruntime-web";
-import { MapFolder, UrlFolder } from "./core/manifest.js";
-import { VideoPipeline } from "./core/pipeline.js";
-import { formatTable, TABLE_HEADER, tableRow, validateFolder } from "./core/validate.js";
+// The page: picks an export folder and shows what the inference worker (worker.js) reports: video
+// mode (core/pipeline.js) and validate mode (core/validate.js) run there, off the main thread, so
+// the page stays responsive and a generation can be cancelled between denoiser calls.
+// Query parameters: ?export=URL (folder), ?mode=video|validate, ?threads=N (wasm threads), ?backend=wasm|webgpu.
+import { TABLE_HEADER, tableRow } from "./core/validate.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const FPS = 8;
+const BACKENDS = ["wasm", "webgpu"];
 
-const app = { folder: null, pipeline: null, mode: params.get("mode") === "validate" ? "validate" : "video", timer: null };
+const app = { folder: null, loaded: false, mode: params.get("mode") === "validate" ? "validate" : "video", timer: null,
+  worker: null, requests: new Map(), nextId: 1, busy: false, info: null };
 
-function configureOrt() {
+/**
+ * A request to the worker (it runs them in order): resolves with its answer, rejects with its error;
+ * handlers[type] receive its progress messages (step, call, row) on the way.
+ */
+function ask(message, handlers = {}) {
+  const id = app.nextId++;
+  return new Promise((resolve, reject) => {
+    app.requests.set(id, { resolve, reject, handlers });
+    app.worker.postMessage({ ...message, id });
+  });
+}
+
+function onWorkerMessage({ data }) {
+  if (data.type === "status") { $("status").textContent = data.text; return; }
+  const request = app.requests.get(data.id);
+  if (!request) return;
+  if (request.handlers[data.type]) { request.handlers[data.type](data); return; }
+  app.requests.delete(data.id);
+  if (data.type === "error") {
+    const err = new Error(data.error.message);
+    err.name = data.error.name;
+    request.reject(err);
+  } else request.resolve(data);
+}
+
+/** Runs `job` unless another open / generate / validate is under way (the buttons are one at a time). */
+async function exclusive(job) {
+  if (app.busy) return;
+  app.busy = true;
+  try {
+    await job();
+  } finally {
+    app.busy = false;
+  }
+}
+
+async function startWorker() {
   const isolated = globalThis.crossOriginIsolated === true;
   const asked = Number(params.get("threads"));
   const threads = Number.isInteger(asked) && asked >= 1 ? asked : (isolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1);
-  ort.env.wasm.wasmPaths = new URL("./vendor/", location.href).href;
-  ort.env.wasm.numThreads = isolated ? threads : 1; // threads need SharedArrayBuffer, i.e. isolation
-  ort.env.wasm.proxy = false;
-  ort.env.logLevel = "error";
-  app.threads = ort.env.wasm.numThreads;
-  $("runtime-info").textContent = `onnxruntime-web ${ort.env.versions?.web ?? ""} wasm, ${app.threads} thread(s), ` +
-    `cross-origin isolated: ${isolated ? "yes" : "no"}`;
+  const backend = BACKENDS.includes(params.get("backend")) ? params.get("backend") : "wasm";
+  $("backend").value = backend;
+  $("backend").querySelector("[value=webgpu]").disabled = !navigator.gpu; // no WebGPU in this browser
+  app.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  app.worker.onmessage = onWorkerMessage;
+  app.worker.onerror = (e) => showError(new Error(`the inference worker failed to start: ${e.message ?? "unknown error"}`));
+  const { info } = await ask({ type: "configure", backend, threads });
+  app.info = info;
+  app.threads = info.threads;
+  $("runtime-info").textContent = `onnxruntime-web ${info.version} ${info.backend} in a worker, ${info.threads} thread(s), ` +
+    `cross-origin isolated: ${info.isolated ? "yes" : "no"}, secure context: ${info.secure ? "yes" : "no"}`;
+  showEnvironment(info);
+  refreshCache();
 }
 
-const sessionOptions = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
+/** What this page loses where it is not cross-origin isolated or not a secure context. */
+function showEnvironment(info) {
+  const notes = [];
+  if (!info.secure) {
+    notes.push("Not a secure context (plain http on a LAN address): no WebCrypto, so every file's sha256 is computed in " +
+      "plain JavaScript (an order of magnitude slower than WebCrypto), and no Cache Storage, so every visit downloads the model files again. " +
+      "Serve the page over https (or open it as localhost) to keep them.");
+  }
+  if (!info.isolated) {
+    notes.push("Not cross-origin isolated: onnxruntime-web runs 1 wasm thread (threads need SharedArrayBuffer; " +
+      "serve with the COOP/COEP headers, `serve.js --isolate`, for ?threads=N).");
+  }
+  $("env-note").textContent = notes.join(" ");
+  $("env-note").hidden = notes.length === 0;
+}
+
+async function refreshCache() {
+  if (!app.info?.cacheStorage) { $("cache-info").textContent = "Cache: not available on this page (not a secure context)."; $("clear-cache").disabled = true; return; }
+  const { usage } = await ask({ type: "cache-usage" }).catch(() => ({ usage: null }));
+  if (usage) $("cache-info").textContent = `Cache: ${usage.files} verified file(s), ${(usage.bytes / 1e6).toFixed(1)} MB kept for the next visit.`;
+}
+
+async function clearCache() {
+  await exclusive(async () => {
+    await ask({ type: "clear-cache" });
+    await refreshCache();
+  });
+}
 
 function setState(state, status = "") {
   document.body.dataset.state = state;
@@ -50,34 +119,47 @@ function setMode(mode) {
   for (const tab of document.querySelectorAll(".tabs button")) tab.setAttribute("aria-selected", String(tab.dataset.mode === mode));
   $("video").hidden = mode !== "video";
   $("validate").hidden = mode !== "validate";
-  if (mode === "video" && app.folder && !app.pipeline) loadVideo();
+  if (mode === "video" && app.folder && !app.loaded) exclusive(loadFolder);
 }
 
-async function openFolder(folder) {
+function openFolder(folder) {
+  return exclusive(() => openNow(folder));
+}
+
+async function openNow(folder) {
   app.folder = folder;
-  app.pipeline = null;
+  app.loaded = false;
   $("generate").disabled = true;
   $("folder-info").textContent = `Export folder: ${folder.label}`;
   clearError();
-  if (app.mode === "video") await loadVideo();
-  else setState("ready", "Folder set; press Validate.");
+  if (app.mode === "video") await loadFolder();
+  else {
+    try {
+      await ask({ type: "open", folder: { ...folder.source, mode: "validate" } });
+      setState("ready", "Folder set; press Validate.");
+    } catch (err) {
+      showError(err);
+    }
+  }
 }
 
-async function loadVideo() {
+async function loadFolder() {
   const folder = app.folder;
   setState("loading", "Loading and checking files...");
   try {
-    const pipeline = await VideoPipeline.load(folder, ort, {
-      sessionOptions, onFile: (name) => { $("status").textContent = `Checking sha256 and loading ${name}...`; },
-    });
+    const { info } = await ask({ type: "open", folder: { ...folder.source, mode: "video" } });
     if (folder !== app.folder) return;
-    app.pipeline = pipeline;
-    const d = pipeline.manifest.sampler;
-    $("folder-info").textContent = `Export folder: ${folder.label} (${pipeline.manifest.model}, ${pipeline.shape.slice(2).join("x")}, ` +
-      `${pipeline.denoiser.sessions.size} denoiser variants, guidance ${d.guidance})`;
+    app.loaded = true;
+    window.tomobileLoad = info;
+    const te = info.textEncoder;
+    $("folder-info").textContent = `Export folder: ${info.label} (${info.model}, ${info.size}, ${info.variants} denoiser variants, ` +
+      `guidance ${info.guidance}, text encoder ${te.precision ?? "fp32"} ${(te.bytes / 1e6).toFixed(1)} MB)`;
     $("source").open = false;
     $("generate").disabled = false;
-    setState("ready", "Every file matches its sha256. Ready.");
+    const fetched = info.cached || info.downloaded ? `; downloaded ${(info.downloaded / 1e6).toFixed(1)} MB, ` +
+      `${(info.fromCache / 1e6).toFixed(1)} MB from the cache` : "";
+    setState("ready", `Every file matches its sha256${fetched}. Ready.`);
+    refreshCache();
   } catch (err) {
     showError(err);
   }
@@ -97,29 +179,44 @@ function readSettings() {
 
 async function runGenerate(event) {
   event?.preventDefault();
-  if (!app.pipeline) return;
+  if (app.loaded) await exclusive(generateNow);
+}
+
+async function generateNow() {
   clearError();
   const { prompt, seed, settings } = readSettings();
   const progress = $("progress");
   progress.hidden = false;
   progress.value = 0;
   $("generate").disabled = true;
+  $("cancel").hidden = false;
   setState("running", "Generating...");
+  const steps = Number(settings.steps);
+  let done = 0;
   try {
-    const steps = Number(settings.steps);
-    let done = 0;
-    const result = await app.pipeline.generate(prompt, seed, settings, (n) => { done += n; progress.value = done / steps; });
-    window.tomobileResult = { ...result, prompt, seed, threads: app.threads, isolated: crossOriginIsolated };
+    const { result } = await ask({ type: "generate", prompt, seed, settings }, {
+      step: (m) => { done += m.done; progress.value = done / steps; },
+      call: (m) => { $("status").textContent = `Generating: denoiser call ${m.done}, ${m.ms.toFixed(0)} ms (step ${Math.min(done + 1, steps)} of ${steps})`; },
+    });
+    window.tomobileResult = { ...result, prompt, seed, threads: app.threads, isolated: crossOriginIsolated, backend: app.info.backend };
     window.tomobileRuns = (window.tomobileRuns ?? 0) + 1;
     playClip(result.frames, result.shape);
     renderStats(result);
     setState("done", `Done in ${(result.totalMs / 1000).toFixed(2)} s.`);
   } catch (err) {
-    showError(err);
+    if (err.name === "AbortError") {
+      window.tomobileCancelled = (window.tomobileCancelled ?? 0) + 1;
+      setState("cancelled", `Cancelled after ${done} of ${steps} steps.`);
+    } else showError(err);
   } finally {
     progress.hidden = true;
-    $("generate").disabled = !app.pipeline;
+    $("cancel").hidden = true;
+    $("generate").disabled = !app.loaded;
   }
+}
+
+function cancelGenerate() {
+  app.worker?.postMessage({ type: "cancel" }); // the worker stops before its next denoiser call
 }
 
 /** Loops the frames (T, H, W, 3) on the canvas; CSS scales it up with crisp pixels. */
@@ -175,6 +272,10 @@ function renderStats(r) {
 
 async function runValidate() {
   if (!app.folder) { showError(new Error("open an export folder first")); return; }
+  await exclusive(validateNow);
+}
+
+async function validateNow() {
   clearError();
   $("run-validate").disabled = true;
   fillTable($("report"), []);
@@ -183,15 +284,13 @@ async function runValidate() {
   $("source").open = false;
   try {
     const rows = [TABLE_HEADER];
-    const report = await validateFolder(app.folder, ort, {
-      sessionOptions,
-      onArtifact: (name) => { $("status").textContent = `Checking sha256 and running ${name}...`; },
-      onRow: (r) => { rows.push(tableRow(r)); fillTable($("report"), rows); },
+    const { report, text } = await ask({ type: "validate" }, {
+      row: (m) => { rows.push(tableRow(m.row)); fillTable($("report"), rows); },
     });
     window.tomobileReport = report;
-    const text = formatTable(report);
     $("report-text").textContent = text;
     setState("done", text.split("\n").at(-1));
+    refreshCache();
   } catch (err) {
     showError(err);
   } finally {
@@ -203,18 +302,37 @@ function initialFolderUrl() {
   return params.get("export") ?? "exports/video-dit-tiny/";
 }
 
-function wire() {
-  configureOrt();
+const urlFolder = (url) => ({ label: url, source: { url: new URL(url, location.href).href } });
+const pickedFolder = (files) => ({
+  label: `${files.length} picked file(s)`, source: { files: Array.from(files, (f) => [f.webkitRelativePath || f.name, f]) },
+});
+
+async function wire() {
   $("folder-url").value = initialFolderUrl();
-  $("open-url").addEventListener("click", () => openFolder(new UrlFolder($("folder-url").value.trim())));
-  $("folder-pick").addEventListener("change", (e) => { if (e.target.files.length) openFolder(MapFolder.fromFileList(e.target.files)); });
+  $("open-url").addEventListener("click", () => openFolder(urlFolder($("folder-url").value.trim())));
+  for (const id of ["folder-pick", "files-pick"]) {
+    $(id).addEventListener("change", (e) => { if (e.target.files.length) openFolder(pickedFolder(e.target.files)); });
+  }
   for (const tab of document.querySelectorAll(".tabs button")) tab.addEventListener("click", () => setMode(tab.dataset.mode));
   $("video-form").addEventListener("submit", runGenerate);
+  $("cancel").addEventListener("click", cancelGenerate);
+  $("clear-cache").addEventListener("click", clearCache);
+  $("backend").addEventListener("change", () => { // a new worker with the other build: reload with ?backend=
+    const next = new URL(location.href);
+    next.searchParams.set("backend", $("backend").value);
+    location.assign(next);
+  });
   $("run-validate").addEventListener("click", runValidate);
   $("lpl-mode").addEventListener("change", () => { $("lpl-step").disabled = $("lpl-mode").value !== "fixed"; });
   $("lpl-step").disabled = true;
   setMode(app.mode);
-  if (params.has("export")) openFolder(new UrlFolder(initialFolderUrl()));
+  try {
+    await startWorker();
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  if (params.has("export")) openFolder(urlFolder(initialFolderUrl()));
   else setState("idle", "Open an export folder (from `tomobile export`).");
 }
 

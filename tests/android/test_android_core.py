@@ -6,12 +6,14 @@ The Android app itself (Compose screen, APK) cannot be built here: no Android SD
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from needs import require_tool
 
 ANDROID = Path(__file__).resolve().parents[2] / "android_demo"
 TESTS = ANDROID / "core/src/test/kotlin/org/tomobile/core"
@@ -20,7 +22,16 @@ GLUE_OK = "test-android: ExecuTorch glue compiled against the compile-only stubs
 
 
 @pytest.fixture(scope="session")
-def junit_run(video_export: Path) -> tuple[subprocess.CompletedProcess, dict[str, list[ET.Element]]]:
+def android_tools() -> None:
+    """What test_core.sh needs (`make android-setup` installs it), checked before the export."""
+    for present, what in ((shutil.which("javac") is not None, "a JDK (javac; Debian openjdk-17-jdk-headless)"),
+                          (Path("/usr/share/java/junit-platform-console-standalone.jar").exists(), "JUnit 5 (Debian junit5)"),
+                          ((ANDROID / "node_modules/kotlin-compiler/bin/kotlinc").exists(), "kotlinc (npm ci in android_demo/)")):
+        require_tool(present, f"{what} is missing; run `make android-setup`")
+
+
+@pytest.fixture(scope="session")
+def junit_run(android_tools, video_export: Path) -> tuple[subprocess.CompletedProcess, dict[str, list[ET.Element]]]:
     """test_core.sh on the session's export; its output and the JUnit test cases per class."""
     proc = subprocess.run(["bash", "tools/test_core.sh", sys.executable, str(video_export)], cwd=ANDROID,
                           capture_output=True, text=True, timeout=1800)

@@ -112,6 +112,44 @@ ROWS: list[tuple[str, list[str]]] = [
     ("bench --stream bench's list", ["bench", "video-dit-micro", "--stream", "--threads", "1,2", "--work", "{w}/sb"]),
     ("bench empty --threads", [*BENCH, "--threads", ""]),
     ("bench --stream --steps 1", ["bench", "video-dit-micro", "--stream", "--steps", "1", "--work", "{w}/sb"]),
+    # issue 18: numbers (one parser: ASCII digits, no duplicates, finite, fits its dtype), checked before any work
+    ("--memory-budget inf", [*GEN, "--stream", "--memory-budget", "inf"]),
+    ("--memory-budget 1e400", [*GEN, "--stream", "--memory-budget", "1e400"]),
+    ("--memory-budget infMB", [*GEN, "--stream", "--memory-budget", "infMB"]),
+    ("--memory-budget nan", [*GEN, "--stream", "--memory-budget", "nan"]),
+    ("--memory-budget full-width 2MB", [*GEN, "--stream", "--memory-budget", "\uff12MB"]),
+    ("--memory-budget 1_000MB", [*GEN, "--stream", "--memory-budget", "1_000MB"]),
+    ("--memory-budget 1e3MB", [*GEN, "--stream", "--memory-budget", "1e3MB"]),
+    ("--budgets inf%", ["bench", "video-dit-micro", "--stream", "--budgets", "inf%", "--work", "{w}/sb"]),
+    ("--budgets nan", ["bench", "video-dit-micro", "--stream", "--budgets", "nan", "--work", "{w}/sb"]),
+    ("--budgets 1e400", ["bench", "video-dit-micro", "--stream", "--budgets", "1e400", "--work", "{w}/sb"]),
+    ("--budgets twice", ["bench", "video-dit-micro", "--stream", "--budgets", "50%,50%", "--work", "{w}/sb"]),
+    ("--budgets empty item", ["bench", "video-dit-micro", "--stream", "--budgets", "50%,,100%", "--work", "{w}/sb"]),
+    ("--guidance 1e308 (inf in float32)", [*GEN, "--guidance", "1e308"]),
+    ("eval video --guidance 1e308", [*VIDEO, "--guidance", "1e308"]),
+    ("--seed above 2^64-1", [*GEN, "--seed", "99999999999999999999999"]),
+    ("--steps full-width", [*GEN, "--steps", "\uff12"]),
+    ("--steps 1_0", [*GEN, "--steps", "1_0"]),
+    ("eval text --threads 99999", ["eval", "text", "--threads", "99999"]),
+    ("eval text --threads full-width", ["eval", "text", "--threads", "\uff12"]),
+    ("bench --threads 99999", [*BENCH, "--threads", "99999"]),
+    ("bench --stream --threads 99999", ["bench", "video-dit-micro", "--stream", "--threads", "99999", "--work", "{w}/sb"]),
+    ("bench --threads full-width", [*BENCH, "--threads", "\uff12"]),
+    ("bench --threads 1_0", [*BENCH, "--threads", "1_0"]),
+    ("bench --threads 1,,2", [*BENCH, "--threads", "1,,2"]),
+    ("bench --threads 1,1", [*BENCH, "--threads", "1,1"]),
+    ("bench --runs full-width", [*BENCH, "--runs", "\uff12"]),
+    ("eval text --seq-lens 128,128", ["eval", "text", "--seq-lens", "128,128"]),
+    ("eval text --r 2,2", ["eval", "text", "--r", "2,2"]),
+    # issue 18: other inputs
+    ("prompt with invalid UTF-8", ["generate", "a red \udcff circle", "--out", "{w}/clip.gif"]),
+    ("--merge on video-dit-micro", ["export", "video-dit-micro", "--merge", "tome:r=2", "--out", "{w}/out"]),
+    ("--merge on video-dit-large", ["export", "video-dit-large", "--merge", "tome:r=2", "--out", "{w}/out"]),
+    ("--tdtm-odd on video-dit-micro", ["export", "video-dit-micro", "--tdtm-odd", "keep", "--out", "{w}/out"]),
+    ("--split on vit-tiny", ["export", "vit-tiny", "--split", "blocks", "--out", "{w}/out"]),
+    ("eval text --markdown x.png", ["eval", "text", "--markdown", "{w}/x.png"]),
+    ("stream without a text encoder", [*GEN, "--runtime", "onnxruntime", "--artifacts", "{w}/no-text-split", "--stream",
+                                       "--memory-budget", "64MB"]),
     # the command line itself
     ("no command", []),
     ("unknown command", ["convert"]),
@@ -129,6 +167,34 @@ def _garbage_specs(n: int) -> list[tuple[str, list[str]]]:
         at = rng.randrange(len(spec) + 1)
         bad = spec[:at] + rng.choice("!@#$%^&*_+-.;/?~x\u0661") + spec[at:]
         rows.append((f"garbage spec {i}: {bad!r}", ["export", "vit-tiny", "--merge", bad, "--out", "{w}/out"]))
+    return rows
+
+
+def _generated_numbers(n: int) -> list[tuple[str, list[str]]]:
+    """Random budgets, thread counts and number spellings that the one number parser must refuse."""
+    rng = random.Random(1818)
+    digits = "0123456789"
+    spell = [lambda d: d.replace(d[0], "\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19"[int(d[0])], 1),
+             lambda d: d[:1] + "_" + d[1:] if len(d) > 1 else d + "_0", lambda d: "+" + d, lambda d: d + "e3",
+             lambda d: "\u0661" + d, lambda d: d + ",," + d, lambda d: d + "," + d]
+    rows = []
+    for i in range(n):
+        d = "".join(rng.choice(digits) for _ in range(rng.randint(1, 4))).lstrip("0") or "7"
+        kind = rng.choice(["threads", "budget", "budgets", "steps", "huge threads", "huge budget"])
+        if kind == "huge threads":
+            value = str(rng.randint(10**5, 10**12))
+        elif kind == "huge budget":
+            value = rng.choice(["9" * rng.randint(16, 40), "1e" + str(rng.randint(309, 999)), "inf", "-" + d]) + \
+                rng.choice(["", "MB", "GiB", "%"])
+        else:
+            value = rng.choice(spell)(d) + (rng.choice(["MB", "KiB", ""]) if kind == "budget" else "")
+        argv = {"threads": [*BENCH, "--threads", value], "huge threads": ["eval", "text", "--threads", value],
+                "budget": [*GEN, "--stream", "--memory-budget", value],
+                "budgets": ["bench", "video-dit-micro", "--stream", "--budgets", value + "%", "--work", "{w}/sb"],
+                "steps": [*GEN, "--steps", value],
+                "huge budget": [*GEN, "--stream", "--memory-budget", value] if not value.endswith("%") else
+                ["bench", "video-dit-micro", "--stream", "--budgets", value, "--work", "{w}/sb"]}[kind]
+        rows.append((f"generated number {i}: {kind} {value!r}", argv))
     return rows
 
 
@@ -166,9 +232,27 @@ def _world(root: Path) -> Path:
                                                "sha256": "0"}])
     changed = fake_export(w / "changed")
     (changed / "model.onnx").write_bytes(b"changed after export")
+    no_text = fake_video_export(w / "no-text-split")  # a split export of a model without text encoder (micro)
+    _as_split_without_text_encoder(no_text)
     video = fake_video_export(w / "video")
     (video / "denoiser_tdtm.onnx").write_bytes((video / "denoiser_tdtm.onnx").read_bytes()[:40])
     return w
+
+
+def _as_split_without_text_encoder(folder: Path) -> None:
+    """A fake export with a one-part split list and no text encoder, as video-dit-micro's split is."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    art = next(a for a in manifest["artifacts"] if a["part"] == "denoiser")
+    io = manifest["parts"]["denoiser"]
+    size = (folder / art["path"]).stat().st_size
+    manifest["split"] = {"sequences": {"denoiser": ["denoiser"]}, "parts": [
+        {"name": "denoiser", "inputs": io["inputs"], "outputs": io["outputs"],
+         "files": {"onnx": {"path": art["path"], "sha256": art["sha256"], "bytes": size,
+                            "total_bytes": size}}}]}
+    for a in [a for a in manifest["artifacts"] if a["part"] == "text_encoder"]:
+        (folder / a["path"]).unlink()
+        manifest["artifacts"].remove(a)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
 def _with_manifest(folder: Path, data) -> None:
@@ -210,7 +294,7 @@ def _run(argv: list[str]) -> int:
         return int(stop.code)
 
 
-@pytest.mark.parametrize("row", ROWS + _garbage_specs(12) + _missing_files(8), ids=lambda r: r[0])
+@pytest.mark.parametrize("row", ROWS + _garbage_specs(12) + _missing_files(8) + _generated_numbers(24), ids=lambda r: r[0])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(world, monkeypatch, capfd, row):
     _, argv = row
     monkeypatch.chdir(world["w"])

@@ -48,7 +48,7 @@ def test_validate_passes_then_catches_corruption(vit_tiny_export: Path, tmp_path
 
 def test_validate_fails_on_wrong_numbers(vit_tiny_export: Path, tmp_path: Path, capsys):
     """A reference that disagrees with the artifacts must fail validation with exit code 1."""
-    from tomobile.export.pipeline import sha256_path, write_manifest
+    from tomobile.runtime.manifest import sha256_path, write_manifest
 
     copy = tmp_path / "copy"
     shutil.copytree(vit_tiny_export, copy)
@@ -71,8 +71,11 @@ def test_validate_fails_on_wrong_numbers(vit_tiny_export: Path, tmp_path: Path, 
     (["export", "{bad}", "--out", "{out}"], "no model_type"),
     (["validate", "{missing}"], "is not a folder"),
     (["export", "vit-tiny", "--tdtm-positions", "original", "--out", "{out}"],
-     "--tdtm-positions applies to video models only (video-dit-tiny), not to vit-tiny"),
-    (["export", "{bad}", "--tdtm-odd", "keep", "--out", "{out}"], "--tdtm-odd applies to video models only"),
+     "--tdtm-positions applies only to video-dit-tiny (the models with TDTM modes), not to vit-tiny"),
+    (["export", "{bad}", "--tdtm-odd", "keep", "--out", "{out}"], "--tdtm-odd applies only to video-dit-tiny"),
+    (["export", "video-dit-micro", "--tdtm-odd", "keep", "--out", "{out}"],
+     "--tdtm-odd applies only to video-dit-tiny (the models with TDTM modes), not to video-dit-micro"),
+    (["export", "vit-tiny", "--split", "blocks", "--out", "{out}"], "video-dit-tiny, video-dit-micro, video-dit-large"),
     (["export", "video-dit-tiny", "--tdtm-odd", "drop", "--out", "{out}"], "bad --tdtm-odd value 'drop'; allowed: original, keep"),
 ])
 def test_bad_input_is_one_line_error_and_nothing_written(tmp_path: Path, argv, needle):

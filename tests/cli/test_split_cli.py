@@ -4,13 +4,14 @@ rows of validation, and one-line errors for bad input (nothing written)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from tomobile.cli.main import main
-from tomobile.export.pipeline import sha256_path
+from tomobile.runtime.manifest import sha256_path
 
 
 def test_manifest_lists_the_parts_in_order_with_files_sizes_and_sha256(micro_split_export: Path):
@@ -63,16 +64,21 @@ def broken_copy(micro_split_export: Path, tmp_path: Path):
 
 
 def _generate(folder: Path, tmp_path: Path, *extra: str) -> list[str]:
+    """--tome: video-dit-micro's split has only the spatial-ToMe variants, and `generate --stream`
+    checks the parts of the variants it runs (issue 18, item 15)."""
     return ["generate", "a red circle moving left", "--out", str(tmp_path / "clip.gif"), "--runtime", "onnxruntime",
-            "--artifacts", str(folder), *extra]
+            "--artifacts", str(folder), "--tome", *extra]
 
 
 def test_stream_refuses_a_budget_below_the_largest_part(micro_split_export, tmp_path, capsys):
     from tomobile.runtime.streaming import mb, open_split
 
-    largest = open_split(micro_split_export, "onnxruntime").largest()
+    split = open_split(micro_split_export, "onnxruntime")
     err = _one_line_error(capsys, _generate(micro_split_export, tmp_path, "--stream", "--memory-budget", "1KB"))
-    assert f"memory budget 1.0 KB is below the largest part, {largest.name} ({mb(largest.size)})" in err
+    # the largest part of the variants the run uses (only those are checked), named with its size
+    found = re.search(r"memory budget 1\.0 KB is below the largest part, (\w+) \(([^)]+)\); give at least", err)
+    assert found, err
+    assert found[2] == mb(split.parts[found[1]].size) and split.parts[found[1]].size > 1024
     assert not (tmp_path / "clip.gif").exists()
 
 
@@ -119,6 +125,42 @@ def test_stream_refuses_parts_from_another_export(broken_copy, tmp_path, capsys)
     assert not (tmp_path / "clip.gif").exists()
 
 
+def test_a_part_of_another_shape_with_a_matching_sha256_is_a_fail_row(broken_copy, capsys):
+    """Issue 18, item 3: a part file from elsewhere whose manifest sha256 was edited to match ended
+    `validate` in an ONNX Runtime InvalidArgument traceback; its I/O is checked against the manifest."""
+    def other_part(folder: Path) -> None:
+        shutil.copy(folder / "dit_final.onnx", folder / "dit_temporal00.onnx")
+        manifest = json.loads((folder / "manifest.json").read_text())
+        digest = sha256_path(folder / "dit_temporal00.onnx")
+        next(a for a in manifest["artifacts"] if a["path"] == "dit_temporal00.onnx")["sha256"] = digest
+        next(p for p in manifest["split"]["parts"] if p["name"] == "dit_temporal00")["files"]["onnx"]["sha256"] = digest
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    assert main(["-q", "validate", str(broken_copy(other_part))]) == 1
+    out = capsys.readouterr().out
+    assert "chain denoiser_tome (onnx)" in out and "dit_temporal00.onnx has 5 inputs, the manifest lists 4" in out
+    assert "validation FAILED" in out
+
+
+def test_swapped_files_name_every_file_that_holds_those_bytes(broken_copy, tmp_path, capsys):
+    """Issue 18, item 14: variants share weights (same bytes), and the error named only the last."""
+    def swap(folder: Path) -> None:
+        shutil.copy(folder / "dit_spatial00_tome.onnx.data", folder / "dit_embed.onnx.data")
+
+    err = _one_line_error(capsys, _generate(broken_copy(swap), tmp_path, "--stream", "--memory-budget", "64MB"))
+    assert "dit_embed.onnx.data holds dit_spatial00_tome.onnx.data or dit_spatial00_tdtm_tome.onnx.data" in err, err
+
+
+def test_a_damaged_part_of_an_unused_variant_does_not_stop_the_run(broken_copy, tmp_path, capsys):
+    """Issue 18, item 15: as without --stream, only the variants the run uses are checked; the next
+    check (micro has no text encoder) is what stops it, before any work."""
+    def damage(folder: Path) -> None:
+        (folder / "dit_temporal00_tdtm.onnx.data").write_bytes(b"damaged")
+
+    err = _one_line_error(capsys, _generate(broken_copy(damage), tmp_path, "--stream", "--memory-budget", "64MB"))
+    assert "text_encoder.onnx is missing" in err and "tdtm" not in err, err
+
+
 def test_stream_refuses_an_export_without_split(vit_tiny_export, tmp_path, capsys):
     err = _one_line_error(capsys, _generate(vit_tiny_export, tmp_path, "--stream", "--memory-budget", "64MB"))
     assert "exported without --split blocks" in err
@@ -137,7 +179,7 @@ def test_stream_option_errors(micro_split_export, tmp_path, capsys, extra, needl
 def test_stream_needs_an_exported_runtime(micro_split_export, tmp_path, capsys):
     argv = ["generate", "x", "--out", str(tmp_path / "c.gif"), "--artifacts", str(micro_split_export),
             "--stream", "--memory-budget", "64MB"]
-    assert "--runtime onnxruntime or executorch" in _one_line_error(capsys, argv)
+    assert "--runtime onnxruntime, executorch or coreai" in _one_line_error(capsys, argv)
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -173,22 +215,37 @@ def test_generate_stream_gives_the_unstreamed_clip(tiny_split_export, tmp_path, 
     assert np.abs(resident - plain).max() <= 1e-5  # chained parts against the monolithic graph: fp32 rounding
 
 
-def test_stream_bench_runs_every_mode_on_the_micro_split(micro_split_export, tmp_path, capsys):
-    """`bench --stream` end to end (reusing the micro split): monolithic, streamed and streamed +
-    prefetch per budget, each in its own process, outputs checked against the test vectors."""
+def test_stream_bench_runs_every_mode_from_an_empty_work_folder(tmp_path, capsys):
+    """`bench --stream` end to end as the README runs it, from an empty work folder (issue 18, item
+    1: the split export is validated with its part list; it ended in KeyError 'parts'): monolithic,
+    streamed and streamed + prefetch per budget, each in its own process, outputs checked against
+    the test vectors."""
     import json
-    import shutil
 
     from tomobile.cli.main import main
 
     work = tmp_path / "work"
-    shutil.copytree(micro_split_export, work)
     out = tmp_path / "bench.json"
-    assert main(["-q", "bench", "video-dit-micro", "--stream", "--reuse", "--work", str(work), "--runtime",
+    assert main(["-q", "bench", "video-dit-micro", "--stream", "--work", str(work), "--runtime",
                  "onnxruntime", "--budgets", "50%,100%", "--steps", "2", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["threads"] == 2 and report["steps"] == 2
     modes = [row["mode"] for row in report["rows"]]
     assert modes.count("monolithic") == 1 and modes.count("streamed") == 2 and modes.count("streamed + prefetch") == 2
     assert all(row["max_abs_err"] < 1e-4 and row["step_s"] > 0 and row["peak_rss"] > 0 for row in report["rows"])
-    assert "peak RSS" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "peak RSS" in text and "(0 MB)" not in text and "50% (" in text and " KB)" in text  # item 13: micro's KB budgets
+    assert json.loads((work / "manifest.json").read_text())["validation"]["passed"]
+
+
+def test_coreml_split_parts_carry_the_manifest_input_names(tmp_path, capsys):
+    """Issue 18, item 9: Core ML block parts took the forward's `h` where the manifest says `h00`,
+    so 5 spec rows failed."""
+    import coremltools as ct
+
+    out = tmp_path / "micro-coreml"
+    assert main(["-q", "export", "video-dit-micro", "--split", "blocks", "--format", "coreml", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["validation"]["passed"]
+    spec = ct.utils.load_spec(str(out / "dit_temporal00.mlpackage"))
+    assert [i.name for i in spec.description.input] == ["h01", "caption", "caption_bias", "t0"]

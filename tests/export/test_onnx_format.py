@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from tomobile.export.onnx_format import save_onnx
-from tomobile.export.pipeline import sha256_path
+from tomobile.runtime.manifest import sha256_path
 
 
 def _onnx_model():

@@ -6,16 +6,15 @@ import pytest
 import torch
 
 from tomobile.graphs import MergeConfig, SpecError, apply_merge, merge_plan
-from tomobile.graphs.config import MergeMethod
 from tomobile.graphs.registry import get_model
 
 
 @pytest.mark.parametrize("spec", ["r=16", "r=8,schedule=decreasing", "r=4,8,8", "r=16,prop_attn=0"])
 def test_drop_parses_every_tome_form_into_the_same_plan(spec):
     tome, drop = MergeConfig.parse(f"tome:{spec}"), MergeConfig.parse(f"drop:{spec}")
-    assert drop.drops and not tome.drops and drop.method is MergeMethod.DROP
-    assert drop.per_layer(12) == tome.per_layer(12) and drop.schedule == tome.schedule
-    assert drop == tome.as_method(MergeMethod.DROP) and drop.as_method(MergeMethod.TOME) == tome
+    assert drop.drops and not tome.drops and drop.method == "drop"
+    assert drop.params.params == tome.params and drop.params.like == "tome"
+    assert drop == tome.oracle() and drop.oracle() is None
     assert drop.describe().startswith("drop:r=") and MergeConfig.parse(drop.describe()) == drop
 
 

@@ -187,6 +187,18 @@ def _corrupt_bin(tmp_path: Path) -> Path:
     return folder
 
 
+def _vocab_is_a_folder(tmp_path: Path) -> Path:
+    folder = _bert_folder(tmp_path)
+    (folder / "vocab.txt").mkdir()  # issue 18, item 5: IsADirectoryError from transformers
+    return folder
+
+
+def _broken_tokenizer_json(tmp_path: Path) -> Path:
+    folder = _bert_folder(tmp_path)
+    (folder / "tokenizer.json").write_text('{"version": "1.0", "model": ')  # item 18: name the file
+    return folder
+
+
 def _non_square(tmp_path: Path) -> Path:
     folder = _vit_folder(tmp_path)
     set_config(folder, image_size=[32, 48])
@@ -200,6 +212,8 @@ BAD_FOLDERS = {
     "corrupt pytorch_model.bin": (_corrupt_bin, "transformers could not load its weights as ViTForImageClassification"),
     "non-square image_size": (_non_square, r"image_size \[32, 48\] in .* is not square"),
     "vocabulary below 1000": (lambda p: _bert_folder(p, vocab_size=500), "vocab_size 500 in .* is too small"),
+    "vocab.txt is a folder": (_vocab_is_a_folder, r"vocab.txt is not a regular file"),
+    "broken tokenizer.json": (_broken_tokenizer_json, r"the tokenizer in .*tokenizer.json cannot be loaded"),
     "too few positions": (lambda p: _bert_folder(p, max_position_embeddings=64),
                           "max_position_embeddings 64 in .* is below the exported sequence length 128"),
 }
@@ -220,3 +234,22 @@ def test_bad_folder_is_one_line_error_exit_2_nothing_written(tmp_path, capsys, c
     err = capsys.readouterr().err
     assert err.startswith("tomobile: error:") and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing created, no staging folder
+
+
+@pytest.mark.parametrize("model_type", ["vit", "deit"])
+def test_one_channel_folder_gets_a_processor_config_its_images_go_through(tmp_path, model_type):
+    """Issue 18, item 17: a 1-channel ViT export wrote a 3-value mean/std; AutoImageProcessor failed."""
+    import numpy as np
+    from transformers import AutoImageProcessor, DeiTConfig, DeiTModel, ViTConfig, ViTModel
+
+    cls, cfg = {"vit": (ViTModel, ViTConfig), "deit": (DeiTModel, DeiTConfig)}[model_type]
+    folder = save(seeded(lambda: cls(cfg(num_channels=1, **VISION))), tmp_path / model_type)
+    bundle = load_local(folder, MergeConfig())
+    data = json.loads(bundle.generated_files["preprocessor_config.json"])
+    assert len(data["image_mean"]) == len(data["image_std"]) == 1
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "preprocessor_config.json").write_text(bundle.generated_files["preprocessor_config.json"])
+    image = np.random.default_rng(0).integers(0, 255, (40, 40, 1), dtype=np.uint8)
+    pixels = AutoImageProcessor.from_pretrained(out)(image, return_tensors="np", input_data_format="channels_last")
+    assert pixels["pixel_values"].shape == (1, 1, 32, 32)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tomobile.graphs import MergeConfig
-from tomobile.graphs.merge import MergeOps, assignment, max_r, merge_ops, merge_wavg, one_hot_assignment, slot_merge
+from tomobile.graphs.merge import MergeOps, assignment, max_r, merge_ops, merge_wavg, one_hot_assignment
+from tomobile.graphs.merge_indexed import slot_merge
 from tomobile.graphs.registry import get_model
 
 

@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from tomobile.cli.cmd_bench import label, parse_runtimes, parse_specs, parse_threads
+from tomobile.cli.checks import parse_threads
+from tomobile.cli.cmd_bench import label, parse_runtimes, parse_specs
 from tomobile.graphs.config import MergeConfig
 from tomobile.runtime.bench import BenchReport, BenchRow, format_table, round_robin, save_plot
 from tomobile.runtime.flops import constant_r_tokens, flop_ratio, layer_macs
@@ -28,7 +29,7 @@ def test_flop_ratio_is_one_without_merging_and_mlp_width_counts():
 def test_parse_specs_puts_the_unmerged_baseline_first_and_adds_drop_twins():
     configs = parse_specs("tome:r=8; tome:r=16;tome:r=8;none")
     assert [label(c) for c in configs] == ["r=0", "r=8", "r=16", "drop r=8", "drop r=16"]
-    assert configs[3].per_layer(12) == configs[1].per_layer(12) and configs[3].drops
+    assert configs[3].params.params == configs[1].params and configs[3].drops
     assert [label(c) for c in parse_specs("tome:r=8;drop:r=8", oracle=False)] == ["r=0", "r=8", "drop r=8"]
     assert [label(c) for c in parse_specs("tome:r=8", oracle=False)] == ["r=0", "r=8"]
     with pytest.raises(ValueError, match="names no merging spec"):
@@ -38,8 +39,8 @@ def test_parse_specs_puts_the_unmerged_baseline_first_and_adds_drop_twins():
 
 
 def test_parse_threads_takes_a_list_of_positive_counts():
-    assert parse_threads("1,2,1") == [1, 2]
-    for bad in ("0", "a", "", "1,-2"):
+    assert parse_threads("1,2") == [1, 2]
+    for bad in ("0", "a", "", "1,-2", "1,2,1", "1,,2", "\uff12", "1_0", "99999"):
         with pytest.raises(ValueError, match="--threads"):
             parse_threads(bad)
 

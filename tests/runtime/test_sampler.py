@@ -103,14 +103,14 @@ def test_tdtm_steps_choose_merged_calls(k, lpl, expected):
 
 @pytest.mark.parametrize("text", ["0", "-1", "fast", "1.5"])
 def test_bad_lpl_values_raise(text):
-    with pytest.raises(ValueError, match="lpl"):
+    with pytest.raises(ValueError, match="bad leap value"):
         LeapConfig.parse(text)
 
 
 @pytest.mark.parametrize("n", [9, 10, 11])
 def test_leap_must_come_before_the_last_step(n):
     # A leap after 9 of 10 steps is the plain last step: refused, not run as "no leap".
-    with pytest.raises(ValueError, match=r"--lpl N\) needs 1 <= N <= 8 for 10 steps"):
+    with pytest.raises(ValueError, match=r"a leap after N steps needs 1 <= N <= 8 for 10 steps"):
         SamplerConfig(steps=10, leap=LeapConfig.parse(str(n)))
     assert SamplerConfig(steps=10, leap=LeapConfig.parse("8")).leap.step == 8
 

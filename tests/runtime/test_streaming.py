@@ -121,8 +121,8 @@ def test_prefetch_hides_loading_behind_compute():
 
 def test_parse_bytes():
     assert parse_bytes("64MB") == 64_000_000 and parse_bytes("1.5GiB") == 3 * 2**29 and parse_bytes("4096") == 4096
-    for bad in ("lots", "-1MB", "0", "12XB"):
-        with pytest.raises(StreamError, match="not a size"):
+    for bad in ("lots", "-1MB", "0", "12XB", "inf", "1e400", "infMB", "nan", "1e3MB", "1_000MB", "\uff12MB"):
+        with pytest.raises(StreamError, match="not a size|out of range"):
             parse_bytes(bad)
 
 
@@ -210,3 +210,22 @@ def test_latency_goal_judges_a_load_by_the_run_without_prefetch():
     slow_serial = results[:2] + [result(True, False, "25%", 3.0, 2.0, 8), results[3]]
     (_, (_, measured, _)) = goals(slow_serial)
     assert "a load 0.250 s" in measured and "does not apply" in measured
+
+
+def test_resident_bytes_count_parts_kept_from_earlier_calls_and_print_in_small_units():
+    """Issue 18, item 13: with every part resident, steps after the first showed 0.0 MB resident."""
+    from tomobile.runtime.stream_video import format_steps
+
+    sizes = [10, 40, 30, 40, 5]
+    streamer, _, _ = make_streamer(sizes, 1000, prefetch=True)
+    for _ in range(3):
+        streamer("v", {"h": np.zeros(2, np.float32)})
+    assert [s.resident_max for s in streamer.stats] == [sum(sizes)] * 3
+    table = format_steps(streamer.stats, streamer.budget)
+    rows = [line.split("  ") for line in table.splitlines()[2:5]]
+    assert all([c.strip() for c in row if c.strip()][6] == "125 B" for row in rows), table
+    streamer.close()
+    big = make_streamer([1500, 2500], 10_000, prefetch=False)[0]
+    big("v", {"h": np.zeros(2, np.float32)})
+    assert "4.0 KB" in format_steps(big.stats, big.budget)
+    big.close()

@@ -55,7 +55,6 @@ def test_each_runtime_is_timed_in_its_own_round_robin(monkeypatch):
     """A call is timed right after a call of the same runtime, never after another runtime's (an ONNX
     Runtime pool that spins after its run slowed the next call: merged ORT showed 0.63x, ExecuTorch
     r = 0 looked slow)."""
-    import tomobile.runtime.bench as bench
     import tomobile.runtime.text_eval as text_eval
 
     groups = []
@@ -64,7 +63,7 @@ def test_each_runtime_is_timed_in_its_own_round_robin(monkeypatch):
         groups.append(sorted(fns))
         return {key: [0.01] * runs for key in fns}
 
-    monkeypatch.setattr(bench, "round_robin", record)
+    monkeypatch.setattr(text_eval, "round_robin", record)
     monkeypatch.setattr(text_eval, "_exported_fns", lambda folders, runtimes, inputs, threads: {
         (rt, r): (lambda: None) for rt in runtimes for r in folders})
     ids = torch.zeros(2, 8, dtype=torch.long)

@@ -53,7 +53,7 @@ def test_a_damaged_variant_the_run_needs_stops_it_in_one_line(export: Path, tmp_
 
 
 def test_a_variant_whose_checksum_matches_but_does_not_load_is_named(export: Path, tmp_path: Path, capsys):
-    from tomobile.export.pipeline import sha256_path
+    from tomobile.runtime.manifest import sha256_path
 
     manifest = json.loads((export / "manifest.json").read_text())
     for a in manifest["artifacts"]:

@@ -11,24 +11,39 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from needs import require_tool
 
 WEB_DEMO = Path(__file__).resolve().parents[2] / "web_demo"
 # Figures the web tests measured, printed after the run (pytest_terminal_summary below).
 FIGURES: list[str] = []
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
 def node_binary() -> str:
     node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not installed; `make test` / `make test-web` install it (Debian nodejs)")
+    require_tool(node is not None, "node is not installed; `make test` / `make test-web` install it (Debian nodejs)")
     return node
 
 
 def require_web_setup() -> None:
-    """npm ci and the vendor step ran (make test-web does both)."""
+    """node, and npm ci and the vendor step ran (make test-web does both)."""
+    node_binary()
     for path in ("node_modules/playwright-core", "node_modules/@huggingface/tokenizers", "vendor/ort.wasm.min.mjs"):
-        if not (WEB_DEMO / path).exists():
-            pytest.fail(f"web_demo/{path} is missing; run `make test-web` (npm ci + npm run vendor) first")
+        require_tool((WEB_DEMO / path).exists(),
+                     f"web_demo/{path} is missing; run `make test-web` (npm ci + npm run vendor) first")
+
+
+@pytest.fixture(scope="session")
+def web_tools() -> None:
+    """Checked before any export a web test needs (list it first among a fixture's arguments)."""
+    require_web_setup()
+
+
+@pytest.fixture(scope="session")
+def browser_tools(web_tools) -> None:
+    require_tool(CHROMIUM.exists(), f"Chromium is not installed at {CHROMIUM}; `make test-web` installs it (Debian chromium)")
 
 
 def cli(*argv: str) -> str:

@@ -20,7 +20,7 @@ def test_there_are_node_tests():
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_node_file(video_export, name):
+def test_node_file(web_tools, video_export, name):
     require_web_setup()
     env = {**os.environ, "TOMOBILE_EXPORT": str(video_export)}
     proc = subprocess.run([node_binary(), "--test", f"test/{name}"], cwd=WEB_DEMO, env=env, capture_output=True,

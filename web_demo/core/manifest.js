@@ -11,11 +11,18 @@ export class FileRefusedError extends Error {
   }
 }
 
-/** A folder behind a URL (a static host, or the test server). read(relPath) -> Uint8Array. */
+/**
+ * A folder behind a URL (a static host, or the test server). read(relPath) -> Uint8Array.
+ * `cache` (core/cache.js ByteCache, or null) keeps verified files between visits; `downloaded`
+ * counts the bytes this folder fetched, `fromCache` those verifyFile took from the cache.
+ */
 export class UrlFolder {
-  constructor(baseUrl) {
+  constructor(baseUrl, cache = null) {
     this.base = baseUrl.endsWith("/") ? baseUrl : `${baseUrl}/`;
     this.label = this.base;
+    this.cache = cache;
+    this.downloaded = 0;
+    this.fromCache = 0;
   }
 
   async read(relPath) {
@@ -26,30 +33,47 @@ export class UrlFolder {
       throw new FileRefusedError(relPath, `could not be fetched (${err.message})`);
     }
     if (!response.ok) throw new FileRefusedError(relPath, `missing (HTTP ${response.status})`);
-    return new Uint8Array(await response.arrayBuffer());
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    this.downloaded += bytes.byteLength;
+    return bytes;
   }
 }
 
-/** A folder picked in the page (<input type=file webkitdirectory>) or given as name -> bytes. */
+/**
+ * A folder picked in the page (<input type=file webkitdirectory>), files picked flat, or name -> bytes.
+ * Phone browsers that ignore webkitdirectory hand over bare names ("text_encoder.npz", not
+ * "test_vectors/text_encoder.npz"): a path the map lacks is found by its last component when exactly
+ * one picked file has that name (the sha256 check still decides whether it is the right file).
+ */
 export class MapFolder {
   constructor(label, files) {
     this.label = label;
     this.files = files; // Map relPath -> File | Blob | Uint8Array
+    this.byName = new Map(); // base name -> relPath, null when two files share it
+    for (const relPath of files.keys()) {
+      const name = relPath.split("/").at(-1);
+      this.byName.set(name, this.byName.has(name) ? null : relPath);
+    }
   }
 
   static fromFileList(fileList) {
+    return MapFolder.fromPaths(Array.from(fileList, (file) => [file.webkitRelativePath || file.name, file]));
+  }
+
+  /** [[path, file]] as a picker gives them: "root/rel/path" from a folder pick, bare names from a flat one. */
+  static fromPaths(pairs) {
     const files = new Map();
     let root = "";
-    for (const file of fileList) {
-      const parts = (file.webkitRelativePath || file.name).split("/");
+    for (const [relPath, file] of pairs) {
+      const parts = relPath.split("/");
       if (parts.length > 1) root = parts[0];
       files.set(parts.length > 1 ? parts.slice(1).join("/") : parts[0], file);
     }
-    return new MapFolder(root || "picked folder", files);
+    return new MapFolder(root || `${files.size} picked files`, files);
   }
 
   async read(relPath) {
-    const entry = this.files.get(relPath);
+    const entry = this.files.get(relPath) ?? this.files.get(this.byName.get(relPath.split("/").at(-1)));
     if (entry === undefined) throw new FileRefusedError(relPath, "missing from the folder");
     return entry instanceof Uint8Array ? entry : new Uint8Array(await entry.arrayBuffer());
   }
@@ -101,11 +125,20 @@ export function listedFiles(manifest) {
 /** The file's bytes, after checking them against `expectedSha256`; refuses a missing or altered file. */
 export async function verifyFile(folder, relPath, expectedSha256) {
   if (!expectedSha256) throw new FileRefusedError(relPath, "is not listed in manifest.json");
+  const cached = await folder.cache?.get(expectedSha256);
+  if (cached) {
+    if (await sha256Hex(cached) === expectedSha256) {
+      folder.fromCache += cached.byteLength;
+      return cached;
+    }
+    await folder.cache.delete(expectedSha256); // damaged in storage: fetch it again
+  }
   const bytes = await folder.read(relPath);
   const actual = await sha256Hex(bytes);
   if (actual !== expectedSha256) {
     throw new FileRefusedError(relPath, `altered: sha256 ${actual.slice(0, 12)}... does not match the manifest's ${expectedSha256.slice(0, 12)}...`);
   }
+  await folder.cache?.put(expectedSha256, bytes).catch(() => {}); // full storage: run without keeping it
   return bytes;
 }
 

@@ -9,8 +9,26 @@ import { WordPieceTokenizer } from "./tokenizer.js";
 
 const decoder = new TextDecoder();
 
-function onnxArtifact(manifest, part) {
-  return (manifest.artifacts ?? []).find((a) => a.part === part && a.format === "onnx");
+// Precision preference per part: the int8 text encoder is a quarter of the fp32 one's bytes
+// (what a phone downloads first); the denoisers stay fp32 unless the export has only int8.
+const PREFERRED = { text_encoder: ["int8", "fp32"] };
+
+/** The part's ONNX artifact, the preferred precision first when the export holds more than one. */
+export function onnxArtifact(manifest, part) {
+  const found = (manifest.artifacts ?? []).filter((a) => a.part === part && a.format === "onnx");
+  const rank = (a) => {
+    const order = PREFERRED[part] ?? ["fp32", "int8"];
+    const i = order.indexOf(a.precision ?? "fp32");
+    return i < 0 ? order.length : i;
+  };
+  return found.sort((a, b) => rank(a) - rank(b))[0];
+}
+
+/** Lets queued events (a cancel message) run, then throws the signal's reason if it was aborted. */
+async function checkpoint(signal) {
+  if (!signal) return;
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  signal.throwIfAborted();
 }
 
 /** TextEncoder.encode(ids, mask) -> states (1, L, D) float32, on the exported text_encoder. */
@@ -67,7 +85,7 @@ export class VideoPipeline {
   }
 
   /** Reads and verifies the manifest, tokenizer and every ONNX part; refuses a missing or altered file. */
-  static async load(folder, ort, { sessionOptions = {}, onFile = () => {} } = {}) {
+  static async load(folder, ort, { Tokenizer, sessionOptions = {}, onFile = () => {} } = {}) {
     const manifest = await readManifest(folder);
     if (!manifest.model_config || !manifest.sampler) throw new FileRefusedError("manifest.json", "is not a video pipeline export (no model_config/sampler)");
     const listed = listedFiles(manifest);
@@ -76,7 +94,7 @@ export class VideoPipeline {
     const readOnce = (relPath) => { if (!cache.has(relPath)) cache.set(relPath, read(relPath)); return cache.get(relPath); };
     const tokenizerJson = decoder.decode(await read("tokenizer.json"));
     const tokenizerConfig = listed.has("tokenizer_config.json") ? decoder.decode(await read("tokenizer_config.json")) : "{}";
-    const tokenizer = WordPieceTokenizer.fromTokenizerJson(tokenizerJson, tokenizerConfig);
+    const tokenizer = WordPieceTokenizer.fromTokenizerJson(tokenizerJson, tokenizerConfig, Tokenizer);
     const session = async (part) => {
       const artifact = onnxArtifact(manifest, part);
       if (!artifact) throw new FileRefusedError(`${part}.onnx`, "is not in the export (export with --format onnx)");
@@ -88,7 +106,9 @@ export class VideoPipeline {
       if (onnxArtifact(manifest, variant)) sessions.set(variant, await session(variant));
     }
     if (!sessions.has("denoiser")) throw new FileRefusedError("denoiser.onnx", "is not in the export");
-    return new VideoPipeline(manifest, tokenizer, textEncoder, new OrtDenoiser(ort, sessions, manifest.parts));
+    const pipeline = new VideoPipeline(manifest, tokenizer, textEncoder, new OrtDenoiser(ort, sessions, manifest.parts));
+    pipeline.files = ["text_encoder", ...sessions.keys()].map((part) => onnxArtifact(manifest, part));
+    return pipeline;
   }
 
   /** settings: {steps, lpl, tdtmSteps, spatial, guidance, timesteps, lplSimilarity}; manifest defaults fill the rest. */
@@ -105,8 +125,12 @@ export class VideoPipeline {
     };
   }
 
-  /** One clip: frames (T, H, W, 3) float32 in [0, 1] and what it took. */
-  async generate(prompt, seed, settings, onStep = null) {
+  /**
+   * One clip: frames (T, H, W, 3) float32 in [0, 1] and what it took. With `signal` (AbortSignal),
+   * each denoiser call first lets queued events run and stops with the signal's reason once aborted:
+   * a worker can cancel between calls. onCall(ms) follows every denoiser call.
+   */
+  async generate(prompt, seed, settings, onStep = null, { signal = null, onCall = null } = {}) {
     const config = this.resolve(settings);
     const start = performance.now();
     const { inputIds, attentionMask } = this.tokenizer.encode(prompt, this.captionLength);
@@ -116,9 +140,12 @@ export class VideoPipeline {
     const noise = latentNoise(this.shape, parseSeed(seed));
     this.denoiser.times = [];
     const used = new Set();
-    const denoise = (x, t, variant) => {
+    const denoise = async (x, t, variant) => {
+      await checkpoint(signal);
       used.add(variant);
-      return this.denoiser.run(variant, x, t, states, mask, config.guidance);
+      const v = await this.denoiser.run(variant, x, t, states, mask, config.guidance);
+      onCall?.(this.denoiser.times.at(-1));
+      return v;
     };
     const sampleStart = performance.now();
     const result = await sample(denoise, noise, config, onStep);

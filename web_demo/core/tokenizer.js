@@ -1,7 +1,8 @@
 // Captions -> (input_ids, attention_mask) at the exported caption length, from the export's
 // tokenizer.json (docs/contract.md, "The tokenizer"). The web port runs @huggingface/tokenizers
 // (the Rust tokenizers' rules in JavaScript) inside the same names as the Kotlin and Swift ports.
-import { Tokenizer } from "@huggingface/tokenizers";
+// Its Tokenizer class is passed in: module workers have no import map, so the page's worker imports
+// it from vendor/ and node's tests from node_modules.
 
 export class WordPieceTokenizer {
   constructor(tokenizer, padId) {
@@ -9,8 +10,8 @@ export class WordPieceTokenizer {
     this.padId = padId;
   }
 
-  /** From tokenizer.json's text (and tokenizer_config.json's, when the export has it). */
-  static fromTokenizerJson(text, configText = "{}") {
+  /** From tokenizer.json's text (and tokenizer_config.json's, when the export has it); Tokenizer: @huggingface/tokenizers'. */
+  static fromTokenizerJson(text, configText, Tokenizer) {
     const json = JSON.parse(text);
     const tokenizer = new Tokenizer(json, JSON.parse(configText));
     const padToken = json.padding?.pad_token ?? "[PAD]";

@@ -2,9 +2,14 @@
 //   node tools/serve.js [--port 8000] [--host 127.0.0.1] [--isolate] [--mount NAME=DIR ...]
 // Serves web_demo/ at / and each export folder DIR at /exports/NAME/. --isolate adds the COOP/COEP
 // headers that make the page cross-origin isolated (SharedArrayBuffer: onnxruntime-web threads).
+// --host 0.0.0.0 (or a LAN address) lets a phone on the same network open the page; plain http on a
+// LAN address is not a secure context (no WebCrypto, no Cache Storage: the page says what that costs).
+// Files are sent with an ETag and `Cache-Control: no-cache`: a browser asks again on every visit and
+// gets `304 Not Modified` (no body) for what did not change, e.g. the 14 MB wasm file.
 // Prints one line, `serving http://HOST:PORT/`, once it listens. Any static host works as well.
 import { createReadStream, statSync } from "node:fs";
 import { createServer } from "node:http";
+import { networkInterfaces } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -20,7 +25,10 @@ function parseArgs(argv) {
     const arg = argv[i];
     if (arg === "--isolate") options.isolate = true;
     else if (arg === "--port") options.port = Number(argv[++i]);
-    else if (arg === "--host") options.host = argv[++i];
+    else if (arg === "--host") {
+      options.host = argv[++i];
+      if (!options.host) throw new Error("--host wants an address: 127.0.0.1 (default), 0.0.0.0 (every interface) or a LAN address");
+    }
     else if (arg === "--mount") {
       const [name, dir] = argv[++i].split(/=(.*)/s);
       if (!/^[A-Za-z0-9._-]+$/.test(name) || !dir) throw new Error(`--mount wants NAME=DIR (NAME of letters, digits, . _ -), got ${argv[i]}`);
@@ -43,7 +51,7 @@ function resolvePath(urlPath, mounts) {
 
 function serve(options) {
   const server = createServer((req, res) => {
-    const headers = { "Cache-Control": "no-store" };
+    const headers = { "Cache-Control": "no-cache" };
     if (options.isolate) {
       Object.assign(headers, { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
         "Cross-Origin-Resource-Policy": "same-origin" });
@@ -59,12 +67,23 @@ function serve(options) {
       res.end(stat ? "only GET\n" : "not found\n");
       return;
     }
-    res.writeHead(200, { ...headers, "Content-Type": TYPES[path.extname(file)] ?? "application/octet-stream", "Content-Length": stat.size });
+    const etag = `"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`;
+    if (req.headers["if-none-match"] === etag) {
+      res.writeHead(304, { ...headers, ETag: etag });
+      res.end();
+      return;
+    }
+    res.writeHead(200, { ...headers, ETag: etag, "Content-Type": TYPES[path.extname(file)] ?? "application/octet-stream",
+      "Content-Length": stat.size });
     createReadStream(file).pipe(res);
   });
   server.listen(options.port, options.host, () => {
     const { port } = server.address();
     console.log(`serving http://${options.host}:${port}/`);
+    if (options.host === "0.0.0.0" || options.host === "::") {
+      const lan = Object.values(networkInterfaces()).flat().filter((a) => a.family === "IPv4" && !a.internal);
+      for (const a of lan) console.log(`  on the LAN: http://${a.address}:${port}/ (not a secure context: see the page's note)`);
+    }
   });
   return server;
 }

@@ -9,6 +9,10 @@ const FILES = {
   "onnxruntime-web/dist/ort.wasm.min.mjs": "ort.wasm.min.mjs",
   "onnxruntime-web/dist/ort-wasm-simd-threaded.mjs": "ort-wasm-simd-threaded.mjs",
   "onnxruntime-web/dist/ort-wasm-simd-threaded.wasm": "ort-wasm-simd-threaded.wasm",
+  // ?backend=webgpu only: the WebGPU build and the (asyncify) wasm it loads.
+  "onnxruntime-web/dist/ort.webgpu.min.mjs": "ort.webgpu.min.mjs",
+  "onnxruntime-web/dist/ort-wasm-simd-threaded.asyncify.mjs": "ort-wasm-simd-threaded.asyncify.mjs",
+  "onnxruntime-web/dist/ort-wasm-simd-threaded.asyncify.wasm": "ort-wasm-simd-threaded.asyncify.wasm",
   "@huggingface/tokenizers/dist/tokenizers.min.mjs": "tokenizers.min.mjs",
   "@huggingface/tokenizers/LICENSE": "LICENSE.huggingface-tokenizers",
 };

@@ -1,0 +1,59 @@
+// A `--split blocks` export's parts (manifest.json's `split` entry) for ExecuTorch, the budget
+// arithmetic of runtime/streaming.py, and chaining parts by the names of their inputs.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "folder.h"
+#include "npz.h"
+
+namespace tomobile {
+
+struct PartSpec {
+  std::string name;
+  fs::path pte;
+  std::optional<fs::path> ptd;  // weights written outside the program
+  int64_t size = 0;              // bytes on disk, program + weights: what the budget counts
+  std::vector<std::string> inputs, outputs;
+  bool fp16 = false;             // takes and returns float16
+};
+
+struct Split {
+  fs::path folder;
+  std::map<std::string, PartSpec> parts;
+  std::vector<std::pair<std::string, std::vector<std::string>>> sequences;  // variant -> parts in run order
+
+  const std::vector<std::string>& sequence(const std::string& variant) const;  // UserError for an unknown one
+  int64_t sequence_bytes(const std::string& variant) const;
+  const PartSpec& largest() const;
+};
+
+// The split parts of `folder`; with `verify`, every part file present and equal to its sha256
+// (a file swapped for another part's is named as such).
+Split open_split(const fs::path& folder, const json& manifest, bool verify);
+
+// Parts (in run order) that stay resident: taken in order while the pinned bytes plus room for the
+// streamed ones (the largest one, two with prefetch) fit the budget; all when the total fits.
+std::set<std::string> plan_pinned(const std::vector<std::pair<std::string, int64_t>>& sizes, int64_t budget,
+                                  bool prefetch);
+
+int64_t parse_bytes(const std::string& text);  // "64MB", "1.5GB", "512MiB", "123456"
+std::string mb(double bytes);                   // "184.3 MB"
+
+// The monolithic artifact (ExecuTorch) for a part name of the manifest: (program, weights, fp16).
+PartSpec artifact_for(const fs::path& folder, const json& manifest, const std::string& part);
+
+// Test-vector cases of a part: case -> (inputs in order, outputs by name), from test_vectors/PART.npz.
+struct Case {
+  std::string name;
+  std::vector<Array> inputs;
+  std::map<std::string, Array> outputs;
+};
+std::vector<Case> read_cases(const fs::path& folder, const std::string& part);
+
+}  // namespace tomobile

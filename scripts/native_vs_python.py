@@ -1,0 +1,81 @@
+"""Per-call time of ExecuTorch exports in the native engine (tomobile-native time) against the
+Python binding (ExecuTorchRunner), side by side: rounds alternate the two, same .pte, same test
+vector inputs, same thread count; per-call medians, pooled over rounds.
+
+    python scripts/native_vs_python.py DIR [DIR...] [--runs 20] [--rounds 3] [--threads 2] [--json F]
+
+With ViT-B/16 exports at r=0, tome:r=16 and drop:r=16 it says whether the Python layer inflates the
+merge overhead figure (tome over drop)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tomobile.runtime.artifacts import ExecuTorchRunner
+from tomobile.runtime.bench import set_executorch_threads
+from tomobile.runtime.native_engine import build
+
+
+def python_calls(folder: Path, runs: int) -> list[float]:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    art = next(a for a in manifest["artifacts"] if a["format"] == "executorch")
+    data = np.load(folder / "test_vectors" / f"{art['part']}.npz")
+    case = data.files[0].split(".")[0]
+    inputs = [data[k] for k in data.files if k.startswith(f"{case}.input.")]
+    weights = folder / art["weights"]["path"] if "weights" in art else None
+    runner = ExecuTorchRunner(folder / art["path"], weights)
+    runner.run(inputs)  # warm-up
+    ms = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        runner.run(inputs)
+        ms.append(1e3 * (time.perf_counter() - t))
+    return ms
+
+
+def native_calls(binary: Path, folder: Path, runs: int, threads: int) -> list[float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "time.json"
+        subprocess.run([str(binary), "time", str(folder), "--runs", str(runs), "--threads", str(threads),
+                        "--json", str(out)], check=True, capture_output=True)
+        return json.loads(out.read_text())[0]["runs_ms"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("folders", nargs="+", type=Path)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    binary = build()
+    set_executorch_threads(args.threads)
+    calls: dict[str, dict[str, list[float]]] = {str(f): {"native": [], "python": []} for f in args.folders}
+    for r in range(args.rounds):
+        for folder in args.folders:
+            order = ("native", "python") if r % 2 == 0 else ("python", "native")
+            for engine in order:
+                ms = (native_calls(binary, folder, args.runs, args.threads) if engine == "native"
+                      else python_calls(folder, args.runs))
+                calls[str(folder)][engine] += ms
+    rows = []
+    print(f"{'export':40s}  native ms  python ms  python/native")
+    for folder, c in calls.items():
+        n, py = statistics.median(c["native"]), statistics.median(c["python"])
+        rows.append({"folder": folder, "native_ms": n, "python_ms": py, "runs": len(c["native"])})
+        print(f"{folder:40s}  {n:9.2f}  {py:9.2f}  {py / n:13.3f}")
+    if args.json:
+        args.json.write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
