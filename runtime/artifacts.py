@@ -23,6 +23,7 @@ import torch
 
 from ..graphs.errors import InputError
 from .manifest import inside, load_manifest
+from .xnnpack_options import ensure_weight_cache
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +127,11 @@ _PROGRAMS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def executorch_program(path: Path, weights: Path | None = None) -> _Program:
+    """The loaded program of `path` (and its .ptd), shared while a runner holds it. XNNPACK's weight
+    cache is turned on first (xnnpack_options.py): methods with the same weights pack them once."""
     from executorch.runtime import Runtime
 
+    ensure_weight_cache()
     key = (str(Path(path).resolve()), str(Path(weights).resolve()) if weights else None)
     held = _PROGRAMS.get(key)
     if held is None:
