@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import shutil
 from pathlib import Path
 
 from .opcheck import OpProblem, UnsupportedOpError, check_graph
-from .registry import ExportOptions, PartInfo, register_exporter
+from .registry import ExportOptions, PartInfo, register_exporter, register_group_exporter
 
 log = logging.getLogger(__name__)
 
@@ -50,3 +51,29 @@ def export_coreml(get_program, part: PartInfo, out: Path, options: ExportOptions
     model = ct.models.MLModel(model._spec, weights_dir=model.weights_dir, skip_model_load=True)
     model.save(str(out))
     return {"precision": options.precision, "minimum_deployment_target": "iOS17"}
+
+
+@register_group_exporter("coreml")
+def export_coreml_functions(get_programs: dict, parts: dict[str, PartInfo], out: Path,
+                            options: ExportOptions) -> dict[str, dict]:
+    """Parts that share their weights -> one multifunction .mlpackage, a function per part (named
+    after it, the first the default). coremltools' save_multifunction stores a weight that several
+    functions hold once (it deduplicates identical constants). Multifunction models need iOS 18."""
+    import coremltools as ct
+
+    tmp = out.parent / f".{out.stem}.functions"
+    tmp.mkdir()
+    try:
+        desc = ct.utils.MultiFunctionDescriptor()
+        details = {}
+        for stem, part in parts.items():
+            path = tmp / f"{stem}.mlpackage"
+            details[stem] = {**export_coreml(get_programs[stem], part, path, options),
+                             "function": stem, "minimum_deployment_target": "iOS18"}
+            desc.add_function(str(path), src_function_name="main", target_function_name=stem)
+        desc.default_function_name = next(iter(parts))
+        with contextlib.redirect_stderr(io.StringIO()):
+            ct.utils.save_multifunction(desc, str(out))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return details

@@ -17,7 +17,7 @@ from ..graphs.errors import InputError
 from ..runtime.manifest import file_record
 from .executorch_int8 import quantize_int8
 from .opcheck import UnsupportedOpError, check_executorch_operators, check_graph, registered_executorch_kernels
-from .registry import ExportOptions, PartInfo, register_exporter
+from .registry import ExportOptions, PartInfo, register_exporter, register_group_exporter
 
 
 def lower(program, backend: str, weights_tag: str | None = None):
@@ -25,20 +25,29 @@ def lower(program, backend: str, weights_tag: str | None = None):
 
     With `weights_tag`, every constant (delegated or not) goes to the data file `weights_tag.ptd`
     instead of the program: the runtime maps it (`load_program(pte, data_path=ptd)`)."""
+    return lower_methods({"forward": program}, backend, weights_tag)
+
+
+def lower_methods(programs: dict, backend: str, weights_tag: str | None = None):
+    """{method name: ExportedProgram} -> one ExecutorchProgramManager with a method per entry.
+
+    Weights the methods share are stored once: XNNPACK keeps delegated weights in the program's
+    named data (keyed by their sha256), the emitter dedups the other constants by content, and
+    with `weights_tag` the one `weights_tag.ptd` holds each tensor once (docs/shared_weights.md)."""
     from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
 
     partitioners, passes = [], []
     if weights_tag is not None:
-        program = _tag_weights(program, weights_tag)
+        programs = {name: _tag_weights(p, weights_tag) for name, p in programs.items()}
     if backend == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
         partitioners = [XnnpackPartitioner()]
-        program = for_xnnpack(program)
+        programs = {name: for_xnnpack(p) for name, p in programs.items()}
         passes = [expand_as_view]
     config = ExecutorchBackendConfig(external_constants=(lambda node: weights_tag) if weights_tag else False)
-    with _scalars_as(_float_dtype(program)):
-        edge = to_edge_transform_and_lower(program, transform_passes=passes, partitioner=partitioners)
+    with _scalars_as(_float_dtype(next(iter(programs.values())))):
+        edge = to_edge_transform_and_lower(programs, transform_passes=passes, partitioner=partitioners)
     return edge.to_executorch(config)
 
 
@@ -238,9 +247,10 @@ def for_xnnpack(program):
         return constant_prop_pass(program, custom_skip_targets=quant | get_default_skip_targets_no_quant())
 
 
-def program_summary(manager) -> dict:
-    """Delegate partitions and the operators that run on portable kernels, from the execution plan."""
-    plan = manager.executorch_program.execution_plan[0]
+def program_summary(manager, method: str | None = None) -> dict:
+    """Delegate partitions and the operators that run on portable kernels, from the execution plan
+    of `method` (None: the first)."""
+    plan = _plan(manager, method)
     ops = [(op.name, op.overload) for op in plan.operators]
     calls = [plan.operators[c.instr_args.op_index] for c in _kernel_calls(plan)]
     return {
@@ -248,6 +258,11 @@ def program_summary(manager) -> dict:
         "operators": sorted({f"{n}.{o}" if o else n for n, o in ops}),
         "portable_kernel_calls": len(calls),
     }
+
+
+def _plan(manager, method: str | None):
+    plans = manager.executorch_program.execution_plan
+    return plans[0] if method is None else next(p for p in plans if p.name == method)
 
 
 def _kernel_calls(plan):
@@ -267,28 +282,46 @@ def _delegate_calls(plan):
 @register_exporter("executorch", ".pte", precisions=("fp32", "fp16"), quantize=("int8",),
                    backends=("xnnpack", "portable"))
 def export_executorch(get_program, part: PartInfo, out: Path, options: ExportOptions) -> dict:
-    program = get_program(options.precision)
-    precision = options.precision
-    if options.quantize == "int8":
-        if options.precision != "fp32" or options.backend != "xnnpack":
-            raise InputError("--quantize int8 for executorch takes the fp32 model and the xnnpack backend")
+    return export_executorch_methods({part.stem: get_program}, {part.stem: part}, out, options, single=True)[part.stem]
 
-        program, precision = quantize_int8(program, part.calibration), "int8"
-    problems = check_graph(program, "executorch")
-    if problems:
-        raise UnsupportedOpError(part.stem, "executorch", problems)
-    manager = lower(program, options.backend, out.stem if part.external_weights else None)
-    plan = manager.executorch_program.execution_plan[0]
-    missing = check_executorch_operators([(op.name, op.overload) for op in plan.operators],
-                                         registered_executorch_kernels())
-    if missing:
-        raise UnsupportedOpError(part.stem, "executorch", missing)
+
+@register_group_exporter("executorch")
+def export_executorch_methods(get_programs: dict, parts: dict[str, PartInfo], out: Path, options: ExportOptions,
+                              single: bool = False) -> dict[str, dict]:
+    """Parts that share their weights -> one .pte with a method per part (named after it), the
+    weights stored once. `single`: one part as the method `forward` (the plain export).
+    Returns each part's manifest details ({"method": name} when shared)."""
+    programs, precision = {}, options.precision
+    for stem, part in parts.items():
+        program = get_programs[stem](options.precision)
+        if options.quantize == "int8":
+            if options.precision != "fp32" or options.backend != "xnnpack":
+                raise InputError("--quantize int8 for executorch takes the fp32 model and the xnnpack backend")
+            program, precision = quantize_int8(program, part.calibration), "int8"
+        problems = check_graph(program, "executorch")
+        if problems:
+            raise UnsupportedOpError(stem, "executorch", problems)
+        programs["forward" if single else stem] = program
+    external = any(p.external_weights for p in parts.values())
+    manager = lower_methods(programs, options.backend, out.stem if external else None)
+    kernels = registered_executorch_kernels()
+    for stem, method in zip(parts, programs, strict=True):
+        plan = _plan(manager, method)
+        missing = check_executorch_operators([(op.name, op.overload) for op in plan.operators], kernels)
+        if missing:
+            raise UnsupportedOpError(stem, "executorch", missing)
     with out.open("wb") as f:
         manager.write_to_file(f)
-    details = {"precision": precision, "backend": options.backend, **program_summary(manager)}
-    if precision == "int8":
-        details["quantize"] = "static int8 linear/conv (PT2E, XNNPACK quantizer, calibrated on seeded inputs)"
-    if part.external_weights:
+    if external:
         manager.write_tensor_data_to_file(str(out.parent))  # OUT.stem + .ptd
-        details["weights"] = file_record(out.with_suffix(".ptd"))
+    details = {}
+    for stem, method in zip(parts, programs, strict=True):
+        d = {"precision": precision, "backend": options.backend, **program_summary(manager, method)}
+        if not single:
+            d["method"] = method
+        if precision == "int8":
+            d["quantize"] = "static int8 linear/conv (PT2E, XNNPACK quantizer, calibrated on seeded inputs)"
+        if external:
+            d["weights"] = file_record(out.with_suffix(".ptd"))
+        details[stem] = d
     return details

@@ -9,6 +9,7 @@ Face hub-style loaders (optimum's ORTModel.from_pretrained) look for."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ..graphs.layers import MERGE_ANNOTATION
 from ..graphs.merge import MergeOps, merge_ops
 from ..runtime.manifest import file_record, sha256_path
 from .opcheck import UnsupportedOpError, check_graph
-from .registry import ExportOptions, PartInfo, register_exporter
+from .registry import ExportOptions, PartInfo, register_exporter, register_group_exporter
 
 
 @register_exporter("onnx", ".onnx", precisions=("fp32",), quantize=("int8",))
@@ -103,3 +104,59 @@ def quantize_int8(src: Path, dst: Path) -> None:
     exclude = structural_matmuls(onnx.load(str(src)))
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
                      extra_options={"MatMulConstBOnly": True})
+
+
+SHARED_MIN_BYTES = 1024  # smaller initializers (shapes, scalars) stay in their graph
+_ALIGN = 4096  # a page: ONNX Runtime maps external data, and two sessions then share the pages
+
+
+@register_group_exporter("onnx")
+def export_onnx_shared(get_programs: dict, parts: dict[str, PartInfo], out: Path,
+                       options: ExportOptions) -> dict[str, dict]:
+    """Parts that share their weights -> a graph per part (`<stem>.onnx`), all reading their
+    weights from one external data file `<out>.data` (each distinct tensor once, page-aligned).
+    Returns each part's details with its own graph's "path" and the shared "weights" record."""
+    paths = {stem: out.with_name(f"{stem}.onnx") for stem in parts}
+    details = {stem: export_onnx(get_programs[stem], part, paths[stem], options) for stem, part in parts.items()}
+    data = out.with_name(f"{out.name}.data")
+    share_initializers(list(paths.values()), data)
+    record = file_record(data)
+    return {stem: {**{k: v for k, v in d.items() if k not in ("weights", "external_data")},
+                   "path": paths[stem].name, "weights": record} for stem, d in details.items()}
+
+
+def share_initializers(paths: list[Path], data: Path, min_bytes: int = SHARED_MIN_BYTES) -> None:
+    """Move every initializer of `min_bytes` or more from the ONNX files `paths` into the one
+    external data file `data` (beside them), a tensor whose bytes another already wrote pointing
+    at the same offset. The per-graph data files the exporter wrote are removed."""
+    import onnx
+    from onnx import numpy_helper
+    from onnx.external_data_helper import set_external_data
+
+    written: dict[bytes, tuple[int, int]] = {}
+    tmp, old = data.with_name(f".{data.name}.tmp"), set()  # a part's own data file may be named `data`
+    with tmp.open("wb") as f:
+        for path in paths:
+            model = onnx.load(str(path))  # with its own external data, if any
+            old |= {path.parent / e.value for t in model.graph.initializer for e in t.external_data
+                    if e.key == "location"}
+            for t in model.graph.initializer:
+                if not t.HasField("raw_data"):
+                    t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t), t.name))
+                raw = t.raw_data
+                if len(raw) < min_bytes:
+                    continue
+                key = hashlib.sha256(raw).digest()
+                if key not in written:
+                    f.seek(-f.tell() % _ALIGN, 1)
+                    written[key] = (f.tell(), len(raw))
+                    f.write(raw)
+                offset, length = written[key]
+                set_external_data(t, location=data.name, offset=offset, length=length)
+                t.ClearField("raw_data")
+                t.data_location = onnx.TensorProto.EXTERNAL
+            onnx.save(model, str(path))
+        f.truncate()
+    for file in old:
+        file.unlink(missing_ok=True)
+    tmp.replace(data)

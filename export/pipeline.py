@@ -32,7 +32,8 @@ from ..runtime.validate import ValidationReport
 from .executorch_int8 import CALIBRATION_SEEDS
 from .onnx_weights_int8 import quantize_weights_int8
 from .output import Staging, discard, finalize, make_staging
-from .registry import ExportOptions, PartInfo, get_exporter
+from .registry import ExportOptions, PartInfo, get_exporter, get_group_exporter
+from .shared import weight_group_table, weight_groups
 from .split import list_parts
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,10 @@ def stage_export(bundle: ModelBundle, formats: list[str], out_dir: Path, options
 
 def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options: ExportOptions,
                  progress: bool) -> dict:
-    parts, artifacts = {}, []
+    # Split parts (weights in a .ptd / .onnx.data) stay one file per part: a multi-method .pte on one
+    # .ptd failed at load_method (error 0x24) in the streaming tests; see docs/shared_weights.md.
+    shareable = {stem: w for stem, w in bundle.parts.items() if not w.external_weights}
+    parts, artifacts, groups, pending = {}, [], weight_groups(shareable), {}
     steps = tqdm(total=len(bundle.parts) * len(formats), desc="export", unit="artifact", disable=not progress)
     for stem, wrapper in bundle.parts.items():
         wrapper.eval()
@@ -219,23 +223,35 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
         calibration = tuple(wrapper.example_inputs(seed=s) for s in range(CALIBRATION_SEEDS)) if options.quantize else ()
         info = PartInfo(stem, tuple(s.name for s in wrapper.input_specs), tuple(wrapper.output_names),
                         calibration=calibration, external_weights=wrapper.external_weights)
+        pending[stem] = (get_program, info)
         for fmt in formats:
             exporter = get_exporter(fmt)
             steps.set_postfix_str(f"{stem}{exporter.suffix}")
-            path = staging / f"{stem}{exporter.suffix}"
-            path.parent.mkdir(parents=True, exist_ok=True)  # diffusers' layout: unet/model.onnx
             opts = exporter.options_for(options)
-            details = exporter.export(get_program, info, path, opts)
             # An fp16 graph (ExecuTorch, Core AI) takes and returns float16; Core ML keeps float32 I/O.
             float_io = "float16" if fmt in ("executorch", "coreai") and opts.precision == "fp16" else "float32"
-            artifacts.append(_artifact_entry(staging, fmt, stem, path, float_io, details))
-            if fmt == "onnx" and opts.quantize is None and stem in INT8_COMPANIONS.get(bundle.name, ()):
-                small = staging / f"{stem}.int8{exporter.suffix}"
-                count = quantize_weights_int8(path, small)
-                artifacts.append({**_artifact_entry(staging, fmt, stem, small, float_io, {"precision": "int8"}),
-                                  "companion_of": path.relative_to(staging).as_posix(),
-                                  "quantize": f"int8 weights, per channel ({count} tensors), dequantized when loaded; fp32 compute"})
+            group, export_group = groups.get(stem), get_group_exporter(fmt)
+            if group is None or export_group is None:
+                path = staging / f"{stem}{exporter.suffix}"
+                path.parent.mkdir(parents=True, exist_ok=True)  # diffusers' layout: unet/model.onnx
+                details = exporter.export(get_program, info, path, opts)
+                artifacts.append(_artifact_entry(staging, fmt, stem, path, float_io, details))
+                if fmt == "onnx" and opts.quantize is None and stem in INT8_COMPANIONS.get(bundle.name, ()):
+                    small = staging / f"{stem}.int8{exporter.suffix}"
+                    count = quantize_weights_int8(path, small)
+                    artifacts.append({**_artifact_entry(staging, fmt, stem, small, float_io, {"precision": "int8"}),
+                                      "companion_of": path.relative_to(staging).as_posix(),
+                                      "quantize": f"int8 weights, per channel ({count} tensors), dequantized when loaded; fp32 compute"})
+            elif stem == group[-1]:  # the group's last part: export them all, weights once
+                path = staging / f"{group[0]}{exporter.suffix}"
+                details = export_group({s: pending[s][0] for s in group}, {s: pending[s][1] for s in group}, path, opts)
+                artifacts += [_artifact_entry(staging, fmt, s, staging / d.pop("path", path.name), float_io,
+                                              {**d, "weight_group": group[0]})
+                              for s, d in details.items()]
             steps.update(1)
+        if stem not in groups or stem == groups[stem][-1]:
+            for s in groups.get(stem, (stem,)):
+                del pending[s]  # every format has written the group: its programs can go
     steps.close()
     files = bundle.write_files(staging)
     files += FILE_WRITERS[bundle.name](staging) if bundle.name in FILE_WRITERS else []
@@ -245,7 +261,7 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
         backend=next((b for b in backends if b), None), parts=parts, artifacts=artifacts,
         files={name: sha256_path(staging / name) for name in files},
         test_vectors={stem: sha256_path(staging / VECTORS_DIR / f"{stem}.npz") for stem in parts},
-        tools=tool_versions())
+        tools=tool_versions(), weight_groups=weight_group_table(artifacts) if groups else None)
 
 
 def _artifact_entry(staging: Path, fmt: str, stem: str, path: Path, float_io: str, details: dict) -> dict:

@@ -71,6 +71,10 @@ class Exporter:
 
 
 _EXPORTERS: dict[str, Exporter] = {}
+# Format -> export_group(get_programs, parts, out, options) -> {stem: details}: parts that share their
+# weights written as one weights store (export/shared.py). Formats without one export each part alone.
+GroupExportFn = Callable[[dict, dict[str, PartInfo], Path, ExportOptions], dict[str, dict]]
+_GROUP_EXPORTERS: dict[str, GroupExportFn] = {}
 _MODULES = ("onnx_format", "executorch_format", "coreml_format", "coreai_format")
 
 
@@ -90,6 +94,20 @@ def register_exporter(name: str, suffix: str, precisions: tuple[str, ...], quant
         return fn
 
     return wrap
+
+
+def register_group_exporter(name: str) -> Callable[[GroupExportFn], GroupExportFn]:
+    def wrap(fn: GroupExportFn) -> GroupExportFn:
+        _GROUP_EXPORTERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def get_group_exporter(name: str) -> GroupExportFn | None:
+    """The format's exporter of weight-sharing parts, or None (it writes each part alone)."""
+    exporters()
+    return _GROUP_EXPORTERS.get(name)
 
 
 def exporters() -> dict[str, Exporter]:

@@ -31,8 +31,9 @@ def list_parts(manifest: dict) -> dict:
     for a in manifest["artifacts"]:
         if a["part"] in order:
             record = {"path": a["path"], "sha256": a["sha256"], "bytes": a["bytes"]}
-            if "weights" in a:
-                record["weights"] = a["weights"]
+            for key in ("weights", "method", "function"):  # shared weights: the file's method / function
+                if key in a:
+                    record[key] = a[key]
             record["total_bytes"] = a["bytes"] + a.get("weights", {}).get("bytes", 0)
             by_part.setdefault(a["part"], {})[a["format"]] = record
     io = manifest["parts"]

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import tempfile
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,8 @@ import numpy as np
 import torch
 
 from ..graphs.errors import InputError
+from .manifest import inside, load_manifest
+from .xnnpack_options import ensure_weight_cache
 
 log = logging.getLogger(__name__)
 
@@ -111,16 +114,40 @@ class OnnxRunner:
         return self.session.end_profiling()
 
 
-class ExecuTorchRunner:
-    def __init__(self, path: Path, weights: Path | None = None) -> None:
-        """`weights`: the program's .ptd data file when its weights were written outside it."""
-        from executorch.runtime import Runtime
+class _Program:
+    """An ExecuTorch Program, held by every runner of one of its methods (weak-referenceable)."""
 
-        if weights is None:
-            self.program = Runtime.get().load_program(str(path))
-        else:
-            self.program = Runtime.get().load_program(str(path), data_path=str(weights))
-        self.method = self.program.load_method("forward")
+    def __init__(self, program) -> None:
+        self.program = program
+
+
+# (pte, ptd) -> the loaded program, while a runner holds it: the methods of one shared .pte
+# (docs/shared_weights.md) come from one Program, which maps the file and its weights once.
+_PROGRAMS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def executorch_program(path: Path, weights: Path | None = None) -> _Program:
+    """The loaded program of `path` (and its .ptd), shared while a runner holds it. XNNPACK's weight
+    cache is turned on first (xnnpack_options.py): methods with the same weights pack them once."""
+    from executorch.runtime import Runtime
+
+    ensure_weight_cache()
+    key = (str(Path(path).resolve()), str(Path(weights).resolve()) if weights else None)
+    held = _PROGRAMS.get(key)
+    if held is None:
+        data = {} if weights is None else {"data_path": str(weights)}
+        held = _Program(Runtime.get().load_program(str(path), **data))
+        _PROGRAMS[key] = held
+    return held
+
+
+class ExecuTorchRunner:
+    def __init__(self, path: Path, weights: Path | None = None, method: str | None = None) -> None:
+        """`weights`: the program's .ptd data file when its weights were written outside it;
+        `method`: the part's method in a shared .pte (manifest `method`), None: `forward`."""
+        self._program = executorch_program(path, weights)
+        self.program = self._program.program
+        self.method = self.program.load_method(method or "forward")
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         outputs = self.method.execute([torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
@@ -216,8 +243,27 @@ class CoreAIRunner:
 RUNNERS = {"onnx": OnnxRunner, "executorch": ExecuTorchRunner, "coreai": CoreAIRunner}
 
 
-def load_runner(fmt: str, path: Path, weights: Path | None = None):
-    """A runner for one artifact; `weights` is an ExecuTorch .ptd (ONNX finds its external data itself)."""
+def load_runner(fmt: str, path: Path, weights: Path | None = None, method: str | None = None):
+    """A runner for one artifact; `weights` is an ExecuTorch .ptd (ONNX finds its external data
+    itself), `method` the artifact's method in a shared ExecuTorch program."""
     if fmt not in RUNNERS:
         raise InputError(f"no Linux runner for format {fmt!r}; runners: {', '.join(RUNNERS)}")
-    return ExecuTorchRunner(path, weights) if fmt == "executorch" else RUNNERS[fmt](path)
+    return ExecuTorchRunner(path, weights, method) if fmt == "executorch" else RUNNERS[fmt](path)
+
+
+def artifact_runner(folder: Path, artifact: dict, threads: int | None = None):
+    """The runner of a manifest artifact entry: its file, its weights file and its method
+    (`threads`: ONNX Runtime's intra-op threads)."""
+    if artifact["format"] == "onnx":
+        return OnnxRunner(inside(folder, artifact["path"]), threads=threads)
+    weights = inside(folder, artifact["weights"]["path"]) if "weights" in artifact else None
+    return load_runner(artifact["format"], inside(folder, artifact["path"]), weights, artifact.get("method"))
+
+
+def part_runner(folder: Path, fmt: str, part: str, threads: int | None = None):
+    """The runner of `part` in format `fmt` of an export folder, as its manifest lays it out (a
+    part whose weights are shared lives in its group's file: export/shared.py)."""
+    for artifact in load_manifest(folder)["artifacts"]:
+        if artifact["format"] == fmt and artifact["part"] == part:
+            return artifact_runner(folder, artifact, threads)
+    raise InputError(f"{folder} has no {fmt} artifact of {part}; export it with --format {fmt}")

@@ -50,11 +50,13 @@ def file_record(path: Path) -> dict:
 
 def new_manifest(model: str, extra: dict, *, precision: str, quantize: str | None, backend: str | None,
                  parts: dict, artifacts: list[dict], files: dict[str, str], test_vectors: dict[str, str],
-                 tools: dict[str, str]) -> dict:
+                 tools: dict[str, str], weight_groups: dict | None = None) -> dict:
     """The manifest of an export: `extra` is the bundle's own entries (merge spec, pipeline, split
-    sequences); precision, quantize and backend are what was asked, each artifact says what it got."""
+    sequences); precision, quantize and backend are what was asked, each artifact says what it got.
+    `weight_groups`: parts that share one weights file (export/shared.py, docs/shared_weights.md)."""
     return {MANIFEST_KEY: MANIFEST_VERSION, "model": model, **extra, "precision": precision, "quantize": quantize,
-            "backend": backend, "parts": parts, "artifacts": artifacts, "files": files,
+            "backend": backend, "parts": parts, "artifacts": artifacts,
+            **({"weight_groups": weight_groups} if weight_groups else {}), "files": files,
             "test_vectors": test_vectors, "tools": tools}
 
 

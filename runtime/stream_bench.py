@@ -35,11 +35,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .artifacts import CoreAIRunner, ExecuTorchRunner, OnnxRunner
+from .artifacts import part_runner
 from .bench import set_executorch_threads
 from .manifest import load_manifest
 from .memory import proc_status
-from .streaming import BlockStreamer, open_split
+from .streaming import RUNTIME_FORMATS, BlockStreamer, open_split
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +121,8 @@ def _prepare(mode: Mode, folder: Path, variant: str, threads: int):
         return (lambda inputs: streamer(variant, inputs)), streamer, 0.0
 
     t = time.perf_counter()
-    if mode.runtime == "onnxruntime":
-        runner = OnnxRunner(folder / f"{variant}.onnx", threads=threads)
-    elif mode.runtime == "coreai":  # sets its own threads
-        runner = CoreAIRunner(folder / f"{variant}.aimodel")
-    else:
-        runner = ExecuTorchRunner(folder / f"{variant}.pte")
+    # coreai sets its own threads
+    runner = part_runner(folder, RUNTIME_FORMATS[mode.runtime], variant, threads)
     load_s = time.perf_counter() - t
     names = [i["name"] for i in load_manifest(folder)["parts"][variant]["inputs"]]
     return (lambda inputs: runner.run([inputs[n] for n in names])[0]), None, load_s

@@ -60,6 +60,7 @@ class PartFile:
     # The manifest's {name, shape, dtype} per input and output: a loaded file is checked against them.
     input_specs: tuple[dict, ...] = field(default=(), compare=False, hash=False)
     output_specs: tuple[dict, ...] = field(default=(), compare=False, hash=False)
+    method: str | None = None  # its method in a .pte shared with the parts of the same weights
 
     def check_io(self, got) -> None:
         """StreamError when the loaded program's (inputs, outputs) are not the manifest's: a file from
@@ -133,7 +134,7 @@ def open_split(folder: Path, runtime: str, verify: bool = True, variants: list[s
                                         tuple(i["name"] for i in entry["inputs"]),
                                         tuple(o["name"] for o in entry["outputs"]),
                                         _is_fp16(manifest, entry["name"], fmt), tuple(entry["inputs"]),
-                                        tuple(entry["outputs"]))
+                                        tuple(entry["outputs"]), rec.get("method"))
     sequences = {k: list(v) for k, v in split["sequences"].items()}
     if variants is not None:
         missing = [v for v in variants if v not in sequences]
@@ -163,7 +164,11 @@ def _verify_files(folder: Path, entries: list[dict], fmt: str, used: set[str]) -
                 owners.setdefault(f["sha256"], []).append(f["path"])
                 if entry["name"] in used:
                     files.append((entry["name"], f))
+    seen: set[str] = set()  # a file several parts share (export/shared.py) is hashed once
     for name, f in files:
+        if f["path"] in seen:
+            continue
+        seen.add(f["path"])
         path = inside(folder, f["path"])
         if not path.exists():  # a file, or a folder (a Core AI .aimodel asset)
             raise StreamError(f"part {name}: {path} is missing; export the folder again")
@@ -201,7 +206,7 @@ class _OrtPart:
 
 class _ExecuTorchPart:
     def __init__(self, part: PartFile) -> None:
-        self.runner = ExecuTorchRunner(part.path, part.weights)
+        self.runner = ExecuTorchRunner(part.path, part.weights, part.method)
         part.check_io(executorch_signature(self.runner.method))
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:

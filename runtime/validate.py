@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..graphs.errors import TomobileError
-from .artifacts import load_runner
+from .artifacts import artifact_runner
 from .manifest import inside, load_manifest, sha256_path
 from .streaming import RUNTIME_FORMATS, UNLIMITED, BlockStreamer, open_split
 
@@ -119,8 +119,7 @@ def vector_cases(folder: Path, part: str) -> dict[str, tuple[list[np.ndarray], d
 def _run_artifact(folder: Path, artifact: dict, manifest: dict) -> list[OutputCheck]:
     part = manifest["parts"][artifact["part"]]
     names = [o["name"] for o in part["outputs"]]
-    weights = inside(folder, artifact["weights"]["path"]) if "weights" in artifact else None
-    runner = load_runner(artifact["format"], inside(folder, artifact["path"]), weights)
+    runner = artifact_runner(folder, artifact)
     precision = artifact.get("precision", "fp32")
     checks = []
     for case, (inputs, expected) in vector_cases(folder, artifact["part"]).items():
@@ -129,10 +128,16 @@ def _run_artifact(folder: Path, artifact: dict, manifest: dict) -> list[OutputCh
         outputs = runner.run(inputs)
         for name, actual in zip(names, outputs, strict=True):
             err, quality, status, note = compare(expected[name], np.asarray(actual), precision)
-            checks.append(OutputCheck(artifact["path"], case, name, tuple(np.shape(actual)), err, quality, status, note))
+            checks.append(OutputCheck(artifact_label(artifact), case, name, tuple(np.shape(actual)), err, quality, status, note))
     if hasattr(runner, "close"):  # Core AI: release the loaded model now, not when collected
         runner.close()
     return checks
+
+
+def artifact_label(artifact: dict) -> str:
+    """The artifact's file, with its method or function where several parts share the file."""
+    inner = artifact.get("method") or artifact.get("function")
+    return f"{artifact['path']}:{inner}" if inner else artifact["path"]
 
 
 def _check_coreml(folder: Path, artifact: dict, manifest: dict) -> list[OutputCheck]:
@@ -141,19 +146,25 @@ def _check_coreml(folder: Path, artifact: dict, manifest: dict) -> list[OutputCh
 
     spec = ct.utils.load_spec(str(inside(folder, artifact["path"])))
     part = manifest["parts"][artifact["part"]]
-    got_in = {i.name: tuple(i.type.multiArrayType.shape) for i in spec.description.input}
+    function = artifact.get("function")  # a function of a multifunction package (shared weights)
+    described = {f.name: f for f in spec.description.functions}
+    if function is not None and function not in described:
+        return [OutputCheck(artifact_label(artifact), "spec", "-", (), None, None, FAIL,
+                            f"the package has no function {function!r} (functions: {', '.join(described) or 'none'})")]
+    desc = described[function] if function is not None else spec.description
+    got_in = {i.name: tuple(i.type.multiArrayType.shape) for i in desc.input}
     want_in = {i["name"]: tuple(i["shape"]) for i in part["inputs"]}
-    got_out = [o.name for o in spec.description.output]
+    got_out = [o.name for o in desc.output]
     problems = []
     if got_in != want_in:
         problems.append(f"inputs {got_in} != manifest {want_in}")
     if got_out != [o["name"] for o in part["outputs"]]:
         problems.append(f"outputs {got_out} != manifest")
-    ops = sorted({op.type for f in spec.mlProgram.functions.values()
+    ops = sorted({op.type for name, f in spec.mlProgram.functions.items() if function in (None, name)
                   for b in f.block_specializations.values() for op in b.operations})
     status = FAIL if problems else NEEDS_MACOS
     note = "; ".join(problems) or f"spec ok: static shapes, {len(ops)} op types; numerics need macOS"
-    return [OutputCheck(artifact["path"], "spec", o["name"], tuple(o["shape"]), None, None, status, note)
+    return [OutputCheck(artifact_label(artifact), "spec", o["name"], tuple(o["shape"]), None, None, status, note)
             for o in part["outputs"]]
 
 
@@ -203,7 +214,7 @@ def validate_dir(folder: Path, progress: bool = True) -> ValidationReport:
         try:
             report.checks.extend(_run_artifact(folder, artifact, manifest))
         except Exception as err:  # a runtime that cannot load or run the artifact is a failure to report
-            report.checks.append(OutputCheck(artifact["path"], "load", "-", (), None, None, FAIL,
+            report.checks.append(OutputCheck(artifact_label(artifact), "load", "-", (), None, None, FAIL,
                                              f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"))
     if "split" in manifest:  # the parts chained in order against the monolithic denoisers' eager outputs
 

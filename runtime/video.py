@@ -22,7 +22,7 @@ import torch
 from ..graphs.errors import InputError
 from ..graphs.text_context import encode_captions
 from ..graphs.video_zoo import MODEL_NAME, VARIANTS, WEIGHTS, guided_velocity, load_video_dit
-from .artifacts import CoreAIRunner, OnnxRunner
+from .artifacts import CoreAIRunner, ExecuTorchRunner, OnnxRunner
 from .manifest import ManifestError, inside, load_manifest, sha256_path
 from .noise import latent_noise
 from .sampler import LeapMode, SampleResult, SamplerConfig, sample
@@ -114,7 +114,10 @@ def tokenizer_encode(artifacts: Path, length: int) -> Callable[[str], tuple[np.n
     return ids
 
 
-def _session_runner(path: Path, kind: RuntimeKind) -> Callable[..., list[np.ndarray]]:
+def _session_runner(path: Path, kind: RuntimeKind, weights: Path | None = None,
+                    method: str | None = None) -> Callable[..., list[np.ndarray]]:
+    """`weights`, `method`: an ExecuTorch artifact's .ptd and its method in a shared .pte (ONNX
+    Runtime finds a graph's external data itself: a shared `<group>.onnx.data` too)."""
     if kind is RuntimeKind.ONNXRUNTIME:
         # A clip switches between five sessions (text encoder, denoiser variants), each with its own
         # thread pool. With spinning on, the pool of the session just left keeps a core busy while
@@ -125,10 +128,9 @@ def _session_runner(path: Path, kind: RuntimeKind) -> Callable[..., list[np.ndar
     if kind is RuntimeKind.COREAI:
         core = CoreAIRunner(path)  # loaded once and kept: the compiled model stays between steps
         return lambda *arrays: core.run(list(arrays))
-    from executorch.runtime import Runtime
 
-    method = Runtime.get().load_program(str(path)).load_method("forward")
-    return lambda *arrays: [o.numpy() for o in method.execute([torch.from_numpy(np.ascontiguousarray(a)) for a in arrays])]
+    runner = ExecuTorchRunner(path, weights, method)  # the variants of one .pte share its Program
+    return lambda *arrays: runner.run(list(arrays))
 
 
 class LazyVariants(Mapping):
@@ -154,12 +156,17 @@ class LazyVariants(Mapping):
 def _checked_runner(folder: Path, artifact: dict, kind: RuntimeKind) -> Callable[..., list[np.ndarray]]:
     """The artifact's session, after its sha256 matched the manifest; one-line errors otherwise."""
     path = inside(folder, artifact["path"])
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is listed in the manifest but missing; export again")
-    if sha256_path(path) != artifact["sha256"]:
-        raise ValidationError(f"{path} does not match its sha256 in the manifest (corrupt or changed); export again")
+    records = [(path, artifact["sha256"])]
+    if "weights" in artifact:  # a weights file beside the graph (shared by a weight group's parts)
+        records.append((inside(folder, artifact["weights"]["path"]), artifact["weights"]["sha256"]))
+    for file, digest in records:
+        if not file.exists():
+            raise FileNotFoundError(f"{file} is listed in the manifest but missing; export again")
+        if sha256_path(file) != digest:
+            raise ValidationError(f"{file} does not match its sha256 in the manifest (corrupt or changed); export again")
+    weights = records[1][0] if len(records) > 1 and artifact["format"] == "executorch" else None
     try:
-        return _session_runner(path, kind)
+        return _session_runner(path, kind, weights, artifact.get("method"))
     except Exception as err:  # a runtime that cannot load a file whose checksum matched
         raise ValidationError(f"{kind.value} cannot load {path}: {str(err).splitlines()[0] if str(err) else err}") from None
 

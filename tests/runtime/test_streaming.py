@@ -138,15 +138,14 @@ def _vectors(folder: Path, variant: str) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_chained_parts_equal_the_monolithic_artifact(micro_split_export, runtime):
-    from tomobile.runtime.artifacts import load_runner
+    from tomobile.runtime.artifacts import part_runner
     from tomobile.runtime.streaming import open_split
 
     split = open_split(micro_split_export, runtime)
     streamer = BlockStreamer(split, split.largest().size, prefetch=True)  # one part at a time
-    ext = ".onnx" if runtime == "onnxruntime" else ".pte"
     for variant in ("denoiser_tome", "denoiser_tdtm_tome"):
         inputs = _vectors(micro_split_export, variant)
-        mono = load_runner("onnx" if runtime == "onnxruntime" else "executorch", micro_split_export / f"{variant}{ext}")
+        mono = part_runner(micro_split_export, "onnx" if runtime == "onnxruntime" else "executorch", variant)
         expected = mono.run(list(inputs.values()))[0]
         got = streamer(variant, inputs)
         assert got.shape == expected.shape and np.abs(got - expected).max() <= 1e-5
@@ -157,7 +156,7 @@ def test_chained_parts_equal_the_monolithic_artifact(micro_split_export, runtime
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_streamed_clip_equals_the_unstreamed_one(micro_split_export, runtime):
     """The sampler through streamed parts (tight budget, prefetch) against the monolithic artifacts."""
-    from tomobile.runtime.artifacts import load_runner
+    from tomobile.runtime.artifacts import part_runner
     from tomobile.runtime.sampler import LeapConfig, SamplerConfig
     from tomobile.runtime.stream_video import streamed_runtime
     from tomobile.runtime.streaming import open_split
@@ -166,8 +165,8 @@ def test_streamed_clip_equals_the_unstreamed_one(micro_split_export, runtime):
     kind = RuntimeKind(runtime)
     budget = 2 * open_split(micro_split_export, runtime).largest().size  # two parts at a time
     rt, streamer = streamed_runtime(kind, micro_split_export, budget)
-    fmt, ext = ("onnx", ".onnx") if runtime == "onnxruntime" else ("executorch", ".pte")
-    mono = {v: load_runner(fmt, micro_split_export / f"{v}{ext}") for v in ("denoiser_tome", "denoiser_tdtm_tome")}
+    fmt = "onnx" if runtime == "onnxruntime" else "executorch"
+    mono = {v: part_runner(micro_split_export, fmt, v) for v in ("denoiser_tome", "denoiser_tdtm_tome")}
     mono_rt = VideoRuntime(kind, rt.encode, {v: (lambda *a, r=r: r.run(list(a))[0]) for v, r in mono.items()}, rt.shape)
     states = _vectors(micro_split_export, "denoiser_tome")
     cfg = SamplerConfig(steps=4, leap=LeapConfig.parse("off"), tdtm_steps=2)

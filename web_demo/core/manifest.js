@@ -113,7 +113,10 @@ export async function readManifest(folder) {
 /** relPath -> sha256 for every file the manifest lists: artifacts, files, test vectors. */
 export function listedFiles(manifest) {
   const listed = new Map();
-  for (const a of manifest.artifacts ?? []) listed.set(a.path, a.sha256);
+  for (const a of manifest.artifacts ?? []) {
+    listed.set(a.path, a.sha256);
+    if (a.weights) listed.set(a.weights.path, a.weights.sha256); // external data, shared by a weight group
+  }
   for (const [name, hash] of Object.entries(manifest.files ?? {})) listed.set(name, hash);
   for (const [stem, hash] of Object.entries(manifest.test_vectors ?? {})) listed.set(`test_vectors/${stem}.npz`, hash);
   return listed;
@@ -140,6 +143,16 @@ export async function verifyFile(folder, relPath, expectedSha256) {
 }
 
 /** verifyFile with the hash looked up in the manifest. */
+/**
+ * Session options for an ONNX artifact: its external data file (`artifact.weights`, one file the
+ * graphs of a weight group share, docs/shared_weights.md), verified, as onnxruntime-web's externalData.
+ * `read(relPath)` returns the verified bytes (callers may cache them across the group's graphs).
+ */
+export async function withExternalData(artifact, sessionOptions, read) {
+  if (!artifact.weights) return sessionOptions;
+  return { ...sessionOptions, externalData: [{ path: artifact.weights.path, data: await read(artifact.weights.path) }] };
+}
+
 export function loadListed(folder, manifest, relPath) {
   return verifyFile(folder, relPath, listedFiles(manifest).get(relPath));
 }

@@ -2,7 +2,7 @@
 // text encoder -> the sampler (sampler.js) calling the denoiser variants -> frames.
 // Every file is checked against manifest.json's sha256 before use. `ort` is passed in (no DOM here).
 // Mirrors: Kotlin Pipeline.kt, Swift Pipeline.swift (TextEncoder.encode, Denoiser.run, generate).
-import { FileRefusedError, listedFiles, loadListed, readManifest } from "./manifest.js";
+import { FileRefusedError, listedFiles, loadListed, readManifest, withExternalData } from "./manifest.js";
 import { latentNoise, parseSeed } from "./noise.js";
 import { framesFromLatent, parseLpl, sample, variantName } from "./sampler.js";
 import { WordPieceTokenizer } from "./tokenizer.js";
@@ -90,13 +90,15 @@ export class VideoPipeline {
     if (!manifest.model_config || !manifest.sampler) throw new FileRefusedError("manifest.json", "is not a video pipeline export (no model_config/sampler)");
     const listed = listedFiles(manifest);
     const read = async (relPath) => { onFile(relPath); return loadListed(folder, manifest, relPath); };
+    const cache = new Map(); // a shared weights file is read and checked once
+    const readOnce = (relPath) => { if (!cache.has(relPath)) cache.set(relPath, read(relPath)); return cache.get(relPath); };
     const tokenizerJson = decoder.decode(await read("tokenizer.json"));
     const tokenizerConfig = listed.has("tokenizer_config.json") ? decoder.decode(await read("tokenizer_config.json")) : "{}";
     const tokenizer = WordPieceTokenizer.fromTokenizerJson(tokenizerJson, tokenizerConfig, Tokenizer);
     const session = async (part) => {
       const artifact = onnxArtifact(manifest, part);
       if (!artifact) throw new FileRefusedError(`${part}.onnx`, "is not in the export (export with --format onnx)");
-      return ort.InferenceSession.create(await read(artifact.path), sessionOptions);
+      return ort.InferenceSession.create(await read(artifact.path), await withExternalData(artifact, sessionOptions, readOnce));
     };
     const textEncoder = new OrtTextEncoder(ort, await session("text_encoder"), manifest.parts.text_encoder);
     const sessions = new Map();

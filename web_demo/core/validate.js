@@ -2,7 +2,7 @@
 // (test_vectors/<part>.npz: inputs and eager PyTorch outputs), compared as `tomobile validate`
 // does (runtime/validate.py): max abs error <= 1e-4 for fp32, PSNR floors for fp16 and int8.
 // Names and shapes come from manifest.json, never from here. `ort` is onnxruntime-web, passed in.
-import { loadListed, readManifest } from "./manifest.js";
+import { loadListed, readManifest, withExternalData } from "./manifest.js";
 import { readNpz } from "./npz.js";
 
 export const THRESHOLDS = { fp32_max_abs_error: 1e-4, fp16_min_psnr_db: 35.0, int8_min_psnr_db: 30.0 };
@@ -63,7 +63,8 @@ async function runArtifact(folder, manifest, artifact, ort, sessionOptions) {
   const names = part.outputs.map((o) => o.name);
   const model = await loadListed(folder, manifest, artifact.path);
   const vectors = await readNpz(await loadListed(folder, manifest, `test_vectors/${artifact.part}.npz`));
-  const session = await ort.InferenceSession.create(model, sessionOptions);
+  const options = await withExternalData(artifact, sessionOptions, (rel) => loadListed(folder, manifest, rel));
+  const session = await ort.InferenceSession.create(model, options);
   const thresholds = { ...THRESHOLDS, ...(manifest.validation?.thresholds ?? {}) };
   const rows = [];
   try {

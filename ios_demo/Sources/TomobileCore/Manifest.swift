@@ -8,6 +8,27 @@ public struct ManifestError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+/// One part's artifact in one format. Parts that share their weights (a weight group: the denoiser
+/// variants, docs/shared_weights.md) share one file: an ExecuTorch program with a `method` per part,
+/// a multifunction Core ML package with a `function` per part, or ONNX graphs that read one `weights`
+/// file (external data). Nil where the part has the file to itself. Mirrors Manifest.kt's PartFile.
+public struct PartFile: Equatable, Hashable {
+    public let path: String
+    public let method: String?
+    public let function: String?
+    public let weights: String?
+
+    public init(_ path: String, method: String? = nil, function: String? = nil, weights: String? = nil) {
+        self.path = path
+        self.method = method
+        self.function = function
+        self.weights = weights
+    }
+
+    /// The method to load and run: the part's own in a shared program, else "forward".
+    public var methodName: String { method ?? "forward" }
+}
+
 /// What the app reads from manifest.json. `files`: every listed file or .mlpackage (relative path -> sha256).
 public struct Manifest {
     public let folder: URL
@@ -18,11 +39,11 @@ public struct Manifest {
     public let denoiserInputs: [String] // the order the denoiser graphs take their inputs in
     public let defaults: SamplerConfig
     public let files: [String: String]
-    /// Model parts by format: format ("onnx", "executorch", "coreml") -> part name -> relative path.
-    public let parts: [String: [String: String]]
+    /// Model parts by format: format ("onnx", "executorch", "coreml") -> part name -> its artifact.
+    public let parts: [String: [String: PartFile]]
 
     /// The part files of one format, or an error listing the formats this export has.
-    public func partsFor(_ format: String) throws -> [String: String] {
+    public func partsFor(_ format: String) throws -> [String: PartFile] {
         guard let found = parts[format] else {
             throw ManifestError("this export has no \(format) files; it has: \(parts.keys.sorted().joined(separator: ", ")); export with --format \(format)")
         }
@@ -51,14 +72,24 @@ public func readManifest(_ folder: URL) throws -> Manifest {
         let frames = try mc.field("frames", "model_config").asInt("frames")
         let shape = [1, channels, frames, size, size]
         var files: [String: String] = [:]
-        var parts: [String: [String: String]] = [:]
+        var parts: [String: [String: PartFile]] = [:]
         for (i, a) in try root.field("artifacts", manifestName).asList("artifacts").enumerated() {
             let art = try a.asObject("artifacts[\(i)]")
             let path = try art.field("path", "artifacts[\(i)]").asString("artifacts[\(i)].path")
             files[path] = try art.field("sha256", "artifacts[\(i)]").asString("artifacts[\(i)].sha256")
+            if art["companion_of"] != nil { continue } // an int8 copy for the browser; the apps run the fp32 file
+            var weightsPath: String? = nil
+            if let weights = art["weights"] {
+                let record = try weights.asObject("artifacts[\(i)].weights")
+                let wp = try record.field("path", "artifacts[\(i)].weights").asString("artifacts[\(i)].weights.path")
+                files[wp] = try record.field("sha256", "artifacts[\(i)].weights").asString("artifacts[\(i)].weights.sha256")
+                weightsPath = wp
+            }
             let format = try art.field("format", "artifacts[\(i)]").asString("artifacts[\(i)].format")
             let part = try art.field("part", "artifacts[\(i)]").asString("part")
-            parts[format, default: [:]][part] = path
+            parts[format, default: [:]][part] = PartFile(path, method: try art["method"]?.asString("artifacts[\(i)].method"),
+                                                         function: try art["function"]?.asString("artifacts[\(i)].function"),
+                                                         weights: weightsPath)
         }
         for (path, sha) in try root.field("files", manifestName).asObject("files") { files[path] = try sha.asString("files.\(path)") }
         let inputs = try root.field("io", manifestName).asObject("io").field("denoiser_inputs", "io").asList("io.denoiser_inputs")

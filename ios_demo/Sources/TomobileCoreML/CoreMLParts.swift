@@ -22,14 +22,23 @@ public final class CoreMLParts: TextEncoder, Denoiser {
             throw ManifestError("the denoiser takes \(manifest.denoiserInputs); this app feeds \(denoiserInputNames)")
         }
         guard paths["text_encoder"] != nil, paths["denoiser"] != nil else {
-            throw ManifestError("the export needs text_encoder.mlpackage and denoiser.mlpackage; it has \(paths.values.sorted())")
+            throw ManifestError("the export needs text_encoder.mlpackage and denoiser.mlpackage; it has \(Set(paths.values.map { $0.path }).sorted())")
         }
-        let configuration = MLModelConfiguration()
-        configuration.computeUnits = computeUnits
         var models: [String: ManagedMLModel] = [:]
-        for (part, path) in paths {
-            let package = try manifest.verified(path)
-            let sha = manifest.files[path] ?? part
+        for (part, file) in paths {
+            // The denoiser variants are functions of one multifunction package (a weight group,
+            // docs/shared_weights.md): compiled once (one cache entry per package sha256), each
+            // variant loaded as its own function (MLModelConfiguration.functionName, iOS 18).
+            let configuration = MLModelConfiguration()
+            configuration.computeUnits = computeUnits
+            if let function = file.function {
+                guard #available(iOS 18.0, macOS 15.0, *) else {
+                    throw ManifestError("\(file.path) holds several functions (shared weights); that needs iOS 18 or macOS 15")
+                }
+                configuration.functionName = function
+            }
+            let package = try manifest.verified(file.path)
+            let sha = manifest.files[file.path] ?? part
             models[part] = ManagedMLModel(packageURL: package, compiledURL: cacheDirectory.appendingPathComponent("\(sha).mlmodelc"),
                                           configuration: configuration)
         }

@@ -13,6 +13,7 @@
 #include <executorch/runtime/platform/platform.h>
 
 #include "commands.h"
+#include "part.h"
 
 namespace {
 
@@ -90,6 +91,7 @@ void emit_log(et_timestamp_t, et_pal_log_level_t level, const char* filename, co
 
 int main(int argc, char** argv) {
   executorch::runtime::register_pal(executorch::runtime::PalImpl::create(emit_log, __FILE__));
+  tomobile::enable_weight_cache();  // a weight group's methods share their packed weights
   try {
     return run(std::vector<std::string>(argv + 1, argv + argc));
   } catch (const tomobile::UserError& err) {

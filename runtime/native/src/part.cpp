@@ -2,7 +2,10 @@
 
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
+#include <executorch/runtime/backend/interface.h>
+#include <executorch/runtime/backend/options.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "folder.h"
@@ -77,13 +80,24 @@ std::string failed(const char* what, Error e) {
 
 }  // namespace
 
-Part::Part(const std::filesystem::path& pte, const std::optional<std::filesystem::path>& ptd) {
+bool enable_weight_cache() {
+  const char* env = std::getenv("TOMOBILE_XNNPACK_WEIGHT_CACHE");
+  if (env != nullptr && std::string(env) == "0") return false;
+  executorch::runtime::BackendOptions<1> options;
+  if (options.set_option("weight_cache_enabled", true) != Error::Ok) return false;
+  return executorch::runtime::set_option("XnnpackBackend", options.view()) == Error::Ok;
+}
+
+Part::Part(const std::filesystem::path& pte, const std::optional<std::filesystem::path>& ptd,
+           const std::string& method)
+    : method_(method) {
   // Mmap: the program and its weights are mapped, not read into the heap (no mlock).
   module_ = ptd ? std::make_unique<Module>(pte.string(), ptd->string(), Module::LoadMode::Mmap)
                 : std::make_unique<Module>(pte.string(), Module::LoadMode::Mmap);
   if (Error e = module_->load(); e != Error::Ok) throw std::runtime_error(failed("load", e));
-  if (Error e = module_->load_method("forward"); e != Error::Ok) throw std::runtime_error(failed("load_method", e));
-  auto meta = module_->method_meta("forward");
+  if (Error e = module_->load_method(method_); e != Error::Ok)
+    throw std::runtime_error(failed(("load_method " + method_).c_str(), e));
+  auto meta = module_->method_meta(method_);
   if (!meta.ok()) throw std::runtime_error(failed("method_meta", meta.error()));
   for (size_t i = 0; i < meta->num_inputs(); ++i) {
     auto info = meta->input_tensor_meta(i);
@@ -115,7 +129,7 @@ std::vector<Array> Part::run(const std::vector<const Array*>& inputs) {
     tensors.push_back(executorch::extension::make_tensor_ptr(sizes, const_cast<uint8_t*>(a->bytes.data()), want));
     values.emplace_back(tensors.back());
   }
-  auto result = module_->execute("forward", values);
+  auto result = module_->execute(method_, values);
   if (!result.ok()) throw std::runtime_error(failed("execute", result.error()));
   std::vector<Array> outputs;
   for (const auto& v : *result) {

@@ -1,6 +1,8 @@
 // One ExecuTorch program (.pte, with its .ptd weights) loaded through the Module API, run on
-// Arrays. Construction loads the program and the "forward" method (XNNPACK packs the weights
-// then); destruction frees them. A Part may be built on one thread and run on another.
+// Arrays. Construction loads the program and one method, "forward" or the part's method in a
+// program shared by a weight group (XNNPACK packs the weights then, once per process with the
+// weight cache on: enable_weight_cache); destruction frees them. A Part may be built on one
+// thread and run on another.
 #pragma once
 
 #include <filesystem>
@@ -17,7 +19,8 @@ namespace tomobile {
 
 class Part {
  public:
-  Part(const std::filesystem::path& pte, const std::optional<std::filesystem::path>& ptd);
+  Part(const std::filesystem::path& pte, const std::optional<std::filesystem::path>& ptd,
+       const std::string& method = "forward");
   ~Part();
   Part(const Part&) = delete;
   Part& operator=(const Part&) = delete;
@@ -30,7 +33,14 @@ class Part {
  private:
   std::unique_ptr<executorch::extension::module::Module> module_;
   std::vector<int> input_types_;  // executorch ScalarType per input
+  std::string method_;
 };
+
+// XNNPACK's weight cache for every method loaded from now on (backend option
+// `weight_cache_enabled`): packed weights are keyed by the sha256 name the serializer gives their
+// data, so methods (and programs) with the same weights share one packed copy, freed with its
+// last method. Off with TOMOBILE_XNNPACK_WEIGHT_CACHE=0. Returns whether it is on.
+bool enable_weight_cache();
 
 // The ExecuTorch thread pool (XNNPACK and the optimized kernels share it): n threads; 0 keeps
 // the runtime's default (one per performant core). Returns the count in use.

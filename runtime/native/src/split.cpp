@@ -79,6 +79,7 @@ Split open_split(const fs::path& folder, const json& manifest, bool verify) {
     p.name = name;
     p.pte = inside(folder, rec["path"]);
     if (rec.contains("weights")) p.ptd = inside(folder, rec["weights"]["path"]);
+    p.method = rec.value("method", "forward");
     p.size = rec["total_bytes"];
     for (const auto& i : e["inputs"]) p.inputs.push_back(i["name"]);
     for (const auto& o : e["outputs"]) p.outputs.push_back(o["name"]);
@@ -152,6 +153,7 @@ PartSpec artifact_for(const fs::path& folder, const json& manifest, const std::s
     p.name = part;
     p.pte = inside(folder, a["path"]);
     if (a.contains("weights")) p.ptd = inside(folder, a["weights"]["path"]);
+    p.method = a.value("method", "forward");
     p.size = a.value("bytes", 0) + (a.contains("weights") ? a["weights"].value("bytes", 0) : 0);
     p.fp16 = a.value("float_io", "") == "float16";
     for (const auto& i : manifest["parts"][part]["inputs"]) p.inputs.push_back(i["name"]);

@@ -21,6 +21,7 @@ struct PartSpec {
   int64_t size = 0;              // bytes on disk, program + weights: what the budget counts
   std::vector<std::string> inputs, outputs;
   bool fp16 = false;             // takes and returns float16
+  std::string method = "forward";  // its method in a program shared by a weight group (manifest `method`)
 };
 
 struct Split {

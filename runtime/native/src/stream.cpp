@@ -12,7 +12,7 @@ double now_s() {
 Loaded load_timed(const PartSpec& spec) {
   Loaded l;
   l.start = now_s();
-  l.part = std::make_unique<Part>(spec.pte, spec.ptd);
+  l.part = std::make_unique<Part>(spec.pte, spec.ptd, spec.method);
   l.end = now_s();
   l.seconds = l.end - l.start;
   return l;

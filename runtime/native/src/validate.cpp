@@ -19,9 +19,10 @@ std::vector<Check> run_artifact(const fs::path& folder, const json& artifact, co
   spec.pte = inside(folder, artifact["path"]);  // this artifact, whatever others the part has
   spec.ptd.reset();
   if (artifact.contains("weights")) spec.ptd = inside(folder, artifact["weights"]["path"]);
+  spec.method = artifact.value("method", "forward");
   std::string precision = artifact.value("precision", "fp32");
   std::vector<Check> checks;
-  Part part(spec.pte, spec.ptd);
+  Part part(spec.pte, spec.ptd, spec.method);
   for (const auto& c : read_cases(folder, artifact["part"])) {
     std::vector<const Array*> args;
     for (const auto& a : c.inputs) args.push_back(&a);
@@ -31,7 +32,9 @@ std::vector<Check> run_artifact(const fs::path& folder, const json& artifact, co
                                std::to_string(spec.outputs.size()));
     for (size_t i = 0; i < outputs.size(); ++i) {
       Check k = compare(c.outputs.at(spec.outputs[i]), outputs[i], precision);
-      k.artifact = artifact["path"];
+      // The file, with its method where a weight group's parts share it (as `tomobile validate` labels it).
+      k.artifact = artifact.contains("method") ? artifact["path"].get<std::string>() + ":" + artifact["method"].get<std::string>()
+                                               : artifact["path"].get<std::string>();
       k.case_name = c.name;
       k.output = spec.outputs[i];
       checks.push_back(k);

@@ -10,6 +10,17 @@ import java.security.MessageDigest
 
 class ManifestException(message: String) : Exception(message)
 
+/**
+ * One part's artifact in one format. Parts that share their weights (a weight group: the denoiser
+ * variants, docs/shared_weights.md) share one file: an ExecuTorch program with a [method] per part,
+ * a multifunction Core ML package with a [function] per part, or ONNX graphs that read one [weights]
+ * file (external data). Null where the part has the file to itself.
+ */
+data class PartFile(val path: String, val method: String? = null, val function: String? = null, val weights: String? = null) {
+    /** The method to load and run: the part's own in a shared program, else "forward". */
+    val methodName: String get() = method ?: "forward"
+}
+
 /** What the app reads from manifest.json. `files`: every listed file (relative path -> sha256). */
 class Manifest(
     val folder: File,
@@ -20,11 +31,11 @@ class Manifest(
     val denoiserInputs: List<String>, // the order the denoiser graphs take their inputs in
     val defaults: SamplerConfig,
     val files: Map<String, String>,
-    /** Model parts by format: format ("onnx", "executorch", "coreml") -> part name -> relative path. */
-    val parts: Map<String, Map<String, String>>,
+    /** Model parts by format: format ("onnx", "executorch", "coreml") -> part name -> its artifact. */
+    val parts: Map<String, Map<String, PartFile>>,
 ) {
     /** The part files of one format, or an error listing the formats this export has. */
-    fun partsFor(format: String): Map<String, String> =
+    fun partsFor(format: String): Map<String, PartFile> =
         parts[format] ?: throw ManifestException("this export has no $format files; it has: ${parts.keys.joinToString(", ")}; export with --format $format")
 }
 
@@ -44,13 +55,18 @@ fun readManifest(folder: File): Manifest {
         val size = mc.field("size", "model_config").asInt("model_config.size")
         val shape = intArrayOf(1, mc.field("channels", "model_config").asInt("channels"), mc.field("frames", "model_config").asInt("frames"), size, size)
         val files = LinkedHashMap<String, String>()
-        val parts = LinkedHashMap<String, LinkedHashMap<String, String>>()
+        val parts = LinkedHashMap<String, LinkedHashMap<String, PartFile>>()
         for ((i, a) in root.field("artifacts", MANIFEST).asList("artifacts").withIndex()) {
             val art = a.asObject("artifacts[$i]")
             val path = art.field("path", "artifacts[$i]").asString("artifacts[$i].path")
             files[path] = art.field("sha256", "artifacts[$i]").asString("artifacts[$i].sha256")
+            if (art.containsKey("companion_of")) continue // an int8 copy for the browser; the apps run the fp32 file
+            val weights = art["weights"]?.asObject("artifacts[$i].weights")
+            val weightsPath = weights?.field("path", "artifacts[$i].weights")?.asString("artifacts[$i].weights.path")
+            if (weights != null) files[weightsPath!!] = weights.field("sha256", "artifacts[$i].weights").asString("artifacts[$i].weights.sha256")
             val format = art.field("format", "artifacts[$i]").asString("artifacts[$i].format")
-            parts.getOrPut(format) { LinkedHashMap() }[art.field("part", "artifacts[$i]").asString("part")] = path
+            parts.getOrPut(format) { LinkedHashMap() }[art.field("part", "artifacts[$i]").asString("part")] =
+                PartFile(path, art["method"]?.asString("artifacts[$i].method"), art["function"]?.asString("artifacts[$i].function"), weightsPath)
         }
         for ((path, sha) in root.field("files", MANIFEST).asObject("files")) files[path] = sha.asString("files.$path")
         val inputs = root.field("io", MANIFEST).asObject("io").field("denoiser_inputs", "io").asList("io.denoiser_inputs")

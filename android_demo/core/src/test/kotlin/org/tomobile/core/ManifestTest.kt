@@ -74,13 +74,43 @@ class ManifestTest {
         }
     }
 
-    private fun fakeManifest(sha: String) = """
+    @Test
+    fun followsTheSharedWeightsLayout() {
+        // A weight group (docs/shared_weights.md): two ExecuTorch parts in one program, a method each;
+        // two ONNX graphs reading one external data file, which is verified like every listed file.
+        val dir = Files.createTempDirectory("tomobile-manifest").toFile()
+        try {
+            File(dir, "tokenizer.json").writeText("{}")
+            for (name in listOf("denoiser.pte", "denoiser.onnx", "denoiser_tdtm.onnx", "denoiser.onnx.data")) File(dir, name).writeBytes(name.toByteArray())
+            fun sha(name: String) = sha256Hex(name.toByteArray())
+            val weights = """{"path": "denoiser.onnx.data", "sha256": "${sha("denoiser.onnx.data")}"}"""
+            File(dir, "manifest.json").writeText(fakeManifest(sha("denoiser.pte"), """
+                {"format": "executorch", "part": "denoiser_tdtm", "path": "denoiser.pte", "sha256": "${sha("denoiser.pte")}", "method": "denoiser_tdtm"},
+                {"format": "onnx", "part": "denoiser", "path": "denoiser.onnx", "sha256": "${sha("denoiser.onnx")}", "weights": $weights},
+                {"format": "onnx", "part": "denoiser_tdtm", "path": "denoiser_tdtm.onnx", "sha256": "${sha("denoiser_tdtm.onnx")}", "weights": $weights}
+            """, method = "denoiser"))
+            val m = readManifest(dir)
+            assertEquals(mapOf("denoiser" to PartFile("denoiser.pte", method = "denoiser"), "denoiser_tdtm" to PartFile("denoiser.pte", method = "denoiser_tdtm")),
+                m.partsFor("executorch"))
+            assertEquals(listOf("denoiser", "denoiser_tdtm"), m.partsFor("executorch").values.map { it.methodName })
+            assertEquals(setOf("denoiser.onnx.data"), m.partsFor("onnx").values.map { it.weights }.toSet())
+            for (path in m.files.keys) m.verified(path)
+            File(dir, "denoiser.onnx.data").writeBytes(byteArrayOf(0))
+            val altered = expectThrows<ManifestException> { m.verified("denoiser.onnx.data") }
+            assertTrue(altered.message!!.startsWith("denoiser.onnx.data was altered"), altered.message)
+            assertEquals("forward", PartFile("text_encoder.pte").methodName)
+        } finally {
+            dir.deleteRecursively()
+        }
+    }
+
+    private fun fakeManifest(sha: String, more: String = "", method: String? = null) = """
         {"model": "video-dit-tiny",
          "model_config": {"frames": 8, "size": 32, "channels": 3, "caption_len": 16, "caption_dim": 384},
          "io": {"denoiser_inputs": ["x", "t", "states", "mask", "guidance"]},
          "sampler": {"steps": 30, "guidance": 4.0, "shift": 2.0, "lpl_step": 15, "tdtm_steps": 15,
                      "timesteps": "discrete", "lpl_similarity": "original"},
-         "artifacts": [{"format": "executorch", "part": "denoiser", "path": "denoiser.pte", "sha256": "$sha"}],
+         "artifacts": [{"format": "executorch", "part": "denoiser", "path": "denoiser.pte", "sha256": "$sha"${if (method != null) ", \"method\": \"$method\"" else ""}}${if (more.isBlank()) "" else ",$more"}],
          "files": {"tokenizer.json": "${sha256Hex("{}".toByteArray())}"}}
     """.trimIndent()
 }

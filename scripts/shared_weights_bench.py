@@ -1,0 +1,194 @@
+"""Bytes on disk and resident memory of two merge variants that share their weights: each format's
+shared layout (export/shared.py) against one file per variant, side by side in one run.
+
+A trunk of LAYERS Linear(WIDTH, WIDTH) (fp32) with two graphs over it (plain, and rows averaged as
+a merge would), exported both ways. Memory: a fresh process per case loads one or two variants,
+runs each once, and reports RssAnon + RssFile and Pss from /proc (runtime/memory.py), per reader
+setting (ORT_SETTINGS, ET_SETTINGS below); then each variant's per-call time in that process.
+
+    .venv/bin/python scripts/shared_weights_bench.py [--width 1024] [--layers 8] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tomobile.export.executorch_format import export_executorch, export_executorch_methods
+from tomobile.export.onnx_format import export_onnx, export_onnx_shared
+from tomobile.export.pipeline import _programs
+from tomobile.export.registry import ExportOptions, PartInfo
+from tomobile.graphs.exportable import Exportable, TensorSpec
+
+VARIANTS = ("plain", "merged")
+
+
+class Wide(Exportable):
+    output_names = ("y",)
+
+    def __init__(self, layers: nn.ModuleList, merged: bool, width: int) -> None:
+        super().__init__()
+        self.layers, self.merged = layers, merged
+        self.input_specs = (TensorSpec("x", (8, width)),)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = torch.relu(layer(x))  # (8, W)
+            if self.merged:
+                x = (x + x.flip(0)) * 0.5  # rows averaged in pairs
+        return (x,)
+
+
+def large_parts() -> dict:
+    """video-dit-large's denoiser without and with TDTM (the pair an LPL + TDTM clip loads): one model."""
+    from tomobile.graphs.video_dit import VideoMerge
+    from tomobile.graphs.video_random import LARGE, random_video_dit
+    from tomobile.graphs.video_zoo import GuidedDenoiser
+
+    model = random_video_dit(LARGE)
+    return {"plain": GuidedDenoiser(model, VideoMerge()).eval(), "merged": GuidedDenoiser(model, VideoMerge(tdtm=True)).eval()}
+
+
+def export_all(folder: Path, width: int, layers: int, model: str = "linear") -> None:
+    torch.manual_seed(0)
+    if model == "video-dit-large":
+        parts = large_parts()
+    else:
+        trunk = nn.ModuleList(nn.Linear(width, width) for _ in range(layers))
+        parts = {v: Wide(trunk, v == "merged", width).eval() for v in VARIANTS}
+    import numpy as np
+
+    np.savez(folder / "inputs.npz", *[t.numpy() for t in parts["plain"].example_inputs(0)])
+    names = [s.name for s in parts["plain"].input_specs]
+    get = {v: _programs(m, m.example_inputs(0)) for v, m in parts.items()}
+    info = {v: PartInfo(v, tuple(names), tuple(parts[v].output_names)) for v in VARIANTS}
+    opts = ExportOptions(backend="xnnpack")
+    for kind in ("separate", "shared"):
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+    for v in VARIANTS if model == "linear" else ():  # video-dit-large: the shared layout only (737 MB each)
+        export_onnx(get[v], info[v], folder / "separate" / f"{v}.onnx", opts)
+        export_executorch(get[v], info[v], folder / "separate" / f"{v}.pte", opts)
+    export_onnx_shared(get, info, folder / "shared" / "plain.onnx", opts)
+    export_executorch_methods(get, info, folder / "shared" / "plain.pte", opts)
+
+
+# Reader settings measured per format (fresh process each): ONNX Runtime as tomobile's readers load
+# it (each session maps the data file and prepacks its Gemm weights), with prepacking off (each
+# session maps the file, nothing copied), and with prepacking off plus one OrtValue per tensor over
+# one shared memmap of the data file (add_initializer: one mapping for all sessions); ExecuTorch
+# with XNNPACK's weight cache off and on (runtime/xnnpack_options.py).
+ORT_SETTINGS = ("default", "no_prepack", "no_prepack_shared_values")
+ET_SETTINGS = ("cache_off", "cache_on")
+
+
+def measure(folder: Path, kind: str, fmt: str, setting: str, variants: list[str]) -> dict:
+    """A fresh process loads and runs `variants`: RssAnon + RssFile and Pss (MB) with the runtimes
+    imported, then after each variant; and each variant's median per-call ms."""
+    code = f"""
+import json, os, time, numpy as np
+from pathlib import Path
+os.environ["TOMOBILE_XNNPACK_WEIGHT_CACHE"] = "1" if {setting!r} == "cache_on" else "0"
+from tomobile.runtime.artifacts import load_runner, ort_session_options
+from tomobile.runtime.memory import proc_status, malloc_trim
+import torch, onnx, onnxruntime as ort, executorch.runtime  # the runtimes' own memory is the base
+from onnx.external_data_helper import ExternalDataInfo
+
+def mem():
+    malloc_trim()
+    s = proc_status()
+    pss = next(int(l.split()[1]) * 1024 for l in open("/proc/self/smaps_rollup") if l.startswith("Pss:"))
+    return [s["RssAnon"] + s["RssFile"], pss]
+
+folder = Path({str(folder / kind)!r})
+values = {{}}
+if {setting!r} == "no_prepack_shared_values":
+    data = np.memmap(folder / "plain.onnx.data", dtype=np.uint8, mode="r")
+    for v in {list(VARIANTS)!r}:
+        for t in onnx.load(str(folder / f"{{v}}.onnx"), load_external_data=False).graph.initializer:
+            if t.data_location == onnx.TensorProto.EXTERNAL and t.name not in values:
+                i = ExternalDataInfo(t)
+                dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
+                values[t.name] = ort.OrtValue.ortvalue_from_numpy(
+                    data[i.offset:i.offset + i.length].view(dt).reshape(tuple(t.dims)))
+rows, held, ms = [mem()], [], {{}}
+x = list(np.load(Path({str(folder)!r}) / "inputs.npz").values())
+for v in {variants!r}:
+    if {fmt!r} == "onnx":
+        o = ort_session_options(1, spinning=False)
+        if {setting!r} != "default":
+            o.add_session_config_entry("session.disable_prepacking", "1")
+        for name, value in values.items():
+            o.add_initializer(name, value)
+        s = ort.InferenceSession(str(folder / f"{{v}}.onnx"), sess_options=o, providers=["CPUExecutionProvider"])
+        r = lambda a, s=s: s.run(None, dict(zip([i.name for i in s.get_inputs()], a)))
+    elif {kind!r} == "shared":
+        r = load_runner("executorch", folder / "plain.pte", method=v).run
+    else:
+        r = load_runner("executorch", folder / f"{{v}}.pte").run
+    r(x)
+    held.append(r)
+    rows.append(mem())
+for v, r in zip({variants!r}, held):
+    ts = []
+    for _ in range({RUNS[0]}):
+        t = time.perf_counter(); r(x); ts.append(time.perf_counter() - t)
+    ms[v] = 1e3 * float(np.median(ts))
+print(json.dumps({{"rows": rows, "ms": ms}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+WIDTH = [1024]
+RUNS = [20]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--width", type=int, default=1024)
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--model", choices=("linear", "video-dit-large"), default="linear",
+                    help="the trunk above, or video-dit-large's denoiser without and with TDTM (737 MB)")
+    ap.add_argument("--runs", type=int, default=20, help="calls timed per variant")
+    args = ap.parse_args()
+    RUNS[0] = args.runs
+    WIDTH[0] = args.width
+    folder = args.out or Path(tempfile.mkdtemp(prefix="shared-bench-"))
+    if not (folder / "shared" / "plain.pte").exists():  # --out of an earlier run: measure again only
+        export_all(folder, args.width, args.layers, args.model)
+    if args.model == "linear":
+        weights = args.layers * (args.width * args.width + args.width) * 4
+        print(f"weights: {weights / 1e6:.1f} MB ({args.layers} x Linear({args.width}, {args.width}), fp32)")
+    else:
+        print("video-dit-large: denoiser (plain) and denoiser_tdtm (merged), one model, 737 MB fp32")
+    print("RSS: RssAnon + RssFile; Pss: proportional set size (a page mapped twice counts once); MB over the")
+    print("process with the runtimes imported, fresh process per cell; ms: median per call, 1 thread (ORT)")
+    print("| format | layout | reader setting | on disk | RSS 1 variant | RSS 2 variants | 2 / 1 | Pss 2 / 1 | ms per call |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for fmt, suffix, settings in (("onnx", "onnx", ORT_SETTINGS), ("executorch", "pte", ET_SETTINGS)):
+        for kind in ("separate", "shared"):
+            if not any((folder / kind).iterdir()):
+                continue
+            size = sum(p.stat().st_size for p in (folder / kind).iterdir()
+                       if p.name.endswith((f".{suffix}", f".{suffix}.data")))
+            for setting in settings:
+                if kind == "separate" and setting == "no_prepack_shared_values":
+                    continue  # no shared data file to map
+                one = measure(folder, kind, fmt, setting, ["plain"])
+                two = measure(folder, kind, fmt, setting, list(VARIANTS))
+                r1, r2 = (m["rows"][-1][0] - m["rows"][0][0] for m in (one, two))
+                p1, p2 = (m["rows"][-1][1] - m["rows"][0][1] for m in (one, two))
+                ms = " / ".join(f"{two['ms'][v]:.1f}" for v in VARIANTS)
+                print(f"| {fmt} | {kind} | {setting} | {size / 1e6:.1f} MB | {r1 / 1e6:.1f} MB | {r2 / 1e6:.1f} MB "
+                      f"| {r2 / r1:.2f}x | {p2 / p1:.2f}x | {ms} |", flush=True)
+
+if __name__ == "__main__":
+    main()

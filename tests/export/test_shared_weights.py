@@ -1,0 +1,119 @@
+"""Parts that share their weights are stored once per format (export/shared.py), and every reader
+follows the shared layout: methods of one .pte, graphs reading one .onnx.data, functions of one
+multifunction .mlpackage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tomobile.export.output import finalize
+from tomobile.export.pipeline import stage_export
+from tomobile.export.registry import ExportOptions
+from tomobile.export.shared import weight_groups
+from tomobile.graphs.exportable import Exportable, ModelBundle, TensorSpec
+from tomobile.runtime.artifacts import ExecuTorchRunner, artifact_runner
+from tomobile.runtime.validate import FAIL, validate_dir
+
+WIDTH = 64  # each Linear: 64 x 64 fp32 = 16 KB, past the 1 KB below which ONNX keeps a tensor inline
+
+
+class Trunk(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(WIDTH, WIDTH), nn.Linear(WIDTH, WIDTH)
+
+
+class Variant(Exportable):
+    """The same trunk, a different graph per `mode` (as the denoiser variants differ in their merges)."""
+
+    input_specs = (TensorSpec("x", (2, WIDTH)),)
+    output_names = ("y",)
+
+    def __init__(self, trunk: Trunk, mode: int) -> None:
+        super().__init__()
+        self.trunk, self.mode = trunk, mode
+
+    def forward(self, x):
+        h = torch.relu(self.trunk.a(x))  # (2, WIDTH)
+        if self.mode == 1:
+            h = (h + h.flip(0)) * 0.5  # a "merge": rows averaged
+        return (self.trunk.b(h),)
+
+
+def _weight_bytes(trunk: Trunk) -> int:
+    return sum(p.numel() * p.element_size() for p in trunk.parameters())
+
+
+def test_weight_groups_by_identity():
+    trunk, other = Trunk(), Trunk()  # `other`: equal values, its own tensors
+    parts = {"v0": Variant(trunk, 0), "v1": Variant(trunk, 1), "w": Variant(other, 0), "none": nn.ReLU()}
+    assert weight_groups(parts) == {"v0": ("v0", "v1"), "v1": ("v0", "v1")}
+
+
+@pytest.fixture(scope="module")
+def shared_export(tmp_path_factory):
+    trunk = Trunk()
+    bundle = ModelBundle("toy", {"v0": Variant(trunk, 0).eval(), "v1": Variant(trunk, 1).eval()})
+    out = tmp_path_factory.mktemp("shared") / "toy"
+    staging, manifest = stage_export(bundle, ["onnx", "executorch", "coreml"], out, ExportOptions(), progress=False)
+    finalize(staging)
+    return out, manifest, _weight_bytes(trunk)
+
+
+def test_manifest_names_the_shared_files(shared_export):
+    folder, manifest, _ = shared_export
+    got = {(a["format"], a["part"]): (a["path"], a.get("method"), a.get("function"), a.get("weights", {}).get("path"))
+           for a in manifest["artifacts"]}
+    assert got == {("onnx", "v0"): ("v0.onnx", None, None, "v0.onnx.data"),
+                   ("onnx", "v1"): ("v1.onnx", None, None, "v0.onnx.data"),
+                   ("executorch", "v0"): ("v0.pte", "v0", None, None),
+                   ("executorch", "v1"): ("v0.pte", "v1", None, None),
+                   ("coreml", "v0"): ("v0.mlpackage", None, "v0", None),
+                   ("coreml", "v1"): ("v0.mlpackage", None, "v1", None)}
+    assert manifest["weight_groups"] == {"v0": {"parts": ["v0", "v1"], "weights": {
+        "onnx": "v0.onnx.data", "executorch": "v0.pte", "coreml": "v0.mlpackage"}}}
+    assert json.loads((folder / "manifest.json").read_text())["weight_groups"] == manifest["weight_groups"]
+    assert not (folder / "v1.pte").exists() and not (folder / "v1.mlpackage").exists()
+
+
+def test_each_format_writes_the_weights_once(shared_export):
+    """Two copies would be 2x the weights: every store stays under 1.5x one copy."""
+    folder, _, weights = shared_export
+    matrices = 2 * WIDTH * WIDTH * 4  # the biases (256 bytes) stay in the graphs
+    assert matrices <= (folder / "v0.onnx.data").stat().st_size < 1.5 * weights
+    assert all((folder / g).stat().st_size < weights / 4 for g in ("v0.onnx", "v1.onnx"))  # graphs only
+    assert (folder / "v0.pte").stat().st_size < 1.5 * weights
+    blobs = sum(p.stat().st_size for p in (folder / "v0.mlpackage").rglob("weight.bin"))
+    assert weights <= blobs < 1.5 * weights
+
+
+def test_validate_checks_every_variant(shared_export):
+    folder, _, _ = shared_export
+    report = validate_dir(folder, progress=False)
+    rows = {(c.artifact, c.case) for c in report.checks}
+    assert {("v0.onnx", "seeded"), ("v1.onnx", "seeded"), ("v0.pte:v0", "seeded"), ("v0.pte:v1", "seeded"),
+            ("v0.mlpackage:v0", "spec"), ("v0.mlpackage:v1", "spec")} <= rows
+    assert not [c for c in report.checks if c.status == FAIL]
+
+
+def test_runners_follow_the_method(shared_export):
+    """The variants differ: a reader that ran the default method (or the first) for both would
+    give v0's output for v1. Both methods come from one loaded Program."""
+    folder, manifest, _ = shared_export
+    x = np.random.default_rng(0).standard_normal((2, WIDTH)).astype(np.float32)
+    entries = {a["part"]: a for a in manifest["artifacts"] if a["format"] == "executorch"}
+    r0, r1 = (artifact_runner(folder, entries[p]) for p in ("v0", "v1"))
+    assert r0.program is r1.program
+    y0, y1 = r0.run([x])[0], r1.run([x])[0]
+    assert not np.allclose(y0, y1)
+    with pytest.raises(Exception):
+        ExecuTorchRunner(folder / "v0.pte")  # no `forward` in a shared program
+    onnx = {a["part"]: artifact_runner(folder, a) for a in manifest["artifacts"] if a["format"] == "onnx"}
+    np.testing.assert_allclose(onnx["v0"].run([x])[0], y0, atol=1e-5)
+    np.testing.assert_allclose(onnx["v1"].run([x])[0], y1, atol=1e-5)
