@@ -90,7 +90,7 @@ def test_padded_batches_match_the_reference_and_never_mix(t, ratio):
 def test_padding_content_does_not_change_real_tokens():
     gen = torch.Generator().manual_seed(5)
     valid = _mask(24, [3, 9])
-    metric, x = torch.randn(2, 24, 8, generator=gen), torch.randn(2, 24, 5, generator=gen)
+    metric = torch.randn(2, 24, 8, generator=gen)
     other = metric.clone()
     other[valid == 0] = torch.randn(int((valid == 0).sum()), 8, generator=gen)
     a = pitome_text_assignment(metric[:, 1:], 5, 0.8, valid[:, 1:])
