@@ -50,7 +50,10 @@ def phone(video_export, tmp_path_factory) -> dict:
                        cwd=WEB_DEMO, check=True, timeout=1800)
     report = json.loads((work / "out.json").read_text())
     manifest = json.loads((video_export / "manifest.json").read_text())
-    report["model_bytes"] = {a["path"]: a["bytes"] for a in manifest["artifacts"] if a["format"] == "onnx"}
+    onnx = [a for a in manifest["artifacts"] if a["format"] == "onnx"]
+    report["model_bytes"] = {a["path"]: a["bytes"] for a in onnx}
+    # a graph whose weights are shared reads them from its group's .onnx.data (docs/shared_weights.md)
+    report["weights_of"] = {a["path"]: a["weights"] for a in onnx if "weights" in a}
     report["manifest"] = manifest
     return report
 
@@ -93,7 +96,9 @@ def test_second_visit_downloads_no_model_bytes(phone):
     first, second = phone["first"], phone["second"]
     assert first["state"] == second["state"] == "ready", (first["error"], second["error"])
     loaded = {phone["first"]["load"]["textEncoder"]["path"], *(f"{v}.onnx" for v in phone["manifest"]["variants"])}
-    assert first["net"]["modelBytes"] == sum(phone["model_bytes"][p] for p in loaded)
+    weights = {phone["weights_of"][p]["path"]: phone["weights_of"][p]["bytes"] for p in loaded if p in phone["weights_of"]}
+    assert weights, "the video denoisers share one weights file"  # each shared file is fetched once
+    assert first["net"]["modelBytes"] == sum(phone["model_bytes"][p] for p in loaded) + sum(weights.values())
     assert second["net"]["modelRequests"] == 0 and second["net"]["modelBytes"] == 0, second["net"]["urls"]
     manifest_bytes = second["load"]["downloaded"]  # manifest.json, fetched on every visit
     assert manifest_bytes < 100_000 and second["load"]["fromCache"] + manifest_bytes == first["load"]["downloaded"]
