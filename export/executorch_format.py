@@ -244,7 +244,22 @@ def for_xnnpack(program):
     quant = {n.target for n in program.graph.nodes
              if n.op == "call_function" and getattr(n.target, "namespace", "") == "quantized_decomposed"}
     with torch.no_grad():  # folded constants must be leaves (the delegate deep-copies them)
-        return constant_prop_pass(program, custom_skip_targets=quant | get_default_skip_targets_no_quant())
+        program = constant_prop_pass(program, custom_skip_targets=quant | get_default_skip_targets_no_quant())
+        return _own_storage(program)
+
+
+def _own_storage(program):
+    """Give every folded constant that is a view (a slice of a packed weight, e.g. SigLIP's pool-head
+    `in_proj_weight.chunk(3)`) storage of its own. XNNPACK's serializer writes a constant's storage
+    from its start, so a folded slice read the packed weight's first rows: 3.6 off on siglip-tiny."""
+    for name, value in list(program.constants.items()):
+        if isinstance(value, torch.Tensor) and _is_view(value):
+            program.constants[name] = value.detach().clone()
+    return program
+
+
+def _is_view(t: torch.Tensor) -> bool:
+    return t.storage_offset() != 0 or t.untyped_storage().nbytes() != t.numel() * t.element_size()
 
 
 def program_summary(manager, method: str | None = None) -> dict:

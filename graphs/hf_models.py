@@ -11,7 +11,8 @@ patched forwards change from the originals:
   (class token first; DeiT's distillation token second, as ToMe orders them).
 - CLIP vision encoder (`CLIPEncoder` under `CLIPVisionModel`): the same, inside the encoder.
 - SigLIP vision encoder (`SiglipEncoder` under `SiglipVisionModel`): the same with no class token
-  (nothing is protected; the attention-pool head reads every merged token).
+  (nothing is protected; the attention-pool head reads every merged token). Merged or not, the
+  attention-pool head gets its static export spelling (graphs/siglip_head.py; eager unchanged).
 - DINOv2 (`Dinov2Model`, `Dinov2WithRegistersModel`): the ViT loop with DINOv2's layer scales;
   the class and register tokens are protected; positions are interpolated by the model's own
   embeddings at the exported size; pooler_output is the class token, as the original.
@@ -41,6 +42,7 @@ from .config import MergeConfig
 from .layers import AttentionParts, LayerFns, TokenState, attention, initial_state, merged_layer
 from .merge import unmerge
 from .plan import MergePlan, make_plan
+from .siglip_head import apply_static_pool, remove_static_pool
 
 _PLAN_ATTR = "_tomobile_plan"
 
@@ -231,6 +233,8 @@ def apply_merge(model: nn.Module, config: MergeConfig, seq_len: int | None = Non
                      class_token=family != "siglip", distill_token=family == "deit", padded=family == "bert",
                      registers=getattr(model.config, "num_register_tokens", 0) if family == "dinov2" else 0)
     setattr(backbone, _PLAN_ATTR, plan)
+    if family == "siglip":  # merged or not: its pool head as ExecuTorch runs it, while exporting only
+        apply_static_pool(model)
     if plan.merges:
         backbone.forward = types.MethodType(_FORWARDS[family], backbone)
     return model
@@ -238,6 +242,7 @@ def apply_merge(model: nn.Module, config: MergeConfig, seq_len: int | None = Non
 
 def remove_merge(model: nn.Module) -> nn.Module:
     """Undo `apply_merge`: the class forwards are back; weights were never touched."""
+    remove_static_pool(model)
     for module in model.modules():
         if hasattr(module, _PLAN_ATTR):
             delattr(module, _PLAN_ATTR)
