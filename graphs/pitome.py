@@ -284,45 +284,50 @@ def pitome_text_assignment(metric: torch.Tensor, r: int, margin: float,
     return (slot_k.reshape(b, 1, t) @ order).reshape(b, t)  # back to token order
 
 
-def text_layer(fns: LayerFns, state: TokenState, i: int, plan: MergePlan) -> TokenState:
-    """Their PiToMeBertLayer: attention, `pitome_text` on the non-class keys, then the MLP. The merge
-    averages with unit sizes in every layer, as theirs (`merge_wavg(merge, x, None)`); sizes are
-    still summed (proportional attention with prop_attn=1). The padding mask follows the merge."""
-    r = plan.r[i]
-    x, keys, _ = attend(fns, state, plan.prop_attn)
-    if r == 0:
-        return state._replace(x=fns.feed_forward(x))
-    protected = plan.get("protected")
-    with annotate(MERGE_ANNOTATION):
-        metric = head_mean(keys)[:, protected:]  # (B, T - p, d); theirs sums over heads: the same cosines
-        valid = None if state.valid is None else state.valid[:, protected:]  # (B, T - p)
-        pos = pitome_text_assignment(metric, r, plan.get("margin_per_layer")[i], valid)
-        m = one_hot_assignment(with_protected(pos, protected, valid is not None), x.shape[1] - r, x.dtype)  # (B, T', T)
-        x = merge_sum(m, x) / torch.clamp(row_sum(m), min=1.0)  # (B, T', C): plain mean of each slot
-        size = merge_sum(m, state.size)  # (B, T', 1)
-        source = None if state.source is None else merge_sum(m, state.source)
-        if state.valid is not None:  # reshapes, not (un)squeeze: XNNPACK delegates views, not squeeze_copy
-            b, t = state.valid.shape
-            valid = merge_sum(m, state.valid.reshape(b, t, 1)).reshape(b, t - r).clamp(max=1.0)  # (B, T')
-    return TokenState(fns.feed_forward(x), size, source, valid, unit_size=False)
+def _text_merge(x: torch.Tensor, metric: torch.Tensor, state: TokenState, i: int,
+                plan: MergePlan) -> tuple[torch.Tensor, ...]:
+    """Their PiToMeBertLayer's merge: `pitome_text` on the non-class keys, with unit sizes in every
+    layer, as theirs (`merge_wavg(merge, x, None)`); sizes are still summed (proportional attention
+    with prop_attn=1). The padding mask follows the merge. Returns x, size, source, valid."""
+    r, protected = plan.r[i], plan.get("protected")
+    valid = None if state.valid is None else state.valid[:, protected:]  # (B, T - p)
+    pos = pitome_text_assignment(metric, r, plan.get("margin_per_layer")[i], valid)
+    m = one_hot_assignment(with_protected(pos, protected, valid is not None), x.shape[1] - r, x.dtype)  # (B, T', T)
+    x = merge_sum(m, x) / torch.clamp(row_sum(m), min=1.0)  # (B, T', C): plain mean of each slot
+    size = merge_sum(m, state.size)  # (B, T', 1)
+    source = None if state.source is None else merge_sum(m, state.source)
+    if state.valid is not None:  # reshapes, not (un)squeeze: XNNPACK delegates views, not squeeze_copy
+        b, t = state.valid.shape
+        valid = merge_sum(m, state.valid.reshape(b, t, 1)).reshape(b, t - r).clamp(max=1.0)  # (B, T')
+    return x, size, source, valid
+
+
+def _vision_merge(x: torch.Tensor, metric: torch.Tensor, state: TokenState, i: int,
+                  plan: MergePlan) -> tuple[torch.Tensor, ...]:
+    """Their PiToMeBlock's merge: pitome_bsm in the first layers, pitome later, size-weighted.
+    Returns x, size, source, valid."""
+    r, protected = plan.r[i], plan.get("protected")
+    pos = pitome_assignment(metric, r, plan.get("margin_per_layer")[i], i < plan.get("bsm_layers"))
+    m = one_hot_assignment(with_protected(pos, protected), x.shape[1] - r, x.dtype)  # (B, T', T)
+    x, size = merge_wavg(m, x, state.size, state.unit_size)
+    source = None if state.source is None else merge_sum(m, state.source)
+    return x, size, source, state.valid
 
 
 def layer(fns: LayerFns, state: TokenState, i: int, plan: MergePlan) -> TokenState:
-    """Attention, then PiToMe merges r tokens (pitome_bsm in the first layers, pitome later), the MLP."""
-    if dict(plan.data).get("text"):
-        return text_layer(fns, state, i, plan)
-    r = plan.r[i]
+    """Attention, then PiToMe merges r tokens on the keys averaged over heads (protected tokens left
+    out), then the MLP: `pitome_text` on BERT-style text, pitome_bsm / pitome on vision."""
     x, keys, _ = attend(fns, state, plan.prop_attn)
-    if r == 0:
+    if plan.r[i] == 0:
         return state._replace(x=fns.feed_forward(x))
+    merge = _text_merge if dict(plan.data).get("text") else _vision_merge
     protected = plan.get("protected")
     with annotate(MERGE_ANNOTATION):
-        metric = head_mean(keys)[:, protected:]  # (B, T - p, d)
-        pos = pitome_assignment(metric, r, plan.get("margin_per_layer")[i], i < plan.get("bsm_layers"))
-        m = one_hot_assignment(with_protected(pos, protected), x.shape[1] - r, x.dtype)  # (B, T', T)
-        x, size = merge_wavg(m, x, state.size, state.unit_size)
-        source = None if state.source is None else merge_sum(m, state.source)
-    return TokenState(fns.feed_forward(x), size, source, state.valid, unit_size=False)
+        metric = head_mean(keys)  # (B, T, d); theirs on text sums over heads: the same cosines
+        if protected:  # no empty-prefix slice: exported, `[:, 0:]` is an alias_copy on portable kernels
+            metric = metric[:, protected:]  # (B, T - p, d)
+        x, size, source, valid = merge(x, metric, state, i, plan)
+    return TokenState(fns.feed_forward(x), size, source, valid, unit_size=False)
 
 
 PITOME = register_method(Method(
