@@ -114,8 +114,9 @@ def layer(fns: LayerFns, state: TokenState, i: int, plan: MergePlan) -> TokenSta
         x, size = merge_wavg(m, x, size, state.unit_size)
         if source is not None:
             source = merge_sum(m, source)
-        if valid is not None:
-            valid = merge_sum(m, valid.unsqueeze(-1)).squeeze(-1).clamp(max=1.0)  # (B, T')
+        if valid is not None:  # reshapes, not (un)squeeze: XNNPACK delegates views, not squeeze_copy (4 partitions)
+            b, t = valid.shape
+            valid = merge_sum(m, valid.reshape(b, t, 1)).reshape(b, t - r).clamp(max=1.0)  # (B, T')
     return TokenState(fns.feed_forward(x), size, source, valid, unit_size=False)
 
 

@@ -1,4 +1,4 @@
-"""PiToMe on a BERT-style encoder (a tiny local folder, random weights) exported to ONNX and
+"""PiToMe (and ToMe) on a BERT-style encoder (a tiny local folder, random weights) exported to ONNX and
 ExecuTorch: validated against eager (<= 1e-4 fp32), ExecuTorch in one XNNPACK partition with no
 operator on portable kernels, and both runtimes checked on padded inputs as well (the export's own
 validation feeds an all-real mask)."""
@@ -47,9 +47,28 @@ def test_tiny_bert_pitome_exports_to_onnx_and_executorch_and_validates(tmp_path)
     # token types, the mask cast); the merge adds none and the encoder is one XNNPACK partition.
     assert set(et["operators"]) <= BERT_INPUT_OPS and et["partitions"] == 1, et
 
+    _padded_inputs_match_eager(wrapper, out)
+
+
+def test_tiny_bert_tome_is_one_executorch_partition(tmp_path):
+    """ToMe's mask update squeezed (`aten::squeeze_copy`, which XNNPACK does not take): 4 partitions.
+    It reshapes now, as the PiToMe text layer does: one partition, the same numbers."""
+    bundle = load_local(_bert_folder(tmp_path / "bert"), MergeConfig.parse("tome:r=4"), seq_len=32)
+    out = tmp_path / "out"
+    manifest = export_model(bundle, ["onnx", "executorch"], out, ExportOptions(), require_pass=True,
+                            progress=False).manifest
+    assert manifest["plan"]["method"] == "tome" and manifest["plan"]["tokens_per_layer"][-1] == 16
+    assert all(c["status"] == "pass" and c["max_abs_error"] <= 1e-4 for c in manifest["validation"]["checks"])
+    (et,) = [a for a in manifest["artifacts"] if a["format"] == "executorch"]
+    assert set(et["operators"]) <= BERT_INPUT_OPS and et["partitions"] == 1, et
+    _padded_inputs_match_eager(bundle.parts["model"], out)
+
+
+def _padded_inputs_match_eager(wrapper: torch.nn.Module, out: Path) -> None:
+    """ONNX Runtime and ExecuTorch against eager on padded inputs (validation feeds all-real masks)."""
     gen = torch.Generator().manual_seed(3)
     onnx, pte = OnnxRunner(out / "model.onnx"), ExecuTorchRunner(out / "model.pte")
-    for real in (5, 12, 20, 32):  # padding below r, between r and 2r, above 2r, none
+    for real in (5, 12, 20, 32):  # padding below r, between r and 2r, above 2r, none (r of PiToMe's first layer)
         ids = torch.randint(1000, 1200, (1, 32), generator=gen)
         mask = (torch.arange(32) < real).long()[None]
         ids[mask == 0] = 0
