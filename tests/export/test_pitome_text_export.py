@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from tomobile.export.pipeline import export_model
@@ -62,6 +63,21 @@ def test_tiny_bert_tome_is_one_executorch_partition(tmp_path):
     (et,) = [a for a in manifest["artifacts"] if a["format"] == "executorch"]
     assert set(et["operators"]) <= BERT_INPUT_OPS and et["partitions"] == 1, et
     _padded_inputs_match_eager(bundle.parts["model"], out)
+
+
+@pytest.mark.slow  # reason: Core ML and Core AI conversions, about 1.5 min on 2 loaded cores
+def test_tiny_bert_pitome_exports_to_coreml_and_coreai(tmp_path):
+    """Core ML spec-checked as every Core ML export off macOS (names, static shapes, op types);
+    Core AI validated numerically against eager (<= 1e-4 fp32)."""
+    bundle = load_local(_bert_folder(tmp_path / "bert"), MergeConfig.parse("pitome:ratio=0.7"), seq_len=32)
+    manifest = export_model(bundle, ["coreml", "coreai"], tmp_path / "out", ExportOptions(), require_pass=True,
+                            progress=False).manifest
+    checks = manifest["validation"]["checks"]
+    coreml = [c for c in checks if c["artifact"] == "model.mlpackage"]
+    coreai = [c for c in checks if c["artifact"] == "model.aimodel"]
+    assert {c["output"] for c in coreml} == {c["output"] for c in coreai} == {"last_hidden_state", "pooler_output"}
+    assert all(c["status"] == "needs macOS" and c["note"].startswith("spec ok") for c in coreml), coreml
+    assert all(c["status"] == "pass" and c["max_abs_error"] <= 1e-4 for c in coreai), coreai
 
 
 def _padded_inputs_match_eager(wrapper: torch.nn.Module, out: Path) -> None:
