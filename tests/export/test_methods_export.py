@@ -11,8 +11,12 @@ import pytest
 
 from tomobile.cli.main import main
 
-SPECS = {"vit-tiny": {"pitome": "pitome:ratio=0.8", "diffrate": "diffrate:prune=65,60,50,40,merge=65,55,45,30"},
-         "deit-tiny": {"pitome": "pitome:ratio=0.8", "diffrate": "diffrate:prune=66,60,50,40,merge=66,55,45,30"},
+SPECS = {"vit-tiny": {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8",
+                      "diffrate": "diffrate:prune=65,60,50,40,merge=65,55,45,30"},
+         "deit-tiny": {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8",
+                       "diffrate": "diffrate:prune=66,60,50,40,merge=66,55,45,30"},
+         "clip-vit-tiny": {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8",
+                           "diffrate": "diffrate:prune=65,60,50,40,merge=65,55,45,30"},
          "siglip-tiny": {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8"},
          "dinov2-tiny": {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8",
                          "diffrate": "diffrate:prune=65,60,50,40,merge=65,55,45,30"},

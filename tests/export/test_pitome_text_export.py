@@ -65,11 +65,12 @@ def test_tiny_bert_tome_is_one_executorch_partition(tmp_path):
     _padded_inputs_match_eager(bundle.parts["model"], out)
 
 
-@pytest.mark.slow  # reason: Core ML and Core AI conversions, about 1.5 min on 2 loaded cores
-def test_tiny_bert_pitome_exports_to_coreml_and_coreai(tmp_path):
+@pytest.mark.slow  # reason: Core ML and Core AI conversions, about 30 s each on 2 loaded cores
+@pytest.mark.parametrize("spec", ["pitome:ratio=0.7", "tome:r=4"])
+def test_tiny_bert_exports_to_coreml_and_coreai(tmp_path, spec):
     """Core ML spec-checked as every Core ML export off macOS (names, static shapes, op types);
     Core AI validated numerically against eager (<= 1e-4 fp32)."""
-    bundle = load_local(_bert_folder(tmp_path / "bert"), MergeConfig.parse("pitome:ratio=0.7"), seq_len=32)
+    bundle = load_local(_bert_folder(tmp_path / "bert"), MergeConfig.parse(spec), seq_len=32)
     manifest = export_model(bundle, ["coreml", "coreai"], tmp_path / "out", ExportOptions(), require_pass=True,
                             progress=False).manifest
     checks = manifest["validation"]["checks"]
