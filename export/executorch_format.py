@@ -250,8 +250,9 @@ def for_xnnpack(program):
 
 def _own_storage(program):
     """Give every folded constant that is a view (a slice of a packed weight, e.g. SigLIP's pool-head
-    `in_proj_weight.chunk(3)`) storage of its own. XNNPACK's serializer writes a constant's storage
-    from its start, so a folded slice read the packed weight's first rows: 3.6 off on siglip-tiny."""
+    `in_proj_weight.chunk(3)`, at a non-zero storage offset) storage of its own. Lowered as a view,
+    it computed with wrong numbers (siglip-tiny's pooled output 3.6 off): ExecuTorch 1.5.1's
+    lowering loses the offset somewhere (not traced further); a copy is right."""
     for name, value in list(program.constants.items()):
         if isinstance(value, torch.Tensor) and _is_view(value):
             program.constants[name] = value.detach().clone()
