@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -33,8 +34,11 @@ import torch
 # is ~6e-8; eager and exported graphs drift apart by up to a few 1e-6 by the third block of
 # video-dit-tiny (docs/coreai.md), so 1e-5 leaves a factor of a few above both.
 MIN_MARGIN = 1e-5
-# Seeds tried before giving up and keeping the seed with the widest smallest gap (reported as such).
+# Seeds tried before giving up and keeping the seed with the widest smallest gap (reported as such),
+# and the eager time after which no further seed is drawn: a big model (sd15-unet, ~20k decisions per
+# call, tens of seconds per eager call here) is not held up for minutes; the seed kept is recorded.
 MAX_DRAWS = 48
+DRAW_SECONDS = 60.0
 # Scores that are exact constants on every backend: equal ones are exact ties, broken by index.
 _EXACT = (1.0, 2.0, -1.0e4, -2.0e4)  # snapped duplicates, PAD_PAIR, NO_MATCH, PROTECTED (merge.py)
 
@@ -159,11 +163,14 @@ def case_margin(found: MarginLog, min_margin: float = MIN_MARGIN) -> dict:
             "decisions": found.decisions, "site": found.narrowest_site(), "clear": gap >= min_margin}
 
 
-def draw_clear_inputs(model, min_margin: float = MIN_MARGIN, max_draws: int = MAX_DRAWS) -> Draw:
+def draw_clear_inputs(model, min_margin: float = MIN_MARGIN, max_draws: int = MAX_DRAWS,
+                      budget_s: float = DRAW_SECONDS) -> Draw:
     """The first seed 0, 1, ... whose inputs (`model.example_inputs(seed)`) leave every merge decision
-    at least `min_margin` clear in eager; after `max_draws` seeds, the one with the widest smallest gap
-    (`Draw.clear` False). A model without data-dependent merges keeps seed 0."""
+    at least `min_margin` clear in eager; after `max_draws` seeds, or once the draws took `budget_s`
+    seconds, the one with the widest smallest gap (`Draw.clear` False). A model without
+    data-dependent merges keeps seed 0."""
     best: Draw | None = None
+    start = time.monotonic()
     for seed in range(max_draws):
         inputs = model.example_inputs(seed=seed)
         outputs, log = measure(model, inputs)
@@ -172,5 +179,7 @@ def draw_clear_inputs(model, min_margin: float = MIN_MARGIN, max_draws: int = MA
             best = draw
         if draw.smallest_gap >= min_margin:
             return draw
+        if time.monotonic() - start > budget_s:
+            break
     assert best is not None
-    return Draw(best.seed, best.inputs, best.outputs, best.smallest_gap, best.decisions, best.site, max_draws, min_margin)
+    return Draw(best.seed, best.inputs, best.outputs, best.smallest_gap, best.decisions, best.site, seed + 1, min_margin)

@@ -68,6 +68,8 @@ def test_no_seed_clears_reports_the_widest():
     assert not draw.clear and draw.draws == 3 and draw.seed in (0, 1, 2)
     gaps = [measure(model, model.example_inputs(seed=s))[1].smallest for s in range(3)]
     assert draw.smallest_gap == max(gaps)
+    quick = draw_clear_inputs(model, min_margin=10.0, budget_s=0.0)  # out of time after the first draw
+    assert quick.draws == 1 and quick.seed == 0 and not quick.clear
 
 
 def test_exact_ties_are_not_near_ties():
