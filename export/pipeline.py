@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ..graphs.errors import TomobileError
 from ..graphs.exportable import Exportable, ModelBundle
+from ..graphs.margins import case_margin, draw_clear_inputs, measure
 from ..graphs.merge import MergeOps, merge_ops
 from ..graphs.video_zoo import MODEL_NAME as VIDEO_MODEL
 from ..runtime.contract import write_contract
@@ -171,22 +172,34 @@ def _programs(wrapper: Exportable, inputs: tuple[torch.Tensor, ...]):
 
 def _write_vectors(bundle: ModelBundle, stem: str, wrapper: Exportable, folder: Path) -> dict:
     """Seeded (and real, where the model has them) inputs with eager fp32 outputs: the reference
-    every artifact is checked against, here and in the apps."""
-    cases = {"seeded": wrapper.example_inputs(seed=0)}
+    every artifact is checked against, here and in the apps. The seeded inputs are the first seed
+    whose merge decisions are all clear of near-ties in eager (graphs/margins.py); the part's entry
+    records that seed and each case's smallest merge gap ("margins")."""
+    draw = draw_clear_inputs(wrapper)
+    if not draw.clear:
+        log.warning("%s: no seed of %d leaves every merge decision %.0e clear (widest: seed %d, %.1e at %s); "
+                    "a backend may decide a near-tie the other way", stem, draw.draws, draw.min_margin, draw.seed,
+                    draw.smallest_gap, draw.site)
+    cases = {"seeded": (draw.inputs, draw.outputs)}
+    margins = {"seeded": draw.to_json()}
     if stem in bundle.real_inputs:
-        cases["real"] = bundle.real_inputs[stem]()
+        inputs = bundle.real_inputs[stem]()
+        outputs, found = measure(wrapper, inputs)
+        cases["real"] = (inputs, outputs)
+        margins["real"] = case_margin(found)
     arrays, outputs = {}, ()
-    with torch.no_grad():
-        for case, inputs in cases.items():
-            outputs = wrapper(*inputs)
-            for spec, x in zip(wrapper.input_specs, inputs, strict=True):
-                arrays[f"{case}.input.{spec.name}"] = x.numpy()
-            for name, y in zip(wrapper.output_names, outputs, strict=True):
-                arrays[f"{case}.output.{name}"] = y.float().numpy()
+    for case, (inputs, outputs) in cases.items():
+        for spec, x in zip(wrapper.input_specs, inputs, strict=True):
+            arrays[f"{case}.input.{spec.name}"] = x.numpy()
+        for name, y in zip(wrapper.output_names, outputs, strict=True):
+            arrays[f"{case}.output.{name}"] = y.float().numpy()
     path = folder / VECTORS_DIR / f"{stem}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)  # a stem may name a subfolder (unet/model)
     np.savez(path, **arrays)
-    return {"cases": list(cases), **_io_spec(wrapper, outputs)}
+    entry = {"cases": list(cases), **_io_spec(wrapper, outputs)}
+    if draw.decisions:  # a part without data-dependent merges has nothing to record
+        entry["margins"] = margins
+    return entry
 
 
 def stage_export(bundle: ModelBundle, formats: list[str], out_dir: Path, options: ExportOptions,

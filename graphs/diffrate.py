@@ -29,6 +29,7 @@ import torch
 from torch.fx.traceback import annotate
 
 from .layers import MERGE_ANNOTATION, LayerFns, TokenState, attend
+from .margins import note_cut, note_partner
 from .merge import PROTECTED, best_partner, constant, indexed, l2_norm, merge_sum, one_hot_assignment, rank_descending
 from .methods import Method, register_method
 from .plan import MergePlan, PlanShape, counts_plan
@@ -165,7 +166,10 @@ def diffrate_step(x: torch.Tensor, probs: torch.Tensor, mid: int, kept: int,
     merged token, 1 otherwise. x (B, T, C) are the hidden states after the attention residual."""
     b, t, _ = x.shape
     tab = {k: constant(v, x) for k, v in _tables(t, mid, kept, p).items()}
-    rank = rank_descending(class_attention(probs, p))  # (B, T - p)
+    attn = class_attention(probs, p)  # (B, T - p)
+    note_cut("diffrate.prune", attn, mid - p)  # eager only, inside margins.record_margins(): which tokens
+    note_cut("diffrate.merge", attn, kept - p)  # are pruned, merged, kept (their order only permutes slots)
+    rank = rank_descending(attn)  # (B, T - p)
     ranked = one_hot_assignment(rank, t - p, x.dtype)  # (B, T - p, T - p)
     order = tab["shift"] @ ranked @ tab["shift"].transpose(0, 1) + tab["head"]  # (B, T, T): P[k, i], exact
     if mid == kept:  # prune only
@@ -175,6 +179,7 @@ def diffrate_step(x: torch.Tensor, probs: torch.Tensor, mid: int, kept: int,
     scores = src @ dst.transpose(-1, -2)  # (B, S, K)
     scores = scores * tab["free"] + PROTECTED * (1.0 - tab["free"])  # the class token receives nothing
     best, partner = best_partner(scores)  # (B, S)
+    note_partner("diffrate", scores, torch.ones_like(best))  # every source merges
     # One matmul for both rows, on a constant of its own: XNNPACK packs a 2-D matmul's constant operand
     # as a weight, and a weight that another op also reads puts that matmul in a partition of its own.
     spread = torch.stack((partner, best - 1.0), dim=1) @ tab["spread"]  # (B, 2, T) over sorted k

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .margins import note_cut, note_partner
 
 # A large finite negative score. Cosine similarities lie in [-1, 1]; protected tokens sit
 # below every real score, and below pairs that may not merge (padding against real tokens).
@@ -304,6 +305,8 @@ def assignment(
     scores = matching_scores(metric, class_token, distill_token, valid)  # (B, Ta, Tb)
     best, partner = best_partner(scores)  # (B, Ta), (B, Ta)
     merged = torch.clamp(float(r) - rank_descending(best), 0.0, 1.0)  # (B, Ta): rank < r, integers
+    note_cut("tome", best, r)  # eager only, inside margins.record_margins(): how clear the choices are
+    note_partner("tome", scores, merged)
     kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (B, Ta)
     partner_slot = partner + float(n_kept)  # (B, Ta)
     if distill_token:

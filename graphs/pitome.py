@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch.fx.traceback import annotate
 
 from .layers import MERGE_ANNOTATION, LayerFns, TokenState, attend, head_mean
+from .margins import note_cut, note_order, note_partner
 from .merge import (NO_MATCH, PAD_PAIR, best_partner, constant, greater, indexed, l2_norm, merge_sum, merge_wavg,
                     one_hot_assignment, rank_descending, row_sum)
 from .methods import Method, register_method
@@ -154,6 +155,7 @@ def energy_order(metric: torch.Tensor, margin: float) -> tuple[torch.Tensor, tor
     else:
         act = F.elu(sim - margin)  # (B, T, T)
         energy = act.mean(dim=-1)  # (B, T): eager, bit-equal to the original's
+        note_order("pitome", energy)  # inside margins.record_margins(): the order picks A, B and slots
     return sim, one_hot_assignment(rank_descending(energy), t, metric.dtype)
 
 
@@ -187,9 +189,12 @@ def pitome_assignment(metric: torch.Tensor, r: int, margin: float, bsm: bool) ->
         ta = scores.shape[1]
         rank = rank_descending(best)  # (B, Ta): ToMe's edge order
         merged = torch.clamp(float(r) - rank, 0.0, 1.0)  # (B, Ta): rank < r
+        note_cut("pitome", best, r)  # eager only, inside margins.record_margins()
+        note_partner("pitome", scores, merged)
         a_slot = (rank - float(r)) + merged * (float(ta - r) + partner - (rank - float(r)))  # kept: rank - r
         slot_k = a_slot @ tab["a_to_k"] + tab["base"]  # (B, T) in energy order
     else:
+        note_partner("pitome", scores, torch.ones_like(best))  # every A (the first r) merges
         slot_k = partner @ tab["a_to_k"] + tab["base"]  # (B, T): A i -> (T - 2r) + partner
     return (slot_k.reshape(b, 1, t) @ order).reshape(b, t)  # back to token order: pos[i] = slot_k[rank i]
 
@@ -266,7 +271,9 @@ def pitome_text_assignment(metric: torch.Tensor, r: int, margin: float,
         raise ValueError(f"pitome_text merges 0 < r <= T/2 tokens; got r={r} of {t}")
     unit = metric / torch.clamp(l2_norm(metric), min=_EPS)  # (B, T, C), F.normalize
     sim = unit @ unit.transpose(-1, -2)  # (B, T, T)
-    order = one_hot_assignment(rank_descending(text_energy(sim, margin, valid)), t, metric.dtype)  # P (B, T, T)
+    energy = text_energy(sim, margin, valid)  # (B, T)
+    note_order("pitome_text", energy)  # inside margins.record_margins(): the order picks A, B and slots
+    order = one_hot_assignment(rank_descending(energy), t, metric.dtype)  # P (B, T, T)
     tab = {k: constant(v, metric) for k, v in _text_tables(t, r).items()}
     pa, pb = tab["sel_a"] @ order, tab["sel_b"] @ order  # (B, r, T) each: rows of P
     scores = pa @ sim @ pb.transpose(-1, -2)  # (B, r, r): sim of A against B, exact
@@ -276,6 +283,7 @@ def pitome_text_assignment(metric: torch.Tensor, r: int, margin: float,
         real, pads = va * vb, (1.0 - va) * (1.0 - vb)  # (B, r, r) 0/1 masks
         scores = scores * real + PAD_PAIR * pads + NO_MATCH * (1.0 - real - pads)
     best, partner = best_partner(scores)  # (B, r), first maximum in B order
+    note_partner("pitome_text", scores, torch.ones_like(best))
     a_slot = partner + float(t - 2 * r)  # (B, r)
     if valid is not None:
         orphan = 1.0 - greater(best, NO_MATCH / 2)  # (B, r): a padding A with no padding B

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InputError
+from .margins import note_cut, note_partner
 from .merge import (NO_MATCH, best_partner, cumsum_rows, one_hot_assignment, rank_descending, snap_duplicates,
                     unmerge)
 
@@ -90,6 +91,8 @@ def assignment(x: torch.Tensor, dst: list[int], r: int) -> torch.Tensor:
     scores = snap_duplicates(unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2))  # (N, Ns, Nd)
     best, partner = best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
     merged = torch.clamp(float(r) - rank_descending(best.clamp_min(NO_MATCH)), 0.0, 1.0)  # (N, Ns): rank < r
+    note_cut("spatial", best.clamp_min(NO_MATCH), r)  # eager only, inside margins.record_margins()
+    note_partner("spatial", scores, merged)
     kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (N, Ns)
     src_slot = merged * (partner + n_kept) + (1.0 - merged) * kept_slot  # (N, Ns)
     dst_slot = (_const([float(j + n_kept) for j in range(nd)], x)).unsqueeze(0).expand(x.shape[0], nd)  # (N, Nd)

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..graphs.errors import TomobileError
+from ..graphs.margins import MIN_MARGIN
 from .artifacts import artifact_runner
 from .manifest import inside, load_manifest, sha256_path
 from .streaming import RUNTIME_FORMATS, UNLIMITED, BlockStreamer, open_split
@@ -63,7 +64,8 @@ class ValidationReport:
                 row["psnr_db"] = "inf"
         return {"passed": self.passed, "thresholds": {"fp32_max_abs_error": FP32_MAX_ABS_ERROR,
                                                       "fp16_min_psnr_db": FP16_MIN_PSNR_DB,
-                                                      "int8_min_psnr_db": INT8_MIN_PSNR_DB}, "checks": rows}
+                                                      "int8_min_psnr_db": INT8_MIN_PSNR_DB,
+                                                      "merge_min_margin": MIN_MARGIN}, "checks": rows}
 
 
 def psnr(reference: np.ndarray, actual: np.ndarray, peak: float | None = None) -> float:
@@ -116,6 +118,16 @@ def vector_cases(folder: Path, part: str) -> dict[str, tuple[list[np.ndarray], d
     return cases
 
 
+def margin_note(part: dict, case: str) -> str:
+    """What the export recorded about how clear eager's merge decisions are on `case` (its
+    "margins" entry, graphs/margins.py): empty when they all clear the margin or none were taken."""
+    found = part.get("margins", {}).get(case)
+    if not found or found.get("clear", True):
+        return ""
+    return (f"; eager's closest merge decision is {found['smallest_gap']:.1e} from flipping "
+            f"(< {found['min_margin']:g}, at {found['site']}): a backend may take the other one")
+
+
 def _run_artifact(folder: Path, artifact: dict, manifest: dict) -> list[OutputCheck]:
     part = manifest["parts"][artifact["part"]]
     names = [o["name"] for o in part["outputs"]]
@@ -128,6 +140,7 @@ def _run_artifact(folder: Path, artifact: dict, manifest: dict) -> list[OutputCh
         outputs = runner.run(inputs)
         for name, actual in zip(names, outputs, strict=True):
             err, quality, status, note = compare(expected[name], np.asarray(actual), precision)
+            note += margin_note(part, case)
             checks.append(OutputCheck(artifact_label(artifact), case, name, tuple(np.shape(actual)), err, quality, status, note))
     if hasattr(runner, "close"):  # Core AI: release the loaded model now, not when collected
         runner.close()
@@ -193,6 +206,7 @@ def check_chains(folder: Path, manifest: dict) -> list[OutputCheck]:
                                               f"{type(err).__name__}: {first}"))
                     continue
                 err, quality, status, note = compare(expected["velocity"], out, precision)
+                note += margin_note(manifest["parts"][variant], case)
                 checks.append(OutputCheck(f"chain {variant} ({fmt})", case, "velocity", out.shape, err, quality,
                                           status, note))
         streamer.close()

@@ -131,15 +131,48 @@ def _bert(folder: Path) -> None:
     _seeded(lambda: BertModel(BertConfig(vocab_size=1200, **TINY))).save_pretrained(folder)
 
 
-@pytest.mark.parametrize("family", [_vit, _deit, _clip, _bert], ids=["vit", "deit", "clip-vision", "bert"])
-def test_local_hf_folder_of_every_family_exports_to_coreai_and_validates(tmp_path: Path, family, capsys):
+def _siglip(folder: Path) -> None:
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    _seeded(lambda: SiglipVisionModel(SiglipVisionConfig(**VISION))).save_pretrained(folder)
+
+
+def _dinov2(folder: Path) -> None:
+    from transformers import Dinov2Config, Dinov2Model
+
+    _seeded(lambda: Dinov2Model(Dinov2Config(**VISION))).save_pretrained(folder)
+
+
+def _dinov2_registers(folder: Path) -> None:
+    from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+
+    _seeded(lambda: Dinov2WithRegistersModel(Dinov2WithRegistersConfig(num_register_tokens=2, **VISION))).save_pretrained(folder)
+
+
+def _sentence(folder: Path) -> None:
+    """A sentence-transformers folder (MiniLM's layout): a BERT, modules.json and mean pooling."""
+    _bert(folder)
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+
+
+@pytest.mark.parametrize(("family", "spec"), [
+    (_vit, "tome:r=2"), (_deit, "tome:r=2"), (_clip, "tome:r=2"), (_bert, "tome:r=2"), (_siglip, "tome:r=2"),
+    (_dinov2, "tome:r=2"), (_dinov2_registers, "pitome:ratio=0.9"),  # ToMe refuses register tokens
+    (_sentence, "tome:r=2")],
+    ids=["vit", "deit", "clip-vision", "bert", "siglip", "dinov2", "dinov2-registers", "sentence-transformers"])
+def test_local_hf_folder_of_every_family_exports_to_coreai_and_validates(tmp_path: Path, family, spec, capsys):
     folder = tmp_path / "hf"
     family(folder)
     capsys.readouterr()
     out = tmp_path / "out"
-    assert main(["-q", "export", str(folder), "--merge", "tome:r=2", "--format", "coreai", "--out", str(out)]) == 0
+    assert main(["-q", "export", str(folder), "--merge", spec, "--format", "coreai", "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     names = [o["name"] for o in manifest["parts"]["model"]["outputs"]]
+    assert family is not _sentence or names == ["last_hidden_state", "sentence_embedding"]
     with CoreAIRunner(out / "model.aimodel") as runner:
         assert runner.output_names == names
     rows = _coreai_rows(out)
