@@ -165,16 +165,20 @@ class SharedWeightSessions:
         api.CreateEnv(3, b"tomobile", ctypes.byref(self._env))  # ORT_LOGGING_LEVEL_ERROR
         api.CreatePrepackedWeightsContainer(ctypes.byref(self._container))
         api.CreateCpuMemoryInfo(_ARENA, _MEM_DEFAULT, ctypes.byref(self._meminfo))
-        self._values: dict[str, P] = {}
-        self._arrays: dict[str, np.ndarray] = {}
+        self._values: dict[tuple, P] = {}
+        self._arrays: dict[tuple, np.ndarray] = {}
         self._sessions: list[P] = []
 
-    def _value(self, name: str, offset: int, length: int, dtype: np.dtype, shape: tuple[int, ...]) -> P:
-        if name not in self._values:
+    def _value(self, offset: int, length: int, dtype: np.dtype, shape: tuple[int, ...]) -> P:
+        """The OrtValue over these bytes of the map, one per (offset, length, dtype, shape): graphs
+        name their tensors independently (two graphs' `val_45` may be different constants), so
+        the place in the file, not the name, says which tensor it is."""
+        key = (offset, length, dtype.str, shape)
+        if key not in self._values:
             array = np.frombuffer(self._map, dtype=dtype, count=length // dtype.itemsize, offset=offset).reshape(shape)
-            self._arrays[name] = array
-            self._values[name] = self._tensor(array)
-        return self._values[name]
+            self._arrays[key] = array
+            self._values[key] = self._tensor(array)
+        return self._values[key]
 
     def _tensor(self, array: np.ndarray) -> P:
         """An OrtValue over `array`'s memory (no copy; `array` must outlive it)."""
@@ -198,7 +202,7 @@ class SharedWeightSessions:
             for name, (location, offset, length, dtype, shape) in external_initializers(graph).items():
                 if (Path(graph).parent / location).resolve() != self.data.resolve():
                     raise OrtCapiError(f"{graph} keeps {name} in {location}, not in {self.data.name}")
-                api.AddInitializer(opts, name.encode(), self._value(name, offset, length, dtype, shape))
+                api.AddInitializer(opts, name.encode(), self._value(offset, length, dtype, shape))
             handle = P()
             api.CreateSessionWithPrepackedWeightsContainer(self._env, str(graph).encode(), opts, self._container,
                                                            ctypes.byref(handle))

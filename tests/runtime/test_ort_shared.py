@@ -100,7 +100,7 @@ def test_two_sessions_hold_the_prepacked_weights_once(shared_onnx):
     for got in (on, off):  # the first session packs the weights either way: the measurement sees them
         assert got["rows"][1] - got["rows"][0] > 0.8 * weights
     assert off["rows"][2] - off["rows"][1] > 0.8 * weights  # ORT's default: packed again per session
-    assert on["rows"][2] - on["rows"][1] < 0.15 * weights  # one container: the same packed copy
+    assert on["rows"][2] - on["rows"][1] < 0.4 * weights  # one container: the same packed copy (+ a session)
     assert on["outs"] == off["outs"]  # the same kernels on the same packed bytes: bit for bit
     assert not np.allclose(on["outs"][0], on["outs"][1])  # each session ran its own graph
 
@@ -113,7 +113,8 @@ def test_shared_values_come_from_the_one_data_file(shared_onnx):
     owner = SharedWeightSessions(folder / "plain.onnx.data", threads=1)
     owner.session(folder / "plain.onnx")
     owner.session(folder / "merged.onnx")
-    assert set(owner._values) == set(found[0])  # one OrtValue per tensor, both sessions
+    # one OrtValue per tensor of the file, both sessions
+    assert set(owner._values) == {(o, n, d.str, shape) for _, o, n, d, shape in found[0].values()}
     owner.close()
 
 
@@ -147,3 +148,32 @@ def test_shared_sessions_can_be_turned_off(group_export, monkeypatch):
     shared: dict = {}
     video._checked_runner(folder, artifacts["denoiser"], video.RuntimeKind.ONNXRUNTIME, shared)
     assert shared == {}
+
+
+def test_same_name_different_tensors_stay_apart(tmp_path):
+    """Graphs name their constants independently: `k` is 1s in one graph and 2s in the other,
+    both in the one data file. A reader that took tensors by name would give one graph the other's."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tomobile.export.onnx_format import share_initializers
+
+    w = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
+    paths = []
+    for i, value in enumerate((1.0, 2.0)):
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "k"], ["y"])], f"g{i}",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 64])],
+            [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.full((64,), value, np.float32), "k")])
+        paths.append(tmp_path / f"g{i}.onnx")
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(paths[-1]))
+    share_initializers(paths, tmp_path / "g0.onnx.data", min_bytes=64)
+    assert len(external_initializers(paths[1])) == 2
+    x = np.random.default_rng(1).standard_normal((4, 64)).astype(np.float32)
+    owner = SharedWeightSessions(tmp_path / "g0.onnx.data", threads=1)
+    got = [owner.session(p).run([x])[0] for p in paths]
+    for path, y in zip(paths, got, strict=True):
+        np.testing.assert_array_equal(y, OnnxRunner(path, threads=1).run([x])[0])
+    np.testing.assert_allclose(got[1] - got[0], 1.0, atol=1e-5)
+    owner.close()
