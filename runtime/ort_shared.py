@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+# Tensors smaller than this stay the session's own (ORT loads them from the file as usual).
+MIN_SHARED_BYTES = 64 * 1024
 API_VERSION = 13  # the table's first 170 entries, unchanged in every later version
 
 # Indices in struct OrtApi (onnxruntime_c_api.h, counted from CreateStatus = 0).
@@ -156,8 +158,10 @@ class SharedWeightSessions:
     every session gets the same `OrtValue`s over one memory map of `data` and the same prepacked
     weights container. Keep this object alive while its sessions run."""
 
-    def __init__(self, data: Path, threads: int | None = None, spinning: bool = False) -> None:
+    def __init__(self, data: Path, threads: int | None = None, spinning: bool = False,
+                 min_bytes: int = MIN_SHARED_BYTES) -> None:
         self.api = api = _Api.get()
+        self.min_bytes = min_bytes
         self.data, self.threads, self.spinning = Path(data), threads, spinning
         self._file = open(self.data, "rb")  # noqa: SIM115 (the map lives as long as the sessions)
         self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
@@ -200,6 +204,8 @@ class SharedWeightSessions:
             if not self.spinning:
                 api.AddSessionConfigEntry(opts, b"session.intra_op.allow_spinning", b"0")
             for name, (location, offset, length, dtype, shape) in external_initializers(graph).items():
+                if length < self.min_bytes:
+                    continue  # small tables (rope, norms): the session reads its own, as ORT would
                 if (Path(graph).parent / location).resolve() != self.data.resolve():
                     raise OrtCapiError(f"{graph} keeps {name} in {location}, not in {self.data.name}")
                 api.AddInitializer(opts, name.encode(), self._value(offset, length, dtype, shape))

@@ -21,7 +21,7 @@ from tomobile.export.registry import ExportOptions, PartInfo
 from tomobile.graphs.exportable import Exportable, ModelBundle, TensorSpec
 from tomobile.runtime import video
 from tomobile.runtime.artifacts import OnnxRunner
-from tomobile.runtime.ort_shared import SharedWeightSessions, external_initializers
+from tomobile.runtime.ort_shared import MIN_SHARED_BYTES, SharedWeightSessions, external_initializers
 
 WIDTH, LAYERS = 512, 4  # 4.2 MB of fp32 weights: well above the process's own noise
 
@@ -113,8 +113,9 @@ def test_shared_values_come_from_the_one_data_file(shared_onnx):
     owner = SharedWeightSessions(folder / "plain.onnx.data", threads=1)
     owner.session(folder / "plain.onnx")
     owner.session(folder / "merged.onnx")
-    # one OrtValue per tensor of the file, both sessions
-    assert set(owner._values) == {(o, n, d.str, shape) for _, o, n, d, shape in found[0].values()}
+    # one OrtValue per tensor of the file (of MIN_SHARED_BYTES or more: the weights), both sessions
+    assert set(owner._values) == {(o, n, d.str, shape) for _, o, n, d, shape in found[0].values()
+                                  if n >= MIN_SHARED_BYTES} != set()
     owner.close()
 
 
@@ -171,7 +172,7 @@ def test_same_name_different_tensors_stay_apart(tmp_path):
     share_initializers(paths, tmp_path / "g0.onnx.data", min_bytes=64)
     assert len(external_initializers(paths[1])) == 2
     x = np.random.default_rng(1).standard_normal((4, 64)).astype(np.float32)
-    owner = SharedWeightSessions(tmp_path / "g0.onnx.data", threads=1)
+    owner = SharedWeightSessions(tmp_path / "g0.onnx.data", threads=1, min_bytes=0)  # k is 256 bytes
     got = [owner.session(p).run([x])[0] for p in paths]
     for path, y in zip(paths, got, strict=True):
         np.testing.assert_array_equal(y, OnnxRunner(path, threads=1).run([x])[0])
