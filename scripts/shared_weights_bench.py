@@ -109,16 +109,20 @@ def mem():
     return [s["RssAnon"] + s["RssFile"], pss]
 
 folder = Path({str(folder / kind)!r})
-values = {{}}
+values, by_place = {{}}, {{}}  # variant -> {{name: OrtValue}}; one OrtValue per place in the file
 if {setting!r} == "no_prepack_shared_values":
     data = np.memmap(folder / "plain.onnx.data", dtype=np.uint8, mode="r")
     for v in {list(VARIANTS)!r}:
+        values[v] = {{}}
         for t in onnx.load(str(folder / f"{{v}}.onnx"), load_external_data=False).graph.initializer:
-            if t.data_location == onnx.TensorProto.EXTERNAL and t.name not in values:
+            if t.data_location == onnx.TensorProto.EXTERNAL:  # graphs name constants independently
                 i = ExternalDataInfo(t)
                 dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
-                values[t.name] = ort.OrtValue.ortvalue_from_numpy(
-                    data[i.offset:i.offset + i.length].view(dt).reshape(tuple(t.dims)))
+                key = (i.offset, i.length, str(dt), tuple(t.dims))
+                if key not in by_place:
+                    by_place[key] = ort.OrtValue.ortvalue_from_numpy(
+                        data[i.offset:i.offset + i.length].view(dt).reshape(tuple(t.dims)))
+                values[v][t.name] = by_place[key]
 rows, held, ms, shared = [mem()], [], {{}}, None
 x = list(np.load(Path({str(folder)!r}) / "inputs.npz").values())
 for v in {variants!r}:
@@ -131,7 +135,7 @@ for v in {variants!r}:
         o = ort_session_options(1, spinning=False)
         if {setting!r} != "default":
             o.add_session_config_entry("session.disable_prepacking", "1")
-        for name, value in values.items():
+        for name, value in values.get(v, {{}}).items():
             o.add_initializer(name, value)
         s = ort.InferenceSession(str(folder / f"{{v}}.onnx"), sess_options=o, providers=["CPUExecutionProvider"])
         r = lambda a, s=s: s.run(None, dict(zip([i.name for i in s.get_inputs()], a)))
