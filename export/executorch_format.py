@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import torch
+from torch.export.graph_signature import InputKind
 from torch.fx.passes.infra.pass_base import PassResult
 
 from ..graphs.errors import InputError
@@ -64,8 +65,6 @@ def _alike_weights(programs: dict) -> set[str]:
     InvalidExternalData (0x24) where the sizes differ, and reads wrong values where only the
     values do. Such tensors stay in the .pte, per method (XNNPACK's delegated weights are keyed by
     their sha256 and need no such care)."""
-    from torch.export.graph_signature import InputKind
-
     seen: dict[str, torch.Tensor] = {}
     names: dict[str, str] = {}  # placeholder name -> fqn
     differ: set[str] = set()
