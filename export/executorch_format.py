@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import torch
+from torch.export.graph_signature import InputKind
 from torch.fx.passes.infra.pass_base import PassResult
 
 from ..graphs.errors import InputError
@@ -45,10 +46,39 @@ def lower_methods(programs: dict, backend: str, weights_tag: str | None = None):
         partitioners = [XnnpackPartitioner()]
         programs = {name: for_xnnpack(p) for name, p in programs.items()}
         passes = [expand_as_view]
-    config = ExecutorchBackendConfig(external_constants=(lambda node: weights_tag) if weights_tag else False)
+    shared = _alike_weights(programs) if weights_tag and len(programs) > 1 else None
+    config = ExecutorchBackendConfig(external_constants=(
+        (lambda node: weights_tag if shared is None or node.target in shared else None) if weights_tag else False))
     with _scalars_as(_float_dtype(next(iter(programs.values())))):
         edge = to_edge_transform_and_lower(programs, transform_passes=passes, partitioner=partitioners)
     return edge.to_executorch(config)
+
+
+def _alike_weights(programs: dict) -> set[str]:
+    """Placeholder names of the parameters and buffers that every method holding them holds alike
+    (same name, equal tensor): the ones that may go to a shared .ptd.
+
+    ExecuTorch keys a non-delegated constant in the .ptd by its fully qualified name, program-wide:
+    two methods whose tensors share a name but not their values would read one of them (the
+    TDTM variant's `rope_cos` (2, 16) against the plain one's (4, 16); constants propagated per
+    graph, `c__prop_tensor_constant14`, (4, 1) against (8, 1)): `load_method` then fails with
+    InvalidExternalData (0x24) where the sizes differ, and reads wrong values where only the
+    values do. Such tensors stay in the .pte, per method (XNNPACK's delegated weights are keyed by
+    their sha256 and need no such care)."""
+    seen: dict[str, torch.Tensor] = {}
+    names: dict[str, str] = {}  # placeholder name -> fqn
+    differ: set[str] = set()
+    for program in programs.values():
+        tensors = {**program.state_dict, **program.constants}
+        for spec in program.graph_signature.input_specs:
+            if spec.kind not in (InputKind.PARAMETER, InputKind.BUFFER) or spec.target not in tensors:
+                continue
+            t = tensors[spec.target]
+            names[spec.arg.name] = spec.target
+            first = seen.setdefault(spec.target, t)
+            if first is not t and (first.shape != t.shape or first.dtype != t.dtype or not torch.equal(first, t)):
+                differ.add(spec.target)
+    return {name for name, fqn in names.items() if fqn not in differ}
 
 
 def _tag_weights(program, tag: str):

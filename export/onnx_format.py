@@ -137,9 +137,11 @@ def share_initializers(paths: list[Path], data: Path, min_bytes: int = SHARED_MI
     tmp, old = data.with_name(f".{data.name}.tmp"), set()  # a part's own data file may be named `data`
     with tmp.open("wb") as f:
         for path in paths:
-            model = onnx.load(str(path))  # with its own external data, if any
-            old |= {path.parent / e.value for t in model.graph.initializer for e in t.external_data
+            # Its own data file (a split part's): loading the data clears the tensors' locations.
+            graph = onnx.load(str(path), load_external_data=False)
+            old |= {path.parent / e.value for t in graph.graph.initializer for e in t.external_data
                     if e.key == "location"}
+            model = onnx.load(str(path))  # with its own external data, if any
             for t in model.graph.initializer:
                 if not t.HasField("raw_data"):
                     t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t), t.name))

@@ -224,10 +224,8 @@ def stage_export(bundle: ModelBundle, formats: list[str], out_dir: Path, options
 
 def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options: ExportOptions,
                  progress: bool) -> dict:
-    # Split parts (weights in a .ptd / .onnx.data) stay one file per part: a multi-method .pte on one
-    # .ptd failed at load_method (error 0x24) in the streaming tests; see docs/shared_weights.md.
-    shareable = {stem: w for stem, w in bundle.parts.items() if not w.external_weights}
-    parts, artifacts, groups, pending = {}, [], weight_groups(shareable), {}
+    # Split parts group too: a block's plain and merged parts share one .ptd / .onnx.data.
+    parts, artifacts, groups, pending = {}, [], weight_groups(bundle.parts), {}
     steps = tqdm(total=len(bundle.parts) * len(formats), desc="export", unit="artifact", disable=not progress)
     for stem, wrapper in bundle.parts.items():
         wrapper.eval()

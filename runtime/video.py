@@ -25,6 +25,7 @@ from ..graphs.video_zoo import MODEL_NAME, VARIANTS, WEIGHTS, guided_velocity, l
 from .artifacts import CoreAIRunner, ExecuTorchRunner, OnnxRunner
 from .manifest import ManifestError, inside, load_manifest, sha256_path
 from .noise import latent_noise
+from .ort_shared import OrtCapiError, SharedWeightSessions
 from .sampler import LeapMode, SampleResult, SamplerConfig, sample
 from .validate import ValidationError
 
@@ -114,16 +115,40 @@ def tokenizer_encode(artifacts: Path, length: int) -> Callable[[str], tuple[np.n
     return ids
 
 
-def _session_runner(path: Path, kind: RuntimeKind, weights: Path | None = None,
-                    method: str | None = None) -> Callable[..., list[np.ndarray]]:
-    """`weights`, `method`: an ExecuTorch artifact's .ptd and its method in a shared .pte (ONNX
-    Runtime finds a graph's external data itself: a shared `<group>.onnx.data` too)."""
+def _shared_onnx(shared: dict[Path, SharedWeightSessions], path: Path, data: Path,
+                 threads: int | None) -> Callable[..., list[np.ndarray]] | None:
+    """A session of `path` that takes its weights from the group's shared owner of `data` (one
+    prepacked copy for all the group's variants: runtime/ort_shared.py), or None where the C
+    library cannot be used here (then the caller opens an ordinary session)."""
+    if os.environ.get("TOMOBILE_ORT_SHARED_WEIGHTS", "1") == "0":
+        return None
+    try:
+        if data not in shared:
+            shared[data] = SharedWeightSessions(data, threads=threads, spinning=False)
+        session = shared[data].session(path)
+    except (OrtCapiError, OSError) as err:
+        log.info("ONNX Runtime sessions do not share prepacked weights (%s); each packs its own", err)
+        return None
+    shared[data].drop_resident()  # the sessions packed what they need; mapped pages come back on use
+    return lambda *arrays: session.run(list(arrays))
+
+
+def _session_runner(path: Path, kind: RuntimeKind, weights: Path | None = None, method: str | None = None,
+                    shared: dict[Path, SharedWeightSessions] | None = None) -> Callable[..., list[np.ndarray]]:
+    """`weights`: an ExecuTorch artifact's .ptd, or the shared `<group>.onnx.data` of an ONNX graph
+    (whose sessions then share one prepacked copy through `shared`, one owner per data file);
+    `method`: the artifact's method in a shared .pte."""
     if kind is RuntimeKind.ONNXRUNTIME:
         # A clip switches between five sessions (text encoder, denoiser variants), each with its own
         # thread pool. With spinning on, the pool of the session just left keeps a core busy while
         # the next one runs: the first TDTM call after an unmerged one took 1.37x its steady time,
         # and 30-step clips ran 1.5x slower on the shared 2-core machine (docs/video.md).
-        runner = OnnxRunner(path, threads=int(os.environ.get("TOMOBILE_THREADS", "0")) or None, spinning=False)
+        threads = int(os.environ.get("TOMOBILE_THREADS", "0")) or None
+        if weights is not None and shared is not None:
+            run = _shared_onnx(shared, path, weights, threads)
+            if run is not None:
+                return run
+        runner = OnnxRunner(path, threads=threads, spinning=False)
         return lambda *arrays: runner.run(list(arrays))
     if kind is RuntimeKind.COREAI:
         core = CoreAIRunner(path)  # loaded once and kept: the compiled model stays between steps
@@ -153,8 +178,10 @@ class LazyVariants(Mapping):
         return len(self._loaders)
 
 
-def _checked_runner(folder: Path, artifact: dict, kind: RuntimeKind) -> Callable[..., list[np.ndarray]]:
-    """The artifact's session, after its sha256 matched the manifest; one-line errors otherwise."""
+def _checked_runner(folder: Path, artifact: dict, kind: RuntimeKind,
+                    shared: dict[Path, SharedWeightSessions] | None = None) -> Callable[..., list[np.ndarray]]:
+    """The artifact's session, after its sha256 matched the manifest; one-line errors otherwise.
+    `shared`: the owners of shared ONNX weights files, one per file, kept by the caller."""
     path = inside(folder, artifact["path"])
     records = [(path, artifact["sha256"])]
     if "weights" in artifact:  # a weights file beside the graph (shared by a weight group's parts)
@@ -164,9 +191,9 @@ def _checked_runner(folder: Path, artifact: dict, kind: RuntimeKind) -> Callable
             raise FileNotFoundError(f"{file} is listed in the manifest but missing; export again")
         if sha256_path(file) != digest:
             raise ValidationError(f"{file} does not match its sha256 in the manifest (corrupt or changed); export again")
-    weights = records[1][0] if len(records) > 1 and artifact["format"] == "executorch" else None
+    weights = records[1][0] if len(records) > 1 else None
     try:
-        return _session_runner(path, kind, weights, artifact.get("method"))
+        return _session_runner(path, kind, weights, artifact.get("method"), shared)
     except Exception as err:  # a runtime that cannot load a file whose checksum matched
         raise ValidationError(f"{kind.value} cannot load {path}: {str(err).splitlines()[0] if str(err) else err}") from None
 
@@ -228,9 +255,11 @@ def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | 
         input_ids, mask = ids(caption)
         return text(input_ids, mask)[0].astype(np.float32), mask.astype(np.float32)
 
+    shared: dict[Path, SharedWeightSessions] = {}  # a weight group's variants: one prepacked copy
+
     def loader(artifact: dict) -> Callable[[], DenoiseFn]:
         def load() -> DenoiseFn:
-            run = _checked_runner(artifacts, artifact, kind)
+            run = _checked_runner(artifacts, artifact, kind, shared)
             return lambda *a: run(*a)[0]
 
         return load

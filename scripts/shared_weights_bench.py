@@ -82,9 +82,10 @@ def export_all(folder: Path, width: int, layers: int, model: str = "linear") -> 
 # Reader settings measured per format (fresh process each): ONNX Runtime as tomobile's readers load
 # it (each session maps the data file and prepacks its Gemm weights), with prepacking off (each
 # session maps the file, nothing copied), and with prepacking off plus one OrtValue per tensor over
-# one shared memmap of the data file (add_initializer: one mapping for all sessions); ExecuTorch
-# with XNNPACK's weight cache off and on (runtime/xnnpack_options.py).
-ORT_SETTINGS = ("default", "no_prepack", "no_prepack_shared_values")
+# one shared memmap of the data file (add_initializer: one mapping for all sessions), and prepacked
+# once for all sessions (runtime/ort_shared.py: the C API's prepacked weights container, what
+# generate uses); ExecuTorch with XNNPACK's weight cache off and on (runtime/xnnpack_options.py).
+ORT_SETTINGS = ("default", "no_prepack", "no_prepack_shared_values", "shared_prepacked")
 ET_SETTINGS = ("cache_off", "cache_on")
 
 
@@ -97,6 +98,7 @@ from pathlib import Path
 os.environ["TOMOBILE_XNNPACK_WEIGHT_CACHE"] = "1" if {setting!r} == "cache_on" else "0"
 from tomobile.runtime.artifacts import load_runner, ort_session_options
 from tomobile.runtime.memory import proc_status, malloc_trim
+from tomobile.runtime.ort_shared import SharedWeightSessions
 import torch, onnx, onnxruntime as ort, executorch.runtime  # the runtimes' own memory is the base
 from onnx.external_data_helper import ExternalDataInfo
 
@@ -107,24 +109,33 @@ def mem():
     return [s["RssAnon"] + s["RssFile"], pss]
 
 folder = Path({str(folder / kind)!r})
-values = {{}}
+values, by_place = {{}}, {{}}  # variant -> {{name: OrtValue}}; one OrtValue per place in the file
 if {setting!r} == "no_prepack_shared_values":
     data = np.memmap(folder / "plain.onnx.data", dtype=np.uint8, mode="r")
     for v in {list(VARIANTS)!r}:
+        values[v] = {{}}
         for t in onnx.load(str(folder / f"{{v}}.onnx"), load_external_data=False).graph.initializer:
-            if t.data_location == onnx.TensorProto.EXTERNAL and t.name not in values:
+            if t.data_location == onnx.TensorProto.EXTERNAL:  # graphs name constants independently
                 i = ExternalDataInfo(t)
                 dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
-                values[t.name] = ort.OrtValue.ortvalue_from_numpy(
-                    data[i.offset:i.offset + i.length].view(dt).reshape(tuple(t.dims)))
-rows, held, ms = [mem()], [], {{}}
+                key = (i.offset, i.length, str(dt), tuple(t.dims))
+                if key not in by_place:
+                    by_place[key] = ort.OrtValue.ortvalue_from_numpy(
+                        data[i.offset:i.offset + i.length].view(dt).reshape(tuple(t.dims)))
+                values[v][t.name] = by_place[key]
+rows, held, ms, shared = [mem()], [], {{}}, None
 x = list(np.load(Path({str(folder)!r}) / "inputs.npz").values())
 for v in {variants!r}:
-    if {fmt!r} == "onnx":
+    if {setting!r} == "shared_prepacked":
+        if shared is None:  # one owner of the mapped weights and the prepacked container
+            shared = SharedWeightSessions(folder / "plain.onnx.data", threads=1)
+        r = shared.session(folder / f"{{v}}.onnx").run
+        shared.drop_resident()
+    elif {fmt!r} == "onnx":
         o = ort_session_options(1, spinning=False)
         if {setting!r} != "default":
             o.add_session_config_entry("session.disable_prepacking", "1")
-        for name, value in values.items():
+        for name, value in values.get(v, {{}}).items():
             o.add_initializer(name, value)
         s = ort.InferenceSession(str(folder / f"{{v}}.onnx"), sess_options=o, providers=["CPUExecutionProvider"])
         r = lambda a, s=s: s.run(None, dict(zip([i.name for i in s.get_inputs()], a)))
@@ -142,7 +153,10 @@ for v, r in zip({variants!r}, held):
     ms[v] = 1e3 * float(np.median(ts))
 print(json.dumps({{"rows": rows, "ms": ms}}))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:  # one cell's failure is reported in its row; the others still run
+        last = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+        raise RuntimeError(last[:160])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -158,10 +172,13 @@ def main() -> None:
     ap.add_argument("--model", choices=("linear", "video-dit-large"), default="linear",
                     help="the trunk above, or video-dit-large's denoiser without and with TDTM (737 MB)")
     ap.add_argument("--runs", type=int, default=20, help="calls timed per variant")
+    ap.add_argument("--settings", nargs="*", default=None,
+                    help=f"measure only these reader settings (of {', '.join(ORT_SETTINGS + ET_SETTINGS)})")
     args = ap.parse_args()
     RUNS[0] = args.runs
     WIDTH[0] = args.width
     folder = args.out or Path(tempfile.mkdtemp(prefix="shared-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "shared" / "plain.pte").exists():  # --out of an earlier run: measure again only
         export_all(folder, args.width, args.layers, args.model)
     if args.model == "linear":
@@ -171,8 +188,12 @@ def main() -> None:
         print("video-dit-large: denoiser (plain) and denoiser_tdtm (merged), one model, 737 MB fp32")
     print("RSS: RssAnon + RssFile; Pss: proportional set size (a page mapped twice counts once); MB over the")
     print("process with the runtimes imported, fresh process per cell; ms: median per call, 1 thread (ORT)")
-    print("| format | layout | reader setting | on disk | RSS 1 variant | RSS 2 variants | 2 / 1 | Pss 2 / 1 | ms per call |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("2 / default 1: two variants in this setting over one variant in the format's first setting (its")
+    print("readers' default before shared weights: ORT default, ExecuTorch cache off)")
+    print("| format | layout | reader setting | on disk | RSS 1 variant | RSS 2 variants | 2 / 1 | 2 / default 1 "
+          "| Pss 2 / 1 | ms per call |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    base: dict[str, float] = {}
     for fmt, suffix, settings in (("onnx", "onnx", ORT_SETTINGS), ("executorch", "pte", ET_SETTINGS)):
         for kind in ("separate", "shared"):
             if not any((folder / kind).iterdir()):
@@ -180,15 +201,24 @@ def main() -> None:
             size = sum(p.stat().st_size for p in (folder / kind).iterdir()
                        if p.name.endswith((f".{suffix}", f".{suffix}.data")))
             for setting in settings:
-                if kind == "separate" and setting == "no_prepack_shared_values":
+                if kind == "separate" and setting in ("no_prepack_shared_values", "shared_prepacked"):
                     continue  # no shared data file to map
-                one = measure(folder, kind, fmt, setting, ["plain"])
-                two = measure(folder, kind, fmt, setting, list(VARIANTS))
+                if args.settings and setting not in args.settings:
+                    continue
+                try:
+                    one = measure(folder, kind, fmt, setting, ["plain"])
+                    two = measure(folder, kind, fmt, setting, list(VARIANTS))
+                except RuntimeError as err:
+                    print(f"| {fmt} | {kind} | {setting} | {size / 1e6:.1f} MB | failed: {err} |", flush=True)
+                    continue
                 r1, r2 = (m["rows"][-1][0] - m["rows"][0][0] for m in (one, two))
                 p1, p2 = (m["rows"][-1][1] - m["rows"][0][1] for m in (one, two))
+                if setting == settings[0]:
+                    base.setdefault(fmt, r1)  # one variant, the format's first setting (the default)
+                against = f"{r2 / base[fmt]:.2f}x" if fmt in base else "n/a"
                 ms = " / ".join(f"{two['ms'][v]:.1f}" for v in VARIANTS)
                 print(f"| {fmt} | {kind} | {setting} | {size / 1e6:.1f} MB | {r1 / 1e6:.1f} MB | {r2 / 1e6:.1f} MB "
-                      f"| {r2 / r1:.2f}x | {p2 / p1:.2f}x | {ms} |", flush=True)
+                      f"| {r2 / r1:.2f}x | {against} | {p2 / p1:.2f}x | {ms} |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -117,3 +117,42 @@ def test_runners_follow_the_method(shared_export):
     onnx = {a["part"]: artifact_runner(folder, a) for a in manifest["artifacts"] if a["format"] == "onnx"}
     np.testing.assert_allclose(onnx["v0"].run([x])[0], y0, atol=1e-5)
     np.testing.assert_allclose(onnx["v1"].run([x])[0], y1, atol=1e-5)
+
+
+def test_split_parts_share_one_weights_file_per_block(micro_split_export):
+    """--split blocks: a block's plain and merged parts read one .ptd (methods of one .pte) and one
+    .onnx.data, and no per-variant copy of the weights is left beside them."""
+    manifest = json.loads((micro_split_export / "manifest.json").read_text())
+    groups = manifest["weight_groups"]
+    assert groups["dit_temporal00"] == {"parts": ["dit_temporal00", "dit_temporal00_tdtm"], "weights": {
+        "onnx": "dit_temporal00.onnx.data", "executorch": "dit_temporal00.ptd"}}
+    assert groups["dit_spatial00_tome"]["parts"] == ["dit_spatial00_tome", "dit_spatial00_tdtm_tome"]
+    et = {a["part"]: a for a in manifest["artifacts"] if a["format"] == "executorch"}
+    assert (et["dit_temporal00_tdtm"]["path"], et["dit_temporal00_tdtm"]["method"],
+            et["dit_temporal00_tdtm"]["weights"]["path"]) == ("dit_temporal00.pte", "dit_temporal00_tdtm",
+                                                             "dit_temporal00.ptd")
+    named = {a["path"] for a in manifest["artifacts"]} | {a["weights"]["path"] for a in manifest["artifacts"]
+                                                          if "weights" in a}
+    on_disk = {p.name for p in micro_split_export.iterdir() if p.suffix in (".data", ".ptd", ".pte", ".onnx")}
+    assert on_disk == named  # e.g. no dit_temporal00_tdtm.onnx.data or .ptd left over
+
+
+def test_shared_ptd_keeps_per_method_constants_in_the_program(micro_split_export):
+    """The .ptd keys non-delegated tensors by name across methods: the TDTM part's rope tables
+    (2 frames) and the plain part's (4 frames) share a name, so they must stay in the .pte, or
+    one method's load fails (InvalidExternalData) or reads the other's values. Both methods load
+    from the one .ptd and differ as their graphs do."""
+    from tomobile.runtime.artifacts import ExecuTorchRunner
+
+    data = np.load(micro_split_export / "test_vectors" / "dit_temporal00.npz")
+    manifest = json.loads((micro_split_export / "manifest.json").read_text())
+    x = [data[f"seeded.input.{i['name']}"] for i in manifest["parts"]["dit_temporal00"]["inputs"]]
+    outs = {}
+    for method in ("dit_temporal00", "dit_temporal00_tdtm"):
+        runner = ExecuTorchRunner(micro_split_export / "dit_temporal00.pte", micro_split_export / "dit_temporal00.ptd",
+                                  method)
+        outs[method] = runner.run(x)[0]
+    ref = [data[k] for k in data.files if k.startswith("seeded.output.")][0]
+    np.testing.assert_allclose(outs["dit_temporal00"], ref, atol=1e-4)
+    assert outs["dit_temporal00_tdtm"].shape == outs["dit_temporal00"].shape
+    assert not np.allclose(outs["dit_temporal00_tdtm"], outs["dit_temporal00"])
