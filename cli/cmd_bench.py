@@ -26,7 +26,7 @@ from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.reference_merge import REFERENCES, compare_eager
 from .checks import THREADS_HELP, check_output_file, int_at_least, parse_threads
 from .cmd_stream_bench import add_stream_args, cmd_stream_bench
-from .model_arg import check_trace_source, resolve_model, source_folder
+from .model_arg import check_trace_source, resolve_model, sd_options, source_folder
 
 DEFAULT_THREADS = "1,2"
 BENCH_RUNTIMES = ("onnxruntime", "onnxruntime-int8", "executorch", "executorch-fp16", "executorch-int8", "coreai")
@@ -113,7 +113,7 @@ def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple
     for config in configs:
         folder = check_out_dir(_variant_folder(work, config), keep=(source,) if source else (), force=None,
                                option="--work folder")
-        bundle = resolve_model(args.model, config)
+        bundle = resolve_model(args.model, config, sd_options(args.size, False))
         check_trace_source(config, bundle)
         prepared.append((config, bundle, folder))
     return prepared
@@ -237,6 +237,9 @@ def add_parser(sub) -> None:
     p.add_argument("--quantize", choices=("int8",), help="also time the int8 models: ONNX Runtime dynamic int8 "
                                                          "and ExecuTorch PT2E static int8, for the runtimes asked")
     p.add_argument("--no-oracle", action="store_true", help="skip the drop: twins (no oracle speedup, no overhead)")
+    p.add_argument("--size", type=int_at_least(8), metavar="PX",
+                   help="Stable Diffusion UNets: image size in pixels, a multiple of 8 (latent = PX/8); default: the "
+                        "config's sample_size x 8")
     p.add_argument("--work", metavar="DIR", help="export folders go here (default: tomobile-out/bench/MODEL)")
     p.add_argument("--reuse", action="store_true", help="reuse an earlier export of the same spec in the work folder")
     p.add_argument("--no-eager", action="store_true", help="skip the eager reference-vs-static comparison")

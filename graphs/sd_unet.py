@@ -49,8 +49,11 @@ SD_TINY: dict = {**SD15, "sample_size": 16, "block_out_channels": (32, 32, 64, 6
 
 
 class UNetModel(Exportable):
-    """sample (B, 4, h, w), timestep (B,) int64 in [0, 1000), encoder_hidden_states (B, 77, C)
-    -> out_sample (B, 4, h, w): the UNet's noise prediction. B = 2 for classifier-free guidance."""
+    """sample (B, 4, h, w), timestep (1,) int64 in [0, 1000), encoder_hidden_states (B, 77, C)
+    -> out_sample (B, 4, h, w): the UNet's noise prediction. B = 2 for classifier-free guidance.
+
+    One timestep for the whole batch, broadcast to B inside the graph (diffusers' UNet expands it):
+    what optimum's ORT pipeline sends, whose guidance halves share the step."""
 
     def __init__(self, unet: nn.Module, latent: int, batch: int) -> None:
         super().__init__()
@@ -58,7 +61,7 @@ class UNetModel(Exportable):
         cfg = unet.config
         self.input_specs = (
             TensorSpec("sample", (batch, cfg.in_channels, latent, latent)),
-            TensorSpec("timestep", (batch,), "int64", low=0, high=1000),
+            TensorSpec("timestep", (1,), "int64", low=0, high=1000),
             TensorSpec("encoder_hidden_states", (batch, TEXT_TOKENS, cfg.cross_attention_dim)),
         )
         self.output_names = ("out_sample",)

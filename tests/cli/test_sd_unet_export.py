@@ -83,6 +83,26 @@ def test_onnx_equals_eager_tomesd_model(exported: Path, pipeline_folder: Path):
     assert np.abs(got - expected).max() <= 1e-4
 
 
+@EXPORT
+def test_cfg_export_validates_in_every_format(tmp_path: Path):
+    """--cfg: batch 2 with one (1,) timestep broadcast in the graph (what optimum sends with guidance);
+    use_rand's fixed draw is used at batch 2. Validated against eager diffusers in every format."""
+    import onnx
+
+    out = tmp_path / "cfg"
+    assert main(["-q", "export", "sd-unet-tiny", "--merge", "tomesd:ratio=0.5,use_rand=1,seed=3", "--cfg",
+                 "--size", SIZE, "--format", "onnx,coreml,executorch", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["validation"]["passed"] and manifest["pipeline"]["batch"] == 2
+    ran = {c["artifact"]: c for c in manifest["validation"]["checks"]}
+    for path in ("unet/model.onnx", "unet/model.pte"):
+        assert ran[path]["status"] == "pass" and ran[path]["max_abs_error"] <= 1e-4
+    assert ran["unet/model.mlpackage"]["status"] in ("pass", "needs macOS")
+    graph = onnx.load(str(out / "unet" / "model.onnx"), load_external_data=False).graph
+    dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    assert dims == {"sample": [2, 4, 8, 8], "timestep": [1], "encoder_hidden_states": [2, 77, 32]}
+
+
 @pytest.mark.parametrize("argv,message", [
     (["sd-unet-tiny", "--merge", "tome:r=4"], "Stable Diffusion UNets take tomesd"),
     (["vit-tiny", "--merge", "tomesd:ratio=0.5"], "applies to Stable Diffusion UNets"),

@@ -6,6 +6,8 @@ optimum the way `ORTStableDiffusionPipeline` expects; its `unet/model.onnx` is t
 tomobile's export of the same UNet with `tomesd:ratio=0.5`. optimum loads the folder and runs two
 DDIM steps; the image must equal eager diffusers running the same pipeline with tomobile's patch
 (which equals the tomesd package: tests/graphs/test_tomesd.py) and differ from the unmerged one.
+With guidance (guidance_scale > 1) the pipeline calls the UNet on batch 2 with one (1,) timestep:
+tomobile's `--cfg` export takes exactly that and broadcasts the step to both halves in the graph.
 
 Runs in the transformers 4.57 + optimum-onnx environment (`make test-hf457`), which installs
 diffusers 0.39.0 for it (the `optimum-sd` extra).
@@ -26,6 +28,8 @@ pytestmark = pytest.mark.hf457
 SIZE = 128  # pixels; latent 16 x 16
 STEPS = 2
 SPEC = "tomesd:ratio=0.5"
+SPEC_CFG = "tomesd:ratio=0.5,use_rand=1,seed=3"  # batch 2: use_rand's draw (fixed at export) is used
+GUIDANCE = 7.5
 
 
 def _tokenizer(folder: Path):
@@ -84,35 +88,70 @@ def _images(pipe, guidance: float) -> np.ndarray:
                     guidance_scale=guidance, height=SIZE, width=SIZE, output_type="np").images  # (1, H, W, 3)
 
 
-@pytest.fixture(scope="module")
-def merged(folders, tmp_path_factory) -> Path:
-    """optimum's folder with tomobile's batch-1 tomesd UNet as unet/model.onnx, where optimum looks."""
+def _with_tomobile_unet(folders, root: Path, spec: str, *options: str) -> Path:
+    """optimum's folder with tomobile's UNet export (`spec`, `options`) as unet/model.onnx, where optimum looks."""
     from tomobile.cli.main import main
 
     pipeline, optimum_folder = folders
-    root = tmp_path_factory.mktemp("sd-tomobile")
-    assert main(["-q", "export", str(pipeline), "--merge", SPEC, "--format", "onnx", "--out", str(root / "export")]) == 0
+    argv = ["-q", "export", str(pipeline), "--merge", spec, *options, "--format", "onnx", "--out", str(root / "export")]
+    assert main(argv) == 0
     shutil.copytree(optimum_folder, root / "merged")
     shutil.copy(root / "export" / "unet" / "model.onnx", root / "merged" / "unet" / "model.onnx")
     return root / "merged"
 
 
-def test_optimum_sd_pipeline_runs_tomobiles_merged_unet(folders, merged):
+@pytest.fixture(scope="module")
+def merged(folders, tmp_path_factory) -> Path:
+    """tomobile's batch-1 tomesd UNet in optimum's folder."""
+    return _with_tomobile_unet(folders, tmp_path_factory.mktemp("sd-tomobile"), SPEC)
+
+
+@pytest.fixture(scope="module")
+def merged_cfg(folders, tmp_path_factory) -> Path:
+    """tomobile's `--cfg` (batch 2) tomesd UNet in optimum's folder: guidance's two halves in one call."""
+    return _with_tomobile_unet(folders, tmp_path_factory.mktemp("sd-tomobile-cfg"), SPEC_CFG, "--cfg")
+
+
+def _eager_reference(pipeline: Path, spec: str, batch: int, guidance: float) -> np.ndarray:
+    """Eager diffusers running the same pipeline with tomobile's patch on its UNet."""
     from diffusers import StableDiffusionPipeline
-    from optimum.onnxruntime import ORTStableDiffusionPipeline
 
     from tomobile.graphs.config import MergeConfig
     from tomobile.graphs.sd_unet import UNetModel
     from tomobile.graphs.tomesd import apply_tomesd
 
+    eager = StableDiffusionPipeline.from_pretrained(pipeline)
+    apply_tomesd(eager.unet, MergeConfig.parse(spec).params, UNetModel(eager.unet, SIZE // 8, batch).example_inputs())
+    return _images(eager, guidance=guidance)
+
+
+def test_optimum_sd_pipeline_runs_tomobiles_merged_unet(folders, merged):
+    from optimum.onnxruntime import ORTStableDiffusionPipeline
+
     ours = _images(ORTStableDiffusionPipeline.from_pretrained(merged), guidance=1.0)  # batch 1: no guidance
     plain = _images(ORTStableDiffusionPipeline.from_pretrained(folders[1]), guidance=1.0)
-    eager = StableDiffusionPipeline.from_pretrained(folders[0])
-    apply_tomesd(eager.unet, MergeConfig.parse(SPEC).params, UNetModel(eager.unet, SIZE // 8, 1).example_inputs())
-    reference = _images(eager, guidance=1.0)
+    reference = _eager_reference(folders[0], SPEC, 1, guidance=1.0)
     assert ours.shape == (1, SIZE, SIZE, 3)
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-4)  # measured 1.4e-6
     assert np.abs(ours - plain).max() > 1e-3  # the merge is in the graph optimum ran (measured 0.017)
+
+
+def test_optimum_guidance_runs_tomobiles_cfg_unet(folders, merged_cfg):
+    """guidance_scale > 1: optimum sends batch 2 and a (1,) timestep; the `--cfg` graph takes both."""
+    import onnx
+    from optimum.onnxruntime import ORTStableDiffusionPipeline
+
+    graph = onnx.load(str(merged_cfg / "unet" / "model.onnx"), load_external_data=False).graph
+    dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    assert dims["sample"][0] == 2 and dims["timestep"] == [1]  # the step is broadcast to the batch in the graph
+    ours = _images(ORTStableDiffusionPipeline.from_pretrained(merged_cfg), guidance=GUIDANCE)
+    plain = _images(ORTStableDiffusionPipeline.from_pretrained(folders[1]), guidance=GUIDANCE)
+    reference = _eager_reference(folders[0], SPEC_CFG, 2, guidance=GUIDANCE)
+    assert ours.shape == (1, SIZE, SIZE, 3)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-4)  # measured 2.1e-6
+    assert np.abs(ours - plain).max() > 1e-3  # the merge is in the graph optimum ran (measured 0.052)
+    unguided = _images(ORTStableDiffusionPipeline.from_pretrained(folders[1]), guidance=1.0)
+    assert np.abs(plain - unguided).max() > 1e-3  # guidance changed the image: both halves were used (0.65)
 
 
 def test_a_batch_one_unet_refuses_guidance_batches_in_ort(merged):

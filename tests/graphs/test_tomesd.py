@@ -58,6 +58,19 @@ def test_equals_tomesd_package(unet, cfg, latent, batch):
         assert torch.equal(wrapper(*inputs)[0], plain)  # remove_tomesd restores the original
 
 
+def test_cfg_batch_takes_one_timestep_for_both_halves(unet):
+    """The UNet contract (docs/stable_diffusion.md): timestep (1,) at every batch, broadcast to the
+    batch in the graph, as optimum's pipeline sends it with guidance (tests/export/test_sd_optimum.py)."""
+    wrapper = UNetModel(unet, 8, 2)
+    assert [(s.name, s.shape) for s in wrapper.input_specs] == [
+        ("sample", (2, 4, 8, 8)), ("timestep", (1,)), ("encoder_hidden_states", (2, 77, SD_TINY["cross_attention_dim"]))]
+    sample, timestep, text = wrapper.example_inputs(seed=1)
+    with torch.no_grad():
+        ours = wrapper(sample, timestep, text)[0]
+        halves = [unet(sample[i : i + 1], timestep, text[i : i + 1]).sample for i in range(2)]
+    torch.testing.assert_close(ours, torch.cat(halves), rtol=0, atol=1e-5)  # each half at the one step
+
+
 def test_ratio_zero_is_the_unpatched_unet(unet):
     wrapper = UNetModel(unet, 16, 1)
     inputs = wrapper.example_inputs()
