@@ -134,7 +134,7 @@ def open_split(folder: Path, runtime: str, verify: bool = True, variants: list[s
                                         tuple(i["name"] for i in entry["inputs"]),
                                         tuple(o["name"] for o in entry["outputs"]),
                                         _is_fp16(manifest, entry["name"], fmt), tuple(entry["inputs"]),
-                                        tuple(entry["outputs"]), rec.get("method"))
+                                        tuple(entry["outputs"]), rec.get("method") or rec.get("function"))
     sequences = {k: list(v) for k, v in split["sequences"].items()}
     if variants is not None:
         missing = [v for v in variants if v not in sequences]
@@ -161,7 +161,9 @@ def _verify_files(folder: Path, entries: list[dict], fmt: str, used: set[str]) -
         rec = entry["files"][fmt]
         for f in (rec, rec.get("weights")):
             if f is not None:
-                owners.setdefault(f["sha256"], []).append(f["path"])
+                paths = owners.setdefault(f["sha256"], [])
+                if f["path"] not in paths:  # a block's parts list their one shared file each
+                    paths.append(f["path"])
                 if entry["name"] in used:
                     files.append((entry["name"], f))
     seen: set[str] = set()  # a file several parts share (export/shared.py) is hashed once
@@ -221,7 +223,7 @@ class _CoreAIPart:
     compiled model at once (the executable context's exit), not when it is collected."""
 
     def __init__(self, part: PartFile) -> None:
-        self.runner = CoreAIRunner(part.path)
+        self.runner = CoreAIRunner(part.path, part.method)
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         return self.runner.run(arrays)

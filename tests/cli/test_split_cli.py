@@ -39,7 +39,7 @@ def test_manifest_lists_the_parts_in_order_with_files_sizes_and_sha256(micro_spl
 def test_validation_checks_every_part_and_each_chain_against_eager(micro_split_export: Path):
     checks = json.loads((micro_split_export / "manifest.json").read_text())["validation"]["checks"]
     ran = {c["artifact"] for c in checks}
-    assert {"dit_embed.onnx", "dit_spatial00_tdtm_tome.pte", "dit_final.pte"} <= ran
+    assert {"dit_embed.onnx", "dit_spatial00_tome.pte:dit_spatial00_tdtm_tome", "dit_final.pte"} <= ran  # a block's parts: methods of one .pte
     chains = [c for c in checks if c["artifact"].startswith("chain ")]
     assert len(chains) == 2 * 2  # two variants on two runtimes, seeded case
     assert all(c["status"] == "pass" and c["max_abs_error"] <= 1e-5 for c in chains)
@@ -143,12 +143,13 @@ def test_a_part_of_another_shape_with_a_matching_sha256_is_a_fail_row(broken_cop
 
 
 def test_swapped_files_name_every_file_that_holds_those_bytes(broken_copy, tmp_path, capsys):
-    """Issue 18, item 14: variants share weights (same bytes), and the error named only the last."""
+    """Issue 18, item 14: two files can hold the same bytes, and the error named only the last. A
+    block's parts now share one weights file (issue 24), which is named once."""
     def swap(folder: Path) -> None:
         shutil.copy(folder / "dit_spatial00_tome.onnx.data", folder / "dit_embed.onnx.data")
 
     err = _one_line_error(capsys, _generate(broken_copy(swap), tmp_path, "--stream", "--memory-budget", "64MB"))
-    assert "dit_embed.onnx.data holds dit_spatial00_tome.onnx.data or dit_spatial00_tdtm_tome.onnx.data" in err, err
+    assert "dit_embed.onnx.data holds dit_spatial00_tome.onnx.data (a different part)" in err, err  # once, not "X or X"
 
 
 def test_a_damaged_part_of_an_unused_variant_does_not_stop_the_run(broken_copy, tmp_path, capsys):
@@ -247,5 +248,7 @@ def test_coreml_split_parts_carry_the_manifest_input_names(tmp_path, capsys):
     assert main(["-q", "export", "video-dit-micro", "--split", "blocks", "--format", "coreml", "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["validation"]["passed"]
-    spec = ct.utils.load_spec(str(out / "dit_temporal00.mlpackage"))
-    assert [i.name for i in spec.description.input] == ["h01", "caption", "caption_bias", "t0"]
+    spec = ct.utils.load_spec(str(out / "dit_temporal00.mlpackage"))  # the block's parts: functions of one package
+    functions = {f.name: [i.name for i in f.input] for f in spec.description.functions}
+    assert functions == {"dit_temporal00": ["h01", "caption", "caption_bias", "t0"],
+                         "dit_temporal00_tdtm": ["h01", "caption", "caption_bias", "t0"]}
