@@ -177,32 +177,73 @@ def _native_stderr_filtered(pattern: re.Pattern[str]) -> Iterator[None]:
                     sys.stderr.write(line)
 
 
+class _CoreAIAsset:
+    """A loaded Core AI asset (its executable context on its own event loop), held by every runner
+    of one of its functions: the functions of one asset (a weight group's variants,
+    docs/shared_weights.md) share its loaded weights. `release` by the last holder closes it."""
+
+    def __init__(self, path: Path) -> None:
+        from coreai.authoring.asset import AIModelAsset  # deferred: a heavy optional runtime
+
+        self.path = Path(path)
+        self.loop = asyncio.new_event_loop()
+        self._context = AIModelAsset.load(self.path).executable()
+        try:
+            self.model = self.loop.run_until_complete(self._context.__aenter__())
+        except BaseException:
+            self.loop.close()
+            raise
+        self.holders = 0
+
+    def function(self, name: str):
+        with _native_stderr_filtered(_COREAI_CHATTER):
+            try:
+                found = self.model.load_function(name)
+            except KeyError:  # the runtime's word for a name the asset lacks
+                found = None
+        if found is None:
+            raise RuntimeError(f"{self.path} has no function {name!r}")
+        return found
+
+    def release(self) -> None:
+        self.holders -= 1
+        if self.holders > 0 or self.loop.is_closed():
+            return
+        _ASSETS.pop(str(self.path.resolve()), None)
+        self.model = None
+        try:
+            self.loop.run_until_complete(self._context.__aexit__(None, None, None))
+        finally:
+            self.loop.close()
+
+
+# path -> the loaded asset, while a runner holds it.
+_ASSETS: dict[str, _CoreAIAsset] = {}
+
+
 class CoreAIRunner:
-    """A Core AI asset (`.aimodel` folder) on coreai-core's runtime, behind the same synchronous
+    """A Core AI asset (`.aimodel` folder) run through coreai-core's Linux runtime, with the same
     `run(list) -> list` as the other runners. The runtime's API is async (AIModelAsset.load,
-    `async with asset.executable()`, load_function('main'), `await f({name: NDArray})`); the runner
-    keeps one event loop and enters the executable context once, so the compiled model stays
-    loaded between calls; `close()` (or the end of a `with` block) releases it.
+    `async with asset.executable()`, load_function(name), `await f({name: NDArray})`); the runner
+    keeps its own event loop so callers stay synchronous. The compiled model stays loaded between
+    calls; `close()` (or the end of a `with` block) releases it. Runners of several functions of one
+    asset (manifest `function`; None: `main`) share one loaded asset.
 
     Inputs go in the asset's input order; outputs come back in its output order, which the
     exporter set to the part's output names. Core AI converts int64 inputs (token ids) to int32:
     integer inputs are cast to the dtype the asset declares (ids fit in 32 bits), floats never."""
 
-    def __init__(self, path: Path) -> None:
-        from coreai.authoring.asset import AIModelAsset  # deferred: a heavy optional runtime
-
-        self._loop = asyncio.new_event_loop()
-        self._context = AIModelAsset.load(Path(path)).executable()
+    def __init__(self, path: Path, function: str | None = None) -> None:
+        key = str(Path(path).resolve())
+        self._asset = _ASSETS.get(key)
+        if self._asset is None:
+            self._asset = _ASSETS[key] = _CoreAIAsset(Path(path))
+        self._asset.holders += 1
         try:
-            with _native_stderr_filtered(_COREAI_CHATTER):
-                model = self._loop.run_until_complete(self._context.__aenter__())
-                self.function = model.load_function("main")
+            self.function = self._asset.function(function or "main")
         except BaseException:
-            self._loop.close()
-            raise
-        if self.function is None:
             self.close()
-            raise RuntimeError(f"{path} has no function 'main'")
+            raise
         self.input_names = list(self.function.desc.input_names)
         self.output_names = list(self.function.desc.output_names)
         self.input_dtypes = [np.dtype(self.function.desc.input_descriptor(n).dtype) for n in self.input_names]
@@ -216,18 +257,15 @@ class CoreAIRunner:
             if x.dtype != want and x.dtype.kind in "iu" and want.kind in "iu":
                 x = x.astype(want)
             feed[name] = NDArray(np.ascontiguousarray(x))
-        out = self._loop.run_until_complete(self.function(feed))
+        out = self._asset.loop.run_until_complete(self.function(feed))
         return [np.asarray(out[n].numpy()) for n in self.output_names]
 
     def close(self) -> None:
-        """Release the loaded model (the executable context's exit) and the event loop."""
-        if self._loop.is_closed():
-            return
+        """Let go of the loaded asset (closed when no runner of it is left)."""
+        asset, self._asset = getattr(self, "_asset", None), None
         self.function = None
-        try:
-            self._loop.run_until_complete(self._context.__aexit__(None, None, None))
-        finally:
-            self._loop.close()
+        if asset is not None:
+            asset.release()
 
     def __enter__(self) -> CoreAIRunner:
         return self
@@ -245,9 +283,12 @@ RUNNERS = {"onnx": OnnxRunner, "executorch": ExecuTorchRunner, "coreai": CoreAIR
 
 def load_runner(fmt: str, path: Path, weights: Path | None = None, method: str | None = None):
     """A runner for one artifact; `weights` is an ExecuTorch .ptd (ONNX finds its external data
-    itself), `method` the artifact's method in a shared ExecuTorch program."""
+    itself), `method` the artifact's method in a shared ExecuTorch program or its function in a
+    shared Core AI asset."""
     if fmt not in RUNNERS:
         raise InputError(f"no Linux runner for format {fmt!r}; runners: {', '.join(RUNNERS)}")
+    if fmt == "coreai":
+        return CoreAIRunner(path, method)
     return ExecuTorchRunner(path, weights, method) if fmt == "executorch" else RUNNERS[fmt](path)
 
 
@@ -257,7 +298,8 @@ def artifact_runner(folder: Path, artifact: dict, threads: int | None = None):
     if artifact["format"] == "onnx":
         return OnnxRunner(inside(folder, artifact["path"]), threads=threads)
     weights = inside(folder, artifact["weights"]["path"]) if "weights" in artifact else None
-    return load_runner(artifact["format"], inside(folder, artifact["path"]), weights, artifact.get("method"))
+    return load_runner(artifact["format"], inside(folder, artifact["path"]), weights,
+                       artifact.get("method") or artifact.get("function"))
 
 
 def part_runner(folder: Path, fmt: str, part: str, threads: int | None = None):

@@ -137,7 +137,7 @@ def _session_runner(path: Path, kind: RuntimeKind, weights: Path | None = None, 
                     shared: dict[Path, SharedWeightSessions] | None = None) -> Callable[..., list[np.ndarray]]:
     """`weights`: an ExecuTorch artifact's .ptd, or the shared `<group>.onnx.data` of an ONNX graph
     (whose sessions then share one prepacked copy through `shared`, one owner per data file);
-    `method`: the artifact's method in a shared .pte."""
+    `method`: the artifact's method in a shared .pte, or its function in a shared Core AI asset."""
     if kind is RuntimeKind.ONNXRUNTIME:
         # A clip switches between five sessions (text encoder, denoiser variants), each with its own
         # thread pool. With spinning on, the pool of the session just left keeps a core busy while
@@ -151,7 +151,7 @@ def _session_runner(path: Path, kind: RuntimeKind, weights: Path | None = None, 
         runner = OnnxRunner(path, threads=threads, spinning=False)
         return lambda *arrays: runner.run(list(arrays))
     if kind is RuntimeKind.COREAI:
-        core = CoreAIRunner(path)  # loaded once and kept: the compiled model stays between steps
+        core = CoreAIRunner(path, method)  # loaded once and kept; the variants of one asset share it
         return lambda *arrays: core.run(list(arrays))
 
     runner = ExecuTorchRunner(path, weights, method)  # the variants of one .pte share its Program
@@ -193,7 +193,7 @@ def _checked_runner(folder: Path, artifact: dict, kind: RuntimeKind,
             raise ValidationError(f"{file} does not match its sha256 in the manifest (corrupt or changed); export again")
     weights = records[1][0] if len(records) > 1 else None
     try:
-        return _session_runner(path, kind, weights, artifact.get("method"), shared)
+        return _session_runner(path, kind, weights, artifact.get("method") or artifact.get("function"), shared)
     except Exception as err:  # a runtime that cannot load a file whose checksum matched
         raise ValidationError(f"{kind.value} cannot load {path}: {str(err).splitlines()[0] if str(err) else err}") from None
 

@@ -16,7 +16,7 @@ from tomobile.export.pipeline import stage_export
 from tomobile.export.registry import ExportOptions
 from tomobile.export.shared import weight_groups
 from tomobile.graphs.exportable import Exportable, ModelBundle, TensorSpec
-from tomobile.runtime.artifacts import ExecuTorchRunner, artifact_runner
+from tomobile.runtime.artifacts import CoreAIRunner, ExecuTorchRunner, artifact_runner
 from tomobile.runtime.validate import FAIL, validate_dir
 
 WIDTH = 64  # each Linear: 64 x 64 fp32 = 16 KB, past the 1 KB below which ONNX keeps a tensor inline
@@ -61,7 +61,7 @@ def shared_export(tmp_path_factory):
     trunk = Trunk()
     bundle = ModelBundle("toy", {"v0": Variant(trunk, 0).eval(), "v1": Variant(trunk, 1).eval()})
     out = tmp_path_factory.mktemp("shared") / "toy"
-    staging, manifest = stage_export(bundle, ["onnx", "executorch", "coreml"], out, ExportOptions(), progress=False)
+    staging, manifest = stage_export(bundle, ["onnx", "executorch", "coreml", "coreai"], out, ExportOptions(), progress=False)
     finalize(staging)
     return out, manifest, _weight_bytes(trunk)
 
@@ -75,11 +75,13 @@ def test_manifest_names_the_shared_files(shared_export):
                    ("executorch", "v0"): ("v0.pte", "v0", None, None),
                    ("executorch", "v1"): ("v0.pte", "v1", None, None),
                    ("coreml", "v0"): ("v0.mlpackage", None, "v0", None),
-                   ("coreml", "v1"): ("v0.mlpackage", None, "v1", None)}
+                   ("coreml", "v1"): ("v0.mlpackage", None, "v1", None),
+                   ("coreai", "v0"): ("v0.aimodel", None, "v0", None),
+                   ("coreai", "v1"): ("v0.aimodel", None, "v1", None)}
     assert manifest["weight_groups"] == {"v0": {"parts": ["v0", "v1"], "weights": {
-        "onnx": "v0.onnx.data", "executorch": "v0.pte", "coreml": "v0.mlpackage"}}}
+        "onnx": "v0.onnx.data", "executorch": "v0.pte", "coreml": "v0.mlpackage", "coreai": "v0.aimodel"}}}
     assert json.loads((folder / "manifest.json").read_text())["weight_groups"] == manifest["weight_groups"]
-    assert not (folder / "v1.pte").exists() and not (folder / "v1.mlpackage").exists()
+    assert not any((folder / f"v1{suffix}").exists() for suffix in (".pte", ".mlpackage", ".aimodel"))
 
 
 def test_each_format_writes_the_weights_once(shared_export):
@@ -91,6 +93,8 @@ def test_each_format_writes_the_weights_once(shared_export):
     assert (folder / "v0.pte").stat().st_size < 1.5 * weights
     blobs = sum(p.stat().st_size for p in (folder / "v0.mlpackage").rglob("weight.bin"))
     assert weights <= blobs < 1.5 * weights
+    asset = sum(p.stat().st_size for p in (folder / "v0.aimodel").rglob("*") if p.is_file())
+    assert weights <= asset < 1.5 * weights
 
 
 def test_validate_checks_every_variant(shared_export):
@@ -98,7 +102,8 @@ def test_validate_checks_every_variant(shared_export):
     report = validate_dir(folder, progress=False)
     rows = {(c.artifact, c.case) for c in report.checks}
     assert {("v0.onnx", "seeded"), ("v1.onnx", "seeded"), ("v0.pte:v0", "seeded"), ("v0.pte:v1", "seeded"),
-            ("v0.mlpackage:v0", "spec"), ("v0.mlpackage:v1", "spec")} <= rows
+            ("v0.mlpackage:v0", "spec"), ("v0.mlpackage:v1", "spec"), ("v0.aimodel:v0", "seeded"),
+            ("v0.aimodel:v1", "seeded")} <= rows
     assert not [c for c in report.checks if c.status == FAIL]
 
 
@@ -117,6 +122,14 @@ def test_runners_follow_the_method(shared_export):
     onnx = {a["part"]: artifact_runner(folder, a) for a in manifest["artifacts"] if a["format"] == "onnx"}
     np.testing.assert_allclose(onnx["v0"].run([x])[0], y0, atol=1e-5)
     np.testing.assert_allclose(onnx["v1"].run([x])[0], y1, atol=1e-5)
+    core = {a["part"]: artifact_runner(folder, a) for a in manifest["artifacts"] if a["format"] == "coreai"}
+    assert core["v0"]._asset is core["v1"]._asset  # one loaded asset, a function per variant
+    np.testing.assert_allclose(core["v0"].run([x])[0], y0, atol=1e-5)
+    np.testing.assert_allclose(core["v1"].run([x])[0], y1, atol=1e-5)
+    with pytest.raises(Exception, match="no function 'main'"):
+        CoreAIRunner(folder / "v0.aimodel")  # no `main` in a shared asset
+    for runner in core.values():
+        runner.close()
 
 
 def test_split_parts_share_one_weights_file_per_block(micro_split_export):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tomobile.cli.main import main
-from tomobile.runtime.artifacts import load_runner
+from tomobile.runtime.artifacts import artifact_runner, load_runner
 from tomobile.runtime.sampler import LeapConfig, SamplerConfig
 from tomobile.runtime.stream_video import streamed_runtime
 from tomobile.runtime.streaming import BlockStreamer, open_split
@@ -47,7 +47,9 @@ def test_chained_coreai_parts_equal_the_monolithic_asset_one_part_at_a_time(micr
     streamer = BlockStreamer(split, split.largest().size, prefetch=False)  # one part loaded at a time
     for variant in ("denoiser_tome", "denoiser_tdtm_tome"):
         inputs = _vectors(micro_coreai, variant)
-        mono = load_runner("coreai", micro_coreai / f"{variant}.aimodel")
+        artifact = next(a for a in json.loads((micro_coreai / "manifest.json").read_text())["artifacts"]
+                        if a["format"] == "coreai" and a["part"] == variant)
+        mono = artifact_runner(micro_coreai, artifact)  # the variant's function in the shared asset
         expected = mono.run(list(inputs.values()))[0]
         mono.close()
         got = streamer(variant, inputs)

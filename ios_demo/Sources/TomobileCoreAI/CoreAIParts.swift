@@ -2,7 +2,7 @@
 // coreai`) behind TomobileCore's TextEncoder and Denoiser, beside CoreMLParts. Every asset is checked against
 // the manifest's sha256 before it is loaded. The framework calls are the ones Apple's published Swift sources
 // make (apple/coreai-models, e.g. swift/Sources/CoreAIDiffusionPipeline/Components/
-// CoreAIDiffusionModelFunction.swift): `AIModel(contentsOf:options:)`, `loadFunction(named: "main")`,
+// CoreAIDiffusionModelFunction.swift): `AIModel(contentsOf:options:)`, `loadFunction(named:)`,
 // `descriptor.inputNames` / `inputDescriptor(of:)`, `NDArray(descriptor:)` with `mutableView(as:)`, and
 // `InferenceFunction.run(inputs:)`. Not compiled or run here (no Swift toolchain on Linux): see
 // docs/coreai.md for what was checked.
@@ -24,10 +24,13 @@ private enum Values {
 @available(iOS 27.0, macOS 27.0, *)
 public final class CoreAIParts: TextEncoder, Denoiser {
     private let manifest: Manifest
-    private let assets: [String: URL]
+    /// Part -> its asset and the function it runs: the denoiser variants are functions of one asset
+    /// (a weight group, docs/shared_weights.md), a part alone runs `main`.
+    private let assets: [String: (url: URL, function: String)]
     private let options: SpecializationOptions
     private let lock = NSLock()
-    private var loaded: [String: (model: AIModel, function: InferenceFunction)] = [:]
+    private var models: [URL: AIModel] = [:] // one loaded asset, whatever the number of its functions in use
+    private var loaded: [String: InferenceFunction] = [:]
     public let variants: Set<String>
     /// Release each denoiser right after its call (least memory, slower); otherwise the variants stay
     /// loaded until `unloadAll()`, as in CoreMLParts.
@@ -39,10 +42,10 @@ public final class CoreAIParts: TextEncoder, Denoiser {
             throw ManifestError("the denoiser takes \(manifest.denoiserInputs); this app feeds \(denoiserInputNames)")
         }
         guard paths["text_encoder"] != nil, paths["denoiser"] != nil else {
-            throw ManifestError("the export needs text_encoder.aimodel and denoiser.aimodel; it has \(paths.values.sorted())")
+            throw ManifestError("the export needs text_encoder.aimodel and denoiser.aimodel; it has \(Set(paths.values.map { $0.path }).sorted())")
         }
-        var assets: [String: URL] = [:]
-        for (part, path) in paths { assets[part] = try manifest.verified(path) }
+        var assets: [String: (url: URL, function: String)] = [:]
+        for (part, file) in paths { assets[part] = (try manifest.verified(file.path), file.function ?? "main") }
         self.manifest = manifest
         self.assets = assets
         self.options = options
@@ -59,26 +62,31 @@ public final class CoreAIParts: TextEncoder, Denoiser {
         lock.lock()
         defer { lock.unlock() }
         loaded.removeAll()
+        models.removeAll()
     }
 
+    /// Drops the part's function, and its asset once no loaded part runs a function of it.
     private func unload(_ part: String) {
         lock.lock()
         defer { lock.unlock() }
         loaded[part] = nil
+        guard let url = assets[part]?.url else { return }
+        if !loaded.keys.contains(where: { assets[$0]?.url == url }) { models[url] = nil }
     }
 
-    /// The part's `main` function, loading the asset on first use.
+    /// The part's function, loading its asset on first use (once for the functions of one asset).
     private func function(_ part: String) throws -> InferenceFunction {
         lock.lock()
         defer { lock.unlock() }
-        if let found = loaded[part] { return found.function }
-        guard let url = assets[part] else { throw ManifestError("\(part) is not in this export; it has \(assets.keys.sorted())") }
+        if let found = loaded[part] { return found }
+        guard let (url, name) = assets[part] else { throw ManifestError("\(part) is not in this export; it has \(assets.keys.sorted())") }
         let options = self.options
-        let model = try blocking { try await AIModel(contentsOf: url, options: options) }
-        guard let function = try model.loadFunction(named: "main") else {
-            throw ManifestError("\(url.lastPathComponent) has no function 'main'")
+        let model = try models[url] ?? blocking { try await AIModel(contentsOf: url, options: options) }
+        models[url] = model
+        guard let function = try model.loadFunction(named: name) else {
+            throw ManifestError("\(url.lastPathComponent) has no function '\(name)'")
         }
-        loaded[part] = (model, function)
+        loaded[part] = function
         return function
     }
 
