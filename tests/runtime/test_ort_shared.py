@@ -18,28 +18,12 @@ from tomobile.export.onnx_format import export_onnx_shared
 from tomobile.export.output import finalize
 from tomobile.export.pipeline import _programs, stage_export
 from tomobile.export.registry import ExportOptions, PartInfo
-from tomobile.graphs.exportable import Exportable, ModelBundle, TensorSpec
+from tomobile.graphs.exportable import ModelBundle
 from tomobile.runtime import video
 from tomobile.runtime.artifacts import OnnxRunner
 from tomobile.runtime.ort_shared import MIN_SHARED_BYTES, SharedWeightSessions, external_initializers
 
-WIDTH, LAYERS = 512, 4  # 4.2 MB of fp32 weights: well above the process's own noise
-
-
-class Wide(Exportable):
-    output_names = ("y",)
-    input_specs = (TensorSpec("x", (8, WIDTH)),)
-
-    def __init__(self, layers: nn.ModuleList, merged: bool) -> None:
-        super().__init__()
-        self.layers, self.merged = layers, merged
-
-    def forward(self, x):
-        for layer in self.layers:
-            x = torch.relu(layer(x))  # (8, WIDTH)
-            if self.merged:
-                x = (x + x.flip(0)) * 0.5  # a "merge": rows averaged in pairs
-        return (x,)
+from wide_model import LAYERS, WIDTH, Wide  # tests/runtime/wide_model.py: the model both memory tests load
 
 
 def _parts() -> tuple[dict[str, Wide], int]:

@@ -17,25 +17,8 @@ from torch import nn
 from tomobile.export.executorch_format import export_executorch_methods
 from tomobile.export.pipeline import _programs
 from tomobile.export.registry import ExportOptions, PartInfo
-from tomobile.graphs.exportable import Exportable, TensorSpec
 
-WIDTH, LAYERS = 512, 4  # 4.2 MB of fp32 weights: well above the process's own noise
-
-
-class Wide(Exportable):
-    output_names = ("y",)
-    input_specs = (TensorSpec("x", (8, WIDTH)),)
-
-    def __init__(self, layers: nn.ModuleList, merged: bool) -> None:
-        super().__init__()
-        self.layers, self.merged = layers, merged
-
-    def forward(self, x):
-        for layer in self.layers:
-            x = torch.relu(layer(x))  # (8, WIDTH)
-            if self.merged:
-                x = (x + x.flip(0)) * 0.5  # a "merge": rows averaged in pairs
-        return (x,)
+from wide_model import LAYERS, WIDTH, Wide  # tests/runtime/wide_model.py: the model both memory tests load
 
 
 @pytest.fixture(scope="module")
