@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..graphs.errors import InputError
-from .manifest import inside, load_manifest
+from .manifest import entry_name, inside, load_manifest
 from .xnnpack_options import ensure_weight_cache
 
 log = logging.getLogger(__name__)
@@ -298,8 +298,7 @@ def artifact_runner(folder: Path, artifact: dict, threads: int | None = None):
     if artifact["format"] == "onnx":
         return OnnxRunner(inside(folder, artifact["path"]), threads=threads)
     weights = inside(folder, artifact["weights"]["path"]) if "weights" in artifact else None
-    return load_runner(artifact["format"], inside(folder, artifact["path"]), weights,
-                       artifact.get("method") or artifact.get("function"))
+    return load_runner(artifact["format"], inside(folder, artifact["path"]), weights, entry_name(artifact))
 
 
 def part_runner(folder: Path, fmt: str, part: str, threads: int | None = None):

@@ -89,6 +89,12 @@ def load_manifest(folder: Path) -> dict:
     return data
 
 
+def entry_name(entry: dict) -> str | None:
+    """An artifact (or split part file) entry's method (ExecuTorch) or function (Core ML, Core AI)
+    inside a file that several parts share (docs/contract.md); None for a one-part file."""
+    return entry.get("method") or entry.get("function")
+
+
 def inside(folder: Path, rel: Any) -> Path:
     """folder / rel, where rel must be a relative path that stays inside `folder`."""
     if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:

@@ -34,7 +34,7 @@ import numpy as np
 from ..graphs.errors import TomobileError
 from ..graphs.numbers import NumberError, parse_size
 from .artifacts import CoreAIRunner, ExecuTorchRunner, signature_mismatch, executorch_signature, ort_session_options, ort_signature
-from .manifest import ManifestError, inside, load_manifest, sha256_path
+from .manifest import ManifestError, entry_name, inside, load_manifest, sha256_path
 from .memory import MemoryPeak, MemoryProbe, malloc_trim, populate_mappings
 from .overlap import Heartbeat, hidden_seconds
 
@@ -134,7 +134,7 @@ def open_split(folder: Path, runtime: str, verify: bool = True, variants: list[s
                                         tuple(i["name"] for i in entry["inputs"]),
                                         tuple(o["name"] for o in entry["outputs"]),
                                         _is_fp16(manifest, entry["name"], fmt), tuple(entry["inputs"]),
-                                        tuple(entry["outputs"]), rec.get("method") or rec.get("function"))
+                                        tuple(entry["outputs"]), entry_name(rec))
     sequences = {k: list(v) for k, v in split["sequences"].items()}
     if variants is not None:
         missing = [v for v in variants if v not in sequences]

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from ..graphs.errors import TomobileError
 from ..graphs.margins import MIN_MARGIN
 from .artifacts import artifact_runner
-from .manifest import inside, load_manifest, sha256_path
+from .manifest import entry_name, inside, load_manifest, sha256_path
 from .streaming import RUNTIME_FORMATS, UNLIMITED, BlockStreamer, open_split
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def _run_artifact(folder: Path, artifact: dict, manifest: dict) -> list[OutputCh
 
 def artifact_label(artifact: dict) -> str:
     """The artifact's file, with its method or function where several parts share the file."""
-    inner = artifact.get("method") or artifact.get("function")
+    inner = entry_name(artifact)
     return f"{artifact['path']}:{inner}" if inner else artifact["path"]
 
 

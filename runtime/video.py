@@ -23,7 +23,7 @@ from ..graphs.errors import InputError
 from ..graphs.text_context import encode_captions
 from ..graphs.video_zoo import MODEL_NAME, VARIANTS, WEIGHTS, guided_velocity, load_video_dit
 from .artifacts import CoreAIRunner, ExecuTorchRunner, OnnxRunner
-from .manifest import ManifestError, inside, load_manifest, sha256_path
+from .manifest import ManifestError, entry_name, inside, load_manifest, sha256_path
 from .noise import latent_noise
 from .ort_shared import OrtCapiError, SharedWeightSessions
 from .sampler import LeapMode, SampleResult, SamplerConfig, sample
@@ -193,7 +193,7 @@ def _checked_runner(folder: Path, artifact: dict, kind: RuntimeKind,
             raise ValidationError(f"{file} does not match its sha256 in the manifest (corrupt or changed); export again")
     weights = records[1][0] if len(records) > 1 else None
     try:
-        return _session_runner(path, kind, weights, artifact.get("method") or artifact.get("function"), shared)
+        return _session_runner(path, kind, weights, entry_name(artifact), shared)
     except Exception as err:  # a runtime that cannot load a file whose checksum matched
         raise ValidationError(f"{kind.value} cannot load {path}: {str(err).splitlines()[0] if str(err) else err}") from None
 
