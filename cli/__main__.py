@@ -1,7 +1,5 @@
 """`python -m tomobile.cli ...` runs the `tomobile` command."""
 
-import sys
+from .main import run
 
-from .main import main
-
-sys.exit(main())
+run()

@@ -8,6 +8,7 @@ benchmarks and the samplers share one calling convention whatever the runtime.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
@@ -17,6 +18,7 @@ import tempfile
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -219,6 +221,22 @@ class _CoreAIAsset:
 
 # path -> the loaded asset, while a runner holds it.
 _ASSETS: dict[str, _CoreAIAsset] = {}
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the process with `code`, as `sys.exit` does. Where Core AI's runtime was loaded, Python's
+    exit handlers run and the process ends without the interpreter's teardown: there, a Dispatch
+    worker of the runtime's Swift side that drops a Python object takes the GIL from a finalizing
+    interpreter, Python ends that thread, and the Swift runtime aborts the process ("C++ exception
+    handling detected but the Swift runtime was compiled with exceptions disabled", SIGABRT after
+    the work is done; about one exit in ten here)."""
+    if "coreai.runtime" not in sys.modules:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 class CoreAIRunner:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .artifacts import part_runner
+from .artifacts import exit_process, part_runner
 from .bench import set_executorch_threads
 from .manifest import load_manifest
 from .memory import proc_status
@@ -234,3 +234,4 @@ def _merge(results: list[ModeResult]) -> ModeResult:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     child_main(sys.argv[1])
+    exit_process(0)

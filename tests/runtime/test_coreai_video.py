@@ -100,3 +100,27 @@ def test_stream_bench_runs_coreai_modes_with_peak_rss(micro_coreai: Path):
     for r in (mono, streamed, prefetched):
         assert len(r.steps_s) == 2 and r.peak_rss > 0 and r.max_abs_err <= 1e-4
     assert streamed.loads_per_step > 0 and 0 < streamed.resident_max <= small
+
+
+@pytest.mark.parametrize("with_coreai", [False, True])
+def test_exit_process_keeps_the_code_and_runs_exit_handlers(with_coreai: bool, tmp_path: Path):
+    """The CLI and the stream bench's children end through exit_process: with Core AI's runtime
+    imported it skips the interpreter teardown (which the runtime's Swift threads can abort) but
+    still runs Python's exit handlers and keeps the exit code; without it, it is sys.exit."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "handler-ran"
+    code = "\n".join([
+        "import atexit, pathlib",
+        *(["import coreai.runtime"] if with_coreai else []),
+        f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))",
+        "from tomobile.runtime.artifacts import exit_process",
+        "print('before', flush=False)",
+        "exit_process(3)",
+        "print('after')",
+    ])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.split() == ["before"]  # flushed on the way out; nothing after the call ran
+    assert marker.read_text() == "yes"
