@@ -76,10 +76,14 @@ def indexed() -> bool:
     return _OPS.get() is MergeOps.INDEXED
 
 
-def max_r(tokens: int, class_token: bool = False, distill_token: bool = False) -> int:
+def protected_count(class_token: bool = False, distill_token: bool = False, registers: int = 0) -> int:
+    """Leading tokens that never merge: the class token, then a distillation token or register tokens."""
+    return int(class_token) + int(distill_token) + registers
+
+
+def max_r(tokens: int, class_token: bool = False, distill_token: bool = False, registers: int = 0) -> int:
     """The largest r one layer allows: at most half the unprotected tokens merge."""
-    protected = int(class_token) + int(distill_token)
-    return max((tokens - protected) // 2, 0)
+    return max((tokens - protected_count(class_token, distill_token, registers)) // 2, 0)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -88,7 +92,7 @@ def _table(kind: str, n: int, m: int = 0) -> np.ndarray:
 
     ones (n, 1) | select (n, .) one-hot, column k picks row m + 2k | from_end (n,) n - j |
     earlier (n, n) [i, j] = j < i | upper (n, n) [i, j] = i <= j | to_token (n, m) [i, 2i] = 1 |
-    slot_ids (n, 1) 0..n-1 | free_row (n, 1) / free_col (n,) 0 at index 0, else 1.
+    slot_ids (n, 1) 0..n-1 | free_row (n, 1) / free_col (n,) 0 at the first m indices, else 1.
     """
     i = np.arange(n)
     if kind == "ones":
@@ -106,9 +110,9 @@ def _table(kind: str, n: int, m: int = 0) -> np.ndarray:
     if kind == "slot_ids":
         return i.astype(np.float32)[:, None]
     if kind == "free_row":
-        return (i != 0).astype(np.float32)[:, None]
+        return (i >= m).astype(np.float32)[:, None]
     if kind == "free_col":
-        return (i != 0).astype(np.float32)
+        return (i >= m).astype(np.float32)
     raise KeyError(kind)
 
 
@@ -127,14 +131,34 @@ def table_tensor(table: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(table.astype(_NUMPY[like.dtype])).to(like.device)  # cast in numpy: no cast node
 
 
+def protected_split(protected: int) -> tuple[int, int]:
+    """Protected A rows and B columns: the first `protected` tokens alternate A0, B0, A1, B1, ..."""
+    return (protected + 1) // 2, protected // 2
+
+
 @functools.lru_cache(maxsize=1024)
-def _b_in_token(t: int, n_kept: int, distill_token: bool) -> np.ndarray:
-    """(T,) output slot of every B token at its token position (2j + 1), 0 at A positions."""
+def _b_in_token(t: int, n_kept: int, protected: int) -> np.ndarray:
+    """(T,) output slot of every B token at its token position (2j + 1), 0 at A positions: a
+    protected B token keeps its own position, the others follow the n_kept kept A tokens."""
     slots = np.zeros(t, np.float32)
     slots[1::2] = n_kept + np.arange(t // 2)
-    if distill_token:
-        slots[1] = 1.0  # ToMe's order [A0, B0, A1.., B1..]
+    pb = protected_split(protected)[1]
+    slots[1:2 * pb:2] = np.arange(1, 2 * pb, 2)  # ToMe's order [A0, B0, A1.., B1..] with a distillation token
     return slots
+
+
+@functools.lru_cache(maxsize=1024)
+def _protected_kept_shift(ta: int, protected: int) -> np.ndarray | None:
+    """(Ta,) what moves kept A token slots from their rank among kept A tokens to ToMe's order
+    generalized: protected A row i (always kept, rank i) to its own position 2i, every other kept A
+    token past all protected tokens (+ the protected B count). None where nothing moves (a class
+    token alone, or none)."""
+    pa, pb = protected_split(protected)
+    if pb == 0:
+        return None
+    shift = np.full(ta, float(pb), np.float32)
+    shift[:pa] = np.arange(pa) * 2 - np.arange(pa)  # rank i -> slot 2i
+    return shift
 
 
 def greater(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -252,6 +276,7 @@ def matching_scores(
     class_token: bool = False,
     distill_token: bool = False,
     valid: torch.Tensor | None = None,
+    registers: int = 0,
 ) -> torch.Tensor:
     """Cosine similarity of A = metric[:, 0::2] against B = metric[:, 1::2] -> (B, Ta, Tb).
 
@@ -259,6 +284,8 @@ def matching_scores(
     SAME_DELTA of 1 are exactly 1 (`snap_duplicates`), so copies of a token tie on every backend.
     `valid` (B, T) marks real tokens (1) and padding (0); a pair that mixes the two scores
     NO_MATCH so padding never merges into a real token, two padding tokens score PAD_PAIR.
+    Protected tokens (the class token, a distillation token, `registers` register tokens after the
+    class token) score PROTECTED: their A rows never merge, their B columns take no merge.
     Scores keep the metric's dtype: an fp16 graph matches in fp16, because XNNPACK cannot cast
     inside a partition (a cast to float32 split ExecuTorch fp16 graphs at every layer). The slot
     arithmetic stays exact in fp16 (integers below 2048); near-ties may rank differently from
@@ -276,10 +303,11 @@ def matching_scores(
         both_pad = (1.0 - va) * (1.0 - vb.transpose(1, 2))  # (B, Ta, Tb)
         scores = _blend(1.0 - both_pad, _blend(same, scores, NO_MATCH), PAD_PAIR)
     ta, tb = scores.shape[-2:]
-    if class_token:
-        scores = _blend(_const("free_row", scores, ta), scores, PROTECTED)  # row 0 of (Ta, 1)
-    if distill_token:
-        scores = _blend(_const("free_col", scores, tb), scores, PROTECTED)  # column 0 of (Tb,)
+    pa, pb = protected_split(protected_count(class_token, distill_token, registers))
+    if pa:
+        scores = _blend(_const("free_row", scores, ta, pa), scores, PROTECTED)  # rows 0..pa-1 of (Ta, 1)
+    if pb:
+        scores = _blend(_const("free_col", scores, tb, pb), scores, PROTECTED)  # columns 0..pb-1 of (Tb,)
     return scores
 
 
@@ -289,45 +317,50 @@ def assignment(
     class_token: bool = False,
     distill_token: bool = False,
     valid: torch.Tensor | None = None,
+    registers: int = 0,
 ) -> torch.Tensor:
     """Output slot of every input token after one bipartite soft matching step.
 
     metric (B, T, C) -> pos (B, T) float32 holding integers in [0, T - r), or -1.
     Output order is ToMe's: kept A tokens in index order, then all B tokens; with a
-    distillation token, [A0, B0, A1.., B1..]. The r A tokens whose best similarity is highest
+    distillation token, [A0, B0, A1.., B1..]; with register tokens (which ToMe has not), the same
+    rule generalized: the protected tokens first in their own order, then the other kept A tokens,
+    then the other B tokens. The r A tokens whose best similarity is highest
     join their best B partner. A padding token chosen while it has no padding partner is
     dropped (-1), never merged into a real token. Every op is one XNNPACK delegates (arithmetic,
     clamp, ceil, max over a 4-D view, matmuls with constants), so the merge breaks no partition.
     """
-    t = check_r(metric.shape[1], r, class_token, distill_token)
+    t = check_r(metric.shape[1], r, class_token, distill_token, registers)
     ta = (t + 1) // 2
     n_kept = ta - r
-    scores = matching_scores(metric, class_token, distill_token, valid)  # (B, Ta, Tb)
+    protected = protected_count(class_token, distill_token, registers)
+    scores = matching_scores(metric, class_token, distill_token, valid, registers)  # (B, Ta, Tb)
     best, partner = best_partner(scores)  # (B, Ta), (B, Ta)
     merged = torch.clamp(float(r) - rank_descending(best), 0.0, 1.0)  # (B, Ta): rank < r, integers
     note_cut("tome", best, r)  # eager only, inside margins.record_margins(): how clear the choices are
     note_partner("tome", scores, merged)
-    kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (B, Ta)
-    partner_slot = partner + float(n_kept)  # (B, Ta)
-    if distill_token:
-        # ToMe's order [A0, B0, A1.., B1..]: kept A tokens after the first move up one slot.
-        kept_slot = kept_slot + torch.clamp(kept_slot, 0.0, 1.0)  # + (kept_slot >= 1), integers >= -1
-        # B0 goes to slot 1 (_b_in_token); partner 0 never occurs: B0 is protected.
+    kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (B, Ta): rank among the kept A tokens
+    partner_slot = partner + float(n_kept)  # (B, Ta); a protected B partner never occurs
+    shift = _protected_kept_shift(ta, protected)
+    if shift is not None:  # protected B tokens sit among the first slots: [A0, B0, A1, ..]
+        kept_slot = kept_slot + table_tensor(shift, kept_slot)  # merged rows' values are replaced below
     a_slot = kept_slot + merged * (partner_slot - kept_slot)  # (B, Ta): where(merged, partner, kept)
     if valid is not None:
         orphan = merged * (1.0 - greater(best, NO_MATCH / 2))  # chosen with no partner of its kind
         a_slot = _blend(1.0 - orphan, a_slot, -1.0)
     # Back to token order: A token i sits at 2i, B token j at 2j + 1 (a one-hot matmul, exact).
     a_to_token = _const("to_token", a_slot, ta, t)  # (Ta, T)
-    b_in_token = table_tensor(_b_in_token(t, n_kept, distill_token), a_slot)  # (T,)
+    b_in_token = table_tensor(_b_in_token(t, n_kept, protected), a_slot)  # (T,)
     return a_slot @ a_to_token + b_in_token  # (B, T)
 
 
-def check_r(t: int, r: int, class_token: bool, distill_token: bool) -> int:
-    """Raise ValueError unless one step may merge r of t tokens; returns t."""
-    if distill_token and not class_token:
-        raise InputError("a distillation token needs a class token in front of it")
-    limit = max_r(t, class_token, distill_token)
+def check_r(t: int, r: int, class_token: bool, distill_token: bool, registers: int = 0) -> int:
+    """Raise InputError unless one step may merge r of t tokens; returns t."""
+    if (distill_token or registers) and not class_token:
+        raise InputError("a distillation token or register tokens need a class token in front of them")
+    if registers < 0:
+        raise InputError(f"registers={registers}: a count of register tokens, 0 or more")
+    limit = max_r(t, class_token, distill_token, registers)
     if not 0 <= r <= limit:
         raise InputError(f"r={r} is out of range for {t} tokens: allowed 0..{limit}")
     return t
@@ -346,9 +379,10 @@ def bipartite_soft_matching(
     class_token: bool = False,
     distill_token: bool = False,
     valid: torch.Tensor | None = None,
+    registers: int = 0,
 ) -> torch.Tensor:
     """ToMe's matching step as a one-hot matrix M (B, T - r, T), in the dtype of `metric`."""
-    pos = assignment(metric, r, class_token, distill_token, valid)
+    pos = assignment(metric, r, class_token, distill_token, valid, registers)
     return one_hot_assignment(pos, metric.shape[1] - r, metric.dtype)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .merge import (NO_MATCH, SlotMerge, bipartite_soft_matching, check_r, greater, indexed, matching_scores,
-                    table_tensor)
+                    protected_count, protected_split, table_tensor)
 
 
 def descending_order(values: torch.Tensor) -> torch.Tensor:
@@ -58,13 +58,16 @@ class IndexedMatching:
     kept: torch.Tensor
     src: torch.Tensor
     to_dst: torch.Tensor
-    distill_token: bool
+    protected: int  # leading tokens that never merge (merge.py protected_count)
 
     def _order(self, kept: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        """ToMe's slot order: kept A then B; [A0, B0, A1.., B1..] with a distillation token."""
-        if self.distill_token:
-            return torch.cat([kept[:, :1], dst[:, :1], kept[:, 1:], dst[:, 1:]], dim=1)
-        return torch.cat([kept, dst], dim=1)  # (B, T', C)
+        """ToMe's slot order: kept A then B; [A0, B0, A1.., B1..] with a distillation token, and
+        with register tokens the protected tokens first in their own order (A0, B0, A1, B1, ..)."""
+        pa, pb = protected_split(self.protected)
+        if pb == 0:
+            return torch.cat([kept, dst], dim=1)  # (B, T', C)
+        head = [(kept if k % 2 == 0 else dst)[:, k // 2:k // 2 + 1] for k in range(self.protected)]
+        return torch.cat([*head, kept[:, pa:], dst[:, pb:]], dim=1)
 
     def sum(self, x: torch.Tensor) -> torch.Tensor:
         """Sum of the inputs landing in each slot: (B, T, C) -> (B, T', C)."""
@@ -88,10 +91,11 @@ def indexed_matching(
     class_token: bool = False,
     distill_token: bool = False,
     valid: torch.Tensor | None = None,
+    registers: int = 0,
 ) -> IndexedMatching:
     """merge.py's `assignment` for metric (B, T, C) and r > 0, held as indices (see module docstring)."""
-    t = check_r(metric.shape[1], r, class_token, distill_token)
-    scores = matching_scores(metric, class_token, distill_token, valid)  # (B, Ta, Tb)
+    t = check_r(metric.shape[1], r, class_token, distill_token, registers)
+    scores = matching_scores(metric, class_token, distill_token, valid, registers)  # (B, Ta, Tb)
     best, partner = scores.amax(dim=-1), scores.argmax(dim=-1)  # (B, Ta); int64, the first maximum
     order = descending_order(best)  # (B, Ta)
     src = order[:, :r]  # (B, r): the r best A tokens
@@ -103,7 +107,8 @@ def indexed_matching(
         to_dst = to_dst * greater(torch.gather(best, 1, src), NO_MATCH / 2).reshape(b, 1, r)
     if b == 1:
         kept, src = kept.reshape(-1), src.reshape(-1)
-    return IndexedMatching(kept * 2, src * 2, to_dst, distill_token)  # A token i sits at 2i
+    return IndexedMatching(kept * 2, src * 2, to_dst,  # A token i sits at 2i
+                           protected_count(class_token, distill_token, registers))
 
 
 def slot_merge(
@@ -112,9 +117,10 @@ def slot_merge(
     class_token: bool = False,
     distill_token: bool = False,
     valid: torch.Tensor | None = None,
+    registers: int = 0,
 ) -> torch.Tensor | SlotMerge:
     """One matching step as `merge_wavg` / `merge_sum` take it: the one-hot matrix M (B, T', T)
     (ARITHMETIC), or gather indices (INDEXED, below): the same slots either way."""
     if indexed() and r > 0:
-        return indexed_matching(metric, r, class_token, distill_token, valid)
-    return bipartite_soft_matching(metric, r, class_token, distill_token, valid)
+        return indexed_matching(metric, r, class_token, distill_token, valid, registers)
+    return bipartite_soft_matching(metric, r, class_token, distill_token, valid, registers)

@@ -85,20 +85,19 @@ def plan(params: TomeParams, shape: PlanShape) -> MergePlan:
     list is taken literally, and any r beyond what the first layer allows is an error: both raise
     SpecError rather than silently merging less than asked.
     """
-    if shape.registers:
-        raise SpecError("tome: register tokens (DINOv2 with registers) are not supported by ToMe's matching yet; "
-                        "use pitome: or diffrate:")
     schedule = params.per_layer(shape.num_layers)
     explicit = params.schedule is Schedule.LIST
     tokens = shape.tokens
     for layer, r in enumerate(schedule):
-        limit = max_r(tokens, shape.class_token, shape.distill_token)
+        limit = max_r(tokens, shape.class_token, shape.distill_token, shape.registers)
         if r > limit and not explicit and layer > 0:
             r = schedule[layer] = limit
         if r > limit:
             raise SpecError(f"r={r} at layer {layer} is too large: that layer has {tokens} tokens and allows r <= {limit}")
         tokens -= r
-    return counts_plan("tome", schedule, shape, params.prop_attn, params.trace_source)
+    # Register tokens (DINOv2 with registers) are protected like the class token; ToMe has none.
+    data = (("registers", shape.registers),) if shape.registers else ()
+    return counts_plan("tome", schedule, shape, params.prop_attn, params.trace_source, data)
 
 
 def layer(fns: LayerFns, state: TokenState, i: int, plan: MergePlan) -> TokenState:
@@ -110,7 +109,8 @@ def layer(fns: LayerFns, state: TokenState, i: int, plan: MergePlan) -> TokenSta
         return TokenState(fns.feed_forward(x), size, source, valid, state.unit_size)
     with annotate(MERGE_ANNOTATION):
         metric = head_mean(keys)  # (B, T, d)
-        m = slot_merge(metric, r, plan.class_token, plan.distill_token, valid)  # (B, T', T) or indices
+        registers = dict(plan.data).get("registers", 0)
+        m = slot_merge(metric, r, plan.class_token, plan.distill_token, valid, registers)  # (B, T', T) or indices
         x, size = merge_wavg(m, x, size, state.unit_size)
         if source is not None:
             source = merge_sum(m, source)

@@ -161,9 +161,10 @@ def _sentence(folder: Path) -> None:
 
 @pytest.mark.parametrize(("family", "spec"), [
     (_vit, "tome:r=2"), (_deit, "tome:r=2"), (_clip, "tome:r=2"), (_bert, "tome:r=2"), (_siglip, "tome:r=2"),
-    (_dinov2, "tome:r=2"), (_dinov2_registers, "pitome:ratio=0.9"),  # ToMe refuses register tokens
+    (_dinov2, "tome:r=2"), (_dinov2_registers, "tome:r=2"), (_dinov2_registers, "pitome:ratio=0.9"),
     (_sentence, "tome:r=2")],
-    ids=["vit", "deit", "clip-vision", "bert", "siglip", "dinov2", "dinov2-registers", "sentence-transformers"])
+    ids=["vit", "deit", "clip-vision", "bert", "siglip", "dinov2", "dinov2-registers", "dinov2-registers-pitome",
+         "sentence-transformers"])
 def test_local_hf_folder_of_every_family_exports_to_coreai_and_validates(tmp_path: Path, family, spec, capsys):
     folder = tmp_path / "hf"
     family(folder)

@@ -20,7 +20,8 @@ SPECS = {"vit-tiny": {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8",
          "siglip-tiny": {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8"},
          "dinov2-tiny": {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8",
                          "diffrate": "diffrate:prune=65,60,50,40,merge=65,55,45,30"},
-         "dinov2-reg-tiny": {"pitome": "pitome:ratio=0.8", "diffrate": "diffrate:prune=69,60,50,40,merge=69,55,45,30"}}
+         "dinov2-reg-tiny": {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8",
+                             "diffrate": "diffrate:prune=69,60,50,40,merge=69,55,45,30"}}
 
 
 def _export(tmp_path: Path, model: str, spec: str, formats: str) -> dict:
@@ -43,6 +44,13 @@ def _export(tmp_path: Path, model: str, spec: str, formats: str) -> dict:
 def test_vit_tiny_exports_and_validates(tmp_path, method):
     manifest = _export(tmp_path, "vit-tiny", SPECS["vit-tiny"][method], "onnx,executorch")
     assert manifest["plan"]["tokens_per_layer"][-1] < 65
+
+
+def test_tome_on_dinov2_with_registers_exports_and_validates(tmp_path):
+    """ToMe protects the class token and the 4 register tokens (graphs/merge.py protected_count):
+    one partition, both runtimes within 1e-4 of eager, the registers in the manifest's plan."""
+    manifest = _export(tmp_path, "dinov2-reg-tiny", SPECS["dinov2-reg-tiny"]["tome"], "onnx,executorch")
+    assert manifest["plan"]["registers"] == 4 and manifest["plan"]["tokens_per_layer"] == [69, 61, 53, 45, 37]
 
 
 @pytest.mark.parametrize("method", ["pitome", pytest.param("tome", marks=pytest.mark.slow)])  # reason: ~1 min each

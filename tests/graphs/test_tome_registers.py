@@ -1,0 +1,131 @@
+"""ToMe with register tokens (DINOv2 with registers): the class token and R registers never merge.
+
+ToMe has no register tokens. Its code protects the class token (A row 0 scores -inf) and a
+distillation token (B column 0), and puts them first in the output: [A0, B0, kept A.., B..]. The
+reference below is that code with the rule generalized to the first 1 + R tokens, which alternate
+A0, B0, A1, B1, ..: their A rows and B columns score -inf, and the output starts with them in their
+own order, then the other kept A tokens (index order, as ToMe sorts them with a class token), then
+the other B tokens. With R = 1 it is ToMe's distillation-token code. Ties are pinned as in
+test_merge.py (lowest index, stable argsort, copies tie).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tomobile.graphs import MergeConfig, merge_plan
+from tomobile.graphs.hf_models import _dinov2_layer
+from tomobile.graphs.merge import assignment, max_r, merge_ops, merge_wavg, one_hot_assignment
+from tomobile.graphs.merge_indexed import slot_merge
+from tomobile.graphs.registry import get_model
+
+
+def reference_merge(metric: torch.Tensor, r: int, protected: int):
+    """ToMe's bipartite_soft_matching (argsort, gather, scatter_reduce) protecting `protected`
+    leading tokens; returns merge(x, mode) -> (B, T - r, C)."""
+    metric = metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    a, b = metric[..., ::2, :], metric[..., 1::2, :]
+    scores = a @ b.transpose(-1, -2)
+    scores = torch.where(scores > 1.0 - 1e-5, torch.ones_like(scores), scores)  # copies tie
+    pa, pb = (protected + 1) // 2, protected // 2
+    scores[..., :pa, :] = -math.inf
+    scores[..., :, :pb] = -math.inf
+    node_max = scores.max(dim=-1).values
+    idx = torch.arange(scores.shape[-1]).expand_as(scores)
+    node_idx = torch.where(scores == node_max[..., None], idx, scores.shape[-1]).min(dim=-1).values
+    edge_idx = node_max.argsort(dim=-1, descending=True, stable=True)[..., None]
+    unm_idx = edge_idx[..., r:, :].sort(dim=1)[0]
+    src_idx = edge_idx[..., :r, :]
+    dst_idx = node_idx[..., None].gather(dim=-2, index=src_idx)
+
+    def merge(x: torch.Tensor, mode: str) -> torch.Tensor:
+        src, dst = x[..., ::2, :], x[..., 1::2, :]
+        n, t1, c = src.shape
+        unm = src.gather(dim=-2, index=unm_idx.expand(n, t1 - r, c))
+        src = src.gather(dim=-2, index=src_idx.expand(n, r, c))
+        dst = dst.scatter_reduce(-2, dst_idx.expand(n, r, c), src, reduce=mode)
+        head = [(unm if k % 2 == 0 else dst)[:, k // 2:k // 2 + 1] for k in range(protected)]
+        return torch.cat([*head, unm[:, pa:], dst[:, pb:]], dim=1)
+
+    return merge
+
+
+def reference_wavg(merge, x: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    total = merge(size, "sum")
+    return merge(x * size, "sum") / total, total
+
+
+def _check(metric: torch.Tensor, x: torch.Tensor, size: torch.Tensor, r: int, registers: int) -> None:
+    t = metric.shape[1]
+    merge = reference_merge(metric.clone(), r, 1 + registers)
+    want_x, want_size = reference_wavg(merge, x, size)
+    # where each token went, read off the reference: merge token ids (exact small integers) by sum
+    ids = torch.arange(t, dtype=torch.float32).reshape(1, t, 1).expand(metric.shape[0], t, 1)
+    pos = assignment(metric, r, class_token=True, registers=registers)  # (B, T)
+    m = one_hot_assignment(pos, t - r, x.dtype)
+    torch.testing.assert_close(m @ ids, merge(ids, "sum"), atol=0, rtol=0)
+    got_x, got_size = merge_wavg(m, x, size)
+    torch.testing.assert_close(got_x, want_x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got_size, want_size, atol=0, rtol=0)
+    with merge_ops("indexed"):  # ONNX Runtime's spelling: the same slots
+        got_x, got_size = merge_wavg(slot_merge(metric, r, True, False, None, registers), x, size)
+    torch.testing.assert_close(got_x, want_x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got_size, want_size, atol=0, rtol=0)
+    # the protected tokens stay first, in their order, unmerged
+    torch.testing.assert_close(got_x[:, :1 + registers], x[:, :1 + registers], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("t", [12, 69, 70])
+@pytest.mark.parametrize("registers", [1, 2, 4, 5])
+def test_tome_with_registers_equals_the_generalized_reference(t, registers):
+    gen = torch.Generator().manual_seed(t * 10 + registers)
+    metric, x = torch.randn(3, t, 16, generator=gen), torch.randn(3, t, 8, generator=gen)
+    size = torch.randint(1, 4, (3, t, 1), generator=gen).float()
+    top = max_r(t, True, registers=registers)
+    assert top == (t - 1 - registers) // 2
+    for r in sorted({1, top // 2, top}):
+        _check(metric, x, size, r, registers)
+
+
+def test_registers_tie_to_the_lowest_index_like_tome():
+    """Every token a copy of one of three: ties everywhere, the lowest index wins, and no copy
+    merges into (or out of) a register token however strongly it matches one."""
+    gen = torch.Generator().manual_seed(3)
+    protos = torch.randn(3, 16, generator=gen)
+    metric = protos[torch.randint(0, 3, (2, 45), generator=gen)]
+    x = torch.randn(2, 45, 8, generator=gen)
+    for r in (1, 9, max_r(45, True, registers=4)):
+        _check(metric, x, torch.ones(2, 45, 1), r, 4)
+
+
+def test_one_register_is_tomes_distillation_token_rule():
+    gen = torch.Generator().manual_seed(5)
+    metric = torch.randn(2, 40, 16, generator=gen)
+    for r in (1, 10, max_r(40, True, True)):
+        assert torch.equal(assignment(metric, r, True, registers=1), assignment(metric, r, True, True))
+
+
+def test_dinov2_reg_tiny_under_tome_equals_the_reference_model():
+    """The whole patched model (proportional attention, 8 merged per layer) against the model's own
+    layers with the reference merge between attention and MLP."""
+    wrapper = get_model("dinov2-reg-tiny").builder(MergeConfig.parse("tome:r=8")).parts["model"]
+    model, plan = wrapper.model, merge_plan(wrapper.model)
+    assert plan.get("registers") == 4 and plan.tokens[0] == 69 and plan.r[0] == 8
+    (x,) = wrapper.example_inputs(seed=2)
+    with torch.no_grad():
+        ours = model(pixel_values=x)
+        h, size = model.embeddings(x), None
+        for i, layer in enumerate(model.encoder.layer):
+            fns = _dinov2_layer(layer)
+            h, keys, _ = fns.attend(h, None if size is None else size.log().reshape(size.shape[0], 1, 1, -1))
+            if plan.r[i]:
+                h, size = reference_wavg(reference_merge(keys.mean(dim=2), plan.r[i], 5), h,
+                                         torch.ones_like(h[..., :1]) if size is None else size)
+            h = fns.feed_forward(h)
+        h = model.layernorm(h)
+    torch.testing.assert_close(ours.last_hidden_state, h, atol=2e-5, rtol=1e-5)
+    assert ours.last_hidden_state.shape[1] == plan.tokens[-1]
+    assert torch.equal(size[:, :5], torch.ones_like(size[:, :5])) and bool((size[:, 5:] > 1).any())
