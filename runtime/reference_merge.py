@@ -24,17 +24,19 @@ MergeFn = Callable[[torch.Tensor, str], torch.Tensor]
 
 
 def reference_matching(metric: torch.Tensor, r: int, class_token: bool = False,
-                       distill_token: bool = False) -> MergeFn:
-    """metric (B, T, C) -> merge(x (B, T, C'), mode) -> (B, T - r, C'), ToMe's output order."""
-    protected = int(class_token) + int(distill_token)
+                       distill_token: bool = False, registers: int = 0) -> MergeFn:
+    """metric (B, T, C) -> merge(x (B, T, C'), mode) -> (B, T - r, C'), ToMe's output order.
+    Register tokens (which ToMe has not) are protected by its distillation-token rule generalized:
+    the first `protected` tokens alternate A0, B0, A1, ..; their rows and columns never match and
+    they come first in the output (graphs/merge.py, docs/methods.md)."""
+    protected = int(class_token) + int(distill_token) + registers
+    pa, pb = (protected + 1) // 2, protected // 2  # protected A rows, B columns
     r = min(r, (metric.shape[1] - protected) // 2)
     metric = metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-6)
     a, b = metric[..., ::2, :], metric[..., 1::2, :]  # (B, Ta, C), (B, Tb, C)
     scores = a @ b.transpose(-1, -2)  # (B, Ta, Tb)
-    if class_token:
-        scores[..., 0, :] = -math.inf
-    if distill_token:
-        scores[..., :, 0] = -math.inf
+    scores[..., :pa, :] = -math.inf
+    scores[..., :, :pb] = -math.inf
     node_max, node_idx = scores.max(dim=-1)  # (B, Ta)
     edge_idx = node_max.argsort(dim=-1, descending=True, stable=True)[..., None]  # (B, Ta, 1)
     unm_idx, src_idx = edge_idx[..., r:, :], edge_idx[..., :r, :]  # kept, merged A tokens
@@ -48,8 +50,9 @@ def reference_matching(metric: torch.Tensor, r: int, class_token: bool = False,
         unm = src.gather(dim=-2, index=unm_idx.expand(n, t1 - r, c))  # (B, Ta - r, C)
         src = src.gather(dim=-2, index=src_idx.expand(n, r, c))  # (B, r, C)
         dst = dst.scatter_reduce(-2, dst_idx.expand(n, r, c), src, reduce=mode)  # (B, Tb, C)
-        if distill_token:
-            return torch.cat([unm[:, :1], dst[:, :1], unm[:, 1:], dst[:, 1:]], dim=1)
+        if pb:  # [A0, B0, A1.., B1..] with a distillation token; registers likewise
+            head = [(unm if k % 2 == 0 else dst)[:, k // 2:k // 2 + 1] for k in range(protected)]
+            return torch.cat([*head, unm[:, pa:], dst[:, pb:]], dim=1)
         return torch.cat([unm, dst], dim=1)  # (B, T - r, C)
 
     return merge
@@ -71,10 +74,10 @@ def reference_merge() -> Iterator[None]:
     """
     saved = tome.slot_merge, tome.merge_wavg
 
-    def matching(metric, r, class_token=False, distill_token=False, valid=None):
+    def matching(metric, r, class_token=False, distill_token=False, valid=None, registers=0):
         if valid is not None:
             raise NotImplementedError("the reference merge has no padding mask")
-        return reference_matching(metric, r, class_token, distill_token)
+        return reference_matching(metric, r, class_token, distill_token, registers)
 
     def wavg(merge, x, size, unit_size=False):
         return reference_merge_wavg(merge, x, size)
