@@ -10,13 +10,11 @@ in index order (ToMe sorts them when there is a class token). A third pin: simil
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
+from tome_reference import reference_matching, reference_merge_wavg
 from tomobile.graphs.merge import (
     assignment,
     bipartite_soft_matching,
@@ -26,37 +24,6 @@ from tomobile.graphs.merge import (
     one_hot_assignment,
     unmerge,
 )
-
-
-def reference_matching(metric: torch.Tensor, r: int, class_token: bool, distill_token: bool):
-    """ToMe-style: returns (merge_fn, unm_idx, src_idx, dst_idx)."""
-    metric = metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    a, b = metric[..., ::2, :], metric[..., 1::2, :]
-    scores = a @ b.transpose(-1, -2)
-    scores = torch.where(scores > 1.0 - 1e-5, torch.ones_like(scores), scores)  # third pin: copies tie
-    if class_token:
-        scores[..., 0, :] = -math.inf
-    if distill_token:
-        scores[..., :, 0] = -math.inf
-    node_max = scores.max(dim=-1).values
-    idx = torch.arange(scores.shape[-1]).expand_as(scores)
-    node_idx = torch.where(scores == node_max[..., None], idx, scores.shape[-1]).min(dim=-1).values
-    edge_idx = node_max.argsort(dim=-1, descending=True, stable=True)[..., None]
-    unm_idx = edge_idx[..., r:, :].sort(dim=1)[0]
-    src_idx = edge_idx[..., :r, :]
-    dst_idx = node_idx[..., None].gather(dim=-2, index=src_idx)
-
-    def merge(x: torch.Tensor, mode: str) -> torch.Tensor:
-        src, dst = x[..., ::2, :], x[..., 1::2, :]
-        n, t1, c = src.shape
-        unm = src.gather(dim=-2, index=unm_idx.expand(n, t1 - r, c))
-        src = src.gather(dim=-2, index=src_idx.expand(n, r, c))
-        dst = dst.scatter_reduce(-2, dst_idx.expand(n, r, c), src, reduce=mode)
-        if distill_token:
-            return torch.cat([unm[:, :1], dst[:, :1], unm[:, 1:], dst[:, 1:]], dim=1)
-        return torch.cat([unm, dst], dim=1)
-
-    return merge, unm_idx, src_idx, dst_idx
 
 
 def reference_positions(t: int, r: int, unm_idx, src_idx, dst_idx, distill_token: bool) -> torch.Tensor:
@@ -77,12 +44,6 @@ def reference_positions(t: int, r: int, unm_idx, src_idx, dst_idx, distill_token
         for i, j in zip(src_idx[bi, :, 0].tolist(), dst_idx[bi, :, 0].tolist()):
             pos[bi, 2 * i] = b_slot[j]
     return pos
-
-
-def reference_merge_wavg(merge, x: torch.Tensor, size: torch.Tensor):
-    xs = merge(x * size, "sum")
-    s = merge(size, "sum")
-    return xs / s, s
 
 
 def check_against_reference(metric, x, size, r, class_token=False, distill_token=False):

@@ -2,7 +2,7 @@
 
 ToMe has no register tokens. Its code protects the class token (A row 0 scores -inf) and a
 distillation token (B column 0), and puts them first in the output: [A0, B0, kept A.., B..]. The
-reference below is that code with the rule generalized to the first 1 + R tokens, which alternate
+reference (tests/tome_reference.py) is that code with the rule generalized to the first 1 + R tokens, which alternate
 A0, B0, A1, B1, ..: their A rows and B columns score -inf, and the output starts with them in their
 own order, then the other kept A tokens (index order, as ToMe sorts them with a class token), then
 the other B tokens. With R = 1 it is ToMe's distillation-token code. Ties are pinned as in
@@ -11,10 +11,9 @@ test_merge.py (lowest index, stable argsort, copies tie).
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
+from tome_reference import reference_matching, reference_merge_wavg
 
 from tomobile.graphs import MergeConfig, merge_plan
 from tomobile.graphs.hf_models import _dinov2_layer
@@ -23,45 +22,15 @@ from tomobile.graphs.merge_indexed import slot_merge
 from tomobile.graphs.registry import get_model
 
 
-def reference_merge(metric: torch.Tensor, r: int, protected: int):
-    """ToMe's bipartite_soft_matching (argsort, gather, scatter_reduce) protecting `protected`
-    leading tokens; returns merge(x, mode) -> (B, T - r, C)."""
-    metric = metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    a, b = metric[..., ::2, :], metric[..., 1::2, :]
-    scores = a @ b.transpose(-1, -2)
-    scores = torch.where(scores > 1.0 - 1e-5, torch.ones_like(scores), scores)  # copies tie
-    pa, pb = (protected + 1) // 2, protected // 2
-    scores[..., :pa, :] = -math.inf
-    scores[..., :, :pb] = -math.inf
-    node_max = scores.max(dim=-1).values
-    idx = torch.arange(scores.shape[-1]).expand_as(scores)
-    node_idx = torch.where(scores == node_max[..., None], idx, scores.shape[-1]).min(dim=-1).values
-    edge_idx = node_max.argsort(dim=-1, descending=True, stable=True)[..., None]
-    unm_idx = edge_idx[..., r:, :].sort(dim=1)[0]
-    src_idx = edge_idx[..., :r, :]
-    dst_idx = node_idx[..., None].gather(dim=-2, index=src_idx)
-
-    def merge(x: torch.Tensor, mode: str) -> torch.Tensor:
-        src, dst = x[..., ::2, :], x[..., 1::2, :]
-        n, t1, c = src.shape
-        unm = src.gather(dim=-2, index=unm_idx.expand(n, t1 - r, c))
-        src = src.gather(dim=-2, index=src_idx.expand(n, r, c))
-        dst = dst.scatter_reduce(-2, dst_idx.expand(n, r, c), src, reduce=mode)
-        head = [(unm if k % 2 == 0 else dst)[:, k // 2:k // 2 + 1] for k in range(protected)]
-        return torch.cat([*head, unm[:, pa:], dst[:, pb:]], dim=1)
-
-    return merge
-
-
-def reference_wavg(merge, x: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    total = merge(size, "sum")
-    return merge(x * size, "sum") / total, total
+def reference_merge(metric: torch.Tensor, r: int, registers: int):
+    """The reference's merge(x, mode) for a class token and `registers` register tokens."""
+    return reference_matching(metric, r, True, False, registers)[0]
 
 
 def _check(metric: torch.Tensor, x: torch.Tensor, size: torch.Tensor, r: int, registers: int) -> None:
     t = metric.shape[1]
-    merge = reference_merge(metric.clone(), r, 1 + registers)
-    want_x, want_size = reference_wavg(merge, x, size)
+    merge = reference_merge(metric.clone(), r, registers)
+    want_x, want_size = reference_merge_wavg(merge, x, size)
     # where each token went, read off the reference: merge token ids (exact small integers) by sum
     ids = torch.arange(t, dtype=torch.float32).reshape(1, t, 1).expand(metric.shape[0], t, 1)
     pos = assignment(metric, r, class_token=True, registers=registers)  # (B, T)
@@ -122,7 +91,7 @@ def test_dinov2_reg_tiny_under_tome_equals_the_reference_model():
             fns = _dinov2_layer(layer)
             h, keys, _ = fns.attend(h, None if size is None else size.log().reshape(size.shape[0], 1, 1, -1))
             if plan.r[i]:
-                h, size = reference_wavg(reference_merge(keys.mean(dim=2), plan.r[i], 5), h,
+                h, size = reference_merge_wavg(reference_merge(keys.mean(dim=2), plan.r[i], 4), h,
                                          torch.ones_like(h[..., :1]) if size is None else size)
             h = fns.feed_forward(h)
         h = model.layernorm(h)
