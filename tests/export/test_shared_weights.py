@@ -84,6 +84,18 @@ def test_manifest_names_the_shared_files(shared_export):
     assert not any((folder / f"v1{suffix}").exists() for suffix in (".pte", ".mlpackage", ".aimodel"))
 
 
+def test_export_prints_one_line_per_shared_file(shared_export, capsys):
+    from tomobile.cli.cmd_export import print_written
+
+    folder, manifest, _ = shared_export
+    print_written(manifest["artifacts"], folder)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1].rsplit("/", 1)[-1] for line in lines] == ["v0.onnx", "v1.onnx", "v0.pte", "v0.mlpackage",
+                                                                     "v0.aimodel"]
+    assert lines[2].endswith("executorch, fp32; 2 methods: v0, v1)") and lines[4].endswith("2 functions: v0, v1)")
+    assert "+ v0.onnx.data" in lines[1]
+
+
 def test_each_format_writes_the_weights_once(shared_export):
     """Two copies would be 2x the weights: every store stays under 1.5x one copy."""
     folder, _, weights = shared_export
