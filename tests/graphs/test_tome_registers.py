@@ -70,6 +70,17 @@ def test_registers_tie_to_the_lowest_index_like_tome():
         _check(metric, x, torch.ones(2, 45, 1), r, 4)
 
 
+def test_registers_with_degenerate_metrics():
+    """All-zero and all-equal metrics (every score ties), and zero-norm tokens among real ones."""
+    gen = torch.Generator().manual_seed(9)
+    x, size = torch.randn(2, 33, 8, generator=gen), torch.randint(1, 3, (2, 33, 1), generator=gen).float()
+    some_zero = torch.randn(2, 33, 16, generator=gen)
+    some_zero[:, 3::5] = 0.0
+    for metric in (torch.zeros(2, 33, 16), torch.ones(2, 33, 16), some_zero):
+        for r in (1, max_r(33, True, registers=4)):
+            _check(metric, x, size, r, 4)
+
+
 def test_one_register_is_tomes_distillation_token_rule():
     gen = torch.Generator().manual_seed(5)
     metric = torch.randn(2, 40, 16, generator=gen)
