@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import ctypes
 import logging
 import os
 import re
 import sys
 import tempfile
+import threading
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,30 +181,103 @@ def _native_stderr_filtered(pattern: re.Pattern[str]) -> Iterator[None]:
                     sys.stderr.write(line)
 
 
+def _compiled_maps() -> set[tuple[int, int]]:
+    """Address ranges of this process's mappings of Core AI's compiled models: the runtime compiles
+    an asset into a temporary `*.aimodelx/` folder, maps the result shared read-only and deletes the
+    folder."""
+    if not sys.platform.startswith("linux"):
+        return set()
+    ranges = set()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            if ".aimodelx/" in line:
+                lo, hi = line.split(None, 1)[0].split("-")
+                ranges.add((int(lo, 16), int(hi, 16)))
+    return ranges
+
+
+_MADV_DONTNEED = 4
+
+
+def _drop_resident_pages(ranges: set[tuple[int, int]]) -> None:
+    """madvise(MADV_DONTNEED) over read-only shared file mappings: their pages leave this process's
+    resident set; a later access (none is expected) reads them from the file again, so nothing
+    can break."""
+    if not ranges:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    for lo, hi in ranges:
+        libc.madvise(lo, hi - lo, _MADV_DONTNEED)
+
+
+# asset path -> (its files' names, sizes and mtimes; the folder holding its compiled form)
+_COMPILED: dict[str, tuple[tuple, tempfile.TemporaryDirectory]] = {}
+_COMPILED_LOCK = threading.Lock()
+
+
+def _compiled_form(asset, path: Path) -> Path | None:
+    """The folder of `asset`'s compiled form (ODIX), compiled once per process and asset version;
+    None where this coreai-core compiles otherwise (macOS's OS runtime, another version).
+
+    On Linux, `AIModelAsset.executable()` compiles the asset into a temporary `.aimodelx` folder on
+    every load and deletes it while the runtime still maps the result; the runtime never unmaps it
+    (coreai-core 1.0.0b3), so every load held the asset's size on disk until the process ended
+    (10 loads of a 33.6 MB asset: 336 MB of /tmp) and paid the compile again. Loading one kept
+    compiled folder maps one file however often a part is loaded."""
+    if not sys.platform.startswith("linux") or not hasattr(asset, "_write_odix"):
+        return None
+    key = str(path.resolve())
+    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(path.iterdir()) if f.is_file())
+    with _COMPILED_LOCK:
+        entry = _COMPILED.get(key)
+        if entry is None or entry[0] != stamp:  # a re-exported asset at the same path compiles again
+            folder = tempfile.TemporaryDirectory(prefix="tomobile-", suffix=".aimodelx")
+            asset._write_odix(Path(folder.name))  # what executable() runs, into a folder that stays
+            entry = _COMPILED[key] = (stamp, folder)
+        return Path(entry[1].name)
+
+
 class _CoreAIAsset:
-    """A loaded Core AI asset (its executable context on its own event loop), held by every runner
-    of one of its functions: the functions of one asset (a weight group's variants,
-    docs/shared_weights.md) share its loaded weights. `release` by the last holder closes it."""
+    """A loaded Core AI asset (its compiled model on its own event loop), held by every runner of
+    one of its functions: the functions of one asset (a weight group's variants,
+    docs/shared_weights.md) share its loaded weights. `release` by the last holder closes it.
+
+    coreai-core 1.0.0b3 keeps a loaded model mapped after it is released, so each load and close
+    of an asset left its whole size in RssFile: block streaming grew by a part per load. On release
+    the pages of the mappings that this load made are dropped from the resident set
+    (`_drop_resident_pages`), and every load of one asset maps one compiled file (`_compiled_form`)."""
 
     def __init__(self, path: Path) -> None:
         from coreai.authoring.asset import AIModelAsset  # deferred: a heavy optional runtime
+        from coreai.runtime import AIModel
 
         self.path = Path(path)
         self.loop = asyncio.new_event_loop()
-        self._context = AIModelAsset.load(self.path).executable()
+        before = _compiled_maps()
+        asset = AIModelAsset.load(self.path)
         try:
-            self.model = self.loop.run_until_complete(self._context.__aenter__())
+            compiled = _compiled_form(asset, self.path)
+            if compiled is None:
+                self._context = asset.executable()
+                self.model = self.loop.run_until_complete(self._context.__aenter__())
+            else:
+                self._context = None
+                self.model = self.loop.run_until_complete(AIModel.load(path=compiled))
         except BaseException:
             self.loop.close()
             raise
+        self._maps = _compiled_maps() - before
         self.holders = 0
 
     def function(self, name: str):
+        before = _compiled_maps()
         with _native_stderr_filtered(_COREAI_CHATTER):
             try:
                 found = self.model.load_function(name)
             except KeyError:  # the runtime's word for a name the asset lacks
                 found = None
+        self._maps |= _compiled_maps() - before
         if found is None:
             raise RuntimeError(f"{self.path} has no function {name!r}")
         return found
@@ -214,9 +289,11 @@ class _CoreAIAsset:
         _ASSETS.pop(str(self.path.resolve()), None)
         self.model = None
         try:
-            self.loop.run_until_complete(self._context.__aexit__(None, None, None))
+            if self._context is not None:
+                self.loop.run_until_complete(self._context.__aexit__(None, None, None))
         finally:
             self.loop.close()
+            _drop_resident_pages(self._maps)
 
 
 # path -> the loaded asset, while a runner holds it.
