@@ -157,7 +157,7 @@ def _protected_kept_shift(ta: int, protected: int) -> np.ndarray | None:
     if pb == 0:
         return None
     shift = np.full(ta, float(pb), np.float32)
-    shift[:pa] = np.arange(pa) * 2 - np.arange(pa)  # rank i -> slot 2i
+    shift[:pa] = np.arange(pa)  # protected row i has rank i: i + i = slot 2i
     return shift
 
 
