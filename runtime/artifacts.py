@@ -202,7 +202,8 @@ _MADV_DONTNEED = 4
 def _drop_resident_pages(ranges: set[tuple[int, int]]) -> None:
     """madvise(MADV_DONTNEED) over read-only shared file mappings: their pages leave this process's
     resident set; a later access (none is expected) reads them from the file again, so nothing
-    can break."""
+    can break. (A part that the streamer's prefetch thread loads at the same moment may have its
+    new mapping counted to this load too; dropping its pages costs a re-read, not a wrong result.)"""
     if not ranges:
         return
     libc = ctypes.CDLL(None, use_errno=True)
