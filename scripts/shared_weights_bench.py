@@ -7,6 +7,7 @@ runs each once, and reports RssAnon + RssFile and Pss from /proc (runtime/memory
 setting (ORT_SETTINGS, ET_SETTINGS below); then each variant's per-call time in that process.
 
     .venv/bin/python scripts/shared_weights_bench.py [--width 1024] [--layers 8] [--out DIR]
+        [--model linear|video-dit-large] [--formats onnx,executorch,coreai]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tomobile.export.coreai_format import export_coreai, export_coreai_functions
 from tomobile.export.executorch_format import export_executorch, export_executorch_methods
 from tomobile.export.onnx_format import export_onnx, export_onnx_shared
 from tomobile.export.pipeline import _programs
@@ -56,7 +58,10 @@ def large_parts() -> dict:
     return {"plain": GuidedDenoiser(model, VideoMerge()).eval(), "merged": GuidedDenoiser(model, VideoMerge(tdtm=True)).eval()}
 
 
-def export_all(folder: Path, width: int, layers: int, model: str = "linear") -> None:
+FORMATS = ("onnx", "executorch", "coreai")
+
+
+def export_all(folder: Path, width: int, layers: int, model: str = "linear", formats: tuple[str, ...] = FORMATS) -> None:
     torch.manual_seed(0)
     if model == "video-dit-large":
         parts = large_parts()
@@ -72,11 +77,14 @@ def export_all(folder: Path, width: int, layers: int, model: str = "linear") -> 
     opts = ExportOptions(backend="xnnpack")
     for kind in ("separate", "shared"):
         (folder / kind).mkdir(parents=True, exist_ok=True)
-    for v in VARIANTS if model == "linear" else ():  # video-dit-large: the shared layout only (737 MB each)
-        export_onnx(get[v], info[v], folder / "separate" / f"{v}.onnx", opts)
-        export_executorch(get[v], info[v], folder / "separate" / f"{v}.pte", opts)
-    export_onnx_shared(get, info, folder / "shared" / "plain.onnx", opts)
-    export_executorch_methods(get, info, folder / "shared" / "plain.pte", opts)
+    separate = {"onnx": (export_onnx, "onnx"), "executorch": (export_executorch, "pte"),
+                "coreai": (export_coreai, "aimodel")}
+    shared = {"onnx": (export_onnx_shared, "onnx"), "executorch": (export_executorch_methods, "pte"),
+              "coreai": (export_coreai_functions, "aimodel")}
+    for fmt in formats:
+        for v in VARIANTS if model == "linear" else ():  # video-dit-large: the shared layout only (737 MB each)
+            separate[fmt][0](get[v], info[v], folder / "separate" / f"{v}.{separate[fmt][1]}", opts)
+        shared[fmt][0](get, info, folder / "shared" / f"plain.{shared[fmt][1]}", opts)
 
 
 # Reader settings measured per format (fresh process each): ONNX Runtime as tomobile's readers load
@@ -123,6 +131,8 @@ if {setting!r} == "no_prepack_shared_values":
                     by_place[key] = ort.OrtValue.ortvalue_from_numpy(
                         data[i.offset:i.offset + i.length].view(dt).reshape(tuple(t.dims)))
                 values[v][t.name] = by_place[key]
+if {fmt!r} == "coreai":  # its runtime's libraries belong to the base too
+    import coreai.runtime, coreai.authoring.asset
 rows, held, ms, shared = [mem()], [], {{}}, None
 x = list(np.load(Path({str(folder)!r}) / "inputs.npz").values())
 for v in {variants!r}:
@@ -139,6 +149,10 @@ for v in {variants!r}:
             o.add_initializer(name, value)
         s = ort.InferenceSession(str(folder / f"{{v}}.onnx"), sess_options=o, providers=["CPUExecutionProvider"])
         r = lambda a, s=s: s.run(None, dict(zip([i.name for i in s.get_inputs()], a)))
+    elif {fmt!r} == "coreai":  # one asset with a function per variant, or an asset per variant
+        shared_asset = {kind!r} == "shared"
+        r = load_runner("coreai", folder / ("plain.aimodel" if shared_asset else f"{{v}}.aimodel"),
+                        method=v if shared_asset else None).run
     elif {kind!r} == "shared":
         r = load_runner("executorch", folder / "plain.pte", method=v).run
     else:
@@ -172,15 +186,17 @@ def main() -> None:
     ap.add_argument("--model", choices=("linear", "video-dit-large"), default="linear",
                     help="the trunk above, or video-dit-large's denoiser without and with TDTM (737 MB)")
     ap.add_argument("--runs", type=int, default=20, help="calls timed per variant")
+    ap.add_argument("--formats", default=",".join(FORMATS), help="formats to export and measure, comma-separated")
     ap.add_argument("--settings", nargs="*", default=None,
-                    help=f"measure only these reader settings (of {', '.join(ORT_SETTINGS + ET_SETTINGS)})")
+                    help=f"measure only these reader settings (of {', '.join(ORT_SETTINGS + ET_SETTINGS)}; Core AI: default)")
     args = ap.parse_args()
     RUNS[0] = args.runs
     WIDTH[0] = args.width
     folder = args.out or Path(tempfile.mkdtemp(prefix="shared-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "shared" / "plain.pte").exists():  # --out of an earlier run: measure again only
-        export_all(folder, args.width, args.layers, args.model)
+    formats = tuple(f for f in args.formats.split(",") if f)
+    if not (folder / "shared").exists():  # --out of an earlier run: measure again only
+        export_all(folder, args.width, args.layers, args.model, formats)
     if args.model == "linear":
         weights = args.layers * (args.width * args.width + args.width) * 4
         print(f"weights: {weights / 1e6:.1f} MB ({args.layers} x Linear({args.width}, {args.width}), fp32)")
@@ -194,12 +210,14 @@ def main() -> None:
           "| Pss 2 / 1 | ms per call |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     base: dict[str, float] = {}
-    for fmt, suffix, settings in (("onnx", "onnx", ORT_SETTINGS), ("executorch", "pte", ET_SETTINGS)):
+    for fmt, suffix, settings in (("onnx", "onnx", ORT_SETTINGS), ("executorch", "pte", ET_SETTINGS),
+                                  ("coreai", "aimodel", ("default",))):
         for kind in ("separate", "shared"):
-            if not any((folder / kind).iterdir()):
+            files = [p for p in (folder / kind).rglob("*") if p.is_file()
+                     and any(part.endswith((f".{suffix}", f".{suffix}.data")) for part in p.relative_to(folder / kind).parts)]
+            if fmt not in formats or not files:
                 continue
-            size = sum(p.stat().st_size for p in (folder / kind).iterdir()
-                       if p.name.endswith((f".{suffix}", f".{suffix}.data")))
+            size = sum(p.stat().st_size for p in files)
             for setting in settings:
                 if kind == "separate" and setting in ("no_prepack_shared_values", "shared_prepacked"):
                     continue  # no shared data file to map
