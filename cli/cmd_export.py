@@ -49,7 +49,7 @@ def print_written(artifacts: list[dict], out: Path) -> None:
     for path, group in by_path.items():
         a = group[0]
         weights = f" + {a['weights']['path']} {a['weights']['bytes'] / 1e6:.1f} MB" if "weights" in a else ""
-        names = [entry_name(g) for g in group if entry_name(g)]
+        names = [name for name in map(entry_name, group) if name]
         kind = "methods" if a["format"] == "executorch" else "functions"
         parts = f"; {len(names)} {kind}: {', '.join(names)}" if len(names) > 1 else ""
         print(f"wrote {out / path}  ({a['bytes'] / 1e6:.1f} MB{weights}, {a['format']}, "

@@ -136,6 +136,17 @@ def protected_split(protected: int) -> tuple[int, int]:
     return (protected + 1) // 2, protected // 2
 
 
+def protected_first(kept: torch.Tensor, dst: torch.Tensor, protected: int) -> torch.Tensor:
+    """ToMe's slot order from the kept A rows (B, Ta - r, C) and the B rows (B, Tb, C): kept A, then B;
+    with a protected B token (a distillation token, registers) the protected tokens first in their
+    own order (A0, B0, A1, ..), then the other kept A, then the other B: [A0, B0, A1.., B1..]."""
+    pa, pb = protected_split(protected)
+    if pb == 0:
+        return torch.cat([kept, dst], dim=1)
+    head = [(kept if k % 2 == 0 else dst)[:, k // 2:k // 2 + 1] for k in range(protected)]
+    return torch.cat([*head, kept[:, pa:], dst[:, pb:]], dim=1)
+
+
 @functools.lru_cache(maxsize=1024)
 def _b_in_token(t: int, n_kept: int, protected: int) -> np.ndarray:
     """(T,) output slot of every B token at its token position (2j + 1), 0 at A positions: a

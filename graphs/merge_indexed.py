@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .merge import (NO_MATCH, SlotMerge, bipartite_soft_matching, check_r, greater, indexed, matching_scores,
-                    protected_count, protected_split, table_tensor)
+                    protected_count, protected_first, table_tensor)
 
 
 def descending_order(values: torch.Tensor) -> torch.Tensor:
@@ -61,13 +61,8 @@ class IndexedMatching:
     protected: int  # leading tokens that never merge (merge.py protected_count)
 
     def _order(self, kept: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        """ToMe's slot order: kept A then B; [A0, B0, A1.., B1..] with a distillation token, and
-        with register tokens the protected tokens first in their own order (A0, B0, A1, B1, ..)."""
-        pa, pb = protected_split(self.protected)
-        if pb == 0:
-            return torch.cat([kept, dst], dim=1)  # (B, T', C)
-        head = [(kept if k % 2 == 0 else dst)[:, k // 2:k // 2 + 1] for k in range(self.protected)]
-        return torch.cat([*head, kept[:, pa:], dst[:, pb:]], dim=1)
+        """ToMe's slot order (merge.py protected_first): (B, T', C)."""
+        return protected_first(kept, dst, self.protected)
 
     def sum(self, x: torch.Tensor) -> torch.Tensor:
         """Sum of the inputs landing in each slot: (B, T, C) -> (B, T', C)."""

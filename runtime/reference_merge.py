@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ..graphs import tome
+from ..graphs.merge import protected_count, protected_first, protected_split
 from .bench import round_robin
 
 MergeFn = Callable[[torch.Tensor, str], torch.Tensor]
@@ -29,8 +30,8 @@ def reference_matching(metric: torch.Tensor, r: int, class_token: bool = False,
     Register tokens (which ToMe has not) are protected by its distillation-token rule generalized:
     the first `protected` tokens alternate A0, B0, A1, ..; their rows and columns never match and
     they come first in the output (graphs/merge.py, docs/methods.md)."""
-    protected = int(class_token) + int(distill_token) + registers
-    pa, pb = (protected + 1) // 2, protected // 2  # protected A rows, B columns
+    protected = protected_count(class_token, distill_token, registers)
+    pa, pb = protected_split(protected)  # protected A rows, B columns
     r = min(r, (metric.shape[1] - protected) // 2)
     metric = metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-6)
     a, b = metric[..., ::2, :], metric[..., 1::2, :]  # (B, Ta, C), (B, Tb, C)
@@ -50,10 +51,7 @@ def reference_matching(metric: torch.Tensor, r: int, class_token: bool = False,
         unm = src.gather(dim=-2, index=unm_idx.expand(n, t1 - r, c))  # (B, Ta - r, C)
         src = src.gather(dim=-2, index=src_idx.expand(n, r, c))  # (B, r, C)
         dst = dst.scatter_reduce(-2, dst_idx.expand(n, r, c), src, reduce=mode)  # (B, Tb, C)
-        if pb:  # [A0, B0, A1.., B1..] with a distillation token; registers likewise
-            head = [(unm if k % 2 == 0 else dst)[:, k // 2:k // 2 + 1] for k in range(protected)]
-            return torch.cat([*head, unm[:, pa:], dst[:, pb:]], dim=1)
-        return torch.cat([unm, dst], dim=1)  # (B, T - r, C)
+        return protected_first(unm, dst, protected)  # (B, T - r, C)
 
     return merge
 
