@@ -35,7 +35,8 @@ _FLOAT_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.flo
 def parse_int(text: str, what: str, low: int = 0, high: int | None = None) -> int:
     """A plain decimal integer in [low, high]: ASCII digits only (a leading '-' only to say it is negative)."""
     stripped = text.strip()
-    if not INT_DIGITS.fullmatch(stripped.removeprefix("-")):
+    body = stripped.removeprefix("-")
+    if not INT_DIGITS.fullmatch(body) or (body != stripped and not body.strip("0")):  # '-0' says no negative
         raise NumberError(f"{what} {text!r} is not an integer (digits 0-9 only){_range(low, high)}")
     value = int(stripped)
     if value < low or (high is not None and value > high):
