@@ -7,9 +7,9 @@ for the encoder families, diffusers for the UNets); no export code.
     graphs/errors.py TomobileError, the base of every user error; graphs/numbers.py the number rules
 """
 
-from .methods.registry import get_method, methods
+from .methods.registry import get_method
 from .models.hf_models import apply_merge, merge_plan, remove_merge
 from .spec.config import MergeConfig
 from .spec.grammar import SpecError
 
-__all__ = ["MergeConfig", "SpecError", "apply_merge", "remove_merge", "merge_plan", "get_method", "methods"]
+__all__ = ["MergeConfig", "SpecError", "apply_merge", "remove_merge", "merge_plan", "get_method"]

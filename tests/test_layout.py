@@ -193,12 +193,16 @@ def test_the_rule_reads_subpackages_and_their_arrows(tmp_path):
 
 def test_importing_the_library_packages_does_not_import_the_cli():
     """Every module of graphs, export and runtime (subpackages included) imported in one fresh process
-    (a few seconds)."""
+    (a few seconds), each reachable as an attribute (`import tomobile.graphs.methods.merge as m` fails
+    where a package's __init__ binds another object to a submodule's name)."""
     code = ("import sys, importlib, pkgutil\n"
             "for package in ('graphs', 'runtime', 'export'):\n"
             "    p = importlib.import_module('tomobile.' + package)\n"
             "    for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.'):\n"
-            "        importlib.import_module(m.name)\n"
+            "        module, found = importlib.import_module(m.name), sys.modules['tomobile']\n"
+            "        for part in m.name.split('.')[1:]:\n"
+            "            found = getattr(found, part)\n"
+            "        assert found is module, f'{m.name} is shadowed by a name in its package: {found!r}'\n"
             "    print(package, sorted(m for m in sys.modules if m.startswith('tomobile.cli')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split("\n")[:3] == ["graphs []", "runtime []", "export []"]
