@@ -21,7 +21,8 @@ from ..graphs.errors import InputError
 from ..graphs.methods.tome import Schedule
 from ..graphs.models.hf_models import merge_plan
 from ..graphs.spec.config import MergeConfig, spec_help
-from ..runtime.bench import OWN_THREADS, BenchReport, Variant, bench_runtime, format_table, load_inputs, ort_merge_share, save_plot
+from ..runtime.bench import (OWN_THREADS, RUNTIMES, BenchReport, Variant, bench_runtime, format_table, load_inputs,
+                             ort_merge_share, save_plot)
 from ..runtime.flops import flop_ratio, module_flops
 from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.reference_merge import REFERENCES, compare_eager
@@ -30,7 +31,7 @@ from .cmd_stream_bench import add_stream_args, cmd_stream_bench
 from .model_arg import check_trace_source, resolve_model, sd_options, source_folder
 
 DEFAULT_THREADS = "1,2"
-BENCH_RUNTIMES = ("onnxruntime", "onnxruntime-int8", "executorch", "executorch-fp16", "executorch-int8", "coreai")
+BENCH_RUNTIMES = tuple(RUNTIMES)
 # Sub-folder of a variant holding an extra ExecuTorch export, by runtime.
 _ET_EXTRA = {"executorch-fp16": ("fp16", "fp16", None), "executorch-int8": ("int8", "fp32", "int8")}
 
@@ -85,8 +86,7 @@ def _variant_folder(work: Path, config: MergeConfig) -> Path:
 def _export_variant(bundle, folder: Path, runtimes: list[str], reuse: bool, progress: bool) -> None:
     """Export `bundle` into `folder` with every file `runtimes` run (fp16/int8 .pte in sub-folders).
     Not validated here: bench times the files; `tomobile validate` checks them."""
-    formats = sorted({"onnx" if r.startswith("onnx") else r for r in runtimes
-                      if r in ("onnxruntime", "onnxruntime-int8", "executorch", "coreai")}, reverse=True)
+    formats = sorted({RUNTIMES[r].fmt for r in runtimes if "/" not in RUNTIMES[r].artifact}, reverse=True)
     export_model(bundle, formats, folder, ExportOptions(), validate=False, reuse=reuse, progress=progress)
     if "onnxruntime-int8" in runtimes and not (reuse and (folder / "model.int8.onnx").exists()):
         quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")

@@ -18,7 +18,7 @@ from ..graphs.models.text_context import minilm_dir
 from ..graphs.models.zoo import sentence_bundle
 from ..graphs.numbers import parse_int_list
 from ..graphs.spec.config import MergeConfig
-from ..runtime.manifest import DEFAULT_OUT
+from ..runtime.manifest import DEFAULT_OUT, RUNTIME_FORMATS
 from ..runtime.text_eval import METHODS, format_table, minilm_layers, run_text_eval, setting_configs
 from .checks import THREADS_HELP, check_output_file, int_at_least, thread_count
 
@@ -47,7 +47,7 @@ _RUNTIMES = ("eager", "onnxruntime", "executorch")
 def _exports(seq_lens: list[int], rs: list[int], runtimes: list[str], work: Path, reuse: bool,
              progress: bool, methods: tuple[str, ...] = ("tome",)) -> dict[tuple[int, object], Path]:
     """(seq_len, setting) -> folder with the MiniLM sentence encoder exported to the asked formats."""
-    formats = [f for f, rt in (("onnx", "onnxruntime"), ("executorch", "executorch")) if rt in runtimes]
+    formats = [RUNTIME_FORMATS[rt] for rt in _RUNTIMES[1:] if rt in runtimes]
     folders = {}
     for seq_len in seq_lens:
         for (method, r), (config, _) in setting_configs(seq_len, minilm_layers(), rs, methods).items():

@@ -10,8 +10,9 @@ from ..export.pipeline import export_model
 from ..export.registry import ExportOptions, check_options, exporters, option_values, parse_formats
 from ..export.split import split_bundle
 from ..graphs.spec.config import MergeConfig, spec_help
-from ..runtime.manifest import DEFAULT_OUT, MANIFEST, entry_name
-from ..runtime.validate import format_table
+from ..runtime.manifest import DEFAULT_OUT, MANIFEST
+from ..runtime.manifest_reader import Artifact
+from ..runtime.report import format_table
 from .checks import int_at_least, note
 from .cmd_generate import add_tdtm_args, tdtm_options
 from .model_arg import check_trace_source, resolve_model, sd_options, source_folder
@@ -35,25 +36,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     exported = export_model(bundle, formats, out, options, validate=not args.no_validate, progress=not args.quiet)
     if exported.report is not None:
         print(format_table(exported.report).replace(str(out), str(out_arg)))
-    print_written(exported.manifest["artifacts"], out_arg)
+    print_written(exported.artifacts(), out_arg)
     print(f"wrote {out_arg / MANIFEST}")
     return 0 if exported.passed else 1
 
 
-def print_written(artifacts: list[dict], out: Path) -> None:
+def print_written(artifacts: tuple[Artifact, ...], out: Path) -> None:
     """One `wrote` line per file: the parts that share one file (a weight group's methods or
     functions, docs/shared_weights.md) are named on its line instead of repeating it."""
-    by_path: dict[str, list[dict]] = {}
+    by_path: dict[str, list[Artifact]] = {}
     for a in artifacts:
-        by_path.setdefault(a["path"], []).append(a)
+        by_path.setdefault(a.path, []).append(a)
     for path, group in by_path.items():
         a = group[0]
-        weights = f" + {a['weights']['path']} {a['weights']['bytes'] / 1e6:.1f} MB" if "weights" in a else ""
-        names = [name for name in map(entry_name, group) if name]
-        kind = "methods" if a["format"] == "executorch" else "functions"
+        weights = f" + {a.weights.path} {(a.weights.bytes or 0) / 1e6:.1f} MB" if a.weights is not None else ""
+        names = [a.entry_name for a in group if a.entry_name]
+        kind = "methods" if a.method else "functions"
         parts = f"; {len(names)} {kind}: {', '.join(names)}" if len(names) > 1 else ""
-        print(f"wrote {out / path}  ({a['bytes'] / 1e6:.1f} MB{weights}, {a['format']}, "
-              f"{a.get('precision', 'fp32')}{parts})")
+        print(f"wrote {out / path}  ({(a.file.bytes or 0) / 1e6:.1f} MB{weights}, {a.format}, {a.precision}{parts})")
 
 
 def _honoured_by(option: str) -> str:

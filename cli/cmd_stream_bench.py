@@ -15,16 +15,16 @@ from ..export.split import split_bundle
 from ..graphs.errors import InputError
 from ..graphs.numbers import NumberError, parse_percent, parse_size
 from ..graphs.spec.config import MergeConfig
-from ..runtime.manifest import DEFAULT_OUT
+from ..runtime.manifest import DEFAULT_OUT, RUNTIME_FORMATS
 from ..runtime.native_engine import build as build_native
 from ..runtime.stream_bench import NATIVE, plan_modes, run_bench
 from ..runtime.stream_report import format_table, goals, save_plot, to_json
-from ..runtime.streaming import RUNTIME_FORMATS, mb, open_split
-from ..runtime.validate import format_table as validation_table
+from ..runtime.report import format_table as validation_table
+from ..runtime.streaming import mb, open_split
 from .checks import check_output_file, int_at_least, parse_threads
 from .model_arg import resolve_model
 
-STREAM_RUNTIMES = ("onnxruntime", "executorch", "coreai")
+STREAM_RUNTIMES = tuple(RUNTIME_FORMATS)
 DEFAULT_BUDGETS = "25%,50%,100%"
 STREAM_THREADS = 2
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..runtime.text_int8 import validate_export
-from ..runtime.validate import format_table
+from ..runtime.report import format_table
+from ..runtime.validate import validate_export
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

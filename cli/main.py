@@ -15,7 +15,7 @@ import traceback
 from importlib import metadata
 
 from ..graphs.errors import TomobileError
-from ..runtime.artifacts import exit_process
+from ..runtime.runners.coreai import exit_process
 from . import cmd_bench, cmd_eval, cmd_export, cmd_generate, cmd_models, cmd_validate, quiet
 
 # One module per command, in the order `tomobile --help` lists them; each add_parser(subparsers) sets `handler`.
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """The `tomobile` console script and `python -m tomobile.cli`: `main`'s code becomes the exit
-    status (runtime/artifacts.py exit_process: where Core AI's runtime was loaded, without the
+    status (runtime/runners/coreai.py exit_process: where Core AI's runtime was loaded, without the
     interpreter teardown that its Swift side can abort)."""
     exit_process(main())
 

@@ -1,7 +1,7 @@
 """Core AI exporter: torch.export program -> coreai-torch -> model.aimodel (a folder asset).
 
 Core AI (Apple, 2026) ships a runtime for Linux CPU in `coreai-core`, so unlike Core ML its
-artifacts are validated numerically here (runtime/artifacts.py CoreAIRunner). The converter has
+artifacts are validated numerically here (runtime/runners/coreai.py CoreAIRunner). The converter has
 no lowering for sort/argsort or scatter_reduce; the op check names them before conversion, and
 any other op the converter refuses is reported in one line with the converter's own words.
 
@@ -65,7 +65,7 @@ def convert_functions(entries: dict[str, tuple], out: Path) -> None:
     asset.save_asset(out, minimum_os=OSVersion(MINIMUM_OS))
 
 
-@register_exporter("coreai", ".aimodel", precisions=("fp32", "fp16"))
+@register_exporter("coreai", precisions=("fp32", "fp16"), float16_io=True)
 def export_coreai(get_program, part: PartInfo, out: Path, options: ExportOptions) -> dict:
     program = get_program(options.precision, MERGE_OPS)
     problems = check_graph(program, "coreai")

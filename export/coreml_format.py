@@ -32,7 +32,7 @@ def _rename_features(model, inputs: tuple[str, ...], outputs: tuple[str, ...]) -
             ct.utils.rename_feature(spec, old, new, rename_inputs=False)
 
 
-@register_exporter("coreml", ".mlpackage", precisions=("fp32", "fp16"))
+@register_exporter("coreml", precisions=("fp32", "fp16"))
 def export_coreml(get_program, part: PartInfo, out: Path, options: ExportOptions) -> dict:
     import coremltools as ct
 

@@ -325,8 +325,8 @@ def _delegate_calls(plan):
                 yield ins
 
 
-@register_exporter("executorch", ".pte", precisions=("fp32", "fp16"), quantize=("int8",),
-                   backends=("xnnpack", "portable"))
+@register_exporter("executorch", precisions=("fp32", "fp16"), quantize=("int8",), backends=("xnnpack", "portable"),
+                   float16_io=True)
 def export_executorch(get_program, part: PartInfo, out: Path, options: ExportOptions) -> dict:
     return export_executorch_methods({part.stem: get_program}, {part.stem: part}, out, options, single=True)[part.stem]
 

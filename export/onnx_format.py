@@ -20,11 +20,12 @@ from torch.fx.traceback import preserve_node_meta
 from ..graphs.methods.layers import MERGE_ANNOTATION
 from ..graphs.methods.merge import MergeOps, merge_ops
 from ..runtime.manifest import file_record, sha256_path
+from .onnx_weights_int8 import int8_weights_companion
 from .opcheck import UnsupportedOpError, check_graph
 from .registry import ExportOptions, PartInfo, register_exporter, register_group_exporter
 
 
-@register_exporter("onnx", ".onnx", precisions=("fp32",), quantize=("int8",))
+@register_exporter("onnx", precisions=("fp32",), quantize=("int8",), int8_companion=int8_weights_companion)
 def export_onnx(get_program, part: PartInfo, out: Path, options: ExportOptions) -> dict:
     program = get_program("fp32", MergeOps.INDEXED)
     problems = check_graph(program, "onnx")

@@ -45,3 +45,10 @@ def quantize_weights_int8(src: Path, dst: Path, min_elements: int = MIN_ELEMENTS
     graph.node.extend(dequantize + nodes)  # the weights' names now come from nodes, before their users
     onnx.save(model, str(dst))
     return len(dequantize)
+
+
+def int8_weights_companion(src: Path, dst: Path) -> str:
+    """The companion of the fp32 ONNX file `src` (an ONNX exporter hook, export/registry.py):
+    `dst` with int8 weights; returns the manifest's description of what was quantised."""
+    count = quantize_weights_int8(src, dst)
+    return f"int8 weights, per channel ({count} tensors), dequantized when loaded; fp32 compute"

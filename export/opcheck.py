@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from ..graphs.errors import TomobileError
+from ..runtime.manifest import FORMATS
 
-ALL = ("onnx", "coreml", "executorch", "coreai")
+ALL = tuple(FORMATS)  # every format
 _SORT = "no sort kernel in the ExecuTorch runtime: the .pte writes and then fails at load_method"
 _SORT_COREAI = "coreai-torch has no lowering for sort/argsort (Core AI sorts only inside its own topk)"
 _SCATTER = {

@@ -86,11 +86,21 @@ def interrupts_held() -> Iterator[None]:
 
 @dataclass
 class Staging:
-    """A hidden folder beside `out` that becomes `out`; `made` lists the parent folders created for it."""
+    """A hidden folder beside `out` that becomes `out`; `made` lists the parent folders created for it.
+
+    `with staging:` discards it when the block raises (Ctrl-C and SIGTERM included) and lets the
+    error go on; `finalize` moves it into place."""
 
     path: Path
     out: Path
     made: list[Path] = field(default_factory=list)
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is not None:
+            discard(self)
 
 
 def _hidden_sibling(out: Path, kind: str) -> Path:

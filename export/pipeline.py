@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -24,30 +23,19 @@ from ..graphs.errors import TomobileError
 from ..graphs.methods.margins import case_margin, draw_clear_inputs, measure
 from ..graphs.methods.merge import MergeOps, merge_ops
 from ..graphs.models.exportable import Exportable, ModelBundle
-from ..graphs.models.video_zoo import MODEL_NAME as VIDEO_MODEL
 from ..runtime.contract import write_contract
-from ..runtime.manifest import (VECTORS_DIR, ManifestError, is_export_folder, load_manifest, new_manifest, sha256_path,
-                                size_bytes, write_manifest)
-from ..runtime.text_int8 import validate_export
-from ..runtime.validate import ValidationReport
+from ..runtime.manifest import VECTORS_DIR, ManifestError, is_export_folder, new_manifest, sha256_path, size_bytes, write_manifest
+from ..runtime.manifest_reader import Artifact, decode_manifest, load_manifest
+from ..runtime.report import ValidationReport
+from ..runtime.validate import validate_export
 from .executorch_int8 import CALIBRATION_SEEDS
-from .onnx_weights_int8 import quantize_weights_int8
-from .output import Staging, discard, finalize, make_staging
-from .registry import ExportOptions, PartInfo, get_exporter, get_group_exporter
+from .output import Staging, finalize, make_staging
+from .registry import Exporter, ExportOptions, PartInfo, get_exporter
 from .shared import weight_group_table, weight_groups
 from .split import list_parts
 
 log = logging.getLogger(__name__)
 
-# Files generated for the apps beyond the parts, per model: writer(folder) -> the relative paths it wrote.
-FILE_WRITERS: dict[str, Callable[[Path], list[str]]] = {VIDEO_MODEL: write_contract}
-# Parts that an fp32 ONNX export also writes with int8 weights (onnx_weights_int8.py: weight-only, fp32
-# compute), as <part>.int8.onnx beside the fp32 file, per model: the browser app downloads
-# video-dit-tiny's text encoder first (91 of its 113 MB in fp32) and prefers the int8 one
-# (docs/web_phone.md). Its manifest entry says "companion_of": the fp32 file; runtimes that run the
-# reference (Python, the Android and iOS apps) keep the fp32 one. validate_export checks it against the
-# fp32 pipeline (runtime/text_int8.py).
-INT8_COMPANIONS: dict[str, tuple[str, ...]] = {VIDEO_MODEL: ("text_encoder",)}
 _TOOLS = ("tomobile", "torch", "transformers", "executorch", "coremltools", "coreai-torch", "coreai-core", "onnx", "onnxruntime", "onnxscript")
 
 
@@ -63,6 +51,10 @@ class Exported:
     @property
     def passed(self) -> bool:
         return self.report is None or self.report.passed
+
+    def artifacts(self) -> tuple[Artifact, ...]:
+        """The manifest's artifacts, decoded."""
+        return decode_manifest(self.folder, self.manifest).artifacts
 
 
 class ValidationFailed(TomobileError):
@@ -89,7 +81,7 @@ def export_model(bundle: ModelBundle, formats: list[str], out: Path, options: Ex
         return Exported(out, earlier, reused=True)
     staging, manifest = stage_export(bundle, formats, out, options, progress=progress)
     report = None
-    try:
+    with staging:
         if validate:
             report = validate_export(staging.path, progress=progress)
             manifest["validation"] = report.to_json()
@@ -98,9 +90,6 @@ def export_model(bundle: ModelBundle, formats: list[str], out: Path, options: Ex
             if require_pass and not report.passed:
                 raise ValidationFailed(out, report)
         finalize(staging)
-    except BaseException:
-        discard(staging)
-        raise
     return Exported(out, manifest, report)
 
 
@@ -117,17 +106,17 @@ def reusable_export(folder: Path, bundle: ModelBundle, formats: list[str], optio
     if not is_export_folder(folder):
         return None
     try:
-        manifest = load_manifest(folder)
+        manifest = load_manifest(folder)  # as written: the bundle's entries compare as they are
     except ManifestError:
         return None
+    decoded = decode_manifest(folder, manifest)
     wanted = json.loads(json.dumps(bundle.manifest))  # as it reads back from JSON
-    same = (manifest.get("model") == bundle.name
+    same = (decoded.model == bundle.name
             and all(manifest.get(k) == v for k, v in wanted.items() if k != "split")
             and manifest.get("split", {}).get("sequences") == wanted.get("split", {}).get("sequences")
             and manifest.get("precision") == options.precision and manifest.get("quantize") == options.quantize)
-    have = {a["format"] for a in manifest["artifacts"]}
-    present = all((folder / a["path"]).exists() for a in manifest["artifacts"])
-    return manifest if same and set(formats) <= have and present else None
+    present = all(decoded.path(a.path).exists() for a in decoded.artifacts)
+    return manifest if same and set(formats) <= decoded.formats() and present else None
 
 
 def tool_versions() -> dict[str, str]:
@@ -211,68 +200,75 @@ def stage_export(bundle: ModelBundle, formats: list[str], out_dir: Path, options
     SIGTERM included, the staging folder is removed and the error propagates.
     """
     staging = make_staging(out_dir)
-    try:
+    with staging:
         manifest = _export_into(bundle, formats, staging.path, options, progress)
         if "split" in manifest:  # a split bundle: list its parts with their files
             manifest["split"] = list_parts(manifest)
         write_manifest(staging.path, manifest)
-    except BaseException:
-        discard(staging)
-        raise
     return staging, manifest
 
 
 def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options: ExportOptions,
                  progress: bool) -> dict:
-    # Split parts group too: a block's plain and merged parts share one .ptd / .onnx.data.
-    parts, artifacts, groups, pending = {}, [], weight_groups(bundle.parts), {}
+    """Every part to every format (and the bundle's files) into `staging`; returns the manifest."""
+    groups = weight_groups(bundle.parts)  # split parts group too: a block's plain and merged parts
+    exporters = [get_exporter(f) for f in formats]
+    parts, artifacts, pending = {}, [], {}
     steps = tqdm(total=len(bundle.parts) * len(formats), desc="export", unit="artifact", disable=not progress)
     for stem, wrapper in bundle.parts.items():
         wrapper.eval()
         parts[stem] = _write_vectors(bundle, stem, wrapper, staging)
-        get_program = _programs(wrapper, wrapper.example_inputs(seed=0))
-        calibration = tuple(wrapper.example_inputs(seed=s) for s in range(CALIBRATION_SEEDS)) if options.quantize else ()
-        info = PartInfo(stem, tuple(s.name for s in wrapper.input_specs), tuple(wrapper.output_names),
-                        calibration=calibration, external_weights=wrapper.external_weights)
-        pending[stem] = (get_program, info)
-        for fmt in formats:
-            exporter = get_exporter(fmt)
+        pending[stem] = _prepare(stem, wrapper, options)
+        group = groups.get(stem, (stem,))
+        for exporter in exporters:
             steps.set_postfix_str(f"{stem}{exporter.suffix}")
-            opts = exporter.options_for(options)
-            # An fp16 graph (ExecuTorch, Core AI) takes and returns float16; Core ML keeps float32 I/O.
-            float_io = "float16" if fmt in ("executorch", "coreai") and opts.precision == "fp16" else "float32"
-            group, export_group = groups.get(stem), get_group_exporter(fmt)
-            if group is None or export_group is None:
-                path = staging / f"{stem}{exporter.suffix}"
-                path.parent.mkdir(parents=True, exist_ok=True)  # diffusers' layout: unet/model.onnx
-                details = exporter.export(get_program, info, path, opts)
-                artifacts.append(_artifact_entry(staging, fmt, stem, path, float_io, details))
-                if fmt == "onnx" and opts.quantize is None and stem in INT8_COMPANIONS.get(bundle.name, ()):
-                    small = staging / f"{stem}.int8{exporter.suffix}"
-                    count = quantize_weights_int8(path, small)
-                    artifacts.append({**_artifact_entry(staging, fmt, stem, small, float_io, {"precision": "int8"}),
-                                      "companion_of": path.relative_to(staging).as_posix(),
-                                      "quantize": f"int8 weights, per channel ({count} tensors), dequantized when loaded; fp32 compute"})
-            elif stem == group[-1]:  # the group's last part: export them all, weights once
-                path = staging / f"{group[0]}{exporter.suffix}"
-                details = export_group({s: pending[s][0] for s in group}, {s: pending[s][1] for s in group}, path, opts)
-                artifacts += [_artifact_entry(staging, fmt, s, staging / d.pop("path", path.name), float_io,
-                                              {**d, "weight_group": group[0]})
-                              for s, d in details.items()]
+            artifacts += _export_format(bundle, exporter, group, stem, pending, staging, options)
             steps.update(1)
-        if stem not in groups or stem == groups[stem][-1]:
-            for s in groups.get(stem, (stem,)):
+        if stem == group[-1]:
+            for s in group:
                 del pending[s]  # every format has written the group: its programs can go
     steps.close()
-    files = bundle.write_files(staging)
-    files += FILE_WRITERS[bundle.name](staging) if bundle.name in FILE_WRITERS else []
-    backends = [get_exporter(f).options_for(options).backend for f in formats]
+    files = bundle.write_files(staging) + (write_contract(staging) if bundle.app_contract else [])
+    backends = [e.options_for(options).backend for e in exporters]
     return new_manifest(
         bundle.name, bundle.manifest, precision=options.precision, quantize=options.quantize,
         backend=next((b for b in backends if b), None), parts=parts, artifacts=artifacts,
         files={name: sha256_path(staging / name) for name in files},
         test_vectors={stem: sha256_path(staging / VECTORS_DIR / f"{stem}.npz") for stem in parts},
         tools=tool_versions(), weight_groups=weight_group_table(artifacts) if groups else None)
+
+
+def _prepare(stem: str, wrapper: Exportable, options: ExportOptions) -> tuple:
+    """(get_program, PartInfo) of a part: its programs traced on first use, its calibration inputs."""
+    calibration = tuple(wrapper.example_inputs(seed=s) for s in range(CALIBRATION_SEEDS)) if options.quantize else ()
+    info = PartInfo(stem, tuple(s.name for s in wrapper.input_specs), tuple(wrapper.output_names),
+                    calibration=calibration, external_weights=wrapper.external_weights)
+    return _programs(wrapper, wrapper.example_inputs(seed=0)), info
+
+
+def _export_format(bundle: ModelBundle, exporter: Exporter, group: tuple[str, ...], stem: str, pending: dict,
+                   staging: Path, options: ExportOptions) -> list[dict]:
+    """The artifact entries of `stem` in one format: its own file (and its int8 companion where the
+    bundle asks for one and the exporter writes one), or, at a weight group's last part, every
+    part of the group in one weights store (none before it)."""
+    opts = exporter.options_for(options)
+    float_io = exporter.float_io(opts)
+    if len(group) > 1 and exporter.export_group is not None:
+        if stem != group[-1]:
+            return []
+        path = staging / f"{group[0]}{exporter.suffix}"
+        details = exporter.export_group({s: pending[s][0] for s in group}, {s: pending[s][1] for s in group}, path, opts)
+        return [_artifact_entry(staging, exporter.name, s, staging / d.pop("path", path.name), float_io,
+                                {**d, "weight_group": group[0]}) for s, d in details.items()]
+    path = staging / f"{stem}{exporter.suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)  # diffusers' layout: unet/model.onnx
+    entries = [_artifact_entry(staging, exporter.name, stem, path, float_io, exporter.export(*pending[stem], path, opts))]
+    if exporter.int8_companion is not None and opts.quantize is None and stem in bundle.int8_companions:
+        small = staging / f"{stem}.int8{exporter.suffix}"
+        quantized = exporter.int8_companion(path, small)
+        entries.append({**_artifact_entry(staging, exporter.name, stem, small, float_io, {"precision": "int8"}),
+                        "companion_of": path.relative_to(staging).as_posix(), "quantize": quantized})
+    return entries
 
 
 def _artifact_entry(staging: Path, fmt: str, stem: str, path: Path, float_io: str, details: dict) -> dict:

@@ -16,10 +16,16 @@ from pathlib import Path
 import torch
 
 from ..graphs.errors import TomobileError
+from ..runtime.manifest import FORMATS
 
 # export(get_program, part, out_path, options) -> manifest details. get_program(precision) returns a
 # fresh copy of the part's torch.export ExportedProgram, which the exporter may change freely.
 ExportFn = Callable[[Callable[[str], torch.export.ExportedProgram], "PartInfo", Path, "ExportOptions"], dict]
+# export_group(get_programs, parts, out, options) -> {stem: details}: parts that share their weights
+# written as one weights store (export/shared.py).
+GroupExportFn = Callable[[dict, dict[str, "PartInfo"], Path, "ExportOptions"], dict[str, dict]]
+# companion(artifact, out) -> what was quantised: the artifact written again with int8 weights.
+CompanionFn = Callable[[Path, Path], str]
 
 
 @dataclass(frozen=True)
@@ -50,12 +56,27 @@ _CAPABILITY = {"precision": ("precisions", "fp32"), "quantize": ("quantize", Non
 
 @dataclass(frozen=True)
 class Exporter:
+    """A format's exporter and what the pipeline asks of it, so that the pipeline never branches on
+    a format's name."""
+
     name: str
-    suffix: str  # artifact file name suffix: .onnx, .pte, .mlpackage
     export: ExportFn
     precisions: tuple[str, ...]  # precisions this format honours; others fall back to fp32
     quantize: tuple[str, ...] = ()  # --quantize modes this format honours
     backends: tuple[str, ...] = ()  # --backend values this format honours; the first is the default
+    float16_io: bool = False  # an fp16 graph takes and returns float16 (Core ML keeps float32 I/O)
+    # Writes an fp32 artifact again with int8 weights, as a companion beside it (ModelBundle.int8_companions).
+    int8_companion: CompanionFn | None = None
+    export_group: GroupExportFn | None = None  # None: parts that share weights are written one by one
+
+    @property
+    def suffix(self) -> str:
+        """The artifact's file suffix (.onnx, .pte, .mlpackage, .aimodel): manifest.FORMATS."""
+        return FORMATS[self.name].suffix
+
+    def float_io(self, options: ExportOptions) -> str:
+        """The dtype of the float inputs and outputs of a graph exported with `options`."""
+        return "float16" if self.float16_io and options.precision == "fp16" else "float32"
 
     def honours(self, option: str, value: str) -> bool:
         return value in getattr(self, _CAPABILITY[option][0])
@@ -71,10 +92,6 @@ class Exporter:
 
 
 _EXPORTERS: dict[str, Exporter] = {}
-# Format -> export_group(get_programs, parts, out, options) -> {stem: details}: parts that share their
-# weights written as one weights store (export/shared.py). Formats without one export each part alone.
-GroupExportFn = Callable[[dict, dict[str, PartInfo], Path, ExportOptions], dict[str, dict]]
-_GROUP_EXPORTERS: dict[str, GroupExportFn] = {}
 _MODULES = ("onnx_format", "executorch_format", "coreml_format", "coreai_format")
 
 
@@ -87,27 +104,24 @@ class OptionError(TomobileError, ValueError):
     """An export option that none of the asked formats honours."""
 
 
-def register_exporter(name: str, suffix: str, precisions: tuple[str, ...], quantize: tuple[str, ...] = (),
-                      backends: tuple[str, ...] = ()) -> Callable[[ExportFn], ExportFn]:
+def register_exporter(name: str, precisions: tuple[str, ...], quantize: tuple[str, ...] = (),
+                      backends: tuple[str, ...] = (), float16_io: bool = False,
+                      int8_companion: CompanionFn | None = None) -> Callable[[ExportFn], ExportFn]:
+    """Register the exporter of format `name` (one of manifest.FORMATS)."""
     def wrap(fn: ExportFn) -> ExportFn:
-        _EXPORTERS[name] = Exporter(name, suffix, fn, precisions, quantize, backends)
+        _EXPORTERS[name] = Exporter(name, fn, precisions, quantize, backends, float16_io, int8_companion)
         return fn
 
     return wrap
 
 
 def register_group_exporter(name: str) -> Callable[[GroupExportFn], GroupExportFn]:
+    """Register format `name`'s exporter of weight-sharing parts (after its exporter)."""
     def wrap(fn: GroupExportFn) -> GroupExportFn:
-        _GROUP_EXPORTERS[name] = fn
+        _EXPORTERS[name] = replace(_EXPORTERS[name], export_group=fn)
         return fn
 
     return wrap
-
-
-def get_group_exporter(name: str) -> GroupExportFn | None:
-    """The format's exporter of weight-sharing parts, or None (it writes each part alone)."""
-    exporters()
-    return _GROUP_EXPORTERS.get(name)
 
 
 def exporters() -> dict[str, Exporter]:

@@ -9,8 +9,6 @@ from ..graphs.errors import InputError
 from ..graphs.models.exportable import ModelBundle
 from ..graphs.models.video_parts import split_denoisers
 
-SPLIT_FORMATS = ("onnx", "executorch", "coreml", "coreai")
-
 
 def split_bundle(bundle: ModelBundle, kind: str, quantize: str | None) -> ModelBundle:
     """The bundle with its denoiser parts added; ValueError (one line) when it cannot be split."""

@@ -29,8 +29,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .artifacts import CoreAIRunner, ExecuTorchRunner, OnnxRunner
-from .manifest import load_manifest
+from .manifest import FORMATS, RUNTIME_FORMATS
+from .manifest_reader import Artifact, read_manifest
+from .runners import Runner, load_runner
+from .runners.executorch import set_executorch_threads
+from .runners.onnxruntime import OnnxRunner
 from .tables import aligned_table
 
 log = logging.getLogger(__name__)
@@ -46,14 +49,21 @@ class BenchRuntime:
     float_dtype: str = "float32"
 
 
+def _bench_runtime(name: str, file: str = "model{suffix}", float_dtype: str = "float32") -> BenchRuntime:
+    """A row named after its runtime (`onnxruntime-int8` runs on onnxruntime), `file` with the
+    runtime's format suffix (manifest.FORMATS)."""
+    fmt = FORMATS[RUNTIME_FORMATS[name.split("-")[0]]]
+    return BenchRuntime(name, fmt.name, file.format(suffix=fmt.suffix), float_dtype)
+
+
 # The int8 and fp16 rows run files that `tomobile bench` exports beside model.onnx / model.pte.
 RUNTIMES = {r.name: r for r in (
-    BenchRuntime("onnxruntime", "onnx", "model.onnx"),
-    BenchRuntime("onnxruntime-int8", "onnx", "model.int8.onnx"),
-    BenchRuntime("executorch", "executorch", "model.pte"),
-    BenchRuntime("executorch-fp16", "executorch", "fp16/model.pte", "float16"),
-    BenchRuntime("executorch-int8", "executorch", "int8/model.pte"),
-    BenchRuntime("coreai", "coreai", "model.aimodel"),
+    _bench_runtime("onnxruntime"),
+    _bench_runtime("onnxruntime-int8", "model.int8{suffix}"),
+    _bench_runtime("executorch"),
+    _bench_runtime("executorch-fp16", "fp16/model{suffix}", "float16"),
+    _bench_runtime("executorch-int8", "int8/model{suffix}"),
+    _bench_runtime("coreai"),
 )}
 # Runtimes whose thread count tomobile cannot set: timed once per bench, at the first count.
 OWN_THREADS = ("coreai",)
@@ -139,29 +149,18 @@ def load_inputs(folder: Path, part: str = "model", float_dtype: str = "float32")
     return [a.astype(float_dtype) if a.dtype == np.float32 else a for a in arrays]
 
 
-def _runner(runtime: BenchRuntime, path: Path, threads: int):
-    if runtime.fmt == "onnx":
-        return OnnxRunner(path, threads=threads)
-    if runtime.fmt == "coreai":
-        return CoreAIRunner(path)
-    set_executorch_threads(threads)
-    return ExecuTorchRunner(path)
+def _runner(runtime: BenchRuntime, path: Path, threads: int) -> Runner:
+    if runtime.fmt == "executorch":
+        set_executorch_threads(threads)
+    return load_runner(runtime.fmt, path, threads=threads)
 
 
-def set_executorch_threads(threads: int) -> None:
-    from executorch.extension.pybindings import portable_lib
-
-    if portable_lib._threadpool_get_thread_count() != threads:
-        portable_lib._unsafe_reset_threadpool(threads)
-
-
-def _artifact_info(v: Variant, rt: BenchRuntime) -> dict:
+def _artifact_info(v: Variant, rt: BenchRuntime) -> Artifact | None:
     """The manifest entry of the variant's ExecuTorch artifact (the export folder holds the manifest)."""
     sub = Path(rt.artifact).parent
-    manifest = load_manifest(v.folder / sub)
+    manifest = read_manifest(v.folder / sub)
     name = v.artifact(rt).relative_to(v.folder / sub).as_posix()
-    return next((a for a in manifest.get("artifacts", []) if a["path"] in (name, Path(name).name)
-                 and a["part"] == v.part), {})
+    return next((a for a in manifest.artifacts if a.path in (name, Path(name).name) and a.part == v.part), None)
 
 
 def bench_runtime(runtime: str, variants: list[Variant], runs: int, threads: int,
@@ -177,8 +176,7 @@ def bench_runtime(runtime: str, variants: list[Variant], runs: int, threads: int
     fns = {label: (lambda r=r, x=x: r.run(x)) for label, (r, x) in runners.items()}
     times = round_robin(fns, runs, progress=progress, desc=f"{runtime} x{threads}")
     for r, _ in runners.values():
-        if hasattr(r, "close"):  # Core AI: release every loaded model now
-            r.close()
+        r.close()  # Core AI: release every loaded model now
     del runners, fns
     gc.collect()
     return _rows(rt, variants, times, threads)
@@ -200,8 +198,8 @@ def _rows(rt: BenchRuntime, variants: list[Variant], times: dict[str, list[float
             row.overhead_q1, row.overhead_q3 = (float(q) for q in np.percentile(paired, [25, 75]))
         if rt.fmt == "executorch":
             info = _artifact_info(v, rt)
-            row.partitions = info.get("partitions")
-            row.portable_ops = info.get("operators", [])
+            row.partitions = info.partitions if info else None
+            row.portable_ops = list(info.operators) if info else []
         rows.append(row)
     return rows
 

@@ -1,13 +1,14 @@
-"""The export folder's schema, in one place: the file names (manifest.json, test_vectors/), the
-default output folder, sha256 and sizes of what is listed, and the manifest's one writer and one
-reader. The reader checks the shape `tomobile export` writes and keeps every path it names inside
-the folder (an absolute path or `..` is refused, as is a symlink that leads out). Export,
-validation, generation, benchmarks and the apps all read the folder through it."""
+"""The export folder's schema: the file names (manifest.json, test_vectors/), the default output
+folder, the formats and the runtime that runs each (one table), sha256 and sizes of what is
+listed, the manifest's one writer, and the rule that keeps every path it names inside the folder
+(an absolute path or `..` is refused, as is a symlink that leads out). Its one reader, which
+decodes manifest.json into types, is manifest_reader.py."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,34 @@ MANIFEST_KEY = "tomobile_manifest"  # present in every manifest `tomobile export
 MANIFEST_VERSION = 1
 VECTORS_DIR = "test_vectors"  # seeded inputs and eager outputs per part: <stem>.npz
 DEFAULT_OUT = Path("tomobile-out")  # where commands write when no folder is given
-FORMATS = ("onnx", "coreml", "executorch", "coreai")  # the formats an export folder may list
+
+
+@dataclass(frozen=True)
+class Format:
+    """An export format: its manifest name, its artifact's file suffix, and the Linux runtime that
+    runs it (the `--runtime` name; None: Core ML, whose predictions need macOS)."""
+
+    name: str
+    suffix: str
+    runtime: str | None
+
+
+# The one format/runtime table: manifests, exporters, runners, streaming and benchmarks read it.
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("onnx", ".onnx", "onnxruntime"),
+    Format("coreml", ".mlpackage", None),
+    Format("executorch", ".pte", "executorch"),
+    Format("coreai", ".aimodel", "coreai"),
+)}
+RUNTIME_FORMATS: dict[str, str] = {f.runtime: f.name for f in FORMATS.values() if f.runtime}
 
 
 class ManifestError(TomobileError, ValueError):
     """A folder whose manifest is missing, unreadable or not the shape an export writes."""
+
+
+class ArtifactError(TomobileError, RuntimeError):
+    """An artifact that its runtime cannot run as asked: a method or function the file lacks."""
 
 
 def sha256_path(path: Path) -> str:
@@ -76,25 +100,6 @@ def is_export_folder(folder: Path) -> bool:
     return isinstance(data, dict) and MANIFEST_KEY in data
 
 
-def load_manifest(folder: Path) -> dict:
-    """The checked manifest of `folder` (ManifestError saying what is wrong otherwise)."""
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise ManifestError(f"{folder} has no {MANIFEST}: not a tomobile export folder")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ManifestError(f"{path} is not valid JSON: {err}") from None
-    check_manifest(folder, data)
-    return data
-
-
-def entry_name(entry: dict) -> str | None:
-    """An artifact (or split part file) entry's method (ExecuTorch) or function (Core ML, Core AI)
-    inside a file that several parts share (docs/contract.md); None for a one-part file."""
-    return entry.get("method") or entry.get("function")
-
-
 def inside(folder: Path, rel: Any) -> Path:
     """folder / rel, where rel must be a relative path that stays inside `folder`."""
     if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
@@ -104,47 +109,3 @@ def inside(folder: Path, rel: Any) -> Path:
     if path.resolve() != root and root not in path.resolve().parents:
         raise ManifestError(f"{path} leads out of {folder} (a link); artifact paths must stay inside the folder")
     return path
-
-
-def _require(ok: bool, folder: Path, what: str) -> None:
-    if not ok:
-        raise ManifestError(f"{folder / MANIFEST} is not a tomobile manifest: {what}")
-
-
-def _check_io(folder: Path, stem: str, part: Any) -> None:
-    _require(isinstance(part, dict), folder, f"parts[{stem!r}] is not an object")
-    for side in ("inputs", "outputs"):
-        specs = part.get(side)
-        _require(isinstance(specs, list) and bool(specs), folder, f"parts[{stem!r}] has no {side!r} list")
-        for spec in specs:
-            _require(isinstance(spec, dict) and isinstance(spec.get("name"), str)
-                     and isinstance(spec.get("shape"), list)
-                     and all(isinstance(d, int) and not isinstance(d, bool) for d in spec["shape"]),
-                     folder, f"parts[{stem!r}].{side} entries need a 'name' and an integer 'shape'")
-
-
-def check_manifest(folder: Path, manifest: Any) -> None:
-    """The keys validation reads, with the types `tomobile export` writes."""
-    _require(isinstance(manifest, dict), folder, f"it holds a JSON {type(manifest).__name__}, not an object")
-    _require(MANIFEST_KEY in manifest, folder, f"no {MANIFEST_KEY!r} key")
-    parts = manifest.get("parts")
-    _require(isinstance(parts, dict) and bool(parts), folder, "'parts' is missing or empty")
-    for stem, part in parts.items():
-        _check_io(folder, stem, part)
-    artifacts = manifest.get("artifacts")
-    _require(isinstance(artifacts, list) and bool(artifacts), folder, "'artifacts' is missing or empty")
-    for i, a in enumerate(artifacts):
-        _require(isinstance(a, dict), folder, f"artifacts[{i}] is not an object")
-        for key in ("format", "part", "path", "sha256"):
-            _require(isinstance(a.get(key), str), folder, f"artifacts[{i}] has no {key!r} string")
-        _require(a["format"] in FORMATS, folder, f"artifacts[{i}] has format {a['format']!r}; "
-                                                 f"formats: {', '.join(FORMATS)}")
-        _require(a["part"] in parts, folder, f"artifacts[{i}] names part {a['part']!r}, which 'parts' lacks")
-        inside(folder, a["path"])
-    for key in ("test_vectors", "files"):
-        table = manifest.get(key, {})
-        _require(isinstance(table, dict) and all(isinstance(v, str) for v in table.values()), folder,
-                 f"{key!r} must map names to sha256 strings")
-    _require(set(parts) <= set(manifest.get("test_vectors", {})), folder, "a part has no 'test_vectors' entry")
-    for name in manifest.get("files", {}):
-        inside(folder, name)

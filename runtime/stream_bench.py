@@ -35,11 +35,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .artifacts import exit_process, part_runner
-from .bench import set_executorch_threads
-from .manifest import load_manifest
+from .manifest import RUNTIME_FORMATS
+from .manifest_reader import read_manifest
 from .memory import proc_status
-from .streaming import RUNTIME_FORMATS, BlockStreamer, open_split
+from .runners import part_runner
+from .runners.coreai import exit_process
+from .runners.executorch import set_executorch_threads
+from .streaming import BlockStreamer, open_split
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +124,10 @@ def _prepare(mode: Mode, folder: Path, variant: str, threads: int):
 
     t = time.perf_counter()
     # coreai sets its own threads
-    runner = part_runner(folder, RUNTIME_FORMATS[mode.runtime], variant, threads)
+    manifest = read_manifest(folder)
+    runner = part_runner(folder, RUNTIME_FORMATS[mode.runtime], variant, threads, manifest)
     load_s = time.perf_counter() - t
-    names = [i["name"] for i in load_manifest(folder)["parts"][variant]["inputs"]]
+    names = [i.name for i in manifest.parts[variant].inputs]
     return (lambda inputs: runner.run([inputs[n] for n in names])[0]), None, load_s
 
 

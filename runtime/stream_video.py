@@ -11,19 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import load_runner
-from .manifest import load_manifest
+from .manifest import FORMATS, RUNTIME_FORMATS, ManifestError
+from .manifest_reader import read_manifest
 from .memory import malloc_trim
-from .streaming import RUNTIME_FORMATS, BlockStreamer, CallStats, StreamError, mb, open_split
-from .video import LEGACY_TDTM, RuntimeKind, VideoRuntime, check_tdtm, tokenizer_encode
+from .runners import load_runner
+from .streaming import BlockStreamer, CallStats, StreamError, mb, open_split
+from .video import RuntimeKind, VideoRuntime, check_tdtm, tdtm_modes, tokenizer_encode
 
 DENOISER_INPUTS = ("x", "t", "states", "mask", "guidance")
 
 
 def text_encoder_path(artifacts: Path, kind: RuntimeKind) -> Path:
     """Where a split export keeps its text encoder for `kind`'s format."""
-    fmt = RUNTIME_FORMATS[kind.value]
-    return artifacts / {"onnx": "text_encoder.onnx", "executorch": "text_encoder.pte", "coreai": "text_encoder.aimodel"}[fmt]
+    return artifacts / f"text_encoder{FORMATS[RUNTIME_FORMATS[kind.value]].suffix}"
 
 
 def check_text_encoder(artifacts: Path, kind: RuntimeKind) -> None:
@@ -31,7 +31,7 @@ def check_text_encoder(artifacts: Path, kind: RuntimeKind) -> None:
     (the parts alone, e.g. video-dit-micro's, still stream states given directly)."""
     path = text_encoder_path(artifacts, kind)
     if not path.exists():
-        raise StreamError(f"{path} is missing: {load_manifest(artifacts).get('model', 'this model')} has no text "
+        raise StreamError(f"{path} is missing: {read_manifest(artifacts).model or 'this model'} has no text "
                           "encoder; prompts need `tomobile export video-dit-tiny --split blocks`")
 
 
@@ -44,11 +44,12 @@ def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: 
     if kind is RuntimeKind.EAGER:
         raise StreamError(f"streaming runs exported parts on onnxruntime, executorch or coreai, not {kind.value}")
     split = open_split(artifacts, kind.value, variants=variants)
-    cfg = load_manifest(artifacts)["model_config"]
-    modes = {key: str(cfg.get(key, legacy)) for key, legacy in LEGACY_TDTM.items()}
+    video = read_manifest(artifacts).video
+    if video is None:
+        raise ManifestError(f"{artifacts / 'manifest.json'} records no model_config: not a video model's export")
+    modes = tdtm_modes(video)
     check_tdtm(artifacts, modes, tdtm or {})
     streamer = BlockStreamer(split, budget, prefetch, threads)
-    shape = (1, int(cfg["channels"]), int(cfg["frames"]), int(cfg["size"]), int(cfg["size"]))
     fmt = RUNTIME_FORMATS[kind.value]
     text_path = text_encoder_path(artifacts, kind)
 
@@ -56,11 +57,9 @@ def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: 
         if not text_path.exists():
             raise StreamError(f"{text_path} is missing; prompts need the text encoder of "
                               "`tomobile export video-dit-tiny --split blocks`")
-        input_ids, mask = tokenizer_encode(artifacts, int(cfg["caption_len"]))(caption)
-        runner = load_runner(fmt, text_path)  # loaded for the prompt only
-        states = runner.run([input_ids, mask])[0].astype(np.float32)
-        if hasattr(runner, "close"):  # Core AI: release the model now
-            runner.close()
+        input_ids, mask = tokenizer_encode(artifacts, video.caption_len)(caption)
+        with load_runner(fmt, text_path) as runner:  # loaded for the prompt only, released now
+            states = runner.run([input_ids, mask])[0].astype(np.float32)
         del runner
         malloc_trim()
         return states, mask.astype(np.float32)
@@ -69,7 +68,7 @@ def streamed_runtime(kind: RuntimeKind, artifacts: Path, budget: int, prefetch: 
         return lambda *arrays: streamer(variant, dict(zip(DENOISER_INPUTS, arrays, strict=True)))
 
     denoisers = {variant: make(variant) for variant in split.sequences}
-    return VideoRuntime(kind, encode, denoisers, shape, modes), streamer
+    return VideoRuntime(kind, encode, denoisers, video.latent_shape, modes), streamer
 
 
 def format_steps(stats: list[CallStats], budget: int) -> str:

@@ -27,20 +27,23 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from ..graphs.errors import TomobileError
 from ..graphs.numbers import NumberError, parse_size
-from .artifacts import CoreAIRunner, ExecuTorchRunner, signature_mismatch, executorch_signature, ort_session_options, ort_signature
-from .manifest import ManifestError, entry_name, inside, load_manifest, sha256_path
+from .manifest import RUNTIME_FORMATS, ManifestError, sha256_path
+from .manifest_reader import FileRecord, Manifest, SplitPart, TensorEntry, read_manifest
 from .memory import MemoryPeak, MemoryProbe, malloc_trim, populate_mappings
 from .overlap import Heartbeat, hidden_seconds
+from .runners import Runner
+from .runners.coreai import CoreAIRunner
+from .runners.executorch import ExecuTorchRunner
+from .runners.onnxruntime import OnnxRunner
+from .runners.signature import Signature, signature_mismatch
 
 log = logging.getLogger(__name__)
 
-RUNTIME_FORMATS = {"onnxruntime": "onnx", "executorch": "executorch", "coreai": "coreai"}
 UNLIMITED = 1 << 62  # a budget that holds every part
 
 
@@ -58,17 +61,16 @@ class PartFile:
     outputs: tuple[str, ...]
     float16: bool = False  # ExecuTorch fp16 parts take and return float16
     # The manifest's {name, shape, dtype} per input and output: a loaded file is checked against them.
-    input_specs: tuple[dict, ...] = field(default=(), compare=False, hash=False)
-    output_specs: tuple[dict, ...] = field(default=(), compare=False, hash=False)
-    method: str | None = None  # its method in a .pte shared with the parts of the same weights
+    input_specs: tuple[TensorEntry, ...] = field(default=(), compare=False, hash=False)
+    output_specs: tuple[TensorEntry, ...] = field(default=(), compare=False, hash=False)
+    method: str | None = None  # its method (function) in a .pte (asset) shared with the parts of the same weights
 
-    def check_io(self, got) -> None:
+    def check_io(self, got: Signature) -> None:
         """StreamError when the loaded program's (inputs, outputs) are not the manifest's: a file from
         another model whose sha256 was made to match would otherwise fail inside the runtime."""
         if not self.input_specs:
             return
-        problem = signature_mismatch(got, list(self.input_specs), list(self.output_specs),
-                                     "float16" if self.float16 else "float32")
+        problem = signature_mismatch(got, self.input_specs, self.output_specs, "float16" if self.float16 else "float32")
         if problem:
             raise StreamError(f"part {self.name}: {self.path.name} has {problem} (a file of another model or "
                               "export); export the folder again")
@@ -86,12 +88,6 @@ class SplitModel:
 
     def largest(self) -> PartFile:
         return max(self.parts.values(), key=lambda p: p.size)
-
-
-class LoadedPart(Protocol):
-    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]: ...
-
-    def close(self) -> None: ...
 
 
 def mb(n: float) -> str:
@@ -116,26 +112,25 @@ def open_split(folder: Path, runtime: str, verify: bool = True, variants: list[s
     With `variants`, only those denoiser variants are kept and only their parts checked: a damaged
     part of a variant the run does not use is ignored, as the unsplit artifacts' are."""
     try:
-        manifest = load_manifest(folder)
+        manifest = read_manifest(folder)
     except ManifestError as err:
         raise StreamError(str(err)) from None
-    split = manifest.get("split")
-    if not split or "parts" not in split:
+    split = manifest.split
+    if split is None or not split.parts:
         raise StreamError(f"{folder} was exported without --split blocks; --stream needs "
-                          f"`tomobile export {manifest.get('model', 'MODEL')} --split blocks --out {folder}`")
+                          f"`tomobile export {manifest.model or 'MODEL'} --split blocks --out {folder}`")
     fmt = RUNTIME_FORMATS[runtime]
     parts = {}
-    for entry in split["parts"]:
-        rec = entry["files"].get(fmt)
+    for entry in split.parts:
+        rec = entry.files.get(fmt)
         if rec is None:
-            raise StreamError(f"{folder} has no {fmt} parts (part {entry['name']}); export with --format {fmt}")
-        weights = inside(folder, rec["weights"]["path"]) if "weights" in rec else None
-        parts[entry["name"]] = PartFile(entry["name"], inside(folder, rec["path"]), weights, rec["total_bytes"],
-                                        tuple(i["name"] for i in entry["inputs"]),
-                                        tuple(o["name"] for o in entry["outputs"]),
-                                        _is_fp16(manifest, entry["name"], fmt), tuple(entry["inputs"]),
-                                        tuple(entry["outputs"]), entry_name(rec))
-    sequences = {k: list(v) for k, v in split["sequences"].items()}
+            raise StreamError(f"{folder} has no {fmt} parts (part {entry.name}); export with --format {fmt}")
+        weights = folder / rec.weights.path if rec.weights is not None else None
+        parts[entry.name] = PartFile(entry.name, folder / rec.file.path, weights, rec.total_bytes,
+                                     tuple(i.name for i in entry.inputs), tuple(o.name for o in entry.outputs),
+                                     _is_fp16(manifest, entry.name, fmt), entry.inputs, entry.outputs,
+                                     rec.entry_name)
+    sequences = {k: list(v) for k, v in split.sequences.items()}
     if variants is not None:
         missing = [v for v in variants if v not in sequences]
         if missing:
@@ -143,39 +138,38 @@ def open_split(folder: Path, runtime: str, verify: bool = True, variants: list[s
         sequences = {k: sequences[k] for k in variants}
     used = {n for seq in sequences.values() for n in seq}
     if verify:
-        _verify_files(folder, split["parts"], fmt, used)
+        _verify_files(folder, split.parts, fmt, used)
     return SplitModel(folder, runtime, {n: p for n, p in parts.items() if n in used}, sequences)
 
 
-def _is_fp16(manifest: dict, part: str, fmt: str) -> bool:
-    return any(a["part"] == part and a["format"] == fmt and a.get("float_io") == "float16"
-               for a in manifest.get("artifacts", []))
+def _is_fp16(manifest: Manifest, part: str, fmt: str) -> bool:
+    return any(a.part == part and a.format == fmt and a.float_io == "float16" for a in manifest.artifacts)
 
 
-def _verify_files(folder: Path, entries: list[dict], fmt: str, used: set[str]) -> None:
+def _verify_files(folder: Path, entries: tuple[SplitPart, ...], fmt: str, used: set[str]) -> None:
     """Every file of the `used` parts present and equal to its sha256; a swapped file is named for
     what it is (by the files of every part)."""
     owners: dict[str, list[str]] = {}  # several files can hold the same bytes (variants sharing weights)
-    files: list[tuple[str, dict]] = []
+    files: list[tuple[str, FileRecord]] = []
     for entry in entries:
-        rec = entry["files"][fmt]
-        for f in (rec, rec.get("weights")):
+        rec = entry.files[fmt]
+        for f in (rec.file, rec.weights):
             if f is not None:
-                paths = owners.setdefault(f["sha256"], [])
-                if f["path"] not in paths:  # a block's parts list their one shared file each
-                    paths.append(f["path"])
-                if entry["name"] in used:
-                    files.append((entry["name"], f))
+                paths = owners.setdefault(f.sha256, [])
+                if f.path not in paths:  # a block's parts list their one shared file each
+                    paths.append(f.path)
+                if entry.name in used:
+                    files.append((entry.name, f))
     seen: set[str] = set()  # a file several parts share (export/shared.py) is hashed once
     for name, f in files:
-        if f["path"] in seen:
+        if f.path in seen:
             continue
-        seen.add(f["path"])
-        path = inside(folder, f["path"])
+        seen.add(f.path)
+        path = folder / f.path
         if not path.exists():  # a file, or a folder (a Core AI .aimodel asset)
             raise StreamError(f"part {name}: {path} is missing; export the folder again")
         digest = sha256_path(path)
-        if digest == f["sha256"]:
+        if digest == f.sha256:
             continue
         if digest in owners:
             held = " or ".join(owners[digest])
@@ -185,60 +179,24 @@ def _verify_files(folder: Path, entries: list[dict], fmt: str, used: set[str]) -
                           "another export); export the folder again")
 
 
-class _OrtPart:
-    def __init__(self, part: PartFile, threads: int | None, populate: bool) -> None:
-        import onnxruntime as ort
-
-        # One thread pool per part, not spinning (it would steal the next part's cores); no prepacking:
-        # the weights stay in the mapped file.
-        opts = ort_session_options(threads, spinning=False, config={"session.disable_prepacking": "1"})
-        opts.enable_cpu_mem_arena = False  # freed activations go back at once: a lower peak
-        self.session = ort.InferenceSession(str(part.path), sess_options=opts, providers=["CPUExecutionProvider"])
-        part.check_io(ort_signature(self.session))
-        self.names = [i.name for i in self.session.get_inputs()]
-        if populate and part.weights is not None:
-            populate_mappings(part.weights)
-
-    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(None, dict(zip(self.names, arrays, strict=True)))
-
-    def close(self) -> None:
-        self.session = None
-
-
-class _ExecuTorchPart:
-    def __init__(self, part: PartFile) -> None:
-        self.runner = ExecuTorchRunner(part.path, part.weights, part.method)
-        part.check_io(executorch_signature(self.runner.method))
-
-    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        return self.runner.run(arrays)
-
-    def close(self) -> None:
-        self.runner = None
-
-
-class _CoreAIPart:
-    """A Core AI asset, loaded on its own event loop (artifacts.CoreAIRunner); `close` releases the
-    compiled model at once (the executable context's exit), not when it is collected."""
-
-    def __init__(self, part: PartFile) -> None:
-        self.runner = CoreAIRunner(part.path, part.method)
-
-    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        return self.runner.run(arrays)
-
-    def close(self) -> None:
-        if self.runner is not None:
-            self.runner.close()
-        self.runner = None
-
-
-def load_part(part: PartFile, runtime: str, threads: int | None = None, background: bool = False) -> LoadedPart:
-    """`background`: loaded on the prefetch thread, which also faults ONNX Runtime's weights in."""
+def load_part(part: PartFile, runtime: str, threads: int | None = None, background: bool = False) -> Runner:
+    """The part's runner, its inputs and outputs checked against the manifest's. ONNX Runtime
+    sessions get one thread pool per part, not spinning (it would steal the next part's cores), no
+    prepacking and no arena: the weights stay in the mapped file and freed activations go back at
+    once (a lower peak). `background`: loaded on the prefetch thread, which also faults ONNX
+    Runtime's weights in. A Core AI part's `close` releases the compiled model at once."""
     if runtime == "coreai":
-        return _CoreAIPart(part)
-    return _OrtPart(part, threads, background) if runtime == "onnxruntime" else _ExecuTorchPart(part)
+        return CoreAIRunner(part.path, part.method)
+    if runtime == "onnxruntime":
+        onnx = OnnxRunner(part.path, threads=threads, spinning=False, config={"session.disable_prepacking": "1"},
+                          arena=False)
+        part.check_io(onnx.signature())
+        if background and part.weights is not None:
+            populate_mappings(part.weights)
+        return onnx
+    runner = ExecuTorchRunner(part.path, part.weights, part.method)
+    part.check_io(runner.signature())
+    return runner
 
 
 def plan_pinned(sizes: dict[str, int], budget: int, prefetch: bool) -> set[str]:
@@ -280,10 +238,10 @@ class BlockStreamer:
             raise StreamError(f"memory budget {mb(budget)} is below the largest part, {largest.name} "
                               f"({mb(largest.size)}); give at least {mb(largest.size)}")
         self.model, self.budget, self.prefetch = model, budget, prefetch
-        # loader(part, background) -> LoadedPart; background: called on the prefetch thread
+        # loader(part, background) -> Runner; background: called on the prefetch thread
         self.loader = loader or (lambda part, background: load_part(part, model.runtime, threads, background))
         self.probe = probe or MemoryProbe()
-        self.loaded: dict[str, LoadedPart] = {}
+        self.loaded: dict[str, Runner] = {}
         self.loading: dict[str, Future] = {}
         self.stats: list[CallStats] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-loader") if prefetch else None
@@ -342,7 +300,7 @@ class BlockStreamer:
         self.loading[name] = self._pool.submit(_timed, self.loader, self.model.parts[name], True)
         stats.resident_max = max(stats.resident_max, self.resident_bytes())
 
-    def _acquire(self, name: str, stats: CallStats) -> LoadedPart:
+    def _acquire(self, name: str, stats: CallStats) -> Runner:
         if name in self.loaded:  # resident since an earlier call: it counts in this call's resident bytes too
             stats.resident_max = max(stats.resident_max, self.resident_bytes())
             return self.loaded[name]
@@ -389,7 +347,7 @@ class BlockStreamer:
             self.heartbeat.stop()
 
 
-def _timed(loader, part: PartFile, background: bool) -> tuple[LoadedPart, float, tuple[float, float]]:
+def _timed(loader, part: PartFile, background: bool) -> tuple[Runner, float, tuple[float, float]]:
     """(loaded part, seconds, (start, end) on the perf_counter clock)."""
     t = time.perf_counter()
     loaded = loader(part, background)

@@ -30,8 +30,10 @@ from ..graphs.methods.registry import make_plan
 from ..graphs.models.hf_models import merge_plan
 from ..graphs.models.zoo import minilm_dir, sentence_bundle
 from ..graphs.spec.config import MergeConfig
-from .artifacts import ExecuTorchRunner, OnnxRunner
-from .bench import round_robin, set_executorch_threads
+from .bench import round_robin
+from .manifest import FORMATS, RUNTIME_FORMATS
+from .runners.executorch import ExecuTorchRunner, set_executorch_threads
+from .runners.onnxruntime import OnnxRunner
 from .tables import markdown_table
 
 log = logging.getLogger(__name__)
@@ -126,20 +128,18 @@ def top1_accuracy(queries: torch.Tensor, documents: torch.Tensor) -> float:
     return float((best == torch.arange(len(queries))).float().mean())
 
 
-EXPORT_RUNTIMES = {"onnxruntime": "model.onnx", "executorch": "model.pte"}
-
-
 def _exported_fns(folders: dict[int, Path], runtimes: list[str], inputs: list, threads: int) -> dict:
     """(runtime, r) -> a call of the exported model on `inputs` (numpy), for the round-robin."""
     fns = {}
     for runtime in runtimes:
         for r, folder in folders.items():
+            path = folder / f"model{FORMATS[RUNTIME_FORMATS[runtime]].suffix}"
             if runtime == "onnxruntime":
                 # Timed in turn with eager and ExecuTorch calls: a spinning pool would slow whichever runs next.
-                runner = OnnxRunner(folder / EXPORT_RUNTIMES[runtime], threads=threads, spinning=False)
+                runner = OnnxRunner(path, threads=threads, spinning=False)
             else:
                 set_executorch_threads(threads)
-                runner = ExecuTorchRunner(folder / EXPORT_RUNTIMES[runtime])
+                runner = ExecuTorchRunner(path)
             fns[runtime, r] = lambda run=runner.run: run(inputs)
     return fns
 

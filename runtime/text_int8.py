@@ -7,7 +7,8 @@
   each text encoder; PSNR of the int8 pipeline's frames against the fp32 pipeline's (peak 1), at
   least CLIP_MIN_PSNR_DB.
 
-Its per-artifact row (test vectors, PSNR >= INT8_MIN_PSNR_DB against eager) is the ordinary one.
+Its per-artifact row (test vectors, PSNR >= INT8_MIN_PSNR_DB against eager) is the ordinary one;
+`check_text_companion` is one of validate.py's FOLDER_CHECKS.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .manifest_reader import Manifest
+from .report import FAIL, PASS, OutputCheck
 from .sampler import SamplerConfig
-from .manifest import load_manifest
-from .validate import FAIL, PASS, OutputCheck, ValidationReport, validate_dir
 from .video import RuntimeKind, artifact_runtime, generate
 from .video_eval import psnr
 
@@ -36,11 +37,12 @@ def token_cosines(reference: np.ndarray, actual: np.ndarray, mask: np.ndarray) -
     return cos[mask[0] > 0]
 
 
-def check_text_companion(folder: Path, manifest: dict) -> list[OutputCheck]:
-    """Rows for each int8 text encoder companion: caption states cosine, then one clip per caption."""
+def check_text_companion(folder: Path, manifest: Manifest) -> list[OutputCheck]:
+    """Rows for each int8 text encoder companion: caption states cosine, then one clip per caption
+    (none for an export without one)."""
     checks = []
-    for companion in (a for a in manifest.get("artifacts", []) if a.get("companion_of") and a["part"] == "text_encoder"):
-        name = companion["path"]
+    for companion in (a for a in manifest.artifacts if a.companion_of and a.part == "text_encoder"):
+        name = companion.path
         try:
             fp32 = artifact_runtime(folder, RuntimeKind.ONNXRUNTIME)
             int8 = artifact_runtime(folder, RuntimeKind.ONNXRUNTIME, text_artifact=companion)
@@ -48,7 +50,11 @@ def check_text_companion(folder: Path, manifest: dict) -> list[OutputCheck]:
             checks.append(OutputCheck(name, "pipeline", "-", (), None, None, FAIL, f"{type(err).__name__}: {err}"))
             continue
         checks.append(_states_check(name, fp32.encode, int8.encode))
-        cfg = SamplerConfig(**{k: manifest["sampler"][k] for k in ("steps", "guidance", "shift")})
+        if manifest.sampler is None:
+            checks.append(OutputCheck(name, "pipeline", "-", (), None, None, FAIL, "the manifest records no sampler"))
+            continue
+        cfg = SamplerConfig(steps=manifest.sampler.steps, guidance=manifest.sampler.guidance,
+                            shift=manifest.sampler.shift)
         for caption in CLIP_CAPTIONS:
             ref = generate(fp32, caption, 0, cfg).frames
             out = generate(int8, caption, 0, cfg).frames
@@ -69,13 +75,3 @@ def _states_check(name: str, encode_fp32, encode_int8) -> OutputCheck:
     status = PASS if lowest >= TEXT_MIN_COSINE else FAIL
     return OutputCheck(name, f"{len(CAPTIONS)} captions", "states", shape, worst_abs, None, status,
                        f"token cosine {lowest:.5f} >= {TEXT_MIN_COSINE} against fp32")
-
-
-def validate_export(folder: Path, progress: bool = True) -> ValidationReport:
-    """Everything `tomobile validate` checks in an export folder: validate_dir's rows (checksums, every
-    artifact against its test vectors, split chains), then each int8 text encoder companion against the
-    fp32 pipeline. Kept here, not in validate.py: the companion check generates clips (video.py), and
-    video.py reads validate.py."""
-    report = validate_dir(folder, progress=progress)
-    report.checks.extend(check_text_companion(folder, load_manifest(folder)))
-    return report

@@ -4,105 +4,48 @@ The eager fp32 outputs of the same patched model were written by the export as t
 (seeded inputs, plus real inputs for real-weight models); validation compares with those stored
 outputs and does not run eager PyTorch again. ONNX Runtime CPU, the ExecuTorch runtime and Core
 AI's Linux CPU runtime (coreai-core) run each artifact on those inputs; Core ML is spec-checked on
-Linux and its numerics are reported as 'needs macOS', never as passed.
+Linux and its numerics are reported as 'needs macOS', never as passed. Rows and thresholds are
+report.py's.
+
+`validate_export` is everything `tomobile validate` checks: `validate_dir`'s rows, then the rows
+of each check in FOLDER_CHECKS (checks an export needs beyond its artifacts' test vectors; each
+returns no rows for a folder it does not concern).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import platform
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ..graphs.errors import TomobileError
-from ..graphs.methods.margins import MIN_MARGIN
-from .artifacts import artifact_runner
-from .manifest import entry_name, inside, load_manifest, sha256_path
-from .streaming import RUNTIME_FORMATS, UNLIMITED, BlockStreamer, open_split
-from .tables import aligned_table
+from .manifest import FORMATS, VECTORS_DIR, sha256_path
+from .manifest_reader import Artifact, Manifest, Part, read_manifest
+from .report import FAIL, NEEDS_MACOS, OutputCheck, ValidationError, ValidationReport, compare
+from .runners import artifact_runner
+from .streaming import UNLIMITED, BlockStreamer, open_split
+from .text_int8 import check_text_companion
 
 log = logging.getLogger(__name__)
 
-FP32_MAX_ABS_ERROR = 1e-4  # fp32 artifacts: max abs error against eager fp32
-FP16_MIN_PSNR_DB = 35.0  # fp16 artifacts: PSNR against eager fp32 (Apple's ABSOLUTE_MIN_PSNR)
-INT8_MIN_PSNR_DB = 30.0  # int8 (dynamic quantisation) artifacts: PSNR against eager fp32
-PASS, FAIL, NEEDS_MACOS = "pass", "FAIL", "needs macOS"
+FolderCheck = Callable[[Path, Manifest], list[OutputCheck]]
+# Checks beyond each artifact's test vectors, in the order their rows are reported.
+FOLDER_CHECKS: tuple[FolderCheck, ...] = (
+    check_text_companion,  # an int8 text encoder companion against the fp32 pipeline (text_int8.py)
+)
 
 
-class ValidationError(TomobileError, RuntimeError):
-    """The folder cannot be validated at all: missing manifest, checksum mismatch, unreadable file."""
-
-
-@dataclass(frozen=True)
-class OutputCheck:
-    artifact: str
-    case: str
-    output: str
-    shape: tuple[int, ...]
-    max_abs_error: float | None
-    psnr_db: float | None
-    status: str
-    note: str = ""
-
-
-@dataclass
-class ValidationReport:
-    folder: str
-    checks: list[OutputCheck] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.checks) and all(c.status != FAIL for c in self.checks)
-
-    def to_json(self) -> dict:
-        rows = [{**asdict(c), "shape": list(c.shape)} for c in self.checks]
-        for row in rows:
-            if row["psnr_db"] is not None and math.isinf(row["psnr_db"]):
-                row["psnr_db"] = "inf"
-        return {"passed": self.passed, "thresholds": {"fp32_max_abs_error": FP32_MAX_ABS_ERROR,
-                                                      "fp16_min_psnr_db": FP16_MIN_PSNR_DB,
-                                                      "int8_min_psnr_db": INT8_MIN_PSNR_DB,
-                                                      "merge_min_margin": MIN_MARGIN}, "checks": rows}
-
-
-def psnr(reference: np.ndarray, actual: np.ndarray, peak: float | None = None) -> float:
-    """20 log10(peak / rmse), peak = max |reference| unless given; inf when identical."""
-    ref = reference.astype(np.float64)
-    mse = float(np.mean((ref - actual.astype(np.float64)) ** 2))
-    if mse == 0.0:
-        return math.inf
-    peak = peak or float(np.max(np.abs(ref))) or 1.0
-    return 20.0 * math.log10(peak / math.sqrt(mse))
-
-
-def compare(reference: np.ndarray, actual: np.ndarray, precision: str) -> tuple[float, float, str, str]:
-    """(max abs error, PSNR, status, note) under the threshold for `precision`."""
-    if reference.shape != actual.shape:
-        return math.nan, math.nan, FAIL, f"shape {actual.shape} != eager {reference.shape}"
-    err = float(np.max(np.abs(reference.astype(np.float64) - actual.astype(np.float64)))) if reference.size else 0.0
-    quality = psnr(reference, actual)
-    if not np.all(np.isfinite(actual)):
-        return err, quality, FAIL, "non-finite values"
-    if precision in ("fp16", "int8"):
-        floor = FP16_MIN_PSNR_DB if precision == "fp16" else INT8_MIN_PSNR_DB
-        ok = quality >= floor
-        return err, quality, PASS if ok else FAIL, f"PSNR >= {floor:g} dB"
-    ok = err <= FP32_MAX_ABS_ERROR
-    return err, quality, PASS if ok else FAIL, f"max abs <= {FP32_MAX_ABS_ERROR:g}"
-
-
-def verify_checksums(folder: Path, manifest: dict) -> None:
-    expected = {a["path"]: a["sha256"] for a in manifest.get("artifacts", [])}
-    expected.update({a[key]["path"]: a[key]["sha256"] for a in manifest.get("artifacts", [])
-                     for key in ("weights", "external_data") if key in a})  # files beside a graph
-    expected.update(manifest.get("files", {}))
-    expected.update({f"test_vectors/{stem}.npz": h for stem, h in manifest.get("test_vectors", {}).items()})
+def verify_checksums(manifest: Manifest) -> None:
+    """Every file the manifest lists is present and equal to its sha256 (ValidationError otherwise)."""
+    expected = {a.path: a.sha256 for a in manifest.artifacts}
+    expected.update({f.path: f.sha256 for a in manifest.artifacts for f in a.files()[1:]})  # files beside a graph
+    expected.update(manifest.files)
+    expected.update({f"{VECTORS_DIR}/{stem}.npz": h for stem, h in manifest.test_vectors.items()})
     for rel, digest in expected.items():
-        path = inside(folder, rel)
+        path = manifest.path(rel)
         if not path.exists():
             raise ValidationError(f"{path} is listed in the manifest but missing")
         if sha256_path(path) != digest:
@@ -110,7 +53,7 @@ def verify_checksums(folder: Path, manifest: dict) -> None:
 
 
 def vector_cases(folder: Path, part: str) -> dict[str, tuple[list[np.ndarray], dict[str, np.ndarray]]]:
-    data = np.load(folder / "test_vectors" / f"{part}.npz")
+    data = np.load(folder / VECTORS_DIR / f"{part}.npz")
     cases: dict[str, tuple[list, dict]] = {}
     for key in data.files:
         case, kind, name = key.split(".", 2)
@@ -119,135 +62,122 @@ def vector_cases(folder: Path, part: str) -> dict[str, tuple[list[np.ndarray], d
     return cases
 
 
-def margin_note(part: dict, case: str) -> str:
+def margin_note(part: Part, case: str) -> str:
     """What the export recorded about how clear eager's merge decisions are on `case` (its
     "margins" entry, graphs/methods/margins.py): empty when they all clear the margin or none were taken."""
-    found = part.get("margins", {}).get(case)
-    if not found or found.get("clear", True):
+    found = part.margins.get(case)
+    if found is None or found.clear:
         return ""
-    return (f"; eager's closest merge decision is {found['smallest_gap']:.1e} from flipping "
-            f"(< {found['min_margin']:g}, at {found['site']}): a backend may take the other one")
+    return (f"; eager's closest merge decision is {found.smallest_gap:.1e} from flipping "
+            f"(< {found.min_margin:g}, at {found.site}): a backend may take the other one")
 
 
-def _run_artifact(folder: Path, artifact: dict, manifest: dict) -> list[OutputCheck]:
-    part = manifest["parts"][artifact["part"]]
-    names = [o["name"] for o in part["outputs"]]
-    runner = artifact_runner(folder, artifact)
-    precision = artifact.get("precision", "fp32")
+def _run_artifact(manifest: Manifest, artifact: Artifact) -> list[OutputCheck]:
+    part = manifest.parts[artifact.part]
+    names = [o.name for o in part.outputs]
     checks = []
-    for case, (inputs, expected) in vector_cases(folder, artifact["part"]).items():
-        if artifact.get("float_io") == "float16":
-            inputs = [x.astype(np.float16) if x.dtype == np.float32 else x for x in inputs]
-        outputs = runner.run(inputs)
-        for name, actual in zip(names, outputs, strict=True):
-            err, quality, status, note = compare(expected[name], np.asarray(actual), precision)
-            note += margin_note(part, case)
-            checks.append(OutputCheck(artifact_label(artifact), case, name, tuple(np.shape(actual)), err, quality, status, note))
-    if hasattr(runner, "close"):  # Core AI: release the loaded model now, not when collected
-        runner.close()
+    with artifact_runner(manifest.folder, artifact) as runner:
+        for case, (inputs, expected) in vector_cases(manifest.folder, artifact.part).items():
+            if artifact.float_io == "float16":
+                inputs = [x.astype(np.float16) if x.dtype == np.float32 else x for x in inputs]
+            outputs = runner.run(inputs)
+            for name, actual in zip(names, outputs, strict=True):
+                err, quality, status, note = compare(expected[name], np.asarray(actual), artifact.precision)
+                note += margin_note(part, case)
+                checks.append(OutputCheck(artifact.label, case, name, tuple(np.shape(actual)), err, quality, status,
+                                          note))
     return checks
 
 
-def artifact_label(artifact: dict) -> str:
-    """The artifact's file, with its method or function where several parts share the file."""
-    inner = entry_name(artifact)
-    return f"{artifact['path']}:{inner}" if inner else artifact["path"]
-
-
-def _check_coreml(folder: Path, artifact: dict, manifest: dict) -> list[OutputCheck]:
+def _check_coreml(manifest: Manifest, artifact: Artifact) -> list[OutputCheck]:
     """Spec check on any OS: inputs and outputs with the manifest's names and static shapes."""
-    import coremltools as ct
+    import coremltools as ct  # deferred: a heavy converter, needed only for Core ML rows
 
-    spec = ct.utils.load_spec(str(inside(folder, artifact["path"])))
-    part = manifest["parts"][artifact["part"]]
-    function = artifact.get("function")  # a function of a multifunction package (shared weights)
+    spec = ct.utils.load_spec(str(manifest.path(artifact.path)))
+    part = manifest.parts[artifact.part]
+    function = artifact.function  # a function of a multifunction package (shared weights)
     described = {f.name: f for f in spec.description.functions}
     if function is not None and function not in described:
-        return [OutputCheck(artifact_label(artifact), "spec", "-", (), None, None, FAIL,
+        return [OutputCheck(artifact.label, "spec", "-", (), None, None, FAIL,
                             f"the package has no function {function!r} (functions: {', '.join(described) or 'none'})")]
     desc = described[function] if function is not None else spec.description
     got_in = {i.name: tuple(i.type.multiArrayType.shape) for i in desc.input}
-    want_in = {i["name"]: tuple(i["shape"]) for i in part["inputs"]}
+    want_in = {i.name: i.shape for i in part.inputs}
     got_out = [o.name for o in desc.output]
     problems = []
     if got_in != want_in:
         problems.append(f"inputs {got_in} != manifest {want_in}")
-    if got_out != [o["name"] for o in part["outputs"]]:
+    if got_out != [o.name for o in part.outputs]:
         problems.append(f"outputs {got_out} != manifest")
     ops = sorted({op.type for name, f in spec.mlProgram.functions.items() if function in (None, name)
                   for b in f.block_specializations.values() for op in b.operations})
     status = FAIL if problems else NEEDS_MACOS
     note = "; ".join(problems) or f"spec ok: static shapes, {len(ops)} op types; numerics need macOS"
-    return [OutputCheck(artifact_label(artifact), "spec", o["name"], tuple(o["shape"]), None, None, status, note)
-            for o in part["outputs"]]
+    return [OutputCheck(artifact.label, "spec", o.name, o.shape, None, None, status, note) for o in part.outputs]
 
 
-def check_chains(folder: Path, manifest: dict) -> list[OutputCheck]:
+def check_chains(manifest: Manifest) -> list[OutputCheck]:
     """Each variant's parts chained in order (all resident) on the monolithic denoiser's test
     vectors, against its eager outputs; one row per runtime, variant and case."""
-    formats = {f for p in manifest["split"]["parts"] for f in p["files"]}
+    assert manifest.split is not None
+    formats = {f for p in manifest.split.parts for f in p.files}
     checks = []
-    for runtime, fmt in RUNTIME_FORMATS.items():
-        if fmt not in formats:
-            continue
+    for fmt in (f for f in FORMATS.values() if f.runtime and f.name in formats):
         try:
-            split = open_split(folder, runtime, verify=False)  # validate_dir checked the sha256s
+            split = open_split(manifest.folder, fmt.runtime, verify=False)  # validate_dir checked the sha256s
             streamer = BlockStreamer(split, UNLIMITED, prefetch=False)
         except Exception as err:
-            return [*checks, OutputCheck(f"chain ({fmt})", "load", "-", (), None, None, FAIL, str(err))]
+            return [*checks, OutputCheck(f"chain ({fmt.name})", "load", "-", (), None, None, FAIL, str(err))]
         precision = "fp16" if any(p.float16 for p in split.parts.values()) else "fp32"
         for variant in split.sequences:
-            names = [i["name"] for i in manifest["parts"][variant]["inputs"]]
-            for case, (inputs, expected) in vector_cases(folder, variant).items():
-                try:
-                    out = streamer(variant, dict(zip(names, inputs, strict=True)))
-                except Exception as err:  # a part that cannot load or run: a FAIL row, as for a single model
-                    first = str(err).splitlines()[0] if str(err) else ""
-                    checks.append(OutputCheck(f"chain {variant} ({fmt})", case, "velocity", (), None, None, FAIL,
-                                              f"{type(err).__name__}: {first}"))
-                    continue
-                err, quality, status, note = compare(expected["velocity"], out, precision)
-                note += margin_note(manifest["parts"][variant], case)
-                checks.append(OutputCheck(f"chain {variant} ({fmt})", case, "velocity", out.shape, err, quality,
-                                          status, note))
+            checks += _chain_rows(manifest, streamer, variant, fmt.name, precision)
         streamer.close()
     return checks
 
 
+def _chain_rows(manifest: Manifest, streamer: BlockStreamer, variant: str, fmt: str,
+                precision: str) -> list[OutputCheck]:
+    part, label, rows = manifest.parts[variant], f"chain {variant} ({fmt})", []
+    names = [i.name for i in part.inputs]
+    for case, (inputs, expected) in vector_cases(manifest.folder, variant).items():
+        try:
+            out = streamer(variant, dict(zip(names, inputs, strict=True)))
+        except Exception as err:  # a part that cannot load or run: a FAIL row, as for a single model
+            first = str(err).splitlines()[0] if str(err) else ""
+            rows.append(OutputCheck(label, case, "velocity", (), None, None, FAIL, f"{type(err).__name__}: {first}"))
+            continue
+        err, quality, status, note = compare(expected["velocity"], out, precision)
+        rows.append(OutputCheck(label, case, "velocity", out.shape, err, quality, status,
+                                note + margin_note(part, case)))
+    return rows
+
+
 def validate_dir(folder: Path, progress: bool = True) -> ValidationReport:
     """Checksums, then every artifact in the folder against the eager test vectors."""
-    manifest = load_manifest(folder)
-    verify_checksums(folder, manifest)
+    manifest = read_manifest(folder)
+    verify_checksums(manifest)
     report = ValidationReport(str(folder))
-    artifacts = manifest.get("artifacts", [])
-    for artifact in tqdm(artifacts, desc="validate", unit="artifact", disable=not progress):
-        if artifact["format"] == "coreml":
+    for artifact in tqdm(manifest.artifacts, desc="validate", unit="artifact", disable=not progress):
+        if FORMATS[artifact.format].runtime is None:  # Core ML: predictions need macOS
             if platform.system() == "Darwin":
                 log.warning("Core ML prediction on macOS is not wired in yet; spec check only")
-            report.checks.extend(_check_coreml(folder, artifact, manifest))
+            report.checks.extend(_check_coreml(manifest, artifact))
             continue
         try:
-            report.checks.extend(_run_artifact(folder, artifact, manifest))
+            report.checks.extend(_run_artifact(manifest, artifact))
         except Exception as err:  # a runtime that cannot load or run the artifact is a failure to report
-            report.checks.append(OutputCheck(artifact_label(artifact), "load", "-", (), None, None, FAIL,
+            report.checks.append(OutputCheck(artifact.label, "load", "-", (), None, None, FAIL,
                                              f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"))
-    if "split" in manifest:  # the parts chained in order against the monolithic denoisers' eager outputs
-
-        report.checks.extend(check_chains(folder, manifest))
+    if manifest.split is not None:  # the parts chained in order against the monolithic denoisers' eager outputs
+        report.checks.extend(check_chains(manifest))
     return report
 
 
-def format_table(report: ValidationReport) -> str:
-    header = ("artifact", "case", "output", "shape", "max abs err", "PSNR dB", "result")
-    rows = [header]
-    for c in report.checks:
-        err = "-" if c.max_abs_error is None else f"{c.max_abs_error:.2e}"
-        db = "-" if c.psnr_db is None else ("inf" if math.isinf(c.psnr_db) else f"{c.psnr_db:.1f}")
-        rows.append((c.artifact, c.case, c.output, "x".join(map(str, c.shape)) or "-", err, db,
-                     c.status if c.status != FAIL else f"FAIL ({c.note})"))
-    lines = [aligned_table(rows)]
-    verdict = "PASSED" if report.passed else "FAILED"
-    lines.append(f"validation {verdict}: {sum(c.status == PASS for c in report.checks)} pass, "
-                 f"{sum(c.status == FAIL for c in report.checks)} fail, "
-                 f"{sum(c.status == NEEDS_MACOS for c in report.checks)} need macOS")
-    return "\n".join(lines)
+def validate_export(folder: Path, progress: bool = True) -> ValidationReport:
+    """Everything `tomobile validate` checks in an export folder: validate_dir's rows (checksums,
+    every artifact against its test vectors, split chains), then each FOLDER_CHECKS check's."""
+    report = validate_dir(folder, progress=progress)
+    manifest = read_manifest(folder)
+    for check in FOLDER_CHECKS:
+        report.checks.extend(check(folder, manifest))
+    return report

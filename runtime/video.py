@@ -22,12 +22,14 @@ import torch
 from ..graphs.errors import InputError
 from ..graphs.models.text_context import encode_captions
 from ..graphs.models.video_zoo import MODEL_NAME, VARIANTS, WEIGHTS, guided_velocity, load_video_dit
-from .artifacts import CoreAIRunner, ExecuTorchRunner, OnnxRunner
-from .manifest import ManifestError, entry_name, inside, load_manifest, sha256_path
+from .manifest import RUNTIME_FORMATS, ManifestError, sha256_path
+from .manifest_reader import Artifact, Manifest, VideoConfig, read_manifest
 from .noise import latent_noise
-from .ort_shared import OrtCapiError, SharedWeightSessions
+from .report import ValidationError
+from .runners import load_runner
+from .runners.onnxruntime import OnnxRunner
+from .runners.ort_shared import OrtCapiError, SharedWeightSessions
 from .sampler import LeapMode, SampleResult, SamplerConfig, sample
-from .validate import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +41,6 @@ class RuntimeKind(str, Enum):
     ONNXRUNTIME = "onnxruntime"
     EXECUTORCH = "executorch"
     COREAI = "coreai"  # coreai-core's Linux CPU runtime on the .aimodel parts
-
-
-# The export format each artifact runtime runs.
-FORMATS = {RuntimeKind.ONNXRUNTIME: "onnx", RuntimeKind.EXECUTORCH: "executorch", RuntimeKind.COREAI: "coreai"}
 
 
 @dataclass
@@ -118,7 +116,7 @@ def tokenizer_encode(artifacts: Path, length: int) -> Callable[[str], tuple[np.n
 def _shared_onnx(shared: dict[Path, SharedWeightSessions], path: Path, data: Path,
                  threads: int | None) -> Callable[..., list[np.ndarray]] | None:
     """A session of `path` that takes its weights from the group's shared owner of `data` (one
-    prepacked copy for all the group's variants: runtime/ort_shared.py), or None where the C
+    prepacked copy for all the group's variants: runtime/runners/ort_shared.py), or None where the C
     library cannot be used here (then the caller opens an ordinary session)."""
     if os.environ.get("TOMOBILE_ORT_SHARED_WEIGHTS", "1") == "0":
         return None
@@ -133,11 +131,14 @@ def _shared_onnx(shared: dict[Path, SharedWeightSessions], path: Path, data: Pat
     return lambda *arrays: session.run(list(arrays))
 
 
-def _session_runner(path: Path, kind: RuntimeKind, weights: Path | None = None, method: str | None = None,
+def _session_runner(folder: Path, artifact: Artifact, kind: RuntimeKind,
                     shared: dict[Path, SharedWeightSessions] | None = None) -> Callable[..., list[np.ndarray]]:
-    """`weights`: an ExecuTorch artifact's .ptd, or the shared `<group>.onnx.data` of an ONNX graph
-    (whose sessions then share one prepacked copy through `shared`, one owner per data file);
-    `method`: the artifact's method in a shared .pte, or its function in a shared Core AI asset."""
+    """The artifact's runner as a callable. An ONNX graph on a weight group's shared
+    `<group>.onnx.data` takes its weights from the group's owner in `shared` (one prepacked copy
+    for the group's variants, one owner per data file); the variants of one ExecuTorch program or
+    Core AI asset share the loaded program or asset (runners/)."""
+    path = folder / artifact.path
+    weights = folder / artifact.weights.path if artifact.weights is not None else None
     if kind is RuntimeKind.ONNXRUNTIME:
         # A clip switches between five sessions (text encoder, denoiser variants), each with its own
         # thread pool. With spinning on, the pool of the session just left keeps a core busy while
@@ -149,12 +150,8 @@ def _session_runner(path: Path, kind: RuntimeKind, weights: Path | None = None, 
             if run is not None:
                 return run
         runner = OnnxRunner(path, threads=threads, spinning=False)
-        return lambda *arrays: runner.run(list(arrays))
-    if kind is RuntimeKind.COREAI:
-        core = CoreAIRunner(path, method)  # loaded once and kept; the variants of one asset share it
-        return lambda *arrays: core.run(list(arrays))
-
-    runner = ExecuTorchRunner(path, weights, method)  # the variants of one .pte share its Program
+    else:
+        runner = load_runner(artifact.format, path, weights, artifact.entry_name)
     return lambda *arrays: runner.run(list(arrays))
 
 
@@ -178,58 +175,60 @@ class LazyVariants(Mapping):
         return len(self._loaders)
 
 
-def _checked_runner(folder: Path, artifact: dict, kind: RuntimeKind,
+def _checked_runner(folder: Path, artifact: Artifact, kind: RuntimeKind,
                     shared: dict[Path, SharedWeightSessions] | None = None) -> Callable[..., list[np.ndarray]]:
     """The artifact's session, after its sha256 matched the manifest; one-line errors otherwise.
     `shared`: the owners of shared ONNX weights files, one per file, kept by the caller."""
-    path = inside(folder, artifact["path"])
-    records = [(path, artifact["sha256"])]
-    if "weights" in artifact:  # a weights file beside the graph (shared by a weight group's parts)
-        records.append((inside(folder, artifact["weights"]["path"]), artifact["weights"]["sha256"]))
-    for file, digest in records:
+    for record in (artifact.file, artifact.weights):  # a weights file beside the graph: a weight group's
+        if record is None:
+            continue
+        file = folder / record.path
         if not file.exists():
             raise FileNotFoundError(f"{file} is listed in the manifest but missing; export again")
-        if sha256_path(file) != digest:
+        if sha256_path(file) != record.sha256:
             raise ValidationError(f"{file} does not match its sha256 in the manifest (corrupt or changed); export again")
-    weights = records[1][0] if len(records) > 1 else None
     try:
-        return _session_runner(path, kind, weights, entry_name(artifact), shared)
+        return _session_runner(folder, artifact, kind, shared)
     except Exception as err:  # a runtime that cannot load a file whose checksum matched
+        path = folder / artifact.path
         raise ValidationError(f"{kind.value} cannot load {path}: {str(err).splitlines()[0] if str(err) else err}") from None
 
 
-def _video_manifest(artifacts: Path, fmt: str) -> tuple[dict, dict[str, dict]]:
-    """The export's manifest and its `fmt` artifacts by part, or a one-line error saying what is missing."""
+def _video_manifest(artifacts: Path, kind: RuntimeKind) -> tuple[Manifest, VideoConfig, dict[str, Artifact]]:
+    """The export's manifest, its video config and its artifacts for `kind` by part, or a one-line
+    error saying what is missing."""
     if not artifacts.is_dir():
         raise FileNotFoundError(f"--artifacts {artifacts} is not a folder; run `tomobile export {MODEL_NAME} "
                                 f"--out {artifacts}` first")
-    manifest = load_manifest(artifacts)
-    if manifest.get("model") != MODEL_NAME or not isinstance(manifest.get("model_config"), dict):
-        raise ManifestError(f"{artifacts} holds an export of {manifest.get('model')!r}, not {MODEL_NAME}; "
+    manifest = read_manifest(artifacts)
+    if manifest.model != MODEL_NAME or manifest.video is None:
+        raise ManifestError(f"{artifacts} holds an export of {manifest.model!r}, not {MODEL_NAME}; "
                             f"give a folder from `tomobile export {MODEL_NAME}`")
+    fmt = RUNTIME_FORMATS[kind.value]
     # An int8 companion (the browser's text encoder, "companion_of" its fp32 file) is not the reference.
-    parts = {a["part"]: a for a in manifest["artifacts"] if a["format"] == fmt and "companion_of" not in a}
+    parts = {a.part: a for a in manifest.artifacts if a.format == fmt and a.companion_of is None}
     if "text_encoder" not in parts or "denoiser" not in parts:
         raise FileNotFoundError(f"{artifacts} has no {fmt} text_encoder and denoiser; export them with --format {fmt}")
-    return manifest, parts
+    return manifest, manifest.video, parts
 
 
 # What exports made before the TDTM modes existed ran (their manifests record no modes).
 LEGACY_TDTM = {"tdtm_positions": "midpoint", "tdtm_odd": "keep"}
 
 
-def _format(kind: RuntimeKind) -> str:
-    return FORMATS[kind]
+def tdtm_modes(video: VideoConfig) -> dict[str, str]:
+    """The TDTM modes an export's merged variants were built with (LEGACY_TDTM where it records none)."""
+    recorded = {"tdtm_positions": video.tdtm_positions, "tdtm_odd": video.tdtm_odd}
+    return {key: recorded[key] or legacy for key, legacy in LEGACY_TDTM.items()}
 
 
 def artifact_tdtm(artifacts: Path, kind: RuntimeKind) -> dict[str, str]:
     """The TDTM modes an export folder's merged variants were built with (from its manifest)."""
-    mc = _video_manifest(artifacts, _format(kind))[0]["model_config"]
-    return {key: str(mc.get(key, legacy)) for key, legacy in LEGACY_TDTM.items()}
+    return tdtm_modes(_video_manifest(artifacts, kind)[1])
 
 
 def check_tdtm(artifacts: Path, recorded: dict[str, str], asked: dict[str, str]) -> None:
-    """A TDTM mode asked for that differs from the one the artifacts were exported with is a ValueError."""
+    """A TDTM mode asked for that differs from the one the artifacts were exported with is an InputError."""
     for key, value in asked.items():
         if value != recorded[key]:
             flag = "--" + key.replace("_", "-")
@@ -238,17 +237,14 @@ def check_tdtm(artifacts: Path, recorded: dict[str, str], asked: dict[str, str])
 
 
 def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | None = None,
-                     text_artifact: dict | None = None) -> VideoRuntime:
+                     text_artifact: Artifact | None = None) -> VideoRuntime:
     """The text encoder (loaded now) and the denoiser variants (loaded when first used) of an export
     folder; `tdtm` modes asked for must be the ones it was exported with. `text_artifact`: another
     text encoder entry of the manifest to use (the int8 companion), instead of the fp32 one."""
-    modes = artifact_tdtm(artifacts, kind)
+    _, video, parts = _video_manifest(artifacts, kind)
+    modes = tdtm_modes(video)
     check_tdtm(artifacts, modes, tdtm or {})
-    manifest, parts = _video_manifest(artifacts, _format(kind))
-    mc = manifest["model_config"]
-    length = int(mc["caption_len"])
-    shape = (1, int(mc["channels"]), int(mc["frames"]), int(mc["size"]), int(mc["size"]))
-    ids = tokenizer_encode(artifacts, length)
+    ids = tokenizer_encode(artifacts, video.caption_len)
     text = _checked_runner(artifacts, text_artifact or parts["text_encoder"], kind)
 
     def encode(caption: str) -> tuple[np.ndarray, np.ndarray]:
@@ -257,7 +253,7 @@ def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | 
 
     shared: dict[Path, SharedWeightSessions] = {}  # a weight group's variants: one prepacked copy
 
-    def loader(artifact: dict) -> Callable[[], DenoiseFn]:
+    def loader(artifact: Artifact) -> Callable[[], DenoiseFn]:
         def load() -> DenoiseFn:
             run = _checked_runner(artifacts, artifact, kind, shared)
             return lambda *a: run(*a)[0]
@@ -265,7 +261,7 @@ def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | 
         return load
 
     variants = LazyVariants({stem: loader(a) for stem, a in parts.items() if stem.startswith("denoiser")})
-    return VideoRuntime(kind, encode, variants, shape, modes)
+    return VideoRuntime(kind, encode, variants, video.latent_shape, modes)
 
 
 def needed_variants(cfg: SamplerConfig, spatial: bool) -> list[str]:

@@ -25,7 +25,7 @@ from ..graphs.models.clips import parse_caption
 from .detect import detect
 from .sampler import LeapConfig, SamplerConfig
 from .tables import markdown_table
-from .validate import psnr
+from .report import psnr
 from .video import RuntimeKind, VideoRuntime, artifact_tdtm, generate
 
 log = logging.getLogger(__name__)

@@ -19,19 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from tomobile.runtime.artifacts import ExecuTorchRunner
-from tomobile.runtime.bench import set_executorch_threads
+from tomobile.runtime.manifest_reader import read_manifest
 from tomobile.runtime.native_engine import build
+from tomobile.runtime.runners import artifact_runner
+from tomobile.runtime.runners.executorch import set_executorch_threads
 
 
 def python_calls(folder: Path, runs: int) -> list[float]:
-    manifest = json.loads((folder / "manifest.json").read_text())
-    art = next(a for a in manifest["artifacts"] if a["format"] == "executorch")
-    data = np.load(folder / "test_vectors" / f"{art['part']}.npz")
+    art = next(a for a in read_manifest(folder).artifacts if a.format == "executorch")
+    data = np.load(folder / "test_vectors" / f"{art.part}.npz")
     case = data.files[0].split(".")[0]
     inputs = [data[k] for k in data.files if k.startswith(f"{case}.input.")]
-    weights = folder / art["weights"]["path"] if "weights" in art else None
-    runner = ExecuTorchRunner(folder / art["path"], weights)
+    runner = artifact_runner(folder, art)
     runner.run(inputs)  # warm-up
     ms = []
     for _ in range(runs):

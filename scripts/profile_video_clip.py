@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tomobile.runtime.artifacts import OnnxRunner
+from tomobile.runtime.runners.onnxruntime import OnnxRunner
 from tomobile.runtime.sampler import LeapConfig, SamplerConfig
 from tomobile.runtime.video import RuntimeKind, artifact_runtime, generate
 from tomobile.runtime.video_eval import PROMPTS, warm_up

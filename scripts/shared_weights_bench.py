@@ -91,8 +91,8 @@ def export_all(folder: Path, width: int, layers: int, model: str = "linear", for
 # it (each session maps the data file and prepacks its Gemm weights), with prepacking off (each
 # session maps the file, nothing copied), and with prepacking off plus one OrtValue per tensor over
 # one shared memmap of the data file (add_initializer: one mapping for all sessions), and prepacked
-# once for all sessions (runtime/ort_shared.py: the C API's prepacked weights container, what
-# generate uses); ExecuTorch with XNNPACK's weight cache off and on (runtime/xnnpack_options.py).
+# once for all sessions (runtime/runners/ort_shared.py: the C API's prepacked weights container, what
+# generate uses); ExecuTorch with XNNPACK's weight cache off and on (runtime/runners/xnnpack_options.py).
 ORT_SETTINGS = ("default", "no_prepack", "no_prepack_shared_values", "shared_prepacked")
 ET_SETTINGS = ("cache_off", "cache_on")
 
@@ -104,9 +104,10 @@ def measure(folder: Path, kind: str, fmt: str, setting: str, variants: list[str]
 import json, os, time, numpy as np
 from pathlib import Path
 os.environ["TOMOBILE_XNNPACK_WEIGHT_CACHE"] = "1" if {setting!r} == "cache_on" else "0"
-from tomobile.runtime.artifacts import load_runner, ort_session_options
+from tomobile.runtime.runners import load_runner
+from tomobile.runtime.runners.onnxruntime import ort_session_options
 from tomobile.runtime.memory import proc_status, malloc_trim
-from tomobile.runtime.ort_shared import SharedWeightSessions
+from tomobile.runtime.runners.ort_shared import SharedWeightSessions
 import torch, onnx, onnxruntime as ort, executorch.runtime  # the runtimes' own memory is the base
 from onnx.external_data_helper import ExternalDataInfo
 

@@ -1,7 +1,8 @@
 """The package layout holds (the README's Layout section): imports point one way (cli -> export,
 runtime -> graphs; graphs imports none of the others; runtime never imports export or cli; nothing
 imports cli); inside graphs, models -> methods -> the SPEC grammar (the methods know no model, the
-grammar no method; the SPEC parser reads the method table); no module imports another in a cycle,
+grammar no method; the SPEC parser reads the method table); inside runtime, the rest -> the
+runners -> the manifest reader -> the folder's schema; no module imports another in a cycle,
 no private names cross modules, imports between the packages are relative, and a function-level
 import is a deferred heavy one.
 
@@ -24,6 +25,11 @@ ALLOWED = {"graphs": set(), "runtime": {"graphs"}, "export": {"graphs", "runtime
 # top-level ones: errors, numbers); the most specific name that a module starts with applies.
 GRAPHS_ALLOWED = {"graphs.spec.grammar": set(), "graphs.spec": {"graphs.methods"}, "graphs.methods": {"graphs.spec.grammar"},
                   "graphs.models": {"graphs.methods", "graphs.spec"}}
+# runtime's floors -> the runtime modules each may import besides its own: the export folder's schema
+# (names, formats, writer), its reader (manifest.json decoded into types), the runners (one module per
+# runtime); validation, streaming, generation and benchmarks stand on them. Other runtime modules are free.
+RUNTIME_FLOORS = {"runtime.manifest": set(), "runtime.manifest_reader": {"runtime.manifest"},
+                  "runtime.runners": {"runtime.manifest", "runtime.manifest_reader"}}
 # Third-party modules that may be imported inside a function: heavy, and needed only on some paths.
 DEFERRED = {"transformers", "coremltools", "coreai", "coreai_torch", "executorch", "torchao", "onnx", "onnx_ir", "onnxruntime",
             "matplotlib", "PIL", "diffusers"}
@@ -91,9 +97,16 @@ def _graphs_unit(name: str) -> str | None:
     return max((u for u in GRAPHS_ALLOWED if _within(name, u)), key=len, default=None)
 
 
+def _runtime_floor(name: str) -> str | None:
+    """The RUNTIME_FLOORS key that rules module `name`, or None."""
+    return max((u for u in RUNTIME_FLOORS if _within(name, u)), key=len, default=None)
+
+
 def _wrong_arrow(name: str, target: str) -> bool:
     if target.split(".")[0] != name.split(".")[0]:
         return target.split(".")[0] not in ALLOWED[name.split(".")[0]]
+    if (floor := _runtime_floor(name)) is not None:
+        return not (_within(target, floor) or any(_within(target, a) for a in RUNTIME_FLOORS[floor]))
     unit = _graphs_unit(name)
     if unit is None or _graphs_unit(target) is None or _within(target, ".".join(name.split(".")[:2])):
         return False  # outside graphs' subpackages, into graphs' top modules, or within its own subpackage
@@ -189,6 +202,22 @@ def test_the_rule_reads_subpackages_and_their_arrows(tmp_path):
     assert graph["graphs.methods.registry"] == {"graphs.methods.tome"}
     assert _wrong_arrows(graph) == ["graphs.methods.tome imports graphs.models.zoo",
                                     "graphs.spec.grammar imports graphs.methods.registry"]
+
+
+def test_the_rule_keeps_runtime_floors_under_the_rest(tmp_path):
+    """The schema imports no other runtime module, its reader only the schema, the runners only
+    those two and each other: a runner that imports validation, or the schema that imports its
+    reader, is wrong; validation importing the runners is allowed."""
+    files = {"runtime/manifest.py": "from .manifest_reader import M\n",
+             "runtime/manifest_reader.py": "from .manifest import FORMATS\n",
+             "runtime/runners/__init__.py": "from .ort import R\nfrom ..manifest_reader import M\n",
+             "runtime/runners/ort.py": "from ..manifest import FORMATS\nfrom ..validate import V\n",
+             "runtime/validate.py": "from .runners import R\nfrom .manifest_reader import M\n"}
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    assert _wrong_arrows(_edges(_modules(tmp_path))) == ["runtime.manifest imports runtime.manifest_reader",
+                                                        "runtime.runners.ort imports runtime.validate"]
 
 
 def test_importing_the_library_packages_does_not_import_the_cli():

@@ -61,6 +61,14 @@ class ModelBundle:
         config.json and preprocessor_config.json of a single-model export).
     manifest: extra entries for manifest.json (pipeline description, merge schedule, ...).
     real_inputs: optional stem -> callable returning real (not random) inputs for validation.
+    int8_companions: parts that an fp32 export also writes with int8 weights beside the fp32 file,
+        in formats whose exporter can (ONNX: `<part>.int8.onnx`, "companion_of" the fp32 file): the
+        browser app downloads video-dit-tiny's text encoder first (91 of its 113 MB in fp32) and
+        prefers the int8 one (docs/web_phone.md); the other runtimes keep the fp32 reference.
+        Validation checks it against the fp32 pipeline (runtime/text_int8.py).
+    app_contract: the export also writes the contract the apps' ports check themselves against
+        (test_vectors/contract.json and its replay file, runtime/contract.py): the built-in
+        text-to-video model, whose sampler the apps reimplement.
     """
 
     name: str
@@ -69,6 +77,8 @@ class ModelBundle:
     manifest: dict[str, Any] = field(default_factory=dict)
     real_inputs: dict[str, Callable[[], tuple[torch.Tensor, ...]]] = field(default_factory=dict)
     generated_files: dict[str, str] = field(default_factory=dict)
+    int8_companions: tuple[str, ...] = ()
+    app_contract: bool = False
 
     def write_files(self, folder: Path) -> list[str]:
         """Copy `extra_files` and write `generated_files` into `folder`; returns their names."""

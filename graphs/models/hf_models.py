@@ -38,12 +38,18 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 
+from ..errors import InputError, TomobileError
 from ..methods.layers import AttentionParts, LayerFns, TokenState, attention, initial_state
 from ..methods.merge import unmerge
 from ..methods.plan import MergePlan
 from ..methods.registry import make_plan, merged_layer
 from ..spec.config import MergeConfig
 from .siglip_head import apply_static_pool, remove_static_pool
+
+
+class UnsupportedModelError(TomobileError, TypeError):
+    """A model whose architecture has no merge patch here; the message lists the supported ones."""
+
 
 _PLAN_ATTR = "_tomobile_plan"
 
@@ -201,7 +207,7 @@ def _find_backbone(model: nn.Module) -> tuple[nn.Module, str]:
             return module.encoder if isinstance(module.encoder, SiglipEncoder) else module.vision_model.encoder, "siglip"
         if isinstance(module, BertModel):
             return module, "bert"
-    raise TypeError(
+    raise UnsupportedModelError(
         f"{type(model).__name__} is not supported; supported: ViT, DeiT, CLIP vision, SigLIP vision, DINOv2, BERT-style encoders"
     )
 
@@ -209,7 +215,8 @@ def _find_backbone(model: nn.Module) -> tuple[nn.Module, str]:
 def _token_count(model: nn.Module, family: str, seq_len: int | None) -> int:
     if family == "bert":
         if seq_len is None:
-            raise ValueError("a BERT-style encoder needs seq_len when patched: token counts are static")
+            raise InputError("a BERT-style encoder needs seq_len when patched (apply_merge(model, config, seq_len)): "
+                             "token counts are static")
         return seq_len
     cfg = model.config
     cfg = getattr(cfg, "vision_config", cfg)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
@@ -202,7 +203,7 @@ def split_denoisers(bundle: ModelBundle, kind: str = "blocks") -> ModelBundle:
         if chain.first_variant(name) in bundle.real_inputs:
             real[name] = functools.partial(chain.inputs_for, name, "real")
     manifest = {**bundle.manifest, "split": {"kind": kind, "sequences": sequences}}
-    return ModelBundle(bundle.name, {**bundle.parts, **parts}, bundle.extra_files, manifest, real)
+    return replace(bundle, parts={**bundle.parts, **parts}, manifest=manifest, real_inputs=real)
 
 
 def _denoiser_case(bundle: ModelBundle, stem: str, wrapper: GuidedDenoiser, case: object) -> Inputs:

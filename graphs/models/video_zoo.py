@@ -171,4 +171,5 @@ def build_video_dit_tiny(merge: MergeConfig, tdtm_positions: TdtmPositions | Non
     extra = {name: minilm_dir() / name for name in TOKENIZER_FILES if (minilm_dir() / name).exists()}
     real = {name: functools.partial(_real_denoiser_inputs, cfg) for name in VARIANTS}
     real["text_encoder"] = functools.partial(_real_text_inputs, cfg)
-    return ModelBundle(MODEL_NAME, parts, extra, pipeline_manifest(cfg), real)
+    return ModelBundle(MODEL_NAME, parts, extra, pipeline_manifest(cfg), real, int8_companions=("text_encoder",),
+                       app_contract=True)

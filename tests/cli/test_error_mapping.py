@@ -66,7 +66,7 @@ def test_every_user_error_class_derives_from_tomobile_error():
     from tomobile.graphs.models.registry import UnknownModelError
     from tomobile.runtime.manifest import ManifestError
     from tomobile.runtime.streaming import StreamError
-    from tomobile.runtime.validate import ValidationError
+    from tomobile.runtime.report import ValidationError
 
     for cls in (SpecError, FolderError, UnknownModelError, OutputError, UnsupportedOpError, FormatError, OptionError,
                 StreamError, ValidationError, ManifestError):

@@ -16,7 +16,7 @@ from tomobile.export.opcheck import UnsupportedOpError, check_graph
 from tomobile.export.pipeline import stage_export
 from tomobile.export.registry import ExportOptions
 from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
-from tomobile.runtime.artifacts import CoreAIRunner
+from tomobile.runtime.runners.coreai import CoreAIRunner
 from tomobile.runtime.validate import validate_dir
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)

@@ -12,8 +12,10 @@ import tomobile.graphs.methods.merge as merge
 import tomobile.graphs.methods.merge_indexed as merge_indexed
 from tomobile.cli.main import main
 from tomobile.graphs.methods.margins import MIN_MARGIN
-from tomobile.runtime.manifest import load_manifest, sha256_path, write_manifest
-from tomobile.runtime.validate import FAIL, margin_note, validate_dir
+from tomobile.runtime.manifest import sha256_path, write_manifest
+from tomobile.runtime.manifest_reader import CaseMargin, Part, load_manifest
+from tomobile.runtime.report import FAIL
+from tomobile.runtime.validate import margin_note, validate_dir
 
 
 def _export(out: Path) -> dict:
@@ -50,8 +52,9 @@ def test_wrong_merge_artifact_fails_on_clear_inputs(tmp_path: Path, monkeypatch)
 
 
 def test_margin_note_only_for_unclear_cases():
-    part = {"margins": {"seeded": {"smallest_gap": 2e-5, "min_margin": 1e-5, "site": "spatial.partner#2", "clear": True},
-                        "real": {"smallest_gap": 2.4e-6, "min_margin": 1e-5, "site": "spatial.partner#2", "clear": False}}}
-    assert margin_note(part, "seeded") == "" and margin_note({}, "seeded") == ""
+    margins = {"seeded": CaseMargin(smallest_gap=2e-5, min_margin=1e-5, site="spatial.partner#2", clear=True),
+               "real": CaseMargin(smallest_gap=2.4e-6, min_margin=1e-5, site="spatial.partner#2", clear=False)}
+    part, unrecorded = Part("model", (), (), margins=margins), Part("model", (), ())
+    assert margin_note(part, "seeded") == "" and margin_note(unrecorded, "seeded") == ""
     note = margin_note(part, "real")
     assert "2.4e-06 from flipping" in note and "spatial.partner#2" in note

@@ -15,7 +15,8 @@ from tomobile.export.pipeline import export_model
 from tomobile.export.registry import ExportOptions
 from tomobile.graphs import MergeConfig, merge_plan
 from tomobile.graphs.models.hf_folder import load_local
-from tomobile.runtime.artifacts import ExecuTorchRunner, OnnxRunner
+from tomobile.runtime.runners.executorch import ExecuTorchRunner
+from tomobile.runtime.runners.onnxruntime import OnnxRunner
 
 
 BERT_INPUT_OPS = {"aten::embedding.out", "aten::full_like.out", "dim_order_ops::_to_dim_order_copy.out"}

@@ -16,8 +16,12 @@ from tomobile.export.pipeline import stage_export
 from tomobile.export.registry import ExportOptions
 from tomobile.export.shared import weight_groups
 from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
-from tomobile.runtime.artifacts import CoreAIRunner, ExecuTorchRunner, artifact_runner
-from tomobile.runtime.validate import FAIL, validate_dir
+from tomobile.runtime.manifest_reader import decode_manifest
+from tomobile.runtime.report import FAIL
+from tomobile.runtime.runners import artifact_runner
+from tomobile.runtime.runners.coreai import CoreAIRunner
+from tomobile.runtime.runners.executorch import ExecuTorchRunner
+from tomobile.runtime.validate import validate_dir
 
 WIDTH = 64  # each Linear: 64 x 64 fp32 = 16 KB, past the 1 KB below which ONNX keeps a tensor inline
 
@@ -88,7 +92,7 @@ def test_export_prints_one_line_per_shared_file(shared_export, capsys):
     from tomobile.cli.cmd_export import print_written
 
     folder, manifest, _ = shared_export
-    print_written(manifest["artifacts"], folder)
+    print_written(decode_manifest(folder, manifest).artifacts, folder)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1].rsplit("/", 1)[-1] for line in lines] == ["v0.onnx", "v1.onnx", "v0.pte", "v0.mlpackage",
                                                                      "v0.aimodel"]
@@ -124,17 +128,18 @@ def test_runners_follow_the_method(shared_export):
     give v0's output for v1. Both methods come from one loaded Program."""
     folder, manifest, _ = shared_export
     x = np.random.default_rng(0).standard_normal((2, WIDTH)).astype(np.float32)
-    entries = {a["part"]: a for a in manifest["artifacts"] if a["format"] == "executorch"}
+    artifacts = decode_manifest(folder, manifest).artifacts
+    entries = {a.part: a for a in artifacts if a.format == "executorch"}
     r0, r1 = (artifact_runner(folder, entries[p]) for p in ("v0", "v1"))
     assert r0.program is r1.program
     y0, y1 = r0.run([x])[0], r1.run([x])[0]
     assert not np.allclose(y0, y1)
     with pytest.raises(Exception):
         ExecuTorchRunner(folder / "v0.pte")  # no `forward` in a shared program
-    onnx = {a["part"]: artifact_runner(folder, a) for a in manifest["artifacts"] if a["format"] == "onnx"}
+    onnx = {a.part: artifact_runner(folder, a) for a in artifacts if a.format == "onnx"}
     np.testing.assert_allclose(onnx["v0"].run([x])[0], y0, atol=1e-5)
     np.testing.assert_allclose(onnx["v1"].run([x])[0], y1, atol=1e-5)
-    core = {a["part"]: artifact_runner(folder, a) for a in manifest["artifacts"] if a["format"] == "coreai"}
+    core = {a.part: artifact_runner(folder, a) for a in artifacts if a.format == "coreai"}
     assert core["v0"]._asset is core["v1"]._asset  # one loaded asset, a function per variant
     np.testing.assert_allclose(core["v0"].run([x])[0], y0, atol=1e-5)
     np.testing.assert_allclose(core["v1"].run([x])[0], y1, atol=1e-5)
@@ -167,7 +172,7 @@ def test_shared_ptd_keeps_per_method_constants_in_the_program(micro_split_export
     (2 frames) and the plain part's (4 frames) share a name, so they must stay in the .pte, or
     one method's load fails (InvalidExternalData) or reads the other's values. Both methods load
     from the one .ptd and differ as their graphs do."""
-    from tomobile.runtime.artifacts import ExecuTorchRunner
+    from tomobile.runtime.runners.executorch import ExecuTorchRunner
 
     data = np.load(micro_split_export / "test_vectors" / "dit_temporal00.npz")
     manifest = json.loads((micro_split_export / "manifest.json").read_text())

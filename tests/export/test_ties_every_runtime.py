@@ -16,7 +16,7 @@ from tomobile.export.registry import ExportOptions
 from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
 from tomobile.graphs.methods.merge import assignment, merge_sum, one_hot_assignment
 from tomobile.graphs.methods.merge_indexed import slot_merge
-from tomobile.runtime.artifacts import load_runner
+from tomobile.runtime.runners import load_runner
 
 T, R = 41, 9
 

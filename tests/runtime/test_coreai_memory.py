@@ -1,7 +1,7 @@
 """Loading and closing a Core AI asset again and again (what block streaming does) holds neither
 memory nor disk: coreai-core 1.0.0b3 compiles an asset on every load and never unmaps the result,
 so each load used to keep the asset's size in RssFile and, as a deleted file, on disk
-(runtime/artifacts.py `_CoreAIAsset`)."""
+(runtime/runners/coreai.py `_CoreAIAsset`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tomobile.export.output import finalize
 from tomobile.export.pipeline import stage_export
 from tomobile.export.registry import ExportOptions
 from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
-from tomobile.runtime.artifacts import CoreAIRunner
+from tomobile.runtime.runners.coreai import CoreAIRunner
 from tomobile.runtime.memory import proc_status
 
 WIDTH, LAYERS = 1024, 4  # 16.8 MB of fp32 weights

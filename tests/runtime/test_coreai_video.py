@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from tomobile.cli.main import main
-from tomobile.runtime.artifacts import artifact_runner, load_runner
+from tomobile.runtime.manifest_reader import read_manifest
+from tomobile.runtime.report import psnr
+from tomobile.runtime.runners import artifact_runner, load_runner
 from tomobile.runtime.sampler import LeapConfig, SamplerConfig
 from tomobile.runtime.stream_video import streamed_runtime
 from tomobile.runtime.streaming import BlockStreamer, open_split
-from tomobile.runtime.validate import psnr
 from tomobile.runtime.video import RuntimeKind, VideoRuntime, generate
 
 
@@ -47,8 +48,7 @@ def test_chained_coreai_parts_equal_the_monolithic_asset_one_part_at_a_time(micr
     streamer = BlockStreamer(split, split.largest().size, prefetch=False)  # one part loaded at a time
     for variant in ("denoiser_tome", "denoiser_tdtm_tome"):
         inputs = _vectors(micro_coreai, variant)
-        artifact = next(a for a in json.loads((micro_coreai / "manifest.json").read_text())["artifacts"]
-                        if a["format"] == "coreai" and a["part"] == variant)
+        artifact = read_manifest(micro_coreai).artifact("coreai", variant)
         mono = artifact_runner(micro_coreai, artifact)  # the variant's function in the shared asset
         expected = mono.run(list(inputs.values()))[0]
         mono.close()
@@ -115,7 +115,7 @@ def test_exit_process_keeps_the_code_and_runs_exit_handlers(with_coreai: bool, t
         "import atexit, pathlib",
         *(["import coreai.runtime"] if with_coreai else []),
         f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))",
-        "from tomobile.runtime.artifacts import exit_process",
+        "from tomobile.runtime.runners.coreai import exit_process",
         "print('before', flush=False)",
         "exit_process(3)",
         "print('after')",

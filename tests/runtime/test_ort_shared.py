@@ -1,4 +1,4 @@
-"""ONNX Runtime readers hold a weight group's weights once (runtime/ort_shared.py): two graphs on one
+"""ONNX Runtime readers hold a weight group's weights once (runtime/runners/ort_shared.py): two graphs on one
 shared .onnx.data, opened through one SharedWeightSessions, add the prepacked weights once, give
 the outputs of ordinary sessions bit for bit, and generate's reader takes that path for a group.
 Memory cases run in fresh processes and read RssAnon from /proc after each session."""
@@ -20,8 +20,8 @@ from tomobile.export.pipeline import _programs, stage_export
 from tomobile.export.registry import ExportOptions, PartInfo
 from tomobile.graphs.models.exportable import ModelBundle
 from tomobile.runtime import video
-from tomobile.runtime.artifacts import OnnxRunner
-from tomobile.runtime.ort_shared import MIN_SHARED_BYTES, SharedWeightSessions, external_initializers
+from tomobile.runtime.runners.onnxruntime import OnnxRunner
+from tomobile.runtime.runners.ort_shared import MIN_SHARED_BYTES, SharedWeightSessions, external_initializers
 
 from wide_model import LAYERS, WIDTH, Wide  # tests/runtime/wide_model.py: the model both memory tests load
 
@@ -46,9 +46,9 @@ import json
 import numpy as np
 import onnxruntime as ort
 from pathlib import Path
-from tomobile.runtime.artifacts import ort_session_options
+from tomobile.runtime.runners.onnxruntime import ort_session_options
 from tomobile.runtime.memory import malloc_trim, proc_status
-from tomobile.runtime.ort_shared import SharedWeightSessions, _Api
+from tomobile.runtime.runners.ort_shared import SharedWeightSessions, _Api
 
 def anon():
     malloc_trim()

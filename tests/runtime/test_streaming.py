@@ -138,7 +138,7 @@ def _vectors(folder: Path, variant: str) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_chained_parts_equal_the_monolithic_artifact(micro_split_export, runtime):
-    from tomobile.runtime.artifacts import part_runner
+    from tomobile.runtime.runners import part_runner
     from tomobile.runtime.streaming import open_split
 
     split = open_split(micro_split_export, runtime)
@@ -156,7 +156,7 @@ def test_chained_parts_equal_the_monolithic_artifact(micro_split_export, runtime
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_streamed_clip_equals_the_unstreamed_one(micro_split_export, runtime):
     """The sampler through streamed parts (tight budget, prefetch) against the monolithic artifacts."""
-    from tomobile.runtime.artifacts import part_runner
+    from tomobile.runtime.runners import part_runner
     from tomobile.runtime.sampler import LeapConfig, SamplerConfig
     from tomobile.runtime.stream_video import streamed_runtime
     from tomobile.runtime.streaming import open_split

@@ -13,7 +13,8 @@ from onnx import numpy_helper
 
 from tomobile.export.pipeline import sha256_path
 from tomobile.runtime.text_int8 import CAPTIONS, CLIP_CAPTIONS, check_text_companion, token_cosines
-from tomobile.runtime.validate import FAIL, PASS
+from tomobile.runtime.manifest_reader import read_manifest
+from tomobile.runtime.report import FAIL, PASS
 from tomobile.runtime.video import RuntimeKind, artifact_runtime
 
 
@@ -31,7 +32,7 @@ def _with_companion(folder, tilt: bool):
     manifest["artifacts"].append({"format": "onnx", "part": "text_encoder", "path": path.name, "sha256": sha256_path(path),
                                   "precision": "int8", "companion_of": "text_encoder.onnx"})
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder, manifest
+    return folder, read_manifest(folder)
 
 
 def test_token_cosines_count_real_tokens_only():

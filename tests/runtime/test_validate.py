@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tomobile.runtime.validate import (
+from tomobile.runtime.report import (
     FAIL,
     FP32_MAX_ABS_ERROR,
     NEEDS_MACOS,
@@ -19,8 +19,8 @@ from tomobile.runtime.validate import (
     compare,
     format_table,
     psnr,
-    validate_dir,
 )
+from tomobile.runtime.validate import validate_dir
 
 
 def test_compare_applies_named_thresholds():

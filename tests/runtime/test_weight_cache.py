@@ -1,4 +1,4 @@
-"""ExecuTorch readers hold a weight group's weights once (runtime/xnnpack_options.py): the two
+"""ExecuTorch readers hold a weight group's weights once (runtime/runners/xnnpack_options.py): the two
 methods of one shared .pte, loaded in one process, add the packed weights once. Each case runs in
 a fresh process (the cache is per process) and reads RssAnon from /proc after each method."""
 
@@ -35,9 +35,9 @@ def shared_pte(tmp_path_factory):
 _CHILD = """
 import json, sys
 import numpy as np
-from tomobile.runtime.artifacts import ExecuTorchRunner
+from tomobile.runtime.runners.executorch import ExecuTorchRunner
 from tomobile.runtime.memory import malloc_trim, proc_status
-from tomobile.runtime.xnnpack_options import weight_cache_enabled
+from tomobile.runtime.runners.xnnpack_options import weight_cache_enabled
 
 def anon():
     malloc_trim()

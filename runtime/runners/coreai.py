@@ -1,9 +1,6 @@
-"""Runners for exported artifacts: ONNX Runtime (CPU), the ExecuTorch runtime and Core AI's Linux
-CPU runtime.
-
-Each runner takes and returns numpy arrays in the part's input/output order, so validation,
-benchmarks and the samplers share one calling convention whatever the runtime.
-"""
+"""Core AI's Linux CPU runtime (coreai-core): the runner, the loaded assets it shares, and how a
+process that loaded the runtime ends. Two private calls are fenced (fences.py): the compile cache
+(`AIModelAsset._write_odix`) and Python's exit handlers before a fast exit."""
 
 from __future__ import annotations
 
@@ -11,152 +8,19 @@ import asyncio
 import atexit
 import contextlib
 import ctypes
-import logging
 import os
 import re
 import sys
 import tempfile
 import threading
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
-import torch
 
-from ..graphs.errors import InputError
-from .manifest import entry_name, inside, load_manifest
-from .xnnpack_options import ensure_weight_cache
-
-log = logging.getLogger(__name__)
-
-
-def ort_session_options(threads: int | None = None, spinning: bool = True, config: dict[str, str] | None = None):
-    """ONNX Runtime CPU session options, as every tomobile session takes them: `threads` intra-op
-    threads (None: ORT's default), `spinning=False` for sessions that take turns with others (an
-    idle pool that spins steals the cores of the next session's run), extra session config entries,
-    and errors only in ORT's log."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    if not spinning:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    for key, value in (config or {}).items():
-        opts.add_session_config_entry(key, value)
-    opts.log_severity_level = 3
-    return opts
-
-
-Signature = tuple[list[tuple[str | None, tuple[int, ...], str]], list[tuple[str | None, tuple[int, ...], str]]]
-_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(int8)": "int8",
-               "tensor(uint8)": "uint8"}
-_ET_DTYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64", 11: "bool"}
-
-
-def ort_signature(session) -> Signature:
-    """(inputs, outputs) of an ONNX Runtime session as (name, shape, dtype); a symbolic dim is -1."""
-    def spec(arg) -> tuple[str, tuple[int, ...], str]:
-        return arg.name, tuple(d if isinstance(d, int) else -1 for d in arg.shape), _ORT_DTYPES.get(arg.type, arg.type)
-
-    return [spec(a) for a in session.get_inputs()], [spec(a) for a in session.get_outputs()]
-
-
-def executorch_signature(method) -> Signature:
-    """(inputs, outputs) of a loaded ExecuTorch method as (None, shape, dtype): programs keep no names."""
-    meta = method.metadata
-
-    def spec(tensor) -> tuple[None, tuple[int, ...], str]:
-        return None, tuple(tensor.sizes()), _ET_DTYPES.get(int(tensor.dtype()), str(tensor.dtype()))
-
-    return ([spec(meta.input_tensor_meta(i)) for i in range(meta.num_inputs())],
-            [spec(meta.output_tensor_meta(i)) for i in range(meta.num_outputs())])
-
-
-def signature_mismatch(got: Signature, inputs: list[dict], outputs: list[dict], float_dtype: str = "float32"
-                       ) -> str | None:
-    """What differs between a loaded program's (inputs, outputs) and the manifest's specs ({name,
-    shape, dtype}), or None; `float_dtype` replaces float32 for programs with float16 I/O."""
-    for side, have, want in (("input", got[0], inputs), ("output", got[1], outputs)):
-        if len(have) != len(want):
-            return f"{len(have)} {side}s, the manifest lists {len(want)}"
-        for (name, shape, dtype), spec in zip(have, want, strict=True):
-            expected = float_dtype if spec.get("dtype", "float32") == "float32" else spec.get("dtype")
-            if name is not None and name != spec["name"]:
-                return f"{side} {name!r} where the manifest lists {spec['name']!r}"
-            if len(shape) != len(spec["shape"]) or any(d not in (-1, s) for d, s in zip(shape, spec["shape"])):
-                return f"{side} {spec['name']!r} of shape {list(shape)}, the manifest lists {list(spec['shape'])}"
-            if expected is not None and dtype != expected:
-                return f"{side} {spec['name']!r} of dtype {dtype}, the manifest lists {expected}"
-    return None
-
-
-class OnnxRunner:
-    """`profile`: a path prefix for ONNX Runtime's profiler file (profiling on), or None (off).
-    Without a prefix ORT would write onnxruntime_profile_*.json into the current folder.
-    `spinning=False`: the thread pool sleeps as soon as a run ends."""
-
-    def __init__(self, path: Path, threads: int | None = None, profile: Path | None = None,
-                 spinning: bool = True) -> None:
-        import onnxruntime as ort
-
-        opts = ort_session_options(threads, spinning)
-        if profile is not None:
-            opts.enable_profiling = True
-            opts.profile_file_prefix = str(profile)
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-
-    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(None, dict(zip(self.input_names, inputs, strict=True)))
-
-    def end_profiling(self) -> str:
-        return self.session.end_profiling()
-
-
-class _Program:
-    """An ExecuTorch Program, held by every runner of one of its methods (weak-referenceable)."""
-
-    def __init__(self, program) -> None:
-        self.program = program
-
-
-# (pte, ptd) -> the loaded program, while a runner holds it: the methods of one shared .pte
-# (docs/shared_weights.md) come from one Program, which maps the file and its weights once.
-_PROGRAMS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-
-
-def executorch_program(path: Path, weights: Path | None = None) -> _Program:
-    """The loaded program of `path` (and its .ptd), shared while a runner holds it. XNNPACK's weight
-    cache is turned on first (xnnpack_options.py): methods with the same weights pack them once."""
-    from executorch.runtime import Runtime
-
-    ensure_weight_cache()
-    key = (str(Path(path).resolve()), str(Path(weights).resolve()) if weights else None)
-    held = _PROGRAMS.get(key)
-    if held is None:
-        data = {} if weights is None else {"data_path": str(weights)}
-        held = _Program(Runtime.get().load_program(str(path), **data))
-        _PROGRAMS[key] = held
-    return held
-
-
-class ExecuTorchRunner:
-    def __init__(self, path: Path, weights: Path | None = None, method: str | None = None) -> None:
-        """`weights`: the program's .ptd data file when its weights were written outside it;
-        `method`: the part's method in a shared .pte (manifest `method`), None: `forward`."""
-        self._program = executorch_program(path, weights)
-        self.program = self._program.program
-        self.method = self.program.load_method(method or "forward")
-
-    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        outputs = self.method.execute([torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
-        return [o.detach().numpy() for o in outputs]
-
+from ..manifest import ArtifactError
+from .fences import COREAI_COMPILE_CACHE, EXIT_HANDLERS
 
 # What Core AI's native runtime writes to file descriptor 2 on every load: harmless.
 _COREAI_CHATTER = re.compile(r"ODIE \[\w+\]: Loading function ")
@@ -226,7 +90,7 @@ def _compiled_form(asset, path: Path) -> Path | None:
     (coreai-core 1.0.0b3), so every load held the asset's size on disk until the process ended
     (10 loads of a 33.6 MB asset: 336 MB of /tmp) and paid the compile again. Loading one kept
     compiled folder maps one file however often a part is loaded."""
-    if not sys.platform.startswith("linux") or not hasattr(asset, "_write_odix"):
+    if not sys.platform.startswith("linux") or not COREAI_COMPILE_CACHE.open() or not hasattr(asset, "_write_odix"):
         return None
     key = str(path.resolve())
     stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(path.iterdir()) if f.is_file())
@@ -280,7 +144,7 @@ class _CoreAIAsset:
                 found = None
         self._maps |= _compiled_maps() - before
         if found is None:
-            raise RuntimeError(f"{self.path} has no function {name!r}")
+            raise ArtifactError(f"{self.path} has no function {name!r}; export the folder again")
         return found
 
     def release(self) -> None:
@@ -308,7 +172,7 @@ def exit_process(code: int) -> NoReturn:
     interpreter, Python ends that thread, and the Swift runtime aborts the process ("C++ exception
     handling detected but the Swift runtime was compiled with exceptions disabled", SIGABRT after
     the work is done; about one exit in ten here)."""
-    if "coreai.runtime" not in sys.modules:
+    if "coreai.runtime" not in sys.modules or not EXIT_HANDLERS.open():
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
@@ -373,34 +237,3 @@ class CoreAIRunner:
         with contextlib.suppress(Exception):
             self.close()
 
-
-RUNNERS = {"onnx": OnnxRunner, "executorch": ExecuTorchRunner, "coreai": CoreAIRunner}
-
-
-def load_runner(fmt: str, path: Path, weights: Path | None = None, method: str | None = None):
-    """A runner for one artifact; `weights` is an ExecuTorch .ptd (ONNX finds its external data
-    itself), `method` the artifact's method in a shared ExecuTorch program or its function in a
-    shared Core AI asset."""
-    if fmt not in RUNNERS:
-        raise InputError(f"no Linux runner for format {fmt!r}; runners: {', '.join(RUNNERS)}")
-    if fmt == "coreai":
-        return CoreAIRunner(path, method)
-    return ExecuTorchRunner(path, weights, method) if fmt == "executorch" else RUNNERS[fmt](path)
-
-
-def artifact_runner(folder: Path, artifact: dict, threads: int | None = None):
-    """The runner of a manifest artifact entry: its file, its weights file and its method
-    (`threads`: ONNX Runtime's intra-op threads)."""
-    if artifact["format"] == "onnx":
-        return OnnxRunner(inside(folder, artifact["path"]), threads=threads)
-    weights = inside(folder, artifact["weights"]["path"]) if "weights" in artifact else None
-    return load_runner(artifact["format"], inside(folder, artifact["path"]), weights, entry_name(artifact))
-
-
-def part_runner(folder: Path, fmt: str, part: str, threads: int | None = None):
-    """The runner of `part` in format `fmt` of an export folder, as its manifest lays it out (a
-    part whose weights are shared lives in its group's file: export/shared.py)."""
-    for artifact in load_manifest(folder)["artifacts"]:
-        if artifact["format"] == fmt and artifact["part"] == part:
-            return artifact_runner(folder, artifact, threads)
-    raise InputError(f"{folder} has no {fmt} artifact of {part}; export it with --format {fmt}")

@@ -13,7 +13,8 @@ registered backend. This module calls it through ctypes with the struct laid out
 `runtime/backend/options.h` declares it (a 64-byte key, then `std::variant<bool, int,
 std::array<char, 256>>`: 256 bytes of storage and its index byte; 324 bytes in all), and reads
 the option back with `get_option`: when anything differs (another ExecuTorch build), the cache
-stays off and every method packs its own weights, as before.
+stays off and every method packs its own weights, as before. The symbols are called only where
+the installed executorch is the version whose layout was checked (fences.py XNNPACK_WEIGHT_CACHE).
 
 `TOMOBILE_XNNPACK_WEIGHT_CACHE=0` keeps it off (for measuring the difference).
 """
@@ -24,6 +25,8 @@ import ctypes
 import logging
 import os
 from pathlib import Path
+
+from .fences import XNNPACK_WEIGHT_CACHE
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,10 @@ def _option(value: bool | None) -> _BackendOption:
 
 
 def weight_cache_enabled() -> bool:
-    """Whether XNNPACK's weight cache is on in this process (as the backend reports it)."""
+    """Whether XNNPACK's weight cache is on in this process (as the backend reports it; False
+    where the option cannot be read: fenced off, or another build)."""
+    if not XNNPACK_WEIGHT_CACHE.open():
+        return False
     try:
         _, get_option = _library()
         o = _option(None)
@@ -81,6 +87,8 @@ def weight_cache_enabled() -> bool:
 def set_weight_cache(enabled: bool) -> bool:
     """Turn XNNPACK's weight cache on or off for methods loaded from now on; True when the backend
     then reports `enabled` (False: the option could not be set, methods pack their own weights)."""
+    if not XNNPACK_WEIGHT_CACHE.open():
+        return False
     try:
         set_option, _ = _library()
         o = _option(enabled)

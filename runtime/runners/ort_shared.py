@@ -19,7 +19,10 @@ mapped pages (what a run still reads, biases and norms, comes back from the page
 
 Used by `generate --runtime onnxruntime` (runtime/video.py) wherever the export folder holds
 variants on one weights file (TOMOBILE_ORT_SHARED_WEIGHTS=0 turns it off: each session packs its
-own copy), and by scripts/shared_weights_bench.py.
+own copy), and by scripts/shared_weights_bench.py. The table is a private API: it is read only
+where the installed onnxruntime is the version the indices were checked on (fences.py
+ORT_PREPACKED_WEIGHTS); elsewhere `SharedWeightSessions` raises OrtCapiError and generate opens
+ordinary sessions.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import mmap
 from pathlib import Path
 
 import numpy as np
+
+from .fences import ORT_PREPACKED_WEIGHTS
 
 # Tensors smaller than this stay the session's own (ORT loads them from the file as usual).
 MIN_SHARED_BYTES = 64 * 1024
@@ -119,6 +124,10 @@ class _Api:
 
     @classmethod
     def get(cls) -> _Api:
+        """The table, where the installed onnxruntime is the version its indices were checked on."""
+        if not ORT_PREPACKED_WEIGHTS.open():
+            raise OrtCapiError(f"onnxruntime {ORT_PREPACKED_WEIGHTS.installed()} is not the version whose C API "
+                               f"indices were checked ({ORT_PREPACKED_WEIGHTS.verified})")
         if cls._instance is None:
             cls._instance = cls()
         return cls._instance
