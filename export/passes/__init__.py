@@ -1,12 +1,15 @@
 """The graph rewrites that make XNNPACK take a whole program and compute it as eager does, one pass
 per module, composed in one list (as executorch/exir/passes composes its own).
 
-A pass either rewrites the ExportedProgram before it becomes an edge program (`Stage.PROGRAM`:
-ExportedProgram -> ExportedProgram, in place where it can) or is handed to ExecuTorch's
-`to_edge_transform_and_lower` as a transform pass on the edge graph (`Stage.EDGE`: GraphModule ->
-PassResult; edge dialect ops such as expand_copy and select_copy exist only there). Order matters:
-decompositions first (they create the products and scalars the later passes rewrite), constants
-folded last before lowering.
+A pass is a decomposition-table entry (`Stage.DECOMPOSE`: {op: function}), a rewrite of the
+ExportedProgram before it becomes an edge program (`Stage.PROGRAM`: ExportedProgram ->
+ExportedProgram, in place where it can), or a transform pass on the edge graph that ExecuTorch's
+`to_edge_transform_and_lower` runs (`Stage.EDGE`: GraphModule -> PassResult; edge dialect ops such
+as expand_copy and select_copy exist only there). The decompositions run together, in one
+`run_decompositions` retrace: one after another, a view traced against the strides of one
+decomposition's output broke the next (sd-unet-tiny: attention's after layer norm's). Then the
+program rewrites in order (they rewrite the products and scalars the decompositions create),
+constants folded last before lowering.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ from enum import Enum
 
 import torch
 
-from .attention import attention_as_matmuls
+from .attention import ATTENTION_AS_MATMULS
 from .expand_as_view import expand_as_view
 from .float_scalars import int_scalars_as_floats
 from .fold_constants import fold_constants
 from .gelu import gelu_spelled_out
-from .group_norm import group_norm_as_means
-from .layer_norm import layer_norm_as_matmuls
+from .group_norm import GROUP_NORM_AS_MEANS
+from .layer_norm import LAYER_NORM_AS_MATMULS
 from .pow import pow_as_products
 from .select_as_slice import select_as_slice
 from .split import split_as_slices
@@ -32,24 +35,26 @@ from .upsample import upsample_as_concat
 
 
 class Stage(str, Enum):
+    DECOMPOSE = "decompose"  # {aten op: function}, all run in one run_decompositions
     PROGRAM = "program"  # ExportedProgram -> ExportedProgram, before to_edge
     EDGE = "edge"  # edge GraphModule -> PassResult, inside to_edge_transform_and_lower
 
 
 @dataclass(frozen=True)
 class Pass:
-    run: Callable
+    run: Callable | dict
     stage: Stage = Stage.PROGRAM
+    name: str = ""
 
-    @property
-    def name(self) -> str:
-        return self.run.__name__
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", getattr(self.run, "__name__", ""))
 
 
 XNNPACK_PASSES: tuple[Pass, ...] = (
-    Pass(layer_norm_as_matmuls),
-    Pass(attention_as_matmuls),
-    Pass(group_norm_as_means),
+    Pass(LAYER_NORM_AS_MATMULS, Stage.DECOMPOSE, "layer_norm_as_matmuls"),
+    Pass(ATTENTION_AS_MATMULS, Stage.DECOMPOSE, "attention_as_matmuls"),
+    Pass(GROUP_NORM_AS_MEANS, Stage.DECOMPOSE, "group_norm_as_means"),
     Pass(gelu_spelled_out),
     Pass(pow_as_products),
     Pass(upsample_as_concat),
@@ -64,7 +69,10 @@ XNNPACK_PASSES: tuple[Pass, ...] = (
 
 def run_program_passes(program: torch.export.ExportedProgram,
                        passes: tuple[Pass, ...] = XNNPACK_PASSES) -> torch.export.ExportedProgram:
-    """Every PROGRAM pass of `passes`, in order."""
+    """The DECOMPOSE passes of `passes` in one retrace, then every PROGRAM pass in order."""
+    table = {op: fn for p in passes if p.stage is Stage.DECOMPOSE for op, fn in p.run.items()}
+    if table:
+        program = program.run_decompositions(table)
     for p in passes:
         if p.stage is Stage.PROGRAM:
             program = p.run(program)

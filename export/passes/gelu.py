@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from .rewrite import rewrite_program
+
 
 def gelu_spelled_out(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
     """Replace each tanh-approximate GELU, and each fp16 GELU, with mul/add/tanh nodes, in place.
@@ -16,28 +18,21 @@ def gelu_spelled_out(program: torch.export.ExportedProgram) -> torch.export.Expo
     graph); in fp16 the tanh form is within fp16's own rounding of the exact one (at most 3e-4 apart).
     Exact fp32 GELU nodes stay one op. (A decomposition-table entry cannot do this: keeping the
     exact form there re-enters the same entry.)"""
-    aten = torch.ops.aten
-    graph = program.graph_module.graph
-    changed = False
-    for node in list(graph.nodes):
-        if node.target is not aten.gelu.default:
-            continue
-        approximate = node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none")
-        if approximate != "tanh" and node.meta["val"].dtype != torch.float16:
-            continue
-        x = node.args[0]
-        with graph.inserting_before(node):
-            def op(target, *args):
-                return graph.call_function(target, args)
+    return rewrite_program(program, _gelu)
 
-            cube = op(aten.mul.Tensor, op(aten.mul.Tensor, x, x), x)
-            inner = op(aten.mul.Tensor, op(aten.add.Tensor, x, op(aten.mul.Tensor, cube, 0.044715)),
-                       math.sqrt(2.0 / math.pi))
-            out = op(aten.mul.Tensor, op(aten.mul.Tensor, x, 0.5), op(aten.add.Tensor, op(aten.tanh.default, inner), 1.0))
-        node.replace_all_uses_with(out)
-        graph.erase_node(node)
-        changed = True
-    if changed:
-        graph.lint()
-        program.graph_module.recompile()
-    return program
+
+def _gelu(graph: torch.fx.Graph, node: torch.fx.Node) -> torch.fx.Node | None:
+    aten = torch.ops.aten
+    if node.target is not aten.gelu.default:
+        return None
+    approximate = node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none")
+    if approximate != "tanh" and node.meta["val"].dtype != torch.float16:
+        return None
+    x = node.args[0]
+
+    def op(target, *args):
+        return graph.call_function(target, args)
+
+    cube = op(aten.mul.Tensor, op(aten.mul.Tensor, x, x), x)
+    inner = op(aten.mul.Tensor, op(aten.add.Tensor, x, op(aten.mul.Tensor, cube, 0.044715)), math.sqrt(2.0 / math.pi))
+    return op(aten.mul.Tensor, op(aten.mul.Tensor, x, 0.5), op(aten.add.Tensor, op(aten.tanh.default, inner), 1.0))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .rewrite import rewrite_program
+
 
 def _factors(node) -> tuple[int, int] | None:
     """(kh, kw) when the node's output is the input repeated kh x kw times, else None."""
@@ -19,27 +21,21 @@ def upsample_as_concat(program: torch.export.ExportedProgram) -> torch.export.Ex
     kernel, a partition break in every up block) and delegates both. x (N, C, H, W):
     (N*C, H, W, 1) -> cat kw copies on the last axis -> (N*C, H, 1, W*kw) -> cat kh copies on axis 2
     -> (N, C, H*kh, W*kw): out[i, j] = x[i // kh, j // kw], as nearest upsampling."""
-    aten = torch.ops.aten
-    graph = program.graph_module.graph
-    changed = False
-    for node in list(graph.nodes):
-        if node.target is not aten.upsample_nearest2d.vec or (factors := _factors(node)) is None:
-            continue
-        x, (kh, kw) = node.args[0], factors
-        n, c, h, w = x.meta["val"].shape
-        with graph.inserting_before(node):
-            def op(target, *args):
-                return graph.call_function(target, args)
+    return rewrite_program(program, _concat)
 
-            # one view node per copy: XNNPACK's cat takes 2 to 5 distinct input nodes, not one node twice
-            cols = op(aten.cat.default, [op(aten.view.default, x, [n * c, h, w, 1]) for _ in range(kw)], 3)  # (N*C, H, W, kw)
-            rows = op(aten.cat.default, [op(aten.view.default, cols, [n * c, h, 1, w * kw]) for _ in range(kh)],
-                      2)  # (N*C, H, kh, W*kw)
-            out = op(aten.view.default, rows, [n, c, h * kh, w * kw])  # (N, C, H*kh, W*kw)
-        node.replace_all_uses_with(out)
-        graph.erase_node(node)
-        changed = True
-    if changed:
-        graph.lint()
-        program.graph_module.recompile()
-    return program
+
+def _concat(graph: torch.fx.Graph, node: torch.fx.Node) -> torch.fx.Node | None:
+    aten = torch.ops.aten
+    if node.target is not aten.upsample_nearest2d.vec or (factors := _factors(node)) is None:
+        return None
+    x, (kh, kw) = node.args[0], factors
+    n, c, h, w = x.meta["val"].shape
+
+    def op(target, *args):
+        return graph.call_function(target, args)
+
+    # one view node per copy: XNNPACK's cat takes 2 to 5 distinct input nodes, not one node twice
+    cols = op(aten.cat.default, [op(aten.view.default, x, [n * c, h, w, 1]) for _ in range(kw)], 3)  # (N*C, H, W, kw)
+    rows = op(aten.cat.default, [op(aten.view.default, cols, [n * c, h, 1, w * kw]) for _ in range(kh)],
+              2)  # (N*C, H, kh, W*kw)
+    return op(aten.view.default, rows, [n, c, h * kh, w * kw])  # (N, C, H*kh, W*kw)
