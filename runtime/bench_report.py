@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .tables import aligned_table
+
 @dataclass
 class BenchRow:
     runtime: str
@@ -107,11 +109,7 @@ def format_table(report: BenchReport) -> str:
                 "cpu overhead IQR", "instr overhead", "native instr overhead"}
     cells = [[fn(r) for _, fn in columns] for r in report.rows]
     keep = [i for i, (name, _) in enumerate(columns) if name not in optional or any(c[i] != "-" for c in cells)]
-    rows = [[columns[i][0] for i in keep]] + [[c[i] for i in keep] for c in cells]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(keep))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return aligned_table([[columns[i][0] for i in keep]] + [[c[i] for i in keep] for c in cells])
 
 
 def verdicts(report: BenchReport) -> list[str]:

@@ -1,5 +1,5 @@
 """The spatial merge alone (tomesd's: 2 x 2 cells, ratio 0.5, merge + copy-back around an identity)
-in both spellings (graphs/spatial_merge.py SpatialOps), exported to ONNX and ExecuTorch (XNNPACK
+in both spellings (graphs/methods/spatial_merge.py SpatialOps), exported to ONNX and ExecuTorch (XNNPACK
 with portable kernels for what it does not take) and timed round-robin in CPU time at 1 thread,
 per token count S and width C: the measurements `tomesd.spatial_ops` chooses from.
 
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from tomobile.export.executorch_format import lower, program_summary
-from tomobile.graphs.merge import MergeOps, merge_ops
-from tomobile.graphs.spatial_merge import SpatialMergeConfig, SpatialOps, merge_attend_unmerge
+from tomobile.graphs.methods.merge import MergeOps, merge_ops
+from tomobile.graphs.methods.spatial_merge import SpatialMergeConfig, SpatialOps, merge_attend_unmerge
 from tomobile.runtime.artifacts import ExecuTorchRunner, OnnxRunner
 from tomobile.runtime.bench import set_executorch_threads, timed_round_robin
 

@@ -188,7 +188,7 @@ def test_indexed_spatial_merge_runs_on_portable_kernels_as_eager_computes(tmp_pa
     XNNPACK partitions), as ExecuTorch's SD graphs take it from 4096 tokens on; here on 256."""
     from executorch.runtime import Runtime
 
-    from tomobile.graphs.spatial_merge import SpatialMergeConfig, SpatialOps, merge_attend_unmerge
+    from tomobile.graphs.methods.spatial_merge import SpatialMergeConfig, SpatialOps, merge_attend_unmerge
 
     class Merge(nn.Module):
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
