@@ -20,18 +20,8 @@ from enum import Enum
 
 import torch
 
-from .attention import ATTENTION_AS_MATMULS
-from .expand_as_view import expand_as_view
-from .float_scalars import int_scalars_as_floats
-from .fold_constants import fold_constants
-from .gelu import gelu_spelled_out
-from .group_norm import GROUP_NORM_AS_MEANS
-from .layer_norm import LAYER_NORM_AS_MATMULS
-from .pow import pow_as_products
-from .select_as_slice import select_as_slice
-from .split import split_as_slices
-from .unsqueeze_as_view import unsqueeze_as_view
-from .upsample import upsample_as_concat
+from . import (attention, expand_as_view, float_scalars, fold_constants, gelu, group_norm, layer_norm, pow,
+               select_as_slice, split, unsqueeze_as_view, upsample)
 
 
 class Stage(str, Enum):
@@ -52,18 +42,18 @@ class Pass:
 
 
 XNNPACK_PASSES: tuple[Pass, ...] = (
-    Pass(LAYER_NORM_AS_MATMULS, Stage.DECOMPOSE, "layer_norm_as_matmuls"),
-    Pass(ATTENTION_AS_MATMULS, Stage.DECOMPOSE, "attention_as_matmuls"),
-    Pass(GROUP_NORM_AS_MEANS, Stage.DECOMPOSE, "group_norm_as_means"),
-    Pass(gelu_spelled_out),
-    Pass(pow_as_products),
-    Pass(upsample_as_concat),
-    Pass(split_as_slices),
-    Pass(int_scalars_as_floats),
-    Pass(fold_constants),
-    Pass(expand_as_view, Stage.EDGE),
-    Pass(select_as_slice, Stage.EDGE),
-    Pass(unsqueeze_as_view, Stage.EDGE),
+    Pass(layer_norm.LAYER_NORM_AS_MATMULS, Stage.DECOMPOSE, "layer_norm_as_matmuls"),
+    Pass(attention.ATTENTION_AS_MATMULS, Stage.DECOMPOSE, "attention_as_matmuls"),
+    Pass(group_norm.GROUP_NORM_AS_MEANS, Stage.DECOMPOSE, "group_norm_as_means"),
+    Pass(gelu.gelu_spelled_out),
+    Pass(pow.pow_as_products),
+    Pass(upsample.upsample_as_concat),
+    Pass(split.split_as_slices),
+    Pass(float_scalars.int_scalars_as_floats),
+    Pass(fold_constants.fold_constants),
+    Pass(expand_as_view.expand_as_view, Stage.EDGE),
+    Pass(select_as_slice.select_as_slice, Stage.EDGE),
+    Pass(unsqueeze_as_view.unsqueeze_as_view, Stage.EDGE),
 )
 
 
