@@ -9,6 +9,7 @@ folder's schema (manifest, file names, sha256) is runtime/manifest.py.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -139,22 +140,24 @@ def _io_spec(wrapper: Exportable, outputs: tuple[torch.Tensor, ...]) -> dict:
 
 def _programs(wrapper: Exportable, inputs: tuple[torch.Tensor, ...]):
     """torch.export programs per precision (fp16 casts weights and float inputs) and merge spelling
-    (graphs/methods/merge.py MergeOps: the same assignment, ops chosen per runtime), traced once.
+    (graphs/methods/merge.py MergeOps: the same assignment, ops chosen per runtime) and, where a model spells
+    its merge per format too (a UNet's tomesd blocks: Exportable.spelling), per format; traced once.
 
     Every call returns a deep copy: lowering changes a program in place (ExecuTorch's
     constant_prop_pass lifts new constants into it), and what one exporter did must not reach the
     next one, whatever the order of the formats."""
-    cache: dict[tuple[str, MergeOps], torch.export.ExportedProgram] = {}
+    cache: dict[tuple, torch.export.ExportedProgram] = {}
 
-    def get(precision: str, ops: MergeOps = MergeOps.ARITHMETIC) -> torch.export.ExportedProgram:
-        if (precision, ops) not in cache:
+    def get(precision: str, ops: MergeOps = MergeOps.ARITHMETIC, fmt: str | None = None) -> torch.export.ExportedProgram:
+        key = (precision, ops, wrapper.spelling(ops, fmt))  # formats whose graphs are spelled alike share a trace
+        if key not in cache:
             module, args = wrapper, inputs
             if precision == "fp16":
                 module = copy.deepcopy(wrapper).half()
                 args = tuple(a.half() if a.is_floating_point() else a for a in inputs)
-            with torch.no_grad(), merge_ops(ops):
-                cache[precision, ops] = torch.export.export(module, args, strict=False)
-        return copy.deepcopy(cache[precision, ops])
+            with torch.no_grad(), merge_ops(ops), module.spelled(ops, fmt):
+                cache[key] = torch.export.export(module, args, strict=False)
+        return copy.deepcopy(cache[key])
 
     return get
 
@@ -262,7 +265,9 @@ def _export_format(bundle: ModelBundle, exporter: Exporter, group: tuple[str, ..
                                 {**d, "weight_group": group[0]}) for s, d in details.items()]
     path = staging / f"{stem}{exporter.suffix}"
     path.parent.mkdir(parents=True, exist_ok=True)  # diffusers' layout: unet/model.onnx
-    entries = [_artifact_entry(staging, exporter.name, stem, path, float_io, exporter.export(*pending[stem], path, opts))]
+    get_program, info = pending[stem]  # a model that spells its merge per format is traced for this one
+    details = exporter.export(functools.partial(get_program, fmt=exporter.name), info, path, opts)
+    entries = [_artifact_entry(staging, exporter.name, stem, path, float_io, details)]
     if exporter.int8_companion is not None and opts.quantize is None and stem in bundle.int8_companions:
         small = staging / f"{stem}.int8{exporter.suffix}"
         quantized = exporter.int8_companion(path, small)
