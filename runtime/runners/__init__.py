@@ -24,9 +24,15 @@ from .onnxruntime import OnnxRunner
 
 
 class Runner(Protocol):
+    """What every runner offers: run (numpy in, numpy out, the part's order), close, and `with`."""
+
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]: ...
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> Runner: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 RUNTIMES = {"onnxruntime": OnnxRunner, "executorch": ExecuTorchRunner, "coreai": CoreAIRunner}
