@@ -13,6 +13,7 @@ from ..graphs.hf_folder import load_local
 from ..graphs.registry import ModelEntry, get_model, load_builtin_models
 from ..graphs.sd_unet import SD_OPTIONS, load_unet_folder, unet_folder
 from ..graphs.tomesd import METHOD as TOMESD
+from ..graphs.tomesd import TomesdConfig, unused_options
 
 
 def resolve_model(name: str, config: MergeConfig, options: dict | None = None) -> ModelBundle:
@@ -76,3 +77,11 @@ def check_trace_source(config: MergeConfig, bundle: ModelBundle) -> None:
     if getattr(config, "trace_source", False) and not any("source" in n for n in outputs):
         raise SpecError(f"trace_source=1 has no effect on {bundle.name}: its exported outputs "
                         f"({', '.join(outputs)}) do not include token sources; drop trace_source")
+
+
+def unused_merge_options(config: MergeConfig, batch: int) -> str | None:
+    """What the merge spec asks that does nothing at this batch, for one `no effect` note line, or
+    None: tomesd's seed without use_rand, use_rand at an odd batch (also under `drop:tomesd:`)."""
+    params = config.params.params if config.drops else config.params
+    unused = unused_options(params, batch) if isinstance(params, TomesdConfig) else []
+    return f"no effect in this run: {'; '.join(unused)}" if unused else None
