@@ -9,8 +9,8 @@ from ..export.output import check_out_dir
 from ..export.pipeline import export_model
 from ..export.registry import ExportOptions, check_options, exporters, option_values, parse_formats
 from ..export.split import split_bundle
-from ..graphs.config import SPEC_HELP, MergeConfig
-from ..graphs.sd_unet import MAX_SIZE as SD_MAX_SIZE
+from ..graphs.models.sd_unet import MAX_SIZE as SD_MAX_SIZE
+from ..graphs.spec.config import MergeConfig, spec_help
 from ..runtime.manifest import DEFAULT_OUT, MANIFEST, entry_name
 from ..runtime.validate import format_table
 from .checks import int_at_least, note
@@ -75,7 +75,7 @@ def add_parser(sub) -> None:
     p.add_argument("model", metavar="MODEL", help="a built-in name (see `tomobile models`) or a local Hugging Face "
                                                   "model folder (config.json + weights)")
     p.add_argument("--merge", default="none", metavar="SPEC",
-                   help=f"token merging: {SPEC_HELP} (default: none)")
+                   help=f"token merging: {spec_help()} (default: none)")
     p.add_argument("--size", type=int_at_least(8, SD_MAX_SIZE), metavar="PX",
                    help=f"Stable Diffusion UNets: image size in pixels, a multiple of 8 from 8 to {SD_MAX_SIZE} "
                         "(latent = PX/8); default: the config's sample_size x 8")

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..graphs.errors import TomobileError
 from ..graphs.numbers import NumberError, parse_size
-from ..graphs.video_parts import SPLIT_MODELS
+from ..graphs.models.video_parts import SPLIT_MODELS
 from .artifacts import CoreAIRunner, ExecuTorchRunner, signature_mismatch, executorch_signature, ort_session_options, ort_signature
 from .manifest import ManifestError, entry_name, inside, load_manifest, sha256_path
 from .memory import MemoryPeak, MemoryProbe, malloc_trim, populate_mappings

@@ -5,7 +5,7 @@ Rows run in process (`main`), which is what the `tomobile` script calls; a few a
 processes. `{w}` in a row is the scratch folder (the current folder during the row), which holds
 the fixtures below; the whole tree under it is compared before and after each row. Bad local
 Hugging Face model folders (issue 12) have their own table, BAD_FOLDERS in
-tests/graphs/test_hf_folder.py, run through `main` the same way.
+tests/graphs/models/test_hf_folder.py, run through `main` the same way.
 """
 
 from __future__ import annotations
@@ -280,7 +280,7 @@ def _world(root: Path) -> Path:
 
 def _round3(w: Path) -> None:
     """Issue 33's inputs: DiffRate files, a deep manifest, a split part with an edited sha256, UNets."""
-    from tomobile.graphs.sd_unet import SD_TINY, seeded_unet
+    from tomobile.graphs.models.sd_unet import SD_TINY, seeded_unet
 
     rates = {"1e400": "[65, 60, 50, 1e400]", "nan": "[65, NaN, 50, 40]", "65.5": "[65.5, 60, 50, 40]",
              "nested": "[[65], 60, 50, 40]"}

@@ -98,8 +98,8 @@ def test_the_manifest_holds_finite_numbers_only(tmp_path):
 
 def test_diffrate_counts_are_integers(tmp_path):
     """Items 9, 10: 65.5 was accepted and recorded; a list where a map belongs raised a TypeError."""
-    from tomobile.graphs.diffrate import read_compression_rate
-    from tomobile.graphs.spec import SpecError
+    from tomobile.graphs.methods.diffrate import read_compression_rate
+    from tomobile.graphs.spec.grammar import SpecError
 
     path = tmp_path / "rate.json"
     good = {"prune_kept_num": "[65, 60]", "merge_kept_num": "[65, 55]"}
@@ -120,7 +120,7 @@ def test_diffrate_counts_are_integers(tmp_path):
 def test_tomesd_options_without_effect_are_named(monkeypatch, capfd, tmp_path):
     """Item 17: seed without use_rand and use_rand at batch 1 exported silently."""
     from tomobile.cli import cmd_export
-    from tomobile.graphs.tomesd import TomesdConfig, unused_options
+    from tomobile.graphs.methods.tomesd import TomesdConfig, unused_options
 
     assert unused_options(TomesdConfig(), 1) == [] and unused_options(TomesdConfig(use_rand=True), 2) == []
     assert unused_options(TomesdConfig(use_rand=True, seed=5), 2) == []
@@ -150,9 +150,9 @@ def test_tomesd_options_without_effect_are_named(monkeypatch, capfd, tmp_path):
 
 def test_pitome_refuses_more_than_half_not_a_ratio_below_one_half():
     """Item 19: the docs said ratios below 0.5 are refused; the check is r <= T/2 (and stays)."""
-    from tomobile.graphs.config import MergeConfig
-    from tomobile.graphs.plan import make_plan
-    from tomobile.graphs.spec import SpecError
+    from tomobile.graphs.spec.config import MergeConfig
+    from tomobile.graphs.methods.registry import make_plan
+    from tomobile.graphs.spec.grammar import SpecError
 
     assert make_plan(MergeConfig.parse("pitome:ratio=0.49"), 4, 65, True).r[0] == 32  # floor(64 - 31.36) = 32 = T/2
     with pytest.raises(SpecError, match=re.escape("r = floor(T - T * ratio) = 35 of T = 64 tokens; at most half "
