@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
-from .margins import note_cut, note_partner
+from .margins import force_cut, force_partner, note_cut, note_partner
 from .merge import (NO_MATCH, best_partner, cumsum_rows, one_hot_assignment, rank_descending, snap_duplicates,
                     unmerge)
 
@@ -89,9 +89,11 @@ def assignment(x: torch.Tensor, dst: list[int], r: int) -> torch.Tensor:
     src_idx = torch.tensor(src, dtype=torch.int64, device=x.device)
     dst_idx = torch.tensor(dst, dtype=torch.int64, device=x.device)
     scores = snap_duplicates(unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2))  # (N, Ns, Nd)
+    scores = force_partner("spatial", scores)  # eager only, inside margins.forced_flips(): a near-tie replayed
     best, partner = best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
-    merged = torch.clamp(float(r) - rank_descending(best.clamp_min(NO_MATCH)), 0.0, 1.0)  # (N, Ns): rank < r
-    note_cut("spatial", best.clamp_min(NO_MATCH), r)  # eager only, inside margins.record_margins()
+    ranked = force_cut("spatial", best.clamp_min(NO_MATCH), r)  # (N, Ns)
+    merged = torch.clamp(float(r) - rank_descending(ranked), 0.0, 1.0)  # (N, Ns): rank < r
+    note_cut("spatial", ranked, r)  # eager only, inside margins.record_margins()
     note_partner("spatial", scores, merged)
     kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (N, Ns)
     src_slot = merged * (partner + n_kept) + (1.0 - merged) * kept_slot  # (N, Ns)
