@@ -19,8 +19,9 @@ from tomobile.export.near_ties import NEAR_TIE, replay
 from tomobile.export.near_ties import explain_near_ties
 from tomobile.export.pipeline import export_model
 from tomobile.export.registry import ExportOptions
-from tomobile.graphs.methods.margins import forced_flips, measure
+from tomobile.graphs.methods.margins import forced_flips, measure, record_margins
 from tomobile.graphs.methods.merge import bipartite_soft_matching, merge_wavg
+from tomobile.graphs.methods.spatial_merge import SpatialOps, slot_positions
 from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
 from tomobile.runtime.manifest import load_manifest, sha256_path, write_manifest
 from tomobile.runtime.text_int8 import validate_export
@@ -138,3 +139,17 @@ def test_a_near_tie_flip_passes_with_a_note_and_other_differences_fail(exports, 
     off = _swap_artifact(Path(shutil.copytree(exports["good"], tmp_path / "b")), exports["off"])
     still = explain_near_ties(bundle(), off, validate_export(off, progress=False))
     assert not still.passed and all(c.status == FAIL and not c.note.startswith(NEAR_TIE) for c in still.checks)
+
+
+@pytest.mark.parametrize("ops", list(SpatialOps))
+def test_spatial_merge_replays_a_near_tie_in_both_spellings(ops):
+    """The video denoisers' spatial merge (the Core AI row of the issue): the same tokens with
+    destinations [B0, B1], one merge; forcing the near-tie moves A0 from B0 to B1 in either spelling."""
+    x = near_tie()
+    with record_margins() as found:
+        eager = slot_positions(x, [1, 3], 1, ops)
+    (tie,) = [t for t in found.near if t.site == "spatial.partner#0"]
+    with forced_flips([tie]):
+        flipped = slot_positions(x, [1, 3], 1, ops)
+    # slots: kept source A1 first, then the destinations B0, B1; A0 joins one of them
+    assert eager.tolist() == [[1.0, 1.0, 0.0, 2.0]] and flipped.tolist() == [[2.0, 1.0, 0.0, 2.0]]
