@@ -30,6 +30,7 @@ from ..runtime.manifest_reader import Artifact, decode_manifest, load_manifest
 from ..runtime.report import ValidationReport
 from ..runtime.validate import validate_export
 from .executorch_int8 import CALIBRATION_SEEDS
+from .near_ties import explain_near_ties
 from .output import Staging, finalize, make_staging
 from .registry import Exporter, ExportOptions, PartInfo, get_exporter
 from .shared import weight_group_table, weight_groups
@@ -84,7 +85,7 @@ def export_model(bundle: ModelBundle, formats: list[str], out: Path, options: Ex
     report = None
     with staging:
         if validate:
-            report = validate_export(staging.path, progress=progress)
+            report = explain_near_ties(bundle, staging.path, validate_export(staging.path, progress=progress))
             manifest["validation"] = report.to_json()
             write_manifest(staging.path, manifest)
             report = _relocated(report, staging.path, out)

@@ -85,16 +85,33 @@ def new_manifest(model: str, extra: dict, *, precision: str, quantize: str | Non
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
-    """Write folder/manifest.json whole (a temporary file renamed over it)."""
+    """Write folder/manifest.json whole (a temporary file renamed over it). JSON has no NaN or
+    Infinity (the native engine, the page's JSON.parse and the apps refuse them): a non-finite
+    number anywhere is a ValueError here, before anything is written."""
+    text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
     tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.write_text(text)
     tmp.replace(folder / MANIFEST)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (a manifest holds finite numbers only)")
+
+
+def parse_manifest_text(text: str) -> Any:
+    """manifest.json's text as JSON, as strictly as tomobile-native reads it: NaN and Infinity are
+    refused (Python's json takes them), and so is nesting too deep for the parser (a RecursionError
+    otherwise); ValueError either way."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("it nests lists or objects too deeply for a manifest") from None
 
 
 def is_export_folder(folder: Path) -> bool:
     """Whether `folder` holds a manifest that `tomobile export` wrote (unchecked beyond its key)."""
     try:
-        data = json.loads((folder / MANIFEST).read_text())
+        data = parse_manifest_text((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and MANIFEST_KEY in data

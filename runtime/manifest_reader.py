@@ -10,14 +10,13 @@ as written in `Manifest.extra`. The apps decode the same fields (docs/contract.m
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .manifest import FORMATS, MANIFEST, MANIFEST_KEY, ManifestError, inside
+from .manifest import FORMATS, MANIFEST, MANIFEST_KEY, VECTORS_DIR, ManifestError, inside, parse_manifest_text
 
 
 @dataclass(frozen=True)
@@ -196,6 +195,17 @@ class Manifest:
     def formats(self) -> set[str]:
         return {a.format for a in self.artifacts}
 
+    def file_records(self) -> list[FileRecord]:
+        """Every file record it holds, in order: artifacts and the files beside them, `files`, test
+        vectors, the split parts' files of every format. A file several entries share is listed once
+        per entry (a checksum pass hashes it once and checks every digest)."""
+        records = [f for a in self.artifacts for f in a.files()]
+        records += [FileRecord(rel, digest) for rel, digest in self.files.items()]
+        records += [FileRecord(f"{VECTORS_DIR}/{stem}.npz", digest) for stem, digest in self.test_vectors.items()]
+        for part in self.split.parts if self.split else ():
+            records += [f for rec in part.files.values() for f in (rec.file, rec.weights) if f is not None]
+        return records
+
 
 def load_manifest(folder: Path) -> dict:
     """The manifest of `folder` as written (a JSON object), after `read_manifest` accepted it: for
@@ -216,7 +226,7 @@ def _load_json(folder: Path) -> Any:
     if not path.is_file():
         raise ManifestError(f"{folder} has no {MANIFEST}: not a tomobile export folder")
     try:
-        return json.loads(path.read_text())
+        return parse_manifest_text(path.read_text())  # NaN, Infinity and too-deep nesting refused
     except (OSError, ValueError) as err:
         raise ManifestError(f"{path} is not valid JSON: {err}") from None
 
@@ -320,28 +330,40 @@ def _weight_groups(folder: Path, m: _Obj, parts: Mapping[str, Part]) -> dict[str
     return groups
 
 
+def _split_part(folder: Path, i: int, raw: Any) -> SplitPart:
+    p = _Obj(raw, f"split.parts[{i}]")
+    raw_files = p.get("files", dict)
+    _need(bool(raw_files), f"{p.where}.files is empty")
+    files = {}
+    for fmt, rec in raw_files.items():
+        _need(fmt in FORMATS, f"{p.where}.files has format {fmt!r}; formats: {', '.join(FORMATS)}")
+        f = _Obj(rec, f"{p.where}.files.{fmt}")
+        total = f.get("total_bytes", int)
+        _need(total >= 0, f"{f.where}.total_bytes is {total!r}, not a non-negative integer")
+        files[fmt] = SplitFile(_record(folder, f), total, _record(folder, f.obj("weights", False)),
+                               f.get("method", str, False), f.get("function", str, False))
+    return SplitPart(p.get("name", str), _tensors(p, "inputs"), _tensors(p, "outputs"), files)
+
+
 def _split(folder: Path, m: _Obj, parts: Mapping[str, Part]) -> Split | None:
+    """The split entry as tomobile-native decodes it (runtime/native/src/manifest.cpp): parts with
+    their files, records and sizes; sequences that are not empty and name parts that exist."""
     s = m.obj("split", False)
     if s is None:
         return None
-    split_parts = []
-    for i, raw in enumerate(s.get("parts", list, False) or []):
-        p = _Obj(raw, f"split.parts[{i}]")
-        files = {}
-        for fmt, rec in p.get("files", dict).items():
-            _need(fmt in FORMATS, f"{p.where}.files has format {fmt!r}; formats: {', '.join(FORMATS)}")
-            f = _Obj(rec, f"{p.where}.files.{fmt}")
-            files[fmt] = SplitFile(_record(folder, f), f.get("total_bytes", int), _record(folder, f.obj("weights", False)),
-                                   f.get("method", str, False), f.get("function", str, False))
-        split_parts.append(SplitPart(p.get("name", str), _tensors(p, "inputs"), _tensors(p, "outputs"), files))
+    raw_parts = s.get("parts", list)
+    _need(bool(raw_parts), "split.parts is empty")
+    split_parts = tuple(_split_part(folder, i, raw) for i, raw in enumerate(raw_parts))
     names = {p.name for p in split_parts}
+    raw_sequences = s.get("sequences", dict)
+    _need(bool(raw_sequences), "split.sequences is empty")
     sequences = {}
-    for variant, seq in s.get("sequences", dict).items():
+    for variant, seq in raw_sequences.items():
         _need(variant in parts, f"split.sequences names variant {variant!r}, which 'parts' lacks")
         _need(isinstance(seq, list) and bool(seq) and all(n in names for n in seq),
               f"split.sequences[{variant!r}] must list parts that split.parts holds")
         sequences[variant] = tuple(seq)
-    return Split(s.get("kind", str), sequences, tuple(split_parts))
+    return Split(s.get("kind", str, False) or "blocks", sequences, split_parts)
 
 
 def _video(m: _Obj) -> tuple[VideoConfig | None, SamplerDefaults | None]:

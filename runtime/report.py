@@ -92,7 +92,8 @@ def format_table(report: ValidationReport) -> str:
         err = "-" if c.max_abs_error is None else f"{c.max_abs_error:.2e}"
         db = "-" if c.psnr_db is None else ("inf" if math.isinf(c.psnr_db) else f"{c.psnr_db:.1f}")
         rows.append((c.artifact, c.case, c.output, "x".join(map(str, c.shape)) or "-", err, db,
-                     c.status if c.status != FAIL else f"FAIL ({c.note})"))
+                     f"FAIL ({c.note})" if c.status == FAIL else
+                     f"{c.status} ({c.note})" if c.note.startswith("near-tie") else c.status))  # export/near_ties.py
     lines = [aligned_table(rows)]
     verdict = "PASSED" if report.passed else "FAILED"
     lines.append(f"validation {verdict}: {sum(c.status == PASS for c in report.checks)} pass, "

@@ -39,16 +39,17 @@ FOLDER_CHECKS: tuple[FolderCheck, ...] = (
 
 
 def verify_checksums(manifest: Manifest) -> None:
-    """Every file the manifest lists is present and equal to its sha256 (ValidationError otherwise)."""
-    expected = {a.path: a.sha256 for a in manifest.artifacts}
-    expected.update({f.path: f.sha256 for a in manifest.artifacts for f in a.files()[1:]})  # files beside a graph
-    expected.update(manifest.files)
-    expected.update({f"{VECTORS_DIR}/{stem}.npz": h for stem, h in manifest.test_vectors.items()})
-    for rel, digest in expected.items():
-        path = manifest.path(rel)
-        if not path.exists():
-            raise ValidationError(f"{path} is listed in the manifest but missing")
-        if sha256_path(path) != digest:
+    """Every file record the manifest holds (Manifest.file_records: split parts' files included)
+    present and equal to its sha256 (ValidationError otherwise); a file listed twice is hashed once
+    and each record checked."""
+    computed: dict[str, str] = {}
+    for record in manifest.file_records():
+        path = manifest.path(record.path)
+        if record.path not in computed:
+            if not path.exists():
+                raise ValidationError(f"{path} is listed in the manifest but missing")
+            computed[record.path] = sha256_path(path)
+        if computed[record.path] != record.sha256:
             raise ValidationError(f"{path} does not match its sha256 in the manifest (corrupt or changed)")
 
 

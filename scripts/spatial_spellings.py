@@ -21,8 +21,9 @@ import torch
 from tomobile.export.executorch_format import lower, program_summary
 from tomobile.graphs.methods.merge import MergeOps, merge_ops
 from tomobile.graphs.methods.spatial_merge import SpatialMergeConfig, SpatialOps, merge_attend_unmerge
-from tomobile.runtime.artifacts import ExecuTorchRunner, OnnxRunner
-from tomobile.runtime.bench import set_executorch_threads, timed_round_robin
+from tomobile.runtime.bench import timed_round_robin
+from tomobile.runtime.runners.executorch import ExecuTorchRunner, set_executorch_threads
+from tomobile.runtime.runners.onnxruntime import OnnxRunner
 
 
 class MergeAlone(torch.nn.Module):

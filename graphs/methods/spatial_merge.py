@@ -34,7 +34,7 @@ from enum import Enum
 import torch
 
 from ..errors import InputError
-from .margins import note_cut, note_partner
+from .margins import force_cut, force_partner, note_cut, note_partner
 from .merge import (NO_MATCH, SAME_DELTA, best_partner, cumsum_rows, l2_norm, one_hot_assignment,
                     rank_descending, snap_duplicates, unmerge)
 from .merge_indexed import descending_order
@@ -115,14 +115,16 @@ def slot_positions(x: torch.Tensor, dst: list[int], r: int, ops: SpatialOps) -> 
     dst_idx = torch.tensor(dst, dtype=torch.int64, device=x.device)
     scores = unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2)  # (N, Ns, Nd)
     if ops is SpatialOps.INDEXED:
-        scores = clamp_duplicates(scores)
+        scores = force_partner("spatial", clamp_duplicates(scores))  # eager only, inside margins.forced_flips()
         best, partner = scores.amax(dim=-1), scores.argmax(dim=-1).to(x.dtype)  # (N, Ns): the first maximum
+        best = force_cut("spatial", best, r)
         order = descending_order(best)  # (N, Ns) int64, equal scores in index order
         merged = torch.zeros_like(best).scatter(1, order[:, :r], 1.0)  # (N, Ns): 1 for the r best
         kept_slot = (1.0 - merged).cumsum(dim=-1) - 1.0  # (N, Ns)
     else:
-        scores = snap_duplicates(scores)
+        scores = force_partner("spatial", snap_duplicates(scores))  # eager only, inside margins.forced_flips()
         best, partner = best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
+        best = force_cut("spatial", best, r)
         merged = torch.clamp(float(r) - rank_descending(best.clamp_min(NO_MATCH)), 0.0, 1.0)  # (N, Ns): rank < r
         kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (N, Ns)
     note_cut("spatial", best.clamp_min(NO_MATCH), r)  # eager only, inside margins.record_margins()
