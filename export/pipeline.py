@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from ..graphs.errors import TomobileError
 from ..graphs.methods.margins import case_margin, draw_clear_inputs, measure
-from ..graphs.methods.merge import MergeOps, merge_ops
+from ..graphs.methods.merge import ARITHMETIC
+from ..graphs.methods.ops import MergeOps, spelled
 from ..graphs.models.exportable import Exportable, ModelBundle
 from ..graphs.models.video_zoo import MODEL_NAME as VIDEO_MODEL
 from ..runtime.contract import write_contract
@@ -150,20 +151,21 @@ def _io_spec(wrapper: Exportable, outputs: tuple[torch.Tensor, ...]) -> dict:
 
 def _programs(wrapper: Exportable, inputs: tuple[torch.Tensor, ...]):
     """torch.export programs per precision (fp16 casts weights and float inputs) and merge spelling
-    (graphs/methods/merge.py MergeOps: the same assignment, ops chosen per runtime), traced once.
+    (graphs/methods/ops.py: the same assignment, ops chosen per runtime by the exporter and set on the
+    model for the trace, in its `for_export` form), traced once.
 
     Every call returns a deep copy: lowering changes a program in place (ExecuTorch's
     constant_prop_pass lifts new constants into it), and what one exporter did must not reach the
     next one, whatever the order of the formats."""
     cache: dict[tuple[str, MergeOps], torch.export.ExportedProgram] = {}
 
-    def get(precision: str, ops: MergeOps = MergeOps.ARITHMETIC) -> torch.export.ExportedProgram:
+    def get(precision: str, ops: MergeOps = ARITHMETIC) -> torch.export.ExportedProgram:
         if (precision, ops) not in cache:
             module, args = wrapper, inputs
             if precision == "fp16":
                 module = copy.deepcopy(wrapper).half()
                 args = tuple(a.half() if a.is_floating_point() else a for a in inputs)
-            with torch.no_grad(), merge_ops(ops):
+            with torch.no_grad(), spelled(module, ops.for_export()):
                 cache[precision, ops] = torch.export.export(module, args, strict=False)
         return copy.deepcopy(cache[precision, ops])
 

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
+from .constants import NO_MATCH
 from .margins import note_cut, note_partner
-from .merge import (NO_MATCH, best_partner, cumsum_rows, one_hot_assignment, rank_descending, snap_duplicates,
-                    unmerge)
+from .merge import ARITHMETIC, one_hot_assignment, rank_descending, snap_duplicates, unmerge
+from .ops import MergeOps
 
 _EPS = 1e-6
 
@@ -72,12 +73,13 @@ def _const(rows, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(rows, dtype=like.dtype, device=like.device)
 
 
-def spatial_assignment(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig) -> torch.Tensor:
+def spatial_assignment(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig,
+                       ops: MergeOps = ARITHMETIC) -> torch.Tensor:
     """One-hot merge matrix M (N, S - r, S) for tokens x (N, S, C) on an h x w grid."""
-    return assignment(x, destination_indices(h, w, cfg), merge_count(h, w, cfg))
+    return assignment(x, destination_indices(h, w, cfg), merge_count(h, w, cfg), ops)
 
 
-def assignment(x: torch.Tensor, dst: list[int], r: int) -> torch.Tensor:
+def assignment(x: torch.Tensor, dst: list[int], r: int, ops: MergeOps = ARITHMETIC) -> torch.Tensor:
     """One-hot merge matrix M (N, S - r, S): tokens x (N, S, C), destination indices `dst` fixed at
     patch time, the r sources most similar to a destination (cosine) merge into their best one.
     Slots: kept sources first (in token order), then destinations in `dst` order."""
@@ -88,12 +90,13 @@ def assignment(x: torch.Tensor, dst: list[int], r: int) -> torch.Tensor:
     unit = x / x.norm(dim=-1, keepdim=True).clamp_min(_EPS)  # (N, S, C)
     src_idx = torch.tensor(src, dtype=torch.int64, device=x.device)
     dst_idx = torch.tensor(dst, dtype=torch.int64, device=x.device)
-    scores = snap_duplicates(unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2))  # (N, Ns, Nd)
-    best, partner = best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
-    merged = torch.clamp(float(r) - rank_descending(best.clamp_min(NO_MATCH)), 0.0, 1.0)  # (N, Ns): rank < r
+    scores = snap_duplicates(unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2),
+                             ops)  # (N, Ns, Nd)
+    best, partner = ops.best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
+    merged = torch.clamp(float(r) - rank_descending(best.clamp_min(NO_MATCH), ops), 0.0, 1.0)  # (N, Ns): rank < r
     note_cut("spatial", best.clamp_min(NO_MATCH), r)  # eager only, inside margins.record_margins()
     note_partner("spatial", scores, merged)
-    kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (N, Ns)
+    kept_slot = ops.cumsum(1.0 - merged) - 1.0  # (N, Ns)
     src_slot = merged * (partner + n_kept) + (1.0 - merged) * kept_slot  # (N, Ns)
     dst_slot = (_const([float(j + n_kept) for j in range(nd)], x)).unsqueeze(0).expand(x.shape[0], nd)  # (N, Nd)
     split = torch.cat([src_slot, dst_slot], dim=1)  # (N, S) in order [src..., dst...]
@@ -101,7 +104,7 @@ def assignment(x: torch.Tensor, dst: list[int], r: int) -> torch.Tensor:
     for i, j in enumerate(src + dst):
         inverse[j] = i
     pos = split.index_select(1, torch.tensor(inverse, dtype=torch.int64, device=x.device))  # (N, S)
-    return one_hot_assignment(pos, s - r, x.dtype)  # (N, S', S)
+    return one_hot_assignment(pos, s - r, x.dtype, ops)  # (N, S', S)
 
 
 def merge_mean(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -109,11 +112,10 @@ def merge_mean(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (m @ x) / m.sum(dim=-1, keepdim=True).clamp_min(_EPS)
 
 
-def merge_attend_unmerge(
-    x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig, attend
-) -> torch.Tensor:
+def merge_attend_unmerge(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig, attend,
+                         ops: MergeOps = ARITHMETIC) -> torch.Tensor:
     """Run `attend` (N, S', C) -> (N, S', C) on merged tokens and copy results back. x (N, S, C)."""
     if merge_count(h, w, cfg) == 0:
         return attend(x)
-    m = spatial_assignment(x, h, w, cfg)  # (N, S - r, S)
+    m = spatial_assignment(x, h, w, cfg, ops)  # (N, S - r, S)
     return unmerge(m, attend(merge_mean(m, x)))  # (N, S, C)

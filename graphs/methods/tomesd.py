@@ -30,8 +30,9 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch import nn
 
 from ..spec.grammar import SpecError
-from .merge import unmerge
+from .merge import ARITHMETIC, unmerge
 from .method import Method
+from .ops import OPS_ATTR, MergeOps, merge_ops_of
 from .spatial_merge import assignment, grid_destinations, merge_mean
 
 METHOD = "tomesd"
@@ -177,13 +178,14 @@ def block_tokens(unet: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[nn.M
 
 
 def apply_tomesd(unet: nn.Module, config: TomesdConfig, inputs: tuple[torch.Tensor, ...],
-                 drop: bool = False) -> list[BlockPlan | None]:
+                 drop: bool = False, ops: MergeOps = ARITHMETIC) -> list[BlockPlan | None]:
     """Patch every BasicTransformerBlock of a diffusers UNet for inputs shaped like `inputs`
     (sample (B, 4, H, W), timestep, encoder_hidden_states); returns the plan per block.
 
     Each merging block gets an instance `forward` (remove_tomesd deletes it); blocks that do not
     merge are left untouched, so ratio=0 is the unpatched UNet bit for bit. `drop=True` is the
-    token-drop oracle (`drop:tomesd:...`): the same blocks and token counts with no merge work."""
+    token-drop oracle (`drop:tomesd:...`): the same blocks and token counts with no merge work.
+    `ops` spells the merge (graphs/methods/ops.py); each patched block holds it (OPS_ATTR)."""
     remove_tomesd(unet)
     blocks = transformer_blocks(unet)
     for block in blocks:
@@ -196,6 +198,7 @@ def apply_tomesd(unet: nn.Module, config: TomesdConfig, inputs: tuple[torch.Tens
         if plan is not None and (config.merge_attn or config.merge_crossattn or config.merge_mlp):
             block.forward = functools.partial(tomesd_block_forward, block, plan, config, drop)
             setattr(block, _PATCH_ATTR, plan)
+            setattr(block, OPS_ATTR, ops)
     return plans
 
 
@@ -204,6 +207,7 @@ def remove_tomesd(unet: nn.Module) -> nn.Module:
         if hasattr(block, _PATCH_ATTR):
             del block.forward
             delattr(block, _PATCH_ATTR)
+            delattr(block, OPS_ATTR)
     return unet
 
 
@@ -227,7 +231,7 @@ def tomesd_block_forward(block: nn.Module, plan: BlockPlan, config: TomesdConfig
 
     `drop`: the oracle. Each chosen sub-layer runs on the first S - r tokens and the last r get a
     zero update (their residual only): the same shapes, no similarity, assignment or copy-back."""
-    m = None if drop else assignment(hidden_states, list(plan.dst), plan.r)  # (B, S - r, S)
+    m = None if drop else assignment(hidden_states, list(plan.dst), plan.r, merge_ops_of(block))  # (B, S - r, S)
 
     def around(enabled: bool, layer, x: torch.Tensor, **kwargs) -> torch.Tensor:
         if not enabled:
