@@ -21,7 +21,8 @@ from ..graphs.errors import InputError
 from ..graphs.methods.tome import Schedule
 from ..graphs.models.hf_models import merge_plan
 from ..graphs.spec.config import MergeConfig, spec_help
-from ..runtime.bench import OWN_THREADS, BenchReport, Variant, bench_runtime, format_table, load_inputs, ort_merge_share, save_plot
+from ..runtime.bench import OWN_THREADS, Variant, bench_runtime, load_inputs, ort_merge_share
+from ..runtime.bench_report import BenchReport, format_table, save_plot, verdicts
 from ..runtime.flops import flop_ratio, module_flops
 from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.reference_merge import REFERENCES, compare_eager
@@ -99,8 +100,8 @@ def _export_variant(bundle, folder: Path, runtimes: list[str], reuse: bool, prog
 
 def _check_outputs(args: argparse.Namespace) -> list[int]:
     """The thread counts; --runs, --eager-runs and the output files checked."""
-    if args.runs < 1 or args.eager_runs < 1:
-        raise InputError("--runs and --eager-runs must be at least 1")
+    if args.runs < 1 or args.eager_runs < 1 or args.count_calls < 1:
+        raise InputError("--runs, --eager-runs and --count-calls must be at least 1")
     check_output_file(Path(args.json) if args.json else None, "--json")
     check_output_file(Path(args.plot) if args.plot else None, "--plot", (".png",))
     return parse_threads(DEFAULT_THREADS if args.threads is None else args.threads)
@@ -149,7 +150,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = BenchReport(args.model, threads, args.runs)
     for runtime in runtimes:
         for n in threads[:1] if runtime in OWN_THREADS else threads:
-            rows = bench_runtime(runtime, variants, args.runs, n, progress=not args.quiet)
+            counting = args.count_calls if args.count and n == threads[0] else 0  # counts hold at 1 thread
+            rows = bench_runtime(runtime, variants, args.runs, n, progress=not args.quiet, count_calls=counting)
             if runtime.startswith("onnxruntime"):
                 for row, v in zip(rows, variants, strict=True):
                     if v.label in bundles and v.method not in ("none", "drop") and \
@@ -206,6 +208,8 @@ def _write_outputs(report, args) -> None:
     print(f"{report.model}: threads {', '.join(map(str, report.threads))}, median of {report.runs} round-robin runs; "
           "merge overhead = median(tome) / median(drop) - 1, IQR of the same ratio round by round")
     print(format_table(report))
+    for line in verdicts(report):
+        print(f"  {line}")
     if report.eager:
         print("\neager PyTorch, same r: static graph vs argsort + scatter_reduce reference")
         for row in report.eager:
@@ -235,6 +239,13 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", metavar="LIST",
                    help=f"intra-op thread counts, each {THREADS_HELP}, each timed round-robin on its own (default: "
                         f"{DEFAULT_THREADS}; with --stream one count, default 2)")
+    p.add_argument("--count", action="store_true",
+                   help="also count instructions per call under valgrind's callgrind, at 1 thread, through the Python "
+                        "bindings and (ExecuTorch) the native engine: repeatable whatever else the machine does, "
+                        "but 50-2000x slower than a run, so for small graphs")
+    p.add_argument("--count-calls", type=int_at_least(1), default=1, metavar="N",
+                   help="calls counted per variant with --count, after an uncounted warm-up (default: 1; the count "
+                        "repeats call to call)")
     p.add_argument("--quantize", choices=("int8",), help="also time the int8 models: ONNX Runtime dynamic int8 "
                                                          "and ExecuTorch PT2E static int8, for the runtimes asked")
     p.add_argument("--no-oracle", action="store_true", help="skip the drop: twins (no oracle speedup, no overhead)")

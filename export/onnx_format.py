@@ -19,7 +19,7 @@ from torch.fx.traceback import preserve_node_meta
 
 from ..graphs.methods.layers import MERGE_ANNOTATION
 from ..graphs.methods.merge_indexed import INDEXED
-from ..graphs.methods.ops import spelled
+from ..graphs.methods.ops import using_ops
 from ..runtime.manifest import file_record, sha256_path
 from .opcheck import UnsupportedOpError, check_graph
 from .registry import ExportOptions, PartInfo, register_exporter, register_group_exporter
@@ -54,7 +54,7 @@ def merge_node_names(wrapper) -> set[str]:
     """ONNX node names of the merge ops in `wrapper`'s export: the dynamo exporter names a node
     'node_' + its fx name, and the fx nodes the merge adds carry graphs/methods/layers.py MERGE_ANNOTATION
     when meta is preserved. Traced in the INDEXED spelling, as export_onnx traces it."""
-    with torch.no_grad(), preserve_node_meta(), spelled(wrapper, INDEXED.for_export()):
+    with torch.no_grad(), preserve_node_meta(), using_ops(wrapper, INDEXED.for_export()):
         program = torch.export.export(wrapper, wrapper.example_inputs(seed=0), strict=False)
     key, value = next(iter(MERGE_ANNOTATION.items()))
     return {f"node_{n.name}" for n in program.graph.nodes if (n.meta.get("custom") or {}).get(key) == value}

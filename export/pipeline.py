@@ -9,6 +9,7 @@ folder's schema (manifest, file names, sha256) is runtime/manifest.py.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from ..graphs.errors import TomobileError
 from ..graphs.methods.margins import case_margin, draw_clear_inputs, measure
 from ..graphs.methods.merge import ARITHMETIC
-from ..graphs.methods.ops import MergeOps, spelled
+from ..graphs.methods.ops import MergeOps
 from ..graphs.models.exportable import Exportable, ModelBundle
 from ..graphs.models.video_zoo import MODEL_NAME as VIDEO_MODEL
 from ..runtime.contract import write_contract
@@ -151,23 +152,25 @@ def _io_spec(wrapper: Exportable, outputs: tuple[torch.Tensor, ...]) -> dict:
 
 def _programs(wrapper: Exportable, inputs: tuple[torch.Tensor, ...]):
     """torch.export programs per precision (fp16 casts weights and float inputs) and merge spelling
-    (graphs/methods/ops.py: the same assignment, ops chosen per runtime by the exporter and set on the
-    model for the trace, in its `for_export` form), traced once.
+    (graphs/methods/ops.py: the same assignment, ops chosen per runtime by the exporter) and, where a model
+    spells its merge per format too (a UNet's tomesd blocks: Exportable.spelling), per format; traced once,
+    inside the model's `spelled(ops.for_export(), fmt)`: the patched modules hold that spelling for the trace.
 
     Every call returns a deep copy: lowering changes a program in place (ExecuTorch's
     constant_prop_pass lifts new constants into it), and what one exporter did must not reach the
     next one, whatever the order of the formats."""
-    cache: dict[tuple[str, MergeOps], torch.export.ExportedProgram] = {}
+    cache: dict[tuple, torch.export.ExportedProgram] = {}
 
-    def get(precision: str, ops: MergeOps = ARITHMETIC) -> torch.export.ExportedProgram:
-        if (precision, ops) not in cache:
+    def get(precision: str, ops: MergeOps = ARITHMETIC, fmt: str | None = None) -> torch.export.ExportedProgram:
+        key = (precision, ops, wrapper.spelling(ops, fmt))  # formats whose graphs are spelled alike share a trace
+        if key not in cache:
             module, args = wrapper, inputs
             if precision == "fp16":
                 module = copy.deepcopy(wrapper).half()
                 args = tuple(a.half() if a.is_floating_point() else a for a in inputs)
-            with torch.no_grad(), spelled(module, ops.for_export()):
-                cache[precision, ops] = torch.export.export(module, args, strict=False)
-        return copy.deepcopy(cache[precision, ops])
+            with torch.no_grad(), module.spelled(ops.for_export(), fmt):
+                cache[key] = torch.export.export(module, args, strict=False)
+        return copy.deepcopy(cache[key])
 
     return get
 
@@ -247,7 +250,7 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
             if group is None or export_group is None:
                 path = staging / f"{stem}{exporter.suffix}"
                 path.parent.mkdir(parents=True, exist_ok=True)  # diffusers' layout: unet/model.onnx
-                details = exporter.export(get_program, info, path, opts)
+                details = exporter.export(functools.partial(get_program, fmt=fmt), info, path, opts)
                 artifacts.append(_artifact_entry(staging, fmt, stem, path, float_io, details))
                 if fmt == "onnx" and opts.quantize is None and stem in INT8_COMPANIONS.get(bundle.name, ()):
                     small = staging / f"{stem}.int8{exporter.suffix}"

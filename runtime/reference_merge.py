@@ -21,7 +21,7 @@ from typing import ClassVar
 import torch
 
 from ..graphs.methods.merge import ArithmeticOps, protected_first
-from ..graphs.methods.ops import MergeOps, spelled
+from ..graphs.methods.ops import MergeOps, using_ops
 from ..graphs.methods.plan import Protected
 from .bench import round_robin
 
@@ -98,7 +98,7 @@ REFERENCE = ReferenceOps()
 def reference_merge(model: torch.nn.Module) -> contextlib.AbstractContextManager:
     """Within the block, `model`'s merged layers use the reference merge instead of the static
     graph; its own spelling is back afterwards whatever happens."""
-    return spelled(model, REFERENCE)
+    return using_ops(model, REFERENCE)
 
 
 # Original-style eager merges by method name: the spelling that swaps one in for the static ops.
@@ -124,7 +124,7 @@ def compare_eager(label: str, model: torch.nn.Module, inputs: tuple[torch.Tensor
         model(*inputs)
 
     def reference() -> None:
-        with spelled(model, REFERENCES[method]):
+        with using_ops(model, REFERENCES[method]):
             model(*inputs)
 
     old = torch.get_num_threads()

@@ -81,19 +81,6 @@ class IndexedOps(MergeOps):
             return bipartite_soft_matching(metric, r, protected, valid, self)
         return indexed_matching(metric, r, protected, valid, self)
 
-    def descending_order(self, values: torch.Tensor) -> torch.Tensor:
-        """(B, N) -> (B, N) int64 indices by descending value, equal values in index order: ONNX's
-        TopK when traced (ties to the lower index by its specification), a stable sort in eager."""
-        if self.traced:
-            return torch.topk(values, values.shape[-1], dim=-1).indices
-        return torch.sort(values, dim=-1, descending=True, stable=True).indices
-
-    def ascending(self, idx: torch.Tensor) -> torch.Tensor:
-        """Distinct int64 indices (B, K) sorted ascending (no ties, so any sort gives the same)."""
-        if self.traced:
-            return torch.topk(idx, idx.shape[-1], dim=-1, largest=False).values
-        return torch.sort(idx, dim=-1).values
-
 
 INDEXED = IndexedOps()
 

@@ -11,12 +11,12 @@ same token assignment (tested on exact ties) and differ in the ops they leave in
 
 The spelling is chosen when a model is patched (`apply_merge(..., ops=)`; ARITHMETIC by default)
 and stored on the patched modules under OPS_ATTR; their forwards pass it down as an argument. An
-exporter that traces another spelling sets it for the trace (`spelled(model, ops)`), so eager and
+exporter that traces another spelling sets it for the trace (`using_ops(model, ops)`), so eager and
 the exported graph compute the same way for the same ops value: nothing is read from ambient state.
 
 `traced`: the graph is being traced into a file. Two spellings exist only for that, chosen by this
-flag: ONNX's TopK where eager sorts stably (both order ties by index; merge_indexed.py), and
-SigLIP's static pool head where eager keeps the original head (graphs/models/siglip_head.py).
+flag: TopK where eager sorts stably (both order ties by index; `descending_order`), and SigLIP's
+static pool head where eager keeps the original head (graphs/models/siglip_head.py).
 """
 
 from __future__ import annotations
@@ -57,6 +57,20 @@ class MergeOps(abc.ABC):
     def for_export(self) -> MergeOps:
         """The same spelling for a graph traced into a file."""
         return dataclasses.replace(self, traced=True)
+
+    def descending_order(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, N) -> (B, N) int64 indices by descending value, equal values in index order: ONNX's
+        TopK when traced (ties to the lower index by its specification), a stable sort in eager
+        (the indexed merges: merge_indexed.py, spatial_merge.py's INDEXED form)."""
+        if self.traced:
+            return torch.topk(values, values.shape[-1], dim=-1).indices
+        return torch.sort(values, dim=-1, descending=True, stable=True).indices
+
+    def ascending(self, idx: torch.Tensor) -> torch.Tensor:
+        """Distinct int64 indices (B, K) sorted ascending (no ties, so any sort gives the same)."""
+        if self.traced:
+            return torch.topk(idx, idx.shape[-1], dim=-1, largest=False).values
+        return torch.sort(idx, dim=-1).values
 
     @abc.abstractmethod
     def greater(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -120,7 +134,7 @@ def merge_ops_of(module: nn.Module) -> MergeOps:
 
 
 @contextlib.contextmanager
-def spelled(model: nn.Module, ops: MergeOps) -> Iterator[nn.Module]:
+def using_ops(model: nn.Module, ops: MergeOps) -> Iterator[nn.Module]:
     """Every patched module in `model` spells its merge with `ops` inside the block (an exporter
     tracing its format's spelling); each gets its own spelling back afterwards, whatever happens."""
     before = {m: getattr(m, OPS_ATTR) for m in model.modules() if hasattr(m, OPS_ATTR)}

@@ -6,7 +6,10 @@ sy x sx cell, merges the r = int(S * ratio) source tokens most similar to a dest
 the block's input hidden states) into it by a plain mean, runs self-attention (and optionally
 cross-attention and the MLP) on the S - r tokens and copies each result back to every token it
 holds. Its merge uses `argsort` and `scatter_reduce(mean)`, which ONNX, Core ML and ExecuTorch do
-not export; here the same assignment is graphs/methods/spatial_merge.py's comparison-free one-hot form.
+not export; here the same assignment is graphs/methods/spatial_merge.py's, in one of its two spellings
+(`SpatialOps`: one-hot matmuls, or TopK + scatter-add + gather), chosen per traced graph by
+`spatial_ops` (from measurements: docs/stable_diffusion.md) when `apply_tomesd` patches; its primitive
+ops are spelled by the `MergeOps` each patched block holds (OPS_ATTR), as every merge's are.
 
 What stays static: every block's grid (h, w), r and destination set are Python values fixed at
 patch time for one latent size and batch. tomesd's `use_rand=True` draws a fresh destination per
@@ -30,10 +33,11 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch import nn
 
 from ..spec.grammar import SpecError
-from .merge import ARITHMETIC, unmerge
+from .merge import ARITHMETIC
+from .merge_indexed import IndexedOps
 from .method import Method
 from .ops import OPS_ATTR, MergeOps, merge_ops_of
-from .spatial_merge import assignment, grid_destinations, merge_mean
+from .spatial_merge import SpatialOps, grid_destinations, merge_fns
 
 METHOD = "tomesd"
 SPEC_HELP = ("tomesd:ratio=R[,max_downsample=1|2|4|8][,sx=N][,sy=N][,use_rand=0|1][,seed=N][,merge_attn=0|1]"
@@ -177,15 +181,38 @@ def block_tokens(unet: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[nn.M
     return seen
 
 
+# Token counts from which ExecuTorch's graph takes the indexed spatial merge (portable TopK,
+# scatter-add and gather kernels between XNNPACK partitions) over the one-hot matmuls: measured
+# (scripts/spatial_spellings.py, CPU time at 1 thread, merge + copy-back alone) at 0.29x / 0.47x
+# the one-hot time at S = 4096 (widths 32 / 320), 0.85x / 1.19x at 1024, 2.05x / 1.93x at 256.
+EXECUTORCH_INDEXED_FROM = 4096
+
+
+def spatial_ops(ops: MergeOps, tokens: int, fmt: str | None = None) -> SpatialOps:
+    """The spatial merge's form in the graph for format `fmt`, traced with merge spelling `ops`
+    (INDEXED for ONNX Runtime, ARITHMETIC for the others), at `tokens` tokens per block.
+
+    From measurements (docs/stable_diffusion.md): ONNX Runtime gathers and scatters cheaply at every
+    size measured (0.24x-1.00x the one-hot time); ExecuTorch from EXECUTORCH_INDEXED_FROM tokens on;
+    Core ML and Core AI keep the one-hot form, which both convert (their gather and scatter ops are
+    not measured here)."""
+    if isinstance(ops, IndexedOps) or (fmt == "executorch" and tokens >= EXECUTORCH_INDEXED_FROM):
+        return SpatialOps.INDEXED
+    return SpatialOps.ONE_HOT
+
+
 def apply_tomesd(unet: nn.Module, config: TomesdConfig, inputs: tuple[torch.Tensor, ...],
-                 drop: bool = False, ops: MergeOps = ARITHMETIC) -> list[BlockPlan | None]:
+                 drop: bool = False, ops: MergeOps = ARITHMETIC, fmt: str | None = None
+                 ) -> list[BlockPlan | None]:
     """Patch every BasicTransformerBlock of a diffusers UNet for inputs shaped like `inputs`
     (sample (B, 4, H, W), timestep, encoder_hidden_states); returns the plan per block.
 
     Each merging block gets an instance `forward` (remove_tomesd deletes it); blocks that do not
     merge are left untouched, so ratio=0 is the unpatched UNet bit for bit. `drop=True` is the
     token-drop oracle (`drop:tomesd:...`): the same blocks and token counts with no merge work.
-    `ops` spells the merge (graphs/methods/ops.py); each patched block holds it (OPS_ATTR)."""
+    `ops`, `fmt`: the merge spelling and the format of the graph this patch is for (eager: the
+    defaults); each block's spatial form is `spatial_ops(ops, its tokens, fmt)`, fixed here, and the
+    block holds `ops` (OPS_ATTR), which spells the form's primitives."""
     remove_tomesd(unet)
     blocks = transformer_blocks(unet)
     for block in blocks:
@@ -196,7 +223,8 @@ def apply_tomesd(unet: nn.Module, config: TomesdConfig, inputs: tuple[torch.Tens
     plans = block_plans([tokens[b] for b in order], tuple(sample.shape[2:]), sample.shape[0], config)
     for block, plan in zip(order, plans, strict=True):
         if plan is not None and (config.merge_attn or config.merge_crossattn or config.merge_mlp):
-            block.forward = functools.partial(tomesd_block_forward, block, plan, config, drop)
+            block.forward = functools.partial(tomesd_block_forward, block, plan, config, drop,
+                                              spatial_ops(ops, plan.h * plan.w, fmt))
             setattr(block, _PATCH_ATTR, plan)
             setattr(block, OPS_ATTR, ops)
     return plans
@@ -220,26 +248,29 @@ def _check_block(block: nn.Module) -> None:
                         f"has norm_type {norm_type!r}")
 
 
-def tomesd_block_forward(block: nn.Module, plan: BlockPlan, config: TomesdConfig, drop: bool, hidden_states: torch.Tensor,
+def tomesd_block_forward(block: nn.Module, plan: BlockPlan, config: TomesdConfig, drop: bool, spatial: SpatialOps,
+                         hidden_states: torch.Tensor,
                          attention_mask: torch.Tensor | None = None, encoder_hidden_states: torch.Tensor | None = None,
                          encoder_attention_mask: torch.Tensor | None = None, timestep=None,
                          cross_attention_kwargs: dict | None = None, class_labels=None,
                          added_cond_kwargs=None) -> torch.Tensor:
-    """diffusers' BasicTransformerBlock.forward (layer_norm) with tomesd's merge: the assignment M
-    (B, S - r, S) from the block's input hidden_states (B, S, C), merge by mean before each chosen
-    sub-layer, unmerge (copy back) after it, residuals at full length.
+    """diffusers' BasicTransformerBlock.forward (layer_norm) with tomesd's merge: the slots from the
+    block's input hidden_states (B, S, C) (in form `spatial`, spelled by the block's ops), merge by
+    mean before each chosen sub-layer, unmerge (copy back) after it, residuals at full length.
 
     `drop`: the oracle. Each chosen sub-layer runs on the first S - r tokens and the last r get a
     zero update (their residual only): the same shapes, no similarity, assignment or copy-back."""
-    m = None if drop else assignment(hidden_states, list(plan.dst), plan.r, merge_ops_of(block))  # (B, S - r, S)
+    fns = None if drop else merge_fns(hidden_states, list(plan.dst), plan.r, spatial,
+                                      merge_ops_of(block))  # (B, S, C) <-> (B, S - r, C)
 
     def around(enabled: bool, layer, x: torch.Tensor, **kwargs) -> torch.Tensor:
         if not enabled:
             return layer(x, **kwargs)  # (B, S, C)
-        if m is None:
+        if fns is None:
             kept = layer(x[:, : x.shape[1] - plan.r], **kwargs)  # (B, S - r, C)
             return nn.functional.pad(kept, (0, 0, 0, plan.r))  # (B, S, C): zero rows appended
-        return unmerge(m, layer(merge_mean(m, x), **kwargs))  # (B, S, C)
+        merge, unmerge = fns
+        return unmerge(layer(merge(x), **kwargs))  # (B, S, C)
 
     kwargs = dict(cross_attention_kwargs or {})
     hidden_states = around(config.merge_attn, block.attn1, block.norm1(hidden_states), attention_mask=attention_mask,

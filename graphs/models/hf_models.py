@@ -233,7 +233,7 @@ def apply_merge(model: nn.Module, config: MergeConfig, seq_len: int | None = Non
 
     The plan (r and token count per layer) is computed here; a schedule that asks more of a
     layer than it allows raises SpecError. `seq_len` is required for BERT-style encoders. `ops`
-    spells the merge (graphs/methods/ops.py); an exporter traces another spelling with `spelled`.
+    spells the merge (graphs/methods/ops.py); an exporter traces another spelling with `using_ops`.
     """
     remove_merge(model)
     backbone, family = _find_backbone(model)

@@ -15,10 +15,10 @@ the tokens, the value projection, the per-head weighted sum as a 4-D matmul, the
 projection, and the head's own layer norm and MLP. Equal to the original to float rounding
 (6e-7 max abs on siglip-tiny; folding the query into the key weights changes the summation
 order). Its slices of the packed in_proj fold into views, which ExecuTorch needs copied
-(export/executorch_format.py `_own_storage`).
+(export/passes/fold_constants.py `_own_storage`).
 
 The patched head holds the merge spelling (graphs/methods/ops.py OPS_ATTR) and runs the static
-spelling when that spelling is `traced` (an exporter tracing a file: `spelled(model,
+spelling when that spelling is `traced` (an exporter tracing a file: `using_ops(model,
 ops.for_export())`); otherwise the original forward, so eager outputs are bit for bit the unpatched
 model's and validation compares every exported graph with the original head. The patch is an
 instance `forward` (removed by `remove_static_pool`); no module or weight changes, state-dict keys

@@ -197,7 +197,7 @@ class STBlock(nn.Module):
             return out.reshape(b, s, frames, d).transpose(1, 2).reshape(b, frames * s, d)  # (B, T*S, D)
         xs = x.reshape(b * frames, s, d)  # (B*T, S, D)
         g = self.cfg.grid
-        out = merge_attend_unmerge(xs, g, g, merge.spatial, self.attn, ops)  # (B*T, S, D)
+        out = merge_attend_unmerge(xs, g, g, merge.spatial, self.attn, ops=ops)  # (B*T, S, D)
         return out.reshape(b, frames * s, d)  # (B, T*S, D)
 
     def forward(self, x, y, bias, t0, merge: VideoMerge, rope, ops: MergeOps = ARITHMETIC) -> torch.Tensor:

@@ -88,7 +88,7 @@ def guided_velocity(
 
 class GuidedDenoiser(Exportable):
     """Exportable CFG denoiser with a fixed merge choice (static at trace time), spelled by the ops
-    it holds (OPS_ATTR: ARITHMETIC; an exporter traces its own with `spelled`)."""
+    it holds (OPS_ATTR: ARITHMETIC; an exporter traces its own with `using_ops`)."""
 
     output_names = ("velocity",)
 

@@ -30,7 +30,7 @@ class Slots(Exportable):
 
     def __init__(self) -> None:
         super().__init__()
-        setattr(self, OPS_ATTR, ARITHMETIC)  # each exporter traces its own spelling (pipeline: `spelled`)
+        setattr(self, OPS_ATTR, ARITHMETIC)  # each exporter traces its own spelling (pipeline: `using_ops`)
 
     def forward(self, metric: torch.Tensor) -> tuple[torch.Tensor]:
         eye = metric[0, :, :1] * 0.0 + torch.eye(T)  # (T, T)

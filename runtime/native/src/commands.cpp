@@ -11,6 +11,17 @@
 #include "stream.h"
 #include "validate.h"
 
+#ifdef TOMOBILE_HAVE_CALLGRIND
+#include <valgrind/callgrind.h>
+// Under `valgrind --tool=callgrind --instr-atstart=no`, `time` counts its timed runs only (not the
+// load or the warm-up); outside valgrind these are no-ops.
+#define COUNT_START() do { CALLGRIND_START_INSTRUMENTATION; CALLGRIND_ZERO_STATS; } while (0)
+#define COUNT_STOP() do { CALLGRIND_DUMP_STATS_AT("tomobile-calls"); CALLGRIND_STOP_INSTRUMENTATION; } while (0)
+#else
+#define COUNT_START() do { } while (0)
+#define COUNT_STOP() do { } while (0)
+#endif
+
 namespace tomobile {
 namespace {
 
@@ -95,11 +106,13 @@ int cmd_time(const fs::path& folder, int runs, unsigned threads, const std::opti
     Loaded l = load_timed(spec);
     l.part->run(args);  // warm-up: first-call allocations
     std::vector<double> ms;
+    COUNT_START();
     for (int i = 0; i < runs; ++i) {
       double t = now_s();
       l.part->run(args);
       ms.push_back(1e3 * (now_s() - t));
     }
+    COUNT_STOP();
     std::sort(ms.begin(), ms.end());
     double median = runs % 2 ? ms[runs / 2] : (ms[runs / 2 - 1] + ms[runs / 2]) / 2;
     std::printf("%s: load %.1f ms, per call median %.2f ms, min %.2f ms (%d runs, %zu threads)\n",

@@ -9,7 +9,7 @@ import torch
 from tomobile.graphs import MergeConfig
 from tomobile.graphs.methods.merge import assignment, max_r, merge_wavg, one_hot_assignment
 from tomobile.graphs.methods.merge_indexed import INDEXED
-from tomobile.graphs.methods.ops import spelled
+from tomobile.graphs.methods.ops import using_ops
 from tomobile.graphs.methods.plan import Protected
 from tomobile.graphs.models.registry import get_model
 
@@ -68,7 +68,7 @@ def test_patched_models_give_the_same_outputs_with_either_spelling(name, spec):
     inputs = wrapper.example_inputs(seed=0)
     with torch.no_grad():
         want = wrapper(*inputs)
-        with spelled(wrapper, INDEXED):
+        with using_ops(wrapper, INDEXED):
             got = wrapper(*inputs)
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -10,7 +10,7 @@ import torch
 from tomobile.graphs import MergeConfig
 from tomobile.graphs.methods.merge import ARITHMETIC, assignment, max_r, matching_scores, one_hot_assignment
 from tomobile.graphs.methods.merge_indexed import INDEXED
-from tomobile.graphs.methods.ops import OPS_ATTR, merge_ops_of, spelled
+from tomobile.graphs.methods.ops import OPS_ATTR, merge_ops_of, using_ops
 from tomobile.graphs.methods.plan import Protected
 from tomobile.graphs.models.registry import get_model
 
@@ -61,14 +61,14 @@ def test_eager_equals_the_exported_graph_at_the_norm(ops, op):
     assert not torch.equal(ARITHMETIC.norm(x), INDEXED.norm(x))
 
 
-def test_spelled_sets_every_patched_module_and_restores_it():
+def test_using_ops_sets_every_patched_module_and_restores_it():
     wrapper = get_model("siglip-tiny").builder(MergeConfig.parse("tome:r=4")).parts["model"]
     patched = [m for m in wrapper.modules() if hasattr(m, OPS_ATTR)]
     assert len(patched) == 2  # the encoder's patch and the attention-pool head
     (x,) = wrapper.example_inputs(seed=0)
     with torch.no_grad():
         before = wrapper(x)
-        with spelled(wrapper, INDEXED.for_export()):
+        with using_ops(wrapper, INDEXED.for_export()):
             assert all(merge_ops_of(m) == INDEXED.for_export() for m in patched)
             traced_spelling = wrapper(x)
         assert all(merge_ops_of(m) is ARITHMETIC for m in patched)

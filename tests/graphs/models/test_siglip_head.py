@@ -8,7 +8,7 @@ import torch
 
 from tomobile.graphs import MergeConfig, remove_merge
 from tomobile.graphs.methods.merge import ARITHMETIC
-from tomobile.graphs.methods.ops import spelled
+from tomobile.graphs.methods.ops import using_ops
 from tomobile.graphs.models.registry import get_model
 from tomobile.graphs.models.siglip_head import static_pool
 
@@ -47,7 +47,7 @@ def test_export_traces_the_static_spelling_and_matches_eager():
     wrapper = _wrapper("tome:r=8")
     (x,) = wrapper.example_inputs(seed=2)
     with torch.no_grad():
-        with spelled(wrapper, ARITHMETIC.for_export()):  # as the exporters trace it (export/pipeline.py)
+        with using_ops(wrapper, ARITHMETIC.for_export()):  # as the exporters trace it (export/pipeline.py)
             program = torch.export.export(wrapper, (x,), strict=False)
         eager = wrapper(x)
         exported = program.module()(x)
