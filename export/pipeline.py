@@ -33,6 +33,7 @@ from ..runtime.manifest import (VECTORS_DIR, ManifestError, is_export_folder, lo
 from ..runtime.text_int8 import validate_export
 from ..runtime.validate import ValidationReport
 from .executorch_int8 import CALIBRATION_SEEDS
+from .near_ties import explain_near_ties
 from .onnx_weights_int8 import quantize_weights_int8
 from .output import Staging, discard, finalize, make_staging
 from .registry import ExportOptions, PartInfo, get_exporter, get_group_exporter
@@ -93,7 +94,7 @@ def export_model(bundle: ModelBundle, formats: list[str], out: Path, options: Ex
     report = None
     try:
         if validate:
-            report = validate_export(staging.path, progress=progress)
+            report = explain_near_ties(bundle, staging.path, validate_export(staging.path, progress=progress))
             manifest["validation"] = report.to_json()
             write_manifest(staging.path, manifest)
             report = _relocated(report, staging.path, out)

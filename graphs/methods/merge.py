@@ -32,7 +32,7 @@ import torch
 
 from ..errors import InputError
 from .constants import NO_MATCH, PAD_PAIR, PROTECTED, SAME_DELTA, const, table_tensor
-from .margins import note_cut, note_partner
+from .margins import force_cut, force_partner, note_cut, note_partner
 from .ops import MergeOps, SlotMerge
 from .plan import NOTHING_PROTECTED, Protected
 
@@ -247,7 +247,9 @@ def assignment(metric: torch.Tensor, r: int, protected: Protected = NOTHING_PROT
     ta = (t + 1) // 2
     n_kept = ta - r
     scores = matching_scores(metric, protected, valid, ops)  # (B, Ta, Tb)
+    scores = force_partner("tome", scores)  # eager only, inside margins.forced_flips(): a near-tie replayed
     best, partner = ops.best_partner(scores)  # (B, Ta), (B, Ta)
+    best = force_cut("tome", best, r)
     merged = torch.clamp(float(r) - rank_descending(best, ops), 0.0, 1.0)  # (B, Ta): rank < r, integers
     note_cut("tome", best, r)  # eager only, inside margins.record_margins(): how clear the choices are
     note_partner("tome", scores, merged)

@@ -36,7 +36,7 @@ import torch
 
 from ..errors import InputError
 from .constants import NO_MATCH, SAME_DELTA
-from .margins import note_cut, note_partner
+from .margins import force_cut, force_partner, note_cut, note_partner
 from .merge import ARITHMETIC, one_hot_assignment, rank_descending, snap_duplicates, unmerge
 from .ops import MergeOps
 
@@ -120,14 +120,16 @@ def slot_positions(x: torch.Tensor, dst: list[int], r: int, spatial: SpatialOps,
     dst_idx = torch.tensor(dst, dtype=torch.int64, device=x.device)
     scores = unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2)  # (N, Ns, Nd)
     if spatial is SpatialOps.INDEXED:
-        scores = clamp_duplicates(scores)
+        scores = force_partner("spatial", clamp_duplicates(scores))  # eager only, inside margins.forced_flips()
         best, partner = scores.amax(dim=-1), scores.argmax(dim=-1).to(x.dtype)  # (N, Ns): the first maximum
+        best = force_cut("spatial", best, r)
         order = ops.descending_order(best)  # (N, Ns) int64, equal scores in index order (TopK when traced)
         merged = torch.zeros_like(best).scatter(1, order[:, :r], 1.0)  # (N, Ns): 1 for the r best
         kept_slot = (1.0 - merged).cumsum(dim=-1) - 1.0  # (N, Ns)
     else:
-        scores = snap_duplicates(scores, ops)
+        scores = force_partner("spatial", snap_duplicates(scores, ops))  # eager only, inside margins.forced_flips()
         best, partner = ops.best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
+        best = force_cut("spatial", best, r)
         merged = torch.clamp(float(r) - rank_descending(best.clamp_min(NO_MATCH), ops), 0.0, 1.0)  # (N, Ns): rank < r
         kept_slot = ops.cumsum(1.0 - merged) - 1.0  # (N, Ns)
     note_cut("spatial", best.clamp_min(NO_MATCH), r)  # eager only, inside margins.record_margins()

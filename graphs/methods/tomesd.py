@@ -41,10 +41,12 @@ from .spatial_merge import SpatialOps, grid_destinations, merge_fns
 
 METHOD = "tomesd"
 SPEC_HELP = ("tomesd:ratio=R[,max_downsample=1|2|4|8][,sx=N][,sy=N][,use_rand=0|1][,seed=N][,merge_attn=0|1]"
-             "[,merge_crossattn=0|1][,merge_mlp=0|1] (diffusers UNets; R in [0, 1))")
+             "[,merge_crossattn=0|1][,merge_mlp=0|1] (diffusers UNets; R in [0, 1); sx, sy within every merging "
+             "block's grid; seed 0..2^64-1, drawn only with use_rand=1 at an even batch: --cfg)")
 _FLAGS = ("use_rand", "merge_attn", "merge_crossattn", "merge_mlp")
 _INTS = ("max_downsample", "sx", "sy", "seed")
 _PATCH_ATTR = "_tomobile_tomesd"
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0..2^64-1
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class TomesdConfig:
             raise SpecError(f"tomesd max_downsample {self.max_downsample} must be 1, 2, 4 or 8")
         if self.sx < 1 or self.sy < 1:
             raise SpecError("tomesd sx and sy must be >= 1")
+        if self.seed > MAX_SEED:
+            raise SpecError(f"tomesd seed {self.seed} is out of range; seeds are 0..2^64-1 (torch's generator state)")
 
     @classmethod
     def parse(cls, spec: str) -> TomesdConfig:
@@ -138,7 +142,7 @@ def block_plans(tokens: list[int], latent_hw: tuple[int, int], batch: int, confi
     use_rand = config.use_rand and batch % 2 == 0  # tomesd: an odd batch never randomises
     plans: list[BlockPlan | None] = []
     for n in tokens:
-        downsample = int(math.ceil(math.sqrt(height * width // n)))
+        downsample = _downsample(n, latent_hw)
         h, w = int(math.ceil(height / downsample)), int(math.ceil(width / downsample))
         r = int(n * config.ratio)
         if downsample > config.max_downsample or r <= 0:
@@ -148,6 +152,10 @@ def block_plans(tokens: list[int], latent_hw: tuple[int, int], batch: int, confi
             raise SpecError(f"tomesd cannot place {n} tokens on the {h}x{w} grid it derives from the "
                             f"{height}x{width} latent; choose a latent size the UNet halves evenly")
         hsy, wsx = h // config.sy, w // config.sx
+        if not hsy or not wsx:  # no whole sy x sx cell: no destination, nothing to merge into
+            raise SpecError(f"tomesd sx={config.sx}, sy={config.sy} do not fit the {h}x{w} token grid of a block it "
+                            f"merges (downsample {downsample} of the {height}x{width} latent); give sx <= {w} and "
+                            f"sy <= {h}, or a lower max_downsample")
         if use_rand:
             offsets = torch.randint(config.sy * config.sx, size=(hsy, wsx, 1), generator=generator).flatten().tolist()
         else:
@@ -155,6 +163,23 @@ def block_plans(tokens: list[int], latent_hw: tuple[int, int], batch: int, confi
         dst = grid_destinations(h, w, config.sy, config.sx, offsets)
         plans.append(BlockPlan(h, w, min(r, n - len(dst)), tuple(dst)))
     return plans
+
+
+def _downsample(tokens: int, latent_hw: tuple[int, int]) -> int:
+    """tomesd's downsample of a block from its token count: ceil(sqrt(H * W // tokens))."""
+    return int(math.ceil(math.sqrt(latent_hw[0] * latent_hw[1] // tokens)))
+
+
+def unused_options(config: TomesdConfig, batch: int) -> list[str]:
+    """The options of `config` that do nothing at this batch, each said in a few words (the CLI
+    prints them in one note line): seed without use_rand, use_rand at an odd batch (tomesd never
+    randomises one)."""
+    unused = []
+    if config.seed != TomesdConfig.seed and not config.use_rand:
+        unused.append(f"seed={config.seed} needs use_rand=1 (destinations are each cell's top-left otherwise)")
+    if config.use_rand and batch % 2:
+        unused.append(f"use_rand=1 at batch {batch}: an odd batch never randomises, as in tomesd (--cfg exports batch 2)")
+    return unused
 
 
 def transformer_blocks(unet: nn.Module) -> list[nn.Module]:
@@ -220,7 +245,13 @@ def apply_tomesd(unet: nn.Module, config: TomesdConfig, inputs: tuple[torch.Tens
     tokens = block_tokens(unet, inputs)
     order = list(tokens)  # call order
     sample = inputs[0]
-    plans = block_plans([tokens[b] for b in order], tuple(sample.shape[2:]), sample.shape[0], config)
+    latent_hw = tuple(sample.shape[2:])
+    plans = block_plans([tokens[b] for b in order], latent_hw, sample.shape[0], config)
+    if config.ratio > 0 and all(p is None for p in plans):
+        levels = sorted({_downsample(tokens[b], latent_hw) for b in order})
+        raise SpecError(f"tomesd:{config.describe()} merges no token in this UNet: its attention blocks sit at downsample "
+                        f"{', '.join(map(str, levels)) or 'nowhere'}, and max_downsample={config.max_downsample} "
+                        "merges only at those up to it, with r = int(tokens * ratio) > 0; raise max_downsample or ratio")
     for block, plan in zip(order, plans, strict=True):
         if plan is not None and (config.merge_attn or config.merge_crossattn or config.merge_mlp):
             block.forward = functools.partial(tomesd_block_forward, block, plan, config, drop,

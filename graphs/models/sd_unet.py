@@ -35,6 +35,9 @@ from .exportable import Exportable, ModelBundle, TensorSpec
 
 PART = "unet/model"  # artifact stem: unet/model.onnx, unet/model.pte, unet/model.mlpackage
 VAE_SCALE = 8  # latent = image / 8 for every Stable Diffusion VAE
+# Largest --size: 4 x SD-1.5's 512 px (a 256 x 256 latent, 65536 tokens in the first attention
+# blocks). Beyond it one typo asked for petabytes (99999992 px: a 2.5 PB allocation).
+MAX_SIZE = 2048
 TEXT_TOKENS = 77  # CLIP text encoder length
 SD_OPTIONS = ("size", "cfg")
 UNET_CLASS = "UNet2DConditionModel"
@@ -122,8 +125,9 @@ def latent_size(sample_size: int, size: int | str | None) -> int:
     if size is None:
         return int(sample_size)
     size = int(size)
-    if size <= 0 or size % VAE_SCALE:
-        raise SpecError(f"--size {size} must be a positive multiple of {VAE_SCALE} (image pixels; latent = size / 8)")
+    if size <= 0 or size % VAE_SCALE or size > MAX_SIZE:
+        raise SpecError(f"--size {size} must be a multiple of {VAE_SCALE} from {VAE_SCALE} to {MAX_SIZE} "
+                        "(image pixels; latent = size / 8)")
     return size // VAE_SCALE
 
 
