@@ -46,11 +46,13 @@ def test_parse_threads_takes_a_list_of_positive_counts():
             parse_threads(bad)
 
 
-def test_parse_runtimes_rejects_unknown_names():
-    assert parse_runtimes("onnxruntime, executorch,onnxruntime") == ["onnxruntime", "executorch"]
+def test_parse_runtimes_rejects_unknown_names_and_repeats():
+    assert parse_runtimes("onnxruntime, executorch") == ["onnxruntime", "executorch"]
     assert parse_runtimes("executorch-fp16,executorch-int8") == ["executorch-fp16", "executorch-int8"]
     with pytest.raises(ValueError, match="runtimes: onnxruntime"):
         parse_runtimes("tflite")
+    with pytest.raises(ValueError, match="lists onnxruntime twice"):  # the list rule (docs/input_checks.md)
+        parse_runtimes("onnxruntime, executorch,onnxruntime")
 
 
 def test_round_robin_interleaves_and_rotates_the_start():
