@@ -20,6 +20,7 @@ from tomobile.export.pipeline import _programs, stage_export
 from tomobile.export.registry import ExportOptions, PartInfo
 from tomobile.graphs.models.exportable import ModelBundle
 from tomobile.runtime import video
+from tomobile.runtime.manifest_reader import read_manifest
 from tomobile.runtime.runners.onnxruntime import OnnxRunner
 from tomobile.runtime.runners.ort_shared import MIN_SHARED_BYTES, SharedWeightSessions, external_initializers
 
@@ -108,9 +109,9 @@ def group_export(tmp_path_factory):
     parts, _ = _parts()
     bundle = ModelBundle("toy", {"denoiser": parts["plain"], "denoiser_tdtm": parts["merged"]})
     out = tmp_path_factory.mktemp("group") / "toy"
-    staging, manifest = stage_export(bundle, ["onnx"], out, ExportOptions(), progress=False)
+    staging, _ = stage_export(bundle, ["onnx"], out, ExportOptions(), progress=False)
     finalize(staging)
-    return out, {a["part"]: a for a in manifest["artifacts"]}
+    return out, {a.part: a for a in read_manifest(out).artifacts}
 
 
 def test_generate_reader_shares_a_groups_weights(group_export, monkeypatch):
@@ -120,7 +121,7 @@ def test_generate_reader_shares_a_groups_weights(group_export, monkeypatch):
     monkeypatch.delenv("TOMOBILE_ORT_SHARED_WEIGHTS", raising=False)
     shared: dict = {}
     runs = {p: video._checked_runner(folder, a, video.RuntimeKind.ONNXRUNTIME, shared) for p, a in artifacts.items()}
-    assert list(shared) == [folder / artifacts["denoiser"]["weights"]["path"]]
+    assert list(shared) == [folder / artifacts["denoiser"].weights.path]
     assert set(shared[folder / "denoiser.onnx.data"]._values)  # the variants' tensors, from the one file
     x = np.random.default_rng(1).standard_normal((8, WIDTH)).astype(np.float32)
     for part, run in runs.items():
