@@ -177,6 +177,7 @@ def test_time_reports_per_call_figures(native, vit_tiny_export, tmp_path):
     (row,) = json.loads((tmp_path / "t.json").read_text())
     assert row["artifact"] == "model.pte" and len(row["runs_ms"]) == 5 and row["threads"] == 1
     assert 0 < row["min_ms"] <= row["median_ms"] and "per call median" in proc.stdout
+    assert len(row["cpu_ms"]) == 5 and all(0 < c for c in row["cpu_ms"])  # process CPU time per call
 
 
 def test_bench_runs_native_rows_in_fresh_children(native, micro_split_export):

@@ -1,5 +1,6 @@
 #include "commands.h"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -97,6 +98,14 @@ void next_step(Env& env, const Array& velocity, float t0, int k, int steps) {
   reinterpret_cast<float*>(env.at("t").bytes.data())[0] = next;
 }
 
+// The process's CPU seconds (all its threads): at 1 thread a call's own work, steadier than wall
+// time on a shared machine.
+double cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
 }  // namespace
 
 int cmd_validate(const fs::path& folder, const std::optional<fs::path>& json_path, unsigned threads, bool quiet) {
@@ -126,11 +135,12 @@ int cmd_time(const fs::path& folder, int runs, unsigned threads, const std::opti
     for (const auto& x : cases[0].inputs) args.push_back(&x);
     Loaded l = load_timed(spec);
     l.part->run(args);  // warm-up: first-call allocations
-    std::vector<double> ms;
+    std::vector<double> ms, cpu_ms;
     COUNT_START();
     for (int i = 0; i < runs; ++i) {
-      double t = now_s();
+      double t = now_s(), c = cpu_s();
       l.part->run(args);
+      cpu_ms.push_back(1e3 * (cpu_s() - c));
       ms.push_back(1e3 * (now_s() - t));
     }
     COUNT_STOP();
@@ -139,7 +149,8 @@ int cmd_time(const fs::path& folder, int runs, unsigned threads, const std::opti
     std::printf("%s: load %.1f ms, per call median %.2f ms, min %.2f ms (%d runs, %zu threads)\n",
                 a.label().c_str(), 1e3 * l.seconds, median, ms[0], runs, used);
     rows.push_back({{"artifact", a.label()}, {"load_ms", 1e3 * l.seconds}, {"median_ms", median}, {"min_ms", ms[0]},
-                    {"runs_ms", ms}, {"threads", used}});
+                    {"runs_ms", ms}, {"cpu_ms", cpu_ms},
+                    {"threads", used}});
   }
   write_json(json_path, rows);
   return 0;
