@@ -259,13 +259,46 @@ def _select_as_slice(graph, node, exir_ops) -> bool:
     return True
 
 
+def drop_identities(program):
+    """A clone (default memory format) or a slice over a whole axis becomes its input, in place.
+
+    A causal video VAE keeps `x[:, :, -2:].clone()` of each conv input as its cache (Wan's
+    decoder); where x has exactly 2 frames that is x itself, and XNNPACK refused the partition
+    that returned its own input ("Output node ... is already in the inputs"). A clone that is a
+    graph output stays when its input is a graph input or another output (outputs stay distinct)."""
+    aten = torch.ops.aten
+    graph = program.graph_module.graph
+    outputs = list(graph.output_node().args[0])
+    changed = False
+    for node in list(graph.nodes):
+        if node.op != "call_function" or not node.args or not isinstance(node.args[0], torch.fx.Node):
+            continue
+        src = node.args[0]
+        if node.target == aten.clone.default:
+            same = node.kwargs.get("memory_format") in (None, torch.contiguous_format)
+        elif node.target == aten.slice.Tensor:
+            step = node.args[4] if len(node.args) > 4 else 1
+            same = step == 1 and tuple(src.meta["val"].shape) == tuple(node.meta["val"].shape)
+        else:
+            continue
+        if not same or (node in outputs and (src.op == "placeholder" or src in outputs)):
+            continue
+        node.replace_all_uses_with(src)
+        graph.erase_node(node)
+        outputs = list(graph.output_node().args[0])
+        changed = True
+    if changed:
+        program.graph_module.recompile()
+    return program
+
+
 def for_xnnpack(program):
-    """Rewrite a program so XNNPACK takes more of it, and computes it as eager does: layer norm and
-    attention as primitive ops, tanh-GELU spelled out,
+    """Rewrite a program so XNNPACK takes more of it, and computes it as eager does: identity clones
+    and slices dropped, layer norm and attention as primitive ops, tanh-GELU spelled out,
     constant subgraphs folded (a constant built in forward must be a static weight for XNNPACK's matmuls)."""
     from executorch.exir.passes.constant_prop_pass import constant_prop_pass, get_default_skip_targets_no_quant
 
-    program = program.run_decompositions({torch.ops.aten.layer_norm.default: _layer_norm,
+    program = drop_identities(program).run_decompositions({torch.ops.aten.layer_norm.default: _layer_norm,
                                            torch.ops.aten.scaled_dot_product_attention.default: _attention})
     program = spell_out_tanh_gelu(program)
     program = float_scalars(program)

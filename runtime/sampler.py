@@ -5,7 +5,9 @@ t = 1 (noise) to t = 0 with Euler steps x <- x - v dt. Timesteps are shifted tow
 by Open-Sora's transform t' = a t / (1 + (a - 1) t).
 
 The sampler is numpy-only and calls `velocity(x, t, merged) -> v` (classifier-free guidance is the
-callable's job), so the same loop drives eager PyTorch, ONNX Runtime and ExecuTorch.
+callable's job), so the same loop drives eager PyTorch, ONNX Runtime and ExecuTorch. The loop
+(`run_steps`: TDTM steps, fixed and auto leaps) takes its step from a `Stepper`; diffusers' flow
+schedulers (runtime/flow_sampler.py) share it with this Euler sampler.
 
 LPL (Linear Proportional Leap): at a leap step the velocity just evaluated is followed over the
 whole remaining time, x0 = x - v t, and sampling stops. Fixed: after N normal steps (N + 1 calls).

@@ -14,17 +14,8 @@ from tomobile.runtime.sampler import LeapConfig, LeapMode, SimilarityMode
 
 diffusers = pytest.importorskip("diffusers")
 
-# Wan 2.1 T2V's shipped scheduler_config.json (Wan-AI/Wan2.1-T2V-1.3B-Diffusers), keys as diffusers writes them.
-WAN_UNIPC = {
-    "_class_name": "UniPCMultistepScheduler", "_diffusers_version": "0.33.0.dev0", "beta_end": 0.02,
-    "beta_schedule": "linear", "beta_start": 0.0001, "disable_corrector": [], "dynamic_thresholding_ratio": 0.995,
-    "final_sigmas_type": "zero", "flow_shift": 3.0, "lower_order_final": True, "num_train_timesteps": 1000,
-    "predict_x0": True, "prediction_type": "flow_prediction", "rescale_betas_zero_snr": False, "sample_max_value": 1.0,
-    "solver_order": 2, "solver_p": None, "solver_type": "bh2", "steps_offset": 0, "thresholding": False,
-    "timestep_spacing": "linspace", "trained_betas": None, "use_beta_sigmas": False, "use_exponential_sigmas": False,
-    "use_flow_sigmas": True, "use_karras_sigmas": False,
-}
-EULER = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0}
+from wan_fixture import EULER, WAN_UNIPC  # noqa: E402
+
 SHIFTS = (1.0, 2.0, 3.0, 5.0, 7.3)
 STEP_COUNTS = (1, 2, 3, 4, 10, 30, 50)
 
