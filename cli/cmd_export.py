@@ -9,7 +9,7 @@ from ..export.output import check_out_dir
 from ..export.pipeline import export_model
 from ..export.registry import ExportOptions, check_options, exporters, option_values, parse_formats
 from ..export.split import split_bundle
-from ..graphs.config import SPEC_HELP, MergeConfig
+from ..graphs.spec.config import MergeConfig, spec_help
 from ..runtime.manifest import DEFAULT_OUT, MANIFEST, entry_name
 from ..runtime.validate import format_table
 from .checks import int_at_least, note
@@ -73,7 +73,7 @@ def add_parser(sub) -> None:
     p.add_argument("model", metavar="MODEL", help="a built-in name (see `tomobile models`) or a local Hugging Face "
                                                   "model folder (config.json + weights)")
     p.add_argument("--merge", default="none", metavar="SPEC",
-                   help=f"token merging: {SPEC_HELP} (default: none)")
+                   help=f"token merging: {spec_help()} (default: none)")
     p.add_argument("--size", type=int_at_least(8), metavar="PX",
                    help="Stable Diffusion UNets: image size in pixels, a multiple of 8 (latent = PX/8); default: the "
                         "config's sample_size x 8")

@@ -6,20 +6,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..graphs.config import MergeConfig, SpecError
 from ..graphs.errors import InputError
-from ..graphs.exportable import ModelBundle
-from ..graphs.hf_folder import load_local
-from ..graphs.registry import ModelEntry, get_model, load_builtin_models
-from ..graphs.sd_unet import SD_OPTIONS, load_unet_folder, unet_folder
-from ..graphs.tomesd import METHOD as TOMESD
+from ..graphs.methods.tomesd import METHOD as TOMESD
+from ..graphs.models.exportable import ModelBundle
+from ..graphs.models.hf_folder import load_local
+from ..graphs.models.registry import ModelEntry, builtin_models, get_model
+from ..graphs.models.sd_unet import SD_OPTIONS, load_unet_folder, unet_folder
+from ..graphs.spec.config import MergeConfig
+from ..graphs.spec.grammar import SpecError
 
 
 def resolve_model(name: str, config: MergeConfig, options: dict | None = None) -> ModelBundle:
     """A built-in model name, a local Hugging Face model folder or a local diffusers UNet / pipeline
     folder -> bundle, patched per `config`; `options` (the video model's TDTM modes, the UNets'
     size and cfg) only for a model that takes them."""
-    models = load_builtin_models()
+    models = builtin_models()
     if name in models:
         _refuse_options(name, models, options or {})
         _refuse_tomesd(name, config, models[name].options)
@@ -67,7 +68,7 @@ def sd_options(size: int | None, cfg: bool) -> dict:
 
 def source_folder(name: str) -> Path | None:
     """The local model folder that MODEL names (an export must not replace it), or None."""
-    return None if name in load_builtin_models() or not Path(name).exists() else Path(name)
+    return None if name in builtin_models() or not Path(name).exists() else Path(name)
 
 
 def check_trace_source(config: MergeConfig, bundle: ModelBundle) -> None:

@@ -1,8 +1,8 @@
 """A WanPipeline run from its parts, numpy in and numpy out: what `generate` does on any runtime.
 
-    encode(prompt) -> prompt_embeds (1, L, D)          (runtime/wan_prompt.py + graphs/wan_text.py)
+    encode(prompt) -> prompt_embeds (1, L, D)          (runtime/wan_prompt.py + graphs/models/wan_text.py)
     denoise(x, timestep, prompt_embeds, merged) -> v    (the transformer; `merged`: its TDTM variant)
-    decode(latents) -> frames (1, N, H, W, 3) in [0, 1] (graphs/wan_vae.py)
+    decode(latents) -> frames (1, N, H, W, 3) in [0, 1] (graphs/models/wan_vae.py)
 
 The steps follow WanPipeline.__call__: encode the prompt and, with guidance > 1, the negative
 prompt ("" by default); sample from the given latents with the numpy sampler
@@ -49,7 +49,7 @@ def wan_generate(run: WanRun, prompt: str, latents: np.ndarray, cfg: FlowSampler
 
 
 def eager_encoder(tokenizer, text_encoder: torch.nn.Module, length: int) -> Callable[[str], np.ndarray]:
-    """prompt -> prompt_embeds with a PyTorch text encoder (graphs/wan_text.WanTextEncoder)."""
+    """prompt -> prompt_embeds with a PyTorch text encoder (graphs/models/wan_text.WanTextEncoder)."""
 
     @torch.no_grad()
     def encode(prompt: str) -> np.ndarray:

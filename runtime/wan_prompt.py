@@ -3,7 +3,7 @@
 WanPipeline cleans a prompt (HTML entities unescaped twice, whitespace runs collapsed, ends
 stripped; also ftfy's fix_text when ftfy is installed, which tomobile does not install) and
 tokenizes it padded to `max_sequence_length` with the tokenizer's special tokens (UMT5 appends
-</s>). The text encoder (graphs/wan_text.py) then zeroes the states past the prompt's tokens.
+</s>). The text encoder (graphs/models/wan_text.py) then zeroes the states past the prompt's tokens.
 WanPipeline truncates a longer prompt silently; `tokenize` refuses it instead, in one line.
 """
 

@@ -1,6 +1,6 @@
 """`wan-shapes` through the eval of `tomobile eval video`: prompt following and speed per setting.
 
-The model (graphs/wan_shapes.py) samples in pixel space on its scheduler (UniPC, flow prediction,
+The model (graphs/models/wan_shapes.py) samples in pixel space on its scheduler (UniPC, flow prediction,
 shift 2), with WanPipeline's guidance around two transformer calls per step (the caption's MiniLM
 states, zeroed past its tokens, and the empty prompt's) from the portable noise of
 runtime/noise.py. Settings: full steps, LPL after half of them, LPL auto, and, where a TDTM
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..graphs.wan_shapes import DEMO, SCHEDULER_CONFIG, WEIGHTS, caption_states, load_wan_shapes
+from ..graphs.models.wan_shapes import DEMO, SCHEDULER_CONFIG, WEIGHTS, caption_states, load_wan_shapes
 from .flow_sampler import FlowSamplerConfig, guided, sample_flow
 from .flow_schedule import flow_schedule
 from .noise import latent_noise

@@ -4,7 +4,7 @@ Every setting (runtime/wan_shapes_eval.py) generates every prompt from the same 
 interleaved clip by clip; the table gives denoiser calls, time against the full run, what the
 analytic detector sees (colour, shape, direction, all three) and PSNR / SSIM against the full clip.
 
-    .venv/bin/python scripts/eval_wan_shapes.py --weights graphs/weights/wan_shapes.safetensors --out OUT.json
+    .venv/bin/python scripts/eval_wan_shapes.py --weights graphs/models/weights/wan_shapes.safetensors --out OUT.json
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from tomobile.graphs.wan_shapes import WEIGHTS
+from tomobile.graphs.models.wan_shapes import WEIGHTS
 from tomobile.runtime.video_eval import format_table, run_video_eval
 from tomobile.runtime.wan_shapes_eval import (PROMPTS16, eager_wan_shapes, generate_clip, sampler, warm_up,
                                               wan_shapes_settings)

@@ -32,8 +32,8 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.training_utils import compute_density_for_timestep_sampling
 from safetensors.torch import save_file
 
-from tomobile.graphs.clips import all_specs, sample_batch
-from tomobile.graphs.wan_shapes import DEMO, TRANSFORMER_CONFIG, WEIGHTS, caption_states, wan_transformer
+from tomobile.graphs.models.clips import all_specs, sample_batch
+from tomobile.graphs.models.wan_shapes import DEMO, TRANSFORMER_CONFIG, WEIGHTS, caption_states, wan_transformer
 
 
 def zero_init(model) -> None:

@@ -14,9 +14,9 @@ from wan_fixture import PROMPT, WanParts, latent_shape, pipeline_decode, small_w
 
 from tomobile.export.pipeline import export_model  # noqa: E402
 from tomobile.export.registry import ExportOptions  # noqa: E402
-from tomobile.graphs.exportable import ModelBundle  # noqa: E402
-from tomobile.graphs.wan_text import WanTextEncoder  # noqa: E402
-from tomobile.graphs.wan_vae import WanVaeDecoder, WanVaeDecoderChunk, decode_chunks  # noqa: E402
+from tomobile.graphs.models.exportable import ModelBundle  # noqa: E402
+from tomobile.graphs.models.wan_text import WanTextEncoder  # noqa: E402
+from tomobile.graphs.models.wan_vae import WanVaeDecoder, WanVaeDecoderChunk, decode_chunks  # noqa: E402
 from tomobile.runtime.artifacts import CoreAIRunner, ExecuTorchRunner, OnnxRunner  # noqa: E402
 from tomobile.runtime.manifest import entry_name, load_manifest  # noqa: E402
 from tomobile.runtime.wan_prompt import tokenize  # noqa: E402

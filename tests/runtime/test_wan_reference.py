@@ -11,8 +11,8 @@ pytest.importorskip("accelerate")
 
 from wan_fixture import PROMPT, WanParts, latent_shape, save_and_load, small_wan_pipeline  # noqa: E402
 
-from tomobile.graphs.wan_text import WanTextEncoder  # noqa: E402
-from tomobile.graphs.wan_vae import WanVaeDecoder  # noqa: E402
+from tomobile.graphs.models.wan_text import WanTextEncoder  # noqa: E402
+from tomobile.graphs.models.wan_vae import WanVaeDecoder  # noqa: E402
 from tomobile.runtime.flow_sampler import FlowSamplerConfig  # noqa: E402
 from tomobile.runtime.flow_schedule import flow_schedule  # noqa: E402
 from tomobile.runtime.sampler import LeapConfig  # noqa: E402

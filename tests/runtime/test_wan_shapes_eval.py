@@ -10,7 +10,7 @@ pytest.importorskip("diffusers")
 
 from safetensors.torch import save_file  # noqa: E402
 
-from tomobile.graphs.wan_shapes import (DEMO, SCHEDULER_CONFIG, TRANSFORMER_CONFIG, WEIGHTS,  # noqa: E402
+from tomobile.graphs.models.wan_shapes import (DEMO, SCHEDULER_CONFIG, TRANSFORMER_CONFIG, WEIGHTS,  # noqa: E402
                                         caption_states, checkpoint_metadata, load_wan_shapes, wan_transformer)
 from tomobile.runtime.flow_schedule import SchedulerKind  # noqa: E402
 from tomobile.runtime.video_eval import run_video_eval  # noqa: E402
