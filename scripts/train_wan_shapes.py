@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import random
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.training_utils import compute_density_for_timestep_sampling
 from safetensors.torch import save_file
 
+from train_common import step_with_ema, warmup_cosine
 from tomobile.graphs.models.clips import all_specs, sample_batch
 from tomobile.graphs.models.wan_shapes import DEMO, TRANSFORMER_CONFIG, WEIGHTS, caption_states, wan_transformer
 
@@ -103,13 +103,9 @@ def main() -> None:
     model.train()
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    warmup = 100
 
     def lr_at(step: int) -> float:
-        if step < warmup:
-            return args.lr * (step + 1) / warmup
-        frac = (step - warmup) / max(1, args.steps - warmup)
-        return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        return warmup_cosine(step, args.steps, args.lr)
 
     params = sum(p.numel() for p in model.parameters())
     record = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
@@ -131,15 +127,7 @@ def main() -> None:
         xt = (1.0 - s) * x0 + s * noise
         v = model(xt, timesteps, y, return_dict=False)[0]  # (B, 3, T, H, W)
         loss = (v.float() - (noise - x0)).pow(2).mean()
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - args.ema)
+        step_with_ema(model, ema, opt, loss, lr_at(step), args.ema)
         running += loss.item()
         if (step + 1) % 50 == 0:
             line = (f"step {step + 1:5d}  loss {running / 50:.4f}  lr {lr_at(step):.2e}  "
