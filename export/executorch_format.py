@@ -1,5 +1,9 @@
 """ExecuTorch exporter: torch.export program -> edge -> (XNNPACK delegate) -> model.pte.
 
+For XNNPACK the program first goes through export/passes/ (layer norm, attention, GELU and pow
+spelled in ops XNNPACK delegates and computes as eager does; constants folded; edge-level expand
+and select as views and slices).
+
 Before the file is written, every operator left outside the delegate is checked against the
 kernels registered in the installed runtime: a .pte that would fail at load_method is not written.
 """
@@ -7,17 +11,16 @@ kernels registered in the installed runtime: a .pte that would fail at load_meth
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
 
 import torch
 from torch.export.graph_signature import InputKind
-from torch.fx.passes.infra.pass_base import PassResult
 
 from ..graphs.errors import InputError
 from ..runtime.manifest import file_record
 from .executorch_int8 import quantize_int8
 from .opcheck import UnsupportedOpError, check_executorch_operators, check_graph, registered_executorch_kernels
+from .passes import edge_passes, run_program_passes
 from .registry import ExportOptions, PartInfo, register_exporter, register_group_exporter
 
 
@@ -44,8 +47,8 @@ def lower_methods(programs: dict, backend: str, weights_tag: str | None = None):
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
         partitioners = [XnnpackPartitioner()]
-        programs = {name: for_xnnpack(p) for name, p in programs.items()}
-        passes = [expand_as_view]
+        programs = {name: run_program_passes(p) for name, p in programs.items()}
+        passes = edge_passes()
     shared = _alike_weights(programs) if weights_tag and len(programs) > 1 else None
     config = ExecutorchBackendConfig(external_constants=(
         (lambda node: weights_tag if shared is None or node.target in shared else None) if weights_tag else False))
@@ -115,215 +118,6 @@ def _scalars_as(dtype):
         yield
     finally:
         torch.set_default_dtype(old)
-
-
-def _layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, cudnn_enable: bool = True):
-    """layer_norm over the last axis from ops XNNPACK delegates: means as matmuls with a 1/C column
-    (XNNPACK has no layer norm, and averages only 4-D tensors over H and W). In fp16, eps is at
-    least fp16's smallest normal number: ViT's 1e-12 rounds to 0 there, and a constant row (DeiT's
-    zero-initialised class token) then gave rsqrt(0) = inf and 0 * inf = NaN."""
-    if x.dtype == torch.float16:
-        eps = max(eps, 2.0**-24)
-    c = x.shape[-1]
-    avg = torch.full((c, 1), 1.0 / c, dtype=x.dtype)  # (C, 1), folded into a constant below
-    centred = x - x @ avg  # (..., C)
-    y = centred * torch.rsqrt((centred * centred) @ avg + eps)  # (..., C)
-    if weight is not None:
-        y = y * weight
-    return y + bias if bias is not None else y
-
-
-def spell_out_tanh_gelu(program):
-    """Replace each tanh-approximate GELU, and each fp16 GELU, with mul/add/tanh nodes, in place;
-    and x**2, x**3 (HF's gelu_new and gelu_fast write the cube with pow) with products.
-
-    XNNPACK computes the exact (erf) GELU whatever `approximate` says, so a tanh-GELU came back
-    4.7e-4 off eager (measured on a Linear + GELU(tanh)); mul, add and tanh it computes as written.
-    XNNPACK has no fp16 GELU at all (the partitioner leaves it to a portable kernel, splitting the
-    graph); in fp16 the tanh form is within fp16's own rounding of the exact one (at most 3e-4 apart).
-    Exact fp32 GELU nodes stay one op. (A decomposition-table entry cannot do this: keeping the
-    exact form there re-enters the same entry.)"""
-    aten = torch.ops.aten
-    graph = program.graph_module.graph
-    changed = False
-    for node in list(graph.nodes):
-        if node.target is aten.pow.Tensor_Scalar and node.args[1] in (2, 3):
-            # gelu_new / gelu_fast spell x**3 with pow, which XNNPACK leaves to a portable kernel in fp16
-            # (3 partitions): a product of x with itself is the same number and stays delegated.
-            x = node.args[0]
-            with graph.inserting_before(node):
-                out = graph.call_function(aten.mul.Tensor, (x, x))
-                if node.args[1] == 3:
-                    out = graph.call_function(aten.mul.Tensor, (out, x))
-            node.replace_all_uses_with(out)
-            graph.erase_node(node)
-            changed = True
-            continue
-        if node.target is not aten.gelu.default:
-            continue
-        approximate = node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none")
-        if approximate != "tanh" and node.meta["val"].dtype != torch.float16:
-            continue
-        x = node.args[0]
-        with graph.inserting_before(node):
-            def op(target, *args):
-                return graph.call_function(target, args)
-
-            cube = op(aten.mul.Tensor, op(aten.mul.Tensor, x, x), x)
-            inner = op(aten.mul.Tensor, op(aten.add.Tensor, x, op(aten.mul.Tensor, cube, 0.044715)),
-                       math.sqrt(2.0 / math.pi))
-            out = op(aten.mul.Tensor, op(aten.mul.Tensor, x, 0.5), op(aten.add.Tensor, op(aten.tanh.default, inner), 1.0))
-        node.replace_all_uses_with(out)
-        graph.erase_node(node)
-        changed = True
-    if changed:
-        graph.lint()
-        program.graph_module.recompile()
-    return program
-
-
-def _attention(q, k, v, attn_mask=None, dropout_p: float = 0.0, is_causal: bool = False, scale=None,
-               enable_gqa: bool = False):
-    """scaled_dot_product_attention as matmul + softmax (inference: no dropout, no causal mask).
-
-    torch's own math decomposition uses a 'safe' softmax whose any/eq/where run on portable
-    kernels and split the XNNPACK partition in every layer. The two differ only on rows that
-    are -inf throughout, which these encoders never produce."""
-    if is_causal or enable_gqa:
-        raise NotImplementedError("causal or grouped-query attention is not rewritten for XNNPACK")
-    logits = (q @ k.transpose(-1, -2)) * (scale if scale is not None else q.shape[-1] ** -0.5)  # (B, H, T, T)
-    if attn_mask is not None:
-        if not attn_mask.is_floating_point():  # boolean keep-mask -> additive bias (folded when constant)
-            attn_mask = (attn_mask.to(logits.dtype) - 1.0) * 1e4
-        logits = logits + attn_mask
-    return torch.softmax(logits, dim=-1) @ v  # (B, H, T, d)
-
-
-def expand_as_view(graph_module):
-    """Edge pass: an expand_copy that adds no elements ((1, N, M) -> (1, N, M), (N, M) -> (1, N, M),
-    left by matmul broadcasting) becomes a view_copy, and select_copy a slice and a view: XNNPACK
-    delegates those, and has no expand or select."""
-    from executorch.exir.dialects._ops import ops as exir_ops
-
-    graph, changed = graph_module.graph, False
-    for node in list(graph.nodes):
-        if node.op == "call_function" and node.target == exir_ops.edge.aten.select_copy.int:
-            changed |= _select_as_slice(graph, node, exir_ops)
-            continue
-        if node.op != "call_function" or node.target != exir_ops.edge.aten.expand_copy.default:
-            continue
-        src, out = node.args[0], node.meta["val"]
-        if src.meta["val"].numel() != out.numel():
-            continue  # a real broadcast
-        with graph.inserting_before(node):
-            view = graph.call_function(exir_ops.edge.aten.view_copy.default, (src, list(out.shape)))
-        view.meta = dict(node.meta)
-        node.replace_all_uses_with(view)
-        graph.erase_node(node)
-        changed = True
-    graph_module.recompile()
-    return PassResult(graph_module, changed)
-
-
-def float_scalars(program):
-    """An int scalar in floating-point arithmetic ((a + b) / 2) becomes a float, in place: lowering
-    turns it into an int64 constant and a cast that runs outside XNNPACK."""
-    aten = torch.ops.aten
-    arith = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.rsub.Scalar}
-    graph, changed = program.graph_module.graph, False
-    for node in graph.nodes:
-        val = node.meta.get("val")
-        if node.target not in arith or not isinstance(val, torch.Tensor) or not val.is_floating_point():
-            continue
-        if any(type(a) is int for a in node.args):  # type(a): a bool is no int here, and 2 == 2.0
-            node.args, changed = tuple(float(a) if type(a) is int else a for a in node.args), True
-    if changed:
-        program.graph_module.recompile()
-    return program
-
-
-def _select_as_slice(graph, node, exir_ops) -> bool:
-    """x.select(dim, i) -> x[i:i+1] along dim, then a view without that axis (a class-token pick);
-    XNNPACK delegates slice and view, not select."""
-    src, dim, index = node.args
-    shape = list(src.meta["val"].shape)
-    dim, index = dim % len(shape), index % shape[dim]
-    with graph.inserting_before(node):
-        piece = graph.call_function(exir_ops.edge.aten.slice_copy.Tensor, (src, dim, index, index + 1, 1))
-        view = graph.call_function(exir_ops.edge.aten.view_copy.default, (piece, list(node.meta["val"].shape)))
-    piece.meta = dict(node.meta)
-    piece.meta["val"] = src.meta["val"].narrow(dim, index, 1)
-    view.meta = dict(node.meta)
-    node.replace_all_uses_with(view)
-    graph.erase_node(node)
-    return True
-
-
-def drop_identities(program):
-    """A clone (default memory format) or a slice over a whole axis becomes its input, in place.
-
-    A causal video VAE keeps `x[:, :, -2:].clone()` of each conv input as its cache (Wan's
-    decoder); where x has exactly 2 frames that is x itself, and XNNPACK refused the partition
-    that returned its own input ("Output node ... is already in the inputs"). A clone that is a
-    graph output stays when its input is a graph input or another output (outputs stay distinct)."""
-    aten = torch.ops.aten
-    graph = program.graph_module.graph
-    outputs = list(graph.output_node().args[0])
-    changed = False
-    for node in list(graph.nodes):
-        if node.op != "call_function" or not node.args or not isinstance(node.args[0], torch.fx.Node):
-            continue
-        src = node.args[0]
-        if node.target == aten.clone.default:
-            same = node.kwargs.get("memory_format") in (None, torch.contiguous_format)
-        elif node.target == aten.slice.Tensor:
-            step = node.args[4] if len(node.args) > 4 else 1
-            same = step == 1 and tuple(src.meta["val"].shape) == tuple(node.meta["val"].shape)
-        else:
-            continue
-        if not same or (node in outputs and (src.op == "placeholder" or src in outputs)):
-            continue
-        node.replace_all_uses_with(src)
-        graph.erase_node(node)
-        outputs = list(graph.output_node().args[0])
-        changed = True
-    if changed:
-        program.graph_module.recompile()
-    return program
-
-
-def for_xnnpack(program):
-    """Rewrite a program so XNNPACK takes more of it, and computes it as eager does: identity clones
-    and slices dropped, layer norm and attention as primitive ops, tanh-GELU spelled out,
-    constant subgraphs folded (a constant built in forward must be a static weight for XNNPACK's matmuls)."""
-    from executorch.exir.passes.constant_prop_pass import constant_prop_pass, get_default_skip_targets_no_quant
-
-    program = drop_identities(program).run_decompositions({torch.ops.aten.layer_norm.default: _layer_norm,
-                                           torch.ops.aten.scaled_dot_product_attention.default: _attention})
-    program = spell_out_tanh_gelu(program)
-    program = float_scalars(program)
-    # Quantised weights stay int8 behind their dequantize node: folded, they would become float
-    # weights and XNNPACK would run the linear in fp32 (an int8 ViT-B/16 .pte came out fp32-sized).
-    quant = {n.target for n in program.graph.nodes
-             if n.op == "call_function" and getattr(n.target, "namespace", "") == "quantized_decomposed"}
-    with torch.no_grad():  # folded constants must be leaves (the delegate deep-copies them)
-        program = constant_prop_pass(program, custom_skip_targets=quant | get_default_skip_targets_no_quant())
-        return _own_storage(program)
-
-
-def _own_storage(program):
-    """Give every folded constant that is a view (a slice of a packed weight, e.g. SigLIP's pool-head
-    `in_proj_weight.chunk(3)`, at a non-zero storage offset) storage of its own. Lowered as a view,
-    it computed with wrong numbers (siglip-tiny's pooled output 3.6 off): ExecuTorch 1.5.1's
-    lowering loses the offset somewhere (not traced further); a copy is right."""
-    for name, value in list(program.constants.items()):
-        if isinstance(value, torch.Tensor) and _is_view(value):
-            program.constants[name] = value.detach().clone()
-    return program
-
-
-def _is_view(t: torch.Tensor) -> bool:
-    return t.storage_offset() != 0 or t.untyped_storage().nbytes() != t.numel() * t.element_size()
 
 
 def program_summary(manager, method: str | None = None) -> dict:

@@ -31,6 +31,7 @@ from .video_zoo import GuidedDenoiser
 
 SPLIT_KINDS = ("blocks",)
 PART_PREFIX = "dit_"
+SPLIT_MODELS = ("video-dit-tiny", "video-dit-micro", "video-dit-large")  # the built-in models with a video denoiser
 Inputs = tuple[torch.Tensor, ...]
 
 
@@ -168,6 +169,7 @@ def _bind_example_inputs(wrapper: Exportable, chain: ChainInputs, name: str) -> 
     wrapper.example_inputs = lambda seed=0: chain.inputs_for(name, seed)  # type: ignore[method-assign]
 
 
+
 def split_denoisers(bundle: ModelBundle, kind: str = "blocks") -> ModelBundle:
     """Add the parts of every guided denoiser in `bundle` and the part order per denoiser variant.
 
@@ -179,7 +181,7 @@ def split_denoisers(bundle: ModelBundle, kind: str = "blocks") -> ModelBundle:
     denoisers = {stem: w for stem, w in bundle.parts.items() if isinstance(w, GuidedDenoiser)}
     if not denoisers:
         raise InputError(f"--split blocks needs a video denoiser; {bundle.name} has none "
-                         "(split models: video-dit-tiny, video-dit-micro, video-dit-large)")
+                         f"(split models: {', '.join(SPLIT_MODELS)})")
     model = next(iter(denoisers.values())).model
     specs = next(iter(denoisers.values())).input_specs
     parts: dict[str, Exportable] = {f"{PART_PREFIX}embed": EmbedPart(model, specs).eval()}
