@@ -45,12 +45,14 @@ class Method:
     plan: Callable[[MethodParams, PlanShape], MergePlan]
     layer: LayerStep
     oracle: bool = True  # bench times a `drop:` twin at the same token counts
+    bare: bool = False  # the SPEC may be the name alone (`tdtm`)
 
 
 _METHODS: dict[str, Method] = {}
 # Modules whose import registers the built-in methods, in the order `--help` lists them.
 _BUILTIN_MODULES = ("tomobile.graphs.none", "tomobile.graphs.tome", "tomobile.graphs.drop",
-                    "tomobile.graphs.pitome", "tomobile.graphs.diffrate", "tomobile.graphs.tomesd")
+                    "tomobile.graphs.pitome", "tomobile.graphs.diffrate", "tomobile.graphs.tomesd",
+                    "tomobile.graphs.video_tdtm")
 
 
 def register_method(method: Method) -> Method:
@@ -85,7 +87,7 @@ def parse_spec(spec: str) -> tuple[str, MethodParams | None]:
         return "none", None
     name, _, body = text.partition(":")
     table = methods()
-    if name not in table or name == "none" or not body.strip():
+    if name not in table or name == "none" or not (body.strip() or table[name].bare):
         raise SpecError(f"unknown merge spec {spec!r}; allowed: {spec_help()}")
     try:
         return name, table[name].parse(spec, body)
@@ -96,4 +98,7 @@ def parse_spec(spec: str) -> tuple[str, MethodParams | None]:
 
 
 def describe_spec(name: str, params: MethodParams | None) -> str:
-    return "none" if params is None else f"{name}:{params.describe()}"
+    if params is None:
+        return "none"
+    body = params.describe()
+    return f"{name}:{body}" if body else name

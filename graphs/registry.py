@@ -35,7 +35,7 @@ class UnknownModelError(TomobileError, KeyError):
 _MODELS: dict[str, ModelEntry] = {}
 # Modules whose import registers built-in models.
 _BUILTIN_MODULES = ("tomobile.graphs.zoo", "tomobile.graphs.video_zoo", "tomobile.graphs.video_random",
-                    "tomobile.graphs.sd_unet")
+                    "tomobile.graphs.sd_unet", "tomobile.graphs.wan", "tomobile.graphs.ltx")
 
 
 def register_model(name: str, description: str, options: tuple[str, ...] = ()) -> Callable[[Builder], Builder]:

@@ -116,15 +116,15 @@ def unet_bundle(name: str, unet: nn.Module, config: MergeConfig | TomesdConfig, 
     return ModelBundle(name, {PART: wrapper}, manifest=manifest, generated_files=generated)
 
 
-def _unet_class() -> type:
-    """diffusers' UNet2DConditionModel; diffusers is an optional extra (`pip install 'tomobile[sd]'`):
+def diffusers_class(name: str) -> type:
+    """A diffusers model class by name; diffusers is an optional extra (`pip install 'tomobile[sd]'`):
     its huggingface-hub pin excludes transformers 4.57, the line optimum-onnx needs."""
     try:
-        from diffusers import UNet2DConditionModel  # heavy import, only for Stable Diffusion models
+        import diffusers  # heavy import, only for diffusers models (UNets, video transformers)
     except ImportError:
-        raise InputError("Stable Diffusion models need diffusers: pip install 'tomobile[sd]' "
+        raise InputError(f"diffusers models ({name}) need diffusers: pip install 'tomobile[sd]' "
                          "(diffusers==0.42.1)") from None
-    return UNet2DConditionModel
+    return getattr(diffusers, name)
 
 
 def unet_config_json(unet: nn.Module) -> str:
@@ -133,7 +133,7 @@ def unet_config_json(unet: nn.Module) -> str:
 
 
 def seeded_unet(arch: dict, seed: int = 0) -> nn.Module:
-    UNet2DConditionModel = _unet_class()
+    UNet2DConditionModel = diffusers_class(UNET_CLASS)
 
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -178,7 +178,7 @@ def unet_folder(folder: Path) -> Path | None:
 def load_unet_folder(folder: Path, config: MergeConfig | TomesdConfig, size: int | str | None = None,
                      cfg: bool = False, name: str | None = None) -> ModelBundle:
     """A local diffusers UNet (config.json + diffusion_pytorch_model.safetensors) or pipeline folder."""
-    UNet2DConditionModel = _unet_class()
+    UNet2DConditionModel = diffusers_class(UNET_CLASS)
 
     found = unet_folder(folder)
     if found is None:
