@@ -87,10 +87,16 @@ def tomesd_config(config: MergeConfig | TomesdConfig) -> TomesdConfig | None:
     return None
 
 
-def latent_size(sample_size: int, size: int | str | None) -> int:
-    """Latent side for an image side `size` in pixels (a multiple of 8); the config's sample_size if None."""
+def latent_size(sample_size: int, size: int | str | tuple[int, int] | None) -> int:
+    """Latent side for an image side `size` in pixels (a multiple of 8; a (height, width) pair must be
+    square); the config's sample_size if None."""
     if size is None:
         return int(sample_size)
+    if isinstance(size, tuple):
+        if size[0] != size[1]:
+            raise SpecError(f"--size {size[0]}x{size[1]}: Stable Diffusion UNets are exported square; give one "
+                            "number or NxN")
+        size = size[0]
     size = int(size)
     if size <= 0 or size % VAE_SCALE:
         raise SpecError(f"--size {size} must be a positive multiple of {VAE_SCALE} (image pixels; latent = size / 8)")

@@ -29,6 +29,7 @@ from torch import nn
 from .config import MergeConfig, SpecError
 from .errors import InputError
 from .exportable import Exportable, ModelBundle
+from .numbers import parse_pixel_size
 from .tdtm import TdtmOdd
 from .video_tdtm import METHOD as TDTM, TdtmRule, tdtm_twin
 
@@ -77,23 +78,18 @@ class ClipShape:
                 "vae_scale": {"spatial": self.vae.spatial, "temporal": self.vae.temporal}}
 
 
-def parse_size(size: str | int | tuple[int, int]) -> tuple[int, int]:
-    """`--size` as (height, width): 'HxW', or one number for a square."""
+def pixel_size(size: str | int | tuple[int, int]) -> tuple[int, int]:
+    """`--size` as (height, width): already a pair, one number for a square, or 'HxW'."""
     if isinstance(size, tuple):
         return size
-    text = str(size)
-    parts = text.lower().split("x")
-    if len(parts) not in (1, 2) or not all(p.isascii() and p.isdigit() for p in parts):
-        raise InputError(f"--size {text!r} is not HxW or one number (pixels, digits 0-9), e.g. 256x256")
-    h, w = (int(parts[0]), int(parts[-1]))
-    return h, w
+    return (size, size) if isinstance(size, int) else parse_pixel_size(size)
 
 
 def clip_shape(family: VideoFamily, vae: VaeScale, patch: tuple[int, int, int], size: str | int | tuple[int, int],
                frames: int) -> ClipShape:
     """The latent grid for a clip of `size` pixels and `frames` video frames; a size or frame count
     the VAE (or the patch) cannot take is a one-line error naming the allowed values."""
-    h, w = parse_size(size)
+    h, w = pixel_size(size)
     step_h, step_w = vae.spatial * patch[1], vae.spatial * patch[2]
     if h <= 0 or w <= 0 or h % step_h or w % step_w:
         raise InputError(f"--size {h}x{w}: {family.name} takes heights that are multiples of {step_h} and widths "
@@ -211,7 +207,7 @@ def seeded_transformer(family: VideoFamily, arch: dict, seed: int = 0) -> nn.Mod
         torch.random.set_rng_state(state)
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError):
