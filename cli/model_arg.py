@@ -65,8 +65,9 @@ def _refuse_folder_options(path: Path, options: dict, allowed: tuple[str, ...], 
 
 
 def _refuse_tomesd(name: str, config: MergeConfig, options: tuple[str, ...]) -> None:
-    """tomesd: merges Stable Diffusion UNets only (the models that take --cfg)."""
-    if config.method == TOMESD and "cfg" not in options:
+    """tomesd: merges Stable Diffusion UNets only (the models that take --cfg); a video transformer
+    (the models that take --frames) refuses it itself, naming the merges it takes."""
+    if config.method == TOMESD and "cfg" not in options and "frames" not in options:
         raise SpecError(f"{config.describe()} applies to Stable Diffusion UNets (sd-unet-tiny, sd15-unet, a local "
                         f"diffusers folder), not to {name}; transformer encoders take the other methods (`tomobile models`)")
 

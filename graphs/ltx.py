@@ -64,8 +64,9 @@ def _vae_scale(vae_config: dict) -> VaeScale:
 def _check(config: dict, shape: ClipShape | None = None) -> None:
     """LTXPipeline feeds the latent grid itself to the RoPE: only 1 x 1 x 1 patches match its token count."""
     if _patch(config) != (1, 1, 1):
-        raise InputError(f"this LTXVideoTransformer3DModel has patch_size {config.get('patch_size')} / patch_size_t "
-                         f"{config.get('patch_size_t')}; tomobile exports patch 1 x 1 x 1, the one LTXPipeline runs")
+        t, h, w = _patch(config)
+        raise InputError(f"this LTXVideoTransformer3DModel has patches of {t} x {h} x {w} (patch_size_t, patch_size); "
+                         "tomobile exports 1 x 1 x 1, the one LTXPipeline runs")
 
 
 def rope_interpolation_scale(vae: VaeScale) -> tuple[float, float, float]:

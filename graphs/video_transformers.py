@@ -92,9 +92,10 @@ def clip_shape(family: VideoFamily, vae: VaeScale, patch: tuple[int, int, int], 
     h, w = pixel_size(size)
     step_h, step_w = vae.spatial * patch[1], vae.spatial * patch[2]
     if h <= 0 or w <= 0 or h % step_h or w % step_w:
-        raise InputError(f"--size {h}x{w}: {family.name} takes heights that are multiples of {step_h} and widths "
-                         f"that are multiples of {step_w} (its VAE's {vae.spatial}x times the {patch[1]}x{patch[2]} "
-                         f"patches), e.g. {family.default_size[0]}x{family.default_size[1]}")
+        sides = f"heights and widths that are multiples of {step_h}" if step_h == step_w else \
+            f"heights that are multiples of {step_h} and widths that are multiples of {step_w}"
+        raise InputError(f"--size {h}x{w}: {family.name} takes {sides} (its VAE's {vae.spatial}x times the "
+                         f"{patch[1]}x{patch[2]} patches), e.g. {family.default_size[0]}x{family.default_size[1]}")
     t = vae.temporal
     examples = ", ".join(str(t * k + 1) for k in range(5))
     if frames < 1 or (frames - 1) % t:
