@@ -26,6 +26,7 @@ from .config import MergeConfig
 from .errors import InputError
 from .exportable import Exportable, ModelBundle, TensorSpec
 from .registry import register_model
+from .sd_unet import diffusers_class
 from .video_transformers import (VIDEO_OPTIONS, ClipShape, VaeScale, VideoFamily, builtin_bundle,
                                  static_rope)
 
@@ -44,9 +45,7 @@ TINY_TEXT_TOKENS = 8
 
 
 def _load_class() -> type:
-    from .sd_unet import diffusers_class  # diffusers is an optional extra: imported when an LTX model is built
-
-    return diffusers_class(TRANSFORMER_CLASS)
+    return diffusers_class(TRANSFORMER_CLASS)  # diffusers is an optional extra: imported when a model is built
 
 
 def _patch(config: dict) -> tuple[int, int, int]:

@@ -29,6 +29,14 @@ WAN_UNSEEN = dict(patch_size=(1, 2, 2), num_attention_heads=3, attention_head_di
                   qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=48)
 
 
+def test_models_lists_the_video_transformers(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("wan21-t2v-1.3b", "ltx-video", "wan-tiny", "ltx-tiny"):
+        assert any(line.split()[:1] == [name] for line in out.splitlines()), name
+    assert any(line.startswith("tdtm ") for line in out.splitlines())
+
+
 def _save(model: torch.nn.Module, folder: Path) -> Path:
     model.save_pretrained(folder, safe_serialization=True)
     return folder
