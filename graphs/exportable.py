@@ -51,6 +51,17 @@ class Exportable(nn.Module):
         return tuple(spec.example(gen) for spec in self.input_specs)
 
 
+def seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
+    """`build()` in eval mode with torch's generator seeded (every machine builds the same random
+    weights of a built-in); the caller's generator state is restored afterwards."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return build().eval()
+    finally:
+        torch.random.set_rng_state(state)
+
+
 @dataclass
 class ModelBundle:
     """A built-in or local model, ready to export: one or more parts, each one artifact per format.

@@ -23,7 +23,7 @@ from torch import nn
 
 from .config import MergeConfig, SpecError
 from .errors import InputError
-from .exportable import Exportable, ModelBundle, TensorSpec
+from .exportable import Exportable, ModelBundle, TensorSpec, seeded
 from .registry import register_model
 from .tomesd import SPEC_HELP as TOMESD_HELP
 from .tomesd import METHOD, TomesdConfig, apply_tomesd
@@ -140,13 +140,7 @@ def unet_config_json(unet: nn.Module) -> str:
 
 def seeded_unet(arch: dict, seed: int = 0) -> nn.Module:
     UNet2DConditionModel = diffusers_class(UNET_CLASS)
-
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return UNet2DConditionModel(**arch).eval()
-    finally:
-        torch.random.set_rng_state(state)
+    return seeded(lambda: UNet2DConditionModel(**arch), seed)
 
 
 @register_model("sd-unet-tiny", "Stable Diffusion 1.5 UNet structure at widths 32/64, 16x16 latents (128 px); "

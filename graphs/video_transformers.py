@@ -17,23 +17,20 @@ transformer for export. Everything here is family-blind:
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from .config import MergeConfig, SpecError
 from .errors import InputError
-from .exportable import Exportable, ModelBundle
+from .exportable import Exportable, ModelBundle, seeded
 from .numbers import parse_pixel_size
 from .tdtm import TdtmOdd
 from .video_tdtm import METHOD as TDTM, TdtmRule, tdtm_twin
 
-log = logging.getLogger(__name__)
 
 PLAIN, MERGED = "transformer", "transformer_tdtm"  # artifact stems: transformer.onnx, transformer_tdtm.onnx, ...
 CONFIG_FILE = "transformer/config.json"  # diffusers' pipeline layout
@@ -200,12 +197,7 @@ def transformer_config_json(transformer: nn.Module) -> str:
 def seeded_transformer(family: VideoFamily, arch: dict, seed: int = 0) -> nn.Module:
     """The family's transformer at `arch`, random weights from `seed` (every machine builds the same)."""
     cls = family.load_class()
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return cls(**arch).eval()
-    finally:
-        torch.random.set_rng_state(state)
+    return seeded(lambda: cls(**arch), seed)
 
 
 def read_json(path: Path) -> dict | None:

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from tomobile.cli.main import main
-from tomobile.graphs import ltx, wan
+from tomobile.graphs import ltx
 from tomobile.graphs.video_tdtm import TdtmRule, apply_tdtm
 
 diffusers = pytest.importorskip("diffusers")
