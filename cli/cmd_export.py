@@ -100,9 +100,10 @@ def add_parser(sub) -> None:
                    help="int8: dynamic int8 weights for onnx, static PT2E int8 (XNNPACK quantizer, calibrated on the "
                         f"seeded inputs) for executorch; validated by PSNR against fp32 eager; {_honoured_by('quantize')}")
     p.add_argument("--no-validate", action="store_true", help="skip validation against eager PyTorch")
-    p.add_argument("--split", choices=("blocks",), help="video denoisers: also write them as ordered parts (embedding, "
-                                                        "one per transformer block and merge variant, final) for "
-                                                        "`generate --stream`; each part validated on its slice")
+    p.add_argument("--split", choices=("blocks",),
+                   help="video denoisers and Wan transformers: also write them as ordered parts (embedding, one per "
+                        "transformer block and merge variant, final) for block streaming (`generate --stream` for "
+                        "the video-dit models); each part validated on its slice, the chain on the monolithic output")
     add_tdtm_args(p, "the checkpoint's recorded setting (video-dit models); Wan / LTX-Video with --merge tdtm: "
                      "positions original, odd frames first")
     p.set_defaults(handler=cmd_export)

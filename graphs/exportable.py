@@ -72,6 +72,8 @@ class ModelBundle:
         config.json and preprocessor_config.json of a single-model export).
     manifest: extra entries for manifest.json (pipeline description, merge schedule, ...).
     real_inputs: optional stem -> callable returning real (not random) inputs for validation.
+    splitter: how the bundle splits into ordered parts for block streaming (`--split KIND`):
+        (bundle, kind) -> the bundle with its parts added; None: the video denoisers' split.
     """
 
     name: str
@@ -80,6 +82,7 @@ class ModelBundle:
     manifest: dict[str, Any] = field(default_factory=dict)
     real_inputs: dict[str, Callable[[], tuple[torch.Tensor, ...]]] = field(default_factory=dict)
     generated_files: dict[str, str] = field(default_factory=dict)
+    splitter: Callable[[ModelBundle, str], ModelBundle] | None = None
 
     def write_files(self, folder: Path) -> list[str]:
         """Copy `extra_files` and write `generated_files` into `folder`; returns their names."""

@@ -122,6 +122,7 @@ class VideoFamily:
     check: Callable[[dict, ClipShape], None]  # refuse a config (or a shape it cannot take) in one line
     prepare: Callable[[nn.Module, ClipShape], nn.Module]  # static rope + export-friendly processors, in place
     wrap: Callable[[nn.Module, ClipShape, int], Exportable]  # (transformer, shape, text tokens) -> exportable
+    split: Callable[[ModelBundle, str], ModelBundle] | None = None  # `--split blocks`, where the family has one
 
 
 def static_rope(tables: tuple[torch.Tensor, ...]) -> nn.Module:
@@ -174,7 +175,7 @@ def video_bundle(name: str, family: VideoFamily, transformer: nn.Module, config:
         "variants": {PLAIN: {"tdtm": False}, **({MERGED: {"tdtm": True}} if rule else {})},
     }
     files = {CONFIG_FILE: config_json or transformer_config_json(transformer)}
-    return ModelBundle(name, parts, manifest=manifest, generated_files=files)
+    return ModelBundle(name, parts, manifest=manifest, generated_files=files, splitter=family.split)
 
 
 def builtin_bundle(name: str, family: VideoFamily, arch: dict, config: MergeConfig, size: str | None,

@@ -27,6 +27,7 @@ from .exportable import Exportable, ModelBundle, TensorSpec
 from .registry import register_model
 from .sd_unet import diffusers_class
 from .video_tdtm import attention_modules
+from .wan_parts import split_wan
 from .video_transformers import (VIDEO_OPTIONS, ClipShape, VaeScale, VideoFamily, builtin_bundle,
                                  static_rope)
 
@@ -117,6 +118,7 @@ class WanTransformer(Exportable):
     def __init__(self, transformer: nn.Module, shape: ClipShape, text_tokens: int) -> None:
         super().__init__()
         self.transformer = transformer
+        self.tokens = shape.tokens
         c = transformer.config
         self.input_specs = (
             TensorSpec("hidden_states", (1, c.in_channels, *shape.latent)),
@@ -137,7 +139,7 @@ class WanTransformer(Exportable):
 WAN = VideoFamily(
     name="Wan 2.1", transformer_class=TRANSFORMER_CLASS, pipeline_classes=("WanPipeline",), vae=VaeScale(8, 4),
     text_tokens=512, default_size=(256, 256), default_frames=17, load_class=_load_class, patch=_patch,
-    vae_scale=_vae_scale, check=_check, prepare=prepare, wrap=WanTransformer)
+    vae_scale=_vae_scale, check=_check, prepare=prepare, wrap=WanTransformer, split=split_wan)
 
 
 @register_model("wan21-t2v-1.3b", "Wan 2.1 T2V 1.3B transformer (diffusers), exact config (1.42B parameters); default "

@@ -137,3 +137,15 @@ def test_every_format_of_a_builtin_with_tdtm(tmp_path, model, size, frames):
     inputs = [i["name"] for i in manifest["parts"]["transformer"]["inputs"]]
     assert inputs[:3] == ["hidden_states", "timestep", "encoder_hidden_states"]
     assert [o["name"] for o in manifest["parts"]["transformer_tdtm"]["outputs"]] == ["out_hidden_states"]
+
+
+@EXPORT
+def test_wan_split_blocks_on_onnx_runtime_and_executorch(tmp_path):
+    out = tmp_path / "split"
+    assert main(["-q", "export", "wan-tiny", "--merge", "tdtm", "--size", "32x48", "--frames", "9", "--split", "blocks",
+                 "--format", "onnx,executorch", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    checks = manifest["validation"]["checks"]
+    chains = [c for c in checks if c["artifact"].startswith("chain")]
+    assert len(chains) == 4 and all(c["status"] == "pass" for c in checks)
+    assert [p["name"] for p in manifest["split"]["parts"]][:2] == ["wan_embed", "wan_block00"]

@@ -16,6 +16,7 @@ from tomobile.graphs import ltx, wan
 from tomobile.graphs.config import MergeConfig
 from tomobile.graphs.errors import InputError, TomobileError
 from tomobile.graphs.tdtm import TdtmOdd, merge_frame_tokens, merge_frames, merged_frames, merged_positions, unmerge_frames
+from tomobile.graphs.video_parts import run_chain
 from tomobile.graphs.video_tdtm import (TdtmAttnProcessor, TdtmRule, apply_tdtm, attention_modules, remove_tdtm,
                                         shared_twin)
 from tomobile.graphs.video_transformers import clip_shape, seeded_transformer
@@ -168,3 +169,25 @@ def test_builtin_configs_are_the_published_ones():
 
     assert public(ltx2b.config) == public(ltx_defaults.config) and len(public(ltx2b.config)) == len(ltx.LTX_VIDEO)
     assert sum(p.numel() for p in ltx2b.parameters()) == 1_923_385_472
+
+
+def test_wan_split_parts_chain_to_the_monolithic_transformers():
+    """`--split blocks`: embed, one part per block and variant (plain, TDTM on the same weights), head."""
+    bundle = wan.wan_tiny(TDTM, size="32x48", frames=9)
+    split = bundle.splitter(bundle, "blocks")
+    sequences = split.manifest["split"]["sequences"]
+    assert sequences == {"transformer": ["wan_embed", "wan_block00", "wan_block01", "wan_head"],
+                         "transformer_tdtm": ["wan_embed", "wan_block00_tdtm", "wan_block01_tdtm", "wan_head"]}
+    assert split.generated_files == bundle.generated_files
+    for variant in sequences:
+        whole = split.parts[variant]
+        inputs = whole.example_inputs(seed=2)
+        with torch.no_grad():
+            env = run_chain(split.parts, sequences[variant], dict(zip([s.name for s in whole.input_specs], inputs)))
+            assert torch.equal(env["out_hidden_states"], whole(*inputs)[0])
+    block, merged = split.parts["wan_block00"], split.parts["wan_block00_tdtm"]
+    assert [p.data_ptr() for p in block.parameters()] == [p.data_ptr() for p in merged.parameters()]
+    blocks = sum(p.numel() for n, p in split.parts.items() if n.startswith("wan_block") and not n.endswith("_tdtm")
+                 for p in p.parameters())
+    others = sum(p.numel() for n in ("wan_embed", "wan_head") for p in split.parts[n].parameters())
+    assert blocks + others == sum(p.numel() for p in bundle.parts["transformer"].parameters())
