@@ -58,8 +58,9 @@ def video_source(folder: Path) -> VideoSource | None:
             raise InputError(f"{folder} is a {kind} folder without a transformer (transformer/config.json and "
                              "weights); nothing to export")
         vae = read_json(folder / "vae" / "config.json")
-        source = _transformer(found)
-        return VideoSource(source.family, found, family.vae_scale(vae) if vae else family.vae)
+        if _transformer(found).family is not family:
+            raise InputError(f"{folder} is a {kind} folder whose transformer/ is no {family.transformer_class}")
+        return VideoSource(family, found, family.vae_scale(vae) if vae else family.vae)
     config = read_json(folder / "config.json")
     if config is None or "_class_name" not in config or config["_class_name"] in OTHER_DIFFUSERS:
         return None

@@ -186,6 +186,8 @@ ROWS: list[tuple[str, list[str]]] = [
     ("Wan folder without weights", ["export", "{w}/wan-no-weights", "--size", "64", "--frames", "9", "--out", "{w}/out"]),
     ("Wan image-to-video folder", ["export", "{w}/wan-i2v", "--size", "64", "--frames", "9", "--out", "{w}/out"]),
     ("LTX folder with patch 2", ["export", "{w}/ltx-patch2", "--size", "64", "--frames", "9", "--out", "{w}/out"]),
+    ("Wan pipeline holding an LTX transformer", ["export", "{w}/wan-pipe-ltx", "--size", "64", "--frames", "9",
+                                                 "--out", "{w}/out"]),
     ("--cfg on a Wan folder", ["export", "{w}/wan-no-weights", "--cfg", "--out", "{w}/out"]),
     # the command line itself
     ("no command", []),
@@ -287,9 +289,11 @@ def _diffusers_folders(w: Path) -> None:
                "cogvideo-pipe/model_index.json": {"_class_name": "CogVideoXPipeline"},
                "wan-no-weights/config.json": wan,
                "wan-i2v/config.json": {**wan, "image_dim": 16, "added_kv_proj_dim": 24},
-               "ltx-patch2/config.json": {"_class_name": "LTXVideoTransformer3DModel", "patch_size": 2}}
+               "ltx-patch2/config.json": {"_class_name": "LTXVideoTransformer3DModel", "patch_size": 2},
+               "wan-pipe-ltx/model_index.json": {"_class_name": "WanPipeline"},
+               "wan-pipe-ltx/transformer/config.json": {"_class_name": "LTXVideoTransformer3DModel"}}
     for name, config in folders.items():
-        (w / name).parent.mkdir()
+        (w / name).parent.mkdir(parents=True, exist_ok=True)
         (w / name).write_text(json.dumps(config))
     (w / "wan-pipe-empty" / "vae").mkdir()
 
