@@ -1,4 +1,4 @@
-"""XNNPACK lowering computes what eager computes: the rewrites in export/executorch_format.py."""
+"""XNNPACK lowering computes what eager computes: the rewrites in export/xnnpack_rewrites.py."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def _export(formats: tuple[str, ...], out: Path) -> dict[str, str]:
 
 
 def test_program_copies_are_independent_of_what_lowering_did():
-    from tomobile.export.executorch_format import for_xnnpack
+    from tomobile.export.xnnpack_rewrites import for_xnnpack
 
     wrapper = Tiny().eval()
     get = _programs(wrapper, wrapper.example_inputs())
