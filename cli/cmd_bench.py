@@ -17,9 +17,10 @@ from ..export.onnx_format import merge_node_names, quantize_int8
 from ..export.output import check_out_dir
 from ..export.pipeline import export_model
 from ..export.registry import ExportOptions
-from ..graphs.config import SPEC_HELP, MergeConfig, Schedule
 from ..graphs.errors import InputError
-from ..graphs.hf_models import merge_plan
+from ..graphs.methods.tome import Schedule
+from ..graphs.models.hf_models import merge_plan
+from ..graphs.spec.config import MergeConfig, spec_help
 from ..runtime.bench import OWN_THREADS, BenchReport, Variant, bench_runtime, format_table, load_inputs, ort_merge_share, save_plot
 from ..runtime.flops import flop_ratio, module_flops
 from ..runtime.manifest import DEFAULT_OUT
@@ -45,7 +46,7 @@ def parse_specs(text: str, oracle: bool = True) -> list[MergeConfig]:
             if config.enabled and config not in configs:
                 configs.append(config)
     if len(configs) == 1:
-        raise InputError(f"--merge names no merging spec; give one or more of: {SPEC_HELP}, separated by ';'")
+        raise InputError(f"--merge names no merging spec; give one or more of: {spec_help()}, separated by ';'")
     if oracle:
         twins = [c.oracle() for c in configs if c.enabled]
         configs += [c for c in twins if c is not None and c not in configs]
@@ -123,7 +124,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.stream:
         return cmd_stream_bench(args)
     if args.merge is None:
-        raise InputError(f"bench needs --merge SPEC[;SPEC...] ({SPEC_HELP}), or --stream for a video denoiser")
+        raise InputError(f"bench needs --merge SPEC[;SPEC...] ({spec_help()}), or --stream for a video denoiser")
     threads = _check_outputs(args)
     configs = parse_specs(args.merge, oracle=not args.no_oracle)
     runtimes = parse_runtimes(args.runtime)
@@ -226,7 +227,7 @@ def add_parser(sub) -> None:
                                    "token-drop oracle: same plan and shapes, no merge work; a baseline for measuring, "
                                    "not a method), then time every variant round-robin per runtime and thread count.")
     p.add_argument("model", metavar="MODEL", help="a built-in name or a local Hugging Face model folder")
-    p.add_argument("--merge", metavar="SPEC[;SPEC...]", help=f"merge specs separated by ';': {SPEC_HELP}")
+    p.add_argument("--merge", metavar="SPEC[;SPEC...]", help=f"merge specs separated by ';': {spec_help()}")
     p.add_argument("--runtime", default="onnxruntime,executorch", metavar="LIST",
                    help=f"comma-separated from: {', '.join(BENCH_RUNTIMES)} (default: onnxruntime,executorch)")
     p.add_argument("--runs", type=int_at_least(1), default=15, help="timed runs per variant and runtime (default: 15)")

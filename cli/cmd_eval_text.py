@@ -12,12 +12,12 @@ from pathlib import Path
 from ..export.output import check_out_dir
 from ..export.pipeline import export_model
 from ..export.registry import ExportOptions
-from ..graphs.config import MergeConfig
 from ..graphs.errors import InputError
+from ..graphs.methods.registry import make_plan
+from ..graphs.models.text_context import minilm_dir
+from ..graphs.models.zoo import sentence_bundle
 from ..graphs.numbers import parse_int_list
-from ..graphs.plan import make_plan
-from ..graphs.text_context import minilm_dir
-from ..graphs.zoo import sentence_bundle
+from ..graphs.spec.config import MergeConfig
 from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.text_eval import METHODS, format_table, minilm_layers, run_text_eval, setting_configs
 from .checks import THREADS_HELP, check_output_file, int_at_least, thread_count

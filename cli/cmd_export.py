@@ -9,7 +9,7 @@ from ..export.output import check_out_dir
 from ..export.pipeline import export_model
 from ..export.registry import ExportOptions, check_options, exporters, option_values, parse_formats
 from ..export.split import split_bundle
-from ..graphs.config import SPEC_HELP, MergeConfig
+from ..graphs.spec.config import MergeConfig, spec_help
 from ..runtime.manifest import DEFAULT_OUT, MANIFEST, entry_name
 from ..runtime.validate import format_table
 from .checks import int_at_least, note, pixel_size
@@ -74,7 +74,7 @@ def add_parser(sub) -> None:
                                                   "model folder (config.json + weights), or a local diffusers UNet, "
                                                   "Wan or LTX-Video transformer or pipeline folder")
     p.add_argument("--merge", default="none", metavar="SPEC",
-                   help=f"token merging: {SPEC_HELP} (default: none)")
+                   help=f"token merging: {spec_help()} (default: none)")
     p.add_argument("--size", type=pixel_size, metavar="HxW",
                    help="diffusers models: image or video frame size in pixels, HxW or one number for a square. "
                         "Stable Diffusion UNets: square, a multiple of 8 (latent = PX/8; default: the config's "

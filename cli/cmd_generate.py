@@ -11,13 +11,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..graphs.clips import COLOURS, DIRECTIONS, SHAPES, parse_caption, unknown_words
 from ..graphs.errors import InputError
-from ..graphs.tdtm import TdtmOdd, TdtmPositions
-from ..graphs.video_zoo import MODEL_NAME, SAMPLER_DEFAULTS
+from ..graphs.methods.tdtm import TdtmOdd, TdtmPositions
+from ..graphs.models.clips import COLOURS, DIRECTIONS, SHAPES, parse_caption, unknown_words
+from ..graphs.models.video_zoo import MODEL_NAME, SAMPLER_DEFAULTS
 from ..runtime.detect import detect
-from ..runtime.sampler import LeapConfig, LeapMode, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
 from ..runtime.manifest import DEFAULT_OUT
+from ..runtime.sampler import LeapConfig, LeapMode, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
 from ..runtime.stream_video import check_text_encoder, format_steps, streamed_runtime
 from ..runtime.streaming import BlockStreamer, StreamError, parse_bytes
 from ..runtime.video import (RuntimeKind, VideoRuntime, check_prompt, generate, load_runtime, needed_variants, preload, save_clip,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..graphs.methods import methods
-from ..graphs.registry import load_builtin_models
+from ..graphs.methods.registry import methods
+from ..graphs.models.registry import builtin_models
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    models = load_builtin_models()
+    models = builtin_models()
     width = max(len(n) for n in models)
     for name, entry in sorted(models.items()):
         print(f"{name.ljust(width)}  {entry.description}")

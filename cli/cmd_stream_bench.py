@@ -12,9 +12,9 @@ from ..export.output import check_out_dir
 from ..export.pipeline import ValidationFailed, export_model
 from ..export.registry import ExportOptions
 from ..export.split import split_bundle
-from ..graphs.config import MergeConfig
 from ..graphs.errors import InputError
 from ..graphs.numbers import NumberError, parse_percent, parse_size
+from ..graphs.spec.config import MergeConfig
 from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.native_engine import build as build_native
 from ..runtime.stream_bench import NATIVE, plan_modes, run_bench

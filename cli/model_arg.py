@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..graphs.config import MergeConfig, SpecError
 from ..graphs.errors import InputError
-from ..graphs.exportable import ModelBundle
-from ..graphs.hf_folder import load_local
-from ..graphs.registry import ModelEntry, get_model, load_builtin_models
-from ..graphs.sd_unet import SD_OPTIONS, load_unet_folder, unet_folder
-from ..graphs.tomesd import METHOD as TOMESD
-from ..graphs.video_folder import load_video_folder, video_source
-from ..graphs.video_transformers import VIDEO_OPTIONS
+from ..graphs.methods.tomesd import METHOD as TOMESD
+from ..graphs.models.exportable import ModelBundle
+from ..graphs.models.hf_folder import load_local
+from ..graphs.models.registry import ModelEntry, builtin_models, get_model
+from ..graphs.models.sd_unet import SD_OPTIONS, load_unet_folder, unet_folder
+from ..graphs.models.video_folder import load_video_folder, video_source
+from ..graphs.models.video_transformers import VIDEO_OPTIONS
+from ..graphs.spec.config import MergeConfig
+from ..graphs.spec.grammar import SpecError
 
 
 def resolve_model(name: str, config: MergeConfig, options: dict | None = None) -> ModelBundle:
@@ -22,7 +23,7 @@ def resolve_model(name: str, config: MergeConfig, options: dict | None = None) -
     folder or a diffusers video transformer / pipeline folder (Wan, LTX-Video) -> bundle, patched per
     `config`; `options` (the video models' TDTM modes, the UNets' size and cfg, the video
     transformers' size and frames) only for a model that takes them."""
-    models = load_builtin_models()
+    models = builtin_models()
     if name in models:
         _refuse_options(name, models, options or {})
         _refuse_tomesd(name, config, models[name].options)
@@ -79,7 +80,7 @@ def diffusers_options(size: int | tuple[int, int] | None, cfg: bool, frames: int
 
 def source_folder(name: str) -> Path | None:
     """The local model folder that MODEL names (an export must not replace it), or None."""
-    return None if name in load_builtin_models() or not Path(name).exists() else Path(name)
+    return None if name in builtin_models() or not Path(name).exists() else Path(name)
 
 
 def check_trace_source(config: MergeConfig, bundle: ModelBundle) -> None:

@@ -77,7 +77,7 @@ def install() -> None:
     import transformers  # deferred: heavy, and only a command run needs it quieted
 
     # transformers' own warnings stay off: its weight-loading report is read by the model loader
-    # (graphs/hf_folder.py), which refuses or reports, in one line, what would matter.
+    # (graphs/models/hf_folder.py), which refuses or reports, in one line, what would matter.
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
 

@@ -17,7 +17,7 @@ import io
 import warnings
 from pathlib import Path
 
-from ..graphs.merge import MergeOps
+from ..graphs.methods.merge import MergeOps
 
 from .opcheck import OpProblem, UnsupportedOpError, check_graph
 from .registry import ExportOptions, PartInfo, register_exporter, register_group_exporter

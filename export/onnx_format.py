@@ -1,6 +1,6 @@
 """ONNX exporter: torch.export program -> dynamo ONNX exporter -> model.onnx (fp32, or with
 --quantize int8 dynamically quantised weights). The merge is traced in its INDEXED spelling
-(graphs/merge.py): the same assignment with ONNX Runtime's Gather, ArgMax and CumSum instead of
+(graphs/methods/merge.py): the same assignment with ONNX Runtime's Gather, ArgMax and CumSum instead of
 one-hot matmuls, which ORT runs faster.
 
 Weights past protobuf's 2 GB limit go to `model.onnx_data` beside the graph: the name Hugging
@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.fx.traceback import preserve_node_meta
 
-from ..graphs.layers import MERGE_ANNOTATION
-from ..graphs.merge import MergeOps, merge_ops
+from ..graphs.methods.layers import MERGE_ANNOTATION
+from ..graphs.methods.merge import MergeOps, merge_ops
 from ..runtime.manifest import file_record, sha256_path
 from .opcheck import UnsupportedOpError, check_graph
 from .registry import ExportOptions, PartInfo, register_exporter, register_group_exporter
@@ -51,7 +51,7 @@ def export_onnx(get_program, part: PartInfo, out: Path, options: ExportOptions) 
 
 def merge_node_names(wrapper) -> set[str]:
     """ONNX node names of the merge ops in `wrapper`'s export: the dynamo exporter names a node
-    'node_' + its fx name, and the fx nodes the merge adds carry graphs.layers.MERGE_ANNOTATION
+    'node_' + its fx name, and the fx nodes the merge adds carry graphs/methods/layers.py MERGE_ANNOTATION
     when meta is preserved. Traced in the INDEXED spelling, as export_onnx traces it."""
     with torch.no_grad(), preserve_node_meta(), merge_ops(MergeOps.INDEXED):
         program = torch.export.export(wrapper, wrapper.example_inputs(seed=0), strict=False)

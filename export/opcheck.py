@@ -1,7 +1,7 @@
 """Op check: walk an exported graph and name every op a target will not run, before writing it.
 
-Two sources of truth: a table of ops measured to break a target (FACTS.md: sort/argsort have no
-ExecuTorch kernel; scatter_reduce(mean) exports to ONNX as a plain scatter and runs wrong, has no
+Two sources of truth: a table of ops measured to break a target (with the pinned toolchains,
+sort/argsort have no ExecuTorch kernel; scatter_reduce(mean) exports to ONNX as a plain scatter and runs wrong, has no
 ExecuTorch kernel and no Core ML converter; data-dependent shapes and .item() break static
 export), and, for ExecuTorch, the kernels actually registered in the installed runtime.
 """

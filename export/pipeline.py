@@ -21,10 +21,10 @@ import torch
 from tqdm import tqdm
 
 from ..graphs.errors import TomobileError
-from ..graphs.exportable import Exportable, ModelBundle
-from ..graphs.margins import case_margin, draw_clear_inputs, measure
-from ..graphs.merge import MergeOps, merge_ops
-from ..graphs.video_zoo import MODEL_NAME as VIDEO_MODEL
+from ..graphs.methods.margins import case_margin, draw_clear_inputs, measure
+from ..graphs.methods.merge import MergeOps, merge_ops
+from ..graphs.models.exportable import Exportable, ModelBundle
+from ..graphs.models.video_zoo import MODEL_NAME as VIDEO_MODEL
 from ..runtime.contract import write_contract
 from ..runtime.manifest import (VECTORS_DIR, ManifestError, is_export_folder, load_manifest, new_manifest, sha256_path,
                                 size_bytes, write_manifest)
@@ -150,7 +150,7 @@ def _io_spec(wrapper: Exportable, outputs: tuple[torch.Tensor, ...]) -> dict:
 
 def _programs(wrapper: Exportable, inputs: tuple[torch.Tensor, ...]):
     """torch.export programs per precision (fp16 casts weights and float inputs) and merge spelling
-    (graphs/merge.py MergeOps: the same assignment, ops chosen per runtime), traced once.
+    (graphs/methods/merge.py MergeOps: the same assignment, ops chosen per runtime), traced once.
 
     Every call returns a deep copy: lowering changes a program in place (ExecuTorch's
     constant_prop_pass lifts new constants into it), and what one exporter did must not reach the
@@ -173,7 +173,7 @@ def _programs(wrapper: Exportable, inputs: tuple[torch.Tensor, ...]):
 def _write_vectors(bundle: ModelBundle, stem: str, wrapper: Exportable, folder: Path) -> dict:
     """Seeded (and real, where the model has them) inputs with eager fp32 outputs: the reference
     every artifact is checked against, here and in the apps. The seeded inputs are the first seed
-    whose merge decisions are all clear of near-ties in eager (graphs/margins.py); the part's entry
+    whose merge decisions are all clear of near-ties in eager (graphs/methods/margins.py); the part's entry
     records that seed and each case's smallest merge gap ("margins")."""
     draw = draw_clear_inputs(wrapper)
     if not draw.clear:

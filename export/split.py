@@ -1,4 +1,4 @@
-"""`tomobile export MODEL --split blocks`: the denoiser's ordered parts (graphs/video_parts.py) go
+"""`tomobile export MODEL --split blocks`: the denoiser's ordered parts (graphs/models/video_parts.py) go
 into the same export as the monolithic denoisers, and the manifest's `split` entry lists them in
 order with inputs, outputs, and per format the files (model and weights), their sizes and sha256,
 so an app (or runtime/streaming.py) can stream them without Python."""
@@ -6,8 +6,8 @@ so an app (or runtime/streaming.py) can stream them without Python."""
 from __future__ import annotations
 
 from ..graphs.errors import InputError
-from ..graphs.exportable import ModelBundle
-from ..graphs.video_parts import split_denoisers
+from ..graphs.models.exportable import ModelBundle
+from ..graphs.models.video_parts import split_denoisers
 
 SPLIT_FORMATS = ("onnx", "executorch", "coreml", "coreai")
 

@@ -1,6 +1,6 @@
 """One parser for the numbers a user types: counts, count lists, sizes, percentages, floats.
 
-The rule is the merge specs' rule (graphs/config.py): ASCII digits only, so `int()`'s and
+The rule is the merge specs' rule (graphs/spec/config.py): ASCII digits only, so `int()`'s and
 `float()`'s extras are refused ('1_000', '+3', full-width '２', Arabic-Indic digits, '1e3' in a
 size, 'inf', 'nan'); a list has no empty items and no value twice; every value has bounds, and a
 float must fit the dtype it is used in (float32 for the samplers' scalars). Each failure is a

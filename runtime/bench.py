@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from .artifacts import CoreAIRunner, ExecuTorchRunner, OnnxRunner
 from .manifest import load_manifest
+from .tables import aligned_table
 
 log = logging.getLogger(__name__)
 
@@ -244,10 +245,7 @@ def format_table(report: BenchReport) -> str:
                      f"{r.speedup:.2f}", f"{r.flop_ratio:.2f}",
                      "-" if r.oracle_speedup is None else f"{r.oracle_speedup:.2f}", _pct(r.merge_overhead), iqr,
                      share, parts, ", ".join(op.removeprefix("aten::") for op in r.portable_ops) or "-"))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return aligned_table(rows)
 
 
 def save_plot(report: BenchReport, path: Path) -> None:

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..graphs.text_context import tokenize
-from ..graphs.video_zoo import SAMPLER_DEFAULTS, load_video_dit
+from ..graphs.models.text_context import tokenize
+from ..graphs.models.video_zoo import SAMPLER_DEFAULTS, load_video_dit
 from .noise import latent_noise, standard_normals
 from .sampler import (AutoLeap, LeapConfig, LeapMode, SamplerConfig, SimilarityMode, TimestepMode, default_min_steps,
                       sample, timesteps, velocity_similarity)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..graphs.clips import COLOURS, ClipSpec
+from ..graphs.models.clips import COLOURS, ClipSpec
 
 FOREGROUND = 0.35
 MIN_PIXELS = 6

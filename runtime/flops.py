@@ -1,10 +1,10 @@
-"""Analytic FLOP ratio of a merge plan (FACTS.md's definition, generalised).
+"""Analytic FLOP ratio of a merge plan: the unmerged model's multiply-accumulates over the merged one's.
 
 Per layer with T tokens in and T' = T - r out (the merge sits between attention and the MLP):
 attention costs 4*D^2*T (q, k, v, o projections) + 2*T^2*D (logits and context), the MLP
-2*D*H*T' (two projections, H hidden units; H = 4D gives FACTS' 8*D^2*T'). Multiply-accumulates,
+2*D*H*T' (two projections, H hidden units; a ViT's H = 4D gives 8*D^2*T'). Multiply-accumulates,
 counted the same way for the merged and unmerged model, so their ratio is the FLOP ratio.
-Patch embedding, head and the merge ops themselves are left out, as in FACTS.
+Patch embedding, head and the merge ops themselves are left out: they cost the same or little.
 """
 
 from __future__ import annotations

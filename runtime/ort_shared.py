@@ -17,7 +17,9 @@ initializers are `OrtValue`s over one read-only memory map of the weights file t
 (`<group>.onnx.data`); after the sessions packed them, `drop_resident()` lets the kernel drop the
 mapped pages (what a run still reads, biases and norms, comes back from the page cache).
 
-Used by `generate --runtime onnxruntime --ort-shared-weights` (runtime/video.py) and the bench.
+Used by `generate --runtime onnxruntime` (runtime/video.py) wherever the export folder holds
+variants on one weights file (TOMOBILE_ORT_SHARED_WEIGHTS=0 turns it off: each session packs its
+own copy), and by scripts/shared_weights_bench.py.
 """
 
 from __future__ import annotations

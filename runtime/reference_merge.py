@@ -3,7 +3,8 @@
 Written here in the style of facebookresearch/ToMe's `bipartite_soft_matching` and
 `merge_wavg`: rank A tokens by their best similarity with argsort, gather the r best, and
 scatter_reduce them into their B partners. It is data-dependent in the ways export cannot take
-(see FACTS.md) and serves only as the eager baseline that tomobile's static graph must not lose
+(argsort has no ExecuTorch kernel, scatter_reduce(mean) exports to ONNX as a plain scatter and
+runs wrong, Core ML has no converter for it: export/opcheck.py) and serves only as the eager baseline that tomobile's static graph must not lose
 to. `reference_merge()` swaps it into the layer code for the length of a `with` block.
 """
 
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..graphs import tome
-from ..graphs.merge import protected_count, protected_first, protected_split
+from ..graphs.methods import tome
+from ..graphs.methods.merge import protected_count, protected_first, protected_split
 from .bench import round_robin
 
 MergeFn = Callable[[torch.Tensor, str], torch.Tensor]
@@ -29,7 +30,7 @@ def reference_matching(metric: torch.Tensor, r: int, class_token: bool = False,
     """metric (B, T, C) -> merge(x (B, T, C'), mode) -> (B, T - r, C'), ToMe's output order.
     Register tokens (which ToMe has not) are protected by its distillation-token rule generalized:
     the first `protected` tokens alternate A0, B0, A1, ..; their rows and columns never match and
-    they come first in the output (graphs/merge.py, docs/methods.md)."""
+    they come first in the output (graphs/methods/merge.py, docs/methods.md)."""
     protected = protected_count(class_token, distill_token, registers)
     pa, pb = protected_split(protected)  # protected A rows, B columns
     r = min(r, (metric.shape[1] - protected) // 2)

@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict
 from pathlib import Path
 
+from . import tables
 from .stream_bench import ModeResult
 from .streaming import mb
 
@@ -37,19 +38,14 @@ def format_table(results: list[ModeResult]) -> str:
                      _ratio(r.step_s, resident.step_s if resident and r.mode.streamed else None),
                      f"{r.loads_per_step:.0f}" if r.mode.streamed else "-",
                      f"{r.load_s:.2f}", hidden, f"{r.max_abs_err:.1e}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return tables.aligned_table(rows)
 
 
 def markdown_table(results: list[ModeResult]) -> str:
     """The same table as Markdown (for the README)."""
     text = format_table(results).splitlines()
-    header = [c for c in _cells(text[0])]
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(_cells(line, len(header))) + " |" for line in text[2:]]
-    return "\n".join(out)
+    header = _cells(text[0])
+    return tables.markdown_table(header, [_cells(line, len(header)) for line in text[2:]])
 
 
 def _cells(line: str, n: int | None = None) -> list[str]:

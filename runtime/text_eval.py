@@ -25,13 +25,14 @@ from pydoc_data.topics import topics
 import torch
 from tqdm import tqdm
 
-from ..graphs.config import MergeConfig
-from ..graphs.hf_models import merge_plan
-from ..graphs.pitome import PitomeParams, ratios_for_counts
-from ..graphs.plan import make_plan
-from ..graphs.zoo import minilm_dir, sentence_bundle
+from ..graphs.methods.pitome import PitomeParams, ratios_for_counts
+from ..graphs.methods.registry import make_plan
+from ..graphs.models.hf_models import merge_plan
+from ..graphs.models.zoo import minilm_dir, sentence_bundle
+from ..graphs.spec.config import MergeConfig
 from .artifacts import ExecuTorchRunner, OnnxRunner
 from .bench import round_robin, set_executorch_threads
+from .tables import markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -237,17 +238,14 @@ _NAMES = {"onnxruntime": "ORT", "executorch": "ExecuTorch"}
 def format_table(report: TextEvalReport) -> str:
     """Markdown table, one row per (length, r): quality, then ms and speedup per runtime."""
     runtimes = list(dict.fromkeys(rt for row in report.rows for rt in row.exported))
-    speed_head = "eager ms | eager speedup | " + "".join(f"{_NAMES[rt]} ms | {_NAMES[rt]} speedup | " for rt in runtimes)
-    lines = [f"{report.model}, {report.pairs} pydoc help topics (query = first sentence, document = the rest), "
-             f"batch 1, {report.threads} threads, every setting of a runtime timed in one round-robin",
-             "",
-             "| seq len | method | r/layer | tokens per layer | cosine mean | cosine min | top-1 | "
-             + speed_head.rstrip(),
-             "|---" * (7 + 2 + 2 * len(runtimes)) + "|"]
+    header = ["seq len", "method", "r/layer", "tokens per layer", "cosine mean", "cosine min", "top-1", "eager ms",
+              "eager speedup"] + [f"{_NAMES[rt]} {what}" for rt in runtimes for what in ("ms", "speedup")]
+    rows = []
     for row in report.rows:
-        speed = f"{row.median_ms:.1f} | {row.speedup:.2f} | " + "".join(
-            f"{row.exported[rt][0]:.1f} | {row.exported[rt][1]:.2f} | " for rt in runtimes)
         counts = ",".join(str(n) for n in row.tokens) if row.tokens else str(row.tokens_out)
-        lines.append(f"| {row.seq_len} | {row.method} | {row.r} | {counts} | {row.cosine_mean:.4f} | "
-                     f"{row.cosine_min:.4f} | {row.top1:.3f} | " + speed.rstrip())
-    return "\n".join(lines)
+        speed = [cell for rt in runtimes for cell in (f"{row.exported[rt][0]:.1f}", f"{row.exported[rt][1]:.2f}")]
+        rows.append([row.seq_len, row.method, row.r, counts, f"{row.cosine_mean:.4f}", f"{row.cosine_min:.4f}",
+                     f"{row.top1:.3f}", f"{row.median_ms:.1f}", f"{row.speedup:.2f}", *speed])
+    title = (f"{report.model}, {report.pairs} pydoc help topics (query = first sentence, document = the rest), "
+             f"batch 1, {report.threads} threads, every setting of a runtime timed in one round-robin")
+    return title + "\n\n" + markdown_table(header, rows)

@@ -19,10 +19,11 @@ import numpy as np
 from tqdm import tqdm
 
 from ..graphs.errors import TomobileError
-from ..graphs.margins import MIN_MARGIN
+from ..graphs.methods.margins import MIN_MARGIN
 from .artifacts import artifact_runner
 from .manifest import entry_name, inside, load_manifest, sha256_path
 from .streaming import RUNTIME_FORMATS, UNLIMITED, BlockStreamer, open_split
+from .tables import aligned_table
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def vector_cases(folder: Path, part: str) -> dict[str, tuple[list[np.ndarray], d
 
 def margin_note(part: dict, case: str) -> str:
     """What the export recorded about how clear eager's merge decisions are on `case` (its
-    "margins" entry, graphs/margins.py): empty when they all clear the margin or none were taken."""
+    "margins" entry, graphs/methods/margins.py): empty when they all clear the margin or none were taken."""
     found = part.get("margins", {}).get(case)
     if not found or found.get("clear", True):
         return ""
@@ -245,9 +246,7 @@ def format_table(report: ValidationReport) -> str:
         db = "-" if c.psnr_db is None else ("inf" if math.isinf(c.psnr_db) else f"{c.psnr_db:.1f}")
         rows.append((c.artifact, c.case, c.output, "x".join(map(str, c.shape)) or "-", err, db,
                      c.status if c.status != FAIL else f"FAIL ({c.note})"))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = [aligned_table(rows)]
     verdict = "PASSED" if report.passed else "FAILED"
     lines.append(f"validation {verdict}: {sum(c.status == PASS for c in report.checks)} pass, "
                  f"{sum(c.status == FAIL for c in report.checks)} fail, "

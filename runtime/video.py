@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from ..graphs.errors import InputError
-from ..graphs.text_context import encode_captions
-from ..graphs.video_zoo import MODEL_NAME, VARIANTS, WEIGHTS, guided_velocity, load_video_dit
+from ..graphs.models.text_context import encode_captions
+from ..graphs.models.video_zoo import MODEL_NAME, VARIANTS, WEIGHTS, guided_velocity, load_video_dit
 from .artifacts import CoreAIRunner, ExecuTorchRunner, OnnxRunner
 from .manifest import ManifestError, entry_name, inside, load_manifest, sha256_path
 from .noise import latent_noise

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..graphs.clips import parse_caption
 from ..graphs.errors import InputError
+from ..graphs.models.clips import parse_caption
 from .detect import detect
 from .sampler import LeapConfig, SamplerConfig
+from .tables import markdown_table
 from .validate import psnr
 from .video import RuntimeKind, VideoRuntime, artifact_tdtm, generate
 
@@ -204,16 +205,16 @@ class VideoEvalReport:
 
 
 def format_table(report: VideoEvalReport) -> str:
-    head = "| modes | setting | calls | speed vs full | ms/clip | colour % | shape % | direction % | all three % | PSNR dB | SSIM |"
-    lines = [head, "|" + "---|" * 11]
+    header = ("modes", "setting", "calls", "speed vs full", "ms/clip", "colour %", "shape %", "direction %",
+              "all three %", "PSNR dB", "SSIM")
+    rows = []
     for r in report.rows():
         psnr_txt = "ref" if r["setting"] == "full" else f"{r['psnr']:.1f}"
         ssim_txt = "ref" if r["setting"] == "full" else f"{r['ssim']:.3f}"
-        lines.append(
-            f"| {r['modes']} | {r['setting']} | {r['calls']:.1f} | {r['speedup']:.2f}x | {r['ms_per_clip']:.0f} | {r['colour']:.0f} | "
-            f"{r['shape']:.0f} | {r['direction']:.0f} | {r['all']:.0f} | {psnr_txt} | {ssim_txt} |"
-        )
-    return "\n".join(lines)
+        rows.append((r["modes"], r["setting"], f"{r['calls']:.1f}", f"{r['speedup']:.2f}x", f"{r['ms_per_clip']:.0f}",
+                     f"{r['colour']:.0f}", f"{r['shape']:.0f}", f"{r['direction']:.0f}", f"{r['all']:.0f}", psnr_txt,
+                     ssim_txt))
+    return markdown_table(header, rows)
 
 
 def warm_up(rt: VideoRuntime) -> None:

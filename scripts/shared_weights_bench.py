@@ -27,7 +27,7 @@ from tomobile.export.executorch_format import export_executorch, export_executor
 from tomobile.export.onnx_format import export_onnx, export_onnx_shared
 from tomobile.export.pipeline import _programs
 from tomobile.export.registry import ExportOptions, PartInfo
-from tomobile.graphs.exportable import Exportable, TensorSpec
+from tomobile.graphs.models.exportable import Exportable, TensorSpec
 
 VARIANTS = ("plain", "merged")
 
@@ -50,9 +50,9 @@ class Wide(Exportable):
 
 def large_parts() -> dict:
     """video-dit-large's denoiser without and with TDTM (the pair an LPL + TDTM clip loads): one model."""
-    from tomobile.graphs.video_dit import VideoMerge
-    from tomobile.graphs.video_random import LARGE, random_video_dit
-    from tomobile.graphs.video_zoo import GuidedDenoiser
+    from tomobile.graphs.models.video_dit import VideoMerge
+    from tomobile.graphs.models.video_random import LARGE, random_video_dit
+    from tomobile.graphs.models.video_zoo import GuidedDenoiser
 
     model = random_video_dit(LARGE)
     return {"plain": GuidedDenoiser(model, VideoMerge()).eval(), "merged": GuidedDenoiser(model, VideoMerge(tdtm=True)).eval()}

@@ -1,4 +1,4 @@
-"""Train `video-dit-tiny` on procedural clips (graphs/clips.py) with the rectified-flow objective.
+"""Train `video-dit-tiny` on procedural clips (graphs/models/clips.py) with the rectified-flow objective.
 
     x_t = (1 - t) x0 + t eps,  target v = eps - x0,  t = shift(sigmoid(N(0, 1)))
 
@@ -11,7 +11,7 @@ seeded and writes an EMA checkpoint (safetensors, config in its metadata) and a 
 calls the merged denoiser for its first steps), with the TDTM modes the checkpoint records
 (`--tdtm-positions`, On-device Sora's `original` by default), so the merged forward is trained too.
 
-    .venv/bin/python scripts/train_video_dit.py --steps 2200 --out graphs/weights/video_dit_tiny.safetensors
+    .venv/bin/python scripts/train_video_dit.py --steps 2200 --out graphs/models/weights/video_dit_tiny.safetensors
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from tomobile.graphs.clips import all_specs, sample_batch
-from tomobile.graphs.text_context import encode_captions
-from tomobile.graphs.video_dit import VideoDiT, VideoDiTConfig, VideoMerge
+from tomobile.graphs.models.clips import all_specs, sample_batch
+from tomobile.graphs.models.text_context import encode_captions
+from tomobile.graphs.models.video_dit import VideoDiT, VideoDiTConfig, VideoMerge
 from tomobile.runtime.sampler import shift_time, shift_ratio
 
 TINY = VideoDiTConfig(frames=8, size=32, patch=4, hidden=96, depth=3, heads=4, caption_len=16)
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--cfg-drop", type=float, default=0.1)
-    ap.add_argument("--out", type=Path, default=Path("graphs/weights/video_dit_tiny.safetensors"))
+    ap.add_argument("--out", type=Path, default=Path("graphs/models/weights/video_dit_tiny.safetensors"))
     ap.add_argument("--log", type=Path, default=Path("scripts/train_log_video_dit.txt"))
     ap.add_argument("--save-every", type=int, default=250)
     ap.add_argument("--hidden", type=int, default=TINY.hidden)

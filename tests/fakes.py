@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tomobile.runtime.manifest import sha256_path
-from tomobile.graphs.exportable import Exportable, ModelBundle, TensorSpec
+from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
 
 
 class Tiny(Exportable):
@@ -83,7 +83,7 @@ def _onnx_denoiser(path: Path, scale: float) -> None:
 
 def fake_video_export(folder: Path) -> Path:
     """A folder shaped like `tomobile export video-dit-tiny --format onnx` wrote it, with tiny graphs."""
-    from tomobile.graphs.text_context import TOKENIZER_FILES, minilm_dir
+    from tomobile.graphs.models.text_context import TOKENIZER_FILES, minilm_dir
 
     folder.mkdir(parents=True)
     _onnx_text_encoder(folder / "text_encoder.onnx")

@@ -72,7 +72,7 @@ def reference_layers(x: torch.Tensor, layers, plan) -> tuple[torch.Tensor, torch
     them, as the original's patch does, at the r per layer that `plan` fixed. Returns the hidden
     states and the token sizes (None if nothing merged). PiToMe takes a kept ratio, so each layer uses
     the largest ratio (in 1/1000) that gives the plan's r."""
-    from tomobile.graphs.pitome import merge_count  # the original's r = floor(T - T * ratio)
+    from tomobile.graphs.methods.pitome import merge_count  # the original's r = floor(T - T * ratio)
 
     protected, size = plan.get("protected"), None
     for i, fns in enumerate(layers):
@@ -143,7 +143,7 @@ def reference_text_layers(x: torch.Tensor, valid: torch.Tensor, layers, plan) ->
     """Their PiToMeBertLayer loop between tomobile's BERT layer adapters at the plan's r per layer:
     keys summed over heads (`key_layer.sum(1)`), `merge_wavg(merge, x, None)` (unit sizes every
     layer), the mask and the sources merged by amax; the hidden states unmerged to the input length."""
-    from tomobile.graphs.pitome import merge_count
+    from tomobile.graphs.methods.pitome import merge_count
 
     b, t, _ = x.shape
     source = torch.eye(t).expand(b, t, t)

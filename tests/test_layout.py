@@ -1,7 +1,9 @@
-"""The package layout holds (STYLE.md, README's Layout): imports point one way (cli -> export,
+"""The package layout holds (the README's Layout section): imports point one way (cli -> export,
 runtime -> graphs; graphs imports none of the others; runtime never imports export or cli; nothing
-imports cli), no module imports another in a cycle, no private names cross modules, imports
-between the packages are relative, and a function-level import is a deferred heavy one.
+imports cli); inside graphs, models -> methods -> the SPEC grammar (the methods know no model, the
+grammar no method; the SPEC parser reads the method table); no module imports another in a cycle,
+no private names cross modules, imports between the packages are relative, and a function-level
+import is a deferred heavy one.
 
 Read from the AST of every module, function-level imports included: a deferred import is an
 arrow all the same."""
@@ -18,17 +20,23 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("graphs", "export", "runtime", "cli")
 # package -> the packages it may import
 ALLOWED = {"graphs": set(), "runtime": {"graphs"}, "export": {"graphs", "runtime"}, "cli": {"graphs", "runtime", "export"}}
+# graphs' subpackages -> the others they may import (each may import its own modules and graphs'
+# top-level ones: errors, numbers); the most specific name that a module starts with applies.
+GRAPHS_ALLOWED = {"graphs.spec.grammar": set(), "graphs.spec": {"graphs.methods"}, "graphs.methods": {"graphs.spec.grammar"},
+                  "graphs.models": {"graphs.methods", "graphs.spec"}}
 # Third-party modules that may be imported inside a function: heavy, and needed only on some paths.
 DEFERRED = {"transformers", "coremltools", "coreai", "coreai_torch", "executorch", "torchao", "onnx", "onnx_ir", "onnxruntime",
             "matplotlib", "PIL", "diffusers"}
 
 
-def _modules() -> dict[str, Path]:
-    """'graphs.merge' -> graphs/merge.py for every module of the four packages."""
+def _modules(root: Path = ROOT) -> dict[str, Path]:
+    """'graphs.methods.merge' -> graphs/methods/merge.py for every module of the four packages and
+    their subpackages ('graphs.methods' -> graphs/methods/__init__.py)."""
     out = {}
     for pkg in PACKAGES:
-        for path in sorted((ROOT / pkg).glob("*.py")):
-            out[pkg if path.stem == "__init__" else f"{pkg}.{path.stem}"] = path
+        for path in sorted((root / pkg).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            out[".".join(parts[:-1] if path.stem == "__init__" else parts)] = path
     return out
 
 
@@ -74,9 +82,27 @@ def _edges(modules: dict[str, Path]) -> dict[str, set[str]]:
     return graph
 
 
+def _within(name: str, unit: str) -> bool:
+    return name == unit or name.startswith(unit + ".")
+
+
+def _graphs_unit(name: str) -> str | None:
+    """The GRAPHS_ALLOWED key that rules module `name` (the longest that contains it), or None."""
+    return max((u for u in GRAPHS_ALLOWED if _within(name, u)), key=len, default=None)
+
+
+def _wrong_arrow(name: str, target: str) -> bool:
+    if target.split(".")[0] != name.split(".")[0]:
+        return target.split(".")[0] not in ALLOWED[name.split(".")[0]]
+    unit = _graphs_unit(name)
+    if unit is None or _graphs_unit(target) is None or _within(target, ".".join(name.split(".")[:2])):
+        return False  # outside graphs' subpackages, into graphs' top modules, or within its own subpackage
+    return not any(_within(target, a) for a in GRAPHS_ALLOWED[unit])
+
+
 def _wrong_arrows(graph: dict[str, set[str]]) -> list[str]:
     return [f"{name} imports {target}" for name, targets in graph.items() for target in sorted(targets)
-            if target.split(".")[0] != name.split(".")[0] and target.split(".")[0] not in ALLOWED[name.split(".")[0]]]
+            if _wrong_arrow(name, target)]
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[str]:
@@ -143,13 +169,40 @@ def test_the_rule_catches_a_cycle_and_a_wrong_arrow(tmp_path):
     assert _wrong_arrows(graph) == ["runtime.a imports export.c"]
 
 
+def test_the_rule_reads_subpackages_and_their_arrows(tmp_path):
+    """Modules in nested folders are found and named, and graphs' inner arrows are checked: a method
+    that imports a model, and the SPEC grammar that imports the method table, are wrong; a model
+    that imports a method, and the SPEC parser that reads the method table, are allowed."""
+    files = {"graphs/__init__.py": "from .spec.config import C\n", "graphs/errors.py": "",
+             "graphs/spec/__init__.py": "", "graphs/spec/grammar.py": "from ..errors import E\nfrom ..methods.registry import T\n",
+             "graphs/spec/config.py": "from .grammar import G\nfrom ..methods.registry import T\n",
+             "graphs/methods/__init__.py": "", "graphs/methods/registry.py": "from . import tome\n",
+             "graphs/methods/tome.py": "from ..spec.grammar import G\nfrom ..models.zoo import Z\n",
+             "graphs/models/zoo.py": "from ..methods.tome import M\nfrom ..spec.config import C\n"}
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    found = _modules(tmp_path)
+    assert set(found) == {"graphs", "graphs.errors", "graphs.spec", "graphs.spec.grammar", "graphs.spec.config",
+                          "graphs.methods", "graphs.methods.registry", "graphs.methods.tome", "graphs.models.zoo"}
+    graph = _edges(found)
+    assert graph["graphs.methods.registry"] == {"graphs.methods.tome"}
+    assert _wrong_arrows(graph) == ["graphs.methods.tome imports graphs.models.zoo",
+                                    "graphs.spec.grammar imports graphs.methods.registry"]
+
+
 def test_importing_the_library_packages_does_not_import_the_cli():
-    """Every module of graphs, export and runtime imported in one fresh process (a few seconds)."""
+    """Every module of graphs, export and runtime (subpackages included) imported in one fresh process
+    (a few seconds), each reachable as an attribute (`import tomobile.graphs.methods.merge as m` fails
+    where a package's __init__ binds another object to a submodule's name)."""
     code = ("import sys, importlib, pkgutil\n"
             "for package in ('graphs', 'runtime', 'export'):\n"
             "    p = importlib.import_module('tomobile.' + package)\n"
-            "    for m in pkgutil.iter_modules(p.__path__):\n"
-            "        importlib.import_module(f'tomobile.{package}.{m.name}')\n"
+            "    for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.'):\n"
+            "        module, found = importlib.import_module(m.name), sys.modules['tomobile']\n"
+            "        for part in m.name.split('.')[1:]:\n"
+            "            found = getattr(found, part)\n"
+            "        assert found is module, f'{m.name} is shadowed by a name in its package: {found!r}'\n"
             "    print(package, sorted(m for m in sys.modules if m.startswith('tomobile.cli')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split("\n")[:3] == ["graphs []", "runtime []", "export []"]

@@ -28,8 +28,9 @@ def test_the_wheel_installs_and_runs_outside_the_repo(tmp_path):
          cwd=tmp_path)
     (wheel,) = dist.glob("tomobile-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "tomobile/graphs/weights/video_dit_tiny.safetensors" in names
-    assert {f"tomobile/{p}/__init__.py" for p in ("graphs", "export", "runtime", "cli")} <= set(names)
+    assert "tomobile/graphs/models/weights/video_dit_tiny.safetensors" in names
+    packages = ("graphs", "graphs/methods", "graphs/models", "graphs/spec", "export", "runtime", "cli")
+    assert {f"tomobile/{p}/__init__.py" for p in packages} <= set(names)
 
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp_path)

@@ -1,6 +1,6 @@
 """ToMe's bipartite soft matching written the original way (facebookresearch/ToMe's
 `bipartite_soft_matching` and `merge_wavg`: argsort, gather, scatter_reduce), eager only, with ties
-pinned so they have one right answer (see tests/graphs/test_merge.py's docstring)."""
+pinned so they have one right answer (see tests/graphs/methods/test_merge.py's docstring)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Rows run in process (`main`), which is what the `tomobile` script calls; a few a
 processes. `{w}` in a row is the scratch folder (the current folder during the row), which holds
 the fixtures below; the whole tree under it is compared before and after each row. Bad local
 Hugging Face model folders (issue 12) have their own table, BAD_FOLDERS in
-tests/graphs/test_hf_folder.py, run through `main` the same way.
+tests/graphs/models/test_hf_folder.py, run through `main` the same way.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 
 from tomobile.cli import cmd_models
 from tomobile.cli.main import main
-from tomobile.graphs.config import SpecError
+from tomobile.graphs.spec.grammar import SpecError
 from tomobile.graphs.errors import TomobileError
 
 BAD_SPEC = ["export", "vit-tiny", "--merge", "tome:r=abc", "--format", "onnx"]
@@ -42,7 +42,7 @@ def test_a_plain_value_error_is_a_bug_not_bad_input(monkeypatch):
     def broken():
         raise ValueError("a bug's ValueError, as numpy or torch raise them")
 
-    monkeypatch.setattr(cmd_models, "load_builtin_models", broken)
+    monkeypatch.setattr(cmd_models, "builtin_models", broken)
     with pytest.raises(ValueError, match="a bug's ValueError"):
         main(["models"])
 
@@ -50,7 +50,7 @@ def test_a_plain_value_error_is_a_bug_not_bad_input(monkeypatch):
 def test_a_bug_in_a_real_process_prints_its_traceback_and_exits_1():
     code = ("import sys; from tomobile.cli import cmd_models; from tomobile.cli.main import main\n"
             "def broken(): raise KeyError('bug')\n"
-            "cmd_models.load_builtin_models = broken\n"
+            "cmd_models.builtin_models = broken\n"
             "sys.exit(main(['models']))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1
@@ -62,8 +62,8 @@ def test_every_user_error_class_derives_from_tomobile_error():
     from tomobile.export.opcheck import UnsupportedOpError
     from tomobile.export.output import OutputError
     from tomobile.export.registry import FormatError, OptionError
-    from tomobile.graphs.hf_folder import FolderError
-    from tomobile.graphs.registry import UnknownModelError
+    from tomobile.graphs.models.hf_folder import FolderError
+    from tomobile.graphs.models.registry import UnknownModelError
     from tomobile.runtime.manifest import ManifestError
     from tomobile.runtime.streaming import StreamError
     from tomobile.runtime.validate import ValidationError

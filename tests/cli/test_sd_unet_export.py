@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from tomobile.cli.main import main
-from tomobile.graphs.sd_unet import SD_TINY, load_unet_folder, seeded_unet
-from tomobile.graphs.tomesd import TomesdConfig
+from tomobile.graphs.models.sd_unet import SD_TINY, load_unet_folder, seeded_unet
+from tomobile.graphs.methods.tomesd import TomesdConfig
 
 SIZE = "64"  # 8x8 latents: the level-0 blocks merge 32 of 64 tokens; small enough for the default suite
 
@@ -38,7 +38,7 @@ def exported(pipeline_folder: Path, tmp_path_factory) -> Path:
 
 # The export below takes minutes of CPU (ExecuTorch splits the UNet into many XNNPACK partitions,
 # each one a graph recompile): `make test-all` runs it; the default suite keeps the bad-input tests,
-# and tests/graphs/test_tomesd.py the equality with the tomesd package.
+# and tests/graphs/methods/test_tomesd.py the equality with the tomesd package.
 EXPORT = pytest.mark.slow
 
 

@@ -2,7 +2,7 @@
 --size HxW, --frames N, each format.
 
 The artifacts are compared on their runtime with diffusers' own forward of the folder's weights
-(plain) and with the TDTM rule applied to diffusers' own modules (graphs/video_tdtm.apply_tdtm), not
+(plain) and with the TDTM rule applied to diffusers' own modules (graphs/methods/tdtm_attention.apply_tdtm), not
 only with the exporter's eager wrapper. The ExecuTorch and Core ML exports take minutes on 2 cores
 (ExecuTorch's lowering of diffusers' many small ops): they are `slow`.
 """
@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from tomobile.cli.main import main
-from tomobile.graphs import ltx
-from tomobile.graphs.video_tdtm import TdtmRule, apply_tdtm
+from tomobile.graphs.models import ltx
+from tomobile.graphs.methods.tdtm_attention import TdtmRule, apply_tdtm
 
 diffusers = pytest.importorskip("diffusers")
 ort = pytest.importorskip("onnxruntime")

@@ -15,7 +15,7 @@ from tomobile.cli.main import main
 from tomobile.export.opcheck import UnsupportedOpError, check_graph
 from tomobile.export.pipeline import stage_export
 from tomobile.export.registry import ExportOptions
-from tomobile.graphs.exportable import Exportable, ModelBundle, TensorSpec
+from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
 from tomobile.runtime.artifacts import CoreAIRunner
 from tomobile.runtime.validate import validate_dir
 
@@ -200,8 +200,8 @@ def test_coreai_merge_picks_eager_slots_on_exact_ties(tmp_path: Path, ops: str):
     between eager and Core AI (1.0 vs 0.99999994); snap_duplicates makes them exactly 1 on both."""
     from tomobile.export.coreai_format import convert
     from tomobile.export.registry import PartInfo
-    from tomobile.graphs.merge import MergeOps, assignment, merge_ops, merge_sum, one_hot_assignment
-    from tomobile.graphs.merge_indexed import slot_merge
+    from tomobile.graphs.methods.merge import MergeOps, assignment, merge_ops, merge_sum, one_hot_assignment
+    from tomobile.graphs.methods.merge_indexed import slot_merge
 
     t, r = 41, 9
 

@@ -40,8 +40,8 @@ def export(model: str, spec: str, out: Path) -> Path:
 def eager(model: str, spec: str):
     """The same model, patched the same way, in eager PyTorch: the export's reference."""
     from tomobile.graphs import MergeConfig
-    from tomobile.graphs.hf_folder import load_local
-    from tomobile.graphs.registry import get_model
+    from tomobile.graphs.models.hf_folder import load_local
+    from tomobile.graphs.models.registry import get_model
 
     config = MergeConfig.parse(spec)
     bundle = load_local(Path(model), config) if Path(model).is_dir() else get_model(model).builder(config)

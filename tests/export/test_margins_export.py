@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-import tomobile.graphs.merge as merge
-import tomobile.graphs.merge_indexed as merge_indexed
+import tomobile.graphs.methods.merge as merge
+import tomobile.graphs.methods.merge_indexed as merge_indexed
 from tomobile.cli.main import main
-from tomobile.graphs.margins import MIN_MARGIN
+from tomobile.graphs.methods.margins import MIN_MARGIN
 from tomobile.runtime.manifest import load_manifest, sha256_path, write_manifest
 from tomobile.runtime.validate import FAIL, margin_note, validate_dir
 

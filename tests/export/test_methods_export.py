@@ -47,7 +47,7 @@ def test_vit_tiny_exports_and_validates(tmp_path, method):
 
 
 def test_tome_on_dinov2_with_registers_exports_and_validates(tmp_path):
-    """ToMe protects the class token and the 4 register tokens (graphs/merge.py protected_count):
+    """ToMe protects the class token and the 4 register tokens (graphs/methods/merge.py protected_count):
     one partition, both runtimes within 1e-4 of eager, the registers in the manifest's plan."""
     manifest = _export(tmp_path, "dinov2-reg-tiny", SPECS["dinov2-reg-tiny"]["tome"], "onnx,executorch")
     assert manifest["plan"]["registers"] == 4 and manifest["plan"]["tokens_per_layer"] == [69, 61, 53, 45, 37]
@@ -56,7 +56,7 @@ def test_tome_on_dinov2_with_registers_exports_and_validates(tmp_path):
 @pytest.mark.parametrize("method", ["pitome", pytest.param("tome", marks=pytest.mark.slow)])  # reason: ~1 min each
 def test_siglip_tiny_exports_and_validates(tmp_path, method):
     """SigLIP's attention-pool head failed at ExecuTorch execute (error 0x1), merged or not, until
-    it was exported in its static spelling (graphs/siglip_head.py): now one partition, <= 1e-4."""
+    it was exported in its static spelling (graphs/models/siglip_head.py): now one partition, <= 1e-4."""
     manifest = _export(tmp_path, "siglip-tiny", SPECS["siglip-tiny"][method], "onnx,executorch")
     checks = manifest["validation"]["checks"]
     assert {Path(c["artifact"]).suffix for c in checks} == {".onnx", ".pte"}

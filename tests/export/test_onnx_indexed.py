@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from tomobile.graphs.merge import MergeOps, assignment, merge_ops, one_hot_assignment
-from tomobile.graphs.merge_indexed import slot_merge
+from tomobile.graphs.methods.merge import MergeOps, assignment, merge_ops, one_hot_assignment
+from tomobile.graphs.methods.merge_indexed import slot_merge
 
 
 class _Slots(torch.nn.Module):

@@ -8,7 +8,7 @@ import torch
 from tomobile.export.opcheck import UnsupportedOpError, check_executorch_operators, check_graph
 from tomobile.export.pipeline import stage_export
 from tomobile.export.registry import ExportOptions
-from tomobile.graphs.exportable import Exportable, ModelBundle, TensorSpec
+from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
 
 
 class ReferenceStyleMerge(Exportable):

@@ -14,7 +14,7 @@ import torch
 from tomobile.export.pipeline import export_model
 from tomobile.export.registry import ExportOptions
 from tomobile.graphs import MergeConfig, merge_plan
-from tomobile.graphs.hf_folder import load_local
+from tomobile.graphs.models.hf_folder import load_local
 from tomobile.runtime.artifacts import ExecuTorchRunner, OnnxRunner
 
 

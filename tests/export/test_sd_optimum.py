@@ -5,7 +5,7 @@ text model, tokenizer files written here: random seeded weights, no download) is
 optimum the way `ORTStableDiffusionPipeline` expects; its `unet/model.onnx` is then replaced by
 tomobile's export of the same UNet with `tomesd:ratio=0.5`. optimum loads the folder and runs two
 DDIM steps; the image must equal eager diffusers running the same pipeline with tomobile's patch
-(which equals the tomesd package: tests/graphs/test_tomesd.py) and differ from the unmerged one.
+(which equals the tomesd package: tests/graphs/methods/test_tomesd.py) and differ from the unmerged one.
 With guidance (guidance_scale > 1) the pipeline calls the UNet on batch 2 with one (1,) timestep:
 tomobile's `--cfg` export takes exactly that and broadcasts the step to both halves in the graph.
 
@@ -49,7 +49,7 @@ def _tiny_pipeline(folder: Path) -> None:
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from tomobile.graphs.sd_unet import SD_TINY
+    from tomobile.graphs.models.sd_unet import SD_TINY
 
     tokenizer, vocab = _tokenizer(folder.parent / "tokenizer-src")
     torch.manual_seed(0)
@@ -116,9 +116,9 @@ def _eager_reference(pipeline: Path, spec: str, batch: int, guidance: float) -> 
     """Eager diffusers running the same pipeline with tomobile's patch on its UNet."""
     from diffusers import StableDiffusionPipeline
 
-    from tomobile.graphs.config import MergeConfig
-    from tomobile.graphs.sd_unet import UNetModel
-    from tomobile.graphs.tomesd import apply_tomesd
+    from tomobile.graphs.spec.config import MergeConfig
+    from tomobile.graphs.models.sd_unet import UNetModel
+    from tomobile.graphs.methods.tomesd import apply_tomesd
 
     eager = StableDiffusionPipeline.from_pretrained(pipeline)
     apply_tomesd(eager.unet, MergeConfig.parse(spec).params, UNetModel(eager.unet, SIZE // 8, batch).example_inputs())

@@ -15,7 +15,7 @@ from tomobile.export.output import finalize
 from tomobile.export.pipeline import stage_export
 from tomobile.export.registry import ExportOptions
 from tomobile.export.shared import weight_groups
-from tomobile.graphs.exportable import Exportable, ModelBundle, TensorSpec
+from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
 from tomobile.runtime.artifacts import CoreAIRunner, ExecuTorchRunner, artifact_runner
 from tomobile.runtime.validate import FAIL, validate_dir
 

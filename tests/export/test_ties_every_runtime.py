@@ -13,9 +13,9 @@ import torch
 
 from tomobile.export.pipeline import stage_export
 from tomobile.export.registry import ExportOptions
-from tomobile.graphs.exportable import Exportable, ModelBundle, TensorSpec
-from tomobile.graphs.merge import assignment, merge_sum, one_hot_assignment
-from tomobile.graphs.merge_indexed import slot_merge
+from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
+from tomobile.graphs.methods.merge import assignment, merge_sum, one_hot_assignment
+from tomobile.graphs.methods.merge_indexed import slot_merge
 from tomobile.runtime.artifacts import load_runner
 
 T, R = 41, 9

@@ -10,7 +10,7 @@ import torch
 
 from tomobile.cli.checks import parse_threads
 from tomobile.cli.cmd_bench import label, parse_runtimes, parse_specs
-from tomobile.graphs.config import MergeConfig
+from tomobile.graphs.spec.config import MergeConfig
 from tomobile.runtime.bench import BenchReport, BenchRow, format_table, round_robin, save_plot
 from tomobile.runtime.flops import constant_r_tokens, flop_ratio, layer_macs
 from tomobile.runtime.reference_merge import reference_merge
@@ -101,7 +101,7 @@ def test_overhead_is_the_ratio_of_tome_to_its_drop_twin():
 
 
 def test_reference_merge_gives_the_static_graphs_output_on_a_patched_vit():
-    from tomobile.graphs.zoo import vit_tiny
+    from tomobile.graphs.models.zoo import vit_tiny
 
     wrapper = vit_tiny(MergeConfig.parse("tome:r=8")).parts["model"]
     (x,) = wrapper.example_inputs(seed=3)
@@ -137,7 +137,7 @@ def test_unet_variants_find_their_files_under_unet_and_count_flops_on_fake_tenso
     from pathlib import Path
 
     from tomobile.cli.cmd_bench import _plan_figures, _unet_flop_ratios
-    from tomobile.graphs.sd_unet import sd_unet_tiny
+    from tomobile.graphs.models.sd_unet import sd_unet_tiny
     from tomobile.runtime.bench import RUNTIMES, Variant
 
     pytest.importorskip("diffusers", reason="diffusers is in the sd extra that `make test` installs")

@@ -15,7 +15,7 @@ from torch import nn
 from tomobile.export.output import finalize
 from tomobile.export.pipeline import stage_export
 from tomobile.export.registry import ExportOptions
-from tomobile.graphs.exportable import Exportable, ModelBundle, TensorSpec
+from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
 from tomobile.runtime.artifacts import CoreAIRunner
 from tomobile.runtime.memory import proc_status
 

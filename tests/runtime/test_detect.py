@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tomobile.graphs.clips import ClipSpec, all_specs, parse_caption, render_clip
+from tomobile.graphs.models.clips import ClipSpec, all_specs, parse_caption, render_clip
 from tomobile.runtime.detect import detect
 
 

@@ -18,7 +18,7 @@ from tomobile.export.onnx_format import export_onnx_shared
 from tomobile.export.output import finalize
 from tomobile.export.pipeline import _programs, stage_export
 from tomobile.export.registry import ExportOptions, PartInfo
-from tomobile.graphs.exportable import ModelBundle
+from tomobile.graphs.models.exportable import ModelBundle
 from tomobile.runtime import video
 from tomobile.runtime.artifacts import OnnxRunner
 from tomobile.runtime.ort_shared import MIN_SHARED_BYTES, SharedWeightSessions, external_initializers

@@ -81,7 +81,7 @@ def test_each_runtime_is_timed_in_its_own_round_robin(monkeypatch):
 def test_pitome_settings_reproduce_tome_token_counts_per_layer():
     """PiToMe's rows run at ToMe's tokens per layer (equal FLOPs): its plan on a padded 6-layer
     encoder gives exactly ToMe's counts for every r and length."""
-    from tomobile.graphs.plan import make_plan
+    from tomobile.graphs.methods.registry import make_plan
     from tomobile.runtime.text_eval import setting_configs
 
     for seq_len, rs in ((128, [4, 8, 16]), (256, [2, 8, 32]), (16, [1, 2])):

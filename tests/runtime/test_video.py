@@ -109,7 +109,7 @@ def test_eval_video_mode_set_errors(tmp_path, capsys, argv, needle):
 def test_eager_runtime_runs_the_asked_tdtm_modes():
     """The checkpoint's recorded modes by default; asked ones replace them, and the merged variant
     follows (positions change its output, the odd mode does not at T = 8)."""
-    from tomobile.graphs.video_zoo import checkpoint_config
+    from tomobile.graphs.models.video_zoo import checkpoint_config
 
     recorded = checkpoint_config()
     assert eager_runtime().tdtm == {"tdtm_positions": recorded.tdtm_positions.value, "tdtm_odd": recorded.tdtm_odd.value}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tomobile.graphs.exportable import Exportable, TensorSpec
+from tomobile.graphs.models.exportable import Exportable, TensorSpec
 
 WIDTH, LAYERS = 512, 4  # 4.2 MB of fp32 weights: well above the process's own noise
 
