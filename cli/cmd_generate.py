@@ -48,9 +48,10 @@ def add_tdtm_args(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--tdtm-positions", metavar="original|midpoint",
                    help="temporal RoPE positions of TDTM-merged frames: original (On-device Sora: 0..T'-1) or "
                         f"midpoint (each pair's mean time, 2i + 0.5); default: {default}")
-    p.add_argument("--tdtm-odd", metavar="original|keep",
+    p.add_argument("--tdtm-odd", metavar="original|keep|first",
                    help="TDTM with an odd frame count: original (On-device Sora: drop the last frame, fill it with "
-                        f"the last pair's average) or keep (it is its own merged frame); default: {default}")
+                        "the last pair's average), keep (the last frame is its own merged frame) or first (the first "
+                        f"frame alone, the rest paired: what a causal video VAE's latents ask for); default: {default}")
 
 
 def tdtm_options(args: argparse.Namespace) -> dict[str, str]:

@@ -4,7 +4,7 @@
     plan = method.plan(params, shape)          # MergePlan: tokens per layer, method data per layer
     state = method.layer(fns, state, i, plan)  # one transformer layer with the method's merge
 
-Each method module (none.py, tome.py, drop.py, pitome.py, diffrate.py, tomesd.py) builds one
+Each method module (none.py, tome.py, drop.py, pitome.py, diffrate.py, tomesd.py, tdtm_attention.py) builds one
 `Method`; registry.py lists them in one table.
 """
 
@@ -38,3 +38,4 @@ class Method:
     plan: Callable[[Any, PlanShape], MergePlan]  # (params, shape) -> plan
     layer: LayerStep
     oracle: bool = True  # bench times a `drop:` twin at the same token counts
+    bare: bool = False  # the SPEC may be the name alone (`tdtm`)

@@ -65,6 +65,17 @@ class Exportable(nn.Module):
         return contextlib.nullcontext(self)
 
 
+def seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
+    """`build()` in eval mode with torch's generator seeded (every machine builds the same random
+    weights of a built-in); the caller's generator state is restored afterwards."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return build().eval()
+    finally:
+        torch.random.set_rng_state(state)
+
+
 @dataclass
 class ModelBundle:
     """A built-in or local model, ready to export: one or more parts, each one artifact per format.
@@ -75,6 +86,8 @@ class ModelBundle:
         config.json and preprocessor_config.json of a single-model export).
     manifest: extra entries for manifest.json (pipeline description, merge schedule, ...).
     real_inputs: optional stem -> callable returning real (not random) inputs for validation.
+    splitter: how the bundle splits into ordered parts for block streaming (`--split KIND`):
+        (bundle, kind) -> the bundle with its parts added; None: the video denoisers' split.
     """
 
     name: str
@@ -83,6 +96,7 @@ class ModelBundle:
     manifest: dict[str, Any] = field(default_factory=dict)
     real_inputs: dict[str, Callable[[], tuple[torch.Tensor, ...]]] = field(default_factory=dict)
     generated_files: dict[str, str] = field(default_factory=dict)
+    splitter: Callable[[ModelBundle, str], ModelBundle] | None = None
 
     def write_files(self, folder: Path) -> list[str]:
         """Copy `extra_files` and write `generated_files` into `folder`; returns their names."""
