@@ -23,7 +23,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     formats = parse_formats(args.format)
     options = ExportOptions(backend=args.backend, precision=args.precision, quantize=args.quantize)
     notes = check_options(formats, options)
-    tdtm = {**tdtm_options(args), **diffusers_options(args.size, args.cfg, args.frames)}
+    tdtm = {**tdtm_options(args), **diffusers_options(args.size, args.cfg, args.frames, args.text_length)}
     source = source_folder(args.model)
     out_arg = Path(args.out) if args.out else DEFAULT_OUT / (source.resolve().name if source else args.model)
     out = check_out_dir(out_arg, force=args.force, keep=(source,) if source else ())
@@ -73,8 +73,10 @@ def add_parser(sub) -> None:
                                    "validation keeps the folder (table in its manifest) and exits 1; bad input writes "
                                    "nothing and exits 2.")
     p.add_argument("model", metavar="MODEL", help="a built-in name (see `tomobile models`), a local Hugging Face "
-                                                  "model folder (config.json + weights), or a local diffusers UNet, "
-                                                  "Wan or LTX-Video transformer or pipeline folder")
+                                                  "model folder (config.json + weights), a local diffusers UNet, "
+                                                  "Wan or LTX-Video transformer or LTX pipeline folder (its "
+                                                  "transformer), or a WanPipeline folder (the whole pipeline: text "
+                                                  "encoder, transformer, VAE decoder, tokenizer, scheduler)")
     p.add_argument("--merge", default="none", metavar="SPEC",
                    help=f"token merging: {spec_help()} (default: none)")
     p.add_argument("--size", type=pixel_size, metavar="HxW",
@@ -87,6 +89,9 @@ def add_parser(sub) -> None:
                    help="Wan / LTX-Video transformers: video frames, as the pipeline's num_frames: 4k+1 for Wan, 8k+1 "
                         "for LTX-Video (latent frames = (N - 1) / 4 + 1 or (N - 1) / 8 + 1); default for the built-ins: "
                         "17 Wan (5 latent frames, 1,280 tokens at 256x256), 33 LTX-Video (5, 1,280 tokens at 512x512)")
+    p.add_argument("--text-length", type=int_at_least(1, 4096), metavar="N",
+                   help="a diffusers WanPipeline folder: the prompt length in tokens the text encoder and the "
+                        "transformer take, as WanPipeline's max_sequence_length (default: 512)")
     p.add_argument("--cfg", action="store_true",
                    help="Stable Diffusion UNets: batch 2 (classifier-free guidance's unconditional + conditional)")
     p.add_argument("--format", default="onnx,coreml,executorch", metavar="LIST",

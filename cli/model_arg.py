@@ -15,8 +15,10 @@ from ..graphs.models.registry import ModelEntry, builtin_models, get_model
 from ..graphs.models.sd_unet import SD_OPTIONS, load_unet_folder, unet_folder
 from ..graphs.models.video_folder import load_video_folder, video_source
 from ..graphs.models.video_transformers import VIDEO_OPTIONS
+from ..graphs.models.wan_pipeline import PIPELINE_OPTIONS, load_wan_pipeline, scheduler_config, wan_pipeline_folder
 from ..graphs.spec.config import MergeConfig
 from ..graphs.spec.grammar import SpecError
+from ..runtime.flow_schedule import flow_schedule
 
 
 def resolve_model(name: str, config: MergeConfig, options: dict | None = None) -> ModelBundle:
@@ -25,11 +27,17 @@ def resolve_model(name: str, config: MergeConfig, options: dict | None = None) -
     `config`; `options` (the video models' TDTM modes, the UNets' size and cfg, the video
     transformers' size and frames) only for a model that takes them."""
     models = builtin_models()
+    path = Path(name)
+    if path.exists() and wan_pipeline_folder(path):
+        _refuse_folder_options(path, options or {}, PIPELINE_OPTIONS, "diffusers WanPipeline")
+        flow_schedule(scheduler_config(path), 1)  # a scheduler the sampler lacks is refused before any weight is read
+        return load_wan_pipeline(path, config, **(options or {}))
+    if "text_length" in (options or {}):
+        raise InputError(f"--text-length applies to a diffusers WanPipeline folder, not to {name}")
     if name in models:
         _refuse_options(name, models, options or {})
         _refuse_tomesd(name, config, models[name].options)
         return get_model(name).builder(config, **(options or {}))
-    path = Path(name)
     if path.exists() and unet_folder(path):
         _refuse_folder_options(path, options or {}, SD_OPTIONS, "diffusers UNet")
         return load_unet_folder(path, config, **(options or {}))
@@ -74,9 +82,12 @@ def _refuse_tomesd(name: str, config: MergeConfig, options: tuple[str, ...]) -> 
                         f"diffusers folder), not to {name}; transformer encoders take the other methods (`tomobile models`)")
 
 
-def diffusers_options(size: int | tuple[int, int] | None, cfg: bool, frames: int | None = None) -> dict:
-    """--size / --cfg / --frames as given (omitted ones left out, so other models refuse only what was asked)."""
-    return {k: v for k, v in (("size", size), ("cfg", cfg or None), ("frames", frames)) if v is not None}
+def diffusers_options(size: int | tuple[int, int] | None, cfg: bool, frames: int | None = None,
+                      text_length: int | None = None) -> dict:
+    """--size / --cfg / --frames / --text-length as given (omitted ones left out, so other models refuse
+    only what was asked)."""
+    given = (("size", size), ("cfg", cfg or None), ("frames", frames), ("text_length", text_length))
+    return {k: v for k, v in given if v is not None}
 
 
 def source_folder(name: str) -> Path | None:

@@ -178,7 +178,7 @@ class LazyVariants(Mapping):
         return len(self._loaders)
 
 
-def _checked_runner(folder: Path, artifact: dict, kind: RuntimeKind,
+def checked_runner(folder: Path, artifact: dict, kind: RuntimeKind,
                     shared: dict[Path, SharedWeightSessions] | None = None) -> Callable[..., list[np.ndarray]]:
     """The artifact's session, after its sha256 matched the manifest; one-line errors otherwise.
     `shared`: the owners of shared ONNX weights files, one per file, kept by the caller."""
@@ -249,7 +249,7 @@ def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | 
     length = int(mc["caption_len"])
     shape = (1, int(mc["channels"]), int(mc["frames"]), int(mc["size"]), int(mc["size"]))
     ids = tokenizer_encode(artifacts, length)
-    text = _checked_runner(artifacts, text_artifact or parts["text_encoder"], kind)
+    text = checked_runner(artifacts, text_artifact or parts["text_encoder"], kind)
 
     def encode(caption: str) -> tuple[np.ndarray, np.ndarray]:
         input_ids, mask = ids(caption)
@@ -259,7 +259,7 @@ def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | 
 
     def loader(artifact: dict) -> Callable[[], DenoiseFn]:
         def load() -> DenoiseFn:
-            run = _checked_runner(artifacts, artifact, kind, shared)
+            run = checked_runner(artifacts, artifact, kind, shared)
             return lambda *a: run(*a)[0]
 
         return load

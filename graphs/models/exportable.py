@@ -101,6 +101,7 @@ class ModelBundle:
     def write_files(self, folder: Path) -> list[str]:
         """Copy `extra_files` and write `generated_files` into `folder`; returns their names."""
         for name, src in self.extra_files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)  # e.g. a pipeline's tokenizer/
             shutil.copy2(src, folder / name)
         for name, text in self.generated_files.items():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)  # e.g. diffusers' unet/config.json

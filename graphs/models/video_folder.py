@@ -78,9 +78,11 @@ def _transformer(folder: Path) -> VideoSource:
 
 
 def load_video_folder(folder: Path, config: MergeConfig, size: str | None = None, frames: int | None = None,
-                      tdtm_odd: str | None = None, name: str | None = None) -> ModelBundle:
+                      tdtm_odd: str | None = None, name: str | None = None,
+                      text_tokens: int | None = None) -> ModelBundle:
     """The transformer in a local diffusers folder at `size` x `frames` (required: a checkpoint has no
-    default clip), its weights from safetensors, checked before any weight is read."""
+    default clip), its weights from safetensors, checked before any weight is read; `text_tokens`:
+    the text length (default: the pipeline's, 512 for Wan)."""
     source = video_source(folder)
     if source is None:
         raise InputError(f"{folder} holds no diffusers video transformer; tomobile exports {_supported()}")
@@ -94,7 +96,7 @@ def load_video_folder(folder: Path, config: MergeConfig, size: str | None = None
     family.check(raw, shape)
     tdtm_rule(config, shape, tdtm_odd)
     transformer = _load_weights(family, source.transformer_dir, raw)
-    return video_bundle(name or folder.resolve().name, family, transformer, config, shape, tdtm_odd,
+    return video_bundle(name or folder.resolve().name, family, transformer, config, shape, tdtm_odd, text_tokens,
                         config_json=(source.transformer_dir / "config.json").read_text())
 
 
