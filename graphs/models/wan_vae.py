@@ -23,12 +23,14 @@ Conv spelling (`ConvSpelling`): ExecuTorch's portable and XNNPACK kernels have n
 so by default the decoders run on a structural copy of the VAE (parameters shared, not copied)
 whose causal convs compute as a sum of 2D convolutions, one per temporal tap (`CausalConvTaps`);
 `conv3d` keeps diffusers' modules as they are (equal to `vae.decode` to the bit in eager).
+`WanVaeDecoder` given no spelling takes conv3d for ONNX and taps for the other formats.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 
 import numpy as np
@@ -118,17 +120,36 @@ def to_frames(video: torch.Tensor) -> torch.Tensor:
 
 class WanVaeDecoder(Exportable):
     """AutoencoderKLWan.decode at a static latent shape (1, z, F, h, w), between WanPipeline's
-    un-scaling and diffusers' "np" post-processing; diffusers' decode runs as it is."""
+    un-scaling and diffusers' "np" post-processing; diffusers' decode runs as it is.
+
+    `convs` None: spelled per format, diffusers' 3D convolutions for ONNX (one Conv node each, a
+    smaller graph that exports faster) and taps elsewhere (ExecuTorch has no 3D convolution; Core
+    AI was validated with taps); eager runs taps."""
 
     output_names = ("frames",)
 
-    def __init__(self, vae: nn.Module, latent_shape: tuple[int, int, int],
-                 convs: ConvSpelling = ConvSpelling.TAPS) -> None:
+    def __init__(self, vae: nn.Module, latent_shape: tuple[int, int, int], convs: ConvSpelling | None = None) -> None:
         super().__init__()
-        self.vae = spelled(vae, convs)
+        self.fixed = None if convs is None else ConvSpelling(convs)
+        twins = {s: spelled(vae, s) for s in ConvSpelling}
+        object.__setattr__(self, "twins", twins)  # not submodules: self.vae holds the one in use
+        self.vae = twins[self.fixed or ConvSpelling.TAPS]
         self.scaling = LatentScaling(vae)
         f, h, w = latent_shape
         self.input_specs = (TensorSpec("latents", (1, int(vae.config.z_dim), f, h, w)),)
+
+    def spelling(self, ops, fmt: str | None) -> ConvSpelling:
+        return self.fixed or (ConvSpelling.CONV3D if fmt == "onnx" else ConvSpelling.TAPS)
+
+    @contextlib.contextmanager
+    def spelled(self, ops, fmt: str | None) -> Iterator[None]:
+        """The decoder with format `fmt`'s conv spelling while the exporter traces it."""
+        before, self.vae = self.vae, self.twins[self.spelling(ops, fmt)]
+        try:
+            with super().spelled(ops, fmt):
+                yield
+        finally:
+            self.vae = before
 
     def forward(self, latents: torch.Tensor) -> tuple[torch.Tensor]:
         video = self.vae.decode(self.scaling(latents), return_dict=False)[0]  # (1, 3, N, H, W)
