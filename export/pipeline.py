@@ -239,7 +239,8 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
         get_program = _programs(wrapper, wrapper.example_inputs(seed=0))
         calibration = tuple(wrapper.example_inputs(seed=s) for s in range(CALIBRATION_SEEDS)) if options.quantize else ()
         info = PartInfo(stem, tuple(s.name for s in wrapper.input_specs), tuple(wrapper.output_names),
-                        calibration=calibration, external_weights=wrapper.external_weights)
+                        calibration=calibration, external_weights=wrapper.external_weights,
+                        backend=wrapper.executorch_backend)
         pending[stem] = (get_program, info)
         for fmt in formats:
             exporter = get_exporter(fmt)

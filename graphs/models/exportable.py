@@ -48,6 +48,9 @@ class Exportable(nn.Module):
     # Weights in a file beside the artifact (ONNX external data, ExecuTorch .ptd) so runtimes can
     # map them instead of copying: set by the streamed parts of a split export (video_parts.py).
     external_weights: bool = False
+    # The ExecuTorch backend this part takes whatever --backend says (None: --backend's): a part the
+    # XNNPACK delegate lowers but cannot run (WanPipeline's UMT5 encoder) says "portable".
+    executorch_backend: str | None = None
 
     def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
         gen = torch.Generator().manual_seed(seed)
