@@ -22,8 +22,8 @@ from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.sampler import LeapConfig, LeapMode, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
 from ..runtime.stream_video import check_text_encoder, format_steps, streamed_runtime
 from ..runtime.streaming import BlockStreamer, StreamError, parse_bytes
-from ..runtime.video import (RuntimeKind, VideoRuntime, check_prompt, generate, load_runtime, needed_variants, preload, save_clip,
-                             variant_name)
+from ..runtime.video import (CLIP_SUFFIXES, RuntimeKind, VideoRuntime, check_clip_file, check_prompt, generate,
+                             load_runtime, needed_variants, preload, save_clip, variant_name)
 from ..runtime.video_eval import clip_psnr, ssim
 from ..runtime.wan_artifacts import is_wan_export
 from .checks import MAX_SEED, MAX_STEPS, check_output_file, finite_float, int_at_least, note
@@ -178,7 +178,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return cmd_generate_wan(args)
     refuse_wan_options(args)
     out = Path(args.out)
-    check_output_file(out, "--out", (".gif", ".npy"))
+    check_output_file(out, "--out", CLIP_SUFFIXES)
+    check_clip_file(out)
     cfg = sampler_config(STEPS if args.steps is None else args.steps, args.lpl, args.tdtm_steps,
                          GUIDANCE if args.guidance is None else args.guidance, args.timesteps, args.lpl_similarity)
     variants = needed_variants(cfg, args.tome) + ([variant_name(False, False)] if args.compare else [])
@@ -234,7 +235,8 @@ def add_parser(sub) -> None:
                                    "WanPipeline exported by `tomobile export PIPELINE_DIR` (--artifacts DIR).")
     p.add_argument("prompt", metavar="PROMPT", help='e.g. "a red circle moving left"')
     p.add_argument("--out", required=True, metavar="FILE",
-                   help=".gif, or .npy (float32 [T, H, W, 3] in [0, 1], as diffusers' output_type=\"np\")")
+                   help=".gif, .mp4 (H.264; needs imageio-ffmpeg, the video extra), or .npy (float32 [T, H, W, 3] in "
+                        "[0, 1], as diffusers' output_type=\"np\")")
     p.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0,
                    help="noise seed, 0..2^64-1 (the noise generator's uint64 state; default: 0)")
     p.add_argument("--compare", action="store_true",

@@ -14,7 +14,7 @@ from ..graphs.errors import InputError
 from ..runtime.flow_sampler import FlowSamplerConfig
 from ..runtime.noise import latent_noise
 from ..runtime.sampler import LeapConfig, SimilarityMode, parse_mode
-from ..runtime.video import RuntimeKind, save_clip
+from ..runtime.video import CLIP_SUFFIXES, RuntimeKind, check_clip_file, save_clip
 from ..runtime.wan_artifacts import WanExport, load_latents, wan_export, wan_run
 from ..runtime.wan_generate import wan_generate
 from .checks import check_output_file
@@ -55,7 +55,8 @@ def cmd_generate_wan(args: argparse.Namespace) -> int:
         raise InputError(f"{', '.join(given)}: video-dit-tiny options; a WanPipeline export takes --steps, --guidance, "
                          "--negative-prompt, --latents or --seed, --tdtm-steps, --lpl")
     out = Path(args.out)
-    check_output_file(out, "--out", (".gif", ".npy"))
+    check_output_file(out, "--out", CLIP_SUFFIXES)
+    check_clip_file(out)
     export = wan_export(Path(args.artifacts))
     cfg = wan_config(args, export)
     latents = load_latents(Path(args.latents), export.latent_shape) if args.latents else \

@@ -103,6 +103,17 @@ def test_generate_equals_wanpipeline_from_the_same_latents(exported, tmp_path, t
         assert psnr(diffusers_frames(pipe, torch.from_numpy(np.load(latents)), 0), ours, peak=1.0) < 70.0
 
 
+@pytest.mark.parametrize("suffix", [".gif", ".mp4"])
+def test_generate_writes_gif_and_mp4(exported, tmp_path, suffix):
+    if suffix == ".mp4":
+        pytest.importorskip("imageio_ffmpeg")
+    _, _, out, latents = exported
+    clip = tmp_path / f"clip{suffix}"
+    assert _run(["generate", PROMPT, "--artifacts", out, "--runtime", "onnxruntime", "--steps", 2, "--latents", latents,
+                 "--out", clip, "--quiet"]) == 0
+    assert clip.stat().st_size > 0 and sorted(p.name for p in tmp_path.iterdir()) == [clip.name]
+
+
 def _snapshot(root: Path) -> dict[str, tuple]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
 
@@ -141,6 +152,8 @@ BAD = {
     "latents of the wrong dtype": ["generate", PROMPT, "--latents", "{w}/float64.npy", "{gen}"],
     "latents not an array": ["generate", PROMPT, "--latents", "{w}/not-npy.npy", "{gen}"],
     "--lpl past the steps": ["generate", PROMPT, "--lpl", "4", "{gen}"],
+    "--out of another format": ["generate", PROMPT, "--artifacts", "{export}", "--runtime", "onnxruntime", "--out",
+                                "{w}/clip.avi"],
     "--tdtm-steps past the steps": ["generate", PROMPT, "--tdtm-steps", "5", "{gen}"],
     "--tome on a Wan export": ["generate", PROMPT, "--tome", "{gen}"],
     "--latents on video-dit-tiny": ["generate", PROMPT, "--latents", "{w}/float64.npy", "--out", "{w}/clip.gif"],
