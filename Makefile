@@ -115,6 +115,7 @@ native-system:
 	@missing=""; command -v cmake >/dev/null || missing="cmake"; command -v g++ >/dev/null || missing="$$missing g++"; \
 	test -f /usr/include/nlohmann/json.hpp || missing="$$missing nlohmann-json3-dev"; \
 	test -f /usr/include/openssl/evp.h || missing="$$missing libssl-dev"; \
+	command -v valgrind >/dev/null || missing="$$missing valgrind"; \
 	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
 
 clean:

@@ -20,14 +20,17 @@ from ..export.registry import ExportOptions
 from ..graphs.errors import InputError
 from ..graphs.methods.tome import Schedule
 from ..graphs.models.hf_models import merge_plan
+from ..graphs.models.sd_unet import MAX_SIZE as SD_MAX_SIZE
+from ..graphs.numbers import parse_names
 from ..graphs.spec.config import MergeConfig, spec_help
-from ..runtime.bench import OWN_THREADS, BenchReport, Variant, bench_runtime, format_table, load_inputs, ort_merge_share, save_plot
+from ..runtime.bench import OWN_THREADS, Variant, bench_runtime, load_inputs, ort_merge_share
+from ..runtime.bench_report import BenchReport, format_table, save_plot, verdicts
 from ..runtime.flops import flop_ratio, module_flops
 from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.reference_merge import REFERENCES, compare_eager
-from .checks import THREADS_HELP, check_output_file, int_at_least, parse_threads
+from .checks import MAX_STEPS, THREADS_HELP, check_output_file, int_at_least, note, parse_threads
 from .cmd_stream_bench import add_stream_args, cmd_stream_bench
-from .model_arg import check_trace_source, resolve_model, diffusers_options, source_folder
+from .model_arg import check_trace_source, diffusers_options, resolve_model, source_folder, unused_merge_options
 
 DEFAULT_THREADS = "1,2"
 BENCH_RUNTIMES = ("onnxruntime", "onnxruntime-int8", "executorch", "executorch-fp16", "executorch-int8", "coreai")
@@ -54,11 +57,8 @@ def parse_specs(text: str, oracle: bool = True) -> list[MergeConfig]:
 
 
 def parse_runtimes(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if n not in BENCH_RUNTIMES]
-    if bad or not names:
-        raise InputError(f"unknown runtime {bad[0] if bad else text!r}; runtimes: {', '.join(BENCH_RUNTIMES)}")
-    return list(dict.fromkeys(names))
+    """--runtime: names from BENCH_RUNTIMES, no empty item, none twice (the list rule)."""
+    return parse_names(text, "--runtime", BENCH_RUNTIMES, "runtimes")
 
 
 def label(config: MergeConfig) -> str:
@@ -99,8 +99,8 @@ def _export_variant(bundle, folder: Path, runtimes: list[str], reuse: bool, prog
 
 def _check_outputs(args: argparse.Namespace) -> list[int]:
     """The thread counts; --runs, --eager-runs and the output files checked."""
-    if args.runs < 1 or args.eager_runs < 1:
-        raise InputError("--runs and --eager-runs must be at least 1")
+    if args.runs < 1 or args.eager_runs < 1 or args.count_calls < 1:
+        raise InputError("--runs, --eager-runs and --count-calls must be at least 1")
     check_output_file(Path(args.json) if args.json else None, "--json")
     check_output_file(Path(args.plot) if args.plot else None, "--plot", (".png",))
     return parse_threads(DEFAULT_THREADS if args.threads is None else args.threads)
@@ -116,6 +116,9 @@ def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple
                                option="--work folder")
         bundle = resolve_model(args.model, config, diffusers_options(args.size, False))
         check_trace_source(config, bundle)
+        unused = unused_merge_options(config, batch=1)  # bench times batch 1
+        if unused:
+            note(f"{config.describe()}: {unused}")
         prepared.append((config, bundle, folder))
     return prepared
 
@@ -123,6 +126,9 @@ def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.stream:
         return cmd_stream_bench(args)
+    if args.native:
+        raise InputError("--native runs the native engine's rows of the stream bench; it applies only with --stream "
+                         "(bench MODEL --stream --native), not to a merge bench")
     if args.merge is None:
         raise InputError(f"bench needs --merge SPEC[;SPEC...] ({spec_help()}), or --stream for a video denoiser")
     threads = _check_outputs(args)
@@ -149,7 +155,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = BenchReport(args.model, threads, args.runs)
     for runtime in runtimes:
         for n in threads[:1] if runtime in OWN_THREADS else threads:
-            rows = bench_runtime(runtime, variants, args.runs, n, progress=not args.quiet)
+            counting = args.count_calls if args.count and n == threads[0] else 0  # counts hold at 1 thread
+            rows = bench_runtime(runtime, variants, args.runs, n, progress=not args.quiet, count_calls=counting)
             if runtime.startswith("onnxruntime"):
                 for row, v in zip(rows, variants, strict=True):
                     if v.label in bundles and v.method not in ("none", "drop") and \
@@ -206,6 +213,8 @@ def _write_outputs(report, args) -> None:
     print(f"{report.model}: threads {', '.join(map(str, report.threads))}, median of {report.runs} round-robin runs; "
           "merge overhead = median(tome) / median(drop) - 1, IQR of the same ratio round by round")
     print(format_table(report))
+    for line in verdicts(report):
+        print(f"  {line}")
     if report.eager:
         print("\neager PyTorch, same r: static graph vs argsort + scatter_reduce reference")
         for row in report.eager:
@@ -230,17 +239,26 @@ def add_parser(sub) -> None:
     p.add_argument("--merge", metavar="SPEC[;SPEC...]", help=f"merge specs separated by ';': {spec_help()}")
     p.add_argument("--runtime", default="onnxruntime,executorch", metavar="LIST",
                    help=f"comma-separated from: {', '.join(BENCH_RUNTIMES)} (default: onnxruntime,executorch)")
-    p.add_argument("--runs", type=int_at_least(1), default=15, help="timed runs per variant and runtime (default: 15)")
-    p.add_argument("--eager-runs", type=int_at_least(1), default=9, help="timed eager runs per variant (default: 9)")
+    p.add_argument("--runs", type=int_at_least(1, MAX_STEPS), default=15,
+                   help=f"timed runs per variant and runtime, 1..{MAX_STEPS} (default: 15)")
+    p.add_argument("--eager-runs", type=int_at_least(1, MAX_STEPS), default=9,
+                   help=f"timed eager runs per variant, 1..{MAX_STEPS} (default: 9)")
     p.add_argument("--threads", metavar="LIST",
                    help=f"intra-op thread counts, each {THREADS_HELP}, each timed round-robin on its own (default: "
                         f"{DEFAULT_THREADS}; with --stream one count, default 2)")
+    p.add_argument("--count", action="store_true",
+                   help="also count instructions per call under valgrind's callgrind, at 1 thread, through the Python "
+                        "bindings and (ExecuTorch) the native engine: repeatable whatever else the machine does, "
+                        "but 50-2000x slower than a run, so for small graphs")
+    p.add_argument("--count-calls", type=int_at_least(1), default=1, metavar="N",
+                   help="calls counted per variant with --count, after an uncounted warm-up (default: 1; the count "
+                        "repeats call to call)")
     p.add_argument("--quantize", choices=("int8",), help="also time the int8 models: ONNX Runtime dynamic int8 "
                                                          "and ExecuTorch PT2E static int8, for the runtimes asked")
     p.add_argument("--no-oracle", action="store_true", help="skip the drop: twins (no oracle speedup, no overhead)")
-    p.add_argument("--size", type=int_at_least(8), metavar="PX",
-                   help="Stable Diffusion UNets: image size in pixels, a multiple of 8 (latent = PX/8); default: the "
-                        "config's sample_size x 8")
+    p.add_argument("--size", type=int_at_least(8, SD_MAX_SIZE), metavar="PX",
+                   help=f"Stable Diffusion UNets: image size in pixels, a multiple of 8 from 8 to {SD_MAX_SIZE} "
+                        "(latent = PX/8); default: the config's sample_size x 8")
     p.add_argument("--work", metavar="DIR", help="export folders go here (default: tomobile-out/bench/MODEL)")
     p.add_argument("--reuse", action="store_true", help="reuse an earlier export of the same spec in the work folder")
     p.add_argument("--no-eager", action="store_true", help="skip the eager reference-vs-static comparison")

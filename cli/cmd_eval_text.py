@@ -20,7 +20,7 @@ from ..graphs.numbers import parse_int_list
 from ..graphs.spec.config import MergeConfig
 from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.text_eval import METHODS, format_table, minilm_layers, run_text_eval, setting_configs
-from .checks import THREADS_HELP, check_output_file, int_at_least, thread_count
+from .checks import MAX_STEPS, THREADS_HELP, check_output_file, int_at_least, thread_count
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -103,7 +103,8 @@ def add_text_parser(kinds) -> None:
     t.add_argument("--methods", default="tome", metavar="LIST",
                    help="tome and/or pitome; pitome runs at ToMe's tokens per layer for each r (default: tome)")
     t.add_argument("--limit", type=int_at_least(0), default=0, help="use only the first N topics (default: all)")
-    t.add_argument("--runs", type=int_at_least(1), default=15, help="timed runs per r and runtime (default: 15)")
+    t.add_argument("--runs", type=int_at_least(1, MAX_STEPS), default=15,
+                   help=f"timed runs per r and runtime, 1..{MAX_STEPS} (default: 15)")
     t.add_argument("--threads", type=thread_count, default=2,
                    help=f"threads of every runtime for the timing, {THREADS_HELP} (default: 2)")
     t.add_argument("--runtime", default="eager,onnxruntime,executorch", metavar="LIST",

@@ -9,12 +9,13 @@ from ..export.output import check_out_dir
 from ..export.pipeline import export_model
 from ..export.registry import ExportOptions, check_options, exporters, option_values, parse_formats
 from ..export.split import split_bundle
+from ..graphs.models.sd_unet import MAX_SIZE as SD_MAX_SIZE
 from ..graphs.spec.config import MergeConfig, spec_help
 from ..runtime.manifest import DEFAULT_OUT, MANIFEST, entry_name
 from ..runtime.validate import format_table
 from .checks import int_at_least, note, pixel_size
 from .cmd_generate import add_tdtm_args, tdtm_options
-from .model_arg import check_trace_source, resolve_model, diffusers_options, source_folder
+from .model_arg import check_trace_source, diffusers_options, resolve_model, source_folder, unused_merge_options
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -30,7 +31,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     check_trace_source(config, bundle)
     if args.split:
         bundle = split_bundle(bundle, args.split, args.quantize)
-    for line in notes:
+    unused = unused_merge_options(config, batch=2 if args.cfg else 1)
+    for line in notes + ([unused] if unused else []):
         note(line)
     exported = export_model(bundle, formats, out, options, validate=not args.no_validate, progress=not args.quiet)
     if exported.report is not None:
@@ -77,7 +79,8 @@ def add_parser(sub) -> None:
                    help=f"token merging: {spec_help()} (default: none)")
     p.add_argument("--size", type=pixel_size, metavar="HxW",
                    help="diffusers models: image or video frame size in pixels, HxW or one number for a square. "
-                        "Stable Diffusion UNets: square, a multiple of 8 (latent = PX/8; default: the config's "
+                        f"Stable Diffusion UNets: square, a multiple of 8 from 8 to {SD_MAX_SIZE} (latent = PX/8; "
+                        "default: the config's "
                         "sample_size x 8). Wan / LTX-Video transformers: multiples of 16 / 32 (the VAE's 8x / 32x times "
                         "the patch; default for the built-ins: 256x256 Wan, 512x512 LTX-Video; required for a folder)")
     p.add_argument("--frames", type=int_at_least(1), metavar="N",

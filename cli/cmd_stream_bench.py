@@ -13,7 +13,7 @@ from ..export.pipeline import ValidationFailed, export_model
 from ..export.registry import ExportOptions
 from ..export.split import split_bundle
 from ..graphs.errors import InputError
-from ..graphs.numbers import NumberError, parse_percent, parse_size
+from ..graphs.numbers import NumberError, parse_names, parse_percent, parse_size
 from ..graphs.spec.config import MergeConfig
 from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.native_engine import build as build_native
@@ -21,7 +21,7 @@ from ..runtime.stream_bench import NATIVE, plan_modes, run_bench
 from ..runtime.stream_report import format_table, goals, save_plot, to_json
 from ..runtime.streaming import RUNTIME_FORMATS, mb, open_split
 from ..runtime.validate import format_table as validation_table
-from .checks import check_output_file, int_at_least, parse_threads
+from .checks import MAX_STEPS, check_output_file, int_at_least, parse_threads
 from .model_arg import resolve_model
 
 STREAM_RUNTIMES = ("onnxruntime", "executorch", "coreai")
@@ -36,9 +36,11 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     default = DEFAULT_BUDGETS.replace("%", "%%")  # argparse expands % in help
     p.add_argument("--budgets", default=DEFAULT_BUDGETS, metavar="LIST",
                    help=f"with --stream: memory budgets, sizes (64MB) or %% of the weights (default: {default})")
-    p.add_argument("--steps", type=int_at_least(1), default=4, help="with --stream: denoiser calls per mode; the first, which "
-                                                        "loads everything, is left out of the median (default: 4)")
-    p.add_argument("--rounds", type=int_at_least(1), default=1, help="with --stream: runs of every mode, order rotated (default: 1)")
+    p.add_argument("--steps", type=int_at_least(1, MAX_STEPS), default=4,
+                   help=f"with --stream: denoiser calls per mode, 1..{MAX_STEPS}; the first, which loads everything, "
+                        "is left out of the median (default: 4)")
+    p.add_argument("--rounds", type=int_at_least(1, MAX_STEPS), default=1,
+                   help=f"with --stream: runs of every mode, order rotated, 1..{MAX_STEPS} (default: 1)")
     p.add_argument("--native", action="store_true", help="with --stream: also run every ExecuTorch mode in the native "
                                                          "engine (tomobile-native, C++, no Python), built first")
 
@@ -92,10 +94,7 @@ def native_binary(asked: bool) -> Path | None:
 
 
 def cmd_stream_bench(args: argparse.Namespace) -> int:
-    runtimes = [r.strip() for r in args.runtime.split(",") if r.strip()]
-    bad = [r for r in runtimes if r not in STREAM_RUNTIMES]
-    if bad or not runtimes:
-        raise InputError(f"--stream runtime {bad[0] if bad else args.runtime!r}; allowed: {', '.join(STREAM_RUNTIMES)}")
+    runtimes = parse_names(args.runtime, "--runtime (with --stream)", STREAM_RUNTIMES, "runtimes")
     native = native_binary(args.native)
     if native is not None:
         runtimes.append(NATIVE)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..graphs.errors import InputError
 from ..graphs.methods.tomesd import METHOD as TOMESD
+from ..graphs.methods.tomesd import TomesdConfig, unused_options
 from ..graphs.models.exportable import ModelBundle
 from ..graphs.models.hf_folder import load_local
 from ..graphs.models.registry import ModelEntry, builtin_models, get_model
@@ -89,3 +90,11 @@ def check_trace_source(config: MergeConfig, bundle: ModelBundle) -> None:
     if getattr(config, "trace_source", False) and not any("source" in n for n in outputs):
         raise SpecError(f"trace_source=1 has no effect on {bundle.name}: its exported outputs "
                         f"({', '.join(outputs)}) do not include token sources; drop trace_source")
+
+
+def unused_merge_options(config: MergeConfig, batch: int) -> str | None:
+    """What the merge spec asks that does nothing at this batch, for one `no effect` note line, or
+    None: tomesd's seed without use_rand, use_rand at an odd batch (also under `drop:tomesd:`)."""
+    params = config.params.params if config.drops else config.params
+    unused = unused_options(params, batch) if isinstance(params, TomesdConfig) else []
+    return f"no effect in this run: {'; '.join(unused)}" if unused else None

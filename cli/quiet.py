@@ -6,6 +6,8 @@ lines a user cannot tell from real problems; each one silenced here was seen in 
 
 - torchao: "Failed to load .../_C_mxfp8...so" (its CUDA kernels, on a machine without CUDA) and
   "Detected no triton" (a GPU compiler);
+- diffusers: "Unable to import `torchao` Tensor objects. This may affect loading checkpoints
+  serialized with `torchao`" (on import, with torchao 0.18: tomobile loads no torchao checkpoint);
 - torch's pytree: "<enum ...> is an Enum subclass and is now natively supported ..." (torchao
   registers its enums the old way);
 - the ONNX exporter: "torchvision is not installed. Skipping torchvision::roi_align";
@@ -38,6 +40,7 @@ from collections.abc import Iterator
 HARMLESS_LOGS: dict[str, tuple[str, ...]] = {
     "torchao": (r"Failed to load .*torchao/_C.*\.so",),
     "torchao.kernel.intmm": (r"Detected no triton",),
+    "diffusers.quantizers.torchao.torchao_quantizer": (r"Unable to import `torchao` Tensor objects",),
     "torch.utils._pytree": (r"is an Enum subclass and is now natively supported",),
     "torch.onnx._internal.exporter._registration": (r"torchvision is not installed",),
     "onnxscript.optimizer._constant_folding": (r"^Evaluation failed: cannot reshape array",),

@@ -1,5 +1,10 @@
 """ExecuTorch exporter: torch.export program -> edge -> (XNNPACK delegate) -> model.pte.
 
+For XNNPACK the program first goes through export/passes/ (layer norm, RMS norm, means, attention,
+GELU, pow, unbind, repeat_interleave, growing expands and a patching 3-D convolution spelled in ops
+XNNPACK delegates and computes as eager does; constants folded; edge-level expand, select, squeeze
+and unsqueeze as views and slices, permutes of more than 6 axes on fewer).
+
 Before the file is written, every operator left outside the delegate is checked against the
 kernels registered in the installed runtime: a .pte that would fail at load_method is not written.
 """
@@ -16,8 +21,8 @@ from ..graphs.errors import InputError
 from ..runtime.manifest import file_record
 from .executorch_int8 import quantize_int8
 from .opcheck import UnsupportedOpError, check_executorch_operators, check_graph, registered_executorch_kernels
+from .passes import edge_passes, run_program_passes
 from .registry import ExportOptions, PartInfo, register_exporter, register_group_exporter
-from .xnnpack_rewrites import expand_as_view, fewer_axes, for_xnnpack
 
 
 def lower(program, backend: str, weights_tag: str | None = None):
@@ -43,8 +48,8 @@ def lower_methods(programs: dict, backend: str, weights_tag: str | None = None):
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
         partitioners = [XnnpackPartitioner()]
-        programs = {name: for_xnnpack(p) for name, p in programs.items()}
-        passes = [expand_as_view, fewer_axes]
+        programs = {name: run_program_passes(p) for name, p in programs.items()}
+        passes = edge_passes()
     shared = _alike_weights(programs) if weights_tag and len(programs) > 1 else None
     config = ExecutorchBackendConfig(external_constants=(
         (lambda node: weights_tag if shared is None or node.target in shared else None) if weights_tag else False))

@@ -9,6 +9,7 @@ folder's schema (manifest, file names, sha256) is runtime/manifest.py.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from ..runtime.manifest import (VECTORS_DIR, ManifestError, is_export_folder, lo
 from ..runtime.text_int8 import validate_export
 from ..runtime.validate import ValidationReport
 from .executorch_int8 import CALIBRATION_SEEDS
+from .near_ties import explain_near_ties
 from .onnx_weights_int8 import quantize_weights_int8
 from .output import Staging, discard, finalize, make_staging
 from .registry import ExportOptions, PartInfo, get_exporter, get_group_exporter
@@ -91,7 +93,7 @@ def export_model(bundle: ModelBundle, formats: list[str], out: Path, options: Ex
     report = None
     try:
         if validate:
-            report = validate_export(staging.path, progress=progress)
+            report = explain_near_ties(bundle, staging.path, validate_export(staging.path, progress=progress))
             manifest["validation"] = report.to_json()
             write_manifest(staging.path, manifest)
             report = _relocated(report, staging.path, out)
@@ -150,22 +152,24 @@ def _io_spec(wrapper: Exportable, outputs: tuple[torch.Tensor, ...]) -> dict:
 
 def _programs(wrapper: Exportable, inputs: tuple[torch.Tensor, ...]):
     """torch.export programs per precision (fp16 casts weights and float inputs) and merge spelling
-    (graphs/methods/merge.py MergeOps: the same assignment, ops chosen per runtime), traced once.
+    (graphs/methods/merge.py MergeOps: the same assignment, ops chosen per runtime) and, where a model spells
+    its merge per format too (a UNet's tomesd blocks: Exportable.spelling), per format; traced once.
 
     Every call returns a deep copy: lowering changes a program in place (ExecuTorch's
     constant_prop_pass lifts new constants into it), and what one exporter did must not reach the
     next one, whatever the order of the formats."""
-    cache: dict[tuple[str, MergeOps], torch.export.ExportedProgram] = {}
+    cache: dict[tuple, torch.export.ExportedProgram] = {}
 
-    def get(precision: str, ops: MergeOps = MergeOps.ARITHMETIC) -> torch.export.ExportedProgram:
-        if (precision, ops) not in cache:
+    def get(precision: str, ops: MergeOps = MergeOps.ARITHMETIC, fmt: str | None = None) -> torch.export.ExportedProgram:
+        key = (precision, ops, wrapper.spelling(ops, fmt))  # formats whose graphs are spelled alike share a trace
+        if key not in cache:
             module, args = wrapper, inputs
             if precision == "fp16":
                 module = copy.deepcopy(wrapper).half()
                 args = tuple(a.half() if a.is_floating_point() else a for a in inputs)
-            with torch.no_grad(), merge_ops(ops):
-                cache[precision, ops] = torch.export.export(module, args, strict=False)
-        return copy.deepcopy(cache[precision, ops])
+            with torch.no_grad(), merge_ops(ops), module.spelled(ops, fmt):
+                cache[key] = torch.export.export(module, args, strict=False)
+        return copy.deepcopy(cache[key])
 
     return get
 
@@ -245,7 +249,7 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
             if group is None or export_group is None:
                 path = staging / f"{stem}{exporter.suffix}"
                 path.parent.mkdir(parents=True, exist_ok=True)  # diffusers' layout: unet/model.onnx
-                details = exporter.export(get_program, info, path, opts)
+                details = exporter.export(functools.partial(get_program, fmt=fmt), info, path, opts)
                 artifacts.append(_artifact_entry(staging, fmt, stem, path, float_io, details))
                 if fmt == "onnx" and opts.quantize is None and stem in INT8_COMPANIONS.get(bundle.name, ()):
                     small = staging / f"{stem}.int8{exporter.suffix}"

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..graphs.errors import TomobileError
+from ..graphs.numbers import NumberError, parse_names
 
 # export(get_program, part, out_path, options) -> manifest details. get_program(precision) returns a
 # fresh copy of the part's torch.export ExportedProgram, which the exporter may change freely.
@@ -130,12 +131,11 @@ def option_values(option: str) -> tuple[str, ...]:
 
 
 def parse_formats(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise FormatError(f"no format given; valid formats: {', '.join(exporters())}")
-    for n in names:
-        get_exporter(n)
-    return list(dict.fromkeys(names))
+    """'onnx,executorch' -> the formats, checked as every other list is: no empty item, none twice."""
+    try:
+        return parse_names(text, "--format", list(exporters()), "formats")
+    except NumberError as err:
+        raise FormatError(str(err)) from None
 
 
 def check_options(formats: list[str], options: ExportOptions) -> list[str]:

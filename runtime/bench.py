@@ -9,6 +9,13 @@ min/median/max per variant, the speedup against the unmerged variant, the analyt
 spread of the same ratio taken round by round (quartiles); ONNX Runtime's profiler share of the
 merge ops, and ExecuTorch's delegate partitions and the operators left on portable kernels.
 
+Three figures per variant, side by side: wall time per call (`time.perf_counter`), CPU time per
+call (`time.process_time`, the process's CPU seconds: at 1 thread the call's own work, steadier
+than wall time on a loaded machine; at more threads ONNX Runtime's spinning workers inflate it),
+and, with `count_calls`, instructions per call counted by callgrind (count.py: repeatable whatever
+else the machine does, but valgrind is slow, so only for small graphs). Each row's verdict names
+the figure it rests on: instructions where counted, else CPU time at 1 thread, else wall time.
+
 Core AI rows run coreai-core's Linux CPU backend, which sets its own threads (the row is timed
 once, at the first thread count asked) and is not what an iPhone runs (Neural Engine / GPU): its
 speedup and the oracle's are the figures to read, not its milliseconds.
@@ -20,18 +27,21 @@ import gc
 import json
 import logging
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from .artifacts import CoreAIRunner, ExecuTorchRunner, OnnxRunner
+from .bench_report import BenchRow
+from .count import count_instructions, counted
 from .manifest import load_manifest
-from .tables import aligned_table
+from .native_engine import build as build_native
 
 log = logging.getLogger(__name__)
 
@@ -79,57 +89,34 @@ class Variant:
 
 
 @dataclass
-class BenchRow:
-    runtime: str
-    label: str
-    r: int
-    median_ms: float
-    min_ms: float
-    max_ms: float
-    speedup: float
-    flop_ratio: float
-    efficiency: float
-    merge_share: float | None = None  # ONNX Runtime: share of node time in merge ops
-    partitions: int | None = None  # ExecuTorch: XNNPACK delegate partitions
-    portable_ops: list[str] = field(default_factory=list)  # ExecuTorch: operators outside the delegate
-    threads: int = 1
-    method: str = "tome"
-    oracle_speedup: float | None = None  # speedup of the drop twin (same plan, no merge work)
-    merge_overhead: float | None = None  # median(tome) / median(drop) - 1
-    overhead_q1: float | None = None  # quartiles of the per-round ratio tome_i / drop_i - 1
-    overhead_q3: float | None = None
+class Timings:
+    """Seconds per call of every fn, in call order: wall clock and the process's CPU time."""
+
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
 
 
-@dataclass
-class BenchReport:
-    model: str
-    threads: list[int]
-    runs: int
-    rows: list[BenchRow] = field(default_factory=list)
-    eager: list[dict] = field(default_factory=list)  # reference-vs-static rows (reference_merge.py)
-
-    def to_json(self) -> dict:
-        out: dict = {"model": self.model, "threads": self.threads, "runs": self.runs, "runtimes": {}}
-        for row in self.rows:
-            out["runtimes"].setdefault(row.runtime, {}).setdefault(str(row.threads), {})[row.label] = asdict(row)
-        out["eager_merge"] = self.eager
-        return out
-
-
-def round_robin(fns: dict[str, Callable[[], object]], runs: int, warmup: int = 2,
-                progress: bool = True, desc: str = "bench") -> dict[str, list[float]]:
-    """Seconds per call of every fn, interleaved: each round calls every fn once, rotating the start."""
+def timed_round_robin(fns: dict[str, Callable[[], object]], runs: int, warmup: int = 2,
+                      progress: bool = True, desc: str = "bench") -> Timings:
+    """Every fn timed interleaved: each round calls every fn once, rotating the start."""
     names = list(fns)
     for name in names:
         for _ in range(warmup):
             fns[name]()
-    times: dict[str, list[float]] = {n: [] for n in names}
+    times = Timings({n: [] for n in names}, {n: [] for n in names})
     for i in tqdm(range(runs), desc=desc, unit="round", disable=not progress):
         for name in names[i % len(names):] + names[: i % len(names)]:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fns[name]()
-            times[name].append(time.perf_counter() - start)
+            times.cpu[name].append(time.process_time() - start_cpu)
+            times.wall[name].append(time.perf_counter() - start)
     return times
+
+
+def round_robin(fns: dict[str, Callable[[], object]], runs: int, warmup: int = 2,
+                progress: bool = True, desc: str = "bench") -> dict[str, list[float]]:
+    """Wall seconds per call of every fn, interleaved (timed_round_robin)."""
+    return timed_round_robin(fns, runs, warmup, progress, desc).wall
 
 
 def load_inputs(folder: Path, part: str = "model", float_dtype: str = "float32") -> list[np.ndarray]:
@@ -165,9 +152,9 @@ def _artifact_info(v: Variant, rt: BenchRuntime) -> dict:
 
 
 def bench_runtime(runtime: str, variants: list[Variant], runs: int, threads: int,
-                  progress: bool = True) -> list[BenchRow]:
+                  progress: bool = True, count_calls: int = 0) -> list[BenchRow]:
     """Round-robin latency of every variant on one runtime at one thread count; variants[0] is
-    the unmerged baseline."""
+    the unmerged baseline. `count_calls` > 0: also instructions per call (count_runtime)."""
     rt = RUNTIMES[runtime]
     missing = [str(v.artifact(rt)) for v in variants if not v.artifact(rt).exists()]
     if missing:
@@ -175,35 +162,105 @@ def bench_runtime(runtime: str, variants: list[Variant], runs: int, threads: int
     runners = {v.label: (_runner(rt, v.artifact(rt), threads), load_inputs(v.folder, v.part, rt.float_dtype))
                for v in variants}
     fns = {label: (lambda r=r, x=x: r.run(x)) for label, (r, x) in runners.items()}
-    times = round_robin(fns, runs, progress=progress, desc=f"{runtime} x{threads}")
+    times = timed_round_robin(fns, runs, progress=progress, desc=f"{runtime} x{threads}")
     for r, _ in runners.values():
         if hasattr(r, "close"):  # Core AI: release every loaded model now
             r.close()
     del runners, fns
     gc.collect()
-    return _rows(rt, variants, times, threads)
+    rows = _rows(rt, variants, times, threads)
+    if count_calls and rt.fmt in COUNTED:
+        _add_counts(rows, variants, count_runtime(runtime, variants, count_calls))
+    if count_calls and rt.fmt == "executorch":
+        _add_counts(rows, variants, count_native(runtime, variants, count_calls), native=True)
+    return rows
 
 
-def _rows(rt: BenchRuntime, variants: list[Variant], times: dict[str, list[float]], threads: int) -> list[BenchRow]:
-    base = statistics.median(times[variants[0].label])
+def _paired(t: list[float], drop: list[float]) -> tuple[float, float]:
+    """Quartiles of the per-round ratio t_i / drop_i - 1 (same round, side by side)."""
+    paired = [a / b - 1.0 for a, b in zip(t, drop, strict=True)]
+    q1, q3 = (float(q) for q in np.percentile(paired, [25, 75]))
+    return q1, q3
+
+
+def _rows(rt: BenchRuntime, variants: list[Variant], times: Timings | dict[str, list[float]],
+          threads: int) -> list[BenchRow]:
+    if not isinstance(times, Timings):  # wall times alone
+        times = Timings(times, {})
+    wall, cpu = times.wall, times.cpu
+    base = statistics.median(wall[variants[0].label])
+    cpu_base = statistics.median(cpu[variants[0].label]) if cpu else None
     rows = []
     for v in variants:
-        t = times[v.label]
+        t = wall[v.label]
         med = statistics.median(t)
         row = BenchRow(rt.name, v.label, v.r, med * 1e3, min(t) * 1e3, max(t) * 1e3, base / med,
-                       v.flop_ratio, base / med / v.flop_ratio, threads=threads, method=v.method)
+                       v.flop_ratio, base / med / v.flop_ratio, threads=threads, method=v.method,
+                       verdict="cpu" if cpu and threads == 1 else "wall")
+        if cpu:
+            row.cpu_ms = statistics.median(cpu[v.label]) * 1e3
+            row.cpu_speedup = cpu_base * 1e3 / row.cpu_ms
         if v.oracle is not None:
-            drop = times[v.oracle]
+            drop = wall[v.oracle]
             row.oracle_speedup = base / statistics.median(drop)
             row.merge_overhead = med / statistics.median(drop) - 1.0
-            paired = [a / b - 1.0 for a, b in zip(t, drop, strict=True)]  # same round, side by side
-            row.overhead_q1, row.overhead_q3 = (float(q) for q in np.percentile(paired, [25, 75]))
+            row.overhead_q1, row.overhead_q3 = _paired(t, drop)
+            if cpu:
+                row.cpu_overhead = statistics.median(cpu[v.label]) / statistics.median(cpu[v.oracle]) - 1.0
+                row.cpu_overhead_q1, row.cpu_overhead_q3 = _paired(cpu[v.label], cpu[v.oracle])
         if rt.fmt == "executorch":
             info = _artifact_info(v, rt)
             row.partitions = info.get("partitions")
             row.portable_ops = info.get("operators", [])
         rows.append(row)
     return rows
+
+
+# Formats whose artifacts count_runtime can count through their Python bindings.
+COUNTED = ("onnx", "executorch")
+
+
+def count_runtime(runtime: str, variants: list[Variant], calls: int) -> dict[str, float]:
+    """Instructions per call of every variant through the runtime's Python bindings, at 1 thread:
+    one callgrind child per variant (count.py), counting `calls` calls after an uncounted warm-up."""
+    rt = RUNTIMES[runtime]
+    counts = {}
+    for v in variants:
+        command = [sys.executable, "-m", __name__, rt.fmt, str(v.artifact(rt)), str(v.folder), v.part,
+                   rt.float_dtype, str(calls)]
+        counts[v.label] = count_instructions(command, calls)
+    return counts
+
+
+def count_native(runtime: str, variants: list[Variant], calls: int) -> dict[str, float]:
+    """Instructions per call of every variant's .pte in the native engine (`tomobile-native time
+    DIR --runs N --threads 1`, which brackets its timed runs for callgrind)."""
+    binary = build_native()
+    sub = Path(RUNTIMES[runtime].artifact).parent
+    return {v.label: count_instructions([str(binary), "time", str(v.folder / sub), "--runs", str(calls),
+                                         "--threads", "1"], calls) for v in variants}
+
+
+def _add_counts(rows: list[BenchRow], variants: list[Variant], counts: dict[str, float], native: bool = False) -> None:
+    """Instruction counts into the rows: per call, speedup against variants[0], overhead over the twin."""
+    base = counts[variants[0].label]
+    for row, v in zip(rows, variants, strict=True):
+        overhead = counts[v.label] / counts[v.oracle] - 1.0 if v.oracle is not None else None
+        if native:
+            row.native_instructions, row.native_overhead = counts[v.label], overhead
+        else:
+            row.instructions, row.instr_speedup, row.instr_overhead = counts[v.label], base / counts[v.label], overhead
+            row.verdict = "instructions"
+
+
+def _count_child(fmt: str, artifact: str, folder: str, part: str, float_dtype: str, calls: str) -> None:
+    """The callgrind child of count_runtime: load at 1 thread, one warm-up call, then `calls` counted calls."""
+    runner = _runner(BenchRuntime(fmt, fmt, "", float_dtype), Path(artifact), 1)
+    inputs = load_inputs(Path(folder), part, float_dtype)
+    runner.run(inputs)  # first-call allocations and packing, uncounted
+    with counted():
+        for _ in range(int(calls)):
+            runner.run(inputs)
 
 
 def ort_merge_share(onnx_path: Path, inputs: list[np.ndarray], merge_nodes: set[str], threads: int,
@@ -229,53 +286,5 @@ def ort_merge_share(onnx_path: Path, inputs: list[np.ndarray], merge_nodes: set[
     return merged / total if total > 0 else 0.0
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:+.1f}%"
-
-
-def format_table(report: BenchReport) -> str:
-    header = ("runtime", "threads", "variant", "median ms", "min ms", "max ms", "speedup", "FLOP ratio",
-              "oracle speedup", "merge overhead", "overhead IQR", "merge share", "partitions", "portable ops")
-    rows = [header]
-    for r in report.rows:
-        share = "-" if r.merge_share is None else f"{100 * r.merge_share:.1f}%"
-        parts = "-" if r.partitions is None else str(r.partitions)
-        iqr = "-" if r.overhead_q1 is None else f"{_pct(r.overhead_q1)}..{_pct(r.overhead_q3)}"
-        rows.append((r.runtime, str(r.threads), r.label, f"{r.median_ms:.1f}", f"{r.min_ms:.1f}", f"{r.max_ms:.1f}",
-                     f"{r.speedup:.2f}", f"{r.flop_ratio:.2f}",
-                     "-" if r.oracle_speedup is None else f"{r.oracle_speedup:.2f}", _pct(r.merge_overhead), iqr,
-                     share, parts, ", ".join(op.removeprefix("aten::") for op in r.portable_ops) or "-"))
-    return aligned_table(rows)
-
-
-def save_plot(report: BenchReport, path: Path) -> None:
-    """Speedup against r per runtime (ToMe solid, its drop oracle dashed) with the FLOP-ratio line,
-    one panel per thread count."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    threads = sorted({r.threads for r in report.rows})
-    fig, axes = plt.subplots(1, len(threads), figsize=(6 * len(threads), 4), dpi=100, squeeze=False)
-    flops = sorted({(r.r, r.flop_ratio) for r in report.rows if r.method != "drop"})
-    for ax, n in zip(axes[0], threads, strict=True):
-        runtimes = list(dict.fromkeys(r.runtime for r in report.rows if r.threads == n))
-        for i, runtime in enumerate(runtimes):
-            color = f"C{i}"
-            rows = sorted((r for r in report.rows if r.runtime == runtime and r.threads == n), key=lambda r: r.r)
-            tome = [r for r in rows if r.method != "drop"]
-            ax.plot([r.r for r in tome], [r.speedup for r in tome], "o-", color=color, label=runtime)
-            oracle = [r for r in rows if r.method == "none"] + [r for r in rows if r.method == "drop"]
-            if len(oracle) > 1:
-                ax.plot([r.r for r in oracle], [r.speedup for r in oracle], "x--", color=color, alpha=0.7,
-                        label=f"{runtime} drop oracle")
-        ax.plot([r for r, _ in flops], [f for _, f in flops], "k:", label="FLOP ratio")
-        ax.set_xlabel("r (tokens merged per layer)")
-        ax.set_ylabel("speedup vs unmerged")
-        ax.set_title(f"{report.model}: {n} thread{'s' if n > 1 else ''}, median of {report.runs}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+if __name__ == "__main__":  # count_runtime's child: FMT ARTIFACT FOLDER PART FLOAT_DTYPE CALLS
+    _count_child(*sys.argv[1:])

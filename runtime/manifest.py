@@ -61,16 +61,33 @@ def new_manifest(model: str, extra: dict, *, precision: str, quantize: str | Non
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
-    """Write folder/manifest.json whole (a temporary file renamed over it)."""
+    """Write folder/manifest.json whole (a temporary file renamed over it). JSON has no NaN or
+    Infinity (the native engine, the page's JSON.parse and the apps refuse them): a non-finite
+    number anywhere is a ValueError here, before anything is written."""
+    text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
     tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.write_text(text)
     tmp.replace(folder / MANIFEST)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (a manifest holds finite numbers only)")
+
+
+def parse_manifest_text(text: str) -> Any:
+    """manifest.json's text as JSON, as strictly as tomobile-native reads it: NaN and Infinity are
+    refused (Python's json takes them), and so is nesting too deep for the parser (a RecursionError
+    otherwise); ValueError either way."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("it nests lists or objects too deeply for a manifest") from None
 
 
 def is_export_folder(folder: Path) -> bool:
     """Whether `folder` holds a manifest that `tomobile export` wrote (unchecked beyond its key)."""
     try:
-        data = json.loads((folder / MANIFEST).read_text())
+        data = parse_manifest_text((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and MANIFEST_KEY in data
@@ -82,7 +99,7 @@ def load_manifest(folder: Path) -> dict:
     if not path.is_file():
         raise ManifestError(f"{folder} has no {MANIFEST}: not a tomobile export folder")
     try:
-        data = json.loads(path.read_text())
+        data = parse_manifest_text(path.read_text())
     except (OSError, ValueError) as err:
         raise ManifestError(f"{path} is not valid JSON: {err}") from None
     check_manifest(folder, data)
@@ -93,6 +110,22 @@ def entry_name(entry: dict) -> str | None:
     """An artifact (or split part file) entry's method (ExecuTorch) or function (Core ML, Core AI)
     inside a file that several parts share (docs/contract.md); None for a one-part file."""
     return entry.get("method") or entry.get("function")
+
+
+def file_records(manifest: dict) -> list[tuple[str, str]]:
+    """Every (relative path, sha256) the manifest holds, in its order: artifacts and the files beside
+    them, `files`, test vectors, and the split parts' files of every format. A file several entries
+    share is listed once per entry (a checksum pass hashes it once and checks every digest)."""
+    records = []
+    for a in manifest.get("artifacts", []):
+        records.append((a["path"], a["sha256"]))
+        records += [(a[key]["path"], a[key]["sha256"]) for key in ("weights", "external_data") if key in a]
+    records += list(manifest.get("files", {}).items())
+    records += [(f"{VECTORS_DIR}/{stem}.npz", digest) for stem, digest in manifest.get("test_vectors", {}).items()]
+    for entry in manifest.get("split", {}).get("parts", []):
+        for rec in entry.get("files", {}).values():
+            records += [(f["path"], f["sha256"]) for f in (rec, rec.get("weights")) if f is not None]
+    return records
 
 
 def inside(folder: Path, rel: Any) -> Path:
@@ -123,6 +156,42 @@ def _check_io(folder: Path, stem: str, part: Any) -> None:
                      folder, f"parts[{stem!r}].{side} entries need a 'name' and an integer 'shape'")
 
 
+def _check_record(folder: Path, rec: Any, where: str) -> None:
+    _require(isinstance(rec, dict) and isinstance(rec.get("path"), str) and isinstance(rec.get("sha256"), str),
+             folder, f"{where} needs a 'path' and a 'sha256' string")
+    inside(folder, rec["path"])
+
+
+def _check_split(folder: Path, split: Any, parts: dict) -> None:
+    """The split entry as tomobile-native decodes it (runtime/native/src/manifest.cpp): part files
+    with their records and sizes, sequences that are not empty and name parts that exist."""
+    _require(isinstance(split, dict) and isinstance(split.get("parts"), list) and bool(split["parts"]), folder,
+             "'split' has no 'parts' list")
+    names = []
+    for i, entry in enumerate(split["parts"]):
+        where = f"split.parts[{i}]"
+        _require(isinstance(entry, dict) and isinstance(entry.get("name"), str), folder, f"{where} has no 'name' string")
+        _check_io(folder, entry["name"], entry)
+        files = entry.get("files")
+        _require(isinstance(files, dict) and bool(files), folder, f"{where} has no 'files' object")
+        for fmt, rec in files.items():
+            _require(fmt in FORMATS, folder, f"{where}.files has format {fmt!r}; formats: {', '.join(FORMATS)}")
+            _check_record(folder, rec, f"{where}.files.{fmt}")
+            if "weights" in rec:
+                _check_record(folder, rec["weights"], f"{where}.files.{fmt}.weights")
+            total = rec.get("total_bytes")
+            _require(isinstance(total, int) and not isinstance(total, bool) and total >= 0, folder,
+                     f"{where}.files.{fmt}.total_bytes is {total!r}, not a non-negative integer")
+        names.append(entry["name"])
+    sequences = split.get("sequences")
+    _require(isinstance(sequences, dict) and bool(sequences), folder, "split.sequences is missing or empty")
+    for variant, seq in sequences.items():
+        _require(variant in parts, folder, f"split.sequences.{variant}: variant {variant!r} is not a part in 'parts'")
+        _require(isinstance(seq, list) and bool(seq), folder, f"split.sequences.{variant} is empty or not a list")
+        for name in seq:
+            _require(name in names, folder, f"split.sequences.{variant} names part {name!r}, which split.parts lacks")
+
+
 def check_manifest(folder: Path, manifest: Any) -> None:
     """The keys validation reads, with the types `tomobile export` writes."""
     _require(isinstance(manifest, dict), folder, f"it holds a JSON {type(manifest).__name__}, not an object")
@@ -148,3 +217,5 @@ def check_manifest(folder: Path, manifest: Any) -> None:
     _require(set(parts) <= set(manifest.get("test_vectors", {})), folder, "a part has no 'test_vectors' entry")
     for name in manifest.get("files", {}):
         inside(folder, name)
+    if "split" in manifest:
+        _check_split(folder, manifest["split"], parts)

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..graphs.errors import TomobileError
 from ..graphs.numbers import NumberError, parse_size
+from ..graphs.models.video_parts import SPLIT_MODELS
 from .artifacts import CoreAIRunner, ExecuTorchRunner, signature_mismatch, executorch_signature, ort_session_options, ort_signature
 from .manifest import ManifestError, entry_name, inside, load_manifest, sha256_path
 from .memory import MemoryPeak, MemoryProbe, malloc_trim, populate_mappings
@@ -121,8 +122,7 @@ def open_split(folder: Path, runtime: str, verify: bool = True, variants: list[s
         raise StreamError(str(err)) from None
     split = manifest.get("split")
     if not split or "parts" not in split:
-        raise StreamError(f"{folder} was exported without --split blocks; --stream needs "
-                          f"`tomobile export {manifest.get('model', 'MODEL')} --split blocks --out {folder}`")
+        raise StreamError(f"{folder} was exported without --split blocks; --stream needs {split_command(manifest, folder)}")
     fmt = RUNTIME_FORMATS[runtime]
     parts = {}
     for entry in split["parts"]:
@@ -147,6 +147,16 @@ def open_split(folder: Path, runtime: str, verify: bool = True, variants: list[s
     return SplitModel(folder, runtime, {n: p for n, p in parts.items() if n in used}, sequences)
 
 
+def split_command(manifest: dict, folder: Path) -> str:
+    """A `tomobile export ... --split blocks` that works for this folder's model: --split splits the
+    video denoisers only (SPLIT_MODELS); any other model gets one of those as the example."""
+    model = manifest.get("model")
+    if model in SPLIT_MODELS:
+        return f"`tomobile export {model} --split blocks --out {folder}`"
+    return (f"a split video denoiser, which {model or 'this model'} is not ({', '.join(SPLIT_MODELS)}), e.g. "
+            "`tomobile export video-dit-micro --split blocks --out DIR`")
+
+
 def _is_fp16(manifest: dict, part: str, fmt: str) -> bool:
     return any(a["part"] == part and a["format"] == fmt and a.get("float_io") == "float16"
                for a in manifest.get("artifacts", []))
@@ -166,19 +176,19 @@ def _verify_files(folder: Path, entries: list[dict], fmt: str, used: set[str]) -
                     paths.append(f["path"])
                 if entry["name"] in used:
                     files.append((entry["name"], f))
-    seen: set[str] = set()  # a file several parts share (export/shared.py) is hashed once
+    computed: dict[str, str] = {}  # a file several parts share (export/shared.py) is hashed once, each record checked
     for name, f in files:
-        if f["path"] in seen:
-            continue
-        seen.add(f["path"])
         path = inside(folder, f["path"])
-        if not path.exists():  # a file, or a folder (a Core AI .aimodel asset)
-            raise StreamError(f"part {name}: {path} is missing; export the folder again")
-        digest = sha256_path(path)
+        if f["path"] not in computed:
+            if not path.exists():  # a file, or a folder (a Core AI .aimodel asset)
+                raise StreamError(f"part {name}: {path} is missing; export the folder again")
+            computed[f["path"]] = sha256_path(path)
+        digest = computed[f["path"]]
         if digest == f["sha256"]:
             continue
-        if digest in owners:
-            held = " or ".join(owners[digest])
+        others = [p for p in owners.get(digest, []) if p != f["path"]]  # not this file under an edited record
+        if others:
+            held = " or ".join(others)
             raise StreamError(f"part {name}: {path} holds {held} (a different part), not the part "
                               "its manifest lists; export the folder again")
         raise StreamError(f"part {name}: {path} does not match its sha256 in the manifest (altered, or from "

@@ -79,22 +79,39 @@ def _items(spec: str, body: str) -> dict[str, list[str]]:
 
 def read_compression_rate(path: Path, model: str, flops: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(prune, merge) kept counts from the official compression_rate.json ({model: {flops: {
-    'prune_kept_num': '[197,...]', 'merge_kept_num': '[...]'}}})."""
+    'prune_kept_num': '[197,...]', 'merge_kept_num': '[...]'}}}). Every level must be that shape
+    and every count a JSON integer: 65.5, 1e400 (infinite) and NaN are refused, never recorded."""
     if not path.is_file():
         raise SpecError(f"diffrate: no file {path}; give the official compression_rate.json")
     try:
         table = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise SpecError(f"diffrate: {path} is not JSON ({err})") from None
+    if not isinstance(table, dict):
+        raise SpecError(f"diffrate: {path} holds a JSON {type(table).__name__}; the file maps model names to "
+                        "{flops: {prune_kept_num, merge_kept_num}}")
     if model not in table:
         raise SpecError(f"diffrate: {path} has no model {model!r}; models: {', '.join(table)}")
+    if not isinstance(table[model], dict):
+        raise SpecError(f"diffrate: {model} in {path} is a JSON {type(table[model]).__name__}, not a map of flops")
     if flops not in table[model]:
         raise SpecError(f"diffrate: {model} in {path} has no flops {flops!r}; flops: {', '.join(table[model])}")
     entry = table[model][flops]
+    return tuple(_counts(entry, "prune_kept_num", f"{model}/{flops} in {path}")), \
+        tuple(_counts(entry, "merge_kept_num", f"{model}/{flops} in {path}"))
+
+
+def _counts(entry: object, key: str, where: str) -> list[int]:
+    """entry[key]: a JSON list of integers written as a string, as the official file has it."""
     try:
-        return tuple(json.loads(entry["prune_kept_num"])), tuple(json.loads(entry["merge_kept_num"]))
-    except (KeyError, TypeError, json.JSONDecodeError):
-        raise SpecError(f"diffrate: {model}/{flops} in {path} lacks prune_kept_num/merge_kept_num lists") from None
+        values = json.loads(entry[key])  # type: ignore[index]
+    except (KeyError, TypeError, IndexError, json.JSONDecodeError, RecursionError):
+        raise SpecError(f"diffrate: {where} lacks a {key} list") from None
+    if not isinstance(values, list) or not all(type(v) is int for v in values):
+        bad = values if not isinstance(values, list) else next(v for v in values if type(v) is not int)
+        raise SpecError(f"diffrate: {key} of {where} holds {json.dumps(bad)[:40]}; kept counts are "
+                        "integers (digits only, no fraction or exponent)")
+    return values
 
 
 def parse(spec: str, body: str) -> DiffRateParams:

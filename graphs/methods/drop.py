@@ -28,6 +28,12 @@ class DropParams:
     like: str
     params: MethodParams
 
+    @property
+    def trace_source(self) -> bool:
+        """The twin's trace_source=1: the oracle tracks sources as its method would (it slices them),
+        so the CLI refuses it where no output carries sources, as it does for the method."""
+        return bool(getattr(self.params, "trace_source", False))
+
     def describe(self) -> str:
         return self.params.describe() if self.like == "tome" else f"{self.like}:{self.params.describe()}"
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -43,16 +43,31 @@ DRAW_SECONDS = 60.0
 _EXACT = (1.0, 2.0, -1.0e4, -2.0e4)  # snapped duplicates, PAD_PAIR, NO_MATCH, PROTECTED (merge.py)
 
 
+@dataclass(frozen=True)
+class NearTie:
+    """One decision eager took by less than MIN_MARGIN, where `forced_flips` can take it the other
+    way: at `site` (a MarginLog label, "spatial.partner#2"), row `index` (a partner: the flat
+    (batch, source) index; a cut: the batch row)."""
+
+    site: str
+    index: int
+    gap: float
+
+
 @dataclass
 class MarginLog:
-    """Smallest gap per merge site (site label -> (gap, decisions)); sites are numbered per call."""
+    """Smallest gap per merge site (site label -> (gap, decisions)); sites are numbered per call.
+    `near`: the partner and cut decisions below MIN_MARGIN, each one that a replay can flip."""
 
     sites: dict[str, tuple[float, int]] = field(default_factory=dict)
+    near: list[NearTie] = field(default_factory=list)
 
-    def add(self, kind: str, gaps: torch.Tensor) -> None:
+    def add(self, kind: str, gaps: torch.Tensor, rows: torch.Tensor | None = None) -> None:
         label = f"{kind}#{sum(1 for s in self.sites if s.startswith(kind + '#'))}"
         smallest = float(gaps.min()) if gaps.numel() else math.inf
         self.sites[label] = (smallest, int(gaps.numel()))
+        if rows is not None:
+            self.near += [NearTie(label, int(rows[k]), float(gaps[k])) for k in (gaps < MIN_MARGIN).nonzero().flatten()]
 
     @property
     def smallest(self) -> float:
@@ -102,8 +117,9 @@ def note_partner(kind: str, scores: torch.Tensor, used: torch.Tensor) -> None:
     if log is None or scores.shape[-1] < 2:
         return
     top = scores.topk(2, dim=-1).values  # (B, Ta, 2)
-    gaps = _gaps(top[..., 0], top[..., 1])  # (B, Ta)
-    log.add(kind + ".partner", gaps[used > 0.5])
+    gaps = _gaps(top[..., 0], top[..., 1]).reshape(-1)  # (B * Ta,)
+    rows = (used.reshape(-1) > 0.5).nonzero().flatten()  # the merged sources' flat (batch, source) rows
+    log.add(kind + ".partner", gaps[rows], rows)
 
 
 @torch.no_grad()
@@ -113,7 +129,77 @@ def note_cut(kind: str, values: torch.Tensor, r: int) -> None:
     if log is None or not 0 < r < values.shape[-1]:
         return
     top = values.topk(r + 1, dim=-1).values  # (B, r + 1)
-    log.add(kind + ".cut", _gaps(top[:, r - 1], top[:, r]))
+    log.add(kind + ".cut", _gaps(top[:, r - 1], top[:, r]), torch.arange(values.shape[0]))
+
+
+@dataclass
+class _Forcing:
+    flips: frozenset[tuple[str, int]]
+    calls: dict[str, int] = field(default_factory=dict)
+
+    def rows(self, kind: str) -> list[int]:
+        """The rows to flip at this call of `kind`, numbered as MarginLog numbers its sites."""
+        n = self.calls.get(kind, 0)
+        self.calls[kind] = n + 1
+        return sorted(i for site, i in self.flips if site == f"{kind}#{n}")
+
+
+_FORCE: ContextVar[_Forcing | None] = ContextVar("tomobile_forced_flips", default=None)
+
+
+@contextlib.contextmanager
+def forced_flips(ties: Iterable[NearTie]) -> Iterator[None]:
+    """Eager calls inside this block take each of `ties` the other way: a partner its runner-up
+    destination, a cut the token just below it instead of the one just above. That is what a backend
+    computes when its rounding resolves the near-tie the other way; validation replays it to show
+    that an artifact's difference is that flip and nothing else (export/near_ties.py). Inactive while
+    a graph is traced, as the notes are."""
+    token = _FORCE.set(_Forcing(frozenset((t.site, t.index) for t in ties)))
+    try:
+        yield
+    finally:
+        _FORCE.reset(token)
+
+
+def _forcing() -> _Forcing | None:
+    forcing = _FORCE.get()
+    return None if forcing is None or torch.compiler.is_exporting() else forcing
+
+
+@torch.no_grad()
+def force_partner(kind: str, scores: torch.Tensor) -> torch.Tensor:
+    """scores (B, Ta, Tb), with the best and runner-up scores of each forced row swapped (so the
+    runner-up wins); unchanged outside forced_flips. Called where note_partner's site is counted."""
+    forcing = _forcing()
+    if forcing is None or scores.shape[-1] < 2:
+        return scores
+    rows = forcing.rows(kind + ".partner")
+    if not rows:
+        return scores
+    scores = scores.clone()
+    flat = scores.view(-1, scores.shape[-1])  # (B * Ta, Tb), a view
+    for i in rows:
+        first, second = flat[i].topk(2).indices.tolist()
+        flat[i, first], flat[i, second] = flat[i, second].clone(), flat[i, first].clone()
+    return scores
+
+
+@torch.no_grad()
+def force_cut(kind: str, values: torch.Tensor, r: int) -> torch.Tensor:
+    """values (B, N), with the r-th and (r+1)-th largest of each forced batch row swapped (the other
+    token is cut); unchanged outside forced_flips. Called where note_cut's site is counted."""
+    forcing = _forcing()
+    if forcing is None or not 0 < r < values.shape[-1]:
+        return values
+    rows = forcing.rows(kind + ".cut")
+    if not rows:
+        return values
+    values = values.clone()
+    for b in rows:
+        order = values[b].topk(r + 1).indices.tolist()
+        above, below = order[r - 1], order[r]
+        values[b, above], values[b, below] = values[b, below].clone(), values[b, above].clone()
+    return values
 
 
 @torch.no_grad()

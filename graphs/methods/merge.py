@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .margins import note_cut, note_partner
+from .margins import force_cut, force_partner, note_cut, note_partner
 
 # A large finite negative score. Cosine similarities lie in [-1, 1]; protected tokens sit
 # below every real score, and below pairs that may not merge (padding against real tokens).
@@ -346,7 +346,9 @@ def assignment(
     n_kept = ta - r
     protected = protected_count(class_token, distill_token, registers)
     scores = matching_scores(metric, class_token, distill_token, valid, registers)  # (B, Ta, Tb)
+    scores = force_partner("tome", scores)  # eager only, inside margins.forced_flips(): a near-tie replayed
     best, partner = best_partner(scores)  # (B, Ta), (B, Ta)
+    best = force_cut("tome", best, r)
     merged = torch.clamp(float(r) - rank_descending(best), 0.0, 1.0)  # (B, Ta): rank < r, integers
     note_cut("tome", best, r)  # eager only, inside margins.record_margins(): how clear the choices are
     note_partner("tome", scores, merged)

@@ -39,7 +39,8 @@ from .method import Method
 from .plan import MergePlan, PlanShape, counts_plan
 
 GRAMMAR = ("pitome:ratio=F[,F2,...][,margin=F][,bsm_layers=N][,prop_attn=0|1][,trace_source=0|1] "
-           "(F: kept fraction per layer, e.g. 0.9; on text one F merges in the first 3 layers, as the original)")
+           "(F: kept fraction per layer, e.g. 0.9, merging r = floor(T - T*F) <= T/2 tokens; on text one F merges in "
+           "the first 3 layers, as the original)")
 DEFAULT_MARGIN = 0.75  # vision: layer i uses margin - margin * i / L (their patch/deit.py)
 TEXT_MARGIN, TEXT_MARGIN_SLOPE = 0.9, 0.25  # text: 0.9 - 0.25 i / L, or a constant margin given (their patch/bert.py)
 TEXT_LAYERS = 3  # text: one ratio merges in the first 3 layers only (their patch/bert.py)
@@ -110,7 +111,8 @@ def ratios_for_counts(removed: list[int] | tuple[int, ...], tokens: list[int] | 
 
 
 def plan(params: PitomeParams, shape: PlanShape) -> MergePlan:
-    """r per layer from each layer's own token count; r > T/2 (ratio < 0.5) is refused. A padded
+    """r per layer from each layer's own token count; r > T/2 is refused (the check is on r, not on
+    ratio >= 0.5: a ratio just below 0.5 whose floor merges at most half is taken). A padded
     (text) model gets `pitome_text` layers: their BERT patch's ratio and margin schedules."""
     layers = shape.num_layers
     if shape.padded:
@@ -132,8 +134,8 @@ def plan(params: PitomeParams, shape: PlanShape) -> MergePlan:
     for layer, ratio in enumerate(params.per_layer(layers, text=shape.padded)):
         r = merge_count(tokens - protected, ratio)
         if r > (tokens - protected) // 2:
-            raise SpecError(f"ratio={ratio} at layer {layer} merges {r} of {tokens - protected} tokens; "
-                            "at most half may merge (ratio >= 0.5)")
+            raise SpecError(f"ratio={ratio} at layer {layer} merges r = floor(T - T * ratio) = {r} of "
+                            f"T = {tokens - protected} tokens; at most half (r <= {(tokens - protected) // 2}) may merge")
         removed.append(r)
         tokens -= r
     data = (("margin_per_layer", margins), ("bsm_layers", bsm), ("protected", protected))

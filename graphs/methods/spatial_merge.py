@@ -3,12 +3,22 @@
 tomesd picks one destination token per sy x sx cell at random, merges the r most similar source
 tokens into their best destination before self-attention and copies the result back after.
 Random choice is not static, so the destination offset inside each cell is a fixed Python pair
-(top-left by default, or drawn once from a seed when the model is patched). Ranking, partner
-choice, cumsum and the one-hot matrix are graphs/methods/merge.py's comparison-free ops (no argsort, no
-boolean and/or, which Core ML cannot convert); merge and unmerge are one-hot matmuls:
+(top-left by default, or drawn once from a seed when the model is patched). Both spellings
+(`SpatialOps`, a value the caller passes: chosen when a model is patched or traced) compute the
+same output slot of every token:
 
     pos (N, S)        output slot of every token; kept sources first, then destinations
+
+ONE_HOT: ranking, partner choice, cumsum and the one-hot matrix are graphs/merge.py's
+comparison-free ops (no argsort, no boolean and/or, which Core ML cannot convert; XNNPACK
+delegates all of them); merge and unmerge are one-hot matmuls, (S - r) x S x C multiply-adds each:
+
     M   (N, S - r, S) one-hot; merge x' = (M @ x) / (M @ 1), unmerge x = M^T @ x'
+
+INDEXED: the r merging sources are the first r of a stable descending order (TopK when exported:
+ties to the lower index, as the comparison rank), marked by a scatter; merge is a scatter-add of
+the tokens and of ones into the S - r slots (a segment mean), unmerge a gather by pos: O(S x C),
+as tomesd's own gather and scatter_reduce, in ops ONNX has (ScatterElements add, GatherElements).
 
 r = int(S * ratio), at most the number of source tokens (ratio 0.75 with 2x2 cells merges every
 source). r = 0 means no merge at all, so the patched model equals the unpatched one exactly.
@@ -17,16 +27,26 @@ source). r = 0 means no merge at all, so the patched model equals the unpatched 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 
 from ..errors import InputError
-from .margins import note_cut, note_partner
-from .merge import (NO_MATCH, best_partner, cumsum_rows, one_hot_assignment, rank_descending, snap_duplicates,
-                    unmerge)
+from .margins import force_cut, force_partner, note_cut, note_partner
+from .merge import (NO_MATCH, SAME_DELTA, best_partner, cumsum_rows, l2_norm, one_hot_assignment,
+                    rank_descending, snap_duplicates, unmerge)
+from .merge_indexed import descending_order
 
 _EPS = 1e-6
+
+
+class SpatialOps(str, Enum):
+    """How the spatial merge is spelled in a graph; both give the same slots (module docstring)."""
+
+    ONE_HOT = "one-hot"  # comparisons as arithmetic, merge and copy-back as one-hot matmuls (every target)
+    INDEXED = "indexed"  # TopK, scatter-add and gather: linear in S (ONNX Runtime)
 
 
 @dataclass(frozen=True)
@@ -81,27 +101,53 @@ def assignment(x: torch.Tensor, dst: list[int], r: int) -> torch.Tensor:
     """One-hot merge matrix M (N, S - r, S): tokens x (N, S, C), destination indices `dst` fixed at
     patch time, the r sources most similar to a destination (cosine) merge into their best one.
     Slots: kept sources first (in token order), then destinations in `dst` order."""
+    return one_hot_assignment(slot_positions(x, dst, r, SpatialOps.ONE_HOT), x.shape[1] - r, x.dtype)  # (N, S', S)
+
+
+def slot_positions(x: torch.Tensor, dst: list[int], r: int, ops: SpatialOps) -> torch.Tensor:
+    """pos (N, S) float holding integers: the output slot of every token of x (N, S, C), spelled `ops`."""
     s = x.shape[1]
     dst_set = set(dst)
     src = [i for i in range(s) if i not in dst_set]
     n_kept, nd = len(src) - r, len(dst)
-    unit = x / x.norm(dim=-1, keepdim=True).clamp_min(_EPS)  # (N, S, C)
+    unit = x / l2_norm(x).clamp_min(_EPS)  # (N, S, C)
     src_idx = torch.tensor(src, dtype=torch.int64, device=x.device)
     dst_idx = torch.tensor(dst, dtype=torch.int64, device=x.device)
-    scores = snap_duplicates(unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2))  # (N, Ns, Nd)
-    best, partner = best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
-    merged = torch.clamp(float(r) - rank_descending(best.clamp_min(NO_MATCH)), 0.0, 1.0)  # (N, Ns): rank < r
+    scores = unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2)  # (N, Ns, Nd)
+    if ops is SpatialOps.INDEXED:
+        scores = force_partner("spatial", clamp_duplicates(scores))  # eager only, inside margins.forced_flips()
+        best, partner = scores.amax(dim=-1), scores.argmax(dim=-1).to(x.dtype)  # (N, Ns): the first maximum
+        best = force_cut("spatial", best, r)
+        order = descending_order(best)  # (N, Ns) int64, equal scores in index order
+        merged = torch.zeros_like(best).scatter(1, order[:, :r], 1.0)  # (N, Ns): 1 for the r best
+        kept_slot = (1.0 - merged).cumsum(dim=-1) - 1.0  # (N, Ns)
+    else:
+        scores = force_partner("spatial", snap_duplicates(scores))  # eager only, inside margins.forced_flips()
+        best, partner = best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
+        best = force_cut("spatial", best, r)
+        merged = torch.clamp(float(r) - rank_descending(best.clamp_min(NO_MATCH)), 0.0, 1.0)  # (N, Ns): rank < r
+        kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (N, Ns)
     note_cut("spatial", best.clamp_min(NO_MATCH), r)  # eager only, inside margins.record_margins()
     note_partner("spatial", scores, merged)
-    kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (N, Ns)
     src_slot = merged * (partner + n_kept) + (1.0 - merged) * kept_slot  # (N, Ns)
     dst_slot = (_const([float(j + n_kept) for j in range(nd)], x)).unsqueeze(0).expand(x.shape[0], nd)  # (N, Nd)
     split = torch.cat([src_slot, dst_slot], dim=1)  # (N, S) in order [src..., dst...]
     inverse = [0] * s
     for i, j in enumerate(src + dst):
         inverse[j] = i
-    pos = split.index_select(1, torch.tensor(inverse, dtype=torch.int64, device=x.device))  # (N, S)
-    return one_hot_assignment(pos, s - r, x.dtype)  # (N, S', S)
+    return split.index_select(1, torch.tensor(inverse, dtype=torch.int64, device=x.device))  # (N, S)
+
+
+def clamp_duplicates(scores: torch.Tensor) -> torch.Tensor:
+    """merge.snap_duplicates' exact ties in one clamp: snap_duplicates sets every score above T =
+    1 - delta (in the scores' dtype) to 1; clamping at the next float above T sets the same scores,
+    and only them, to that float. Either way they tie exactly, above every other score, so ranks and
+    the lowest-index partner are the same; one elementwise pass over the (S - Nd) x Nd scores
+    instead of the comparison, cast and blend (profiled on sd-unet-tiny at 512 px, ONNX Runtime at 1
+    thread: the comparison and cast alone took 3.6% of the merged UNet's node time)."""
+    delta = max(SAME_DELTA, 4.0 * torch.finfo(scores.dtype).eps)
+    t = torch.tensor(1.0 - delta, dtype=scores.dtype)  # T as `scores > 1 - delta` rounds it
+    return scores.clamp(max=float(torch.nextafter(t, torch.tensor(2.0, dtype=scores.dtype))))
 
 
 def merge_mean(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -109,11 +155,44 @@ def merge_mean(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (m @ x) / m.sum(dim=-1, keepdim=True).clamp_min(_EPS)
 
 
+@dataclass(frozen=True)
+class IndexedSlots:
+    """The INDEXED spelling's merge and copy-back: pos (N, S) int64 slot of every token, `slots` = S - r."""
+
+    pos: torch.Tensor
+    slots: int
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, S, C) -> (N, S', C): each slot the plain mean of its tokens (every slot holds one or more)."""
+        n, s, c = x.shape
+        idx = self.pos.reshape(n, s, 1)  # (N, S, 1)
+        sums = x.new_zeros(n, self.slots, c).scatter_add(1, idx.expand(n, s, c), x)  # (N, S', C)
+        counts = x.new_zeros(n, self.slots, 1).scatter_add(1, idx, x.new_ones(n, s, 1))  # (N, S', 1)
+        return sums / counts
+
+    def copy_back(self, y: torch.Tensor) -> torch.Tensor:
+        """y (N, S', C) -> (N, S, C): every token takes its slot's row."""
+        n, s = self.pos.shape
+        return y.gather(1, self.pos.reshape(n, s, 1).expand(n, s, y.shape[2]))  # (N, S, C)
+
+
+def merge_fns(x: torch.Tensor, dst: list[int], r: int, ops: SpatialOps = SpatialOps.ONE_HOT
+              ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+    """(merge, unmerge) for tokens x (N, S, C): merge (N, S, C) -> (N, S - r, C) by the plain mean of
+    each slot, unmerge (N, S - r, C) -> (N, S, C) copies each slot back to its tokens (ToMe's pair)."""
+    if ops is SpatialOps.INDEXED:
+        slots = IndexedSlots(slot_positions(x, dst, r, ops).to(torch.int64), x.shape[1] - r)
+        return slots.mean, slots.copy_back
+    m = assignment(x, dst, r)  # (N, S - r, S)
+    return (lambda t: merge_mean(m, t)), (lambda t: unmerge(m, t))
+
+
 def merge_attend_unmerge(
-    x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig, attend
+    x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig, attend, ops: SpatialOps = SpatialOps.ONE_HOT
 ) -> torch.Tensor:
     """Run `attend` (N, S', C) -> (N, S', C) on merged tokens and copy results back. x (N, S, C)."""
-    if merge_count(h, w, cfg) == 0:
+    r = merge_count(h, w, cfg)
+    if r == 0:
         return attend(x)
-    m = spatial_assignment(x, h, w, cfg)  # (N, S - r, S)
-    return unmerge(m, attend(merge_mean(m, x)))  # (N, S, C)
+    merge, unmerge_ = merge_fns(x, destination_indices(h, w, cfg), r, ops)
+    return unmerge_(attend(merge(x)))  # (N, S, C)

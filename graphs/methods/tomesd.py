@@ -6,7 +6,9 @@ sy x sx cell, merges the r = int(S * ratio) source tokens most similar to a dest
 the block's input hidden states) into it by a plain mean, runs self-attention (and optionally
 cross-attention and the MLP) on the S - r tokens and copies each result back to every token it
 holds. Its merge uses `argsort` and `scatter_reduce(mean)`, which ONNX, Core ML and ExecuTorch do
-not export; here the same assignment is graphs/methods/spatial_merge.py's comparison-free one-hot form.
+not export; here the same assignment is graphs/methods/spatial_merge.py's, in one of its two spellings
+(`SpatialOps`: one-hot matmuls, or TopK + scatter-add + gather), passed to `apply_tomesd` and chosen
+per traced graph by `spatial_ops` (from measurements: docs/stable_diffusion.md).
 
 What stays static: every block's grid (h, w), r and destination set are Python values fixed at
 patch time for one latent size and batch. tomesd's `use_rand=True` draws a fresh destination per
@@ -30,16 +32,18 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch import nn
 
 from ..spec.grammar import SpecError
-from .merge import unmerge
+from .merge import MergeOps
 from .method import Method
-from .spatial_merge import assignment, grid_destinations, merge_mean
+from .spatial_merge import SpatialOps, grid_destinations, merge_fns
 
 METHOD = "tomesd"
 SPEC_HELP = ("tomesd:ratio=R[,max_downsample=1|2|4|8][,sx=N][,sy=N][,use_rand=0|1][,seed=N][,merge_attn=0|1]"
-             "[,merge_crossattn=0|1][,merge_mlp=0|1] (diffusers UNets; R in [0, 1))")
+             "[,merge_crossattn=0|1][,merge_mlp=0|1] (diffusers UNets; R in [0, 1); sx, sy within every merging "
+             "block's grid; seed 0..2^64-1, drawn only with use_rand=1 at an even batch: --cfg)")
 _FLAGS = ("use_rand", "merge_attn", "merge_crossattn", "merge_mlp")
 _INTS = ("max_downsample", "sx", "sy", "seed")
 _PATCH_ATTR = "_tomobile_tomesd"
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0..2^64-1
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class TomesdConfig:
             raise SpecError(f"tomesd max_downsample {self.max_downsample} must be 1, 2, 4 or 8")
         if self.sx < 1 or self.sy < 1:
             raise SpecError("tomesd sx and sy must be >= 1")
+        if self.seed > MAX_SEED:
+            raise SpecError(f"tomesd seed {self.seed} is out of range; seeds are 0..2^64-1 (torch's generator state)")
 
     @classmethod
     def parse(cls, spec: str) -> TomesdConfig:
@@ -133,7 +139,7 @@ def block_plans(tokens: list[int], latent_hw: tuple[int, int], batch: int, confi
     use_rand = config.use_rand and batch % 2 == 0  # tomesd: an odd batch never randomises
     plans: list[BlockPlan | None] = []
     for n in tokens:
-        downsample = int(math.ceil(math.sqrt(height * width // n)))
+        downsample = _downsample(n, latent_hw)
         h, w = int(math.ceil(height / downsample)), int(math.ceil(width / downsample))
         r = int(n * config.ratio)
         if downsample > config.max_downsample or r <= 0:
@@ -143,6 +149,10 @@ def block_plans(tokens: list[int], latent_hw: tuple[int, int], batch: int, confi
             raise SpecError(f"tomesd cannot place {n} tokens on the {h}x{w} grid it derives from the "
                             f"{height}x{width} latent; choose a latent size the UNet halves evenly")
         hsy, wsx = h // config.sy, w // config.sx
+        if not hsy or not wsx:  # no whole sy x sx cell: no destination, nothing to merge into
+            raise SpecError(f"tomesd sx={config.sx}, sy={config.sy} do not fit the {h}x{w} token grid of a block it "
+                            f"merges (downsample {downsample} of the {height}x{width} latent); give sx <= {w} and "
+                            f"sy <= {h}, or a lower max_downsample")
         if use_rand:
             offsets = torch.randint(config.sy * config.sx, size=(hsy, wsx, 1), generator=generator).flatten().tolist()
         else:
@@ -150,6 +160,23 @@ def block_plans(tokens: list[int], latent_hw: tuple[int, int], batch: int, confi
         dst = grid_destinations(h, w, config.sy, config.sx, offsets)
         plans.append(BlockPlan(h, w, min(r, n - len(dst)), tuple(dst)))
     return plans
+
+
+def _downsample(tokens: int, latent_hw: tuple[int, int]) -> int:
+    """tomesd's downsample of a block from its token count: ceil(sqrt(H * W // tokens))."""
+    return int(math.ceil(math.sqrt(latent_hw[0] * latent_hw[1] // tokens)))
+
+
+def unused_options(config: TomesdConfig, batch: int) -> list[str]:
+    """The options of `config` that do nothing at this batch, each said in a few words (the CLI
+    prints them in one note line): seed without use_rand, use_rand at an odd batch (tomesd never
+    randomises one)."""
+    unused = []
+    if config.seed != TomesdConfig.seed and not config.use_rand:
+        unused.append(f"seed={config.seed} needs use_rand=1 (destinations are each cell's top-left otherwise)")
+    if config.use_rand and batch % 2:
+        unused.append(f"use_rand=1 at batch {batch}: an odd batch never randomises, as in tomesd (--cfg exports batch 2)")
+    return unused
 
 
 def transformer_blocks(unet: nn.Module) -> list[nn.Module]:
@@ -176,14 +203,37 @@ def block_tokens(unet: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[nn.M
     return seen
 
 
+# Token counts from which ExecuTorch's graph takes the indexed spatial merge (portable TopK,
+# scatter-add and gather kernels between XNNPACK partitions) over the one-hot matmuls: measured
+# (scripts/spatial_spellings.py, CPU time at 1 thread, merge + copy-back alone) at 0.29x / 0.47x
+# the one-hot time at S = 4096 (widths 32 / 320), 0.85x / 1.19x at 1024, 2.05x / 1.93x at 256.
+EXECUTORCH_INDEXED_FROM = 4096
+
+
+def spatial_ops(ops: MergeOps, tokens: int, fmt: str | None = None) -> SpatialOps:
+    """The spatial merge's spelling in the graph for format `fmt`, traced with merge spelling `ops`
+    (INDEXED for ONNX Runtime, ARITHMETIC for the others), at `tokens` tokens per block.
+
+    From measurements (docs/stable_diffusion.md): ONNX Runtime gathers and scatters cheaply at every
+    size measured (0.24x-1.00x the one-hot time); ExecuTorch from EXECUTORCH_INDEXED_FROM tokens on;
+    Core ML and Core AI keep the one-hot form, which both convert (their gather and scatter ops are
+    not measured here)."""
+    if ops is MergeOps.INDEXED or (fmt == "executorch" and tokens >= EXECUTORCH_INDEXED_FROM):
+        return SpatialOps.INDEXED
+    return SpatialOps.ONE_HOT
+
+
 def apply_tomesd(unet: nn.Module, config: TomesdConfig, inputs: tuple[torch.Tensor, ...],
-                 drop: bool = False) -> list[BlockPlan | None]:
+                 drop: bool = False, ops: MergeOps = MergeOps.ARITHMETIC, fmt: str | None = None
+                 ) -> list[BlockPlan | None]:
     """Patch every BasicTransformerBlock of a diffusers UNet for inputs shaped like `inputs`
     (sample (B, 4, H, W), timestep, encoder_hidden_states); returns the plan per block.
 
     Each merging block gets an instance `forward` (remove_tomesd deletes it); blocks that do not
     merge are left untouched, so ratio=0 is the unpatched UNet bit for bit. `drop=True` is the
-    token-drop oracle (`drop:tomesd:...`): the same blocks and token counts with no merge work."""
+    token-drop oracle (`drop:tomesd:...`): the same blocks and token counts with no merge work.
+    `ops`, `fmt`: the merge spelling and the format of the graph this patch is for (eager: the
+    defaults); each block's spatial spelling is `spatial_ops(ops, its tokens, fmt)`, fixed here."""
     remove_tomesd(unet)
     blocks = transformer_blocks(unet)
     for block in blocks:
@@ -191,10 +241,17 @@ def apply_tomesd(unet: nn.Module, config: TomesdConfig, inputs: tuple[torch.Tens
     tokens = block_tokens(unet, inputs)
     order = list(tokens)  # call order
     sample = inputs[0]
-    plans = block_plans([tokens[b] for b in order], tuple(sample.shape[2:]), sample.shape[0], config)
+    latent_hw = tuple(sample.shape[2:])
+    plans = block_plans([tokens[b] for b in order], latent_hw, sample.shape[0], config)
+    if config.ratio > 0 and all(p is None for p in plans):
+        levels = sorted({_downsample(tokens[b], latent_hw) for b in order})
+        raise SpecError(f"tomesd:{config.describe()} merges no token in this UNet: its attention blocks sit at downsample "
+                        f"{', '.join(map(str, levels)) or 'nowhere'}, and max_downsample={config.max_downsample} "
+                        "merges only at those up to it, with r = int(tokens * ratio) > 0; raise max_downsample or ratio")
     for block, plan in zip(order, plans, strict=True):
         if plan is not None and (config.merge_attn or config.merge_crossattn or config.merge_mlp):
-            block.forward = functools.partial(tomesd_block_forward, block, plan, config, drop)
+            block.forward = functools.partial(tomesd_block_forward, block, plan, config, drop,
+                                              spatial_ops(ops, plan.h * plan.w, fmt))
             setattr(block, _PATCH_ATTR, plan)
     return plans
 
@@ -216,26 +273,28 @@ def _check_block(block: nn.Module) -> None:
                         f"has norm_type {norm_type!r}")
 
 
-def tomesd_block_forward(block: nn.Module, plan: BlockPlan, config: TomesdConfig, drop: bool, hidden_states: torch.Tensor,
+def tomesd_block_forward(block: nn.Module, plan: BlockPlan, config: TomesdConfig, drop: bool, ops: SpatialOps,
+                         hidden_states: torch.Tensor,
                          attention_mask: torch.Tensor | None = None, encoder_hidden_states: torch.Tensor | None = None,
                          encoder_attention_mask: torch.Tensor | None = None, timestep=None,
                          cross_attention_kwargs: dict | None = None, class_labels=None,
                          added_cond_kwargs=None) -> torch.Tensor:
-    """diffusers' BasicTransformerBlock.forward (layer_norm) with tomesd's merge: the assignment M
-    (B, S - r, S) from the block's input hidden_states (B, S, C), merge by mean before each chosen
+    """diffusers' BasicTransformerBlock.forward (layer_norm) with tomesd's merge: the slots from the
+    block's input hidden_states (B, S, C) (spelled `ops`), merge by mean before each chosen
     sub-layer, unmerge (copy back) after it, residuals at full length.
 
     `drop`: the oracle. Each chosen sub-layer runs on the first S - r tokens and the last r get a
     zero update (their residual only): the same shapes, no similarity, assignment or copy-back."""
-    m = None if drop else assignment(hidden_states, list(plan.dst), plan.r)  # (B, S - r, S)
+    fns = None if drop else merge_fns(hidden_states, list(plan.dst), plan.r, ops)  # (B, S, C) <-> (B, S - r, C)
 
     def around(enabled: bool, layer, x: torch.Tensor, **kwargs) -> torch.Tensor:
         if not enabled:
             return layer(x, **kwargs)  # (B, S, C)
-        if m is None:
+        if fns is None:
             kept = layer(x[:, : x.shape[1] - plan.r], **kwargs)  # (B, S - r, C)
             return nn.functional.pad(kept, (0, 0, 0, plan.r))  # (B, S, C): zero rows appended
-        return unmerge(m, layer(merge_mean(m, x), **kwargs))  # (B, S, C)
+        merge, unmerge = fns
+        return unmerge(layer(merge(x), **kwargs))  # (B, S, C)
 
     kwargs = dict(cross_attention_kwargs or {})
     hidden_states = around(config.merge_attn, block.attn1, block.norm1(hidden_states), attention_mask=attention_mask,

@@ -5,6 +5,7 @@ All exporters (ONNX, Core ML, ExecuTorch) and the validator read shapes from her
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from ..methods.merge import MergeOps
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,17 @@ class Exportable(nn.Module):
     def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
         gen = torch.Generator().manual_seed(seed)
         return tuple(spec.example(gen) for spec in self.input_specs)
+
+    def spelling(self, ops: MergeOps, fmt: str | None) -> object:
+        """What, beyond `ops`, sets the graph traced for format `fmt` (None: none in particular):
+        formats with equal values share one trace. Most models: nothing (None)."""
+        return None
+
+    def spelled(self, ops: MergeOps, fmt: str | None) -> contextlib.AbstractContextManager:
+        """The model as the graph traced with merge spelling `ops` for format `fmt` computes it, inside
+        the block (the exporters trace in it). Most models read nothing here; a UNet re-patches its
+        tomesd blocks (graphs/sd_unet.py)."""
+        return contextlib.nullcontext(self)
 
 
 def seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:

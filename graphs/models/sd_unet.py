@@ -15,21 +15,28 @@ timestep, encoder_hidden_states -> out_sample.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import InputError
+from ..methods.merge import MergeOps
+from ..methods.spatial_merge import SpatialOps
 from ..methods.tomesd import SPEC_HELP as TOMESD_HELP
-from ..methods.tomesd import METHOD, TomesdConfig, apply_tomesd
+from ..methods.tomesd import METHOD, TomesdConfig, apply_tomesd, spatial_ops
 from ..spec.config import MergeConfig
 from ..spec.grammar import SpecError
 from .exportable import Exportable, ModelBundle, TensorSpec, seeded
 
 PART = "unet/model"  # artifact stem: unet/model.onnx, unet/model.pte, unet/model.mlpackage
 VAE_SCALE = 8  # latent = image / 8 for every Stable Diffusion VAE
+# Largest --size: 4 x SD-1.5's 512 px (a 256 x 256 latent, 65536 tokens in the first attention
+# blocks). Beyond it one typo asked for petabytes (99999992 px: a 2.5 PB allocation).
+MAX_SIZE = 2048
 TEXT_TOKENS = 77  # CLIP text encoder length
 SD_OPTIONS = ("size", "cfg")
 UNET_CLASS = "UNet2DConditionModel"
@@ -55,7 +62,9 @@ class UNetModel(Exportable):
     One timestep for the whole batch, broadcast to B inside the graph (diffusers' UNet expands it):
     what optimum's ORT pipeline sends, whose guidance halves share the step."""
 
-    def __init__(self, unet: nn.Module, latent: int, batch: int) -> None:
+    def __init__(self, unet: nn.Module, latent: int, batch: int, merge: TomesdConfig | None = None,
+                 drop: bool = False) -> None:
+        """`merge`: tomesd patched into every block that merges (`drop`: its token-drop oracle)."""
         super().__init__()
         self.unet = unet.eval().requires_grad_(False)
         cfg = unet.config
@@ -65,6 +74,28 @@ class UNetModel(Exportable):
             TensorSpec("encoder_hidden_states", (batch, TEXT_TOKENS, cfg.cross_attention_dim)),
         )
         self.output_names = ("out_sample",)
+        self.merge, self.drop = merge, drop
+        self.plans = apply_tomesd(unet, merge, self.example_inputs(), drop=drop) if merge else []
+
+    def spelling(self, ops: MergeOps, fmt: str | None) -> tuple[SpatialOps, ...]:
+        """The spatial spelling of every merging block in the graph for `fmt` (tomesd.spatial_ops)."""
+        if self.merge is None or self.drop:
+            return ()
+        return tuple(spatial_ops(ops, p.h * p.w, fmt) for p in self.plans if p is not None)
+
+    @contextlib.contextmanager
+    def spelled(self, ops: MergeOps, fmt: str | None) -> Iterator[UNetModel]:
+        """Inside the block, the UNet's tomesd blocks are spelled for the graph of `fmt` traced with
+        `ops` (tomesd.spatial_ops); the eager patch (one-hot, what validation compares against) is
+        back after it."""
+        if self.spelling(ops, fmt) == self.spelling(MergeOps.ARITHMETIC, None):
+            yield self
+            return
+        apply_tomesd(self.unet, self.merge, self.example_inputs(), drop=False, ops=ops, fmt=fmt)
+        try:
+            yield self
+        finally:
+            apply_tomesd(self.unet, self.merge, self.example_inputs(), drop=False)
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor,
                 encoder_hidden_states: torch.Tensor) -> tuple[torch.Tensor]:
@@ -98,8 +129,9 @@ def latent_size(sample_size: int, size: int | str | tuple[int, int] | None) -> i
                             "number or NxN")
         size = size[0]
     size = int(size)
-    if size <= 0 or size % VAE_SCALE:
-        raise SpecError(f"--size {size} must be a positive multiple of {VAE_SCALE} (image pixels; latent = size / 8)")
+    if size <= 0 or size % VAE_SCALE or size > MAX_SIZE:
+        raise SpecError(f"--size {size} must be a multiple of {VAE_SCALE} from {VAE_SCALE} to {MAX_SIZE} "
+                        "(image pixels; latent = size / 8)")
     return size // VAE_SCALE
 
 
@@ -109,8 +141,8 @@ def unet_bundle(name: str, unet: nn.Module, config: MergeConfig | TomesdConfig, 
     merge = tomesd_config(config)
     drop = isinstance(config, MergeConfig) and config.drops
     latent = latent_size(unet.config.sample_size, size)
-    wrapper = UNetModel(unet, latent, 2 if cfg else 1)
-    plans = apply_tomesd(unet, merge, wrapper.example_inputs(), drop=drop) if merge else []
+    wrapper = UNetModel(unet, latent, 2 if cfg else 1, merge, drop)
+    plans = wrapper.plans
     manifest = {
         "pipeline": {"kind": "stable-diffusion-unet", "latent": [latent, latent], "batch": 2 if cfg else 1,
                      "image_size": latent * VAE_SCALE, "layout": "diffusers"},

@@ -15,7 +15,7 @@ the tokens, the value projection, the per-head weighted sum as a 4-D matmul, the
 projection, and the head's own layer norm and MLP. Equal to the original to float rounding
 (6e-7 max abs on siglip-tiny; folding the query into the key weights changes the summation
 order). Its slices of the packed in_proj fold into views, which ExecuTorch needs copied
-(export/xnnpack_rewrites.py `_own_storage`).
+(export/passes/fold_constants.py `_own_storage`).
 
 The static spelling runs only while `torch.export` traces (`torch.compiler.is_exporting()`);
 eager calls run the original forward, so eager outputs are bit for bit the unpatched model's and

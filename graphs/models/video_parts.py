@@ -31,6 +31,7 @@ from .video_zoo import GuidedDenoiser
 
 SPLIT_KINDS = ("blocks",)
 PART_PREFIX = "dit_"
+SPLIT_MODELS = ("video-dit-tiny", "video-dit-micro", "video-dit-large")  # the built-in models with a video denoiser
 Inputs = tuple[torch.Tensor, ...]
 
 
@@ -199,7 +200,7 @@ def split_denoisers(bundle: ModelBundle, kind: str = "blocks") -> ModelBundle:
     denoisers = {stem: w for stem, w in bundle.parts.items() if isinstance(w, GuidedDenoiser)}
     if not denoisers:
         raise InputError(f"--split blocks needs a video denoiser; {bundle.name} has none "
-                         "(split models: video-dit-tiny, video-dit-micro, video-dit-large, Wan transformers)")
+                         f"(split models: {', '.join(SPLIT_MODELS)}, Wan transformers)")
     model = next(iter(denoisers.values())).model
     specs = next(iter(denoisers.values())).input_specs
     parts: dict[str, Exportable] = {f"{PART_PREFIX}embed": EmbedPart(model, specs).eval()}

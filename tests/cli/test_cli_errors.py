@@ -189,6 +189,39 @@ ROWS: list[tuple[str, list[str]]] = [
     ("Wan pipeline holding an LTX transformer", ["export", "{w}/wan-pipe-ltx", "--size", "64", "--frames", "9",
                                                  "--out", "{w}/out"]),
     ("--cfg on a Wan folder", ["export", "{w}/wan-no-weights", "--cfg", "--out", "{w}/out"]),
+    # issue 33 (hardening, round 3): each row failed before its fix (a traceback, exit 0 or exit 1)
+    *((f"diffrate file {name}", ["export", "vit-tiny", "--merge", f"diffrate:file={{w}}/dr-{name}.json,model=M,flops=1",
+                                 "--format", "onnx", "--out", "{w}/out"])
+      for name in ("1e400", "nan", "65.5", "top-array", "model-array", "nested")),  # items 9, 10
+    ("tomesd sx,sy above the grid", ["export", "sd-unet-tiny", "--merge", "tomesd:ratio=0.5,sx=17,sy=17", "--format",
+                                     "onnx", "--out", "{w}/out"]),  # item 11
+    ("tomesd sx above a deep block's grid", ["export", "sd-unet-tiny", "--merge", "tomesd:ratio=0.5,max_downsample=8,sx=5,sy=3",
+                                             "--format", "onnx", "--out", "{w}/out"]),  # item 11
+    ("tomesd seed 2^64", ["export", "sd-unet-tiny", "--merge", "tomesd:ratio=0.5,use_rand=1,seed=18446744073709551616",
+                          "--format", "onnx", "--out", "{w}/out"]),  # item 12
+    ("--size 99999992", ["export", "{w}/unet", "--merge", "tomesd:ratio=0.5", "--size", "99999992", "--out", "{w}/out"]),
+    ("--size 2056", ["export", "sd-unet-tiny", "--merge", "tomesd:ratio=0.5", "--size", "2056", "--out", "{w}/out"]),
+    ("bench --size 99999992", ["bench", "sd-unet-tiny", "--merge", "tomesd:ratio=0.5", "--size", "99999992", "--work",
+                               "{w}/bench"]),  # item 13
+    ("validate 100000 nested [", ["validate", "{w}/nested-manifest"]),  # item 14
+    ("validate a split part's sha256", ["validate", "{w}/split-sha"]),  # item 6, Python side
+    ("drop trace_source", ["export", "vit-tiny", "--merge", "drop:r=8,trace_source=1", "--out", "{w}/out"]),  # item 15
+    ("drop:pitome trace_source", ["export", "vit-tiny", "--merge", "drop:pitome:ratio=0.9,trace_source=1",
+                                  "--out", "{w}/out"]),
+    ("tomesd merging nothing", ["export", "{w}/unet-deep", "--merge", "tomesd:ratio=0.5", "--format", "onnx",
+                                "--out", "{w}/out"]),  # item 16
+    ("bench --native without --stream", [*BENCH, "--native"]),  # item 18
+    ("--format coreai,coreai", ["export", "vit-tiny", "--format", "coreai,coreai", "--out", "{w}/out"]),  # item 19
+    ("--format onnx,", ["export", "vit-tiny", "--format", "onnx,", "--out", "{w}/out"]),
+    ("pitome more than half", ["export", "vit-tiny", "--merge", "pitome:ratio=0.45", "--out", "{w}/out"]),
+    ("bench --runtime twice", [*BENCH, "--runtime", "onnxruntime,onnxruntime"]),
+    ("bench --runtime empty item", [*BENCH, "--runtime", "onnxruntime,,executorch"]),
+    ("bench --stream --runtime twice", ["bench", "video-dit-micro", "--stream", "--runtime", "executorch,executorch",
+                                       "--work", "{w}/sb"]),
+    ("bench --runs 10001", [*BENCH, "--runs", "10001"]),  # the number rules: runs 1..10000, as steps
+    ("eval text --runs 10001", ["eval", "text", "--runs", "10001"]),
+    ("--memory-budget Kelvin sign", [*GEN, "--stream", "--memory-budget", "64\u212aB"]),
+    ("--memory-budget no-break space", [*GEN, "--stream", "--memory-budget", "\u00a064MB"]),
     # the command line itself
     ("no command", []),
     ("unknown command", ["convert"]),
@@ -276,6 +309,7 @@ def _world(root: Path) -> Path:
     _as_split_without_text_encoder(no_text)
     video = fake_video_export(w / "video")
     (video / "denoiser_tdtm.onnx").write_bytes((video / "denoiser_tdtm.onnx").read_bytes()[:40])
+    _round3(w)
     return w
 
 
@@ -296,6 +330,26 @@ def _diffusers_folders(w: Path) -> None:
         (w / name).parent.mkdir(parents=True, exist_ok=True)
         (w / name).write_text(json.dumps(config))
     (w / "wan-pipe-empty" / "vae").mkdir()
+def _round3(w: Path) -> None:
+    """Issue 33's inputs: DiffRate files, a deep manifest, a split part with an edited sha256, UNets."""
+    from tomobile.graphs.models.sd_unet import SD_TINY, seeded_unet
+
+    rates = {"1e400": "[65, 60, 50, 1e400]", "nan": "[65, NaN, 50, 40]", "65.5": "[65.5, 60, 50, 40]",
+             "nested": "[[65], 60, 50, 40]"}
+    for name, prune in rates.items():
+        (w / f"dr-{name}.json").write_text(json.dumps({"M": {"1": {"prune_kept_num": prune,
+                                                                    "merge_kept_num": "[65, 55, 45, 30]"}}}))
+    (w / "dr-top-array.json").write_text("[1, 2]")
+    (w / "dr-model-array.json").write_text(json.dumps({"M": [1]}))
+    _with_manifest(w / "nested-manifest", None)
+    (w / "nested-manifest" / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    io = {"inputs": [{"name": "pixel_values", "shape": [1, 3, 32, 32]}], "outputs": [{"name": "logits", "shape": [1, 10]}]}
+    fake_export(w / "split-sha", split={"sequences": {"model": ["p"]}, "parts": [
+        {"name": "p", **io, "files": {"onnx": {"path": "model.onnx", "sha256": "0" * 64, "total_bytes": 15}}}]})
+    seeded_unet(SD_TINY).save_pretrained(w / "unet", safe_serialization=True)
+    deep = {**SD_TINY, "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+            "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")}
+    seeded_unet(deep).save_pretrained(w / "unet-deep", safe_serialization=True)  # no attention at downsample 1
 
 
 def _as_split_without_text_encoder(folder: Path) -> None:
@@ -369,7 +423,9 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(world, monkeypatch, ca
 
 
 @pytest.mark.parametrize("argv", [["export", "vit-tiny", "--merge", "tome:r=1_0"], ["validate", "{w}/list-manifest"],
-                                  ["generate", "x", "--out", "{w}/c.gif", "--guidance", "nan"]])
+                                  ["generate", "x", "--out", "{w}/c.gif", "--guidance", "nan"],
+                                  # SD runs printed diffusers' torchao import line before the error (issue 33 item 20)
+                                  ["export", "sd-unet-tiny", "--merge", "tomesd:ratio=0.5,sx=17,sy=17", "--out", "{w}/o"]])
 def test_real_process_prints_one_line_and_no_traceback(world, argv):
     before = _snapshot(world["w"])
     proc = subprocess.run([sys.executable, "-m", "tomobile.cli", *_argv(argv, world)], capture_output=True,

@@ -5,6 +5,8 @@ have no effect in a run."""
 from __future__ import annotations
 
 import argparse
+import json
+import re
 
 import numpy as np
 import pytest
@@ -72,3 +74,124 @@ def test_generate_says_in_one_note_line_what_has_no_effect_and_does_not_report_i
     assert len(notes) == 1 and "--lpl-similarity needs --lpl auto" in notes[0] and "--tdtm-positions" in notes[0]
     assert "lpl similarity not used" in captured.out and "tdtm positions not used" in captured.out
     assert np.isfinite(np.load(out)).all()
+
+
+# Issue 33 (hardening, round 3): what the table (test_cli_errors.py) cannot show with one bad argument.
+
+def test_the_manifest_holds_finite_numbers_only(tmp_path):
+    """Item 9: a DiffRate count of 1e400 reached the manifest as `Infinity` (not JSON for the native
+    engine, the page or the apps) while Python's reader took it."""
+    from tomobile.runtime.manifest import ManifestError, load_manifest, write_manifest
+    from fakes import fake_export
+
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            write_manifest(tmp_path, {"counts": [65, bad]})
+        assert list(tmp_path.iterdir()) == []  # nothing written, not even the temporary file
+    folder = fake_export(tmp_path / "exp")
+    text = (folder / "manifest.json").read_text()
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        (folder / "manifest.json").write_text(text[:-1] + f', "x": {constant}}}')
+        with pytest.raises(ManifestError, match=f"{constant} is not JSON"):
+            load_manifest(folder)
+
+
+def test_diffrate_counts_are_integers(tmp_path):
+    """Items 9, 10: 65.5 was accepted and recorded; a list where a map belongs raised a TypeError."""
+    from tomobile.graphs.methods.diffrate import read_compression_rate
+    from tomobile.graphs.spec.grammar import SpecError
+
+    path = tmp_path / "rate.json"
+    good = {"prune_kept_num": "[65, 60]", "merge_kept_num": "[65, 55]"}
+    path.write_text(json.dumps({"M": {"1": good}}))
+    assert read_compression_rate(path, "M", "1") == ((65, 60), (65, 55))
+    for table, says in (({"M": {"1": {**good, "prune_kept_num": "[65.5, 60]"}}}, "holds 65.5; kept counts are integers"),
+                        ({"M": {"1": {**good, "merge_kept_num": "[65, true]"}}}, "holds true"),
+                        ({"M": {"1": {**good, "prune_kept_num": "[65, 1e400]"}}}, "holds Infinity"),
+                        ({"M": {"1": {**good, "prune_kept_num": "{}"}}}, "holds {}"),
+                        ({"M": {"1": ["x"]}}, "lacks a prune_kept_num list"),
+                        ({"M": ["1"]}, "is a JSON list, not a map of flops"),
+                        ([["M"]], "holds a JSON list")):
+        path.write_text(json.dumps(table))
+        with pytest.raises(SpecError, match=re.escape(says)):
+            read_compression_rate(path, "M", "1")
+
+
+def test_tomesd_options_without_effect_are_named(monkeypatch, capfd, tmp_path):
+    """Item 17: seed without use_rand and use_rand at batch 1 exported silently."""
+    from tomobile.cli import cmd_export
+    from tomobile.graphs.methods.tomesd import TomesdConfig, unused_options
+
+    assert unused_options(TomesdConfig(), 1) == [] and unused_options(TomesdConfig(use_rand=True), 2) == []
+    assert unused_options(TomesdConfig(use_rand=True, seed=5), 2) == []
+    (seed,) = unused_options(TomesdConfig(seed=5), 2)
+    assert seed.startswith("seed=5 needs use_rand=1")
+    assert "odd batch never randomises" in unused_options(TomesdConfig(use_rand=True), 1)[0]
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(cmd_export, "export_model", stop)  # the notes come before the export
+    for spec, says in (("tomesd:ratio=0.5,seed=5", "seed=5 needs use_rand=1"),
+                       ("tomesd:ratio=0.5,use_rand=1", "use_rand=1 at batch 1"),
+                       ("drop:tomesd:ratio=0.5,use_rand=1,seed=3", "use_rand=1 at batch 1")):
+        with pytest.raises(Stop):
+            main(["-q", "export", "sd-unet-tiny", "--merge", spec, "--format", "onnx", "--out", str(tmp_path / "out")])
+        notes = [line for line in capfd.readouterr().err.splitlines() if line.startswith("tomobile: note:")]
+        assert len(notes) == 1 and notes[0].startswith("tomobile: note: no effect in this run: ") and says in notes[0]
+    with pytest.raises(Stop):  # with --cfg (batch 2) use_rand draws: no note
+        main(["-q", "export", "sd-unet-tiny", "--merge", "tomesd:ratio=0.5,use_rand=1", "--cfg", "--format", "onnx",
+              "--out", str(tmp_path / "out")])
+    assert "tomobile: note:" not in capfd.readouterr().err
+
+
+def test_pitome_refuses_more_than_half_not_a_ratio_below_one_half():
+    """Item 19: the docs said ratios below 0.5 are refused; the check is r <= T/2 (and stays)."""
+    from tomobile.graphs.spec.config import MergeConfig
+    from tomobile.graphs.methods.registry import make_plan
+    from tomobile.graphs.spec.grammar import SpecError
+
+    assert make_plan(MergeConfig.parse("pitome:ratio=0.49"), 4, 65, True).r[0] == 32  # floor(64 - 31.36) = 32 = T/2
+    with pytest.raises(SpecError, match=re.escape("r = floor(T - T * ratio) = 35 of T = 64 tokens; at most half "
+                                                  "(r <= 32) may merge")):
+        make_plan(MergeConfig.parse("pitome:ratio=0.45"), 4, 65, True)
+
+
+def test_stream_suggests_an_export_that_works(tmp_path):
+    """Item 20: on a folder that is not split, --stream suggested `tomobile export vit-tiny --split
+    blocks`, which is refused; a video model's folder gets its own command."""
+    from tomobile.runtime.streaming import StreamError, open_split
+    from fakes import fake_export
+
+    with pytest.raises(StreamError) as err:
+        open_split(fake_export(tmp_path / "vit"), "onnxruntime")
+    assert "vit-tiny --split" not in str(err.value) and "`tomobile export video-dit-micro --split blocks" in str(err.value)
+    with pytest.raises(StreamError, match="`tomobile export video-dit-micro --split blocks --out "):
+        open_split(fake_export(tmp_path / "micro", model="video-dit-micro"), "onnxruntime")
+
+
+def test_an_edited_record_of_a_shared_part_file_is_caught(tmp_path):
+    """Item 6: two split parts list one file; the second's sha256 edited was never checked (the file
+    was hashed once, for the first record), and an edit of the first named the file as 'a different part'."""
+    from tomobile.runtime.manifest import sha256_path
+    from tomobile.runtime.streaming import StreamError, open_split
+    from tomobile.runtime.validate import ValidationError, verify_checksums
+    from fakes import fake_export
+
+    folder = fake_export(tmp_path / "exp")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    io = manifest["parts"]["model"]
+    record = {"path": "model.onnx", "sha256": sha256_path(folder / "model.onnx"), "total_bytes": 15}
+    manifest["split"] = {"sequences": {"model": ["a", "b"]}, "parts": [
+        {"name": name, **io, "files": {"onnx": dict(record)}} for name in ("a", "b")]}
+    for edited in (0, 1):
+        split = json.loads(json.dumps(manifest["split"]))
+        split["parts"][edited]["files"]["onnx"]["sha256"] = "0" * 64
+        (folder / "manifest.json").write_text(json.dumps({**manifest, "split": split}))
+        with pytest.raises(StreamError, match="model.onnx does not match its sha256"):
+            open_split(folder, "onnxruntime")
+        with pytest.raises(ValidationError, match="model.onnx does not match its sha256"):
+            verify_checksums(folder, json.loads((folder / "manifest.json").read_text()))

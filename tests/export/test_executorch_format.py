@@ -1,4 +1,4 @@
-"""XNNPACK lowering computes what eager computes: the rewrites in export/xnnpack_rewrites.py."""
+"""XNNPACK lowering computes what eager computes: the rewrites in export/passes/."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ class PackedSlices(nn.Module):
 
 def test_folded_slices_of_a_packed_weight_keep_their_own_numbers(tmp_path):
     # A folded view at a non-zero storage offset came out wrong once lowered (21.8 off here,
-    # siglip-tiny's pool head 3.6 off) until for_xnnpack gave such views their own storage.
+    # siglip-tiny's pool head 3.6 off) until the constant folding pass gave such views their own storage.
     from executorch.runtime import Runtime
 
     x = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(1))
@@ -143,5 +143,62 @@ def test_folded_slices_of_a_packed_weight_keep_their_own_numbers(tmp_path):
     assert program_summary(manager)["partitions"] == 1
     path = tmp_path / "slices.pte"
     path.write_bytes(manager.buffer)
+    got = Runtime.get().load_program(str(path)).load_method("forward").execute([x])[0].numpy()
+    assert np.abs(got - expected).max() < 1e-5
+
+
+class UNetOps(nn.Module):
+    """The ops of a diffusers UNet that XNNPACK has no kernel for: group norm, nearest 2x upsampling,
+    GEGLU's chunk, an unsqueeze (export/passes/ group_norm, upsample, split, unsqueeze_as_view)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.norm, self.proj = nn.GroupNorm(8, 32), nn.Linear(32, 64)
+        nn.init.normal_(self.norm.weight)
+        nn.init.normal_(self.norm.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor]:
+        y = nn.functional.interpolate(self.norm(x), scale_factor=2.0, mode="nearest")  # (1, 32, 16, 16)
+        a, b = self.proj(y.permute(0, 2, 3, 1)).chunk(2, dim=-1)  # (1, 16, 16, 32) each
+        return (a * nn.functional.gelu(b) + t.unsqueeze(-1),)
+
+
+def test_unet_ops_lower_into_one_xnnpack_partition(tmp_path):
+    """Without the passes: 2 partitions, native_group_norm, upsample_nearest2d and split_with_sizes
+    on portable kernels (what split SD-1.5's UNet into 81 partitions)."""
+    from executorch.runtime import Runtime
+
+    module = UNetOps().eval()
+    args = (torch.randn(1, 32, 8, 8, generator=torch.Generator().manual_seed(2)), torch.randn(16))
+    with torch.no_grad():
+        expected = module(*args)[0].numpy()
+        program = torch.export.export(module, args, strict=False)
+    manager = lower(program, "xnnpack")
+    summary = program_summary(manager)
+    assert summary["partitions"] == 1 and summary["portable_kernel_calls"] == 0, summary
+    path = tmp_path / "unet_ops.pte"
+    path.write_bytes(manager.buffer)
+    got = Runtime.get().load_program(str(path)).load_method("forward").execute(list(args))[0].numpy()
+    assert np.abs(got - expected).max() < 1e-5
+
+
+def test_indexed_spatial_merge_runs_on_portable_kernels_as_eager_computes(tmp_path):
+    """The indexed spatial merge (TopK, scatter, scatter-add, gather: portable kernels between
+    XNNPACK partitions), as ExecuTorch's SD graphs take it from 4096 tokens on; here on 256."""
+    from executorch.runtime import Runtime
+
+    from tomobile.graphs.methods.spatial_merge import SpatialMergeConfig, SpatialOps, merge_attend_unmerge
+
+    class Merge(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+            return (merge_attend_unmerge(x, 16, 16, SpatialMergeConfig(0.5), lambda t: t * 2.0, SpatialOps.INDEXED),)
+
+    x = torch.randn(1, 256, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = Merge()(x)[0].numpy()
+        program = torch.export.export(Merge(), (x,), strict=False)
+    path = tmp_path / "merge.pte"
+    path.write_bytes(lower(program, "xnnpack").buffer)
     got = Runtime.get().load_program(str(path)).load_method("forward").execute([x])[0].numpy()
     assert np.abs(got - expected).max() < 1e-5

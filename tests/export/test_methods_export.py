@@ -63,6 +63,19 @@ def test_siglip_tiny_exports_and_validates(tmp_path, method):
     assert {c["output"] for c in checks} >= {"pooler_output", "last_hidden_state"}, checks
 
 
+def test_siglip_tiny_unmerged_runs_on_executorch_in_one_partition(tmp_path):
+    """Without a merge too (issue 33 item 21): the attention-pool head in one XNNPACK partition, no
+    portable operator, both outputs within 1e-4 of eager."""
+    out = tmp_path / "out"
+    assert main(["-q", "export", "siglip-tiny", "--format", "executorch", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (artifact,) = manifest["artifacts"]
+    assert artifact["partitions"] == 1 and artifact["operators"] == [] and artifact["portable_kernel_calls"] == 0
+    checks = manifest["validation"]["checks"]
+    assert {c["output"] for c in checks} == {"pooler_output", "last_hidden_state"}
+    assert all(c["status"] == "pass" and c["max_abs_error"] <= 1e-4 for c in checks), checks
+
+
 @pytest.mark.slow  # reason: every method x model to all four formats, 3-6 min each on 2 loaded cores
 @pytest.mark.parametrize("model,method", [(m, k) for m, specs in SPECS.items() for k in specs])
 def test_every_method_exports_to_every_format(tmp_path, model, method):

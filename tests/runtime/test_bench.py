@@ -11,7 +11,8 @@ import torch
 from tomobile.cli.checks import parse_threads
 from tomobile.cli.cmd_bench import label, parse_runtimes, parse_specs
 from tomobile.graphs.spec.config import MergeConfig
-from tomobile.runtime.bench import BenchReport, BenchRow, format_table, round_robin, save_plot
+from tomobile.runtime.bench import round_robin
+from tomobile.runtime.bench_report import BenchReport, BenchRow, format_table, save_plot
 from tomobile.runtime.flops import constant_r_tokens, flop_ratio, layer_macs
 from tomobile.runtime.reference_merge import reference_merge
 

@@ -7,9 +7,21 @@
 #include <fstream>
 #include <iostream>
 
+#include "manifest.h"
 #include "part.h"
 #include "stream.h"
 #include "validate.h"
+
+#ifdef TOMOBILE_HAVE_CALLGRIND
+#include <valgrind/callgrind.h>
+// Under `valgrind --tool=callgrind --instr-atstart=no`, `time` counts its timed runs only (not the
+// load or the warm-up); outside valgrind these are no-ops.
+#define COUNT_START() do { CALLGRIND_START_INSTRUMENTATION; CALLGRIND_ZERO_STATS; } while (0)
+#define COUNT_STOP() do { CALLGRIND_DUMP_STATS_AT("tomobile-calls"); CALLGRIND_STOP_INSTRUMENTATION; } while (0)
+#else
+#define COUNT_START() do { } while (0)
+#define COUNT_STOP() do { } while (0)
+#endif
 
 namespace tomobile {
 namespace {
@@ -48,24 +60,41 @@ std::string steps_table(const std::vector<CallStats>& stats) {
 }
 
 // The denoiser's inputs from the test vectors' first case, by name.
-Env first_case(const fs::path& folder, const json& manifest, const std::string& variant, Array* eager) {
-  if (!manifest["parts"].contains(variant)) throw UserError(folder.string() + " has no part " + variant);
-  auto cases = read_cases(folder, variant);
-  if (cases.empty()) throw UserError("test_vectors/" + variant + ".npz holds no case");
+Env first_case(const Manifest& manifest, const std::string& variant, Array* eager) {
+  const PartIo& io = manifest.part(variant);
+  auto cases = read_cases(manifest, variant);  // as many inputs as io names, every output present
   Env env;
-  const auto& specs = manifest["parts"][variant]["inputs"];
-  for (size_t i = 0; i < specs.size(); ++i) env[specs[i]["name"]] = cases[0].inputs.at(i);
+  for (size_t i = 0; i < io.inputs.size(); ++i) env[io.inputs[i].name] = cases[0].inputs[i];
   if (!env.count("x") || !env.count("t")) throw UserError(variant + " takes no x and t: not a denoiser");
-  if (eager) *eager = cases[0].outputs.at("velocity");
+  env.at("x") = as_float32(env.at("x"));
+  env.at("t") = as_float32(env.at("t"));
+  if (env.at("t").count() < 1) throw UserError("test_vectors/" + variant + ".npz: t is empty");
+  if (eager) *eager = cases[0].outputs.at(io.outputs[0].name);
   return env;
 }
 
 // Euler step of the rectified-flow sampler (runtime/sampler.py): x <- x - v (t_k - t_k+1), float32.
 void euler(Env& env, const Array& v, float dt) {
   Array& x = env.at("x");
+  if (v.shape != x.shape)  // the program's output is the folder's: never written past x
+    throw UserError("the denoiser returns " + v.shape_text() + ", its input x is " + x.shape_text() +
+                    " (manifest or program edited, or from another export)");
   auto* xs = reinterpret_cast<float*>(x.bytes.data());
   const auto* vs = reinterpret_cast<const float*>(v.bytes.data());
   for (size_t i = 0; i < x.count(); ++i) xs[i] = xs[i] - vs[i] * dt;
+}
+
+// The monolithic denoiser's velocity (its first output), as float32.
+Array first_output(Part& part, const std::vector<const Array*>& args, const std::string& name) {
+  auto outs = part.run(args);
+  if (outs.empty()) throw UserError(name + " returns no output");
+  return as_float32(outs[0]);
+}
+
+void next_step(Env& env, const Array& velocity, float t0, int k, int steps) {
+  float t = t0 * (1.0f - static_cast<float>(k) / steps), next = t0 * (1.0f - static_cast<float>(k + 1) / steps);
+  euler(env, velocity, t - next);
+  reinterpret_cast<float*>(env.at("t").bytes.data())[0] = next;
 }
 
 }  // namespace
@@ -82,29 +111,34 @@ int cmd_validate(const fs::path& folder, const std::optional<fs::path>& json_pat
 
 int cmd_time(const fs::path& folder, int runs, unsigned threads, const std::optional<fs::path>& json_path) {
   check_json_path(json_path);
-  json manifest = load_manifest(folder);
-  verify_checksums(folder, manifest);
+  Manifest manifest = load_manifest(folder);
+  bool any = std::any_of(manifest.artifacts.begin(), manifest.artifacts.end(),
+                         [](const Artifact& a) { return a.format == "executorch"; });
+  if (!any) throw UserError(no_program(manifest));
+  verify_checksums(manifest);
   size_t used = set_threads(threads);
   json rows = json::array();
-  for (const auto& a : manifest["artifacts"]) {
-    if (a["format"] != "executorch") continue;
-    PartSpec spec = artifact_for(folder, manifest, a["part"]);
-    auto cases = read_cases(folder, a["part"]);
+  for (const auto& a : manifest.artifacts) {
+    if (a.format != "executorch") continue;
+    PartSpec spec = artifact_spec(manifest, a);
+    auto cases = read_cases(manifest, a.part);
     std::vector<const Array*> args;
-    for (const auto& x : cases.at(0).inputs) args.push_back(&x);
+    for (const auto& x : cases[0].inputs) args.push_back(&x);
     Loaded l = load_timed(spec);
     l.part->run(args);  // warm-up: first-call allocations
     std::vector<double> ms;
+    COUNT_START();
     for (int i = 0; i < runs; ++i) {
       double t = now_s();
       l.part->run(args);
       ms.push_back(1e3 * (now_s() - t));
     }
+    COUNT_STOP();
     std::sort(ms.begin(), ms.end());
     double median = runs % 2 ? ms[runs / 2] : (ms[runs / 2 - 1] + ms[runs / 2]) / 2;
     std::printf("%s: load %.1f ms, per call median %.2f ms, min %.2f ms (%d runs, %zu threads)\n",
-                a["path"].get<std::string>().c_str(), 1e3 * l.seconds, median, ms[0], runs, used);
-    rows.push_back({{"artifact", a["path"]}, {"load_ms", 1e3 * l.seconds}, {"median_ms", median}, {"min_ms", ms[0]},
+                a.label().c_str(), 1e3 * l.seconds, median, ms[0], runs, used);
+    rows.push_back({{"artifact", a.label()}, {"load_ms", 1e3 * l.seconds}, {"median_ms", median}, {"min_ms", ms[0]},
                     {"runs_ms", ms}, {"threads", used}});
   }
   write_json(json_path, rows);
@@ -113,23 +147,24 @@ int cmd_time(const fs::path& folder, int runs, unsigned threads, const std::opti
 
 int cmd_stream(const StreamOptions& options) {
   check_json_path(options.json_path);
-  json manifest = load_manifest(options.folder);
-  Split split = open_split(options.folder, manifest, true);
+  Manifest manifest = load_manifest(options.folder);
+  Split split = open_split(manifest, true);
   StreamOptions o = options;
-  if (o.variant.empty()) o.variant = split.sequences.at(0).first;
+  if (o.variant.empty()) o.variant = split.sequences.at(0).first;  // decoded: at least one
   split.sequence(o.variant);  // an unknown variant is refused before anything loads
-  std::string vectors = "test_vectors/" + o.variant + ".npz";
-  if (sha256_path(inside(o.folder, vectors)) != manifest["test_vectors"].value(o.variant, ""))
-    throw UserError((o.folder / vectors).string() + " does not match its sha256 in the manifest (corrupt or changed)");
-  PartSpec mono = artifact_for(o.folder, manifest, o.variant);
+  fs::path vectors = inside(o.folder, "test_vectors/" + o.variant + ".npz");
+  if (!fs::is_regular_file(vectors)) throw UserError(vectors.string() + " is missing; export the folder again");
+  if (sha256_path(vectors) != manifest.test_vectors.at(o.variant))  // decoded: every part has one
+    throw UserError(vectors.string() + " does not match its sha256 in the manifest (corrupt or changed)");
+  PartSpec mono = artifact_for(manifest, o.variant);
   for (const auto& f : {std::optional<fs::path>(mono.pte), mono.ptd})
     if (f && !fs::is_regular_file(*f)) throw UserError(f->string() + " is missing; export the folder again");
-  int64_t budget = o.budget ? parse_bytes(*o.budget) : 0;
+  int64_t budget = o.budget.value_or(0);
   size_t threads = set_threads(o.threads);
   Memory startup = proc_status();
 
   Array eager;
-  Env env = first_case(o.folder, manifest, o.variant, &eager);
+  Env env = first_case(manifest, o.variant, &eager);
   const float t0 = static_cast<float>(env.at("t").at(0));  // the vectors' timestep, run down to 0 over the steps
   std::vector<Env> step_inputs;
   std::vector<Array> velocities;
@@ -146,7 +181,7 @@ int cmd_stream(const StreamOptions& options) {
       double start = now_s();
       std::vector<const Array*> args;
       for (const auto& n : mono.inputs) args.push_back(&env.at(n));
-      velocities.push_back(as_float32(l.part->run(args).at(0)));
+      velocities.push_back(first_output(*l.part, args, mono.name));
       s.run_s = now_s() - start;
       s.parts_run = 1;
       if (k == 0) s.parts_loaded = 1, s.load_s = s.waited_s = l.seconds;
@@ -154,10 +189,7 @@ int cmd_stream(const StreamOptions& options) {
       s.peak = probe.end_window();
       stats.push_back(s);
       step_inputs.push_back(env);
-      float t = t0 * (1.0f - static_cast<float>(k) / o.steps), next = t0 * (1.0f - static_cast<float>(k + 1) / o.steps);
-      euler(env, velocities.back(), t - next);
-      env.at("t") = as_float32(env.at("t"));
-      reinterpret_cast<float*>(env.at("t").bytes.data())[0] = next;
+      next_step(env, velocities.back(), t0, k, o.steps);
     }
   } else {
     Streamer streamer(split, budget, o.prefetch, &probe);
@@ -165,10 +197,7 @@ int cmd_stream(const StreamOptions& options) {
     for (int k = 0; k < o.steps; ++k) {
       step_inputs.push_back(env);
       velocities.push_back(streamer(o.variant, env));
-      float t = t0 * (1.0f - static_cast<float>(k) / o.steps), next = t0 * (1.0f - static_cast<float>(k + 1) / o.steps);
-      euler(env, velocities.back(), t - next);
-      env.at("t") = as_float32(env.at("t"));
-      reinterpret_cast<float*>(env.at("t").bytes.data())[0] = next;
+      next_step(env, velocities.back(), t0, k, o.steps);
     }
     stats = streamer.stats();
   }
@@ -187,7 +216,7 @@ int cmd_stream(const StreamOptions& options) {
     for (size_t k = 0; k < step_inputs.size(); ++k) {
       std::vector<const Array*> args;
       for (const auto& n : mono.inputs) args.push_back(&step_inputs[k].at(n));
-      Check c = compare(as_float32(ref.part->run(args).at(0)), velocities[k], precision);
+      Check c = compare(first_output(*ref.part, args, mono.name), velocities[k], precision);
       c.artifact = "step " + std::to_string(k) + " vs " + mono.pte.filename().string();
       worst = std::max(worst, c.max_abs_error.value_or(0));
       checks.push_back(c);

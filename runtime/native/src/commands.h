@@ -1,6 +1,7 @@
 // The two commands of tomobile-native, given parsed options.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -10,7 +11,7 @@ namespace tomobile {
 
 struct StreamOptions {
   fs::path folder;
-  std::optional<std::string> budget;  // --memory-budget SIZE
+  std::optional<int64_t> budget;  // --memory-budget SIZE, in bytes
   bool prefetch = true;
   bool check = true;        // the chained outputs against the monolithic program, after the steps
   bool monolithic = false;  // run the variant's monolithic program instead: the reference for the bench

@@ -19,11 +19,7 @@ struct UserError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-json load_manifest(const fs::path& folder);
-fs::path inside(const fs::path& folder, const json& rel);  // folder / rel; rel relative and inside
+fs::path inside(const fs::path& folder, const std::string& rel);  // folder / rel; rel relative and inside
 std::string sha256_path(const fs::path& path);
-// Every file the manifest lists (artifacts, their weights, files, test vectors) present and equal
-// to its sha256, checked before anything runs.
-void verify_checksums(const fs::path& folder, const json& manifest);
 
 }  // namespace tomobile

@@ -3,7 +3,8 @@
 //   tomobile-native stream DIR --memory-budget SIZE [--no-prefetch] [--steps K] [--threads N]
 //                          [--variant V] [--monolithic] [--no-check] [--json F] [-q]
 //   tomobile-native time DIR [--runs N] [--threads N] [--json F]
-// Exit codes as `tomobile`: 0 done, 1 a check failed, 2 bad input (one line on stderr).
+// Exit codes as `tomobile`: 0 done, 1 a check failed, 2 bad input (one line on stderr); a bug
+// caught at main is one line and exit 1 (guard.h). Numbers: numbers.h (docs/input_checks.md).
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +14,8 @@
 #include <executorch/runtime/platform/platform.h>
 
 #include "commands.h"
+#include "guard.h"
+#include "numbers.h"
 #include "part.h"
 
 namespace {
@@ -21,16 +24,14 @@ const char* USAGE =
     "usage: tomobile-native validate DIR [--json F] [--threads N] [-q]\n"
     "       tomobile-native stream DIR --memory-budget SIZE [--no-prefetch] [--steps K] [--threads N]\n"
     "                              [--variant V] [--monolithic] [--no-check] [--json F] [-q]\n"
-    "       tomobile-native time DIR [--runs N] [--threads N] [--json F]\n";
+    "       tomobile-native time DIR [--runs N] [--threads N] [--json F]\n"
+    "numbers: --threads 1..4 x this machine's cores, --steps and --runs 1..10000, SIZE 1 B..1 PB\n"
+    "         (digits 0-9 and a unit: 64MB, 1.5GB, 512MiB; no exponent)\n"
+    "exit: 0 done, 1 a check failed (or an internal error, a bug), 2 bad input (one line on stderr)\n";
 
-int positive(const std::string& flag, const std::string& value) {
-  try {
-    size_t used = 0;
-    int v = std::stoi(value, &used);
-    if (used == value.size() && v > 0) return v;
-  } catch (const std::exception&) {
-  }
-  throw tomobile::UserError(flag + " takes a positive integer, not '" + value + "'");
+// --steps and --runs: 1..MAX_STEPS; --threads: 1..4 x the cores, as the Python CLI bounds them.
+int count(const std::string& flag, const std::string& value, int64_t high) {
+  return static_cast<int>(tomobile::parse_int(value, flag, 1, high));
 }
 
 int run(const std::vector<std::string>& args) {
@@ -54,11 +55,11 @@ int run(const std::vector<std::string>& args) {
     };
     if (a == "-q" || a == "--quiet") o.quiet = true;
     else if (a == "--json") o.json_path = value();
-    else if (a == "--threads") o.threads = static_cast<unsigned>(positive(a, value()));
-    else if (command == "stream" && a == "--memory-budget") o.budget = value();
+    else if (a == "--threads") o.threads = static_cast<unsigned>(count(a, value(), tomobile::max_threads()));
+    else if (command == "stream" && a == "--memory-budget") o.budget = tomobile::parse_size(value(), a);
     else if (command == "stream" && a == "--no-prefetch") { o.prefetch = false; budget_flags = true; }
-    else if (command == "stream" && a == "--steps") o.steps = positive(a, value());
-    else if (command == "time" && a == "--runs") o.steps = positive(a, value());
+    else if (command == "stream" && a == "--steps") o.steps = count(a, value(), tomobile::MAX_STEPS);
+    else if (command == "time" && a == "--runs") o.steps = count(a, value(), tomobile::MAX_STEPS);
     else if (command == "stream" && a == "--variant") o.variant = value();
     else if (command == "stream" && a == "--monolithic") o.monolithic = true;
     else if (command == "stream" && a == "--no-check") o.check = false;
@@ -89,14 +90,11 @@ void emit_log(et_timestamp_t, et_pal_log_level_t level, const char* filename, co
 
 }  // namespace
 
+// Bad input is a UserError: one line, exit 2; anything else is a bug, one line, exit 1 (guard.h).
 int main(int argc, char** argv) {
-  executorch::runtime::register_pal(executorch::runtime::PalImpl::create(emit_log, __FILE__));
-  tomobile::enable_weight_cache();  // a weight group's methods share their packed weights
-  try {
+  return tomobile::guarded([&] {
+    executorch::runtime::register_pal(executorch::runtime::PalImpl::create(emit_log, __FILE__));
+    tomobile::enable_weight_cache();  // a weight group's methods share their packed weights
     return run(std::vector<std::string>(argv + 1, argv + argc));
-  } catch (const tomobile::UserError& err) {
-    std::string message = err.what();
-    std::cerr << "tomobile-native: error: " << message.substr(0, message.find('\n')) << std::endl;
-    return 2;
-  }
+  }, std::cerr);
 }

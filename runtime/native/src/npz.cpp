@@ -27,11 +27,20 @@ struct Reader {
   }
 };
 
-size_t dtype_size(const std::string& dtype) {
-  static const char* known[] = {"f4", "f2", "f8", "i8", "i4", "i2", "i1", "u1", "b1"};
-  for (const char* k : known)
-    if (dtype == k) return static_cast<size_t>(dtype[1] - '0');
-  throw UserError("test vector dtype " + dtype + " is not supported (f2, f4, f8, i1-i8, u1, b1)");
+// "(1, 3)" or "()" -> dims; anything else (a negative or non-digit dim) is a bad header.
+std::vector<int64_t> parse_shape(const std::string& text, const std::string& what) {
+  std::vector<int64_t> shape;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t a = item.find_first_not_of(' '), b = item.find_last_not_of(' ');
+    if (a == std::string::npos) continue;
+    item = item.substr(a, b - a + 1);
+    if (item.size() > 12 || item.find_first_not_of("0123456789") != std::string::npos)
+      throw UserError(what + ": .npy shape (" + text + ") is not a list of non-negative dims");
+    shape.push_back(std::stoll(item));
+  }
+  return shape;
 }
 
 // "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3), }" -> dtype, shape.
@@ -40,37 +49,42 @@ Array parse_header(const std::string& header, const std::string& what) {
     size_t k = header.find("'" + key + "'");
     if (k == std::string::npos) throw UserError(what + ": .npy header without '" + key + "'");
     size_t colon = header.find(':', k);
+    if (colon == std::string::npos) throw UserError(what + ": .npy header without a value for '" + key + "'");
     return header.substr(colon + 1);
   };
   std::string descr = value_of("descr");
-  size_t q1 = descr.find('\''), q2 = descr.find('\'', q1 + 1);
+  size_t q1 = descr.find('\''), q2 = q1 == std::string::npos ? q1 : descr.find('\'', q1 + 1);
+  if (q2 == std::string::npos) throw UserError(what + ": .npy header's descr is not a quoted dtype");
   descr = descr.substr(q1 + 1, q2 - q1 - 1);  // '<f4', '|b1', '|u1'
   if (descr.size() != 3 || (descr[0] != '<' && descr[0] != '|'))
     throw UserError(what + ": dtype " + descr + " is not a little-endian number type");
-  if (value_of("fortran_order").find("True") < value_of("fortran_order").find(','))
-    throw UserError(what + ": Fortran-order arrays are not supported");
+  std::string order = value_of("fortran_order");
+  if (order.find("True") < order.find(',')) throw UserError(what + ": Fortran-order arrays are not supported");
   std::string shape_text = value_of("shape");
-  shape_text = shape_text.substr(shape_text.find('(') + 1, shape_text.find(')') - shape_text.find('(') - 1);
-  std::vector<int64_t> shape;
-  std::stringstream ss(shape_text);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (item.find_first_not_of(' ') != std::string::npos) shape.push_back(std::stoll(item));
+  size_t open = shape_text.find('('), close = shape_text.find(')');
+  if (open == std::string::npos || close == std::string::npos || close < open)
+    throw UserError(what + ": .npy header's shape is not a tuple");
   Array a;
-  a.dtype = descr.substr(1);
-  dtype_size(a.dtype);
-  a.shape = shape;
+  a.dtype = dtype_of_numpy(descr.substr(1));
+  a.shape = parse_shape(shape_text.substr(open + 1, close - open - 1), what);
   return a;
 }
 
 Array parse_npy(const uint8_t* p, uint64_t size, const std::string& what) {
   if (size < 10 || std::memcmp(p, "\x93NUMPY", 6) != 0) throw UserError(what + " is not an .npy array");
   int major = p[6];
+  if (major < 1 || major > 3) throw UserError(what + ": .npy format version " + std::to_string(major) + " is not 1-3");
+  if (major > 1 && size < 12) throw UserError(what + " is not an .npy array");
   uint64_t header_len = major == 1 ? le(p + 8, 2) : le(p + 8, 4);
   uint64_t start = (major == 1 ? 10 : 12) + header_len;
   if (start > size) throw UserError(what + ": .npy header runs past the data");
   Array a = parse_header(std::string(reinterpret_cast<const char*>(p) + (major == 1 ? 10 : 12), header_len), what);
-  uint64_t nbytes = a.count() * a.item_size();
+  uint64_t count = 1;  // the element count, refused before it can overflow
+  for (int64_t d : a.shape) {
+    if (d != 0 && count > (uint64_t{1} << 40) / static_cast<uint64_t>(d)) throw UserError(what + ": .npy shape is too large");
+    count *= static_cast<uint64_t>(d);
+  }
+  uint64_t nbytes = count * a.item_size();
   if (size - start != nbytes) throw UserError(what + ": .npy data is not the size its header gives");
   a.bytes.assign(p + start, p + start + nbytes);
   return a;
@@ -78,13 +92,39 @@ Array parse_npy(const uint8_t* p, uint64_t size, const std::string& what) {
 
 }  // namespace
 
+Dtype dtype_of_numpy(const std::string& code) {
+  static const std::pair<const char*, Dtype> known[] = {
+      {"f4", Dtype::F32}, {"f2", Dtype::F16}, {"f8", Dtype::F64}, {"i8", Dtype::I64}, {"i4", Dtype::I32},
+      {"i2", Dtype::I16}, {"i1", Dtype::I8},  {"u1", Dtype::U8},  {"b1", Dtype::Bool}};
+  for (const auto& [c, d] : known)
+    if (code == c) return d;
+  throw UserError("test vector dtype " + code + " is not supported (f2, f4, f8, i1-i8, u1, b1)");
+}
+
+const char* numpy_code(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::F32: return "f4";
+    case Dtype::F16: return "f2";
+    case Dtype::F64: return "f8";
+    case Dtype::I64: return "i8";
+    case Dtype::I32: return "i4";
+    case Dtype::I16: return "i2";
+    case Dtype::I8: return "i1";
+    case Dtype::U8: return "u1";
+    case Dtype::Bool: return "b1";
+  }
+  return "?";
+}
+
+size_t item_size(Dtype dtype) { return static_cast<size_t>(numpy_code(dtype)[1] - '0'); }
+
 size_t Array::count() const {
   size_t n = 1;
   for (int64_t d : shape) n *= static_cast<size_t>(d);
   return n;
 }
 
-size_t Array::item_size() const { return dtype_size(dtype); }
+size_t Array::item_size() const { return tomobile::item_size(dtype); }
 
 float half_to_float(uint16_t h) {
   uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu, bits;
@@ -107,14 +147,18 @@ float half_to_float(uint16_t h) {
 double Array::at(size_t i) const {
   const uint8_t* p = bytes.data() + i * item_size();
   auto load = [p](auto v) { std::memcpy(&v, p, sizeof(v)); return v; };
-  if (dtype == "f4") return load(float{});
-  if (dtype == "f8") return load(double{});
-  if (dtype == "f2") return half_to_float(load(uint16_t{}));
-  if (dtype == "i8") return static_cast<double>(load(int64_t{}));
-  if (dtype == "i4") return load(int32_t{});
-  if (dtype == "i2") return load(int16_t{});
-  if (dtype == "i1") return load(int8_t{});
-  return *p;  // u1, b1
+  switch (dtype) {
+    case Dtype::F32: return load(float{});
+    case Dtype::F64: return load(double{});
+    case Dtype::F16: return half_to_float(load(uint16_t{}));
+    case Dtype::I64: return static_cast<double>(load(int64_t{}));
+    case Dtype::I32: return load(int32_t{});
+    case Dtype::I16: return load(int16_t{});
+    case Dtype::I8: return load(int8_t{});
+    case Dtype::U8:
+    case Dtype::Bool: return *p;
+  }
+  return *p;
 }
 
 std::string Array::shape_text() const {
@@ -123,7 +167,7 @@ std::string Array::shape_text() const {
   return s.empty() ? "-" : s;
 }
 
-Array make_array(const std::string& dtype, std::vector<int64_t> shape) {
+Array make_array(Dtype dtype, std::vector<int64_t> shape) {
   Array a;
   a.dtype = dtype;
   a.shape = std::move(shape);

@@ -9,9 +9,16 @@
 
 namespace tomobile {
 
+// The element types the engine reads and runs: numpy's little-endian number types.
+enum class Dtype { F32, F16, F64, I64, I32, I16, I8, U8, Bool };
+
+Dtype dtype_of_numpy(const std::string& code);  // "f4" -> F32 (numpy kind + item size); UserError otherwise
+const char* numpy_code(Dtype dtype);             // F32 -> "f4"
+size_t item_size(Dtype dtype);
+
 // One n-d array as numpy wrote it: little-endian, C order.
 struct Array {
-  std::string dtype;  // numpy kind + item size: "f4", "f2", "f8", "i8", "i4", "i1", "u1", "b1"
+  Dtype dtype = Dtype::F32;
   std::vector<int64_t> shape;
   std::vector<uint8_t> bytes;
 
@@ -21,7 +28,7 @@ struct Array {
   std::string shape_text() const;  // "1x3x32x32", "-" for a scalar (as `tomobile validate` prints it)
 };
 
-Array make_array(const std::string& dtype, std::vector<int64_t> shape);
+Array make_array(Dtype dtype, std::vector<int64_t> shape);
 float half_to_float(uint16_t h);
 
 // The .npy files of an .npz in the order numpy wrote them: (key without ".npy", array).

@@ -7,6 +7,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <set>
 
 #include "folder.h"
 
@@ -30,39 +32,52 @@ using executorch::runtime::Error;
 
 namespace {
 
-ScalarType scalar_type(const std::string& dtype) {
-  if (dtype == "f4") return ScalarType::Float;
-  if (dtype == "f2") return ScalarType::Half;
-  if (dtype == "f8") return ScalarType::Double;
-  if (dtype == "i8") return ScalarType::Long;
-  if (dtype == "i4") return ScalarType::Int;
-  if (dtype == "i2") return ScalarType::Short;
-  if (dtype == "i1") return ScalarType::Char;
-  if (dtype == "u1") return ScalarType::Byte;
-  if (dtype == "b1") return ScalarType::Bool;
-  throw UserError("dtype " + dtype + " has no ExecuTorch type");
+ScalarType scalar_type(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::F32: return ScalarType::Float;
+    case Dtype::F16: return ScalarType::Half;
+    case Dtype::F64: return ScalarType::Double;
+    case Dtype::I64: return ScalarType::Long;
+    case Dtype::I32: return ScalarType::Int;
+    case Dtype::I16: return ScalarType::Short;
+    case Dtype::I8: return ScalarType::Char;
+    case Dtype::U8: return ScalarType::Byte;
+    case Dtype::Bool: return ScalarType::Bool;
+  }
+  return ScalarType::Undefined;
 }
 
-std::string dtype_of(ScalarType t) {
+std::optional<Dtype> dtype_of(ScalarType t) {
   switch (t) {
-    case ScalarType::Float: return "f4";
-    case ScalarType::Half: return "f2";
-    case ScalarType::Double: return "f8";
-    case ScalarType::Long: return "i8";
-    case ScalarType::Int: return "i4";
-    case ScalarType::Short: return "i2";
-    case ScalarType::Char: return "i1";
-    case ScalarType::Byte: return "u1";
-    case ScalarType::Bool: return "b1";
-    default: throw std::runtime_error("output of ExecuTorch type " + std::to_string(static_cast<int>(t)) + " is not supported");
+    case ScalarType::Float: return Dtype::F32;
+    case ScalarType::Half: return Dtype::F16;
+    case ScalarType::Double: return Dtype::F64;
+    case ScalarType::Long: return Dtype::I64;
+    case ScalarType::Int: return Dtype::I32;
+    case ScalarType::Short: return Dtype::I16;
+    case ScalarType::Char: return Dtype::I8;
+    case ScalarType::Byte: return Dtype::U8;
+    case ScalarType::Bool: return Dtype::Bool;
+    default: return std::nullopt;
   }
 }
 
+std::string type_name(ScalarType t) {
+  auto d = dtype_of(t);
+  return d ? numpy_code(*d) : "ExecuTorch type " + std::to_string(static_cast<int>(t));
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  Array a;
+  a.shape = shape;
+  return a.shape_text();
+}
+
 // float32 <-> float16 with the runtime's own Half (round to nearest even, as numpy's astype).
-Array cast(const Array& a, const std::string& dtype) {
+Array cast(const Array& a, Dtype dtype) {
   Array out = make_array(dtype, a.shape);
   for (size_t i = 0; i < a.count(); ++i) {
-    if (dtype == "f2") {
+    if (dtype == Dtype::F16) {
       executorch::aten::Half h(static_cast<float>(a.at(i)));
       std::memcpy(out.bytes.data() + 2 * i, &h, 2);
     } else {
@@ -91,27 +106,40 @@ bool enable_weight_cache() {
 Part::Part(const std::filesystem::path& pte, const std::optional<std::filesystem::path>& ptd,
            const std::string& method)
     : method_(method) {
+  std::string what = pte.filename().string() + (method == "forward" ? "" : ":" + method);
   // Mmap: the program and its weights are mapped, not read into the heap (no mlock).
   module_ = ptd ? std::make_unique<Module>(pte.string(), ptd->string(), Module::LoadMode::Mmap)
                 : std::make_unique<Module>(pte.string(), Module::LoadMode::Mmap);
-  if (Error e = module_->load(); e != Error::Ok) throw std::runtime_error(failed("load", e));
-  if (Error e = module_->load_method(method_); e != Error::Ok)
-    throw std::runtime_error(failed(("load_method " + method_).c_str(), e));
+  // A program that does not load is the folder's fault (not a .pte, or from another runtime): bad input.
+  if (Error e = module_->load(); e != Error::Ok) throw UserError(what + ": " + failed("load", e));
+  auto names = module_->method_names();
+  if (!names.ok()) throw UserError(what + ": " + failed("method_names", names.error()));
+  if (!names->count(method_)) {
+    std::string list;
+    for (const auto& n : std::set<std::string>(names->begin(), names->end())) list += (list.empty() ? "" : ", ") + n;
+    throw UserError(pte.filename().string() + " has no method '" + method_ + "' (its methods: " + list +
+                    "); the manifest names a method the program lacks");
+  }
+  if (Error e = module_->load_method(method_); e != Error::Ok) throw UserError(what + ": " + failed("load_method", e));
   auto meta = module_->method_meta(method_);
-  if (!meta.ok()) throw std::runtime_error(failed("method_meta", meta.error()));
+  if (!meta.ok()) throw UserError(what + ": " + failed("method_meta", meta.error()));
   for (size_t i = 0; i < meta->num_inputs(); ++i) {
     auto info = meta->input_tensor_meta(i);
-    if (!info.ok()) throw std::runtime_error("input " + std::to_string(i) + " is not a tensor");
+    if (!info.ok()) throw UserError(what + ": input " + std::to_string(i) + " is not a tensor");
     input_types_.push_back(static_cast<int>(info->scalar_type()));
+    input_shapes_.emplace_back(info->sizes().begin(), info->sizes().end());
   }
+  what_ = what;
 }
 
 Part::~Part() = default;
 
 std::vector<Array> Part::run(const std::vector<const Array*>& inputs) {
+  // What the folder gives must be what the program takes: a count, dtype or shape that differs is
+  // an edited manifest or test vectors (bad input), never a call into the runtime.
   if (inputs.size() != input_types_.size())
-    throw std::runtime_error("the program takes " + std::to_string(input_types_.size()) + " inputs, got " +
-                             std::to_string(inputs.size()));
+    throw UserError(what_ + " takes " + std::to_string(input_types_.size()) + " inputs, the folder gives " +
+                    std::to_string(inputs.size()) + " (manifest or test vectors edited, or from another export)");
   std::vector<Array> casts;  // kept alive while the method runs
   casts.reserve(inputs.size());
   std::vector<executorch::extension::TensorPtr> tensors;
@@ -119,10 +147,15 @@ std::vector<Array> Part::run(const std::vector<const Array*>& inputs) {
   for (size_t i = 0; i < inputs.size(); ++i) {
     const Array* a = inputs[i];
     auto want = static_cast<ScalarType>(input_types_[i]);
+    if (a->shape != input_shapes_[i])
+      throw UserError(what_ + " input " + std::to_string(i) + " is " + a->shape_text() + ", the program takes " +
+                      shape_text(input_shapes_[i]) + " (manifest or test vectors edited, or from another export)");
     if (want != scalar_type(a->dtype)) {
-      bool floats = (a->dtype == "f4" || a->dtype == "f2") && (want == ScalarType::Float || want == ScalarType::Half);
-      if (!floats) throw std::runtime_error("input " + std::to_string(i) + " is " + a->dtype + ", the program takes " + dtype_of(want));
-      casts.push_back(cast(*a, want == ScalarType::Half ? "f2" : "f4"));
+      bool floats = (a->dtype == Dtype::F32 || a->dtype == Dtype::F16) && (want == ScalarType::Float || want == ScalarType::Half);
+      if (!floats)
+        throw UserError(what_ + " input " + std::to_string(i) + " is " + numpy_code(a->dtype) + ", the program takes " +
+                        type_name(want));
+      casts.push_back(cast(*a, want == ScalarType::Half ? Dtype::F16 : Dtype::F32));
       a = &casts.back();
     }
     std::vector<executorch::aten::SizesType> sizes(a->shape.begin(), a->shape.end());
@@ -130,12 +163,14 @@ std::vector<Array> Part::run(const std::vector<const Array*>& inputs) {
     values.emplace_back(tensors.back());
   }
   auto result = module_->execute(method_, values);
-  if (!result.ok()) throw std::runtime_error(failed("execute", result.error()));
+  if (!result.ok()) throw std::runtime_error(what_ + ": " + failed("execute", result.error()));
   std::vector<Array> outputs;
   for (const auto& v : *result) {
-    if (!v.isTensor()) throw std::runtime_error("an output is not a tensor");
+    if (!v.isTensor()) throw UserError(what_ + ": an output is not a tensor");
     const auto& t = v.toTensor();
-    Array out = make_array(dtype_of(t.scalar_type()), std::vector<int64_t>(t.sizes().begin(), t.sizes().end()));
+    auto dtype = dtype_of(t.scalar_type());
+    if (!dtype) throw UserError(what_ + ": an output of " + type_name(t.scalar_type()) + " is not supported");
+    Array out = make_array(*dtype, std::vector<int64_t>(t.sizes().begin(), t.sizes().end()));
     std::memcpy(out.bytes.data(), t.const_data_ptr(), out.bytes.size());  // the method's buffers are reused next run
     outputs.push_back(std::move(out));
   }

@@ -31,29 +31,30 @@ const PartSpec& Split::largest() const {
 
 namespace {
 
-bool is_fp16(const json& manifest, const std::string& part) {
-  for (const auto& a : manifest["artifacts"])
-    if (a["part"] == part && a["format"] == "executorch" && a.value("float_io", "") == "float16") return true;
+bool is_fp16(const Manifest& manifest, const std::string& part) {
+  for (const auto& a : manifest.artifacts)
+    if (a.part == part && a.format == "executorch" && a.float16_io) return true;
   return false;
 }
 
-void verify_parts(const fs::path& folder, const json& entries) {
+void verify_parts(const Manifest& manifest) {
   std::map<std::string, std::string> owners;  // sha256 -> path
-  std::vector<std::pair<std::string, json>> files;
-  for (const auto& e : entries) {
-    const json& rec = e["files"]["executorch"];
-    for (const json* f : {&rec, rec.contains("weights") ? &rec["weights"] : nullptr})
+  std::vector<std::pair<std::string, FileRecord>> files;
+  for (const auto& p : manifest.split->parts) {
+    auto it = p.files.find("executorch");
+    if (it == p.files.end()) continue;
+    for (const auto* f : {&it->second.file, it->second.weights ? &*it->second.weights : nullptr})
       if (f != nullptr) {
-        owners[(*f)["sha256"]] = (*f)["path"];
-        files.emplace_back(e["name"], *f);
+        owners[f->sha256] = f->path;
+        files.emplace_back(p.name, *f);
       }
   }
   for (const auto& [name, f] : files) {
-    fs::path path = inside(folder, f["path"]);
+    fs::path path = inside(manifest.folder, f.path);
     if (!fs::is_regular_file(path)) throw UserError("part " + name + ": " + path.string() + " is missing; export the folder again");
     std::string digest = sha256_path(path);
-    if (digest == f["sha256"]) continue;
-    if (owners.count(digest))
+    if (digest == f.sha256) continue;
+    if (owners.count(digest) && owners[digest] != f.path)  // another part's file (not this file under an edited record)
       throw UserError("part " + name + ": " + path.string() + " holds " + owners[digest] +
                       " (a different part), not the part its manifest lists; export the folder again");
     throw UserError("part " + name + ": " + path.string() +
@@ -63,31 +64,39 @@ void verify_parts(const fs::path& folder, const json& entries) {
 
 }  // namespace
 
-Split open_split(const fs::path& folder, const json& manifest, bool verify) {
-  if (!manifest.contains("split") || !manifest["split"].contains("parts"))
-    throw UserError(folder.string() + " was exported without --split blocks; streaming needs `tomobile export " +
-                    manifest.value("model", "MODEL") + " --split blocks --format executorch --out " + folder.string() + "`");
-  const json& split = manifest["split"];
+Split open_split(const Manifest& manifest, bool verify) {
+  const fs::path& folder = manifest.folder;
+  if (!manifest.split) {
+    // A command that works: --split blocks splits the video denoisers only.
+    const std::set<std::string> splittable = {"video-dit-tiny", "video-dit-micro", "video-dit-large"};
+    if (splittable.count(manifest.model))
+      throw UserError(folder.string() + " was exported without --split blocks; streaming needs `tomobile export " +
+                      manifest.model + " --split blocks --format executorch --out " + folder.string() + "`");
+    throw UserError(folder.string() + " holds " + (manifest.model.empty() ? "a model" : manifest.model) +
+                    ", exported without --split blocks; streaming runs a split video denoiser (video-dit-tiny, "
+                    "video-dit-micro, video-dit-large), e.g. `tomobile export video-dit-micro --split blocks --format "
+                    "executorch --out DIR`");
+  }
   Split s;
   s.folder = folder;
-  for (const auto& e : split["parts"]) {
-    std::string name = e["name"];
-    if (!e["files"].contains("executorch"))
-      throw UserError(folder.string() + " has no executorch parts (part " + name + "); export with --format executorch");
-    const json& rec = e["files"]["executorch"];
+  for (const auto& e : manifest.split->parts) {
+    auto it = e.files.find("executorch");
+    if (it == e.files.end())
+      throw UserError(folder.string() + " has no executorch parts (part " + e.name + "); export with --format executorch");
+    const SplitFile& rec = it->second;
     PartSpec p;
-    p.name = name;
-    p.pte = inside(folder, rec["path"]);
-    if (rec.contains("weights")) p.ptd = inside(folder, rec["weights"]["path"]);
-    p.method = rec.value("method", "forward");
-    p.size = rec["total_bytes"];
-    for (const auto& i : e["inputs"]) p.inputs.push_back(i["name"]);
-    for (const auto& o : e["outputs"]) p.outputs.push_back(o["name"]);
-    p.fp16 = is_fp16(manifest, name);
-    s.parts[name] = p;
+    p.name = e.name;
+    p.pte = inside(folder, rec.file.path);
+    if (rec.weights) p.ptd = inside(folder, rec.weights->path);
+    p.method = rec.method.value_or("forward");
+    p.size = rec.total_bytes;
+    p.inputs = e.io.input_names();
+    p.outputs = e.io.output_names();
+    p.fp16 = is_fp16(manifest, e.name);
+    s.parts[e.name] = p;
   }
-  for (const auto& [variant, seq] : split["sequences"].items()) s.sequences.emplace_back(variant, seq.get<std::vector<std::string>>());
-  if (verify) verify_parts(folder, split["parts"]);
+  s.sequences = manifest.split->sequences;  // decoded: non-empty, naming parts that exist
+  if (verify) verify_parts(manifest);
   return s;
 }
 
@@ -117,26 +126,6 @@ std::set<std::string> plan_pinned(const std::vector<std::pair<std::string, int64
   return pinned;
 }
 
-int64_t parse_bytes(const std::string& text) {
-  std::string raw;
-  for (char c : text)
-    if (c != ' ') raw += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  size_t end = raw.find_last_not_of("KMGIB");
-  std::string number = end == std::string::npos ? "" : raw.substr(0, end + 1), unit = raw.substr(number.size());
-  const std::map<std::string, double> units = {{"", 1}, {"B", 1}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9},
-                                               {"KIB", 1024.0}, {"MIB", 1048576.0}, {"GIB", 1073741824.0}};
-  double value = -1;
-  try {
-    size_t used = 0;
-    value = std::stod(number, &used);
-    if (used != number.size()) value = -1;
-  } catch (const std::exception&) {
-  }
-  if (!units.count(unit) || !(value > 0))
-    throw UserError("memory budget '" + text + "' is not a size; give e.g. 64MB, 1.5GB, 512MiB or a byte count");
-  return static_cast<int64_t>(value * units.at(unit));
-}
-
 std::string mb(double n) {
   char buf[32];
   if (n >= 1e9) std::snprintf(buf, sizeof buf, "%.1f GB", n / 1e9);
@@ -146,33 +135,45 @@ std::string mb(double n) {
   return buf;
 }
 
-PartSpec artifact_for(const fs::path& folder, const json& manifest, const std::string& part) {
-  for (const auto& a : manifest["artifacts"]) {
-    if (a["part"] != part || a["format"] != "executorch") continue;
-    PartSpec p;
-    p.name = part;
-    p.pte = inside(folder, a["path"]);
-    if (a.contains("weights")) p.ptd = inside(folder, a["weights"]["path"]);
-    p.method = a.value("method", "forward");
-    p.size = a.value("bytes", 0) + (a.contains("weights") ? a["weights"].value("bytes", 0) : 0);
-    p.fp16 = a.value("float_io", "") == "float16";
-    for (const auto& i : manifest["parts"][part]["inputs"]) p.inputs.push_back(i["name"]);
-    for (const auto& o : manifest["parts"][part]["outputs"]) p.outputs.push_back(o["name"]);
-    return p;
-  }
-  throw UserError(folder.string() + " has no executorch artifact for " + part + "; export with --format executorch");
+PartSpec artifact_spec(const Manifest& manifest, const Artifact& a) {
+  PartSpec p;
+  p.name = a.part;
+  p.pte = inside(manifest.folder, a.file.path);
+  if (a.weights) p.ptd = inside(manifest.folder, a.weights->path);
+  p.method = a.method.value_or("forward");
+  p.size = a.bytes;
+  p.fp16 = a.float16_io;
+  p.inputs = manifest.part(a.part).input_names();
+  p.outputs = manifest.part(a.part).output_names();
+  return p;
 }
 
-std::vector<Case> read_cases(const fs::path& folder, const std::string& part) {
+PartSpec artifact_for(const Manifest& manifest, const std::string& part) {
+  for (const auto& a : manifest.artifacts)
+    if (a.part == part && a.format == "executorch") return artifact_spec(manifest, a);
+  throw UserError(manifest.folder.string() + " has no executorch artifact for " + part + "; export with --format executorch");
+}
+
+std::vector<Case> read_cases(const Manifest& manifest, const std::string& part) {
+  const PartIo& io = manifest.part(part);
+  std::string file = "test_vectors/" + part + ".npz";
   std::vector<Case> cases;
-  for (auto& [key, array] : read_npz(folder / "test_vectors" / (part + ".npz"))) {
-    size_t a = key.find('.'), b = key.find('.', a + 1);
-    if (a == std::string::npos || b == std::string::npos) throw UserError("test vector " + key + " is not CASE.KIND.NAME");
+  for (auto& [key, array] : read_npz(inside(manifest.folder, file))) {
+    size_t a = key.find('.'), b = a == std::string::npos ? a : key.find('.', a + 1);
+    if (b == std::string::npos) throw UserError(file + ": test vector " + key + " is not CASE.KIND.NAME");
     std::string name = key.substr(0, a), kind = key.substr(a + 1, b - a - 1);
     auto it = std::find_if(cases.begin(), cases.end(), [&](const Case& c) { return c.name == name; });
     if (it == cases.end()) it = cases.insert(cases.end(), Case{name, {}, {}});
     if (kind == "input") it->inputs.push_back(std::move(array));
     else it->outputs[key.substr(b + 1)] = std::move(array);
+  }
+  if (cases.empty()) throw UserError(file + " holds no case");
+  for (const auto& c : cases) {
+    if (c.inputs.size() != io.inputs.size())
+      throw UserError(file + " case " + c.name + " has " + std::to_string(c.inputs.size()) + " inputs, the manifest lists " +
+                      std::to_string(io.inputs.size()) + " for " + part);
+    for (const auto& o : io.outputs)
+      if (!c.outputs.count(o.name)) throw UserError(file + " case " + c.name + " has no output " + o.name + " (the manifest lists it)");
   }
   return cases;
 }

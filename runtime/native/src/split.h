@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "folder.h"
+#include "manifest.h"
 #include "npz.h"
 
 namespace tomobile {
@@ -34,27 +34,29 @@ struct Split {
   const PartSpec& largest() const;
 };
 
-// The split parts of `folder`; with `verify`, every part file present and equal to its sha256
-// (a file swapped for another part's is named as such).
-Split open_split(const fs::path& folder, const json& manifest, bool verify);
+// The split parts of an export for ExecuTorch; with `verify`, every part file present and equal
+// to its sha256 (a file swapped for another part's is named as such). A folder without a split,
+// or whose split has no ExecuTorch files, is a UserError that says how to export one.
+Split open_split(const Manifest& manifest, bool verify);
 
 // Parts (in run order) that stay resident: taken in order while the pinned bytes plus room for the
 // streamed ones (the largest one, two with prefetch) fit the budget; all when the total fits.
 std::set<std::string> plan_pinned(const std::vector<std::pair<std::string, int64_t>>& sizes, int64_t budget,
                                   bool prefetch);
 
-int64_t parse_bytes(const std::string& text);  // "64MB", "1.5GB", "512MiB", "123456"
-std::string mb(double bytes);                   // "184.3 MB"
+std::string mb(double bytes);  // "184.3 MB"
 
 // The monolithic artifact (ExecuTorch) for a part name of the manifest: (program, weights, fp16).
-PartSpec artifact_for(const fs::path& folder, const json& manifest, const std::string& part);
+PartSpec artifact_for(const Manifest& manifest, const std::string& part);
+PartSpec artifact_spec(const Manifest& manifest, const Artifact& artifact);  // this artifact's program
 
-// Test-vector cases of a part: case -> (inputs in order, outputs by name), from test_vectors/PART.npz.
+// Test-vector cases of a part: case -> (inputs in order, outputs by name), from test_vectors/PART.npz;
+// every case gives as many inputs as the manifest lists and every output it names (UserError).
 struct Case {
   std::string name;
   std::vector<Array> inputs;
   std::map<std::string, Array> outputs;
 };
-std::vector<Case> read_cases(const fs::path& folder, const std::string& part);
+std::vector<Case> read_cases(const Manifest& manifest, const std::string& part);
 
 }  // namespace tomobile

@@ -19,8 +19,8 @@ Loaded load_timed(const PartSpec& spec) {
 }
 
 Array as_float32(const Array& a) {
-  if (a.dtype == "f4") return a;
-  Array out = make_array("f4", a.shape);
+  if (a.dtype == Dtype::F32) return a;
+  Array out = make_array(Dtype::F32, a.shape);
   for (size_t i = 0; i < a.count(); ++i) {
     float f = static_cast<float>(a.at(i));
     std::memcpy(out.bytes.data() + 4 * i, &f, 4);
@@ -80,7 +80,8 @@ Streamer::Streamer(const Split& split, int64_t budget, bool prefetch, MemoryProb
 
 Streamer::~Streamer() {
   CallStats ignored;
-  for (auto& [name, future] : loading_) future.wait();  // a load in flight finishes before the loader goes
+  for (auto& [name, future] : loading_)
+    if (future.valid()) future.wait();  // a load in flight finishes before the loader goes
   loading_.clear();
   loaded_.clear();
   loader_.reset();
@@ -134,7 +135,10 @@ Array Streamer::operator()(const std::string& variant, const Env& inputs) {
     double t = now_s();
     auto outs = part.run(args);
     stats.run_s += now_s() - t;
-    for (size_t k = 0; k < outs.size() && k < spec.outputs.size(); ++k) env[spec.outputs[k]] = std::move(outs[k]);
+    if (outs.size() != spec.outputs.size())
+      throw UserError("part " + spec.name + " returns " + std::to_string(outs.size()) + " outputs, the manifest lists " +
+                      std::to_string(spec.outputs.size()) + " (edited, or from another export)");
+    for (size_t k = 0; k < outs.size(); ++k) env[spec.outputs[k]] = std::move(outs[k]);
     if (probe_) probe_->sample();
     stats.parts_run += 1;
     if (!keep.count(seq[i])) release(seq[i], stats);
@@ -142,7 +146,7 @@ Array Streamer::operator()(const std::string& variant, const Env& inputs) {
   stats.latency_s = now_s() - start;
   if (probe_) stats.peak = probe_->end_window();
   stats_.push_back(stats);
-  return as_float32(env.at(split_.parts.at(seq.back()).outputs.at(0)));
+  return as_float32(env.at(split_.parts.at(seq.back()).outputs.at(0)));  // decoded: every part has outputs
 }
 
 // The next part after position i (wrapping to the next call) that is neither loaded nor loading;
@@ -163,10 +167,11 @@ Part& Streamer::acquire(const std::string& name, CallStats& stats) {
   if (auto it = loaded_.find(name); it != loaded_.end()) return *it->second;
   Loaded l;
   if (auto it = loading_.find(name); it != loading_.end()) {
+    std::future<Loaded> pending = std::move(it->second);
+    loading_.erase(it);  // before get(): a failed load rethrows here and must leave no entry behind
     double t = now_s();
-    l = it->second.get();
+    l = pending.get();
     double waited = now_s() - t;
-    loading_.erase(it);
     stats.waited_s += waited;
     stats.hidden_s += std::max(0.0, l.seconds - waited);
     stats.prefetched += 1;
@@ -191,8 +196,9 @@ Part& Streamer::acquire(const std::string& name, CallStats& stats) {
 
 void Streamer::release(const std::string& name, CallStats& stats) {
   if (auto it = loading_.find(name); it != loading_.end()) {
-    Loaded l = it->second.get();
+    std::future<Loaded> pending = std::move(it->second);
     loading_.erase(it);
+    Loaded l = pending.get();
     stats.load_s += l.seconds;
     stats.parts_loaded += 1;
     stats.prefetched += 1;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "manifest.h"
 #include "part.h"
 #include "split.h"
 #include "stream.h"
@@ -14,27 +15,20 @@ namespace {
 
 std::string one_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
-std::vector<Check> run_artifact(const fs::path& folder, const json& artifact, const json& manifest) {
-  PartSpec spec = artifact_for(folder, manifest, artifact["part"]);
-  spec.pte = inside(folder, artifact["path"]);  // this artifact, whatever others the part has
-  spec.ptd.reset();
-  if (artifact.contains("weights")) spec.ptd = inside(folder, artifact["weights"]["path"]);
-  spec.method = artifact.value("method", "forward");
-  std::string precision = artifact.value("precision", "fp32");
+std::vector<Check> run_artifact(const Manifest& manifest, const Artifact& artifact) {
+  PartSpec spec = artifact_spec(manifest, artifact);
   std::vector<Check> checks;
   Part part(spec.pte, spec.ptd, spec.method);
-  for (const auto& c : read_cases(folder, artifact["part"])) {
+  for (const auto& c : read_cases(manifest, artifact.part)) {
     std::vector<const Array*> args;
     for (const auto& a : c.inputs) args.push_back(&a);
     auto outputs = part.run(args);
     if (outputs.size() != spec.outputs.size())
-      throw std::runtime_error("the program returns " + std::to_string(outputs.size()) + " outputs, the manifest lists " +
-                               std::to_string(spec.outputs.size()));
+      throw UserError("the program returns " + std::to_string(outputs.size()) + " outputs, the manifest lists " +
+                      std::to_string(spec.outputs.size()));
     for (size_t i = 0; i < outputs.size(); ++i) {
-      Check k = compare(c.outputs.at(spec.outputs[i]), outputs[i], precision);
-      // The file, with its method where a weight group's parts share it (as `tomobile validate` labels it).
-      k.artifact = artifact.contains("method") ? artifact["path"].get<std::string>() + ":" + artifact["method"].get<std::string>()
-                                               : artifact["path"].get<std::string>();
+      Check k = compare(c.outputs.at(spec.outputs[i]), outputs[i], artifact.precision);  // read_cases: present
+      k.artifact = artifact.label();  // the file, with its method where a weight group's parts share it
       k.case_name = c.name;
       k.output = spec.outputs[i];
       checks.push_back(k);
@@ -44,61 +38,73 @@ std::vector<Check> run_artifact(const fs::path& folder, const json& artifact, co
 }
 
 // Each variant's parts chained in order (all resident) on the monolithic denoiser's vectors.
-std::vector<Check> check_chains(const fs::path& folder, const json& manifest) {
+std::vector<Check> check_chains(const Manifest& manifest) {
   std::vector<Check> checks;
-  bool any = false;
-  for (const auto& p : manifest["split"]["parts"]) any = any || p["files"].contains("executorch");
+  bool any = std::any_of(manifest.split->parts.begin(), manifest.split->parts.end(),
+                         [](const SplitPart& p) { return p.files.count("executorch") > 0; });
   if (!any) return checks;
-  Split split = open_split(folder, manifest, false);  // the checksums were verified already
+  Split split = open_split(manifest, false);  // the checksums were verified already
   Streamer streamer(split, int64_t{1} << 62, false, nullptr);
   bool fp16 = std::any_of(split.parts.begin(), split.parts.end(), [](const auto& p) { return p.second.fp16; });
   for (const auto& [variant, seq] : split.sequences) {
-    std::vector<std::string> names;
-    for (const auto& i : manifest["parts"][variant]["inputs"]) names.push_back(i["name"]);
-    for (auto& c : read_cases(folder, variant)) {
+    std::vector<std::string> names = manifest.part(variant).input_names();
+    std::string output = manifest.part(variant).outputs.at(0).name;  // decoded: never empty
+    for (auto& c : read_cases(manifest, variant)) {
       Env env;
-      for (size_t i = 0; i < names.size(); ++i) env[names[i]] = c.inputs.at(i);
+      for (size_t i = 0; i < names.size(); ++i) env[names[i]] = c.inputs.at(i);  // read_cases: as many as names
       Array out = streamer(variant, env);
-      Check k = compare(c.outputs.at("velocity"), out, fp16 ? "fp16" : "fp32");
+      Check k = compare(c.outputs.at(output), out, fp16 ? "fp16" : "fp32");
       k.artifact = "chain " + variant + " (executorch)";
       k.case_name = c.name;
-      k.output = "velocity";
+      k.output = output;
       checks.push_back(k);
     }
   }
   return checks;
 }
 
+Check load_failure(const std::string& artifact, const std::exception& err) {
+  return {artifact, "load", "-", "-", std::nullopt, std::nullopt, FAIL, one_line(err.what())};
+}
+
 }  // namespace
 
+std::string no_program(const Manifest& manifest) {
+  std::string formats;
+  for (const auto& f : manifest.formats()) formats += (formats.empty() ? "" : ", ") + f;
+  return manifest.folder.string() + " holds no ExecuTorch program (its formats: " + formats +
+         "); the native engine runs .pte files: export with --format executorch";
+}
+
 ValidateReport validate_dir(const fs::path& folder, bool progress) {
-  json manifest = load_manifest(folder);
-  verify_checksums(folder, manifest);
+  Manifest manifest = load_manifest(folder);
+  if (!manifest.has_executorch()) throw UserError(no_program(manifest));
+  verify_checksums(manifest);
   ValidateReport report;
   size_t total = 0, done = 0;
-  for (const auto& a : manifest["artifacts"]) total += a["format"] == "executorch";
+  for (const auto& a : manifest.artifacts) total += a.format == "executorch";
   progress = progress && isatty(STDERR_FILENO);
-  for (const auto& a : manifest["artifacts"]) {
-    if (a["format"] != "executorch") {
+  for (const auto& a : manifest.artifacts) {
+    if (a.format != "executorch") {
       report.skipped += 1;
       continue;
     }
     if (progress) std::fprintf(stderr, "\rvalidate: %zu/%zu programs", done, total);
     try {
-      auto rows = run_artifact(folder, a, manifest);
+      auto rows = run_artifact(manifest, a);
       report.checks.insert(report.checks.end(), rows.begin(), rows.end());
     } catch (const std::exception& err) {  // a program that cannot load or run is a failure to report
-      report.checks.push_back({a["path"], "load", "-", "-", std::nullopt, std::nullopt, FAIL, one_line(err.what())});
+      report.checks.push_back(load_failure(a.label(), err));
     }
     ++done;
   }
   if (progress) std::fprintf(stderr, "\rvalidate: %zu/%zu programs\n", done, total);
-  if (manifest.contains("split")) {
+  if (manifest.split) {
     try {
-      auto rows = check_chains(folder, manifest);
+      auto rows = check_chains(manifest);
       report.checks.insert(report.checks.end(), rows.begin(), rows.end());
     } catch (const std::exception& err) {
-      report.checks.push_back({"chain (executorch)", "load", "-", "-", std::nullopt, std::nullopt, FAIL, one_line(err.what())});
+      report.checks.push_back(load_failure("chain (executorch)", err));
     }
   }
   return report;

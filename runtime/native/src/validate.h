@@ -5,6 +5,7 @@
 
 #include "compare.h"
 #include "folder.h"
+#include "manifest.h"
 
 namespace tomobile {
 
@@ -13,7 +14,10 @@ struct ValidateReport {
   int skipped = 0;  // artifacts of other formats (ONNX, Core ML): not this engine's to run
 };
 
+// Checksums of every file record first (UserError), then the runs; a folder with no ExecuTorch
+// program is a UserError (no_program), not an empty pass or fail.
 ValidateReport validate_dir(const fs::path& folder, bool progress);
 json report_json(const ValidateReport& report);
+std::string no_program(const Manifest& manifest);  // "DIR holds no ExecuTorch program (its formats: ...)"
 
 }  // namespace tomobile

@@ -5,10 +5,13 @@ import torch
 
 from tomobile.graphs.methods.spatial_merge import (
     SpatialMergeConfig,
+    SpatialOps,
     destination_indices,
     merge_attend_unmerge,
     merge_count,
+    merge_fns,
     merge_mean,
+    slot_positions,
     spatial_assignment,
 )
 from tomobile.graphs.models.video_dit import VideoDiT, VideoDiTConfig, VideoMerge
@@ -76,3 +79,54 @@ def test_exports_without_sort_or_scatter_reduce():
     ep = torch.export.export(Op(), (torch.randn(2, 64, 8),))
     targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
     assert not any(k in t for t in targets for k in ("sort", "scatter_reduce", "nonzero", "aten.item", "_local_scalar_dense", "bitwise", "alias"))
+
+
+def _tied(seed: int) -> torch.Tensor:
+    """(2, 64, 8) tokens drawn from 3 vectors: every similarity is one of a few exact ties."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(3, 8, generator=g)
+    return base[torch.randint(0, 3, (2, 64), generator=g)]
+
+
+@pytest.mark.parametrize("make", [lambda s: torch.randn(2, 64, 8, generator=torch.Generator().manual_seed(s)),
+                                  _tied, lambda s: torch.ones(2, 64, 8)], ids=["random", "ties", "all-equal"])
+@pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75])
+def test_indexed_spelling_gives_the_one_hot_slots_and_outputs(make, ratio):
+    cfg = SpatialMergeConfig(ratio, oy=1, ox=0)
+    dst, r = destination_indices(8, 8, cfg), merge_count(8, 8, cfg)
+    for seed in range(3):
+        x = make(seed)
+        one_hot = slot_positions(x, dst, r, SpatialOps.ONE_HOT)
+        assert torch.equal(slot_positions(x, dst, r, SpatialOps.INDEXED), one_hot)
+        attend = torch.nn.Linear(8, 8)
+        ref = merge_attend_unmerge(x, 8, 8, cfg, attend)
+        torch.testing.assert_close(merge_attend_unmerge(x, 8, 8, cfg, attend, SpatialOps.INDEXED), ref,
+                                   atol=1e-5, rtol=0)
+        merge, _ = merge_fns(x, dst, r, SpatialOps.INDEXED)
+        torch.testing.assert_close(merge(x), merge_mean(spatial_assignment(x, 8, 8, cfg), x), atol=1e-5, rtol=0)
+
+
+def test_indexed_spelling_exports_as_topk_scatter_add_and_gather():
+    class Op(torch.nn.Module):
+        def forward(self, x):
+            return merge_attend_unmerge(x, 8, 8, SpatialMergeConfig(0.5), lambda t: t * 2, SpatialOps.INDEXED)
+
+    ep = torch.export.export(Op(), (torch.randn(2, 64, 8),))
+    targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    assert {"aten.topk.default", "aten.scatter_add.default", "aten.gather.default"} <= targets
+    assert not any(k in t for t in targets for k in ("sort", "scatter_reduce", "nonzero", "_local_scalar_dense"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_clamp_ties_exactly_the_scores_snap_sets_to_one(dtype):
+    from tomobile.graphs.methods.merge import SAME_DELTA, snap_duplicates
+    from tomobile.graphs.methods.spatial_merge import clamp_duplicates
+
+    t = torch.tensor(1.0 - max(SAME_DELTA, 4.0 * torch.finfo(dtype).eps), dtype=dtype)
+    up = torch.nextafter(t, torch.tensor(2.0, dtype=dtype))
+    scores = torch.stack([torch.nextafter(t, torch.tensor(0.0, dtype=dtype)), t, up, torch.tensor(1.0, dtype=dtype),
+                          torch.nextafter(torch.tensor(1.0, dtype=dtype), torch.tensor(2.0, dtype=dtype)),
+                          torch.tensor(0.5, dtype=dtype)])
+    snapped, clamped = snap_duplicates(scores), clamp_duplicates(scores)
+    assert torch.equal(snapped == 1.0, clamped == up)  # the same scores tie ...
+    assert torch.equal(scores[snapped != 1.0], clamped[clamped != up])  # ... and the others are untouched

@@ -5,10 +5,11 @@ import copy
 import pytest
 import torch
 
+from tomobile.graphs.methods.merge import MergeOps
+from tomobile.graphs.methods.tomesd import TomesdConfig, apply_tomesd, block_plans, remove_tomesd
+from tomobile.graphs.models.sd_unet import SD_TINY, UNetModel, seeded_unet
 from tomobile.graphs.spec.config import MergeConfig
 from tomobile.graphs.spec.grammar import SpecError
-from tomobile.graphs.models.sd_unet import SD_TINY, UNetModel, seeded_unet
-from tomobile.graphs.methods.tomesd import TomesdConfig, apply_tomesd, block_plans, remove_tomesd
 
 tomesd = pytest.importorskip("tomesd", reason="tomesd 0.1.3 is in the dev extra that `make test` installs")
 
@@ -45,16 +46,19 @@ def test_equals_tomesd_package(unet, cfg, latent, batch):
     inputs = wrapper.example_inputs(seed=latent)
     with torch.no_grad():
         plain = wrapper(*inputs)[0]
-    plans = apply_tomesd(unet, cfg, inputs)
-    try:
-        with torch.no_grad():
-            ours = wrapper(*inputs)[0]
-    finally:
-        remove_tomesd(unet)
+    outputs = {}
+    for ops in MergeOps:  # the one-hot spatial merge (ARITHMETIC) and the indexed one (INDEXED)
+        plans = apply_tomesd(unet, cfg, inputs, ops=ops)
+        try:
+            with torch.no_grad():
+                outputs[ops] = wrapper(*inputs)[0]
+        finally:
+            remove_tomesd(unet)
     theirs = _reference(unet, cfg, inputs)
     assert any(p is not None for p in plans)
-    assert (ours - plain).abs().max() > 1e-3  # the merge changes the output ...
-    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)  # ... exactly as tomesd does
+    for ours in outputs.values():
+        assert (ours - plain).abs().max() > 1e-3  # the merge changes the output ...
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)  # ... exactly as tomesd does, either spelling
     with torch.no_grad():
         assert torch.equal(wrapper(*inputs)[0], plain)  # remove_tomesd restores the original
 
