@@ -17,13 +17,13 @@ import io
 import warnings
 from pathlib import Path
 
-from ..graphs.methods.merge import MergeOps
+from ..graphs.methods.merge import ARITHMETIC
 
 from .opcheck import OpProblem, UnsupportedOpError, check_graph
 from .registry import ExportOptions, PartInfo, register_exporter, register_group_exporter
 
 MINIMUM_OS = "v27"  # coreai.authoring.asset.OSVersion: the only one the converter writes
-MERGE_OPS = MergeOps.ARITHMETIC
+MERGE_OPS = ARITHMETIC
 
 
 def import_coreai_torch():
@@ -72,7 +72,7 @@ def export_coreai(get_program, part: PartInfo, out: Path, options: ExportOptions
     if problems:
         raise UnsupportedOpError(part.stem, "coreai", problems)
     convert(program, part, out)
-    return {"precision": options.precision, "minimum_os": MINIMUM_OS, "merge_ops": MERGE_OPS.value}
+    return {"precision": options.precision, "minimum_os": MINIMUM_OS, "merge_ops": MERGE_OPS.name}
 
 
 @register_group_exporter("coreai")
@@ -88,5 +88,5 @@ def export_coreai_functions(get_programs: dict, parts: dict[str, PartInfo], out:
             raise UnsupportedOpError(stem, "coreai", problems)
         entries[stem] = (program, part)
     convert_functions(entries, out)
-    return {stem: {"precision": options.precision, "minimum_os": MINIMUM_OS, "merge_ops": MERGE_OPS.value,
+    return {stem: {"precision": options.precision, "minimum_os": MINIMUM_OS, "merge_ops": MERGE_OPS.name,
                    "function": stem} for stem in parts}

@@ -1,6 +1,6 @@
 """ONNX exporter: torch.export program -> dynamo ONNX exporter -> model.onnx (fp32, or with
 --quantize int8 dynamically quantised weights). The merge is traced in its INDEXED spelling
-(graphs/methods/merge.py): the same assignment with ONNX Runtime's Gather, ArgMax and CumSum instead of
+(graphs/methods/merge_indexed.py, passed to the pipeline's get_program): the same assignment with ONNX Runtime's Gather, ArgMax and CumSum instead of
 one-hot matmuls, which ORT runs faster.
 
 Weights past protobuf's 2 GB limit go to `model.onnx_data` beside the graph: the name Hugging
@@ -18,7 +18,8 @@ import torch
 from torch.fx.traceback import preserve_node_meta
 
 from ..graphs.methods.layers import MERGE_ANNOTATION
-from ..graphs.methods.merge import MergeOps, merge_ops
+from ..graphs.methods.merge_indexed import INDEXED
+from ..graphs.methods.ops import using_ops
 from ..runtime.manifest import file_record, sha256_path
 from .opcheck import UnsupportedOpError, check_graph
 from .registry import ExportOptions, PartInfo, register_exporter, register_group_exporter
@@ -26,7 +27,7 @@ from .registry import ExportOptions, PartInfo, register_exporter, register_group
 
 @register_exporter("onnx", ".onnx", precisions=("fp32",), quantize=("int8",))
 def export_onnx(get_program, part: PartInfo, out: Path, options: ExportOptions) -> dict:
-    program = get_program("fp32", MergeOps.INDEXED)
+    program = get_program("fp32", INDEXED)
     problems = check_graph(program, "onnx")
     if problems:
         raise UnsupportedOpError(part.stem, "onnx", problems)
@@ -53,7 +54,7 @@ def merge_node_names(wrapper) -> set[str]:
     """ONNX node names of the merge ops in `wrapper`'s export: the dynamo exporter names a node
     'node_' + its fx name, and the fx nodes the merge adds carry graphs/methods/layers.py MERGE_ANNOTATION
     when meta is preserved. Traced in the INDEXED spelling, as export_onnx traces it."""
-    with torch.no_grad(), preserve_node_meta(), merge_ops(MergeOps.INDEXED):
+    with torch.no_grad(), preserve_node_meta(), using_ops(wrapper, INDEXED.for_export()):
         program = torch.export.export(wrapper, wrapper.example_inputs(seed=0), strict=False)
     key, value = next(iter(MERGE_ANNOTATION.items()))
     return {f"node_{n.name}" for n in program.graph.nodes if (n.meta.get("custom") or {}).get(key) == value}

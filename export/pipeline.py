@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from ..graphs.errors import TomobileError
 from ..graphs.methods.margins import case_margin, draw_clear_inputs, measure
-from ..graphs.methods.merge import MergeOps, merge_ops
+from ..graphs.methods.merge import ARITHMETIC
+from ..graphs.methods.ops import MergeOps
 from ..graphs.models.exportable import Exportable, ModelBundle
 from ..graphs.models.video_zoo import MODEL_NAME as VIDEO_MODEL
 from ..runtime.contract import write_contract
@@ -152,22 +153,23 @@ def _io_spec(wrapper: Exportable, outputs: tuple[torch.Tensor, ...]) -> dict:
 
 def _programs(wrapper: Exportable, inputs: tuple[torch.Tensor, ...]):
     """torch.export programs per precision (fp16 casts weights and float inputs) and merge spelling
-    (graphs/methods/merge.py MergeOps: the same assignment, ops chosen per runtime) and, where a model spells
-    its merge per format too (a UNet's tomesd blocks: Exportable.spelling), per format; traced once.
+    (graphs/methods/ops.py: the same assignment, ops chosen per runtime by the exporter) and, where a model
+    spells its merge per format too (a UNet's tomesd blocks: Exportable.spelling), per format; traced once,
+    inside the model's `spelled(ops.for_export(), fmt)`: the patched modules hold that spelling for the trace.
 
     Every call returns a deep copy: lowering changes a program in place (ExecuTorch's
     constant_prop_pass lifts new constants into it), and what one exporter did must not reach the
     next one, whatever the order of the formats."""
     cache: dict[tuple, torch.export.ExportedProgram] = {}
 
-    def get(precision: str, ops: MergeOps = MergeOps.ARITHMETIC, fmt: str | None = None) -> torch.export.ExportedProgram:
+    def get(precision: str, ops: MergeOps = ARITHMETIC, fmt: str | None = None) -> torch.export.ExportedProgram:
         key = (precision, ops, wrapper.spelling(ops, fmt))  # formats whose graphs are spelled alike share a trace
         if key not in cache:
             module, args = wrapper, inputs
             if precision == "fp16":
                 module = copy.deepcopy(wrapper).half()
                 args = tuple(a.half() if a.is_floating_point() else a for a in inputs)
-            with torch.no_grad(), merge_ops(ops), module.spelled(ops, fmt):
+            with torch.no_grad(), module.spelled(ops.for_export(), fmt):
                 cache[key] = torch.export.export(module, args, strict=False)
         return copy.deepcopy(cache[key])
 

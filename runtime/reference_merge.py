@@ -4,8 +4,9 @@ Written here in the style of facebookresearch/ToMe's `bipartite_soft_matching` a
 `merge_wavg`: rank A tokens by their best similarity with argsort, gather the r best, and
 scatter_reduce them into their B partners. It is data-dependent in the ways export cannot take
 (argsort has no ExecuTorch kernel, scatter_reduce(mean) exports to ONNX as a plain scatter and
-runs wrong, Core ML has no converter for it: export/opcheck.py) and serves only as the eager baseline that tomobile's static graph must not lose
-to. `reference_merge()` swaps it into the layer code for the length of a `with` block.
+runs wrong, Core ML has no converter for it: export/opcheck.py) and serves only as the eager
+baseline that tomobile's static graph must not lose to. It is a merge spelling like the others
+(`REFERENCE`, graphs/methods/ops.py): a patched model runs it where it is set (`reference_merge`).
 """
 
 from __future__ import annotations
@@ -13,27 +14,27 @@ from __future__ import annotations
 import contextlib
 import math
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from ..graphs.methods import tome
-from ..graphs.methods.merge import protected_count, protected_first, protected_split
+from ..graphs.methods.merge import ArithmeticOps, protected_first
+from ..graphs.methods.ops import MergeOps, using_ops
+from ..graphs.methods.plan import Protected
 from .bench import round_robin
 
 MergeFn = Callable[[torch.Tensor, str], torch.Tensor]
 
 
-def reference_matching(metric: torch.Tensor, r: int, class_token: bool = False,
-                       distill_token: bool = False, registers: int = 0) -> MergeFn:
+def reference_matching(metric: torch.Tensor, r: int, protected: Protected) -> MergeFn:
     """metric (B, T, C) -> merge(x (B, T, C'), mode) -> (B, T - r, C'), ToMe's output order.
     Register tokens (which ToMe has not) are protected by its distillation-token rule generalized:
-    the first `protected` tokens alternate A0, B0, A1, ..; their rows and columns never match and
-    they come first in the output (graphs/methods/merge.py, docs/methods.md)."""
-    protected = protected_count(class_token, distill_token, registers)
-    pa, pb = protected_split(protected)  # protected A rows, B columns
-    r = min(r, (metric.shape[1] - protected) // 2)
+    the first `protected.count` tokens alternate A0, B0, A1, ..; their rows and columns never match
+    and they come first in the output (graphs/methods/merge.py, docs/methods.md)."""
+    pa, pb = protected.split  # protected A rows, B columns
+    r = min(r, (metric.shape[1] - protected.count) // 2)
     metric = metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-6)
     a, b = metric[..., ::2, :], metric[..., 1::2, :]  # (B, Ta, C), (B, Tb, C)
     scores = a @ b.transpose(-1, -2)  # (B, Ta, Tb)
@@ -43,7 +44,7 @@ def reference_matching(metric: torch.Tensor, r: int, class_token: bool = False,
     edge_idx = node_max.argsort(dim=-1, descending=True, stable=True)[..., None]  # (B, Ta, 1)
     unm_idx, src_idx = edge_idx[..., r:, :], edge_idx[..., :r, :]  # kept, merged A tokens
     dst_idx = node_idx[..., None].gather(dim=-2, index=src_idx)  # (B, r, 1)
-    if class_token:
+    if protected.class_token:
         unm_idx = unm_idx.sort(dim=1)[0]  # keep the class token first, kept A tokens in order
 
     def merge(x: torch.Tensor, mode: str = "mean") -> torch.Tensor:
@@ -64,32 +65,44 @@ def reference_merge_wavg(merge: MergeFn, x: torch.Tensor, size: torch.Tensor) ->
     return x / size, size
 
 
-@contextlib.contextmanager
-def reference_merge() -> Iterator[None]:
-    """Within the block, merged layers use the reference merge instead of the static graph.
+@dataclass(frozen=True)
+class ReferenceMatching:
+    """The reference's matching step as `merge_wavg` / `merge_sum` take it (a SlotMerge)."""
 
-    Covers the ViT-style path (no source tracking, no padding); the static functions are back
-    afterwards whatever happens.
-    """
-    saved = tome.slot_merge, tome.merge_wavg
+    merge: MergeFn
 
-    def matching(metric, r, class_token=False, distill_token=False, valid=None, registers=0):
+    def sum(self, x: torch.Tensor) -> torch.Tensor:
+        return self.merge(x, "sum")
+
+    def wavg(self, x: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return reference_merge_wavg(self.merge, x, size)
+
+
+@dataclass(frozen=True)
+class ReferenceOps(ArithmeticOps):
+    """ARITHMETIC's primitives with ToMe's original matching step: eager only (it does not export).
+    Covers the ViT-style path; a padding mask is refused."""
+
+    name: ClassVar[str] = "reference"
+
+    def match(self, metric: torch.Tensor, r: int, protected: Protected,
+              valid: torch.Tensor | None = None) -> ReferenceMatching:
         if valid is not None:
             raise NotImplementedError("the reference merge has no padding mask")
-        return reference_matching(metric, r, class_token, distill_token, registers)
-
-    def wavg(merge, x, size, unit_size=False):
-        return reference_merge_wavg(merge, x, size)
-
-    tome.slot_merge, tome.merge_wavg = matching, wavg
-    try:
-        yield
-    finally:
-        tome.slot_merge, tome.merge_wavg = saved
+        return ReferenceMatching(reference_matching(metric, r, protected))
 
 
-# Original-style eager merges by method name: a context manager that swaps one in for the static ops.
-REFERENCES: dict[str, Callable[[], contextlib.AbstractContextManager]] = {"tome": reference_merge}
+REFERENCE = ReferenceOps()
+
+
+def reference_merge(model: torch.nn.Module) -> contextlib.AbstractContextManager:
+    """Within the block, `model`'s merged layers use the reference merge instead of the static
+    graph; its own spelling is back afterwards whatever happens."""
+    return using_ops(model, REFERENCE)
+
+
+# Original-style eager merges by method name: the spelling that swaps one in for the static ops.
+REFERENCES: dict[str, MergeOps] = {"tome": REFERENCE}
 
 
 @dataclass(frozen=True)
@@ -111,7 +124,7 @@ def compare_eager(label: str, model: torch.nn.Module, inputs: tuple[torch.Tensor
         model(*inputs)
 
     def reference() -> None:
-        with REFERENCES[method]():
+        with using_ops(model, REFERENCES[method]):
             model(*inputs)
 
     old = torch.get_num_threads()

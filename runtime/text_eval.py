@@ -106,7 +106,7 @@ def setting_configs(seq_len: int, num_layers: int, rs: list[int],
         plan = make_plan(tome, num_layers, seq_len, class_token=True, padded=True)
         for method in methods:
             config = tome if method == "tome" else MergeConfig(
-                "pitome", PitomeParams(ratio=ratios_for_counts(plan.r, plan.tokens, protected=1)))
+                "pitome", PitomeParams(ratio=ratios_for_counts(plan.r, plan.tokens, protected=plan.protected.count)))
             out[method, r] = (config, plan.tokens)
     return out
 

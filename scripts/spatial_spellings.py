@@ -19,26 +19,29 @@ import numpy as np
 import torch
 
 from tomobile.export.executorch_format import lower, program_summary
-from tomobile.graphs.methods.merge import MergeOps, merge_ops
+from tomobile.graphs.methods.merge import ARITHMETIC
+from tomobile.graphs.methods.merge_indexed import INDEXED
+from tomobile.graphs.methods.ops import MergeOps
 from tomobile.graphs.methods.spatial_merge import SpatialMergeConfig, SpatialOps, merge_attend_unmerge
 from tomobile.runtime.artifacts import ExecuTorchRunner, OnnxRunner
 from tomobile.runtime.bench import set_executorch_threads, timed_round_robin
 
 
 class MergeAlone(torch.nn.Module):
-    def __init__(self, side: int, ops: SpatialOps) -> None:
+    def __init__(self, side: int, spatial: SpatialOps, ops: MergeOps) -> None:
         super().__init__()
-        self.side, self.ops = side, ops
+        self.side, self.spatial, self.ops = side, spatial, ops
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return merge_attend_unmerge(x, self.side, self.side, SpatialMergeConfig(0.5), lambda t: t * 2.0, self.ops)
+        return merge_attend_unmerge(x, self.side, self.side, SpatialMergeConfig(0.5), lambda t: t * 2.0, self.spatial,
+                                    self.ops)
 
 
 def export(side: int, width: int, ops: SpatialOps, fmt: str, folder: Path) -> tuple[Path, dict]:
     x = torch.randn(1, side * side, width)
-    trace_ops = MergeOps.INDEXED if fmt == "onnx" else MergeOps.ARITHMETIC  # as the exporters trace
-    with torch.no_grad(), merge_ops(trace_ops):
-        program = torch.export.export(MergeAlone(side, ops), (x,), strict=False)
+    trace_ops = (INDEXED if fmt == "onnx" else ARITHMETIC).for_export()  # as the exporters trace
+    with torch.no_grad():
+        program = torch.export.export(MergeAlone(side, ops, trace_ops), (x,), strict=False)
     path = folder / f"{fmt}-{side}-{width}-{ops.value}.{'onnx' if fmt == 'onnx' else 'pte'}"
     if fmt == "onnx":
         with contextlib.redirect_stdout(io.StringIO()):

@@ -9,7 +9,7 @@ from .rewrite import rewrite_program
 
 def _factors(node) -> tuple[int, int] | None:
     """(kh, kw) when the node's output is the input repeated kh x kw times, else None."""
-    (n, c, h, w), (_, _, oh, ow) = node.args[0].meta["val"].shape, node.meta["val"].shape
+    (_, _, h, w), (_, _, oh, ow) = node.args[0].meta["val"].shape, node.meta["val"].shape
     if oh % h or ow % w or not 2 <= oh // h <= 5 or not 2 <= ow // w <= 5:
         return None  # not whole factors XNNPACK's cat (2 to 5 inputs) can spell
     return oh // h, ow // w

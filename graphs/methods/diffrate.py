@@ -29,10 +29,12 @@ import torch
 from torch.fx.traceback import annotate
 
 from ..spec.grammar import SpecError, parse_flag, parse_int
+from .constants import PROTECTED, table_tensor
 from .layers import MERGE_ANNOTATION, LayerFns, TokenState, attend
 from .margins import note_cut, note_partner
-from .merge import PROTECTED, best_partner, constant, indexed, l2_norm, merge_sum, one_hot_assignment, rank_descending
+from .merge import ARITHMETIC, merge_sum, one_hot_assignment, rank_descending
 from .method import Method
+from .ops import MergeOps
 from .plan import MergePlan, PlanShape, counts_plan
 
 GRAMMAR = ("diffrate:prune=N1,N2,...,merge=M1,M2,...[,prop_attn=0|1][,trace_source=0|1] | "
@@ -132,9 +134,9 @@ def parse(spec: str, body: str) -> DiffRateParams:
 
 def plan(params: DiffRateParams, shape: PlanShape) -> MergePlan:
     """Tokens after each layer: min(T, prune, merge), as their eval path slices and merges."""
-    if not shape.class_token or shape.padded:
+    if not shape.protected.class_token or shape.padded:
         raise SpecError("diffrate: ranks tokens by class-token attention: it needs a vision encoder with a class token")
-    layers, protected = shape.num_layers, shape.protected
+    layers, protected = shape.num_layers, shape.protected.count
     if len(params.prune) != layers or len(params.merge) != layers:
         raise SpecError(f"diffrate: {len(params.prune)} prune and {len(params.merge)} merge counts given for a "
                         f"model with {layers} layers; give one of each per layer")
@@ -147,8 +149,7 @@ def plan(params: DiffRateParams, shape: PlanShape) -> MergePlan:
         removed.append(tokens - kept)
         tokens = kept
     return counts_plan("diffrate", removed, shape, params.prop_attn, params.trace_source,
-                       data=(("prune_kept_num", params.prune), ("merge_kept_num", params.merge),
-                             ("protected", protected)))
+                       data=(("prune_kept_num", params.prune), ("merge_kept_num", params.merge)))
 
 
 @functools.lru_cache(maxsize=256)
@@ -167,35 +168,25 @@ def _tables(t: int, mid: int, kept: int, p: int) -> dict[str, np.ndarray]:
     return {"src": src, "spread": src.copy(), "dst": dst, "base": base, "free": free, "shift": shift, "head": head}
 
 
-def class_attention(probs: torch.Tensor, protected: int) -> torch.Tensor:
-    """Head-mean attention of the class token to every non-protected token: (B, H, T, T) -> (B, T - p)."""
-    if torch.compiler.is_exporting() and not indexed():
-        b, h, t, _ = probs.shape
-        row = probs[:, :, :1, protected:].reshape(b, h, t - protected)  # (B, H, T - p): slices, not a select
-        weights = constant(np.full((h, 1), 1.0 / h, np.float32), probs)  # (H, 1)
-        return (row.transpose(1, 2).reshape(b * (t - protected), h) @ weights).reshape(b, t - protected)
-    return probs[:, :, 0, protected:].mean(dim=1)  # (B, T - p), eager: bit-equal to the original's
-
-
-def diffrate_step(x: torch.Tensor, probs: torch.Tensor, mid: int, kept: int,
-                  p: int) -> tuple[torch.Tensor, torch.Tensor]:
+def diffrate_step(x: torch.Tensor, probs: torch.Tensor, mid: int, kept: int, p: int,
+                  ops: MergeOps = ARITHMETIC) -> tuple[torch.Tensor, torch.Tensor]:
     """Output slot (B, T) of every token (-1: pruned) and the size factor (B, T, 1): node_max for a
     merged token, 1 otherwise. x (B, T, C) are the hidden states after the attention residual."""
     b, t, _ = x.shape
-    tab = {k: constant(v, x) for k, v in _tables(t, mid, kept, p).items()}
-    attn = class_attention(probs, p)  # (B, T - p)
+    tab = {k: table_tensor(v, x) for k, v in _tables(t, mid, kept, p).items()}
+    attn = ops.class_attention(probs, p)  # (B, T - p): head-mean attention of the class token
     note_cut("diffrate.prune", attn, mid - p)  # eager only, inside margins.record_margins(): which tokens
     note_cut("diffrate.merge", attn, kept - p)  # are pruned, merged, kept (their order only permutes slots)
-    rank = rank_descending(attn)  # (B, T - p)
-    ranked = one_hot_assignment(rank, t - p, x.dtype)  # (B, T - p, T - p)
+    rank = rank_descending(attn, ops)  # (B, T - p)
+    ranked = one_hot_assignment(rank, t - p, x.dtype, ops)  # (B, T - p, T - p)
     order = tab["shift"] @ ranked @ tab["shift"].transpose(0, 1) + tab["head"]  # (B, T, T): P[k, i], exact
     if mid == kept:  # prune only
         return (tab["base"].reshape(1, 1, t) @ order).reshape(b, t), x[:, :, :1] * 0.0 + 1.0
-    unit = x / l2_norm(x)  # (B, T, C), as theirs: no eps
+    unit = x / ops.norm(x)  # (B, T, C), as theirs: no eps
     src, dst = tab["src"] @ order @ unit, tab["dst"] @ order @ unit  # (B, S, C), (B, K, C)
     scores = src @ dst.transpose(-1, -2)  # (B, S, K)
     scores = scores * tab["free"] + PROTECTED * (1.0 - tab["free"])  # the class token receives nothing
-    best, partner = best_partner(scores)  # (B, S)
+    best, partner = ops.best_partner(scores)  # (B, S)
     note_partner("diffrate", scores, torch.ones_like(best))  # every source merges
     # One matmul for both rows, on a constant of its own: XNNPACK packs a 2-D matmul's constant operand
     # as a weight, and a weight that another op also reads puts that matmul in a partition of its own.
@@ -206,18 +197,18 @@ def diffrate_step(x: torch.Tensor, probs: torch.Tensor, mid: int, kept: int,
     return pos, (scale_k.reshape(b, 1, t) @ order).reshape(b, t, 1)
 
 
-def layer(fns: LayerFns, state: TokenState, i: int, plan: MergePlan) -> TokenState:
+def layer(fns: LayerFns, state: TokenState, i: int, plan: MergePlan, ops: MergeOps) -> TokenState:
     """Attention, then sort by class attention, prune, merge (DiffRate's eval path), then the MLP."""
     r, last = plan.r[i], i == len(plan.r) - 1
     x, _, probs = attend(fns, state, plan.prop_attn)
     if r == 0 and not last:
         return state._replace(x=fns.feed_forward(x))
-    t, p = x.shape[1], plan.get("protected")
+    t, p = x.shape[1], plan.protected.count
     mid = min(t, plan.get("prune_kept_num")[i])
     with annotate(MERGE_ANNOTATION):
-        pos, scale = diffrate_step(x, probs, mid, t - r, p)
-        m = one_hot_assignment(pos, t - r, x.dtype)  # (B, T', T), pruned tokens in no slot
-        count = m @ constant(np.ones((t, 1), np.float32), x)  # (B, T', 1)
+        pos, scale = diffrate_step(x, probs, mid, t - r, p, ops)
+        m = one_hot_assignment(pos, t - r, x.dtype, ops)  # (B, T', T), pruned tokens in no slot
+        count = m @ table_tensor(np.ones((t, 1), np.float32), x)  # (B, T', 1)
         x = (m @ x) / count  # plain mean, as their scatter_reduce 'mean' in eval
         size = m @ (state.size * scale)  # (B, T', 1)
         source = None if state.source is None else merge_sum(m, state.source)

@@ -15,6 +15,7 @@ from ..spec.grammar import SpecError
 from .layers import LayerFns, TokenState
 from .merge import attention_bias
 from .method import Method, MethodParams
+from .ops import MergeOps
 from .plan import MergePlan, PlanShape
 from .tome import parse as parse_tome
 
@@ -41,7 +42,7 @@ class DropParams:
         return {**self.params.to_json(), "like": self.like}
 
 
-def layer(fns: LayerFns, state: TokenState, i: int, plan: MergePlan) -> TokenState:
+def layer(fns: LayerFns, state: TokenState, i: int, plan: MergePlan, ops: MergeOps) -> TokenState:
     """Attention, keep the first T' = T - r tokens, then the MLP.
 
     Same token counts as the method's layer and no merge work: no metric, no matching, no

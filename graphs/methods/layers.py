@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.fx.traceback import annotate
 
-from .merge import attention_bias, indexed
+from .merge import attention_bias
+from .ops import MergeOps
 from .plan import MergePlan
 
 
@@ -58,7 +59,7 @@ def attention(parts: AttentionParts, h: torch.Tensor,
 
     Plain matmul + softmax: every export target lowers it. bias (B, 1, 1, T) is added to the
     logits (proportional attention and padding). The merge turns the keys into its metric
-    (`head_mean`); the drop oracle leaves them unused, so it pays nothing for them. They are
+    (`MergeOps.head_mean`); the drop oracle leaves them unused, so it pays nothing for them. They are
     returned in the projection's layout, before the per-head transpose, so ONNX Runtime averages
     them without a second transpose.
     """
@@ -74,18 +75,6 @@ def attention(parts: AttentionParts, h: torch.Tensor,
     ctx = probs @ v  # (B, H, T, d)
     ctx = ctx.transpose(1, 2).reshape(b, t, parts.heads * parts.head_dim)  # (B, T, H*d)
     return ctx, keys, probs
-
-
-def head_mean(keys: torch.Tensor) -> torch.Tensor:
-    """Keys averaged over heads, (B, T, H, d) -> (B, T, d): ToMe's metric. A matmul with a 1/H column
-    instead of mean(dim=2), which XNNPACK would not delegate (it averages 4-D tensors over H, W only);
-    ONNX Runtime (MergeOps.INDEXED) takes the ReduceMean."""
-    if indexed():
-        return keys.mean(dim=2)
-    b, t, heads, d = keys.shape
-    weights = torch.tensor([[1.0 / heads]] * heads, dtype=keys.dtype, device=keys.device)  # (H, 1), a lifted constant
-    # (B, T, d, H) -> (B*T*d, H) @ (H, 1) -> (B, T, d)
-    return (keys.permute(0, 1, 3, 2).reshape(b * t * d, heads) @ weights).reshape(b, t, d)
 
 
 @dataclass(frozen=True)
@@ -118,7 +107,7 @@ def attend(fns: LayerFns, state: TokenState, prop_attn: bool) -> tuple[torch.Ten
     return fns.attend(state.x, bias)
 
 
-def plain_layer(fns: LayerFns, state: TokenState, layer: int, plan: MergePlan) -> TokenState:
+def plain_layer(fns: LayerFns, state: TokenState, layer: int, plan: MergePlan, ops: MergeOps) -> TokenState:
     """A layer that merges nothing: attention (with the state's bias), then the MLP."""
     x, _, _ = attend(fns, state, plan.prop_attn)
     return state._replace(x=fns.feed_forward(x))

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .constants import EXACT_SCORES
+
 # Smallest gap (in score units: cosine similarity, or the method's score) between eager's choice and
 # its runner-up that the seeded inputs must keep at every merge decision. fp32 rounding of a cosine
 # is ~6e-8; eager and exported graphs drift apart by up to a few 1e-6 by the third block of
@@ -39,8 +41,6 @@ MIN_MARGIN = 1e-5
 # call, tens of seconds per eager call here) is not held up for minutes; the seed kept is recorded.
 MAX_DRAWS = 48
 DRAW_SECONDS = 60.0
-# Scores that are exact constants on every backend: equal ones are exact ties, broken by index.
-_EXACT = (1.0, 2.0, -1.0e4, -2.0e4)  # snapped duplicates, PAD_PAIR, NO_MATCH, PROTECTED (merge.py)
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def _gaps(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """first - second in float64, inf where both are the same exact constant (an exact tie)."""
     gap = first.double() - second.double()
     exact = torch.zeros_like(gap, dtype=torch.bool)
-    for c in _EXACT:
+    for c in EXACT_SCORES:  # exact constants on every backend: equal ones are exact ties, broken by index
         exact |= (first == c) & (second == c)
     return torch.where(exact, torch.full_like(gap, math.inf), gap)
 

@@ -1,6 +1,6 @@
-"""The merge as indices: the INDEXED spelling of graphs/methods/merge.py, traced for ONNX Runtime.
+"""The merge as indices: the INDEXED spelling (`IndexedOps`), traced for ONNX Runtime.
 
-The ARITHMETIC spelling ranks with O(Ta^2) comparisons and sums with the one-hot matrix
+The ARITHMETIC spelling (merge.py) ranks with O(Ta^2) comparisons and sums with the one-hot matrix
 M (B, T', T): T' x T x C multiply-adds per layer, nearly all with zeros, and some 60 small nodes.
 ONNX Runtime has what the sum really needs. Each kept A token fills one slot alone, each B token
 its own slot, and the r best A tokens add into their partners' slots, so
@@ -12,32 +12,77 @@ its own slot, and the r best A tokens add into their partners' slots, so
 two row gathers, a strided slice and a Tb x r x C matmul. ONNX's TopK orders equal values by
 the lower index (its specification; ORT does so), eager uses a stable sort: either way the same
 order as merge.py's comparison rank, so the slots are the same; only the order in which floats
-are added differs (within rounding).
+are added differs (within rounding). The other primitives are the native ops (comparisons,
+ReduceSum/Max/Mean, ArgMax, CumSum, strided Slice, ELU).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .merge import (NO_MATCH, SlotMerge, bipartite_soft_matching, check_r, greater, indexed, matching_scores,
-                    protected_count, protected_first, table_tensor)
-
-
-def descending_order(values: torch.Tensor) -> torch.Tensor:
-    """(B, N) -> (B, N) int64 indices by descending value, equal values in index order."""
-    if torch.compiler.is_exporting():  # ONNX TopK: ties to the lower index by specification
-        return torch.topk(values, values.shape[-1], dim=-1).indices
-    return torch.sort(values, dim=-1, descending=True, stable=True).indices
+from .constants import NO_MATCH, table_tensor
+from .merge import bipartite_soft_matching, check_r, matching_scores, protected_first
+from .ops import MergeOps, SlotMerge
+from .plan import Protected
 
 
-def _ascending(idx: torch.Tensor) -> torch.Tensor:
-    """Distinct int64 indices (B, K) sorted ascending (no ties, so any sort gives the same)."""
-    if torch.compiler.is_exporting():
-        return torch.topk(idx, idx.shape[-1], dim=-1, largest=False).values
-    return torch.sort(idx, dim=-1).values
+@dataclass(frozen=True)
+class IndexedOps(MergeOps):
+    """Native comparisons, reductions, argmax, cumsum, strided slices and gathers (ONNX Runtime)."""
+
+    name: ClassVar[str] = "indexed"
+
+    def greater(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a > b).to(a.dtype)
+
+    def eq(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a == b).to(a.dtype)
+
+    def row_sum(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(dim=-1, keepdim=True)
+
+    def row_max(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=-1, keepdim=True)
+
+    def row_mean(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=-1)
+
+    def norm(self, x: torch.Tensor) -> torch.Tensor:
+        return x.norm(dim=-1, keepdim=True)
+
+    def select(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        return x[:, start::2]  # (B, N, C)
+
+    def best_partner(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """argmax returns the first maximum: the same lowest index."""
+        return scores.amax(dim=-1), scores.argmax(dim=-1).to(scores.dtype)
+
+    def cumsum(self, x: torch.Tensor) -> torch.Tensor:
+        return x.cumsum(dim=-1)
+
+    def elu(self, x: torch.Tensor) -> torch.Tensor:
+        return F.elu(x)
+
+    def head_mean(self, keys: torch.Tensor) -> torch.Tensor:
+        return keys.mean(dim=2)  # ReduceMean
+
+    def class_attention(self, probs: torch.Tensor, start: int) -> torch.Tensor:
+        return probs[:, :, 0, start:].mean(dim=1)  # (B, T - start)
+
+    def match(self, metric: torch.Tensor, r: int, protected: Protected,
+              valid: torch.Tensor | None = None) -> torch.Tensor | SlotMerge:
+        """Gather indices (`IndexedMatching`) for r > 0; r = 0 is the identity M, as ARITHMETIC has it."""
+        if r == 0:
+            return bipartite_soft_matching(metric, r, protected, valid, self)
+        return indexed_matching(metric, r, protected, valid, self)
+
+
+INDEXED = IndexedOps()
 
 
 def _rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -58,7 +103,7 @@ class IndexedMatching:
     kept: torch.Tensor
     src: torch.Tensor
     to_dst: torch.Tensor
-    protected: int  # leading tokens that never merge (merge.py protected_count)
+    protected: Protected  # leading tokens that never merge
 
     def _order(self, kept: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
         """ToMe's slot order (merge.py protected_first): (B, T', C)."""
@@ -80,42 +125,20 @@ class IndexedMatching:
         return self._order(_rows(x, self.kept), dst), self._order(_rows(size, self.kept), total)
 
 
-def indexed_matching(
-    metric: torch.Tensor,
-    r: int,
-    class_token: bool = False,
-    distill_token: bool = False,
-    valid: torch.Tensor | None = None,
-    registers: int = 0,
-) -> IndexedMatching:
+def indexed_matching(metric: torch.Tensor, r: int, protected: Protected, valid: torch.Tensor | None = None,
+                     ops: IndexedOps = INDEXED) -> IndexedMatching:
     """merge.py's `assignment` for metric (B, T, C) and r > 0, held as indices (see module docstring)."""
-    t = check_r(metric.shape[1], r, class_token, distill_token, registers)
-    scores = matching_scores(metric, class_token, distill_token, valid, registers)  # (B, Ta, Tb)
+    t = check_r(metric.shape[1], r, protected)
+    scores = matching_scores(metric, protected, valid, ops)  # (B, Ta, Tb)
     best, partner = scores.amax(dim=-1), scores.argmax(dim=-1)  # (B, Ta); int64, the first maximum
-    order = descending_order(best)  # (B, Ta)
+    order = ops.descending_order(best)  # (B, Ta)
     src = order[:, :r]  # (B, r): the r best A tokens
-    kept = _ascending(order[:, r:])  # (B, Ta - r): the rest, in index order
+    kept = ops.ascending(order[:, r:])  # (B, Ta - r): the rest, in index order
     b, tb = metric.shape[0], t // 2
     dst = torch.gather(partner, 1, src).reshape(b, 1, r)  # (B, 1, r): B index of each partner
     to_dst = (dst == table_tensor(np.arange(tb)[:, None], dst)).to(scores.dtype)  # (B, Tb, r)
     if valid is not None:  # a merging token with no partner of its kind is dropped
-        to_dst = to_dst * greater(torch.gather(best, 1, src), NO_MATCH / 2).reshape(b, 1, r)
+        to_dst = to_dst * ops.greater(torch.gather(best, 1, src), NO_MATCH / 2).reshape(b, 1, r)
     if b == 1:
         kept, src = kept.reshape(-1), src.reshape(-1)
-    return IndexedMatching(kept * 2, src * 2, to_dst,  # A token i sits at 2i
-                           protected_count(class_token, distill_token, registers))
-
-
-def slot_merge(
-    metric: torch.Tensor,
-    r: int,
-    class_token: bool = False,
-    distill_token: bool = False,
-    valid: torch.Tensor | None = None,
-    registers: int = 0,
-) -> torch.Tensor | SlotMerge:
-    """One matching step as `merge_wavg` / `merge_sum` take it: the one-hot matrix M (B, T', T)
-    (ARITHMETIC), or gather indices (INDEXED, below): the same slots either way."""
-    if indexed() and r > 0:
-        return indexed_matching(metric, r, class_token, distill_token, valid, registers)
-    return bipartite_soft_matching(metric, r, class_token, distill_token, valid, registers)
+    return IndexedMatching(kept * 2, src * 2, to_dst, protected)  # A token i sits at 2i

@@ -1,8 +1,9 @@
 """What a merge method is: a name, a SPEC parser, a planner and a layer step.
 
-    params = method.parse(spec, body)          # a frozen dataclass: describe() -> body, to_json()
-    plan = method.plan(params, shape)          # MergePlan: tokens per layer, method data per layer
-    state = method.layer(fns, state, i, plan)  # one transformer layer with the method's merge
+    params = method.parse(spec, body)               # a frozen dataclass: describe() -> body, to_json()
+    plan = method.plan(params, shape)               # MergePlan: tokens per layer, method data per layer
+    state = method.layer(fns, state, i, plan, ops)  # one transformer layer with the method's merge,
+                                                    # spelled by `ops` (a MergeOps, ops.py)
 
 Each method module (none.py, tome.py, drop.py, pitome.py, diffrate.py, tomesd.py, tdtm_attention.py) builds one
 `Method`; registry.py lists them in one table.
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .layers import LayerFns, TokenState
+from .ops import MergeOps
 from .plan import MergePlan, PlanShape
 
 
@@ -26,7 +28,7 @@ class MethodParams(Protocol):
     def to_json(self) -> dict[str, Any]: ...
 
 
-LayerStep = Callable[[LayerFns, TokenState, int, MergePlan], TokenState]
+LayerStep = Callable[[LayerFns, TokenState, int, MergePlan, MergeOps], TokenState]
 
 
 @dataclass(frozen=True)

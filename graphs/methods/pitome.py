@@ -27,15 +27,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.fx.traceback import annotate
 
 from ..spec.grammar import SpecError, parse_flag, parse_fraction, parse_int, parse_items
-from .layers import MERGE_ANNOTATION, LayerFns, TokenState, attend, head_mean
+from .constants import NO_MATCH, PAD_PAIR, table_tensor
+from .layers import MERGE_ANNOTATION, LayerFns, TokenState, attend
 from .margins import note_cut, note_order, note_partner
-from .merge import (NO_MATCH, PAD_PAIR, best_partner, constant, greater, indexed, l2_norm, merge_sum, merge_wavg,
-                    one_hot_assignment, rank_descending, row_sum)
+from .merge import ARITHMETIC, merge_sum, merge_wavg, one_hot_assignment, rank_descending
 from .method import Method
+from .ops import MergeOps
 from .plan import MergePlan, PlanShape, counts_plan
 
 GRAMMAR = ("pitome:ratio=F[,F2,...][,margin=F][,bsm_layers=N][,prop_attn=0|1][,trace_source=0|1] "
@@ -129,7 +129,7 @@ def plan(params: PitomeParams, shape: PlanShape) -> MergePlan:
         margins = tuple(margin - margin * (i / layers) for i in range(layers))
     if bsm > layers:
         raise SpecError(f"bsm_layers={bsm} exceeds the model's {layers} layers")
-    protected = shape.protected
+    protected = shape.protected.count
     removed, tokens = [], shape.tokens
     for layer, ratio in enumerate(params.per_layer(layers, text=shape.padded)):
         r = merge_count(tokens - protected, ratio)
@@ -138,27 +138,22 @@ def plan(params: PitomeParams, shape: PlanShape) -> MergePlan:
                             f"T = {tokens - protected} tokens; at most half (r <= {(tokens - protected) // 2}) may merge")
         removed.append(r)
         tokens -= r
-    data = (("margin_per_layer", margins), ("bsm_layers", bsm), ("protected", protected))
+    data = (("margin_per_layer", margins), ("bsm_layers", bsm))
     return counts_plan("pitome", removed, shape, params.prop_attn, params.trace_source,
                        data=data + ((("text", True),) if shape.padded else ()))
 
 
-def energy_order(metric: torch.Tensor, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+def energy_order(metric: torch.Tensor, margin: float,
+                 ops: MergeOps = ARITHMETIC) -> tuple[torch.Tensor, torch.Tensor]:
     """metric (B, T, C) -> similarities (B, T, T) and P (B, T, T): P[b, k, i] = 1 where token i is
-    k-th by energy (descending, ties by index)."""
-    unit = metric / torch.clamp(l2_norm(metric), min=_EPS)  # (B, T, C), F.normalize
+    k-th by energy (descending, ties by index). ARITHMETIC spells the ELU as clamp + exp and the
+    mean as a matmul (delegable); INDEXED as the original's F.elu and mean."""
+    unit = metric / torch.clamp(ops.norm(metric), min=_EPS)  # (B, T, C), F.normalize
     sim = unit @ unit.transpose(-1, -2)  # (B, T, T)
     t = metric.shape[1]
-    if torch.compiler.is_exporting() and not indexed():
-        shifted = sim - margin  # (B, T, T)
-        # ELU as clamp + exp (XNNPACK delegates both; its ELU node stayed on portable kernels)
-        act = torch.clamp(shifted, min=0.0) + torch.exp(torch.clamp(shifted, max=0.0)) - 1.0
-        energy = row_sum(act).reshape(act.shape[0], t) * (1.0 / t)  # (B, T): a delegable mean
-    else:
-        act = F.elu(sim - margin)  # (B, T, T)
-        energy = act.mean(dim=-1)  # (B, T): eager, bit-equal to the original's
-        note_order("pitome", energy)  # inside margins.record_margins(): the order picks A, B and slots
-    return sim, one_hot_assignment(rank_descending(energy), t, metric.dtype)
+    energy = ops.row_mean(ops.elu(sim - margin))  # (B, T)
+    note_order("pitome", energy)  # eager only, inside margins.record_margins(): the order picks A, B and slots
+    return sim, one_hot_assignment(rank_descending(energy, ops), t, metric.dtype, ops)
 
 
 @functools.lru_cache(maxsize=256)
@@ -179,17 +174,17 @@ def _tables(t: int, r: int, bsm: bool) -> dict[str, np.ndarray]:
     return {"sel_a": sel_a, "sel_b": sel_b, "a_to_k": sel_a.copy(), "base": base}
 
 
-def pitome_assignment(metric: torch.Tensor, r: int, margin: float, bsm: bool) -> torch.Tensor:
+def pitome_assignment(metric: torch.Tensor, r: int, margin: float, bsm: bool, ops: MergeOps = ARITHMETIC) -> torch.Tensor:
     """Output slot (B, T) float of every (non-protected) token after one PiToMe step, T' = T - r."""
     b, t, _ = metric.shape
-    sim, order = energy_order(metric, margin)  # (B, T, T), P (B, T, T)
-    tab = {k: constant(v, metric) for k, v in _tables(t, r, bsm).items()}
+    sim, order = energy_order(metric, margin, ops)  # (B, T, T), P (B, T, T)
+    tab = {k: table_tensor(v, metric) for k, v in _tables(t, r, bsm).items()}
     pa, pb = tab["sel_a"] @ order, tab["sel_b"] @ order  # (B, Ta, T), (B, Tb, T): rows of P
     scores = pa @ sim @ pb.transpose(-1, -2)  # (B, Ta, Tb): sim in energy order, exact
-    best, partner = best_partner(scores)  # (B, Ta), first maximum in B order
+    best, partner = ops.best_partner(scores)  # (B, Ta), first maximum in B order
     if bsm:
         ta = scores.shape[1]
-        rank = rank_descending(best)  # (B, Ta): ToMe's edge order
+        rank = rank_descending(best, ops)  # (B, Ta): ToMe's edge order
         merged = torch.clamp(float(r) - rank, 0.0, 1.0)  # (B, Ta): rank < r
         note_cut("pitome", best, r)  # eager only, inside margins.record_margins()
         note_partner("pitome", scores, merged)
@@ -217,7 +212,7 @@ def with_protected(pos: torch.Tensor, protected: int, dropped: bool = False) -> 
     move, head = _shift(pos.shape[1], protected)
     if dropped:  # pos + p where pos >= 0, -1 stays; the head then adds p only to the protected slots' 0..p-1
         pos = pos + float(protected) * torch.clamp(pos + 1.0, 0.0, 1.0) - float(protected)
-    return pos @ constant(move, pos) + constant(head, pos)  # (B, p + T)
+    return pos @ table_tensor(move, pos) + table_tensor(head, pos)  # (B, p + T)
 
 
 # ---- Text (`pitome_text`, their patch/bert.py) ----------------------------------------------------------
@@ -236,32 +231,31 @@ def _text_tables(t: int, r: int) -> dict[str, np.ndarray]:
     return {"sel_a": sel_a, "sel_b": sel_b, "a_to_k": sel_a.copy(), "base": base}
 
 
-def text_energy(sim: torch.Tensor, margin: float, valid: torch.Tensor | None) -> torch.Tensor:
+def text_energy(sim: torch.Tensor, margin: float, valid: torch.Tensor | None, ops: MergeOps = ARITHMETIC) -> torch.Tensor:
     """Gaussian-kernel energy of their `pitome_text`, sigma = 1 - margin: row mean of
     exp(-((1 - sim) / sigma)^2 / 2) / (sigma sqrt(2 pi)). sim (B, T, T) -> (B, T).
 
     With `valid` (B, T) (1 real, 0 padding), a real token's row counts real columns only (a
     padding column adds 0; the mean still divides by T, the same order), and a padding token gets
-    an energy above every real one (1 + the kernel's peak), so padding ranks first and merges first."""
+    an energy above every real one (1 + the kernel's peak), so padding ranks first and merges first.
+    The square is a product and the mean a row sum (a matmul with ones in ARITHMETIC: delegable)
+    times one constant; the original's `dist ** 2` and `mean(-1) * 1 / (sigma sqrt(2 pi))` agree to
+    float rounding."""
     sigma = 1.0 - margin
     t = sim.shape[-1]
-    exporting = torch.compiler.is_exporting()
     dist = (1.0 - sim) / sigma  # (B, T, T)
-    kernel = torch.exp(-((dist * dist if exporting else dist ** 2) * 0.5))  # (B, T, T), in (0, 1]
+    kernel = torch.exp(-((dist * dist) * 0.5))  # (B, T, T), in (0, 1]
     if valid is not None:
         kernel = kernel * valid.reshape(valid.shape[0], 1, t)  # (B, T, T): padding columns 0
-    if exporting:  # a delegable mean (matmul with ones) and a plain constant
-        energy = row_sum(kernel).reshape(kernel.shape[0], t) * (1.0 / (t * sigma * math.sqrt(2 * math.pi)))
-    else:  # eager: the original's expression, bit for bit
-        energy = kernel.mean(-1) * 1 / (sigma * torch.sqrt(torch.tensor(2 * torch.pi)))  # (B, T)
+    energy = ops.row_sum(kernel).reshape(kernel.shape[0], t) * (1.0 / (t * sigma * math.sqrt(2 * math.pi)))
     if valid is None:
         return energy
     peak = 1.0 / (sigma * math.sqrt(2 * math.pi))  # the largest energy a real token can have
     return energy * valid + (peak + 1.0) * (1.0 - valid)  # padding first; exact on 0/1 masks
 
 
-def pitome_text_assignment(metric: torch.Tensor, r: int, margin: float,
-                           valid: torch.Tensor | None = None) -> torch.Tensor:
+def pitome_text_assignment(metric: torch.Tensor, r: int, margin: float, valid: torch.Tensor | None = None,
+                           ops: MergeOps = ARITHMETIC) -> torch.Tensor:
     """Output slot (B, T) float of every (non-class) token after one `pitome_text` step, T' = T - r:
     tokens ranked by Gaussian energy (descending, ties by index), the r highest are A, the next r
     B, every A joins its most similar B (first maximum in B order). Output: kept tokens (ranks 2r..,
@@ -271,12 +265,12 @@ def pitome_text_assignment(metric: torch.Tensor, r: int, margin: float,
     b, t, _ = metric.shape
     if not 0 < 2 * r <= t:
         raise ValueError(f"pitome_text merges 0 < r <= T/2 tokens; got r={r} of {t}")
-    unit = metric / torch.clamp(l2_norm(metric), min=_EPS)  # (B, T, C), F.normalize
+    unit = metric / torch.clamp(ops.norm(metric), min=_EPS)  # (B, T, C), F.normalize
     sim = unit @ unit.transpose(-1, -2)  # (B, T, T)
-    energy = text_energy(sim, margin, valid)  # (B, T)
+    energy = text_energy(sim, margin, valid, ops)  # (B, T)
     note_order("pitome_text", energy)  # inside margins.record_margins(): the order picks A, B and slots
-    order = one_hot_assignment(rank_descending(energy), t, metric.dtype)  # P (B, T, T)
-    tab = {k: constant(v, metric) for k, v in _text_tables(t, r).items()}
+    order = one_hot_assignment(rank_descending(energy, ops), t, metric.dtype, ops)  # P (B, T, T)
+    tab = {k: table_tensor(v, metric) for k, v in _text_tables(t, r).items()}
     pa, pb = tab["sel_a"] @ order, tab["sel_b"] @ order  # (B, r, T) each: rows of P
     scores = pa @ sim @ pb.transpose(-1, -2)  # (B, r, r): sim of A against B, exact
     if valid is not None:
@@ -284,26 +278,26 @@ def pitome_text_assignment(metric: torch.Tensor, r: int, margin: float,
         va, vb = pa @ v, (pb @ v).transpose(1, 2)  # (B, r, 1), (B, 1, r): 0/1
         real, pads = va * vb, (1.0 - va) * (1.0 - vb)  # (B, r, r) 0/1 masks
         scores = scores * real + PAD_PAIR * pads + NO_MATCH * (1.0 - real - pads)
-    best, partner = best_partner(scores)  # (B, r), first maximum in B order
+    best, partner = ops.best_partner(scores)  # (B, r), first maximum in B order
     note_partner("pitome_text", scores, torch.ones_like(best))
     a_slot = partner + float(t - 2 * r)  # (B, r)
     if valid is not None:
-        orphan = 1.0 - greater(best, NO_MATCH / 2)  # (B, r): a padding A with no padding B
+        orphan = 1.0 - ops.greater(best, NO_MATCH / 2)  # (B, r): a padding A with no padding B
         a_slot = a_slot * (1.0 - orphan) - orphan
     slot_k = a_slot @ tab["a_to_k"] + tab["base"]  # (B, T) in energy order
     return (slot_k.reshape(b, 1, t) @ order).reshape(b, t)  # back to token order
 
 
-def _text_merge(x: torch.Tensor, metric: torch.Tensor, state: TokenState, i: int,
-                plan: MergePlan) -> tuple[torch.Tensor, ...]:
+def _text_merge(x: torch.Tensor, metric: torch.Tensor, state: TokenState, i: int, plan: MergePlan,
+                ops: MergeOps) -> tuple[torch.Tensor, ...]:
     """Their PiToMeBertLayer's merge: `pitome_text` on the non-class keys, with unit sizes in every
     layer, as theirs (`merge_wavg(merge, x, None)`); sizes are still summed (proportional attention
     with prop_attn=1). The padding mask follows the merge. Returns x, size, source, valid."""
-    r, protected = plan.r[i], plan.get("protected")
+    r, protected = plan.r[i], plan.protected.count
     valid = None if state.valid is None else state.valid[:, protected:]  # (B, T - p)
-    pos = pitome_text_assignment(metric, r, plan.get("margin_per_layer")[i], valid)
-    m = one_hot_assignment(with_protected(pos, protected, valid is not None), x.shape[1] - r, x.dtype)  # (B, T', T)
-    x = merge_sum(m, x) / torch.clamp(row_sum(m), min=1.0)  # (B, T', C): plain mean of each slot
+    pos = pitome_text_assignment(metric, r, plan.get("margin_per_layer")[i], valid, ops)
+    m = one_hot_assignment(with_protected(pos, protected, valid is not None), x.shape[1] - r, x.dtype, ops)  # (B, T', T)
+    x = merge_sum(m, x) / torch.clamp(ops.row_sum(m), min=1.0)  # (B, T', C): plain mean of each slot
     size = merge_sum(m, state.size)  # (B, T', 1)
     source = None if state.source is None else merge_sum(m, state.source)
     if state.valid is not None:  # reshapes, not (un)squeeze: XNNPACK delegates views, not squeeze_copy
@@ -312,31 +306,31 @@ def _text_merge(x: torch.Tensor, metric: torch.Tensor, state: TokenState, i: int
     return x, size, source, valid
 
 
-def _vision_merge(x: torch.Tensor, metric: torch.Tensor, state: TokenState, i: int,
-                  plan: MergePlan) -> tuple[torch.Tensor, ...]:
+def _vision_merge(x: torch.Tensor, metric: torch.Tensor, state: TokenState, i: int, plan: MergePlan,
+                  ops: MergeOps) -> tuple[torch.Tensor, ...]:
     """Their PiToMeBlock's merge: pitome_bsm in the first layers, pitome later, size-weighted.
     Returns x, size, source, valid."""
-    r, protected = plan.r[i], plan.get("protected")
-    pos = pitome_assignment(metric, r, plan.get("margin_per_layer")[i], i < plan.get("bsm_layers"))
-    m = one_hot_assignment(with_protected(pos, protected), x.shape[1] - r, x.dtype)  # (B, T', T)
+    r, protected = plan.r[i], plan.protected.count
+    pos = pitome_assignment(metric, r, plan.get("margin_per_layer")[i], i < plan.get("bsm_layers"), ops)
+    m = one_hot_assignment(with_protected(pos, protected), x.shape[1] - r, x.dtype, ops)  # (B, T', T)
     x, size = merge_wavg(m, x, state.size, state.unit_size)
     source = None if state.source is None else merge_sum(m, state.source)
     return x, size, source, state.valid
 
 
-def layer(fns: LayerFns, state: TokenState, i: int, plan: MergePlan) -> TokenState:
+def layer(fns: LayerFns, state: TokenState, i: int, plan: MergePlan, ops: MergeOps) -> TokenState:
     """Attention, then PiToMe merges r tokens on the keys averaged over heads (protected tokens left
     out), then the MLP: `pitome_text` on BERT-style text, pitome_bsm / pitome on vision."""
     x, keys, _ = attend(fns, state, plan.prop_attn)
     if plan.r[i] == 0:
         return state._replace(x=fns.feed_forward(x))
     merge = _text_merge if dict(plan.data).get("text") else _vision_merge
-    protected = plan.get("protected")
+    protected = plan.protected.count
     with annotate(MERGE_ANNOTATION):
-        metric = head_mean(keys)  # (B, T, d); theirs on text sums over heads: the same cosines
+        metric = ops.head_mean(keys)  # (B, T, d); theirs on text sums over heads: the same cosines
         if protected:  # no empty-prefix slice: exported, `[:, 0:]` is an alias_copy on portable kernels
             metric = metric[:, protected:]  # (B, T - p, d)
-        x, size, source, valid = merge(x, metric, state, i, plan)
+        x, size, source, valid = merge(x, metric, state, i, plan, ops)
     return TokenState(fns.feed_forward(x), size, source, valid, unit_size=False)
 
 

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 from ..spec.grammar import SpecError
 from . import diffrate, drop, none, pitome, tdtm_attention, tome, tomesd
 from .layers import LayerFns, TokenState
+from .merge import ARITHMETIC
 from .method import Method
-from .plan import MergePlan, PlanShape
+from .ops import MergeOps
+from .plan import MergePlan, PlanShape, Protected
 
 if TYPE_CHECKING:  # annotations only: spec/config.py parses through this table
     from ..spec.config import MergeConfig
@@ -47,11 +49,12 @@ def get_method(name: str) -> Method:
 def make_plan(config: MergeConfig, num_layers: int, tokens: int, class_token: bool, distill_token: bool = False,
               padded: bool = False, registers: int = 0) -> MergePlan:
     """The plan of `config` for a model of this shape; SpecError when it does not fit."""
-    shape = PlanShape(num_layers, tokens, class_token, distill_token, padded, registers)
+    shape = PlanShape(num_layers, tokens, Protected(class_token, distill_token, registers), padded)
     return get_method(config.method).plan(config.params, shape)
 
 
-def merged_layer(fns: LayerFns, state: TokenState, layer: int, plan: MergePlan) -> TokenState:
+def merged_layer(fns: LayerFns, state: TokenState, layer: int, plan: MergePlan,
+                 ops: MergeOps = ARITHMETIC) -> TokenState:
     """Layer `layer` of a patched model: the plan's method decides what happens between attention
-    and the MLP."""
-    return get_method(plan.method).layer(fns, state, layer, plan)
+    and the MLP, spelled by `ops`."""
+    return get_method(plan.method).layer(fns, state, layer, plan, ops)

@@ -3,13 +3,14 @@
 tomesd picks one destination token per sy x sx cell at random, merges the r most similar source
 tokens into their best destination before self-attention and copies the result back after.
 Random choice is not static, so the destination offset inside each cell is a fixed Python pair
-(top-left by default, or drawn once from a seed when the model is patched). Both spellings
+(top-left by default, or drawn once from a seed when the model is patched). Both forms
 (`SpatialOps`, a value the caller passes: chosen when a model is patched or traced) compute the
-same output slot of every token:
+same output slot of every token; the primitive ops inside either form are spelled by the
+`MergeOps` value passed beside it (graphs/methods/ops.py), as in every other merge:
 
     pos (N, S)        output slot of every token; kept sources first, then destinations
 
-ONE_HOT: ranking, partner choice, cumsum and the one-hot matrix are graphs/merge.py's
+ONE_HOT: ranking, partner choice, cumsum and the one-hot matrix are graphs/methods/merge.py's
 comparison-free ops (no argsort, no boolean and/or, which Core ML cannot convert; XNNPACK
 delegates all of them); merge and unmerge are one-hot matmuls, (S - r) x S x C multiply-adds each:
 
@@ -34,16 +35,16 @@ from enum import Enum
 import torch
 
 from ..errors import InputError
+from .constants import NO_MATCH, SAME_DELTA
 from .margins import force_cut, force_partner, note_cut, note_partner
-from .merge import (NO_MATCH, SAME_DELTA, best_partner, cumsum_rows, l2_norm, one_hot_assignment,
-                    rank_descending, snap_duplicates, unmerge)
-from .merge_indexed import descending_order
+from .merge import ARITHMETIC, one_hot_assignment, rank_descending, snap_duplicates, unmerge
+from .ops import MergeOps
 
 _EPS = 1e-6
 
 
 class SpatialOps(str, Enum):
-    """How the spatial merge is spelled in a graph; both give the same slots (module docstring)."""
+    """The spatial merge's form in a graph; both give the same slots (module docstring)."""
 
     ONE_HOT = "one-hot"  # comparisons as arithmetic, merge and copy-back as one-hot matmuls (every target)
     INDEXED = "indexed"  # TopK, scatter-add and gather: linear in S (ONNX Runtime)
@@ -92,41 +93,45 @@ def _const(rows, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(rows, dtype=like.dtype, device=like.device)
 
 
-def spatial_assignment(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig) -> torch.Tensor:
+def spatial_assignment(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig,
+                       ops: MergeOps = ARITHMETIC) -> torch.Tensor:
     """One-hot merge matrix M (N, S - r, S) for tokens x (N, S, C) on an h x w grid."""
-    return assignment(x, destination_indices(h, w, cfg), merge_count(h, w, cfg))
+    return assignment(x, destination_indices(h, w, cfg), merge_count(h, w, cfg), ops)
 
 
-def assignment(x: torch.Tensor, dst: list[int], r: int) -> torch.Tensor:
+def assignment(x: torch.Tensor, dst: list[int], r: int, ops: MergeOps = ARITHMETIC) -> torch.Tensor:
     """One-hot merge matrix M (N, S - r, S): tokens x (N, S, C), destination indices `dst` fixed at
     patch time, the r sources most similar to a destination (cosine) merge into their best one.
     Slots: kept sources first (in token order), then destinations in `dst` order."""
-    return one_hot_assignment(slot_positions(x, dst, r, SpatialOps.ONE_HOT), x.shape[1] - r, x.dtype)  # (N, S', S)
+    pos = slot_positions(x, dst, r, SpatialOps.ONE_HOT, ops)
+    return one_hot_assignment(pos, x.shape[1] - r, x.dtype, ops)  # (N, S', S)
 
 
-def slot_positions(x: torch.Tensor, dst: list[int], r: int, ops: SpatialOps) -> torch.Tensor:
-    """pos (N, S) float holding integers: the output slot of every token of x (N, S, C), spelled `ops`."""
+def slot_positions(x: torch.Tensor, dst: list[int], r: int, spatial: SpatialOps,
+                   ops: MergeOps = ARITHMETIC) -> torch.Tensor:
+    """pos (N, S) float holding integers: the output slot of every token of x (N, S, C), in form
+    `spatial`, its primitive ops spelled `ops`."""
     s = x.shape[1]
     dst_set = set(dst)
     src = [i for i in range(s) if i not in dst_set]
     n_kept, nd = len(src) - r, len(dst)
-    unit = x / l2_norm(x).clamp_min(_EPS)  # (N, S, C)
+    unit = x / ops.norm(x).clamp_min(_EPS)  # (N, S, C)
     src_idx = torch.tensor(src, dtype=torch.int64, device=x.device)
     dst_idx = torch.tensor(dst, dtype=torch.int64, device=x.device)
     scores = unit.index_select(1, src_idx) @ unit.index_select(1, dst_idx).transpose(1, 2)  # (N, Ns, Nd)
-    if ops is SpatialOps.INDEXED:
+    if spatial is SpatialOps.INDEXED:
         scores = force_partner("spatial", clamp_duplicates(scores))  # eager only, inside margins.forced_flips()
         best, partner = scores.amax(dim=-1), scores.argmax(dim=-1).to(x.dtype)  # (N, Ns): the first maximum
         best = force_cut("spatial", best, r)
-        order = descending_order(best)  # (N, Ns) int64, equal scores in index order
+        order = ops.descending_order(best)  # (N, Ns) int64, equal scores in index order (TopK when traced)
         merged = torch.zeros_like(best).scatter(1, order[:, :r], 1.0)  # (N, Ns): 1 for the r best
         kept_slot = (1.0 - merged).cumsum(dim=-1) - 1.0  # (N, Ns)
     else:
-        scores = force_partner("spatial", snap_duplicates(scores))  # eager only, inside margins.forced_flips()
-        best, partner = best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
+        scores = force_partner("spatial", snap_duplicates(scores, ops))  # eager only, inside margins.forced_flips()
+        best, partner = ops.best_partner(scores)  # (N, Ns), (N, Ns) float: lowest index at the max wins
         best = force_cut("spatial", best, r)
-        merged = torch.clamp(float(r) - rank_descending(best.clamp_min(NO_MATCH)), 0.0, 1.0)  # (N, Ns): rank < r
-        kept_slot = cumsum_rows(1.0 - merged) - 1.0  # (N, Ns)
+        merged = torch.clamp(float(r) - rank_descending(best.clamp_min(NO_MATCH), ops), 0.0, 1.0)  # (N, Ns): rank < r
+        kept_slot = ops.cumsum(1.0 - merged) - 1.0  # (N, Ns)
     note_cut("spatial", best.clamp_min(NO_MATCH), r)  # eager only, inside margins.record_margins()
     note_partner("spatial", scores, merged)
     src_slot = merged * (partner + n_kept) + (1.0 - merged) * kept_slot  # (N, Ns)
@@ -176,23 +181,23 @@ class IndexedSlots:
         return y.gather(1, self.pos.reshape(n, s, 1).expand(n, s, y.shape[2]))  # (N, S, C)
 
 
-def merge_fns(x: torch.Tensor, dst: list[int], r: int, ops: SpatialOps = SpatialOps.ONE_HOT
+def merge_fns(x: torch.Tensor, dst: list[int], r: int, spatial: SpatialOps = SpatialOps.ONE_HOT,
+              ops: MergeOps = ARITHMETIC
               ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
     """(merge, unmerge) for tokens x (N, S, C): merge (N, S, C) -> (N, S - r, C) by the plain mean of
     each slot, unmerge (N, S - r, C) -> (N, S, C) copies each slot back to its tokens (ToMe's pair)."""
-    if ops is SpatialOps.INDEXED:
-        slots = IndexedSlots(slot_positions(x, dst, r, ops).to(torch.int64), x.shape[1] - r)
+    if spatial is SpatialOps.INDEXED:
+        slots = IndexedSlots(slot_positions(x, dst, r, spatial, ops).to(torch.int64), x.shape[1] - r)
         return slots.mean, slots.copy_back
-    m = assignment(x, dst, r)  # (N, S - r, S)
+    m = assignment(x, dst, r, ops)  # (N, S - r, S)
     return (lambda t: merge_mean(m, t)), (lambda t: unmerge(m, t))
 
 
-def merge_attend_unmerge(
-    x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig, attend, ops: SpatialOps = SpatialOps.ONE_HOT
-) -> torch.Tensor:
+def merge_attend_unmerge(x: torch.Tensor, h: int, w: int, cfg: SpatialMergeConfig, attend,
+                         spatial: SpatialOps = SpatialOps.ONE_HOT, ops: MergeOps = ARITHMETIC) -> torch.Tensor:
     """Run `attend` (N, S', C) -> (N, S', C) on merged tokens and copy results back. x (N, S, C)."""
     r = merge_count(h, w, cfg)
     if r == 0:
         return attend(x)
-    merge, unmerge_ = merge_fns(x, destination_indices(h, w, cfg), r, ops)
+    merge, unmerge_ = merge_fns(x, destination_indices(h, w, cfg), r, spatial, ops)
     return unmerge_(attend(merge(x)))  # (N, S, C)

@@ -15,10 +15,10 @@ from enum import Enum
 from torch.fx.traceback import annotate
 
 from ..spec.grammar import SpecError, parse_flag, parse_items
-from .layers import MERGE_ANNOTATION, LayerFns, TokenState, attend, head_mean
+from .layers import MERGE_ANNOTATION, LayerFns, TokenState, attend
 from .merge import max_r, merge_sum, merge_wavg
-from .merge_indexed import slot_merge
 from .method import Method
+from .ops import MergeOps
 from .plan import MergePlan, PlanShape, counts_plan
 
 GRAMMAR = "tome:r=N[,schedule=constant|decreasing][,prop_attn=0|1][,trace_source=0|1] | tome:r=N1,N2,..."
@@ -89,28 +89,26 @@ def plan(params: TomeParams, shape: PlanShape) -> MergePlan:
     explicit = params.schedule is Schedule.LIST
     tokens = shape.tokens
     for layer, r in enumerate(schedule):
-        limit = max_r(tokens, shape.class_token, shape.distill_token, shape.registers)
+        limit = max_r(tokens, shape.protected)
         if r > limit and not explicit and layer > 0:
             r = schedule[layer] = limit
         if r > limit:
             raise SpecError(f"r={r} at layer {layer} is too large: that layer has {tokens} tokens and allows r <= {limit}")
         tokens -= r
-    # Register tokens (DINOv2 with registers) are protected like the class token; ToMe has none.
-    data = (("registers", shape.registers),) if shape.registers else ()
-    return counts_plan("tome", schedule, shape, params.prop_attn, params.trace_source, data)
+    # Register tokens (DINOv2 with registers) are protected like the class token (shape.protected); ToMe has none.
+    return counts_plan("tome", schedule, shape, params.prop_attn, params.trace_source)
 
 
-def layer(fns: LayerFns, state: TokenState, i: int, plan: MergePlan) -> TokenState:
-    """Attention, then merge r tokens (bipartite soft matching), then the MLP."""
+def layer(fns: LayerFns, state: TokenState, i: int, plan: MergePlan, ops: MergeOps) -> TokenState:
+    """Attention, then merge r tokens (bipartite soft matching, spelled by `ops`), then the MLP."""
     r = plan.r[i]
     x, keys, _ = attend(fns, state, plan.prop_attn)
     size, source, valid = state.size, state.source, state.valid
     if r == 0:
         return TokenState(fns.feed_forward(x), size, source, valid, state.unit_size)
     with annotate(MERGE_ANNOTATION):
-        metric = head_mean(keys)  # (B, T, d)
-        registers = dict(plan.data).get("registers", 0)
-        m = slot_merge(metric, r, plan.class_token, plan.distill_token, valid, registers)  # (B, T', T) or indices
+        metric = ops.head_mean(keys)  # (B, T, d)
+        m = ops.match(metric, r, plan.protected, valid)  # (B, T', T) or indices
         x, size = merge_wavg(m, x, size, state.unit_size)
         if source is not None:
             source = merge_sum(m, source)

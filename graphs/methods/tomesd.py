@@ -7,8 +7,9 @@ the block's input hidden states) into it by a plain mean, runs self-attention (a
 cross-attention and the MLP) on the S - r tokens and copies each result back to every token it
 holds. Its merge uses `argsort` and `scatter_reduce(mean)`, which ONNX, Core ML and ExecuTorch do
 not export; here the same assignment is graphs/methods/spatial_merge.py's, in one of its two spellings
-(`SpatialOps`: one-hot matmuls, or TopK + scatter-add + gather), passed to `apply_tomesd` and chosen
-per traced graph by `spatial_ops` (from measurements: docs/stable_diffusion.md).
+(`SpatialOps`: one-hot matmuls, or TopK + scatter-add + gather), chosen per traced graph by
+`spatial_ops` (from measurements: docs/stable_diffusion.md) when `apply_tomesd` patches; its primitive
+ops are spelled by the `MergeOps` each patched block holds (OPS_ATTR), as every merge's are.
 
 What stays static: every block's grid (h, w), r and destination set are Python values fixed at
 patch time for one latent size and batch. tomesd's `use_rand=True` draws a fresh destination per
@@ -32,8 +33,10 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch import nn
 
 from ..spec.grammar import SpecError
-from .merge import MergeOps
+from .merge import ARITHMETIC
+from .merge_indexed import IndexedOps
 from .method import Method
+from .ops import OPS_ATTR, MergeOps, merge_ops_of
 from .spatial_merge import SpatialOps, grid_destinations, merge_fns
 
 METHOD = "tomesd"
@@ -211,20 +214,20 @@ EXECUTORCH_INDEXED_FROM = 4096
 
 
 def spatial_ops(ops: MergeOps, tokens: int, fmt: str | None = None) -> SpatialOps:
-    """The spatial merge's spelling in the graph for format `fmt`, traced with merge spelling `ops`
+    """The spatial merge's form in the graph for format `fmt`, traced with merge spelling `ops`
     (INDEXED for ONNX Runtime, ARITHMETIC for the others), at `tokens` tokens per block.
 
     From measurements (docs/stable_diffusion.md): ONNX Runtime gathers and scatters cheaply at every
     size measured (0.24x-1.00x the one-hot time); ExecuTorch from EXECUTORCH_INDEXED_FROM tokens on;
     Core ML and Core AI keep the one-hot form, which both convert (their gather and scatter ops are
     not measured here)."""
-    if ops is MergeOps.INDEXED or (fmt == "executorch" and tokens >= EXECUTORCH_INDEXED_FROM):
+    if isinstance(ops, IndexedOps) or (fmt == "executorch" and tokens >= EXECUTORCH_INDEXED_FROM):
         return SpatialOps.INDEXED
     return SpatialOps.ONE_HOT
 
 
 def apply_tomesd(unet: nn.Module, config: TomesdConfig, inputs: tuple[torch.Tensor, ...],
-                 drop: bool = False, ops: MergeOps = MergeOps.ARITHMETIC, fmt: str | None = None
+                 drop: bool = False, ops: MergeOps = ARITHMETIC, fmt: str | None = None
                  ) -> list[BlockPlan | None]:
     """Patch every BasicTransformerBlock of a diffusers UNet for inputs shaped like `inputs`
     (sample (B, 4, H, W), timestep, encoder_hidden_states); returns the plan per block.
@@ -233,7 +236,8 @@ def apply_tomesd(unet: nn.Module, config: TomesdConfig, inputs: tuple[torch.Tens
     merge are left untouched, so ratio=0 is the unpatched UNet bit for bit. `drop=True` is the
     token-drop oracle (`drop:tomesd:...`): the same blocks and token counts with no merge work.
     `ops`, `fmt`: the merge spelling and the format of the graph this patch is for (eager: the
-    defaults); each block's spatial spelling is `spatial_ops(ops, its tokens, fmt)`, fixed here."""
+    defaults); each block's spatial form is `spatial_ops(ops, its tokens, fmt)`, fixed here, and the
+    block holds `ops` (OPS_ATTR), which spells the form's primitives."""
     remove_tomesd(unet)
     blocks = transformer_blocks(unet)
     for block in blocks:
@@ -253,6 +257,7 @@ def apply_tomesd(unet: nn.Module, config: TomesdConfig, inputs: tuple[torch.Tens
             block.forward = functools.partial(tomesd_block_forward, block, plan, config, drop,
                                               spatial_ops(ops, plan.h * plan.w, fmt))
             setattr(block, _PATCH_ATTR, plan)
+            setattr(block, OPS_ATTR, ops)
     return plans
 
 
@@ -261,6 +266,7 @@ def remove_tomesd(unet: nn.Module) -> nn.Module:
         if hasattr(block, _PATCH_ATTR):
             del block.forward
             delattr(block, _PATCH_ATTR)
+            delattr(block, OPS_ATTR)
     return unet
 
 
@@ -273,19 +279,20 @@ def _check_block(block: nn.Module) -> None:
                         f"has norm_type {norm_type!r}")
 
 
-def tomesd_block_forward(block: nn.Module, plan: BlockPlan, config: TomesdConfig, drop: bool, ops: SpatialOps,
+def tomesd_block_forward(block: nn.Module, plan: BlockPlan, config: TomesdConfig, drop: bool, spatial: SpatialOps,
                          hidden_states: torch.Tensor,
                          attention_mask: torch.Tensor | None = None, encoder_hidden_states: torch.Tensor | None = None,
                          encoder_attention_mask: torch.Tensor | None = None, timestep=None,
                          cross_attention_kwargs: dict | None = None, class_labels=None,
                          added_cond_kwargs=None) -> torch.Tensor:
     """diffusers' BasicTransformerBlock.forward (layer_norm) with tomesd's merge: the slots from the
-    block's input hidden_states (B, S, C) (spelled `ops`), merge by mean before each chosen
-    sub-layer, unmerge (copy back) after it, residuals at full length.
+    block's input hidden_states (B, S, C) (in form `spatial`, spelled by the block's ops), merge by
+    mean before each chosen sub-layer, unmerge (copy back) after it, residuals at full length.
 
     `drop`: the oracle. Each chosen sub-layer runs on the first S - r tokens and the last r get a
     zero update (their residual only): the same shapes, no similarity, assignment or copy-back."""
-    fns = None if drop else merge_fns(hidden_states, list(plan.dst), plan.r, ops)  # (B, S, C) <-> (B, S - r, C)
+    fns = None if drop else merge_fns(hidden_states, list(plan.dst), plan.r, spatial,
+                                      merge_ops_of(block))  # (B, S, C) <-> (B, S - r, C)
 
     def around(enabled: bool, layer, x: torch.Tensor, **kwargs) -> torch.Tensor:
         if not enabled:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..methods.merge import MergeOps
+from ..methods.ops import MergeOps, using_ops
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,10 @@ class Exportable(nn.Module):
 
     def spelled(self, ops: MergeOps, fmt: str | None) -> contextlib.AbstractContextManager:
         """The model as the graph traced with merge spelling `ops` for format `fmt` computes it, inside
-        the block (the exporters trace in it). Most models read nothing here; a UNet re-patches its
-        tomesd blocks (graphs/sd_unet.py)."""
-        return contextlib.nullcontext(self)
+        the block (the exporters trace in it, with `ops.for_export()`): every patched module holds
+        `ops` (graphs/methods/ops.py using_ops); a UNet also re-patches its tomesd blocks per format
+        (graphs/models/sd_unet.py)."""
+        return using_ops(self, ops)
 
 
 def seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:

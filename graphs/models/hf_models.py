@@ -39,7 +39,8 @@ from torch import nn
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 
 from ..methods.layers import AttentionParts, LayerFns, TokenState, attention, initial_state
-from ..methods.merge import unmerge
+from ..methods.merge import ARITHMETIC, unmerge
+from ..methods.ops import OPS_ATTR, MergeOps, merge_ops_of
 from ..methods.plan import MergePlan
 from ..methods.registry import make_plan, merged_layer
 from ..spec.config import MergeConfig
@@ -122,13 +123,15 @@ def _plain(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out
 
 
-def _run(layers: nn.ModuleList, fns: Any, state: TokenState, plan: MergePlan, plain: Any) -> TokenState:
-    """Layers before the first merge run their original forward (`plain`); the rest run merged."""
+def _run(layers: nn.ModuleList, fns: Any, state: TokenState, plan: MergePlan, plain: Any,
+         ops: MergeOps = ARITHMETIC) -> TokenState:
+    """Layers before the first merge run their original forward (`plain`); the rest run merged,
+    spelled by `ops` (the patched backbone's, OPS_ATTR)."""
     for i, layer in enumerate(layers):
         if plain is not None and i < plan.first_merge:
             state = state._replace(x=plain(layer, state.x))
         else:
-            state = merged_layer(fns(layer), state, i, plan)
+            state = merged_layer(fns(layer), state, i, plan, ops)
     return state
 
 
@@ -139,7 +142,8 @@ def _vit_forward(self: nn.Module, pixel_values: torch.Tensor, bool_masked_pos: A
     plan: MergePlan = getattr(self, _PLAN_ATTR)
     x = self.embeddings(pixel_values, bool_masked_pos=bool_masked_pos,
                         interpolate_pos_encoding=bool(interpolate_pos_encoding))  # (B, T, C)
-    state = _run(vit_layers(self), _vit_layer, initial_state(x, None, plan.trace_source), plan, _plain)
+    state = _run(vit_layers(self), _vit_layer, initial_state(x, None, plan.trace_source), plan, _plain,
+                 merge_ops_of(self))
     sequence_output = self.layernorm(state.x)  # (B, T', C)
     pooled = self.pooler(sequence_output) if self.pooler is not None else None
     return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled)
@@ -149,7 +153,8 @@ def _clip_encoder_forward(self: nn.Module, inputs_embeds: torch.Tensor, attentio
                           **kwargs: Any) -> BaseModelOutput:
     """CLIPEncoder.forward (and SiglipEncoder.forward: the same layer) with the merge (see module docstring)."""
     plan: MergePlan = getattr(self, _PLAN_ATTR)
-    state = _run(self.layers, _clip_layer, initial_state(inputs_embeds, None, plan.trace_source), plan, _plain)
+    state = _run(self.layers, _clip_layer, initial_state(inputs_embeds, None, plan.trace_source), plan, _plain,
+                 merge_ops_of(self))
     return BaseModelOutput(last_hidden_state=state.x)
 
 
@@ -158,7 +163,8 @@ def _dinov2_forward(self: nn.Module, pixel_values: torch.Tensor, bool_masked_pos
     """Dinov2Model / Dinov2WithRegistersModel.forward with the merge; pooler_output is the class token."""
     plan: MergePlan = getattr(self, _PLAN_ATTR)
     x = self.embeddings(pixel_values, bool_masked_pos=bool_masked_pos)  # (B, T, C), positions at this size
-    state = _run(self.encoder.layer, _dinov2_layer, initial_state(x, None, plan.trace_source), plan, _plain)
+    state = _run(self.encoder.layer, _dinov2_layer, initial_state(x, None, plan.trace_source), plan, _plain,
+                 merge_ops_of(self))
     sequence_output = self.layernorm(state.x)  # (B, T', C)
     return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=sequence_output[:, 0, :])
 
@@ -172,7 +178,7 @@ def _bert_forward(self: nn.Module, input_ids: torch.Tensor | None = None, attent
     x = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)  # (B, T, C)
     valid = torch.ones(x.shape[:2], dtype=x.dtype) if attention_mask is None else attention_mask.to(x.dtype)
     state = initial_state(x, valid, trace_source=True)
-    state = _run(self.encoder.layer, _bert_layer, state, plan, None)
+    state = _run(self.encoder.layer, _bert_layer, state, plan, None, merge_ops_of(self))
     tokens = unmerge(state.source, state.x)  # (B, T, C): every input token gets its merged value
     pooled = self.pooler(tokens) if self.pooler is not None else None
     return BaseModelOutputWithPooling(last_hidden_state=tokens, pooler_output=pooled)
@@ -221,11 +227,13 @@ _FORWARDS = {"vit": _vit_forward, "deit": _vit_forward, "clip": _clip_encoder_fo
              "dinov2": _dinov2_forward, "bert": _bert_forward}
 
 
-def apply_merge(model: nn.Module, config: MergeConfig, seq_len: int | None = None) -> nn.Module:
+def apply_merge(model: nn.Module, config: MergeConfig, seq_len: int | None = None,
+                ops: MergeOps = ARITHMETIC) -> nn.Module:
     """Patch `model` in place with the merge `config` names; returns it. Reverse with `remove_merge`.
 
     The plan (r and token count per layer) is computed here; a schedule that asks more of a
-    layer than it allows raises SpecError. `seq_len` is required for BERT-style encoders.
+    layer than it allows raises SpecError. `seq_len` is required for BERT-style encoders. `ops`
+    spells the merge (graphs/methods/ops.py); an exporter traces another spelling with `using_ops`.
     """
     remove_merge(model)
     backbone, family = _find_backbone(model)
@@ -234,8 +242,9 @@ def apply_merge(model: nn.Module, config: MergeConfig, seq_len: int | None = Non
                      class_token=family != "siglip", distill_token=family == "deit", padded=family == "bert",
                      registers=getattr(model.config, "num_register_tokens", 0) if family == "dinov2" else 0)
     setattr(backbone, _PLAN_ATTR, plan)
-    if family == "siglip":  # merged or not: its pool head as ExecuTorch runs it, while exporting only
-        apply_static_pool(model)
+    setattr(backbone, OPS_ATTR, ops)
+    if family == "siglip":  # merged or not: its pool head as ExecuTorch runs it, in graphs traced for a file
+        apply_static_pool(model, ops)
     if plan.merges:
         backbone.forward = types.MethodType(_FORWARDS[family], backbone)
     return model
@@ -247,6 +256,7 @@ def remove_merge(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if hasattr(module, _PLAN_ATTR):
             delattr(module, _PLAN_ATTR)
+            module.__dict__.pop(OPS_ATTR, None)
             module.__dict__.pop("forward", None)
     return model
 

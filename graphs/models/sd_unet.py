@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..methods.merge import MergeOps
+from ..methods.merge import ARITHMETIC
+from ..methods.ops import MergeOps, using_ops
 from ..methods.spatial_merge import SpatialOps
 from ..methods.tomesd import SPEC_HELP as TOMESD_HELP
 from ..methods.tomesd import METHOD, TomesdConfig, apply_tomesd, spatial_ops
@@ -86,10 +87,11 @@ class UNetModel(Exportable):
     @contextlib.contextmanager
     def spelled(self, ops: MergeOps, fmt: str | None) -> Iterator[UNetModel]:
         """Inside the block, the UNet's tomesd blocks are spelled for the graph of `fmt` traced with
-        `ops` (tomesd.spatial_ops); the eager patch (one-hot, what validation compares against) is
-        back after it."""
-        if self.spelling(ops, fmt) == self.spelling(MergeOps.ARITHMETIC, None):
-            yield self
+        `ops` (tomesd.spatial_ops) and their primitives spelled `ops`; the eager patch (one-hot,
+        ARITHMETIC: what validation compares against) is back after it."""
+        if self.spelling(ops, fmt) == self.spelling(ARITHMETIC, None):
+            with using_ops(self, ops):
+                yield self
             return
         apply_tomesd(self.unet, self.merge, self.example_inputs(), drop=False, ops=ops, fmt=fmt)
         try:

@@ -17,10 +17,12 @@ projection, and the head's own layer norm and MLP. Equal to the original to floa
 order). Its slices of the packed in_proj fold into views, which ExecuTorch needs copied
 (export/passes/fold_constants.py `_own_storage`).
 
-The static spelling runs only while `torch.export` traces (`torch.compiler.is_exporting()`);
-eager calls run the original forward, so eager outputs are bit for bit the unpatched model's and
-validation compares every exported graph with the original head. The patch is an instance
-`forward` (removed by `remove_static_pool`); no module or weight changes, state-dict keys stay.
+The patched head holds the merge spelling (graphs/methods/ops.py OPS_ATTR) and runs the static
+spelling when that spelling is `traced` (an exporter tracing a file: `using_ops(model,
+ops.for_export())`); otherwise the original forward, so eager outputs are bit for bit the unpatched
+model's and validation compares every exported graph with the original head. The patch is an
+instance `forward` (removed by `remove_static_pool`); no module or weight changes, state-dict keys
+stay.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_MARK = "_tomobile_static_pool"
+from ..methods.merge import ARITHMETIC
+from ..methods.ops import OPS_ATTR, MergeOps, merge_ops_of
 
 
 def static_pool(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +57,7 @@ def static_pool(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _forward(self: nn.Module, hidden_state: torch.Tensor) -> torch.Tensor:
-    if torch.compiler.is_exporting():
+    if merge_ops_of(self).traced:
         return static_pool(self, hidden_state)
     return type(self).forward(self, hidden_state)
 
@@ -65,19 +68,20 @@ def _heads(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, SiglipMultiheadAttentionPoolingHead)]
 
 
-def apply_static_pool(model: nn.Module) -> nn.Module:
-    """Give every SigLIP attention-pool head in `model` the static spelling for export; returns `model`."""
+def apply_static_pool(model: nn.Module, ops: MergeOps = ARITHMETIC) -> nn.Module:
+    """Give every SigLIP attention-pool head in `model` the static spelling for graphs traced with
+    `ops.traced`; returns `model`."""
     for head in _heads(model):
         if not head.attention.batch_first or head.attention.in_proj_weight is None:
             raise TypeError("SigLIP pool head: expected a batch-first MultiheadAttention with a packed in_proj")
         head.forward = types.MethodType(_forward, head)
-        setattr(head, _MARK, True)
+        setattr(head, OPS_ATTR, ops)
     return model
 
 
 def remove_static_pool(model: nn.Module) -> nn.Module:
     """Undo `apply_static_pool`: the heads' class forward is back."""
-    for module in model.modules():
-        if module.__dict__.pop(_MARK, None):
-            module.__dict__.pop("forward", None)
+    for head in _heads(model):
+        if head.__dict__.pop(OPS_ATTR, None) is not None:
+            head.__dict__.pop("forward", None)
     return model

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..methods.merge import MASK_BIAS
+from ..methods.merge import ARITHMETIC, MASK_BIAS
+from ..methods.ops import MergeOps
 from ..methods.spatial_merge import SpatialMergeConfig, merge_attend_unmerge
 from ..methods.tdtm import TdtmOdd, TdtmPositions, merge_frame_tokens, merged_frames, merged_positions, unmerge_frame_tokens
 
@@ -186,7 +187,7 @@ class STBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d, hid), nn.GELU(approximate="tanh"), nn.Linear(hid, d))
         self.scale_shift_table = nn.Parameter(torch.randn(6, d) / d**0.5)
 
-    def _self_attn(self, x: torch.Tensor, frames: int, merge: VideoMerge, rope) -> torch.Tensor:
+    def _self_attn(self, x: torch.Tensor, frames: int, merge: VideoMerge, rope, ops: MergeOps) -> torch.Tensor:
         """x (B, T*S, D) at T = `frames` -> (B, T*S, D)."""
         b, _, d = x.shape
         s = self.cfg.tokens
@@ -196,11 +197,12 @@ class STBlock(nn.Module):
             return out.reshape(b, s, frames, d).transpose(1, 2).reshape(b, frames * s, d)  # (B, T*S, D)
         xs = x.reshape(b * frames, s, d)  # (B*T, S, D)
         g = self.cfg.grid
-        out = merge_attend_unmerge(xs, g, g, merge.spatial, self.attn)  # (B*T, S, D)
+        out = merge_attend_unmerge(xs, g, g, merge.spatial, self.attn, ops=ops)  # (B*T, S, D)
         return out.reshape(b, frames * s, d)  # (B, T*S, D)
 
-    def forward(self, x, y, bias, t0, merge: VideoMerge, rope) -> torch.Tensor:
-        """x (B, T*S, D), y (B, L, D), bias (B, 1, 1, L), t0 (B, 6D); rope for the call's frame count."""
+    def forward(self, x, y, bias, t0, merge: VideoMerge, rope, ops: MergeOps = ARITHMETIC) -> torch.Tensor:
+        """x (B, T*S, D), y (B, L, D), bias (B, 1, 1, L), t0 (B, 6D); rope for the call's frame count;
+        `ops` spells the spatial merge (graphs/methods/ops.py)."""
         b, _, d = x.shape
         frames = self.cfg.frames
         mod = self.scale_shift_table[None] + t0.reshape(b, 6, d)  # (B, 6, D)
@@ -209,9 +211,9 @@ class STBlock(nn.Module):
         odd = self.cfg.tdtm_odd
         if merge.tdtm:
             h = merge_frame_tokens(h, frames, odd)  # (B, T'*S, D)
-            h = unmerge_frame_tokens(self._self_attn(h, merged_frames(frames, odd), merge, rope), frames, odd)
+            h = unmerge_frame_tokens(self._self_attn(h, merged_frames(frames, odd), merge, rope, ops), frames, odd)
         else:
-            h = self._self_attn(h, frames, merge, rope)
+            h = self._self_attn(h, frames, merge, rope, ops)
         x = x + gate_msa * h
         if merge.tdtm:
             c = self.cross_attn(merge_frame_tokens(x, frames, odd), y, bias)  # (B, T'*S, D)
@@ -287,8 +289,10 @@ class VideoDiT(nn.Module):
         y: torch.Tensor,
         mask: torch.Tensor,
         merge: VideoMerge = VideoMerge(),
+        ops: MergeOps = ARITHMETIC,
     ) -> torch.Tensor:
-        """x (B, 3, T, H, W), t (B,), y (B, L, Dy), mask (B, L) -> velocity (B, 3, T, H, W)."""
+        """x (B, 3, T, H, W), t (B,), y (B, L, Dy), mask (B, L) -> velocity (B, 3, T, H, W); `ops`
+        spells the spatial merge."""
         cfg = self.cfg
         b, d = x.shape[0], cfg.hidden
         h = self.x_embedder(self.patchify(x)) + self.pos_embed  # (B, T, S, D)
@@ -305,8 +309,8 @@ class VideoDiT(nn.Module):
         bias = ((1.0 - mask.float()) * MASK_BIAS)[:, None, None, :]  # (B, 1, 1, L)
         rope = (self.rope_cos_tdtm, self.rope_sin_tdtm) if merge.tdtm else (self.rope_cos_full, self.rope_sin_full)
         for spatial, temporal in zip(self.spatial_blocks, self.temporal_blocks):
-            h = spatial(h, yc, bias, t0, merge, rope)
-            h = temporal(h, yc, bias, t0, merge, rope)
+            h = spatial(h, yc, bias, t0, merge, rope, ops)
+            h = temporal(h, yc, bias, t0, merge, rope, ops)
         shift, scale = (self.final_table[None] + t_emb[:, None]).chunk(2, dim=1)  # (B, 1, D) each
         out = self.final_linear(modulate(self.final_norm(h), shift, scale))  # (B, T*S, C*p*p)
         out = self.unpatchify(out.reshape(b, cfg.frames, cfg.tokens, -1))  # (B, C, T, H, W)

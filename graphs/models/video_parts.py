@@ -24,7 +24,8 @@ from collections.abc import Callable
 import torch
 
 from ..errors import InputError
-from ..methods.merge import MASK_BIAS
+from ..methods.merge import ARITHMETIC, MASK_BIAS
+from ..methods.ops import OPS_ATTR, merge_ops_of
 from .exportable import Exportable, ModelBundle, TensorSpec
 from .video_dit import T_FLOOR, STBlock, VideoDiT, VideoMerge, modulate, timestep_embedding
 from .video_zoo import GuidedDenoiser
@@ -90,7 +91,8 @@ class EmbedPart(Exportable):
 
 
 class BlockPart(Exportable):
-    """One STBlock (spatial or temporal) under a fixed merge: h{k} -> h{k+1}."""
+    """One STBlock (spatial or temporal) under a fixed merge: h{k} -> h{k+1}, spelled by the ops it
+    holds (OPS_ATTR, as GuidedDenoiser)."""
 
     external_weights = True
 
@@ -98,6 +100,7 @@ class BlockPart(Exportable):
         super().__init__()
         cfg = model.cfg
         self.block, self.merge = block, merge
+        setattr(self, OPS_ATTR, ARITHMETIC)
         cos, sin = rope_for(model, merge)
         self.register_buffer("rope_cos", cos, persistent=False)  # (T or T', hd)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -110,7 +113,8 @@ class BlockPart(Exportable):
         )
 
     def forward(self, h, caption, caption_bias, t0) -> Inputs:
-        return (self.block(h, caption, caption_bias, t0, self.merge, (self.rope_cos, self.rope_sin)),)
+        return (self.block(h, caption, caption_bias, t0, self.merge, (self.rope_cos, self.rope_sin),
+                           merge_ops_of(self)),)
 
 
 class FinalPart(Exportable):

@@ -22,6 +22,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from ..methods.merge import ARITHMETIC
+from ..methods.ops import OPS_ATTR, MergeOps, merge_ops_of
 from ..methods.spatial_merge import SpatialMergeConfig
 from ..methods.tdtm import TdtmOdd, TdtmPositions
 from ..spec.config import MergeConfig
@@ -74,17 +76,19 @@ def guided_velocity(
     mask: torch.Tensor,
     guidance: torch.Tensor,
     merge: VideoMerge,
+    ops: MergeOps = ARITHMETIC,
 ) -> torch.Tensor:
     """CFG velocity v_u + g (v_c - v_u) from one batch of 2. x (1, 3, T, H, W), t (1,), g (1,)."""
     y_null = model.y_null[None].to(states.dtype)  # (1, L, Dy)
     y = torch.cat([states, y_null], dim=0)  # (2, L, Dy)
     m = torch.cat([mask.to(states.dtype), torch.ones_like(mask, dtype=states.dtype)], dim=0)  # (2, L)
-    v = model(torch.cat([x, x], dim=0), torch.cat([t, t], dim=0), y, m, merge)  # (2, 3, T, H, W)
+    v = model(torch.cat([x, x], dim=0), torch.cat([t, t], dim=0), y, m, merge, ops)  # (2, 3, T, H, W)
     return v[1:] + guidance.reshape(1, 1, 1, 1, 1) * (v[:1] - v[1:])  # (1, 3, T, H, W)
 
 
 class GuidedDenoiser(Exportable):
-    """Exportable CFG denoiser with a fixed merge choice (static at trace time)."""
+    """Exportable CFG denoiser with a fixed merge choice (static at trace time), spelled by the ops
+    it holds (OPS_ATTR: ARITHMETIC; an exporter traces its own with `using_ops`)."""
 
     output_names = ("velocity",)
 
@@ -92,6 +96,7 @@ class GuidedDenoiser(Exportable):
         super().__init__()
         self.model = model
         self.merge = merge
+        setattr(self, OPS_ATTR, ARITHMETIC)
         c = model.cfg
         self.input_specs = (
             TensorSpec("x", (1, c.channels, c.frames, c.size, c.size)),
@@ -108,7 +113,7 @@ class GuidedDenoiser(Exportable):
         return x, torch.rand(1, generator=gen), states, mask, torch.tensor([SAMPLER_DEFAULTS["guidance"]])
 
     def forward(self, x, t, states, mask, guidance) -> tuple[torch.Tensor]:
-        return (guided_velocity(self.model, x, t, states, mask, guidance, self.merge),)
+        return (guided_velocity(self.model, x, t, states, mask, guidance, self.merge, merge_ops_of(self)),)
 
 
 def _real_denoiser_inputs(cfg: VideoDiTConfig) -> tuple[torch.Tensor, ...]:

@@ -200,17 +200,20 @@ def test_coreai_merge_picks_eager_slots_on_exact_ties(tmp_path: Path, ops: str):
     between eager and Core AI (1.0 vs 0.99999994); snap_duplicates makes them exactly 1 on both."""
     from tomobile.export.coreai_format import convert
     from tomobile.export.registry import PartInfo
-    from tomobile.graphs.methods.merge import MergeOps, assignment, merge_ops, merge_sum, one_hot_assignment
-    from tomobile.graphs.methods.merge_indexed import slot_merge
+    from tomobile.graphs.methods.merge import ARITHMETIC, assignment, merge_sum, one_hot_assignment
+    from tomobile.graphs.methods.merge_indexed import INDEXED
+    from tomobile.graphs.methods.plan import Protected
 
     t, r = 41, 9
 
     class Slots(torch.nn.Module):
         def forward(self, metric: torch.Tensor) -> torch.Tensor:
             eye = metric[0, :, :1] * 0.0 + torch.eye(t)  # (T, T)
-            return merge_sum(slot_merge(metric, r, True, False), eye.reshape(1, t, t))  # (1, T - r, T)
+            m = spelling.match(metric, r, Protected(class_token=True))
+            return merge_sum(m, eye.reshape(1, t, t))  # (1, T - r, T)
 
-    with merge_ops(MergeOps(ops)), torch.no_grad():
+    spelling = {"arithmetic": ARITHMETIC, "indexed": INDEXED}[ops].for_export()
+    with torch.no_grad():
         program = torch.export.export(Slots(), (torch.randn(1, t, 8),), strict=False)
     convert(program, PartInfo("slots", ("metric",), ("m",)), tmp_path / "slots.aimodel")
     gen = torch.Generator().manual_seed(5)
@@ -218,6 +221,6 @@ def test_coreai_merge_picks_eager_slots_on_exact_ties(tmp_path: Path, ops: str):
         for trial in range(20):
             protos = torch.randn(3, 8, generator=gen)
             metric = protos[torch.randint(0, 3, (1, t), generator=gen)]  # every score ties with many others
-            want = one_hot_assignment(assignment(metric, r, True, False), t - r, torch.float32)
+            want = one_hot_assignment(assignment(metric, r, Protected(class_token=True)), t - r, torch.float32)
             (got,) = runner.run([metric.numpy()])
             assert np.array_equal(got, want.numpy()), f"trial {trial}: Core AI picked other slots than eager"

@@ -188,16 +188,22 @@ def test_indexed_spatial_merge_runs_on_portable_kernels_as_eager_computes(tmp_pa
     XNNPACK partitions), as ExecuTorch's SD graphs take it from 4096 tokens on; here on 256."""
     from executorch.runtime import Runtime
 
+    from tomobile.graphs.methods.merge import ARITHMETIC
     from tomobile.graphs.methods.spatial_merge import SpatialMergeConfig, SpatialOps, merge_attend_unmerge
 
     class Merge(nn.Module):
+        def __init__(self, ops) -> None:
+            super().__init__()
+            self.ops = ops  # ExecuTorch's spelling: ARITHMETIC, `for_export()` in the traced graph
+
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
-            return (merge_attend_unmerge(x, 16, 16, SpatialMergeConfig(0.5), lambda t: t * 2.0, SpatialOps.INDEXED),)
+            return (merge_attend_unmerge(x, 16, 16, SpatialMergeConfig(0.5), lambda t: t * 2.0, SpatialOps.INDEXED,
+                                         self.ops),)
 
     x = torch.randn(1, 256, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        expected = Merge()(x)[0].numpy()
-        program = torch.export.export(Merge(), (x,), strict=False)
+        expected = Merge(ARITHMETIC)(x)[0].numpy()
+        program = torch.export.export(Merge(ARITHMETIC.for_export()), (x,), strict=False)
     path = tmp_path / "merge.pte"
     path.write_bytes(lower(program, "xnnpack").buffer)
     got = Runtime.get().load_program(str(path)).load_method("forward").execute([x])[0].numpy()

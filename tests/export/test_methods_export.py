@@ -47,7 +47,7 @@ def test_vit_tiny_exports_and_validates(tmp_path, method):
 
 
 def test_tome_on_dinov2_with_registers_exports_and_validates(tmp_path):
-    """ToMe protects the class token and the 4 register tokens (graphs/methods/merge.py protected_count):
+    """ToMe protects the class token and the 4 register tokens (graphs/methods/plan.py Protected):
     one partition, both runtimes within 1e-4 of eager, the registers in the manifest's plan."""
     manifest = _export(tmp_path, "dinov2-reg-tiny", SPECS["dinov2-reg-tiny"]["tome"], "onnx,executorch")
     assert manifest["plan"]["registers"] == 4 and manifest["plan"]["tokens_per_layer"] == [69, 61, 53, 45, 37]

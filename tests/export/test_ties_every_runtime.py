@@ -14,8 +14,9 @@ import torch
 from tomobile.export.pipeline import stage_export
 from tomobile.export.registry import ExportOptions
 from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
-from tomobile.graphs.methods.merge import assignment, merge_sum, one_hot_assignment
-from tomobile.graphs.methods.merge_indexed import slot_merge
+from tomobile.graphs.methods.merge import ARITHMETIC, assignment, merge_sum, one_hot_assignment
+from tomobile.graphs.methods.ops import OPS_ATTR, merge_ops_of
+from tomobile.graphs.methods.plan import Protected
 from tomobile.runtime.artifacts import load_runner
 
 T, R = 41, 9
@@ -27,9 +28,14 @@ class Slots(Exportable):
     input_specs = (TensorSpec("metric", (1, T, 8)),)
     output_names = ("m",)
 
+    def __init__(self) -> None:
+        super().__init__()
+        setattr(self, OPS_ATTR, ARITHMETIC)  # each exporter traces its own spelling (pipeline: `using_ops`)
+
     def forward(self, metric: torch.Tensor) -> tuple[torch.Tensor]:
         eye = metric[0, :, :1] * 0.0 + torch.eye(T)  # (T, T)
-        return (merge_sum(slot_merge(metric, R, True, False), eye.reshape(1, T, T)),)  # (1, T - r, T)
+        m = merge_ops_of(self).match(metric, R, Protected(class_token=True))
+        return (merge_sum(m, eye.reshape(1, T, T)),)  # (1, T - r, T)
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +54,6 @@ def test_every_runtime_picks_eager_slots_on_exact_ties(exported: Path, fmt: str,
     for trial in range(20):
         protos = torch.randn(3, 8, generator=gen)
         metric = protos[torch.randint(0, 3, (1, T), generator=gen)]  # (1, T, 8): copies of 3 tokens
-        want = one_hot_assignment(assignment(metric, R, True, False), T - R, torch.float32)
+        want = one_hot_assignment(assignment(metric, R, Protected(class_token=True)), T - R, torch.float32)
         (got,) = runner.run([metric.numpy()])
         assert np.array_equal(got, want.numpy()), f"trial {trial}: {fmt} picked other slots than eager"

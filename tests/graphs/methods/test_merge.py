@@ -24,6 +24,9 @@ from tomobile.graphs.methods.merge import (
     one_hot_assignment,
     unmerge,
 )
+from tomobile.graphs.methods.plan import Protected
+
+CLS = Protected(class_token=True)
 
 
 def reference_positions(t: int, r: int, unm_idx, src_idx, dst_idx, distill_token: bool) -> torch.Tensor:
@@ -50,7 +53,7 @@ def check_against_reference(metric, x, size, r, class_token=False, distill_token
     t = metric.shape[1]
     merge, unm_idx, src_idx, dst_idx = reference_matching(metric.clone(), r, class_token, distill_token)
     want_pos = reference_positions(t, r, unm_idx, src_idx, dst_idx, distill_token)
-    pos = assignment(metric, r, class_token, distill_token)
+    pos = assignment(metric, r, Protected(class_token, distill_token))
     assert torch.equal(pos, want_pos), "token assignment differs from the reference"
     m = one_hot_assignment(pos, t - r, x.dtype)
     got_x, got_size = merge_wavg(m, x, size)
@@ -67,7 +70,7 @@ def test_matches_reference_random(t, class_token, distill_token):
     metric = torch.randn(3, t, 16, generator=gen)
     x = torch.randn(3, t, 8, generator=gen)
     size = torch.randint(1, 4, (3, t, 1), generator=gen).float()
-    top = max_r(t, class_token, distill_token)
+    top = max_r(t, Protected(class_token, distill_token))
     for r in sorted({0, 1, top // 2, top}):
         check_against_reference(metric, x, size, r, class_token, distill_token)
 
@@ -80,7 +83,7 @@ def test_ties_from_duplicated_tokens(class_token):
     choice = torch.randint(0, 3, (2, 40), generator=gen)
     metric = protos[choice]  # (2, 40, 16)
     x = torch.randn(2, 40, 8, generator=gen)
-    for r in (1, 7, max_r(40, class_token)):
+    for r in (1, 7, max_r(40, Protected(class_token))):
         check_against_reference(metric, x, torch.ones(2, 40, 1), r, class_token)
 
 
@@ -96,7 +99,7 @@ def test_copies_tie_however_their_norms_round():
            for a in (metric, scaled)]
     assert not torch.equal(raw[0], raw[1])  # the rounding really differs
     for r in (1, 9, 20):
-        assert torch.equal(assignment(metric, r, class_token=True), assignment(scaled, r, class_token=True))
+        assert torch.equal(assignment(metric, r, CLS), assignment(scaled, r, CLS))
 
 
 def test_all_identical_tokens_pick_lowest_indices():
@@ -113,7 +116,7 @@ def test_zero_vectors_have_no_nan_and_match_reference():
     metric[:, 4] = 0.0
     metric[:, 10:14] = 0.0
     x = torch.randn(2, 21, 8, generator=gen)
-    pos = assignment(metric, 10, class_token=True)
+    pos = assignment(metric, 10, CLS)
     assert torch.isfinite(pos).all()
     check_against_reference(metric, x, torch.ones(2, 21, 1), 10, class_token=True)
 
@@ -122,8 +125,8 @@ def test_class_and_distillation_tokens_are_protected():
     gen = torch.Generator().manual_seed(3)
     metric = torch.randn(4, 66, 8, generator=gen)
     metric[:, 0] = metric[:, 1]  # class token identical to the distillation token: still kept apart
-    r = max_r(66, True, True)
-    pos = assignment(metric, r, class_token=True, distill_token=True)
+    r = max_r(66, Protected(True, True))
+    pos = assignment(metric, r, Protected(True, True))
     m = one_hot_assignment(pos, 66 - r, torch.float32)
     assert (pos[:, 0] == 0).all() and (pos[:, 1] == 1).all()
     assert (m[:, 0].sum(-1) == 1).all() and (m[:, 1].sum(-1) == 1).all()  # nothing joins them
@@ -137,13 +140,13 @@ def test_property_matches_reference(t, seed, frac, cls, dup):
     metric = torch.randn(2, t, 6, generator=gen)
     if dup:
         metric = metric.round()  # coarse values: many exact ties
-    r = int(frac * max_r(t, cls))
+    r = int(frac * max_r(t, Protected(cls)))
     check_against_reference(metric, torch.randn(2, t, 5, generator=gen), torch.ones(2, t, 1), r, cls)
 
 
 def test_r_out_of_range_is_rejected():
     with pytest.raises(ValueError, match="allowed 0..32"):
-        assignment(torch.randn(1, 65, 4), 33, class_token=True)
+        assignment(torch.randn(1, 65, 4), 33, CLS)
 
 
 def test_unmerge_copies_merged_value_to_every_source():
@@ -165,7 +168,7 @@ def test_source_tracking_composes_over_layers():
     source = torch.eye(17).unsqueeze(0)
     size = torch.ones(1, 17, 1)
     for r in (4, 3, 2):
-        m = bipartite_soft_matching(x, r, class_token=True)
+        m = bipartite_soft_matching(x, r, CLS)
         x, size = merge_wavg(m, x, size)
         source = merge_sum(m, source)
     assert source.shape == (1, 17 - 9, 17)
@@ -187,7 +190,7 @@ def test_padding_never_merges_into_real_tokens():
     metric, valid = _pad_batch()
     metric[:, 15:] = metric[:, 2:11].mean(1, keepdim=True)  # padding looks like real tokens
     for r in (1, 6, 11):
-        pos = assignment(metric, r, class_token=True, valid=valid)
+        pos = assignment(metric, r, CLS, valid=valid)
         m = one_hot_assignment(pos, 24 - r, torch.float32)  # (2, T', T)
         real = m @ valid.unsqueeze(-1)
         pad = m @ (1 - valid).unsqueeze(-1)
@@ -200,6 +203,6 @@ def test_real_token_merges_do_not_depend_on_padding_content():
     other[0, 15:] = torch.randn(9, 8)
     other[1, 22:] = 5.0
     for r in (2, 8):
-        a = assignment(metric, r, class_token=True, valid=valid)
-        b = assignment(other, r, class_token=True, valid=valid)
+        a = assignment(metric, r, CLS, valid=valid)
+        b = assignment(other, r, CLS, valid=valid)
         assert torch.equal(a[valid.bool()], b[valid.bool()])

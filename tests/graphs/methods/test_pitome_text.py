@@ -9,7 +9,7 @@ import torch
 
 from tomobile.graphs import MergeConfig, SpecError, merge_plan
 from tomobile.graphs.models.hf_models import _bert_layer, apply_merge
-from tomobile.graphs.methods.merge import merge_sum, one_hot_assignment, row_sum
+from tomobile.graphs.methods.merge import ARITHMETIC, merge_sum, one_hot_assignment
 from tomobile.graphs.methods.pitome import merge_count, pitome_text_assignment, with_protected
 from tomobile.graphs.methods.registry import make_plan
 
@@ -21,7 +21,7 @@ def _static(metric, x, ratio, margin, valid=None):
     r = merge_count(metric.shape[1] - 1, ratio)
     pos = pitome_text_assignment(metric[:, 1:], r, margin, None if valid is None else valid[:, 1:])
     m = one_hot_assignment(with_protected(pos, 1, valid is not None), x.shape[1] - r, x.dtype)
-    return merge_sum(m, x) / torch.clamp(row_sum(m), min=1.0), merge_sum(m, torch.ones_like(x[..., :1]))
+    return merge_sum(m, x) / torch.clamp(ARITHMETIC.row_sum(m), min=1.0), merge_sum(m, torch.ones_like(x[..., :1]))
 
 
 def _check(metric, x, ratio, margin, valid=None):

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from tomobile.graphs.methods.merge import ARITHMETIC
 from tomobile.graphs.methods.spatial_merge import (
     SpatialMergeConfig,
     SpatialOps,
@@ -109,7 +110,8 @@ def test_indexed_spelling_gives_the_one_hot_slots_and_outputs(make, ratio):
 def test_indexed_spelling_exports_as_topk_scatter_add_and_gather():
     class Op(torch.nn.Module):
         def forward(self, x):
-            return merge_attend_unmerge(x, 8, 8, SpatialMergeConfig(0.5), lambda t: t * 2, SpatialOps.INDEXED)
+            return merge_attend_unmerge(x, 8, 8, SpatialMergeConfig(0.5), lambda t: t * 2, SpatialOps.INDEXED,
+                                        ARITHMETIC.for_export())  # as a graph traced for a file
 
     ep = torch.export.export(Op(), (torch.randn(2, 64, 8),))
     targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}

@@ -17,8 +17,9 @@ from tome_reference import reference_matching, reference_merge_wavg
 
 from tomobile.graphs import MergeConfig, merge_plan
 from tomobile.graphs.models.hf_models import _dinov2_layer
-from tomobile.graphs.methods.merge import assignment, max_r, merge_ops, merge_wavg, one_hot_assignment
-from tomobile.graphs.methods.merge_indexed import slot_merge
+from tomobile.graphs.methods.merge import assignment, max_r, merge_wavg, one_hot_assignment
+from tomobile.graphs.methods.merge_indexed import INDEXED
+from tomobile.graphs.methods.plan import Protected
 from tomobile.graphs.models.registry import get_model
 
 
@@ -33,14 +34,14 @@ def _check(metric: torch.Tensor, x: torch.Tensor, size: torch.Tensor, r: int, re
     want_x, want_size = reference_merge_wavg(merge, x, size)
     # where each token went, read off the reference: merge token ids (exact small integers) by sum
     ids = torch.arange(t, dtype=torch.float32).reshape(1, t, 1).expand(metric.shape[0], t, 1)
-    pos = assignment(metric, r, class_token=True, registers=registers)  # (B, T)
+    pos = assignment(metric, r, Protected(class_token=True, registers=registers))  # (B, T)
     m = one_hot_assignment(pos, t - r, x.dtype)
     torch.testing.assert_close(m @ ids, merge(ids, "sum"), atol=0, rtol=0)
     got_x, got_size = merge_wavg(m, x, size)
     torch.testing.assert_close(got_x, want_x, atol=1e-5, rtol=0)
     torch.testing.assert_close(got_size, want_size, atol=0, rtol=0)
-    with merge_ops("indexed"):  # ONNX Runtime's spelling: the same slots
-        got_x, got_size = merge_wavg(slot_merge(metric, r, True, False, None, registers), x, size)
+    # ONNX Runtime's spelling: the same slots
+    got_x, got_size = merge_wavg(INDEXED.match(metric, r, Protected(True, False, registers)), x, size)
     torch.testing.assert_close(got_x, want_x, atol=1e-5, rtol=0)
     torch.testing.assert_close(got_size, want_size, atol=0, rtol=0)
     # the protected tokens stay first, in their order, unmerged
@@ -53,7 +54,7 @@ def test_tome_with_registers_equals_the_generalized_reference(t, registers):
     gen = torch.Generator().manual_seed(t * 10 + registers)
     metric, x = torch.randn(3, t, 16, generator=gen), torch.randn(3, t, 8, generator=gen)
     size = torch.randint(1, 4, (3, t, 1), generator=gen).float()
-    top = max_r(t, True, registers=registers)
+    top = max_r(t, Protected(True, registers=registers))
     assert top == (t - 1 - registers) // 2
     for r in sorted({1, top // 2, top}):
         _check(metric, x, size, r, registers)
@@ -66,7 +67,7 @@ def test_registers_tie_to_the_lowest_index_like_tome():
     protos = torch.randn(3, 16, generator=gen)
     metric = protos[torch.randint(0, 3, (2, 45), generator=gen)]
     x = torch.randn(2, 45, 8, generator=gen)
-    for r in (1, 9, max_r(45, True, registers=4)):
+    for r in (1, 9, max_r(45, Protected(True, registers=4))):
         _check(metric, x, torch.ones(2, 45, 1), r, 4)
 
 
@@ -77,15 +78,15 @@ def test_registers_with_degenerate_metrics():
     some_zero = torch.randn(2, 33, 16, generator=gen)
     some_zero[:, 3::5] = 0.0
     for metric in (torch.zeros(2, 33, 16), torch.ones(2, 33, 16), some_zero):
-        for r in (1, max_r(33, True, registers=4)):
+        for r in (1, max_r(33, Protected(True, registers=4))):
             _check(metric, x, size, r, 4)
 
 
 def test_one_register_is_tomes_distillation_token_rule():
     gen = torch.Generator().manual_seed(5)
     metric = torch.randn(2, 40, 16, generator=gen)
-    for r in (1, 10, max_r(40, True, True)):
-        assert torch.equal(assignment(metric, r, True, registers=1), assignment(metric, r, True, True))
+    for r in (1, 10, max_r(40, Protected(True, True))):
+        assert torch.equal(assignment(metric, r, Protected(True, registers=1)), assignment(metric, r, Protected(True, True)))
 
 
 def test_dinov2_reg_tiny_under_tome_equals_the_reference_model():

@@ -1,5 +1,5 @@
 """SigLIP's attention-pool head: the static export spelling (graphs/models/siglip_head.py) equals the
-original head, is what torch.export traces, leaves eager untouched, and comes off with remove_merge."""
+original head, is what an exporter traces (the spelling's `traced` flag), leaves eager untouched, and comes off with remove_merge."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from tomobile.graphs import MergeConfig, remove_merge
+from tomobile.graphs.methods.merge import ARITHMETIC
+from tomobile.graphs.methods.ops import using_ops
 from tomobile.graphs.models.registry import get_model
 from tomobile.graphs.models.siglip_head import static_pool
 
@@ -41,11 +43,12 @@ def test_eager_runs_the_original_head_bit_for_bit():
 
 def test_export_traces_the_static_spelling_and_matches_eager():
     """Exported: no MultiheadAttention internals (no 5-D unsqueeze/squeeze of the packed k/v, no
-    bmm), and the exported program equals eager to float rounding."""
+    bmm), and the exported program equals eager (the original head) to float rounding."""
     wrapper = _wrapper("tome:r=8")
     (x,) = wrapper.example_inputs(seed=2)
     with torch.no_grad():
-        program = torch.export.export(wrapper, (x,), strict=False)
+        with using_ops(wrapper, ARITHMETIC.for_export()):  # as the exporters trace it (export/pipeline.py)
+            program = torch.export.export(wrapper, (x,), strict=False)
         eager = wrapper(x)
         exported = program.module()(x)
     targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
