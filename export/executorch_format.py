@@ -1,8 +1,9 @@
 """ExecuTorch exporter: torch.export program -> edge -> (XNNPACK delegate) -> model.pte.
 
-For XNNPACK the program first goes through export/passes/ (layer norm, attention, GELU and pow
-spelled in ops XNNPACK delegates and computes as eager does; constants folded; edge-level expand
-and select as views and slices).
+For XNNPACK the program first goes through export/passes/ (layer norm, RMS norm, means, attention,
+GELU, pow, unbind, repeat_interleave, growing expands and a patching 3-D convolution spelled in ops
+XNNPACK delegates and computes as eager does; constants folded; edge-level expand, select, squeeze
+and unsqueeze as views and slices, permutes of more than 6 axes on fewer).
 
 Before the file is written, every operator left outside the delegate is checked against the
 kernels registered in the installed runtime: a .pte that would fail at load_method is not written.

@@ -8,6 +8,7 @@ manifest.json).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import time
@@ -384,8 +385,6 @@ CLIP_SUFFIXES = (".gif", ".npy", ".mp4")
 
 def check_clip_file(out: Path) -> None:
     """Before any work: `out`'s format can be written here (.mp4 needs imageio-ffmpeg's ffmpeg)."""
-    import importlib.util
-
     if out.suffix.lower() == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
         raise InputError("--out .mp4 needs the imageio-ffmpeg package (pip install 'tomobile[video]'); "
                          ".gif and .npy need nothing more")

@@ -26,7 +26,7 @@ GRAPHS_ALLOWED = {"graphs.spec.grammar": set(), "graphs.spec": {"graphs.methods"
                   "graphs.models": {"graphs.methods", "graphs.spec"}}
 # Third-party modules that may be imported inside a function: heavy, and needed only on some paths.
 DEFERRED = {"transformers", "coremltools", "coreai", "coreai_torch", "executorch", "torchao", "onnx", "onnx_ir", "onnxruntime",
-            "matplotlib", "PIL", "diffusers"}
+            "matplotlib", "PIL", "diffusers", "imageio_ffmpeg"}
 
 
 def _modules(root: Path = ROOT) -> dict[str, Path]:
