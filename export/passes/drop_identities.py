@@ -6,7 +6,7 @@ import torch
 
 
 def drop_identities(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    """A clone (default memory format) or a slice over a whole axis becomes its input, in place.
+    """A clone that keeps its input's strides, or a slice over a whole axis, becomes its input, in place.
 
     A causal video VAE keeps `x[:, :, -2:].clone()` of each conv input as its cache (Wan's
     decoder); where x has exactly 2 frames that is x itself, and XNNPACK refused the partition
@@ -30,8 +30,9 @@ def _is_identity(node: torch.fx.Node) -> bool:
     aten = torch.ops.aten
     if node.op != "call_function" or not node.args or not isinstance(node.args[0], torch.fx.Node):
         return False
-    if node.target == aten.clone.default:
-        return node.kwargs.get("memory_format") in (None, torch.contiguous_format)
+    if node.target == aten.clone.default:  # a copy with its input's strides (a reshape's clone of a permute has others)
+        src, out = node.args[0].meta.get("val"), node.meta.get("val")
+        return src is not None and out is not None and src.stride() == out.stride()
     if node.target == aten.slice.Tensor:
         step = node.args[4] if len(node.args) > 4 else 1
         return step == 1 and tuple(node.args[0].meta["val"].shape) == tuple(node.meta["val"].shape)
