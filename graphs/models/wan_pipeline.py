@@ -73,11 +73,11 @@ def check_parts(folder: Path) -> tuple[dict, dict]:
     if (vae or {}).get("_class_name") != "AutoencoderKLWan":
         raise PipelineFolderError(f"{folder}/vae is a {(vae or {}).get('_class_name')!r}; {PIPELINE_CLASS} takes an "
                                   "AutoencoderKLWan")
-    if int(text["d_model"]) != int(transformer.get("text_dim", -1)):
-        raise PipelineFolderError(f"{folder}: the text encoder's width {text['d_model']} is not the transformer's "
+    if text.get("d_model") != transformer.get("text_dim"):
+        raise PipelineFolderError(f"{folder}: the text encoder's width {text.get('d_model')} is not the transformer's "
                                   f"text_dim {transformer.get('text_dim')}; the parts come from different models")
-    z = int(vae.get("z_dim", 16))
-    if z != int(transformer.get("in_channels", -1)) or z != int(transformer.get("out_channels", -1)):
+    z = vae.get("z_dim", 16)
+    if z != transformer.get("in_channels") or z != transformer.get("out_channels"):
         raise PipelineFolderError(f"{folder}: the VAE's z_dim {z} is not the transformer's in/out channels "
                                   f"{transformer.get('in_channels')}/{transformer.get('out_channels')}; the parts come "
                                   "from different models")
@@ -93,9 +93,10 @@ def load_wan_pipeline(folder: Path, config: MergeConfig, size: str | None = None
     length = int(text_length or TEXT_LENGTH)
     bundle = load_video_folder(folder, config, size, frames, tdtm_odd, text_tokens=length)
     tokenizer = _load(_tokenizer, folder / "tokenizer")
-    if len(tokenizer) > int(text_config["vocab_size"]):
+    vocab = text_config.get("vocab_size")
+    if not isinstance(vocab, int) or len(tokenizer) > vocab:
         raise PipelineFolderError(f"{folder}: the tokenizer has {len(tokenizer)} ids and the text encoder's vocabulary "
-                                  f"{text_config['vocab_size']}; the parts come from different models")
+                                  f"{vocab}; the parts come from different models")
     transformer_spec = bundle.manifest["pipeline"]
     latent = (1, int(vae_config.get("z_dim", 16)), *transformer_spec["latent"])
     encoder = _load(_text_encoder, folder / "text_encoder")

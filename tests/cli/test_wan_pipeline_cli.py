@@ -37,19 +37,22 @@ def _run(argv: list[str]) -> int:
         return int(stop.code)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """(pipeline, pipeline folder, export folder, latents file)."""
-    root = tmp_path_factory.mktemp("wan-pipeline")
+def export_pipeline(root: Path, fmt: str):
+    """(pipeline, pipeline folder, export folder, latents file): PARTS saved, exported in `fmt`."""
     pipe = small_wan_pipeline(PARTS)
     pipe.save_pretrained(str(root / "pipe"))
     out = root / "export"
-    code = _run(["export", root / "pipe", "--size", SIZE, "--frames", FRAMES, "--merge", "tdtm", "--format", "onnx",
+    code = _run(["export", root / "pipe", "--size", SIZE, "--frames", FRAMES, "--merge", "tdtm", "--format", fmt,
                  "--text-length", LENGTH, "--out", out, "--quiet"])
     assert code == 0
     latents = torch.randn(latent_shape(pipe, SIZE, SIZE, FRAMES), generator=torch.Generator().manual_seed(11))
     np.save(root / "latents.npy", latents.numpy())
     return pipe, root / "pipe", out, root / "latents.npy"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    return export_pipeline(tmp_path_factory.mktemp("wan-pipeline"), "onnx")
 
 
 def diffusers_frames(pipe, latents: torch.Tensor, tdtm_steps: int) -> np.ndarray:
@@ -90,9 +93,20 @@ def test_the_manifest_describes_the_pipeline(exported):
 
 @pytest.mark.parametrize("tdtm_steps", [0, 2])
 def test_generate_equals_wanpipeline_from_the_same_latents(exported, tmp_path, tdtm_steps):
+    check_generate(exported, tmp_path, tdtm_steps, "onnxruntime")
+
+
+@pytest.mark.slow  # the ExecuTorch lowering of the three parts takes minutes on 2 shared cores
+def test_executorch_generate_equals_wanpipeline(tmp_path):
+    exported = export_pipeline(tmp_path, "executorch")
+    for tdtm_steps in (0, 2):
+        check_generate(exported, tmp_path, tdtm_steps, "executorch")
+
+
+def check_generate(exported, tmp_path: Path, tdtm_steps: int, runtime: str) -> None:
     pipe, _, out, latents = exported
     clip = tmp_path / "clip.npy"
-    code = _run(["generate", PROMPT, "--artifacts", out, "--runtime", "onnxruntime", "--steps", STEPS, "--guidance",
+    code = _run(["generate", PROMPT, "--artifacts", out, "--runtime", runtime, "--steps", STEPS, "--guidance",
                  GUIDANCE, "--latents", latents, "--tdtm-steps", tdtm_steps, "--lpl", "off", "--out", clip, "--quiet"])
     assert code == 0
     ours = np.load(clip)
@@ -112,6 +126,16 @@ def test_generate_writes_gif_and_mp4(exported, tmp_path, suffix):
     assert _run(["generate", PROMPT, "--artifacts", out, "--runtime", "onnxruntime", "--steps", 2, "--latents", latents,
                  "--out", clip, "--quiet"]) == 0
     assert clip.stat().st_size > 0 and sorted(p.name for p in tmp_path.iterdir()) == [clip.name]
+
+
+def test_generate_leaps_with_lpl(exported, tmp_path, capsys):
+    _, _, out, latents = exported
+    clip = tmp_path / "clip.npy"
+    assert _run(["generate", PROMPT, "--artifacts", out, "--runtime", "onnxruntime", "--steps", STEPS, "--latents",
+                 latents, "--lpl", 2, "--tdtm-steps", 1, "--out", clip]) == 0
+    text = capsys.readouterr().out
+    assert "3 velocity evaluations (6 transformer calls, guidance 5)" in text and "1 TDTM-merged" in text
+    assert "leap at step 2" in text and np.all(np.isfinite(np.load(clip)))
 
 
 def _snapshot(root: Path) -> dict[str, tuple]:
