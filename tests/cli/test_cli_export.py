@@ -65,7 +65,8 @@ def test_validate_fails_on_wrong_numbers(vit_tiny_export: Path, tmp_path: Path, 
 
 @pytest.mark.parametrize("argv,needle", [
     (["export", "no-such-model", "--out", "{out}"], "unknown model 'no-such-model'; built-in models:"),
-    (["export", "vit-tiny", "--format", "onnx,tflite", "--out", "{out}"], "unknown format 'tflite'; valid formats"),
+    (["export", "vit-tiny", "--format", "onnx,tflite", "--out", "{out}"],
+     "--format: unknown format 'tflite'; formats: onnx, executorch"),
     (["export", "vit-tiny", "--merge", "tome:r=abc", "--out", "{out}"], "not an integer"),
     (["export", "vit-tiny", "--merge", "tome:r=40", "--out", "{out}"], "allows r <= 32"),
     (["export", "{bad}", "--out", "{out}"], "no model_type"),
