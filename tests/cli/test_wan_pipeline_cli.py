@@ -96,11 +96,12 @@ def test_generate_equals_wanpipeline_from_the_same_latents(exported, tmp_path, t
     check_generate(exported, tmp_path, tdtm_steps, "onnxruntime")
 
 
-@pytest.mark.slow  # the ExecuTorch lowering of the three parts takes minutes on 2 shared cores
-def test_executorch_generate_equals_wanpipeline(tmp_path):
-    exported = export_pipeline(tmp_path, "executorch")
+@pytest.mark.slow  # the ExecuTorch lowering of the VAE decoder alone takes minutes on 2 shared cores
+@pytest.mark.parametrize("fmt, runtime", [("executorch", "executorch"), ("coreai", "coreai")])
+def test_executorch_and_coreai_generate_equal_wanpipeline(tmp_path, fmt, runtime):
+    exported = export_pipeline(tmp_path, fmt)
     for tdtm_steps in (0, 2):
-        check_generate(exported, tmp_path, tdtm_steps, "executorch")
+        check_generate(exported, tmp_path, tdtm_steps, runtime)
 
 
 def check_generate(exported, tmp_path: Path, tdtm_steps: int, runtime: str) -> None:
