@@ -85,7 +85,7 @@ ROWS: list[tuple[str, list[str]]] = [
     ("needed variant damaged", [*GEN, "--runtime", "onnxruntime", "--artifacts", "{w}/video", "--tdtm-steps", "2"]),
     ("generate --out is a folder", ["generate", "a red circle moving left", "--out", "{w}/mine.gif"]),
     ("generate --out under a file", ["generate", "a red circle moving left", "--out", "{w}/notes.txt/clip.gif"]),
-    ("generate --out .mp4", ["generate", "a red circle moving left", "--out", "{w}/clip.mp4"]),
+    ("generate --out .avi", ["generate", "a red circle moving left", "--out", "{w}/clip.avi"]),
     # eval video / eval text
     ("eval video --prompts -11", [*VIDEO, "--prompts", "-11"]),
     ("eval video --prompts 13", [*VIDEO, "--prompts", "13"]),
