@@ -18,4 +18,5 @@ def repeat_interleave(x, repeats: int, dim: int | None = None, output_size: int 
     return grown.reshape([*shape[:dim], shape[dim] * repeats, *shape[dim + 1:]])
 
 
-REPEAT_INTERLEAVE_AS_BROADCAST = {torch.ops.aten.repeat_interleave.self_int: repeat_interleave}  # a decomposition table entry
+# a decomposition table entry
+REPEAT_INTERLEAVE_AS_BROADCAST = {torch.ops.aten.repeat_interleave.self_int: repeat_interleave}
