@@ -31,7 +31,7 @@ system:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,plot,sentence,sd]'
+	$(PY) -m pip install --quiet -e '.[dev,plot,sentence,sd,video]'
 	touch $(STAMP)
 
 install-hf457: $(HF457_STAMP)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..export.output import OutputError, check_parent_writable, nearest_existing
-from ..graphs.numbers import NumberError, parse_float, parse_int, parse_int_list
+from ..graphs.numbers import NumberError, parse_float, parse_int, parse_int_list, parse_pixel_size
 
 
 MAX_THREADS = 4 * (os.cpu_count() or 1)  # more threads than this only oversubscribe (99999 crashed or hung)
@@ -44,6 +44,11 @@ def int_at_least(low: int, high: int | None = None):
     """argparse type: a plain decimal integer (ASCII digits) in [low, high]."""
     return _argparse_type(lambda t: parse_int(t, "value", low, high),
                           f"integer >= {low}" if high is None else f"integer {low}..{high}")
+
+
+def pixel_size(text: str) -> tuple[int, int]:
+    """argparse type: `--size` HxW in pixels, or one number for a square."""
+    return _argparse_type(parse_pixel_size, "pixel size")(text)
 
 
 def thread_count(text: str) -> int:

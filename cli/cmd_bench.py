@@ -30,7 +30,7 @@ from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.reference_merge import REFERENCES, compare_eager
 from .checks import MAX_STEPS, THREADS_HELP, check_output_file, int_at_least, note, parse_threads
 from .cmd_stream_bench import add_stream_args, cmd_stream_bench
-from .model_arg import check_trace_source, resolve_model, sd_options, source_folder, unused_merge_options
+from .model_arg import check_trace_source, diffusers_options, resolve_model, source_folder, unused_merge_options
 
 DEFAULT_THREADS = "1,2"
 BENCH_RUNTIMES = tuple(RUNTIMES)
@@ -113,7 +113,7 @@ def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple
     for config in configs:
         folder = check_out_dir(_variant_folder(work, config), keep=(source,) if source else (), force=None,
                                option="--work folder")
-        bundle = resolve_model(args.model, config, sd_options(args.size, False))
+        bundle = resolve_model(args.model, config, diffusers_options(args.size, False))
         check_trace_source(config, bundle)
         unused = unused_merge_options(config, batch=1)  # bench times batch 1
         if unused:

@@ -14,9 +14,9 @@ from ..graphs.spec.config import MergeConfig, spec_help
 from ..runtime.manifest import DEFAULT_OUT, MANIFEST
 from ..runtime.manifest_reader import Artifact
 from ..runtime.report import format_table
-from .checks import int_at_least, note
+from .checks import int_at_least, note, pixel_size
 from .cmd_generate import add_tdtm_args, tdtm_options
-from .model_arg import check_trace_source, resolve_model, sd_options, source_folder, unused_merge_options
+from .model_arg import check_trace_source, diffusers_options, resolve_model, source_folder, unused_merge_options
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -24,7 +24,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     formats = parse_formats(args.format)
     options = ExportOptions(backend=args.backend, precision=args.precision, quantize=args.quantize)
     notes = check_options(formats, options)
-    tdtm = {**tdtm_options(args), **sd_options(args.size, args.cfg)}
+    tdtm = {**tdtm_options(args), **diffusers_options(args.size, args.cfg, args.frames, args.text_length)}
     source = source_folder(args.model)
     out_arg = Path(args.out) if args.out else DEFAULT_OUT / (source.resolve().name if source else args.model)
     out = check_out_dir(out_arg, force=args.force, keep=(source,) if source else ())
@@ -72,13 +72,26 @@ def add_parser(sub) -> None:
                        description="Export MODEL to mobile formats into DIR with manifest.json, then validate. A failed "
                                    "validation keeps the folder (table in its manifest) and exits 1; bad input writes "
                                    "nothing and exits 2.")
-    p.add_argument("model", metavar="MODEL", help="a built-in name (see `tomobile models`) or a local Hugging Face "
-                                                  "model folder (config.json + weights)")
+    p.add_argument("model", metavar="MODEL", help="a built-in name (see `tomobile models`), a local Hugging Face "
+                                                  "model folder (config.json + weights), a local diffusers UNet, "
+                                                  "Wan or LTX-Video transformer or LTX pipeline folder (its "
+                                                  "transformer), or a WanPipeline folder (the whole pipeline: text "
+                                                  "encoder, transformer, VAE decoder, tokenizer, scheduler)")
     p.add_argument("--merge", default="none", metavar="SPEC",
                    help=f"token merging: {spec_help()} (default: none)")
-    p.add_argument("--size", type=int_at_least(8, SD_MAX_SIZE), metavar="PX",
-                   help=f"Stable Diffusion UNets: image size in pixels, a multiple of 8 from 8 to {SD_MAX_SIZE} "
-                        "(latent = PX/8); default: the config's sample_size x 8")
+    p.add_argument("--size", type=pixel_size, metavar="HxW",
+                   help="diffusers models: image or video frame size in pixels, HxW or one number for a square. "
+                        f"Stable Diffusion UNets: square, a multiple of 8 from 8 to {SD_MAX_SIZE} (latent = PX/8; "
+                        "default: the config's "
+                        "sample_size x 8). Wan / LTX-Video transformers: multiples of 16 / 32 (the VAE's 8x / 32x times "
+                        "the patch; default for the built-ins: 256x256 Wan, 512x512 LTX-Video; required for a folder)")
+    p.add_argument("--frames", type=int_at_least(1), metavar="N",
+                   help="Wan / LTX-Video transformers: video frames, as the pipeline's num_frames: 4k+1 for Wan, 8k+1 "
+                        "for LTX-Video (latent frames = (N - 1) / 4 + 1 or (N - 1) / 8 + 1); default for the built-ins: "
+                        "17 Wan (5 latent frames, 1,280 tokens at 256x256), 33 LTX-Video (5, 1,280 tokens at 512x512)")
+    p.add_argument("--text-length", type=int_at_least(1, 4096), metavar="N",
+                   help="a diffusers WanPipeline folder: the prompt length in tokens the text encoder and the "
+                        "transformer take, as WanPipeline's max_sequence_length (default: 512)")
     p.add_argument("--cfg", action="store_true",
                    help="Stable Diffusion UNets: batch 2 (classifier-free guidance's unconditional + conditional)")
     p.add_argument("--format", default="onnx,coreml,executorch", metavar="LIST",
@@ -95,8 +108,10 @@ def add_parser(sub) -> None:
                    help="int8: dynamic int8 weights for onnx, static PT2E int8 (XNNPACK quantizer, calibrated on the "
                         f"seeded inputs) for executorch; validated by PSNR against fp32 eager; {_honoured_by('quantize')}")
     p.add_argument("--no-validate", action="store_true", help="skip validation against eager PyTorch")
-    p.add_argument("--split", choices=("blocks",), help="video denoisers: also write them as ordered parts (embedding, "
-                                                        "one per transformer block and merge variant, final) for "
-                                                        "`generate --stream`; each part validated on its slice")
-    add_tdtm_args(p, "the checkpoint's recorded setting (video models only)")
+    p.add_argument("--split", choices=("blocks",),
+                   help="video denoisers and Wan transformers: also write them as ordered parts (embedding, one per "
+                        "transformer block and merge variant, final) for block streaming (`generate --stream` for "
+                        "the video-dit models); each part validated on its slice, the chain on the monolithic output")
+    add_tdtm_args(p, "the checkpoint's recorded setting (video-dit models); Wan / LTX-Video with --merge tdtm: "
+                     "positions original, odd frames first")
     p.set_defaults(handler=cmd_export)

@@ -1,4 +1,6 @@
-"""`tomobile generate PROMPT --out clip.gif`: text-to-video with `video-dit-tiny`.
+"""`tomobile generate PROMPT --out clip.gif`: text-to-video with `video-dit-tiny`, or with an
+exported diffusers WanPipeline (`--artifacts DIR` from `tomobile export PIPELINE_DIR`:
+cli/cmd_generate_wan.py).
 
 Runs eager PyTorch or exported artifacts (ONNX Runtime, ExecuTorch) through the same sampler;
 prints denoiser calls, time, and which merges and leaps were used.
@@ -20,10 +22,14 @@ from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.sampler import LeapConfig, LeapMode, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
 from ..runtime.stream_video import check_text_encoder, format_steps, streamed_runtime
 from ..runtime.streaming import BlockStreamer, StreamError, parse_bytes
-from ..runtime.video import (RuntimeKind, VideoRuntime, check_prompt, generate, load_runtime, needed_variants, preload, save_clip,
-                             variant_name)
+from ..runtime.video import (CLIP_SUFFIXES, RuntimeKind, VideoRuntime, check_clip_file, check_prompt, generate,
+                             load_runtime, needed_variants, preload, save_clip, variant_name)
 from ..runtime.video_eval import clip_psnr, ssim
+from ..runtime.wan_artifacts import is_wan_export
 from .checks import MAX_SEED, MAX_STEPS, check_output_file, finite_float, int_at_least, note
+from .cmd_generate_wan import cmd_generate_wan, refuse_wan_options
+
+STEPS, GUIDANCE = 30, 4.0  # video-dit-tiny's defaults (a Wan export has its own)
 
 
 def sampler_config(steps: int, lpl: str, tdtm_steps: int, guidance: float, timesteps: str | None = None,
@@ -48,9 +54,10 @@ def add_tdtm_args(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--tdtm-positions", metavar="original|midpoint",
                    help="temporal RoPE positions of TDTM-merged frames: original (On-device Sora: 0..T'-1) or "
                         f"midpoint (each pair's mean time, 2i + 0.5); default: {default}")
-    p.add_argument("--tdtm-odd", metavar="original|keep",
+    p.add_argument("--tdtm-odd", metavar="original|keep|first",
                    help="TDTM with an odd frame count: original (On-device Sora: drop the last frame, fill it with "
-                        f"the last pair's average) or keep (it is its own merged frame); default: {default}")
+                        "the last pair's average), keep (the last frame is its own merged frame) or first (the first "
+                        f"frame alone, the rest paired: what a causal video VAE's latents ask for); default: {default}")
 
 
 def tdtm_options(args: argparse.Namespace) -> dict[str, str]:
@@ -73,7 +80,8 @@ def add_mode_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int_at_least(1, MAX_STEPS), default=30, help=f"Euler steps, 1..{MAX_STEPS} (default: 30)")
+    p.add_argument("--steps", type=int_at_least(1, MAX_STEPS),
+                   help=f"sampling steps, 1..{MAX_STEPS} (default: {STEPS}; a WanPipeline export: its own, 50)")
     p.add_argument("--lpl", default="off", metavar="off|auto|N",
                    help="linear proportional leap: off, auto (On-device Sora: from step 14 of 30, leap once the "
                         "velocity cosine similarity has not beaten its best by 1e-3 for 3 steps), or leap after "
@@ -81,7 +89,13 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tdtm-steps", type=int_at_least(0), default=0, metavar="K",
                    help="use the TDTM-merged denoiser for the first K steps (0 <= K <= steps)")
     p.add_argument("--tome", action="store_true", help="use the spatial-ToMe denoiser variants (ratio 0.5)")
-    p.add_argument("--guidance", type=finite_float, default=4.0, help="classifier-free guidance scale (default: 4.0)")
+    p.add_argument("--guidance", type=finite_float,
+                   help=f"classifier-free guidance scale (default: {GUIDANCE}; a WanPipeline export: its own, 5.0)")
+    p.add_argument("--negative-prompt", metavar="TEXT",
+                   help="a WanPipeline export: the prompt guidance steers away from (default: \"\", as WanPipeline)")
+    p.add_argument("--latents", metavar="FILE.npy",
+                   help="a WanPipeline export: start from these latents (float32, the export's latent shape "
+                        "(1, z, F, h, w), as WanPipeline's latents=) instead of --seed's noise")
     add_runtime_args(p, "eager")
     add_mode_args(p)
     p.add_argument("--stream", action="store_true", help="run the denoiser part by part from a `--split blocks` export "
@@ -95,7 +109,8 @@ def add_runtime_args(p: argparse.ArgumentParser, default: str, per_mode_set: boo
     p.add_argument("--runtime", choices=[k.value for k in RuntimeKind], default=default,
                    help=f"eager runs the built-in model; the others need --artifacts (default: {default})")
     p.add_argument("--artifacts", metavar="DIR", action="append" if per_mode_set else "store",
-                   help="folder from `tomobile export video-dit-tiny`, for --runtime onnxruntime, executorch or coreai"
+                   help="folder from `tomobile export video-dit-tiny` or from `tomobile export PIPELINE_DIR` of a "
+                        "diffusers WanPipeline, for --runtime onnxruntime, executorch or coreai"
                         + ("; with --mode-sets once per mode set, each set running on the folder exported with "
                            "its TDTM modes" if per_mode_set else ""))
 
@@ -159,9 +174,14 @@ def note_unknown_words(prompt: str) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     check_prompt(args.prompt)
+    if args.artifacts and is_wan_export(Path(args.artifacts)):
+        return cmd_generate_wan(args)
+    refuse_wan_options(args)
     out = Path(args.out)
-    check_output_file(out, "--out", (".gif", ".npy"))
-    cfg = sampler_config(args.steps, args.lpl, args.tdtm_steps, args.guidance, args.timesteps, args.lpl_similarity)
+    check_output_file(out, "--out", CLIP_SUFFIXES)
+    check_clip_file(out)
+    cfg = sampler_config(STEPS if args.steps is None else args.steps, args.lpl, args.tdtm_steps,
+                         GUIDANCE if args.guidance is None else args.guidance, args.timesteps, args.lpl_similarity)
     variants = needed_variants(cfg, args.tome) + ([variant_name(False, False)] if args.compare else [])
     streamer = None
     if args.stream or args.memory_budget or args.no_prefetch:
@@ -209,10 +229,14 @@ def _compare_with_baseline(rt, args: argparse.Namespace, cfg: SamplerConfig, gen
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("generate", help="text-to-video with video-dit-tiny (eager or exported artifacts)",
-                       description="Generate a clip from PROMPT with the built-in video-dit-tiny model.")
+    p = sub.add_parser("generate", help="text-to-video with video-dit-tiny (eager or exported artifacts) or an "
+                                        "exported diffusers WanPipeline",
+                       description="Generate a clip from PROMPT with the built-in video-dit-tiny model, or with a "
+                                   "WanPipeline exported by `tomobile export PIPELINE_DIR` (--artifacts DIR).")
     p.add_argument("prompt", metavar="PROMPT", help='e.g. "a red circle moving left"')
-    p.add_argument("--out", required=True, metavar="FILE", help=".gif, or .npy (float32 [T, H, W, 3] in [0, 1])")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help=".gif, .mp4 (H.264; needs imageio-ffmpeg, the video extra), or .npy (float32 [T, H, W, 3] in "
+                        "[0, 1], as diffusers' output_type=\"np\")")
     p.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0,
                    help="noise seed, 0..2^64-1 (the noise generator's uint64 state; default: 0)")
     p.add_argument("--compare", action="store_true",

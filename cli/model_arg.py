@@ -13,26 +13,37 @@ from ..graphs.models.exportable import ModelBundle
 from ..graphs.models.hf_folder import load_local
 from ..graphs.models.registry import ModelEntry, builtin_models, get_model
 from ..graphs.models.sd_unet import SD_OPTIONS, load_unet_folder, unet_folder
+from ..graphs.models.video_folder import load_video_folder, video_source
+from ..graphs.models.video_transformers import VIDEO_OPTIONS
+from ..graphs.models.wan_pipeline import PIPELINE_OPTIONS, load_wan_pipeline, scheduler_config, wan_pipeline_folder
 from ..graphs.spec.config import MergeConfig
 from ..graphs.spec.grammar import SpecError
+from ..runtime.flow_schedule import flow_schedule
 
 
 def resolve_model(name: str, config: MergeConfig, options: dict | None = None) -> ModelBundle:
-    """A built-in model name, a local Hugging Face model folder or a local diffusers UNet / pipeline
-    folder -> bundle, patched per `config`; `options` (the video model's TDTM modes, the UNets'
-    size and cfg) only for a model that takes them."""
+    """A built-in model name, a local Hugging Face model folder, a local diffusers UNet / pipeline
+    folder or a diffusers video transformer / pipeline folder (Wan, LTX-Video) -> bundle, patched per
+    `config`; `options` (the video models' TDTM modes, the UNets' size and cfg, the video
+    transformers' size and frames) only for a model that takes them."""
     models = builtin_models()
+    path = Path(name)
+    if path.exists() and wan_pipeline_folder(path):
+        _refuse_folder_options(path, options or {}, PIPELINE_OPTIONS, "diffusers WanPipeline")
+        flow_schedule(scheduler_config(path), 1)  # a scheduler the sampler lacks is refused before any weight is read
+        return load_wan_pipeline(path, config, **(options or {}))
+    if "text_length" in (options or {}):
+        raise InputError(f"--text-length applies to a diffusers WanPipeline folder, not to {name}")
     if name in models:
         _refuse_options(name, models, options or {})
         _refuse_tomesd(name, config, models[name].options)
         return get_model(name).builder(config, **(options or {}))
-    path = Path(name)
     if path.exists() and unet_folder(path):
-        extra = [k for k in options or {} if k not in SD_OPTIONS]
-        if extra:
-            raise InputError(f"--{extra[0].replace('_', '-')} applies to video models only, not to the diffusers "
-                             f"UNet in {name}")
+        _refuse_folder_options(path, options or {}, SD_OPTIONS, "diffusers UNet")
         return load_unet_folder(path, config, **(options or {}))
+    if path.exists() and video_source(path):
+        _refuse_folder_options(path, options or {}, VIDEO_OPTIONS, "diffusers video transformer")
+        return load_video_folder(path, config, **(options or {}))
     if path.exists():
         _refuse_options(name, models, options or {})
         _refuse_tomesd(name, config, ())
@@ -44,27 +55,39 @@ def resolve_model(name: str, config: MergeConfig, options: dict | None = None) -
 
 
 def _refuse_options(name: str, models: dict[str, ModelEntry], options: dict) -> None:
-    """Model options (the TDTM modes, the UNets' --size/--cfg) that `name` does not take are a one-line error."""
+    """Model options (the TDTM modes, --size/--cfg/--frames of diffusers models) that `name` does not
+    take are a one-line error naming the models that take them."""
     unknown = [k for k in options if k not in (models[name].options if name in models else ())]
     if unknown:
         takers = ", ".join(n for n, e in sorted(models.items()) if set(unknown) <= set(e.options))
         flags = " and ".join("--" + k.replace("_", "-") for k in unknown)
         verb = "apply" if len(unknown) > 1 else "applies"
-        if set(unknown) <= set(SD_OPTIONS):
-            raise InputError(f"{flags} {verb} to Stable Diffusion UNets ({takers}, local diffusers folders), not to {name}")
+        if set(unknown) <= {*SD_OPTIONS, *VIDEO_OPTIONS} - {"tdtm_odd"}:
+            raise InputError(f"{flags} {verb} to diffusers models ({takers}, local diffusers folders), not to {name}")
         raise InputError(f"{flags} {verb} only to {takers} (the models with TDTM modes), not to {name}")
 
 
+def _refuse_folder_options(path: Path, options: dict, allowed: tuple[str, ...], kind: str) -> None:
+    extra = [k for k in options if k not in allowed]
+    if extra:
+        raise InputError(f"--{extra[0].replace('_', '-')} does not apply to the {kind} in {path}; it takes "
+                         f"{', '.join('--' + k.replace('_', '-') for k in allowed)}")
+
+
 def _refuse_tomesd(name: str, config: MergeConfig, options: tuple[str, ...]) -> None:
-    """tomesd: merges Stable Diffusion UNets only (the models that take --size)."""
-    if config.method == TOMESD and "size" not in options:
+    """tomesd: merges Stable Diffusion UNets only (the models that take --cfg); a video transformer
+    (the models that take --frames) refuses it itself, naming the merges it takes."""
+    if config.method == TOMESD and "cfg" not in options and "frames" not in options:
         raise SpecError(f"{config.describe()} applies to Stable Diffusion UNets (sd-unet-tiny, sd15-unet, a local "
                         f"diffusers folder), not to {name}; transformer encoders take the other methods (`tomobile models`)")
 
 
-def sd_options(size: int | None, cfg: bool) -> dict:
-    """--size / --cfg as given (omitted ones left out, so other models refuse only what was asked)."""
-    return {k: v for k, v in (("size", size), ("cfg", cfg or None)) if v is not None}
+def diffusers_options(size: int | tuple[int, int] | None, cfg: bool, frames: int | None = None,
+                      text_length: int | None = None) -> dict:
+    """--size / --cfg / --frames / --text-length as given (omitted ones left out, so other models refuse
+    only what was asked)."""
+    given = (("size", size), ("cfg", cfg or None), ("frames", frames), ("text_length", text_length))
+    return {k: v for k, v in given if v is not None}
 
 
 def source_folder(name: str) -> Path | None:

@@ -1,8 +1,9 @@
 """ExecuTorch exporter: torch.export program -> edge -> (XNNPACK delegate) -> model.pte.
 
-For XNNPACK the program first goes through export/passes/ (layer norm, attention, GELU and pow
-spelled in ops XNNPACK delegates and computes as eager does; constants folded; edge-level expand
-and select as views and slices).
+For XNNPACK the program first goes through export/passes/ (layer norm, RMS norm, means, attention,
+GELU, pow, unbind, repeat_interleave, growing expands and a patching 3-D convolution spelled in ops
+XNNPACK delegates and computes as eager does; constants folded; edge-level expand, select, squeeze
+and unsqueeze as views and slices, permutes of more than 6 axes on fewer).
 
 Before the file is written, every operator left outside the delegate is checked against the
 kernels registered in the installed runtime: a .pte that would fail at load_method is not written.
@@ -165,10 +166,11 @@ def export_executorch_methods(get_programs: dict, parts: dict[str, PartInfo], ou
     weights stored once. `single`: one part as the method `forward` (the plain export).
     Returns each part's manifest details ({"method": name} when shared)."""
     programs, precision = {}, options.precision
+    backend = next((p.backend for p in parts.values() if p.backend), options.backend)  # a part's own, or --backend's
     for stem, part in parts.items():
         program = get_programs[stem](options.precision)
         if options.quantize == "int8":
-            if options.precision != "fp32" or options.backend != "xnnpack":
+            if options.precision != "fp32" or backend != "xnnpack":
                 raise InputError("--quantize int8 for executorch takes the fp32 model and the xnnpack backend")
             program, precision = quantize_int8(program, part.calibration), "int8"
         problems = check_graph(program, "executorch")
@@ -176,7 +178,7 @@ def export_executorch_methods(get_programs: dict, parts: dict[str, PartInfo], ou
             raise UnsupportedOpError(stem, "executorch", problems)
         programs["forward" if single else stem] = program
     external = any(p.external_weights for p in parts.values())
-    manager = lower_methods(programs, options.backend, out.stem if external else None)
+    manager = lower_methods(programs, backend, out.stem if external else None)
     kernels = registered_executorch_kernels()
     for stem, method in zip(parts, programs, strict=True):
         plan = _plan(manager, method)
@@ -189,7 +191,7 @@ def export_executorch_methods(get_programs: dict, parts: dict[str, PartInfo], ou
         manager.write_tensor_data_to_file(str(out.parent))  # OUT.stem + .ptd
     details = {}
     for stem, method in zip(parts, programs, strict=True):
-        d = {"precision": precision, "backend": options.backend, **program_summary(manager, method)}
+        d = {"precision": precision, "backend": backend, **program_summary(manager, method)}
         if not single:
             d["method"] = method
         if precision == "int8":

@@ -248,7 +248,8 @@ def _prepare(stem: str, wrapper: Exportable, options: ExportOptions) -> tuple:
     """(get_program, PartInfo) of a part: its programs traced on first use, its calibration inputs."""
     calibration = tuple(wrapper.example_inputs(seed=s) for s in range(CALIBRATION_SEEDS)) if options.quantize else ()
     info = PartInfo(stem, tuple(s.name for s in wrapper.input_specs), tuple(wrapper.output_names),
-                    calibration=calibration, external_weights=wrapper.external_weights)
+                    calibration=calibration, external_weights=wrapper.external_weights,
+                    backend=wrapper.executorch_backend)
     return _programs(wrapper, wrapper.example_inputs(seed=0)), info
 
 

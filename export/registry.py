@@ -49,6 +49,7 @@ class PartInfo:
     # Weights in a file beside the artifact (ONNX external data, ExecuTorch .ptd): streamed parts.
     external_weights: bool = False
     calibration: tuple = ()  # input tuples for static quantisation (seeded inputs)
+    backend: str | None = None  # the part's own ExecuTorch backend (Exportable.executorch_backend)
 
 
 # ExportOptions field -> (Exporter capability attribute, the value that asks for nothing special).

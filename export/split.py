@@ -15,7 +15,7 @@ def split_bundle(bundle: ModelBundle, kind: str, quantize: str | None) -> ModelB
     if quantize:
         raise InputError(f"--split {kind} writes fp32 parts (fp16 with --precision for ExecuTorch); "
                          f"--quantize {quantize} is not supported with --split")
-    return split_denoisers(bundle, kind)
+    return bundle.splitter(bundle, kind) if bundle.splitter is not None else split_denoisers(bundle, kind)
 
 
 def list_parts(manifest: dict) -> dict:

@@ -82,6 +82,18 @@ def parse_names(text: str, what: str, allowed: list[str] | tuple[str, ...], kind
     return items
 
 
+MAX_PIXELS = 16384  # a side of an image or video frame, in pixels
+
+
+def parse_pixel_size(text: str, what: str = "--size") -> tuple[int, int]:
+    """'480x832' -> (480, 832), height x width in pixels; one number is a square ('256' -> (256, 256))."""
+    parts = text.strip().lower().split("x")
+    if len(parts) > 2:
+        raise NumberError(f"{what} {text!r} is not HxW or one number, e.g. 256x256 or 256")
+    sides = [parse_int(p, what, 1, MAX_PIXELS) for p in parts]
+    return sides[0], sides[-1]
+
+
 def parse_size(text: str, what: str = "size", low: int = 1) -> int:
     """'64MB' -> 64_000_000: a decimal number (no exponent) and a unit from B, KB, MB, GB, TB, PB
     (powers of 1000), KiB, MiB, GiB, TiB (of 1024); a bare number is bytes. floor(number x unit),

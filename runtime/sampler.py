@@ -5,7 +5,9 @@ t = 1 (noise) to t = 0 with Euler steps x <- x - v dt. Timesteps are shifted tow
 by Open-Sora's transform t' = a t / (1 + (a - 1) t).
 
 The sampler is numpy-only and calls `velocity(x, t, merged) -> v` (classifier-free guidance is the
-callable's job), so the same loop drives eager PyTorch, ONNX Runtime and ExecuTorch.
+callable's job), so the same loop drives eager PyTorch, ONNX Runtime and ExecuTorch. The loop
+(`run_steps`: TDTM steps, fixed and auto leaps) takes its step from a `Stepper`; diffusers' flow
+schedulers (runtime/flow_sampler.py) share it with this Euler sampler.
 
 LPL (Linear Proportional Leap): at a leap step the velocity just evaluated is followed over the
 whole remaining time, x0 = x - v t, and sampling stops. Fixed: after N normal steps (N + 1 calls).
@@ -26,9 +28,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 import numpy as np
 
@@ -149,10 +152,15 @@ class SamplerConfig:
                              f"got {self.tdtm_steps}")
         if not (math.isfinite(self.guidance) and math.isfinite(self.shift)):
             raise InputError(f"guidance and shift must be finite numbers, got {self.guidance} and {self.shift}")
-        if self.leap.mode is LeapMode.FIXED and not 1 <= self.leap.step <= self.steps - 2:
-            raise InputError(f"a leap after N steps needs 1 <= N <= {self.steps - 2} for {self.steps} "
-                             f"steps; got {self.leap.step} (at N = {self.steps - 1} the last step is a plain step: "
-                             "no leap)")
+        check_leap(self.leap, self.steps)
+
+
+def check_leap(leap: LeapConfig, steps: int) -> None:
+    """A fixed leap must come before the last step (there the last step already ends at the data)."""
+    if leap.mode is LeapMode.FIXED and not 1 <= leap.step <= steps - 2:
+        raise InputError(f"a leap after N steps needs 1 <= N <= {steps - 2} for {steps} "
+                         f"steps; got {leap.step} (at N = {steps - 1} the last step is a plain step: "
+                         "no leap)")
 
 
 @dataclass
@@ -237,32 +245,62 @@ class AutoLeap:
         return self.left <= 0
 
 
-def sample(
+class Stepper(Protocol):
+    """A solver's update from the velocity evaluated at step i: `times[i]` is what the velocity
+    callable receives, `sigmas[i]` the noise level there (steps + 1 of them, the last the end)."""
+
+    times: Sequence[float]
+    sigmas: Sequence[float]
+
+    def step(self, i: int, x: np.ndarray, v: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class EulerStepper:
+    """x <- x - v (sigma_i - sigma_{i+1}), the difference rounded to float32 (diffusers'
+    FlowMatchEulerDiscreteScheduler computes dt in float32 from float32 sigmas: the same bits)."""
+
+    sigmas: Sequence[float]
+    times: Sequence[float]
+
+    def step(self, i: int, x: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return x - v * np.float32(self.sigmas[i] - self.sigmas[i + 1])
+
+
+def leap(x: np.ndarray, v: np.ndarray, sigma: float) -> np.ndarray:
+    """LPL's jump over the whole remaining noise level: the data the velocity points to, x - v sigma."""
+    return x - v * np.float32(sigma)
+
+
+def run_steps(
     velocity: VelocityFn,
     noise: np.ndarray,
-    cfg: SamplerConfig,
+    stepper: Stepper,
+    leap_cfg: LeapConfig,
+    tdtm_steps: int,
     on_step: Callable[[int], None] | None = None,
 ) -> SampleResult:
-    """Euler sampling from `noise` (t = 1) to t = 0. Step i runs merged (TDTM) when i < tdtm_steps."""
-    ts = timesteps(cfg.steps, cfg.shift, cfg.timesteps)
+    """The sampling loop every solver shares: step i runs merged (TDTM) when i < tdtm_steps, and a
+    fixed or auto leap (LPL) replaces the rest of the steps by `leap` with the velocity just evaluated."""
+    steps = len(stepper.times)
     x = noise.astype(np.float32)
     result = SampleResult(x)
-    auto = AutoLeap(cfg.leap, cfg.steps) if cfg.leap.mode is LeapMode.AUTO else None
-    for i in range(cfg.steps):
-        merged = i < cfg.tdtm_steps
-        v = velocity(x, ts[i], merged)
+    auto = AutoLeap(leap_cfg, steps) if leap_cfg.mode is LeapMode.AUTO else None
+    for i in range(steps):
+        merged = i < tdtm_steps
+        v = velocity(x, stepper.times[i], merged)
         result.calls += 1
         result.merged_calls += int(merged)
-        leap = cfg.leap.mode is LeapMode.FIXED and i == cfg.leap.step
+        jump = leap_cfg.mode is LeapMode.FIXED and i == leap_cfg.step
         if auto is not None and auto.should_leap(i, v):
-            leap = True
-        if leap and i < cfg.steps - 1:
-            x = x - v * np.float32(ts[i])  # jump over the whole remaining time
+            jump = True
+        if jump and i < steps - 1:
+            x = leap(x, v, stepper.sigmas[i])
             result.leap_at = i
             if on_step is not None:
-                on_step(cfg.steps - i)
+                on_step(steps - i)
             break
-        x = x - v * np.float32(ts[i] - ts[i + 1])
+        x = stepper.step(i, x, v)
         if on_step is not None:
             on_step(1)
     result.x = x
@@ -270,3 +308,14 @@ def sample(
         result.similarities = auto.sims
     log.info("sampled: %d calls (%d merged), leap at %s", result.calls, result.merged_calls, result.leap_at)
     return result
+
+
+def sample(
+    velocity: VelocityFn,
+    noise: np.ndarray,
+    cfg: SamplerConfig,
+    on_step: Callable[[int], None] | None = None,
+) -> SampleResult:
+    """Euler sampling from `noise` (t = 1) to t = 0 on Open-Sora's timesteps (the velocity gets t)."""
+    ts = timesteps(cfg.steps, cfg.shift, cfg.timesteps)
+    return run_steps(velocity, noise, EulerStepper(ts, ts[:-1]), cfg.leap, cfg.tdtm_steps, on_step)

@@ -118,8 +118,8 @@ def _check_coreml(manifest: Manifest, artifact: Artifact) -> list[OutputCheck]:
 
 
 def check_chains(manifest: Manifest) -> list[OutputCheck]:
-    """Each variant's parts chained in order (all resident) on the monolithic denoiser's test
-    vectors, against its eager outputs; one row per runtime, variant and case."""
+    """Each variant's parts chained in order (all resident) on the monolithic model's test vectors
+    (a video denoiser, a Wan transformer), against its eager output; one row per runtime, variant and case."""
     assert manifest.split is not None
     formats = {f for p in manifest.split.parts for f in p.files}
     checks = []
@@ -140,15 +140,16 @@ def _chain_rows(manifest: Manifest, streamer: BlockStreamer, variant: str, fmt: 
                 precision: str) -> list[OutputCheck]:
     part, label, rows = manifest.parts[variant], f"chain {variant} ({fmt})", []
     names = [i.name for i in part.inputs]
+    output = part.outputs[0].name  # the chain returns the last part's first output
     for case, (inputs, expected) in vector_cases(manifest.folder, variant).items():
         try:
             out = streamer(variant, dict(zip(names, inputs, strict=True)))
         except Exception as err:  # a part that cannot load or run: a FAIL row, as for a single model
             first = str(err).splitlines()[0] if str(err) else ""
-            rows.append(OutputCheck(label, case, "velocity", (), None, None, FAIL, f"{type(err).__name__}: {first}"))
+            rows.append(OutputCheck(label, case, output, (), None, None, FAIL, f"{type(err).__name__}: {first}"))
             continue
-        err, quality, status, note = compare(expected["velocity"], out, precision)
-        rows.append(OutputCheck(label, case, "velocity", out.shape, err, quality, status,
+        err, quality, status, note = compare(expected[output], out, precision)
+        rows.append(OutputCheck(label, case, output, out.shape, err, quality, status,
                                 note + margin_note(part, case)))
     return rows
 

@@ -8,6 +8,7 @@ manifest.json).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import time
@@ -175,7 +176,7 @@ class LazyVariants(Mapping):
         return len(self._loaders)
 
 
-def _checked_runner(folder: Path, artifact: Artifact, kind: RuntimeKind,
+def checked_runner(folder: Path, artifact: Artifact, kind: RuntimeKind,
                     shared: dict[Path, SharedWeightSessions] | None = None) -> Callable[..., list[np.ndarray]]:
     """The artifact's session, after its sha256 matched the manifest; one-line errors otherwise.
     `shared`: the owners of shared ONNX weights files, one per file, kept by the caller."""
@@ -245,7 +246,7 @@ def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | 
     modes = tdtm_modes(video)
     check_tdtm(artifacts, modes, tdtm or {})
     ids = tokenizer_encode(artifacts, video.caption_len)
-    text = _checked_runner(artifacts, text_artifact or parts["text_encoder"], kind)
+    text = checked_runner(artifacts, text_artifact or parts["text_encoder"], kind)
 
     def encode(caption: str) -> tuple[np.ndarray, np.ndarray]:
         input_ids, mask = ids(caption)
@@ -255,7 +256,7 @@ def artifact_runtime(artifacts: Path, kind: RuntimeKind, tdtm: dict[str, str] | 
 
     def loader(artifact: Artifact) -> Callable[[], DenoiseFn]:
         def load() -> DenoiseFn:
-            run = _checked_runner(artifacts, artifact, kind, shared)
+            run = checked_runner(artifacts, artifact, kind, shared)
             return lambda *a: run(*a)[0]
 
         return load
@@ -348,17 +349,49 @@ def check_finite(x: np.ndarray, cfg: SamplerConfig) -> None:
                             "float32 overflowed); give a smaller --guidance, e.g. 1 to 20; nothing was written")
 
 
+def _write_gif(pixels: np.ndarray, path: Path, fps: int) -> None:
+    from PIL import Image
+
+    imgs = [Image.fromarray(f) for f in pixels]
+    imgs[0].save(path, format="GIF", save_all=True, append_images=imgs[1:], duration=1000 // fps, loop=0)
+
+
+def _write_video(pixels: np.ndarray, path: Path, fps: int) -> None:
+    """H.264 in yuv420p (what phones and browsers play) through imageio-ffmpeg's ffmpeg; sides are even
+    (the clips are upscaled by an even factor), so nothing is resized."""
+    import imageio_ffmpeg
+
+    _, h, w, _ = pixels.shape
+    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+                                         macro_block_size=2, quality=9, ffmpeg_log_level="error")
+    writer.send(None)  # start ffmpeg
+    for frame in pixels:
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
+
+
 def frames_from_latent(x: np.ndarray) -> np.ndarray:
     """Latent (1, 3, T, H, W) -> frames (T, H, W, 3) float32: clip(f32(f32(x + 1) / 2), 0, 1)."""
     frames = np.clip((x[0].transpose(1, 2, 3, 0) + np.float32(1.0)) / np.float32(2.0), 0.0, 1.0)
     return frames.astype(np.float32)
 
 
+CLIP_SUFFIXES = (".gif", ".npy", ".mp4")
+
+
+def check_clip_file(out: Path) -> None:
+    """Before any work: `out`'s format can be written here (.mp4 needs imageio-ffmpeg's ffmpeg)."""
+    if out.suffix.lower() == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise InputError("--out .mp4 needs the imageio-ffmpeg package (pip install 'tomobile[video]'); "
+                         ".gif and .npy need nothing more")
+
+
 def save_clip(frames: np.ndarray, out: Path, scale: int = 4, fps: int = 8) -> None:
-    """Write .gif (upscaled, looping) or .npy (float32 [T, H, W, 3]) atomically."""
+    """Write .gif (upscaled, looping), .mp4 (upscaled, H.264) or .npy (float32 [T, H, W, 3]) atomically."""
     suffix = out.suffix.lower()
-    if suffix not in (".gif", ".npy"):
-        raise InputError(f"--out must end in .gif or .npy, got {out.name!r}")
+    if suffix not in CLIP_SUFFIXES:
+        raise InputError(f"--out must end in {', '.join(CLIP_SUFFIXES)}, got {out.name!r}")
+    check_clip_file(out)
     if not np.all(np.isfinite(frames)):
         raise NonFiniteClip(f"the clip for {out} has NaN or inf values; nothing was written")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -367,13 +400,11 @@ def save_clip(frames: np.ndarray, out: Path, scale: int = 4, fps: int = 8) -> No
         if suffix == ".npy":
             np.save(tmp, frames.astype(np.float32))
         else:
-            from PIL import Image
-
-            imgs = [
-                Image.fromarray((f * 255 + 0.5).astype(np.uint8)).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST)
-                for f in frames
-            ]
-            imgs[0].save(tmp, format="GIF", save_all=True, append_images=imgs[1:], duration=1000 // fps, loop=0)
+            pixels = (frames * 255 + 0.5).astype(np.uint8).repeat(scale, axis=1).repeat(scale, axis=2)  # nearest
+            if suffix == ".mp4":
+                _write_video(pixels, tmp, fps)
+            else:
+                _write_gif(pixels, tmp, fps)
         tmp.replace(out)
     finally:
         if tmp.exists():

@@ -23,10 +23,11 @@ import numpy as np
 from ..graphs.errors import InputError
 from ..graphs.models.clips import parse_caption
 from .detect import detect
+from .flow_sampler import FlowSamplerConfig
 from .sampler import LeapConfig, SamplerConfig
 from .tables import markdown_table
 from .report import psnr
-from .video import RuntimeKind, VideoRuntime, artifact_tdtm, generate
+from .video import Generation, RuntimeKind, VideoRuntime, artifact_tdtm, generate
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def mode_set_folders(kind: RuntimeKind, artifacts: list[str], sets: list[ModeSet
 @dataclass(frozen=True)
 class Setting:
     name: str
-    sampler: SamplerConfig
+    sampler: SamplerConfig | FlowSamplerConfig  # video-dit-tiny's sampler, or a diffusers flow schedule's
     spatial: bool = False
     modes: str = ""  # the mode set's name; its runtime runs this setting
 
@@ -231,14 +232,18 @@ def run_video_eval(
     prompts: tuple[str, ...] = PROMPTS,
     seeds: tuple[int, ...] = SEEDS,
     on_clip: Callable[[], None] | None = None,
+    clip: Callable[..., Generation] = generate,
+    warm: Callable[[VideoRuntime], None] = warm_up,
 ) -> VideoEvalReport:
     """Every setting on every (prompt, seed), on the runtime of its mode set (`runtimes` keyed by
     Setting.modes, or one runtime for all); the first setting of each mode set is its reference.
-    Timed end to end (text encoder + sampling), interleaved per clip."""
+    Timed end to end (text encoder + sampling), interleaved per clip. `clip(runtime, prompt, seed,
+    sampler, spatial)` makes one clip (video-dit-tiny's `generate`, or another model's) and `warm`
+    calls each of a runtime's denoisers once."""
     by_modes = runtimes if isinstance(runtimes, dict) else {s.modes: runtimes for s in settings}
     stats = [SettingStats(s) for s in settings]
     for rt in by_modes.values():
-        warm_up(rt)
+        warm(rt)
     for prompt in prompts:
         spec = parse_caption(prompt)
         if spec is None:
@@ -247,7 +252,7 @@ def run_video_eval(
             refs: dict[str, np.ndarray] = {}
             for st in stats:
                 start = time.perf_counter()
-                gen = generate(by_modes[st.setting.modes], prompt, seed, st.setting.sampler, st.setting.spatial)
+                gen = clip(by_modes[st.setting.modes], prompt, seed, st.setting.sampler, st.setting.spatial)
                 st.seconds.append(time.perf_counter() - start)
                 st.calls.append(gen.result.calls)
                 st.compliance.append(detect(gen.frames).compliance(spec))

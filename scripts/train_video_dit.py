@@ -20,7 +20,6 @@ import argparse
 import copy
 import dataclasses
 import json
-import math
 import random
 import time
 from dataclasses import asdict
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from train_common import step_with_ema, warmup_cosine
 from tomobile.graphs.models.clips import all_specs, sample_batch
 from tomobile.graphs.models.text_context import encode_captions
 from tomobile.graphs.models.video_dit import VideoDiT, VideoDiTConfig, VideoMerge
@@ -104,13 +104,9 @@ def main() -> None:
         model.load_state_dict(load_file(str(args.init)))
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    warmup = 100
 
     def lr_at(step: int) -> float:
-        if step < warmup:
-            return args.lr * (step + 1) / warmup
-        frac = (step - warmup) / max(1, args.steps - warmup)
-        return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        return warmup_cosine(step, args.steps, args.lr)
 
     args.log.parent.mkdir(parents=True, exist_ok=True)
     params = sum(p.numel() for p in model.parameters())
@@ -142,15 +138,7 @@ def main() -> None:
         if cfg.x0_prediction:  # v error = x0 error / t: cap that 1/t^2 weight at t = 0.05 (JiT)
             err = err * (t / t.clamp(min=0.05)).pow(2)[:, None, None, None, None]
         loss = err.mean()
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - args.ema)
+        step_with_ema(model, ema, opt, loss, lr_at(step), args.ema)
         running += loss.item()
         if (step + 1) % 50 == 0:
             line = f"step {step + 1:5d}  loss {running / 50:.4f}  lr {lr_at(step):.2e}  elapsed {time.time() - start:7.1f}s\n"

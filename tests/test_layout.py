@@ -32,7 +32,7 @@ RUNTIME_FLOORS = {"runtime.manifest": set(), "runtime.manifest_reader": {"runtim
                   "runtime.runners": {"runtime.manifest", "runtime.manifest_reader"}}
 # Third-party modules that may be imported inside a function: heavy, and needed only on some paths.
 DEFERRED = {"transformers", "coremltools", "coreai", "coreai_torch", "executorch", "torchao", "onnx", "onnx_ir", "onnxruntime",
-            "matplotlib", "PIL", "diffusers"}
+            "matplotlib", "PIL", "diffusers", "imageio_ffmpeg"}
 
 
 def _modules(root: Path = ROOT) -> dict[str, Path]:

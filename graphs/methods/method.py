@@ -5,7 +5,7 @@
     state = method.layer(fns, state, i, plan, ops)  # one transformer layer with the method's merge,
                                                     # spelled by `ops` (a MergeOps, ops.py)
 
-Each method module (none.py, tome.py, drop.py, pitome.py, diffrate.py, tomesd.py) builds one
+Each method module (none.py, tome.py, drop.py, pitome.py, diffrate.py, tomesd.py, tdtm_attention.py) builds one
 `Method`; registry.py lists them in one table.
 """
 
@@ -40,3 +40,4 @@ class Method:
     plan: Callable[[Any, PlanShape], MergePlan]  # (params, shape) -> plan
     layer: LayerStep
     oracle: bool = True  # bench times a `drop:` twin at the same token counts
+    bare: bool = False  # the SPEC may be the name alone (`tdtm`)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..spec.grammar import SpecError
-from . import diffrate, drop, none, pitome, tome, tomesd
+from . import diffrate, drop, none, pitome, tdtm_attention, tome, tomesd
 from .layers import LayerFns, TokenState
 from .merge import ARITHMETIC
 from .method import Method
@@ -31,6 +31,7 @@ METHODS: dict[str, Method] = {
     "pitome": pitome.PITOME,
     "diffrate": diffrate.DIFFRATE,
     "tomesd": tomesd.TOMESD,
+    "tdtm": tdtm_attention.TDTM,
 }
 
 

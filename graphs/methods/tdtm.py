@@ -7,11 +7,15 @@ behaviour by default (README: Differences from the original code):
 - odd frame counts, `TdtmOdd`: `original` (On-device Sora's merge.py) drops the last frame when
   merging, T -> T // 2, and on unmerge fills it with a copy of the last merged frame (the last
   pair's average); `keep` keeps the odd frame as its own merged frame, T -> T // 2 + 1, and copies
-  it back to itself. (The original's unmerge decides by the merged count and returns T - 1 or T + 1
-  frames for T = 5, 9, 13 and 6, 10, 14; here every T gets its own T back.)
+  it back to itself; `first` keeps the first frame alone and pairs the rest, (0), (1, 2), (3, 4), ...,
+  T -> T // 2 + 1: a causal video VAE (Wan's, LTX-Video's) encodes the first video frame alone into
+  latent frame 0 (the default of the diffusers video transformers, graphs/methods/tdtm_attention.py). (The
+  original's unmerge decides by the merged count and returns T - 1 or T + 1 frames for T = 5, 9, 13
+  and 6, 10, 14; here every T gets its own T back.) Even frame counts pair (0, 1), (2, 3), ... in
+  every mode.
 - temporal RoPE positions of the merged frames, `TdtmPositions`: `original` (On-device Sora rotates
   the merged sequence as it is) 0..T'-1; `midpoint` the mean time of each pair's sources, 2i + 0.5
-  (a kept odd frame: T - 1).
+  (a kept odd frame: T - 1; with `first`, frame 0 at 0 and the pairs at 2i + 1.5).
 
 Only reshapes, means, expands, proper slices and one concat: every backend lowers them, and the
 frame count is a Python int fixed at trace time.
@@ -34,14 +38,20 @@ class TdtmPositions(str, Enum):
 class TdtmOdd(str, Enum):
     ORIGINAL = "original"  # On-device Sora: drop the last frame, refill it with the last pair's average
     KEEP = "keep"  # the odd last frame is its own merged frame
+    FIRST = "first"  # the first frame is its own merged frame, the rest pair up: (0), (1, 2), (3, 4), ...
+
+
+def _alone(frames: int, odd: TdtmOdd) -> bool:
+    """Whether an odd frame count keeps one frame alone (the last with `keep`, the first with `first`)."""
+    return frames % 2 == 1 and TdtmOdd(odd) is not TdtmOdd.ORIGINAL
 
 
 def merged_frames(frames: int, odd: TdtmOdd = TdtmOdd.ORIGINAL) -> int:
-    """Frame count after TDTM: the pairs, plus the odd last frame when it is kept."""
-    keep_last = TdtmOdd(odd) is TdtmOdd.KEEP and frames % 2 == 1
-    if frames // 2 + int(keep_last) < 1:
+    """Frame count after TDTM: the pairs, plus the odd frame when it is kept alone."""
+    count = frames // 2 + int(_alone(frames, odd))
+    if count < 1:
         raise InputError(f"TDTM with odd frames {TdtmOdd(odd).value!r} needs at least 2 frames, got {frames}")
-    return frames // 2 + int(keep_last)
+    return count
 
 
 def merged_positions(frames: int, positions: TdtmPositions = TdtmPositions.ORIGINAL,
@@ -50,16 +60,22 @@ def merged_positions(frames: int, positions: TdtmPositions = TdtmPositions.ORIGI
     count = merged_frames(frames, odd)
     if TdtmPositions(positions) is TdtmPositions.ORIGINAL:
         return [float(i) for i in range(count)]
+    if TdtmOdd(odd) is TdtmOdd.FIRST and frames % 2 == 1:
+        return [0.0] + [2 * i + 1.5 for i in range(frames // 2)]
     pos = [2 * i + 0.5 for i in range(frames // 2)]
     return pos + [float(frames - 1)] * (count - len(pos))
 
 
 def merge_frames(x: torch.Tensor, odd: TdtmOdd = TdtmOdd.ORIGINAL) -> torch.Tensor:
-    """x (B, T, S, C) -> (B, T', S, C): pairwise frame average; an odd last frame dropped or kept."""
+    """x (B, T, S, C) -> (B, T', S, C): pairwise frame average; an odd last frame dropped or kept,
+    or (`first`) an odd first frame kept and the rest paired."""
     b, t, s, c = x.shape
     pairs = t // 2
     if merged_frames(t, odd) == t:  # T = 1, kept: the frame is its own merged frame
         return x
+    if t % 2 == 1 and TdtmOdd(odd) is TdtmOdd.FIRST:
+        rest = x[:, 1:].reshape(b, pairs, 2, s, c).mean(dim=2)  # (B, T//2, S, C): (1, 2), (3, 4), ...
+        return torch.cat([x[:, :1], rest], dim=1)  # (B, T//2 + 1, S, C)
     # Slice only when there is an odd frame: a full-range slice exports as `alias`, which Core ML
     # has no converter for.
     head = x if t % 2 == 0 else x[:, : 2 * pairs]
@@ -71,11 +87,15 @@ def merge_frames(x: torch.Tensor, odd: TdtmOdd = TdtmOdd.ORIGINAL) -> torch.Tens
 
 def unmerge_frames(x: torch.Tensor, frames: int, odd: TdtmOdd = TdtmOdd.ORIGINAL) -> torch.Tensor:
     """x (B, T', S, C) -> (B, T, S, C): each merged frame copied to both sources; an odd last frame
-    gets the last merged frame (original) or its own (keep)."""
+    gets the last merged frame (original) or its own (keep); with `first` an odd first frame gets its
+    own and every later pair its merged frame."""
     b, t_merged, s, c = x.shape
     pairs = frames // 2
     if t_merged == frames:  # T = 1, kept
         return x
+    if frames % 2 == 1 and TdtmOdd(odd) is TdtmOdd.FIRST:
+        rest = x[:, 1:].unsqueeze(2).expand(b, pairs, 2, s, c).reshape(b, 2 * pairs, s, c)  # (B, T - 1, S, C)
+        return torch.cat([x[:, :1], rest], dim=1)  # (B, T, S, C)
     head = x if t_merged == pairs else x[:, :pairs]
     even = head.unsqueeze(2).expand(b, pairs, 2, s, c).reshape(b, 2 * pairs, s, c)  # (B, 2*(T//2), S, C)
     if frames % 2 == 0:

@@ -48,6 +48,9 @@ class Exportable(nn.Module):
     # Weights in a file beside the artifact (ONNX external data, ExecuTorch .ptd) so runtimes can
     # map them instead of copying: set by the streamed parts of a split export (video_parts.py).
     external_weights: bool = False
+    # The ExecuTorch backend this part takes whatever --backend says (None: --backend's): a part the
+    # XNNPACK delegate lowers but cannot run (WanPipeline's UMT5 encoder) says "portable".
+    executorch_backend: str | None = None
 
     def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
         gen = torch.Generator().manual_seed(seed)
@@ -64,6 +67,17 @@ class Exportable(nn.Module):
         `ops` (graphs/methods/ops.py using_ops); a UNet also re-patches its tomesd blocks per format
         (graphs/models/sd_unet.py)."""
         return using_ops(self, ops)
+
+
+def seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
+    """`build()` in eval mode with torch's generator seeded (every machine builds the same random
+    weights of a built-in); the caller's generator state is restored afterwards."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return build().eval()
+    finally:
+        torch.random.set_rng_state(state)
 
 
 @dataclass
@@ -84,6 +98,8 @@ class ModelBundle:
     app_contract: the export also writes the contract the apps' ports check themselves against
         (test_vectors/contract.json and its replay file, runtime/contract.py): the built-in
         text-to-video model, whose sampler the apps reimplement.
+    splitter: how the bundle splits into ordered parts for block streaming (`--split KIND`):
+        (bundle, kind) -> the bundle with its parts added; None: the video denoisers' split.
     """
 
     name: str
@@ -94,10 +110,12 @@ class ModelBundle:
     generated_files: dict[str, str] = field(default_factory=dict)
     int8_companions: tuple[str, ...] = ()
     app_contract: bool = False
+    splitter: Callable[[ModelBundle, str], ModelBundle] | None = None
 
     def write_files(self, folder: Path) -> list[str]:
         """Copy `extra_files` and write `generated_files` into `folder`; returns their names."""
         for name, src in self.extra_files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)  # e.g. a pipeline's tokenizer/
             shutil.copy2(src, folder / name)
         for name, text in self.generated_files.items():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)  # e.g. diffusers' unet/config.json

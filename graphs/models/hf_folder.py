@@ -111,10 +111,10 @@ def check_weight_files(folder: Path) -> None:
     if not any((folder / f).is_file() for f in WEIGHT_FILES):
         raise FolderError(f"{folder} has config.json but no weights; expected one of: {', '.join(WEIGHT_FILES)}")
     for path in sorted(folder.glob("*.safetensors")):
-        _check_safetensors(path)
+        check_safetensors(path)
 
 
-def _check_safetensors(path: Path) -> None:
+def check_safetensors(path: Path) -> None:
     size = path.stat().st_size
     try:
         with path.open("rb") as fh:

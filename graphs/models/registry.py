@@ -1,8 +1,8 @@
 """Built-in model names -> builders, in one table. `tomobile models` lists them.
 
 A builder takes a MergeConfig and returns a ModelBundle (exportable.py); a builder that takes
-model-specific keyword options (the video model's TDTM modes, the UNets' size and cfg) names them
-in `options`.
+model-specific keyword options (the video model's TDTM modes, the UNets' size and cfg, the video
+transformers' size, frames and odd-frame mode) names them in `options`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import TomobileError
-from . import sd_unet, video_random, video_zoo, zoo
+from . import ltx, sd_unet, video_random, video_zoo, wan, zoo
 from .exportable import ModelBundle
+from .video_transformers import VIDEO_OPTIONS
 
 Builder = Callable[..., ModelBundle]  # (MergeConfig, **options) -> ModelBundle
 
@@ -55,6 +56,16 @@ MODELS: dict[str, ModelEntry] = {e.name: e for e in (
                "weights, for tests; takes tomesd: merges", sd_unet.sd_unet_tiny, sd_unet.SD_OPTIONS),
     ModelEntry("sd15-unet", "Stable Diffusion 1.5 UNet, exact config (~860M parameters), 64x64 latents (512 px); "
                "random weights, for speed work", sd_unet.sd15_unet, sd_unet.SD_OPTIONS),
+    ModelEntry("wan21-t2v-1.3b", "Wan 2.1 T2V 1.3B transformer (diffusers), exact config (1.42B parameters); default "
+               "256x256, 17 frames (1,280 tokens), 512 text tokens; random weights, for speed work; takes --merge tdtm",
+               wan.wan21_t2v_1_3b, VIDEO_OPTIONS),
+    ModelEntry("wan-tiny", "Wan 2.1 transformer structure, 2 layers, width 24; default 256x256, 17 frames, 8 text "
+               "tokens; random weights, for tests; takes --merge tdtm", wan.wan_tiny, VIDEO_OPTIONS),
+    ModelEntry("ltx-video", "LTX-Video transformer (diffusers), its ~2B config; default 512x512, 33 frames (1,280 "
+               "tokens), 128 text tokens; random weights, for speed work; takes --merge tdtm", ltx.ltx_video,
+               VIDEO_OPTIONS),
+    ModelEntry("ltx-tiny", "LTX-Video transformer structure, 2 layers, width 24; default 512x512, 33 frames, 8 text "
+               "tokens; random weights, for tests; takes --merge tdtm", ltx.ltx_tiny, VIDEO_OPTIONS),
 )}
 
 

@@ -31,7 +31,7 @@ from ..methods.tomesd import SPEC_HELP as TOMESD_HELP
 from ..methods.tomesd import METHOD, TomesdConfig, apply_tomesd, spatial_ops
 from ..spec.config import MergeConfig
 from ..spec.grammar import SpecError
-from .exportable import Exportable, ModelBundle, TensorSpec
+from .exportable import Exportable, ModelBundle, TensorSpec, seeded
 
 PART = "unet/model"  # artifact stem: unet/model.onnx, unet/model.pte, unet/model.mlpackage
 VAE_SCALE = 8  # latent = image / 8 for every Stable Diffusion VAE
@@ -120,10 +120,16 @@ def tomesd_config(config: MergeConfig | TomesdConfig) -> TomesdConfig | None:
     return None
 
 
-def latent_size(sample_size: int, size: int | str | None) -> int:
-    """Latent side for an image side `size` in pixels (a multiple of 8); the config's sample_size if None."""
+def latent_size(sample_size: int, size: int | str | tuple[int, int] | None) -> int:
+    """Latent side for an image side `size` in pixels (a multiple of 8; a (height, width) pair must be
+    square); the config's sample_size if None."""
     if size is None:
         return int(sample_size)
+    if isinstance(size, tuple):
+        if size[0] != size[1]:
+            raise SpecError(f"--size {size[0]}x{size[1]}: Stable Diffusion UNets are exported square; give one "
+                            "number or NxN")
+        size = size[0]
     size = int(size)
     if size <= 0 or size % VAE_SCALE or size > MAX_SIZE:
         raise SpecError(f"--size {size} must be a multiple of {VAE_SCALE} from {VAE_SCALE} to {MAX_SIZE} "
@@ -150,15 +156,15 @@ def unet_bundle(name: str, unet: nn.Module, config: MergeConfig | TomesdConfig, 
     return ModelBundle(name, {PART: wrapper}, manifest=manifest, generated_files=generated)
 
 
-def _unet_class() -> type:
-    """diffusers' UNet2DConditionModel; diffusers is an optional extra (`pip install 'tomobile[sd]'`):
+def diffusers_class(name: str) -> type:
+    """A diffusers model class by name; diffusers is an optional extra (`pip install 'tomobile[sd]'`):
     its huggingface-hub pin excludes transformers 4.57, the line optimum-onnx needs."""
     try:
-        from diffusers import UNet2DConditionModel  # heavy import, only for Stable Diffusion models
+        import diffusers  # heavy import, only for diffusers models (UNets, video transformers)
     except ImportError:
-        raise InputError("Stable Diffusion models need diffusers: pip install 'tomobile[sd]' "
+        raise InputError(f"diffusers models ({name}) need diffusers: pip install 'tomobile[sd]' "
                          "(diffusers==0.42.1)") from None
-    return UNet2DConditionModel
+    return getattr(diffusers, name)
 
 
 def unet_config_json(unet: nn.Module) -> str:
@@ -167,14 +173,8 @@ def unet_config_json(unet: nn.Module) -> str:
 
 
 def seeded_unet(arch: dict, seed: int = 0) -> nn.Module:
-    UNet2DConditionModel = _unet_class()
-
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return UNet2DConditionModel(**arch).eval()
-    finally:
-        torch.random.set_rng_state(state)
+    UNet2DConditionModel = diffusers_class(UNET_CLASS)
+    return seeded(lambda: UNet2DConditionModel(**arch), seed)
 
 
 def sd_unet_tiny(config: MergeConfig | TomesdConfig, size: int | str | None = None, cfg: bool = False) -> ModelBundle:
@@ -208,7 +208,7 @@ def unet_folder(folder: Path) -> Path | None:
 def load_unet_folder(folder: Path, config: MergeConfig | TomesdConfig, size: int | str | None = None,
                      cfg: bool = False, name: str | None = None) -> ModelBundle:
     """A local diffusers UNet (config.json + diffusion_pytorch_model.safetensors) or pipeline folder."""
-    UNet2DConditionModel = _unet_class()
+    UNet2DConditionModel = diffusers_class(UNET_CLASS)
 
     found = unet_folder(folder)
     if found is None:

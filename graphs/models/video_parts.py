@@ -149,8 +149,10 @@ class ChainInputs:
     the activations it meets in the monolithic run. Computed once per (variant, case)."""
 
     def __init__(self, sequences: dict[str, list[str]], parts: dict[str, Exportable],
-                 denoiser_inputs: dict[str, Callable[[int], Inputs]]) -> None:
+                 denoiser_inputs: dict[str, Callable[[int], Inputs]],
+                 input_names: tuple[str, ...] = ("x", "t", "states", "mask", "guidance")) -> None:
         self.sequences, self.parts, self.denoiser_inputs = sequences, parts, denoiser_inputs
+        self.input_names = input_names  # the monolithic model's inputs, the chain's first names
         self.cache: dict[tuple[str, object], dict[str, torch.Tensor]] = {}
 
     def env(self, variant: str, case: object) -> dict[str, torch.Tensor]:
@@ -158,7 +160,7 @@ class ChainInputs:
         key = (variant, case)
         if key not in self.cache:
             wrapper_inputs = self.denoiser_inputs[variant](case)
-            env = dict(zip(("x", "t", "states", "mask", "guidance"), wrapper_inputs, strict=True))
+            env = dict(zip(self.input_names, wrapper_inputs, strict=True))
             self.cache[key] = run_chain(self.parts, self.sequences[variant], env)
         return self.cache[key]
 
@@ -174,6 +176,22 @@ def _bind_example_inputs(wrapper: Exportable, chain: ChainInputs, name: str) -> 
     wrapper.example_inputs = lambda seed=0: chain.inputs_for(name, seed)  # type: ignore[method-assign]
 
 
+def chained_bundle(bundle: ModelBundle, kind: str, parts: dict[str, Exportable], sequences: dict[str, list[str]],
+                   monolithic: dict[str, Exportable]) -> ModelBundle:
+    """`bundle` with the ordered `parts` added (the monolithic parts stay: the reference the chain is
+    checked against) and `split.sequences` (each monolithic part's ordered part names) in its
+    manifest; each part's example (and real) inputs are what the eager chain feeds it."""
+    names = next(iter(monolithic.values())).input_specs
+    chain = ChainInputs(sequences, parts, {stem: functools.partial(_denoiser_case, bundle, stem, w)
+                                           for stem, w in monolithic.items()}, tuple(s.name for s in names))
+    real = dict(bundle.real_inputs)
+    for name, part in parts.items():
+        _bind_example_inputs(part, chain, name)
+        if chain.first_variant(name) in bundle.real_inputs:
+            real[name] = functools.partial(chain.inputs_for, name, "real")
+    manifest = {**bundle.manifest, "split": {"kind": kind, "sequences": sequences}}
+    return replace(bundle, parts={**bundle.parts, **parts}, manifest=manifest, real_inputs=real)
+
 
 def split_denoisers(bundle: ModelBundle, kind: str = "blocks") -> ModelBundle:
     """Add the parts of every guided denoiser in `bundle` and the part order per denoiser variant.
@@ -186,7 +204,7 @@ def split_denoisers(bundle: ModelBundle, kind: str = "blocks") -> ModelBundle:
     denoisers = {stem: w for stem, w in bundle.parts.items() if isinstance(w, GuidedDenoiser)}
     if not denoisers:
         raise InputError(f"--split blocks needs a video denoiser; {bundle.name} has none "
-                         f"(split models: {', '.join(SPLIT_MODELS)})")
+                         f"(split models: {', '.join(SPLIT_MODELS)}, Wan transformers)")
     model = next(iter(denoisers.values())).model
     specs = next(iter(denoisers.values())).input_specs
     parts: dict[str, Exportable] = {f"{PART_PREFIX}embed": EmbedPart(model, specs).eval()}
@@ -201,18 +219,10 @@ def split_denoisers(bundle: ModelBundle, kind: str = "blocks") -> ModelBundle:
             seq.append(name)
         sequences[stem] = [*seq, f"{PART_PREFIX}final"]
     parts[f"{PART_PREFIX}final"] = FinalPart(model, specs).eval()
-    chain = ChainInputs(sequences, parts, {stem: functools.partial(_denoiser_case, bundle, stem, w)
-                                           for stem, w in denoisers.items()})
-    real = dict(bundle.real_inputs)
-    for name, part in parts.items():
-        _bind_example_inputs(part, chain, name)
-        if chain.first_variant(name) in bundle.real_inputs:
-            real[name] = functools.partial(chain.inputs_for, name, "real")
-    manifest = {**bundle.manifest, "split": {"kind": kind, "sequences": sequences}}
-    return replace(bundle, parts={**bundle.parts, **parts}, manifest=manifest, real_inputs=real)
+    return chained_bundle(bundle, kind, parts, sequences, denoisers)
 
 
-def _denoiser_case(bundle: ModelBundle, stem: str, wrapper: GuidedDenoiser, case: object) -> Inputs:
+def _denoiser_case(bundle: ModelBundle, stem: str, wrapper: Exportable, case: object) -> Inputs:
     """The monolithic denoiser's inputs for a seed or for 'real' (the bundle's real inputs)."""
     if case == "real":
         return bundle.real_inputs[stem]()

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from torch import nn
-
 from ..spec.config import MergeConfig
-from .exportable import ModelBundle
+from .exportable import ModelBundle, seeded
 from .hf_folder import TEXT_SEQ_LEN, load_local
 from .hf_models import apply_merge
 from .hf_wrappers import ImageModel, config_json, preprocessor_json, single_model_bundle
@@ -23,15 +20,6 @@ from .text_context import minilm_dir
 
 MINILM_SEQ_LEN = TEXT_SEQ_LEN
 __all__ = ["load_local", "minilm_dir", "sentence_bundle", "vision_bundle"]
-
-
-def _seeded(build, seed: int = 0) -> nn.Module:
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return build().eval()
-    finally:
-        torch.random.set_rng_state(state)
 
 
 _TINY = dict(image_size=32, patch_size=4, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
@@ -43,7 +31,7 @@ def vision_bundle(name: str, config_cls: type, model_cls: type, outputs: tuple[s
     """A seeded random-weight Hugging Face vision model, patched per `config`, with the config.json
     and preprocessor_config.json its export folder holds."""
     cfg = config_cls(**cfg_kwargs)
-    model = apply_merge(_seeded(lambda: model_cls(cfg)), config)
+    model = apply_merge(seeded(lambda: model_cls(cfg)), config)
     family = {"clip_vision_model": "clip"}.get(cfg.model_type, cfg.model_type)
     files = {"config.json": config_json(cfg, model_cls.__name__),
              "preprocessor_config.json": preprocessor_json(family, cfg.image_size)}

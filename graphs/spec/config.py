@@ -8,6 +8,7 @@ SPEC is `none` or `METHOD:BODY`, each method's forms kept with it (graphs/method
     pitome:ratio=0.9              PiToMe (graphs/methods/pitome.py)
     diffrate:prune=...,merge=...  DiffRate (graphs/methods/diffrate.py)
     tomesd:ratio=0.5              tomesd on Stable Diffusion UNets (graphs/methods/tomesd.py)
+    tdtm                          TDTM on Wan / LTX-Video transformers (graphs/methods/tdtm_attention.py)
 BODY follows grammar.py: numbers are plain decimal digits 0-9 (no '1_0', no signs, no other
 scripts' digits). A SpecError says what was wrong and lists every form (`spec_help`).
 """
@@ -34,7 +35,7 @@ def parse_spec(spec: str) -> tuple[str, MethodParams | None]:
         return "none", None
     name, _, body = text.partition(":")
     table = methods()
-    if name not in table or name == "none" or not body.strip():
+    if name not in table or name == "none" or not (body.strip() or table[name].bare):
         raise SpecError(f"unknown merge spec {spec!r}; allowed: {spec_help()}")
     try:
         return name, table[name].parse(spec, body)
@@ -45,7 +46,10 @@ def parse_spec(spec: str) -> tuple[str, MethodParams | None]:
 
 
 def describe_spec(name: str, params: MethodParams | None) -> str:
-    return "none" if params is None else f"{name}:{params.describe()}"
+    if params is None:
+        return "none"
+    body = params.describe()
+    return f"{name}:{body}" if body else name
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ ROWS: list[tuple[str, list[str]]] = [
     ("needed variant damaged", [*GEN, "--runtime", "onnxruntime", "--artifacts", "{w}/video", "--tdtm-steps", "2"]),
     ("generate --out is a folder", ["generate", "a red circle moving left", "--out", "{w}/mine.gif"]),
     ("generate --out under a file", ["generate", "a red circle moving left", "--out", "{w}/notes.txt/clip.gif"]),
-    ("generate --out .mp4", ["generate", "a red circle moving left", "--out", "{w}/clip.mp4"]),
+    ("generate --out .avi", ["generate", "a red circle moving left", "--out", "{w}/clip.avi"]),
     # eval video / eval text
     ("eval video --prompts -11", [*VIDEO, "--prompts", "-11"]),
     ("eval video --prompts 13", [*VIDEO, "--prompts", "13"]),
@@ -155,6 +155,40 @@ ROWS: list[tuple[str, list[str]]] = [
     ("eval text --methods twice", ["eval", "text", "--methods", "pitome,pitome"]),
     ("stream without a text encoder", [*GEN, "--runtime", "onnxruntime", "--artifacts", "{w}/no-text-split", "--stream",
                                        "--memory-budget", "64MB"]),
+    # issue 30: diffusers video transformers (Wan, LTX-Video): specs, shapes the VAE cannot take, folders
+    ("--merge tome: on wan-tiny", ["export", "wan-tiny", "--merge", "tome:r=2", "--out", "{w}/out"]),
+    ("--merge pitome: on ltx-tiny", ["export", "ltx-tiny", "--merge", "pitome:ratio=0.9", "--out", "{w}/out"]),
+    ("--merge tomesd: on wan-tiny", ["export", "wan-tiny", "--merge", "tomesd:ratio=0.5", "--out", "{w}/out"]),
+    ("--merge tdtm on vit-tiny", ["export", "vit-tiny", "--merge", "tdtm", "--out", "{w}/out"]),
+    ("--merge tdtm with options", ["export", "wan-tiny", "--merge", "tdtm:odd=first", "--out", "{w}/out"]),
+    ("--merge tome: on the 1.3B Wan", ["export", "wan21-t2v-1.3b", "--merge", "tome:r=2", "--out", "{w}/out"]),
+    ("Wan --frames not 4k+1", ["export", "wan-tiny", "--frames", "16", "--out", "{w}/out"]),
+    ("LTX --frames not 8k+1", ["export", "ltx-tiny", "--frames", "13", "--out", "{w}/out"]),
+    ("Wan --frames 0", ["export", "wan-tiny", "--frames", "0", "--out", "{w}/out"]),
+    ("Wan --size not a multiple of 16", ["export", "wan-tiny", "--size", "250x256", "--out", "{w}/out"]),
+    ("LTX --size not a multiple of 32", ["export", "ltx-tiny", "--size", "512x500", "--out", "{w}/out"]),
+    ("--size with three sides", ["export", "wan-tiny", "--size", "64x64x64", "--out", "{w}/out"]),
+    ("--size full-width digits", ["export", "wan-tiny", "--size", "\uff16\uff14", "--out", "{w}/out"]),
+    ("tdtm on one latent frame", ["export", "wan-tiny", "--merge", "tdtm", "--frames", "1", "--out", "{w}/out"]),
+    ("--tdtm-odd without tdtm", ["export", "wan-tiny", "--tdtm-odd", "first", "--out", "{w}/out"]),
+    ("--tdtm-odd unknown", ["export", "wan-tiny", "--merge", "tdtm", "--tdtm-odd", "last", "--out", "{w}/out"]),
+    ("--tdtm-positions on wan-tiny", ["export", "wan-tiny", "--tdtm-positions", "midpoint", "--out", "{w}/out"]),
+    ("--cfg on wan-tiny", ["export", "wan-tiny", "--cfg", "--out", "{w}/out"]),
+    ("--frames on vit-tiny", ["export", "vit-tiny", "--frames", "9", "--out", "{w}/out"]),
+    ("--frames on sd-unet-tiny", ["export", "sd-unet-tiny", "--frames", "9", "--out", "{w}/out"]),
+    ("non-square --size on a UNet", ["export", "sd-unet-tiny", "--size", "64x32", "--out", "{w}/out"]),
+    ("Wan pipeline without a transformer", ["export", "{w}/wan-pipe-empty", "--size", "64", "--frames", "9",
+                                            "--out", "{w}/out"]),
+    ("unsupported transformer class", ["export", "{w}/cogvideo-transformer", "--size", "64", "--frames", "9",
+                                       "--out", "{w}/out"]),
+    ("unsupported pipeline class", ["export", "{w}/cogvideo-pipe", "--size", "64", "--frames", "9", "--out", "{w}/out"]),
+    ("Wan folder without --size", ["export", "{w}/wan-no-weights", "--frames", "9", "--out", "{w}/out"]),
+    ("Wan folder without weights", ["export", "{w}/wan-no-weights", "--size", "64", "--frames", "9", "--out", "{w}/out"]),
+    ("Wan image-to-video folder", ["export", "{w}/wan-i2v", "--size", "64", "--frames", "9", "--out", "{w}/out"]),
+    ("LTX folder with patch 2", ["export", "{w}/ltx-patch2", "--size", "64", "--frames", "9", "--out", "{w}/out"]),
+    ("Wan pipeline holding an LTX transformer", ["export", "{w}/wan-pipe-ltx", "--size", "64", "--frames", "9",
+                                                 "--out", "{w}/out"]),
+    ("--cfg on a Wan folder", ["export", "{w}/wan-no-weights", "--cfg", "--out", "{w}/out"]),
     # issue 33 (hardening, round 3): each row failed before its fix (a traceback, exit 0 or exit 1)
     *((f"diffrate file {name}", ["export", "vit-tiny", "--merge", f"diffrate:file={{w}}/dr-{name}.json,model=M,flops=1",
                                  "--format", "onnx", "--out", "{w}/out"])
@@ -259,6 +293,7 @@ def _world(root: Path) -> Path:
     (w / "userwork" / "r0" / "keep.txt").write_text("keep")
     (w / "model").mkdir()
     (w / "model" / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    _diffusers_folders(w)
     _with_manifest(w / "list-manifest", [1, 2, 3])
     _with_manifest(w / "empty-manifest", {})
     fake_export(w / "no-format", artifacts=[{"part": "model", "path": "model.onnx", "sha256": "0"}])
@@ -278,6 +313,23 @@ def _world(root: Path) -> Path:
     return w
 
 
+def _diffusers_folders(w: Path) -> None:
+    """Diffusers folders tomobile must refuse (configs only: each is refused before weights are read)."""
+    wan = {"_class_name": "WanTransformer3DModel", "patch_size": [1, 2, 2], "num_attention_heads": 2,
+           "attention_head_dim": 12, "in_channels": 4, "out_channels": 4, "text_dim": 8, "freq_dim": 8, "ffn_dim": 8,
+           "num_layers": 1, "rope_max_seq_len": 32}
+    folders = {"wan-pipe-empty/model_index.json": {"_class_name": "WanPipeline", "transformer": [None, None]},
+               "cogvideo-transformer/config.json": {"_class_name": "CogVideoXTransformer3DModel"},
+               "cogvideo-pipe/model_index.json": {"_class_name": "CogVideoXPipeline"},
+               "wan-no-weights/config.json": wan,
+               "wan-i2v/config.json": {**wan, "image_dim": 16, "added_kv_proj_dim": 24},
+               "ltx-patch2/config.json": {"_class_name": "LTXVideoTransformer3DModel", "patch_size": 2},
+               "wan-pipe-ltx/model_index.json": {"_class_name": "WanPipeline"},
+               "wan-pipe-ltx/transformer/config.json": {"_class_name": "LTXVideoTransformer3DModel"}}
+    for name, config in folders.items():
+        (w / name).parent.mkdir(parents=True, exist_ok=True)
+        (w / name).write_text(json.dumps(config))
+    (w / "wan-pipe-empty" / "vae").mkdir()
 def _round3(w: Path) -> None:
     """Issue 33's inputs: DiffRate files, a deep manifest, a split part with an edited sha256, UNets."""
     from tomobile.graphs.models.sd_unet import SD_TINY, seeded_unet

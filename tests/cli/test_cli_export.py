@@ -72,9 +72,11 @@ def test_validate_fails_on_wrong_numbers(vit_tiny_export: Path, tmp_path: Path, 
     (["validate", "{missing}"], "is not a folder"),
     (["export", "vit-tiny", "--tdtm-positions", "original", "--out", "{out}"],
      "--tdtm-positions applies only to video-dit-tiny (the models with TDTM modes), not to vit-tiny"),
-    (["export", "{bad}", "--tdtm-odd", "keep", "--out", "{out}"], "--tdtm-odd applies only to video-dit-tiny"),
+    (["export", "{bad}", "--tdtm-odd", "keep", "--out", "{out}"],
+     "--tdtm-odd applies only to ltx-tiny, ltx-video, video-dit-tiny, wan-tiny, wan21-t2v-1.3b"),
     (["export", "video-dit-micro", "--tdtm-odd", "keep", "--out", "{out}"],
-     "--tdtm-odd applies only to video-dit-tiny (the models with TDTM modes), not to video-dit-micro"),
+     "--tdtm-odd applies only to ltx-tiny, ltx-video, video-dit-tiny, wan-tiny, wan21-t2v-1.3b (the models with TDTM "
+     "modes), not to video-dit-micro"),
     (["export", "vit-tiny", "--split", "blocks", "--out", "{out}"], "video-dit-tiny, video-dit-micro, video-dit-large"),
     (["export", "video-dit-tiny", "--tdtm-odd", "drop", "--out", "{out}"], "bad --tdtm-odd value 'drop'; allowed: original, keep"),
 ])

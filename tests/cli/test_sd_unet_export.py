@@ -106,7 +106,7 @@ def test_cfg_export_validates_in_every_format(tmp_path: Path):
 @pytest.mark.parametrize("argv,message", [
     (["sd-unet-tiny", "--merge", "tome:r=4"], "Stable Diffusion UNets take tomesd"),
     (["vit-tiny", "--merge", "tomesd:ratio=0.5"], "applies to Stable Diffusion UNets"),
-    (["vit-tiny", "--size", "64"], "--size applies to Stable Diffusion UNets"),
+    (["vit-tiny", "--size", "64"], "--size applies to diffusers models (ltx-tiny, ltx-video, sd-unet-tiny"),
     (["sd-unet-tiny", "--size", "60"], "multiple of 8"),
     (["sd-unet-tiny", "--merge", "tomesd:ratio=0.9,max_downsample=3"], "max_downsample"),
 ])

@@ -120,7 +120,7 @@ def test_generate_reader_shares_a_groups_weights(group_export, monkeypatch):
     folder, artifacts = group_export
     monkeypatch.delenv("TOMOBILE_ORT_SHARED_WEIGHTS", raising=False)
     shared: dict = {}
-    runs = {p: video._checked_runner(folder, a, video.RuntimeKind.ONNXRUNTIME, shared) for p, a in artifacts.items()}
+    runs = {p: video.checked_runner(folder, a, video.RuntimeKind.ONNXRUNTIME, shared) for p, a in artifacts.items()}
     assert list(shared) == [folder / artifacts["denoiser"].weights.path]
     assert set(shared[folder / "denoiser.onnx.data"]._values)  # the variants' tensors, from the one file
     x = np.random.default_rng(1).standard_normal((8, WIDTH)).astype(np.float32)
@@ -132,7 +132,7 @@ def test_shared_sessions_can_be_turned_off(group_export, monkeypatch):
     folder, artifacts = group_export
     monkeypatch.setenv("TOMOBILE_ORT_SHARED_WEIGHTS", "0")
     shared: dict = {}
-    video._checked_runner(folder, artifacts["denoiser"], video.RuntimeKind.ONNXRUNTIME, shared)
+    video.checked_runner(folder, artifacts["denoiser"], video.RuntimeKind.ONNXRUNTIME, shared)
     assert shared == {}
 
 

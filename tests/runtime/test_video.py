@@ -40,8 +40,22 @@ def test_save_clip_writes_gif_and_npy(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.gif", "c.npy"]  # no temp files left
 
 
+def test_save_clip_writes_an_mp4_of_every_frame(tmp_path):
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    frames = np.zeros((5, 8, 8, 3), np.float32)
+    frames[:, :, :, 0] = np.linspace(0, 1, 5)[:, None, None]  # red rises frame by frame
+    save_clip(frames, tmp_path / "c.mp4")
+    reader = imageio_ffmpeg.read_frames(str(tmp_path / "c.mp4"))
+    meta = next(reader)
+    decoded = [np.frombuffer(f, np.uint8).reshape(32, 32, 3) for f in reader]
+    assert meta["size"] == (32, 32) and len(decoded) == 5  # upscaled 4x, nothing dropped
+    red = [float(f[..., 0].mean()) for f in decoded]
+    assert all(abs(r - 255 * v) < 12 for r, v in zip(red, np.linspace(0, 1, 5)))  # H.264 is lossy, not this lossy
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]
+
+
 @pytest.mark.parametrize("argv,needle", [
-    (["generate", "a red circle moving left", "--out", "clip.mp4"], ".gif or .npy"),
+    (["generate", "a red circle moving left", "--out", "clip.avi"], ".gif or .npy or .mp4"),
     (["generate", "a red circle moving left", "--out", "clip.gif", "--lpl", "fast"], "--lpl"),
     (["generate", "a red circle moving left", "--out", "clip.gif", "--runtime", "onnxruntime"], "--artifacts"),
 ])

@@ -21,8 +21,9 @@ def test_every_method_is_listed_in_the_help_and_has_a_spec_here():
     assert list(table)[:3] == ["none", "tome", "drop"]
     for name, method in table.items():
         assert method.grammar.split(":")[0].split(" ")[0] == name and method.grammar in spec_help()
-    # tomesd merges Stable Diffusion UNets, not encoder layers: tests/graphs/methods/test_tomesd.py
-    assert set(table) - {"none", "drop", "tomesd"} == set(SPECS)
+    # tomesd merges Stable Diffusion UNets, not encoder layers: tests/graphs/methods/test_tomesd.py; tdtm the
+    # frames of diffusers video transformers: tests/graphs/models/test_video_transformers.py
+    assert set(table) - {"none", "drop", "tomesd", "tdtm"} == set(SPECS)
 
 
 def test_unknown_methods_and_empty_bodies_are_spec_errors():
