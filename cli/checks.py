@@ -14,7 +14,6 @@ from pathlib import Path
 from ..export.output import OutputError, check_parent_writable, nearest_existing
 from ..graphs.numbers import NumberError, parse_float, parse_int, parse_int_list, parse_pixel_size
 
-
 MAX_THREADS = 4 * (os.cpu_count() or 1)  # more threads than this only oversubscribe (99999 crashed or hung)
 THREADS_HELP = f"1..{MAX_THREADS} (4 x this machine's {os.cpu_count() or 1} cores)"
 MAX_STEPS = 10_000  # sampler steps and timed runs: far above any useful count, a bound on the work one typo can start

@@ -12,8 +12,17 @@ from tqdm import tqdm
 
 from ..graphs.errors import InputError
 from ..runtime.video import RuntimeKind, needed_variants
-from ..runtime.video_eval import (PROMPTS, SEEDS, default_settings, format_table, mode_set, mode_set_folders,
-                                  parse_mode_sets, run_video_eval, save_grid)
+from ..runtime.video_eval import (
+    PROMPTS,
+    SEEDS,
+    default_settings,
+    format_table,
+    mode_set,
+    mode_set_folders,
+    parse_mode_sets,
+    run_video_eval,
+    save_grid,
+)
 from .checks import MAX_STEPS, check_output_folder, finite_float, int_at_least
 from .cmd_eval_text import add_text_parser
 from .cmd_generate import add_mode_args, add_runtime_args, open_runtime_at, sampler_config, tdtm_options

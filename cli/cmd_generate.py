@@ -22,8 +22,19 @@ from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.sampler import LeapConfig, LeapMode, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
 from ..runtime.stream_video import check_text_encoder, format_steps, streamed_runtime
 from ..runtime.streaming import BlockStreamer, StreamError, parse_bytes
-from ..runtime.video import (CLIP_SUFFIXES, RuntimeKind, VideoRuntime, check_clip_file, check_prompt, generate,
-                             load_runtime, needed_variants, preload, save_clip, variant_name)
+from ..runtime.video import (
+    CLIP_SUFFIXES,
+    RuntimeKind,
+    VideoRuntime,
+    check_clip_file,
+    check_prompt,
+    generate,
+    load_runtime,
+    needed_variants,
+    preload,
+    save_clip,
+    variant_name,
+)
 from ..runtime.video_eval import clip_psnr, ssim
 from ..runtime.wan_artifacts import is_wan_export
 from .checks import MAX_SEED, MAX_STEPS, check_output_file, finite_float, int_at_least, note

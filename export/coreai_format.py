@@ -18,7 +18,6 @@ import warnings
 from pathlib import Path
 
 from ..graphs.methods.merge import ARITHMETIC
-
 from .opcheck import OpProblem, UnsupportedOpError, check_graph
 from .registry import ExportOptions, PartInfo, register_exporter, register_group_exporter
 

@@ -26,7 +26,15 @@ from ..graphs.methods.merge import ARITHMETIC
 from ..graphs.methods.ops import MergeOps
 from ..graphs.models.exportable import Exportable, ModelBundle
 from ..runtime.contract import write_contract
-from ..runtime.manifest import VECTORS_DIR, ManifestError, is_export_folder, new_manifest, sha256_path, size_bytes, write_manifest
+from ..runtime.manifest import (
+    VECTORS_DIR,
+    ManifestError,
+    is_export_folder,
+    new_manifest,
+    sha256_path,
+    size_bytes,
+    write_manifest,
+)
 from ..runtime.manifest_reader import Artifact, decode_manifest, load_manifest
 from ..runtime.report import ValidationReport
 from ..runtime.validate import validate_export

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .tables import aligned_table
 
+
 @dataclass
 class BenchRow:
     runtime: str

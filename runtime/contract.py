@@ -33,8 +33,18 @@ import numpy as np
 from ..graphs.models.text_context import tokenize
 from ..graphs.models.video_zoo import SAMPLER_DEFAULTS, load_video_dit
 from .noise import latent_noise, standard_normals
-from .sampler import (AutoLeap, LeapConfig, LeapMode, SamplerConfig, SimilarityMode, TimestepMode, default_min_steps,
-                      sample, timesteps, velocity_similarity)
+from .sampler import (
+    AutoLeap,
+    LeapConfig,
+    LeapMode,
+    SamplerConfig,
+    SimilarityMode,
+    TimestepMode,
+    default_min_steps,
+    sample,
+    timesteps,
+    velocity_similarity,
+)
 from .video import VideoRuntime, eager_runtime, frames_from_latent, generate, variant_name
 
 log = logging.getLogger(__name__)

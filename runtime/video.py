@@ -30,7 +30,7 @@ from .report import ValidationError
 from .runners import load_runner
 from .runners.onnxruntime import OnnxRunner
 from .runners.ort_shared import OrtCapiError, SharedWeightSessions
-from .sampler import LeapMode, SampleResult, SamplerConfig, sample
+from .sampler import LeapMode, SamplerConfig, SampleResult, sample
 
 log = logging.getLogger(__name__)
 

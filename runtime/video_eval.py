@@ -24,9 +24,9 @@ from ..graphs.errors import InputError
 from ..graphs.models.clips import parse_caption
 from .detect import detect
 from .flow_sampler import FlowSamplerConfig
+from .report import psnr
 from .sampler import LeapConfig, SamplerConfig
 from .tables import markdown_table
-from .report import psnr
 from .video import Generation, RuntimeKind, VideoRuntime, artifact_tdtm, generate
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,14 @@ import torch
 
 from tomobile.graphs.models.wan_shapes import WEIGHTS
 from tomobile.runtime.video_eval import format_table, run_video_eval
-from tomobile.runtime.wan_shapes_eval import (PROMPTS16, eager_wan_shapes, generate_clip, sampler, warm_up,
-                                              wan_shapes_settings)
+from tomobile.runtime.wan_shapes_eval import (
+    PROMPTS16,
+    eager_wan_shapes,
+    generate_clip,
+    sampler,
+    wan_shapes_settings,
+    warm_up,
+)
 
 
 def main() -> None:

@@ -71,7 +71,7 @@ def main() -> None:
                         path, info = export(side, width, ops, fmt, Path(tmp))
                         runners[ops] = OnnxRunner(path, threads=1) if fmt == "onnx" else ExecuTorchRunner(path)
                         parts.append(str(info.get("partitions", "-")))
-                    fns = {ops: (lambda r=r: r.run([x])) for ops, r in runners.items()}
+                    fns = {ops: (lambda r=r, x=x: r.run([x])) for ops, r in runners.items()}
                     cpu = timed_round_robin(fns, args.runs, progress=False).cpu
                     one_hot, indexed = (statistics.median(cpu[o]) * 1e3 for o in SpatialOps)
                     print(f"{fmt:<10}  {side * side:<4}  {width:<4} {one_hot:>14.3f}  {indexed:>14.3f}  "

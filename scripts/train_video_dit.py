@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-
 from train_common import step_with_ema, warmup_cosine
+
 from tomobile.graphs.models.clips import all_specs, sample_batch
 from tomobile.graphs.models.text_context import encode_captions
 from tomobile.graphs.models.video_dit import VideoDiT, VideoDiTConfig, VideoMerge
-from tomobile.runtime.sampler import shift_time, shift_ratio
+from tomobile.runtime.sampler import shift_ratio, shift_time
 
 TINY = VideoDiTConfig(frames=8, size=32, patch=4, hidden=96, depth=3, heads=4, caption_len=16)
 

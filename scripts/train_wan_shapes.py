@@ -30,8 +30,8 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.training_utils import compute_density_for_timestep_sampling
 from safetensors.torch import save_file
-
 from train_common import step_with_ema, warmup_cosine
+
 from tomobile.graphs.models.clips import all_specs, sample_batch
 from tomobile.graphs.models.wan_shapes import DEMO, TRANSFORMER_CONFIG, WEIGHTS, caption_states, wan_transformer
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from tomobile.graphs.models import ltx, wan
-from tomobile.graphs.spec.config import MergeConfig
 from tomobile.graphs.models.video_transformers import builtin_bundle
+from tomobile.graphs.spec.config import MergeConfig
 
 FAMILIES = {"wan": (wan.WAN, wan.WAN21_T2V_1_3B), "ltx": (ltx.LTX, ltx.LTX_VIDEO)}
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tomobile.runtime.manifest import sha256_path
 from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
+from tomobile.runtime.manifest import sha256_path
 
 
 class Tiny(Exportable):

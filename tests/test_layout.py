@@ -16,7 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("graphs", "export", "runtime", "cli")
 # package -> the packages it may import

@@ -21,9 +21,29 @@ from enum import Enum
 
 import torch
 
-from . import (attention, conv3d, drop_identities, expand_as_broadcast, expand_as_view, float_scalars, fold_constants,
-               gelu, group_norm, layer_norm, mean, permute_on_fewer_axes, pow, repeat_interleave, rms_norm,
-               select_as_slice, split, squeeze_as_view, unbind, unsqueeze_as_view, upsample)
+from . import (
+    attention,
+    conv3d,
+    drop_identities,
+    expand_as_broadcast,
+    expand_as_view,
+    float_scalars,
+    fold_constants,
+    gelu,
+    group_norm,
+    layer_norm,
+    mean,
+    permute_on_fewer_axes,
+    pow,
+    repeat_interleave,
+    rms_norm,
+    select_as_slice,
+    split,
+    squeeze_as_view,
+    unbind,
+    unsqueeze_as_view,
+    upsample,
+)
 
 
 class Stage(str, Enum):

@@ -21,7 +21,6 @@ from .merge import attention_bias
 from .ops import MergeOps
 from .plan import MergePlan
 
-
 # fx node meta ("custom") on every op the merge adds; a program traced under
 # torch.fx.traceback.preserve_node_meta() carries it, so benchmarks can find the merge ops.
 MERGE_ANNOTATION = {"tomobile": "merge"}

@@ -29,8 +29,8 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensorMode
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from ..spec.grammar import SpecError
 from .merge import ARITHMETIC

@@ -262,7 +262,7 @@ def tokenizer_files(folder: Path) -> dict[str, Path]:
     """The folder's tokenizer files; one that is there but not a regular file (a folder named
     vocab.txt) is a FolderError, not an IsADirectoryError from transformers."""
     found = {f: folder / f for f in TOKENIZER_FILES if (folder / f).exists()}
-    for name, path in found.items():
+    for path in found.values():
         if not path.is_file():
             raise FolderError(f"{path} is not a regular file (a folder?); the tokenizer files "
                               f"({', '.join(TOKENIZER_FILES)}) must be files")

@@ -22,12 +22,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..spec.config import MergeConfig
 from ..errors import InputError
+from ..spec.config import MergeConfig
 from .exportable import Exportable, ModelBundle, TensorSpec
 from .sd_unet import diffusers_class
-from .video_transformers import (VIDEO_OPTIONS, ClipShape, VaeScale, VideoFamily, builtin_bundle,
-                                 static_rope)
+from .video_transformers import ClipShape, VaeScale, VideoFamily, builtin_bundle, static_rope
 
 TRANSFORMER_CLASS = "LTXVideoTransformer3DModel"
 FRAME_RATE = 25  # LTXPipeline's default frame_rate: its RoPE's temporal scale is vae_temporal / frame_rate

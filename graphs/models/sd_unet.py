@@ -27,8 +27,8 @@ from ..errors import InputError
 from ..methods.merge import ARITHMETIC
 from ..methods.ops import MergeOps, using_ops
 from ..methods.spatial_merge import SpatialOps
-from ..methods.tomesd import SPEC_HELP as TOMESD_HELP
 from ..methods.tomesd import METHOD, TomesdConfig, apply_tomesd, spatial_ops
+from ..methods.tomesd import SPEC_HELP as TOMESD_HELP
 from ..spec.config import MergeConfig
 from ..spec.grammar import SpecError
 from .exportable import Exportable, ModelBundle, TensorSpec, seeded

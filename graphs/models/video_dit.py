@@ -26,7 +26,14 @@ from torch import nn
 from ..methods.merge import ARITHMETIC, MASK_BIAS
 from ..methods.ops import MergeOps
 from ..methods.spatial_merge import SpatialMergeConfig, merge_attend_unmerge
-from ..methods.tdtm import TdtmOdd, TdtmPositions, merge_frame_tokens, merged_frames, merged_positions, unmerge_frame_tokens
+from ..methods.tdtm import (
+    TdtmOdd,
+    TdtmPositions,
+    merge_frame_tokens,
+    merged_frames,
+    merged_positions,
+    unmerge_frame_tokens,
+)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from pathlib import Path
 from safetensors.torch import load_file
 from torch import nn
 
-from ..spec.config import MergeConfig
 from ..errors import InputError
+from ..spec.config import MergeConfig
 from .exportable import ModelBundle
 from .hf_folder import FolderError, check_safetensors
 from .ltx import LTX

@@ -24,14 +24,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import InputError
+from ..methods.tdtm import TdtmOdd
+from ..methods.tdtm_attention import METHOD as TDTM
+from ..methods.tdtm_attention import TdtmRule, tdtm_twin
+from ..numbers import parse_pixel_size
 from ..spec.config import MergeConfig
 from ..spec.grammar import SpecError
-from ..errors import InputError
 from .exportable import Exportable, ModelBundle, seeded
-from ..numbers import parse_pixel_size
-from ..methods.tdtm import TdtmOdd
-from ..methods.tdtm_attention import METHOD as TDTM, TdtmRule, tdtm_twin
-
 
 PLAIN, MERGED = "transformer", "transformer_tdtm"  # artifact stems: transformer.onnx, transformer_tdtm.onnx, ...
 CONFIG_FILE = "transformer/config.json"  # diffusers' pipeline layout

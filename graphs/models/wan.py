@@ -21,14 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spec.config import MergeConfig
 from ..errors import InputError
+from ..methods.tdtm_attention import attention_modules
+from ..spec.config import MergeConfig
 from .exportable import Exportable, ModelBundle, TensorSpec
 from .sd_unet import diffusers_class
-from ..methods.tdtm_attention import attention_modules
+from .video_transformers import ClipShape, VaeScale, VideoFamily, builtin_bundle, static_rope
 from .wan_parts import split_wan
-from .video_transformers import (VIDEO_OPTIONS, ClipShape, VaeScale, VideoFamily, builtin_bundle,
-                                 static_rope)
 
 TRANSFORMER_CLASS = "WanTransformer3DModel"
 # Wan 2.1 T2V 1.3B (Wan-AI/Wan2.1-T2V-1.3B-Diffusers transformer/config.json, as diffusers' converter writes it).

@@ -91,7 +91,7 @@ def spelled(vae: nn.Module, spelling: ConvSpelling) -> nn.Module:
     memo = {id(t): t for t in [*vae.parameters(), *vae.buffers()]}
     twin = copy.deepcopy(vae, memo)
     conv = _causal_conv_class()
-    for name, module in list(twin.named_modules()):
+    for _, module in list(twin.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, conv):
                 setattr(module, child_name, CausalConvTaps(child))

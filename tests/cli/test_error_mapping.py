@@ -11,8 +11,8 @@ import pytest
 
 from tomobile.cli import cmd_models
 from tomobile.cli.main import main
-from tomobile.graphs.spec.grammar import SpecError
 from tomobile.graphs.errors import TomobileError
+from tomobile.graphs.spec.grammar import SpecError
 
 BAD_SPEC = ["export", "vit-tiny", "--merge", "tome:r=abc", "--format", "onnx"]
 
@@ -65,8 +65,8 @@ def test_every_user_error_class_derives_from_tomobile_error():
     from tomobile.graphs.models.hf_folder import FolderError
     from tomobile.graphs.models.registry import UnknownModelError
     from tomobile.runtime.manifest import ManifestError
-    from tomobile.runtime.streaming import StreamError
     from tomobile.runtime.report import ValidationError
+    from tomobile.runtime.streaming import StreamError
 
     for cls in (SpecError, FolderError, UnknownModelError, OutputError, UnsupportedOpError, FormatError, OptionError,
                 StreamError, ValidationError, ManifestError):

@@ -13,8 +13,15 @@ import pytest
 
 from tomobile.cli.cmd_generate import sampler_config, unused_modes
 from tomobile.cli.main import main
-from tomobile.runtime.video import (NonFiniteClip, PromptError, RuntimeKind, VideoRuntime, check_prompt, generate,
-                                    save_clip)
+from tomobile.runtime.video import (
+    NonFiniteClip,
+    PromptError,
+    RuntimeKind,
+    VideoRuntime,
+    check_prompt,
+    generate,
+    save_clip,
+)
 
 
 def _nan_runtime() -> VideoRuntime:
@@ -81,9 +88,10 @@ def test_generate_says_in_one_note_line_what_has_no_effect_and_does_not_report_i
 def test_the_manifest_holds_finite_numbers_only(tmp_path):
     """Item 9: a DiffRate count of 1e400 reached the manifest as `Infinity` (not JSON for the native
     engine, the page or the apps) while Python's reader took it."""
+    from fakes import fake_export
+
     from tomobile.runtime.manifest import ManifestError, write_manifest
     from tomobile.runtime.manifest_reader import load_manifest
-    from fakes import fake_export
 
     for bad in (float("inf"), float("nan")):
         with pytest.raises(ValueError, match="not JSON compliant"):
@@ -151,8 +159,8 @@ def test_tomesd_options_without_effect_are_named(monkeypatch, capfd, tmp_path):
 
 def test_pitome_refuses_more_than_half_not_a_ratio_below_one_half():
     """Item 19: the docs said ratios below 0.5 are refused; the check is r <= T/2 (and stays)."""
-    from tomobile.graphs.spec.config import MergeConfig
     from tomobile.graphs.methods.registry import make_plan
+    from tomobile.graphs.spec.config import MergeConfig
     from tomobile.graphs.spec.grammar import SpecError
 
     assert make_plan(MergeConfig.parse("pitome:ratio=0.49"), 4, 65, True).r[0] == 32  # floor(64 - 31.36) = 32 = T/2
@@ -164,8 +172,9 @@ def test_pitome_refuses_more_than_half_not_a_ratio_below_one_half():
 def test_stream_suggests_an_export_that_works(tmp_path):
     """Item 20: on a folder that is not split, --stream suggested `tomobile export vit-tiny --split
     blocks`, which is refused; a video model's folder gets its own command."""
-    from tomobile.runtime.streaming import StreamError, open_split
     from fakes import fake_export
+
+    from tomobile.runtime.streaming import StreamError, open_split
 
     with pytest.raises(StreamError) as err:
         open_split(fake_export(tmp_path / "vit"), "onnxruntime")
@@ -177,11 +186,12 @@ def test_stream_suggests_an_export_that_works(tmp_path):
 def test_an_edited_record_of_a_shared_part_file_is_caught(tmp_path):
     """Item 6: two split parts list one file; the second's sha256 edited was never checked (the file
     was hashed once, for the first record), and an edit of the first named the file as 'a different part'."""
+    from fakes import fake_export
+
     from tomobile.runtime.manifest import sha256_path
     from tomobile.runtime.manifest_reader import read_manifest
     from tomobile.runtime.streaming import StreamError, open_split
     from tomobile.runtime.validate import ValidationError, verify_checksums
-    from fakes import fake_export
 
     folder = fake_export(tmp_path / "exp")
     manifest = json.loads((folder / "manifest.json").read_text())

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from tomobile.cli.main import main
-from tomobile.graphs.models.sd_unet import SD_TINY, load_unet_folder, seeded_unet
 from tomobile.graphs.methods.tomesd import TomesdConfig
+from tomobile.graphs.models.sd_unet import SD_TINY, load_unet_folder, seeded_unet
 
 SIZE = "64"  # 8x8 latents: the level-0 blocks merge 32 of 64 tokens; small enough for the default suite
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tomobile.cli.main import main
 from tomobile.runtime.manifest import sha256_path
 

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from tomobile.cli.main import main
-from tomobile.graphs.models import ltx
 from tomobile.graphs.methods.tdtm_attention import TdtmRule, apply_tdtm
+from tomobile.graphs.models import ltx
 
 diffusers = pytest.importorskip("diffusers")
 ort = pytest.importorskip("onnxruntime")

@@ -23,7 +23,7 @@ from wan_fixture import PROMPT, WanParts, latent_shape, small_wan_pipeline  # no
 
 from tomobile.cli.main import main  # noqa: E402
 from tomobile.graphs.methods.tdtm_attention import TdtmRule, apply_tdtm, remove_tdtm  # noqa: E402
-from tomobile.runtime.validate import psnr  # noqa: E402
+from tomobile.runtime.report import psnr  # noqa: E402
 
 # 1 block of 2 heads x 8, text width 24, 8 latent channels, Euler: used by no other test
 PARTS = WanParts(seed=3, text_dim=24, layers=1, heads=2, head_dim=8, ffn=24, z_dim=8, scheduler="euler")

@@ -15,8 +15,7 @@ import pytest
 import torch
 
 import tomobile.graphs.methods.merge as merge
-from tomobile.export.near_ties import NEAR_TIE, replay
-from tomobile.export.near_ties import explain_near_ties
+from tomobile.export.near_ties import NEAR_TIE, explain_near_ties, replay
 from tomobile.export.pipeline import export_model
 from tomobile.export.registry import ExportOptions
 from tomobile.graphs.methods.margins import forced_flips, measure, record_margins

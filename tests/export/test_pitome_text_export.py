@@ -18,7 +18,6 @@ from tomobile.graphs.models.hf_folder import load_local
 from tomobile.runtime.runners.executorch import ExecuTorchRunner
 from tomobile.runtime.runners.onnxruntime import OnnxRunner
 
-
 BERT_INPUT_OPS = {"aten::embedding.out", "aten::full_like.out", "dim_order_ops::_to_dim_order_copy.out"}
 
 

@@ -116,9 +116,9 @@ def _eager_reference(pipeline: Path, spec: str, batch: int, guidance: float) -> 
     """Eager diffusers running the same pipeline with tomobile's patch on its UNet."""
     from diffusers import StableDiffusionPipeline
 
-    from tomobile.graphs.spec.config import MergeConfig
-    from tomobile.graphs.models.sd_unet import UNetModel
     from tomobile.graphs.methods.tomesd import apply_tomesd
+    from tomobile.graphs.models.sd_unet import UNetModel
+    from tomobile.graphs.spec.config import MergeConfig
 
     eager = StableDiffusionPipeline.from_pretrained(pipeline)
     apply_tomesd(eager.unet, MergeConfig.parse(spec).params, UNetModel(eager.unet, SIZE // 8, batch).example_inputs())

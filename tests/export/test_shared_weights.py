@@ -134,7 +134,7 @@ def test_runners_follow_the_method(shared_export):
     assert r0.program is r1.program
     y0, y1 = r0.run([x])[0], r1.run([x])[0]
     assert not np.allclose(y0, y1)
-    with pytest.raises(Exception):
+    with pytest.raises(KeyError):  # ExecuTorch: the program has no such method
         ExecuTorchRunner(folder / "v0.pte")  # no `forward` in a shared program
     onnx = {a.part: artifact_runner(folder, a) for a in artifacts if a.format == "onnx"}
     np.testing.assert_allclose(onnx["v0"].run([x])[0], y0, atol=1e-5)

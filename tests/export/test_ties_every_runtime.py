@@ -13,10 +13,10 @@ import torch
 
 from tomobile.export.pipeline import stage_export
 from tomobile.export.registry import ExportOptions
-from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
 from tomobile.graphs.methods.merge import ARITHMETIC, assignment, merge_sum, one_hot_assignment
 from tomobile.graphs.methods.ops import OPS_ATTR, merge_ops_of
 from tomobile.graphs.methods.plan import Protected
+from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
 from tomobile.runtime.runners import load_runner
 
 T, R = 41, 9

@@ -11,8 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tomobile.graphs.numbers import (MAX_BYTES, NumberError, parse_float, parse_int, parse_int_list, parse_percent,
-                                     parse_size)
+from tomobile.graphs.numbers import (
+    MAX_BYTES,
+    NumberError,
+    parse_float,
+    parse_int,
+    parse_int_list,
+    parse_percent,
+    parse_size,
+)
 
 BAD_INTS = ["\uff12", "\u0661\u0660", "1_0", "+3", "1e3", "", " ", "0x10", "1.0", "٣"]
 BAD_LISTS = ["1,,2", "1,1", "1,2,1", ",", "", "1,", ",1", "\uff12,3", "1_0,2"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from needs import require_tool
+
 from tomobile.runtime.native_engine import build
 
 

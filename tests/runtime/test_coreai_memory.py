@@ -16,8 +16,8 @@ from tomobile.export.output import finalize
 from tomobile.export.pipeline import stage_export
 from tomobile.export.registry import ExportOptions
 from tomobile.graphs.models.exportable import Exportable, ModelBundle, TensorSpec
-from tomobile.runtime.runners.coreai import CoreAIRunner
 from tomobile.runtime.memory import proc_status
+from tomobile.runtime.runners.coreai import CoreAIRunner
 
 WIDTH, LAYERS = 1024, 4  # 16.8 MB of fp32 weights
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from needs import require_tool
+
 from tomobile.runtime.bench import RUNTIMES, Timings, Variant, _add_counts, _rows, timed_round_robin
 from tomobile.runtime.bench_report import BenchReport, format_table, verdicts
 from tomobile.runtime.count import MARK, CountError, count_instructions, counting_library, parse_calls

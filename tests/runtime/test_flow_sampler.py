@@ -7,8 +7,14 @@ import pytest
 import torch
 
 from tomobile.graphs.errors import TomobileError
-from tomobile.runtime.flow_sampler import (FlowSamplerConfig, guided, portable_expm1, predictor_orders, sample_flow,
-                                           stepper_for)
+from tomobile.runtime.flow_sampler import (
+    FlowSamplerConfig,
+    guided,
+    portable_expm1,
+    predictor_orders,
+    sample_flow,
+    stepper_for,
+)
 from tomobile.runtime.flow_schedule import SchedulerError, SchedulerKind, flow_schedule, linspace
 from tomobile.runtime.sampler import LeapConfig, LeapMode, SimilarityMode
 

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from tomobile.runtime.native_engine import BINARY
 from tomobile.runtime.validate import validate_dir
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from tomobile.cli.checks import MAX_THREADS
 
 NUMBER_CASES = json.loads((Path(__file__).parents[1] / "number_cases.json").read_text())

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from tomobile.runtime.native_engine import BUILD_DIR, NATIVE_DIR, executorch_root
 
 

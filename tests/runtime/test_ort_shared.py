@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from wide_model import LAYERS, WIDTH, Wide  # tests/runtime/wide_model.py: the model both memory tests load
 
 from tomobile.export.onnx_format import export_onnx_shared
 from tomobile.export.output import finalize
@@ -23,8 +24,6 @@ from tomobile.runtime import video
 from tomobile.runtime.manifest_reader import read_manifest
 from tomobile.runtime.runners.onnxruntime import OnnxRunner
 from tomobile.runtime.runners.ort_shared import MIN_SHARED_BYTES, SharedWeightSessions, external_initializers
-
-from wide_model import LAYERS, WIDTH, Wide  # tests/runtime/wide_model.py: the model both memory tests load
 
 
 def _parts() -> tuple[dict[str, Wide], int]:

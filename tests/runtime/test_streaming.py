@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tomobile.runtime.streaming import BlockStreamer, PartFile, SplitModel, StreamError, parse_bytes, plan_pinned
 
 

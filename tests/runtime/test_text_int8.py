@@ -12,9 +12,9 @@ from fakes import fake_video_export
 from onnx import numpy_helper
 
 from tomobile.export.pipeline import sha256_path
-from tomobile.runtime.text_int8 import CAPTIONS, CLIP_CAPTIONS, check_text_companion, token_cosines
 from tomobile.runtime.manifest_reader import read_manifest
 from tomobile.runtime.report import FAIL, PASS
+from tomobile.runtime.text_int8 import CAPTIONS, CLIP_CAPTIONS, check_text_companion, token_cosines
 from tomobile.runtime.video import RuntimeKind, artifact_runtime
 
 

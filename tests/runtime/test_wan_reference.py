@@ -15,10 +15,9 @@ from tomobile.graphs.models.wan_text import WanTextEncoder  # noqa: E402
 from tomobile.graphs.models.wan_vae import WanVaeDecoder  # noqa: E402
 from tomobile.runtime.flow_sampler import FlowSamplerConfig  # noqa: E402
 from tomobile.runtime.flow_schedule import flow_schedule  # noqa: E402
+from tomobile.runtime.report import psnr  # noqa: E402
 from tomobile.runtime.sampler import LeapConfig  # noqa: E402
-from tomobile.runtime.validate import psnr  # noqa: E402
-from tomobile.runtime.wan_generate import (WanRun, eager_encoder, eager_module, eager_transformer,  # noqa: E402
-                                           wan_generate)
+from tomobile.runtime.wan_generate import WanRun, eager_encoder, eager_module, eager_transformer, wan_generate  # noqa: E402
 
 SIZE, FRAMES, STEPS, GUIDANCE, LENGTH = 32, 9, 4, 5.0, 16
 

@@ -10,12 +10,19 @@ pytest.importorskip("diffusers")
 
 from safetensors.torch import save_file  # noqa: E402
 
-from tomobile.graphs.models.wan_shapes import (DEMO, SCHEDULER_CONFIG, TRANSFORMER_CONFIG, WEIGHTS,  # noqa: E402
-                                        caption_states, checkpoint_metadata, load_wan_shapes, wan_transformer)
+from tomobile.graphs.models.wan_shapes import (  # noqa: E402
+    DEMO,
+    SCHEDULER_CONFIG,
+    TRANSFORMER_CONFIG,
+    WEIGHTS,
+    caption_states,
+    checkpoint_metadata,
+    load_wan_shapes,
+    wan_transformer,
+)
 from tomobile.runtime.flow_schedule import SchedulerKind  # noqa: E402
 from tomobile.runtime.video_eval import run_video_eval  # noqa: E402
-from tomobile.runtime.wan_shapes_eval import (eager_wan_shapes, generate_clip, sampler, warm_up,  # noqa: E402
-                                              wan_shapes_settings)
+from tomobile.runtime.wan_shapes_eval import eager_wan_shapes, generate_clip, sampler, wan_shapes_settings, warm_up  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from wide_model import LAYERS, WIDTH, Wide  # tests/runtime/wide_model.py: the model both memory tests load
 
 from tomobile.export.executorch_format import export_executorch_methods
 from tomobile.export.pipeline import _programs
 from tomobile.export.registry import ExportOptions, PartInfo
-
-from wide_model import LAYERS, WIDTH, Wide  # tests/runtime/wide_model.py: the model both memory tests load
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import torch
 
 from tomobile.graphs import MergeConfig, SpecError, merge_plan
 from tomobile.graphs.methods.diffrate import diffrate_step
-from tomobile.graphs.models.hf_models import _vit_layer, vit_layers
 from tomobile.graphs.methods.merge import one_hot_assignment
 from tomobile.graphs.methods.registry import make_plan
+from tomobile.graphs.models.hf_models import _vit_layer, vit_layers
 from tomobile.graphs.models.registry import get_model
 
 

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from tomobile.graphs.spec.config import MergeConfig
-from tomobile.graphs.models.exportable import Exportable, TensorSpec
 from tomobile.graphs.methods.margins import MIN_MARGIN, draw_clear_inputs, measure, note_partner, record_margins
 from tomobile.graphs.methods.merge import bipartite_soft_matching, merge_wavg
+from tomobile.graphs.models.exportable import Exportable, TensorSpec
+from tomobile.graphs.spec.config import MergeConfig
 
 NEAR = 3e-7  # the size of the gap Core AI flipped in video-dit-tiny's denoiser_tome (docs/coreai.md)
 

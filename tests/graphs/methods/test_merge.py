@@ -15,6 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tome_reference import reference_matching, reference_merge_wavg
+
 from tomobile.graphs.methods.merge import (
     assignment,
     bipartite_soft_matching,

@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from tomobile.graphs import MergeConfig, SpecError, apply_merge, merge_plan
-from tomobile.graphs.spec.config import spec_help
-from tomobile.graphs.methods.registry import get_method, methods
-from tomobile.graphs.methods.registry import make_plan
+from tomobile.graphs.methods.registry import get_method, make_plan, methods
 from tomobile.graphs.models.registry import get_model
+from tomobile.graphs.spec.config import spec_help
 
 # One SPEC per merge method (a method in the table without one here fails the test below).
 SPECS = {"tome": "tome:r=8", "pitome": "pitome:ratio=0.8", "diffrate": "diffrate:prune=65,60,50,40,merge=65,55,45,30"}

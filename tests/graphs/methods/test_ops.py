@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tomobile.graphs import MergeConfig
-from tomobile.graphs.methods.merge import ARITHMETIC, assignment, max_r, matching_scores, one_hot_assignment
+from tomobile.graphs.methods.merge import ARITHMETIC, assignment, matching_scores, max_r, one_hot_assignment
 from tomobile.graphs.methods.merge_indexed import INDEXED
 from tomobile.graphs.methods.ops import OPS_ATTR, merge_ops_of, using_ops
 from tomobile.graphs.methods.plan import Protected

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import math
 
+import pitome_reference as ref
 import pytest
 import torch
 
 from tomobile.graphs import MergeConfig, SpecError, merge_plan
-from tomobile.graphs.models.hf_models import _clip_layer, _vit_layer, vit_layers
 from tomobile.graphs.methods.merge import merge_wavg, one_hot_assignment
 from tomobile.graphs.methods.pitome import merge_count, pitome_assignment, with_protected
 from tomobile.graphs.methods.registry import make_plan
+from tomobile.graphs.models.hf_models import _clip_layer, _vit_layer, vit_layers
 from tomobile.graphs.models.registry import get_model
-
-import pitome_reference as ref
 
 
 def _static(metric, x, size, ratio, margin, bsm, protected):

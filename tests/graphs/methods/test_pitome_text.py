@@ -4,16 +4,15 @@ case of padding against r), the plan's schedules and whole tiny-BERT forwards.""
 
 from __future__ import annotations
 
+import pitome_reference as ref
 import pytest
 import torch
 
 from tomobile.graphs import MergeConfig, SpecError, merge_plan
-from tomobile.graphs.models.hf_models import _bert_layer, apply_merge
 from tomobile.graphs.methods.merge import ARITHMETIC, merge_sum, one_hot_assignment
 from tomobile.graphs.methods.pitome import merge_count, pitome_text_assignment, with_protected
 from tomobile.graphs.methods.registry import make_plan
-
-import pitome_reference as ref
+from tomobile.graphs.models.hf_models import _bert_layer, apply_merge
 
 
 def _static(metric, x, ratio, margin, valid=None):

@@ -16,10 +16,10 @@ import torch
 from tome_reference import reference_matching, reference_merge_wavg
 
 from tomobile.graphs import MergeConfig, merge_plan
-from tomobile.graphs.models.hf_models import _dinov2_layer
 from tomobile.graphs.methods.merge import assignment, max_r, merge_wavg, one_hot_assignment
 from tomobile.graphs.methods.merge_indexed import INDEXED
 from tomobile.graphs.methods.plan import Protected
+from tomobile.graphs.models.hf_models import _dinov2_layer
 from tomobile.graphs.models.registry import get_model
 
 

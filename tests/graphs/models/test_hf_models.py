@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from tomobile.graphs import MergeConfig, SpecError, apply_merge, merge_plan, remove_merge
-from tomobile.graphs.models.hf_models import _bert_layer, _clip_layer, _plain, _vit_layer, vit_layers
 from tomobile.graphs.methods.layers import initial_state
-from tomobile.graphs.methods.registry import merged_layer
-from tomobile.graphs.methods.registry import make_plan
+from tomobile.graphs.methods.registry import make_plan, merged_layer
+from tomobile.graphs.models.hf_models import _bert_layer, _clip_layer, _plain, _vit_layer, vit_layers
 from tomobile.graphs.models.registry import get_model
 
 # Under transformers 5 and again under 4.57, whose ViT modules are laid out differently.

@@ -2,8 +2,8 @@
 
 import torch
 
-from tomobile.graphs.models.video_dit import VideoDiT, VideoDiTConfig, VideoMerge
 from tomobile.graphs.methods.tdtm import TdtmOdd, TdtmPositions
+from tomobile.graphs.models.video_dit import VideoDiT, VideoDiTConfig, VideoMerge
 from tomobile.graphs.models.video_zoo import (
     VARIANTS,
     WEIGHTS,

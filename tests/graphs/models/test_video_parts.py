@@ -3,9 +3,10 @@ weights, merged variants where the merge changes a block; the random-weight mode
 
 import pytest
 import torch
-from tomobile.graphs.spec.config import MergeConfig
+
 from tomobile.graphs.models.registry import get_model
 from tomobile.graphs.models.video_parts import run_chain, split_denoisers
+from tomobile.graphs.spec.config import MergeConfig
 
 INPUT_NAMES = ("x", "t", "states", "mask", "guidance")
 

@@ -12,14 +12,27 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tomobile.graphs.models import ltx, wan
-from tomobile.graphs.spec.config import MergeConfig
 from tomobile.graphs.errors import InputError, TomobileError
-from tomobile.graphs.methods.tdtm import TdtmOdd, merge_frame_tokens, merge_frames, merged_frames, merged_positions, unmerge_frames
+from tomobile.graphs.methods.tdtm import (
+    TdtmOdd,
+    merge_frame_tokens,
+    merge_frames,
+    merged_frames,
+    merged_positions,
+    unmerge_frames,
+)
+from tomobile.graphs.methods.tdtm_attention import (
+    TdtmAttnProcessor,
+    TdtmRule,
+    apply_tdtm,
+    attention_modules,
+    remove_tdtm,
+    shared_twin,
+)
+from tomobile.graphs.models import ltx, wan
 from tomobile.graphs.models.video_parts import run_chain
-from tomobile.graphs.methods.tdtm_attention import (TdtmAttnProcessor, TdtmRule, apply_tdtm, attention_modules, remove_tdtm,
-                                        shared_twin)
 from tomobile.graphs.models.video_transformers import clip_shape, seeded_transformer
+from tomobile.graphs.spec.config import MergeConfig
 
 pytest.importorskip("diffusers")
 TDTM = MergeConfig.parse("tdtm")
