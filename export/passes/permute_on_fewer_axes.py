@@ -11,7 +11,8 @@ XNN_MAX_AXES = 6  # XNNPACK defines tensors of at most 6 axes
 
 def permute_on_fewer_axes(graph_module) -> PassResult:
     """Each permute of more than 6 axes runs on its non-unit axes between two views; a contiguous
-    copy of such a wide view is the view (the graph is functional); chains of views collapse."""
+    copy of such a wide view is the view (the graph is functional); chains of views then collapse.
+    A graph without a wide tensor is left untouched."""
     from executorch.exir.dialects._ops import ops as exir_ops
 
     graph = graph_module.graph
@@ -22,6 +23,8 @@ def permute_on_fewer_axes(graph_module) -> PassResult:
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
             changed = True
+    if not changed:  # no wide tensor: the graph stays as it is, byte for byte
+        return PassResult(graph_module, False)
     view = exir_ops.edge.aten.view_copy.default
     for node in graph.nodes:  # view(view(x)) -> view(x)
         if node.op == "call_function" and node.target == view and getattr(node.args[0], "target", None) == view:
