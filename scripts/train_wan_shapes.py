@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.training_utils import compute_density_for_timestep_sampling
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from train_common import step_with_ema, warmup_cosine
 
 from tomobile.graphs.models.clips import all_specs, sample_batch
@@ -86,6 +86,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     ap.add_argument("--log", type=Path, default=Path("scripts/train_log_wan_shapes.txt"))
     ap.add_argument("--save-every", type=int, default=200)
+    ap.add_argument("--init", type=Path, help="continue from a saved checkpoint (its EMA weights; a fresh "
+                    "optimizer and learning-rate schedule over --steps)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -100,6 +102,8 @@ def main() -> None:
     model = wan_transformer(TRANSFORMER_CONFIG)
     if args.zero_init:
         zero_init(model)
+    if args.init is not None:
+        model.load_state_dict(load_file(str(args.init)))
     model.train()
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
