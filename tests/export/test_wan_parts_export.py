@@ -17,8 +17,8 @@ from tomobile.export.registry import ExportOptions  # noqa: E402
 from tomobile.graphs.models.exportable import ModelBundle  # noqa: E402
 from tomobile.graphs.models.wan_text import WanTextEncoder  # noqa: E402
 from tomobile.graphs.models.wan_vae import WanVaeDecoder, WanVaeDecoderChunk, decode_chunks  # noqa: E402
-from tomobile.runtime.artifacts import CoreAIRunner, ExecuTorchRunner, OnnxRunner  # noqa: E402
-from tomobile.runtime.manifest import entry_name, load_manifest  # noqa: E402
+from tomobile.runtime.manifest_reader import read_manifest  # noqa: E402
+from tomobile.runtime.runners import artifact_runner  # noqa: E402
 from tomobile.runtime.wan_prompt import tokenize  # noqa: E402
 
 LENGTH = 16
@@ -27,17 +27,10 @@ LENGTH = 16
 def runners(folder: Path, fmt: str) -> dict:
     """part -> numpy runner (list in, list out) for the `fmt` artifacts of an export folder."""
     out = {}
-    for a in load_manifest(folder)["artifacts"]:
-        if a["format"] != fmt:
-            continue
-        path = folder / a["path"]
-        if fmt == "onnx":
-            runner = OnnxRunner(path)
-        elif fmt == "executorch":
-            runner = ExecuTorchRunner(path, folder / a["weights"]["path"] if "weights" in a else None, entry_name(a))
-        else:
-            runner = CoreAIRunner(path, entry_name(a))
-        out[a["part"]] = lambda *arrays, r=runner: r.run(list(arrays))
+    for a in read_manifest(folder).artifacts:
+        if a.format == fmt:
+            runner = artifact_runner(folder, a)
+            out[a.part] = lambda *arrays, r=runner: r.run(list(arrays))
     return out
 
 
@@ -94,9 +87,9 @@ def test_vae_decoders_on_every_runtime(tmp_path, fmt):
         folder = export_and_check(tmp_path, f"wan-vae-{whole}", vae_parts(pipe, whole), [fmt])
         check_decoders(pipe, folder, fmt, whole)
         if not whole:  # the cache goes in as cache_k and out as next_cache_k (ONNX needs distinct names)
-            spec = load_manifest(folder)["parts"]["vae_decoder_chunk"]
-            assert [i["name"] for i in spec["inputs"]][:2] == ["latent", "cache_0"]
-            assert [o["name"] for o in spec["outputs"]][:2] == ["frames", "next_cache_0"]
+            spec = read_manifest(folder).parts["vae_decoder_chunk"]
+            assert [i.name for i in spec.inputs][:2] == ["latent", "cache_0"]
+            assert [o.name for o in spec.outputs][:2] == ["frames", "next_cache_0"]
 
 
 @pytest.mark.slow
