@@ -17,7 +17,7 @@ import numpy as np
 from ..graphs.errors import InputError
 from .flow_schedule import FlowSchedule, flow_schedule
 from .manifest import RUNTIME_FORMATS, ManifestError, inside, parse_manifest_text
-from .manifest_reader import read_manifest
+from .manifest_reader import Manifest, read_manifest
 from .video import RuntimeKind, checked_runner
 from .wan_generate import WanRun
 from .wan_prompt import tokenize
@@ -31,15 +31,19 @@ class LatentsError(InputError):
 
 @dataclass(frozen=True)
 class WanExport:
-    """What a run needs from a WanPipeline export folder's manifest."""
+    """What a run needs from a WanPipeline export folder's manifest (decoded once, here)."""
 
-    folder: Path
+    manifest: Manifest
     scheduler: dict  # scheduler_config.json
     guidance: float
     steps: int
     text_tokens: int
     latent_shape: tuple[int, ...]  # (1, z, F, h, w)
     tdtm: bool  # has the TDTM transformer
+
+    @property
+    def folder(self) -> Path:
+        return self.manifest.folder
 
     def schedule(self, steps: int) -> FlowSchedule:
         return flow_schedule(self.scheduler, steps)
@@ -56,13 +60,14 @@ def is_wan_export(folder: Path) -> bool:
 
 def wan_export(folder: Path) -> WanExport:
     """The run settings of a WanPipeline export folder; a one-line ManifestError where it is not one."""
-    spec = read_manifest(folder).extra.get("pipeline")
+    manifest = read_manifest(folder)
+    spec = manifest.extra.get("pipeline")
     if not isinstance(spec, dict) or spec.get("kind") != KIND:
         raise ManifestError(f"{folder} holds no WanPipeline export; run `tomobile export PIPELINE_DIR --size HxW "
                             "--frames N --out DIR` on a diffusers WanPipeline folder")
     try:
         scheduler = parse_manifest_text(inside(folder, spec["scheduler"]["config"]).read_text())
-        return WanExport(folder, scheduler, float(spec["guidance"]), int(spec["steps"]), int(spec["text_tokens"]),
+        return WanExport(manifest, scheduler, float(spec["guidance"]), int(spec["steps"]), int(spec["text_tokens"]),
                          tuple(int(n) for n in spec["latent_shape"]), "transformer_tdtm" in spec["parts"])
     except (KeyError, TypeError, ValueError, OSError) as err:
         raise ManifestError(f"{folder}/manifest.json: its pipeline entry is damaged ({type(err).__name__}: {err}); "
@@ -94,8 +99,7 @@ def wan_run(export: WanExport, kind: RuntimeKind, merged: bool) -> WanRun:
     if kind.value not in RUNTIME_FORMATS:
         raise InputError(f"a WanPipeline export runs on {', '.join(RUNTIME_FORMATS)}, not {kind.value}")
     fmt, folder = RUNTIME_FORMATS[kind.value], export.folder
-    manifest = read_manifest(folder)
-    artifacts = {a.part: a for a in manifest.artifacts if a.format == fmt and a.companion_of is None}
+    artifacts = {a.part: a for a in export.manifest.artifacts if a.format == fmt and a.companion_of is None}
     if merged and "transformer_tdtm" not in artifacts and "transformer" in artifacts:
         raise InputError(f"{folder} has no TDTM transformer; export the pipeline with --merge tdtm to use --tdtm-steps")
     needed = ["text_encoder", "transformer", *(["transformer_tdtm"] if merged else []), "vae_decoder"]
