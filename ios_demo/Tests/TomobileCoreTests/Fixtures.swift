@@ -1,6 +1,7 @@
 // Where the tests find what the Python reference wrote: TOMOBILE_FIXTURES (android_demo/tools/
-// python_fixtures.py OUT_DIR) and TOMOBILE_EXPORT (a `tomobile export video-dit-tiny` folder with
-// test_vectors/contract.json). Mirrors android_demo :core Fixtures.kt; ios_demo/README.md has the commands.
+// python_fixtures.py OUT_DIR), TOMOBILE_EXPORT (a `tomobile export video-dit-tiny` folder with
+// test_vectors/contract.json) and TOMOBILE_WAN_EXPORT (a WanPipeline export with test_vectors/wan_contract.json).
+// Mirrors android_demo :core Fixtures.kt; ios_demo/README.md has the commands.
 import Foundation
 import XCTest
 @testable import TomobileCore
@@ -21,6 +22,9 @@ enum Fixtures {
     static func dir() throws -> URL { try folder("TOMOBILE_FIXTURES") }
 
     static func export() throws -> URL { try folder("TOMOBILE_EXPORT") }
+
+    /// A WanPipeline export folder (`tomobile export PIPELINE_DIR ...`) with test_vectors/wan_contract.json.
+    static func wanExport() throws -> URL { try folder("TOMOBILE_WAN_EXPORT") }
 
     static func json(_ file: URL) throws -> [String: JsonValue] {
         try Json.parse(String(decoding: try Data(contentsOf: file), as: UTF8.self)).asObject(file.lastPathComponent)
