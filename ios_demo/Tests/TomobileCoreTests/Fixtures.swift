@@ -39,6 +39,13 @@ enum Fixtures {
         }
     }
 
+    /// A contract's header (contract.json and wan_contract.json alike): version 1 and the replay file it describes.
+    static func assertContractHeader(_ contract: [String: JsonValue], _ replayBytes: [UInt8]) throws {
+        XCTAssertEqual(try contract.field("contract_version", "contract").asInt("contract_version"), 1)
+        XCTAssertEqual(replayBytes.count, try contract.field("replay_file_bytes", "contract").asInt("replay_file_bytes"))
+        XCTAssertEqual(sha256Hex(replayBytes), try contract.field("replay_file_sha256", "contract").asString("replay_file_sha256"))
+    }
+
     /// `count` float32 little-endian values at byte `offset` of `bytes`.
     static func floats(_ bytes: [UInt8], _ offset: Int, _ count: Int) -> [Float] {
         (0..<count).map { i in

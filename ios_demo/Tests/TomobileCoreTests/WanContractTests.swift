@@ -30,11 +30,7 @@ final class WanContractTests: XCTestCase {
         return try configs.field(key, "scheduler_configs").asObject(key)
     }
 
-    func testIsVersionOneAndItsReplayFileIsTheOneDescribed() throws {
-        XCTAssertEqual(try contract.field("contract_version", "contract").asInt("contract_version"), 1)
-        XCTAssertEqual(replayBytes.count, try contract.field("replay_file_bytes", "contract").asInt("replay_file_bytes"))
-        XCTAssertEqual(sha256Hex(replayBytes), try contract.field("replay_file_sha256", "contract").asString("replay_file_sha256"))
-    }
+    func testIsVersionOneAndItsReplayFileIsTheOneDescribed() throws { try Fixtures.assertContractHeader(contract, replayBytes) }
 
     func testEveryScheduleIsTheRecordedBits() throws {
         let entries = try section("schedules")

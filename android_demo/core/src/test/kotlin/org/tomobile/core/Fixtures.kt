@@ -32,6 +32,13 @@ object Fixtures {
     }
 }
 
+/** A contract's header (contract.json and wan_contract.json alike): version 1 and the replay file it describes. */
+fun assertContractHeader(contract: Map<String, Any?>, replayBytes: ByteArray) {
+    org.junit.jupiter.api.Assertions.assertEquals(1L, contract["contract_version"])
+    org.junit.jupiter.api.Assertions.assertEquals(contract["replay_file_bytes"].asInt("replay_file_bytes"), replayBytes.size)
+    org.junit.jupiter.api.Assertions.assertEquals(contract["replay_file_sha256"], sha256Hex(replayBytes))
+}
+
 /** JUnit's assertThrows for Kotlin call sites (Debian's junit5 jars have no Kotlin extensions). */
 inline fun <reified T : Throwable> expectThrows(noinline block: () -> Unit): T =
     org.junit.jupiter.api.Assertions.assertThrows(T::class.java) { block() }

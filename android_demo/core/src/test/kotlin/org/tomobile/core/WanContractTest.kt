@@ -25,11 +25,7 @@ class WanContractTest {
     private fun config(name: Any?): Map<String, Any?> = configs.field(name.asString("scheduler"), "scheduler_configs").asObject("config")
 
     @Test
-    fun isVersionOneAndItsReplayFileIsTheOneDescribed() {
-        assertEquals(1L, contract["contract_version"])
-        assertEquals(contract["replay_file_bytes"].asInt("replay_file_bytes"), replayBytes.size)
-        assertEquals(contract["replay_file_sha256"], sha256Hex(replayBytes))
-    }
+    fun isVersionOneAndItsReplayFileIsTheOneDescribed() = assertContractHeader(contract, replayBytes)
 
     @Test
     fun everyScheduleIsTheRecordedBits() {
