@@ -106,7 +106,7 @@ def wan_run(export: WanExport, kind: RuntimeKind, merged: bool) -> WanRun:
     missing = [p for p in needed if p not in artifacts]
     if missing:
         raise FileNotFoundError(f"{folder} has no {fmt} {', '.join(missing)}; export the pipeline with --format {fmt}")
-    tokenizer = _tokenizer(folder / "tokenizer")
+    tokenizer = load_tokenizer(folder / "tokenizer")
     runners = {p: checked_runner(folder, artifacts[p], kind) for p in needed}
 
     def encode(prompt: str) -> np.ndarray:
@@ -119,7 +119,8 @@ def wan_run(export: WanExport, kind: RuntimeKind, merged: bool) -> WanRun:
     return WanRun(encode, denoise, lambda latents: runners["vae_decoder"](latents)[0])
 
 
-def _tokenizer(folder: Path):
+def load_tokenizer(folder: Path):
+    """The export's tokenizer (transformers' AutoTokenizer on tokenizer/), or a one-line ManifestError."""
     from transformers import AutoTokenizer
 
     try:
