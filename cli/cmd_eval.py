@@ -24,6 +24,14 @@ from ..runtime.video_eval import (
     run_video_eval,
     save_grid,
 )
+from ..runtime.wan_shapes_eval import (
+    PROMPTS16,
+    eager_wan_shapes,
+    generate_clip,
+    sampler,
+    wan_shapes_settings,
+    warm_up,
+)
 from .checks import MAX_STEPS, check_output_folder, finite_float, int_at_least
 from .cmd_eval_text import add_text_parser
 from .cmd_generate import add_mode_args, add_runtime_args, open_runtime_at, sampler_config, tdtm_options
@@ -97,15 +105,6 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
 
 def cmd_eval_wan_shapes(args: argparse.Namespace) -> int:
     """The same table for wan-shapes (eager): full, LPL, TDTM and LPL + TDTM on its 16 prompts."""
-    from ..runtime.wan_shapes_eval import (
-        PROMPTS16,
-        eager_wan_shapes,
-        generate_clip,
-        sampler,
-        wan_shapes_settings,
-        warm_up,
-    )
-
     given = [flag for key, flag in _NOT_WAN.items() if getattr(args, key)]
     if given or args.runtime != RuntimeKind.EAGER.value or args.no_tome:
         flag = given[0] if given else ("--no-tome" if args.no_tome else f"--runtime {args.runtime}")
