@@ -1,6 +1,6 @@
 """`tomobile generate PROMPT --artifacts DIR` where DIR is a WanPipeline export: the whole pipeline
 (text encoder, transformer with WanPipeline's guidance on the folder's scheduler, VAE decoder) on
-ONNX Runtime, ExecuTorch or Core AI, from `--latents FILE.npy` or seeded noise; TDTM for the first
+ONNX Runtime, ExecuTorch, Core AI or eager PyTorch (the parts rebuilt from the source folder), from `--latents FILE.npy` or seeded noise; TDTM for the first
 --tdtm-steps steps, LPL per --lpl.
 """
 

@@ -1,5 +1,6 @@
 """A WanPipeline export folder (`tomobile export PIPELINE_DIR`, graphs/models/wan_pipeline.py) as
-the three callables of runtime/wan_generate.py, on ONNX Runtime, ExecuTorch or Core AI.
+the three callables of runtime/wan_generate.py, on ONNX Runtime, ExecuTorch or Core AI (or eager
+PyTorch, rebuilt from the source folder: runtime/wan_eager.py).
 
 The manifest's `pipeline` entry names the parts, the text length, the latent shape and the
 defaults (guidance, steps); the folder holds the tokenizer (tokenizer/) and the scheduler's config
@@ -19,6 +20,7 @@ from .flow_schedule import FlowSchedule, flow_schedule
 from .manifest import RUNTIME_FORMATS, ManifestError, inside, parse_manifest_text
 from .manifest_reader import Manifest, read_manifest
 from .video import RuntimeKind, checked_runner
+from .wan_eager import Runner, eager_parts
 from .wan_generate import WanRun
 from .wan_prompt import tokenize
 
@@ -94,20 +96,18 @@ def load_latents(path: Path, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def wan_run(export: WanExport, kind: RuntimeKind, merged: bool) -> WanRun:
-    """The three callables of `export` on runtime `kind`, every artifact loaded now (the TDTM
-    transformer too where `merged`), so a missing or damaged one stops the run before it starts."""
-    if kind.value not in RUNTIME_FORMATS:
-        raise InputError(f"a WanPipeline export runs on {', '.join(RUNTIME_FORMATS)}, not {kind.value}")
-    fmt, folder = RUNTIME_FORMATS[kind.value], export.folder
-    artifacts = {a.part: a for a in export.manifest.artifacts if a.format == fmt and a.companion_of is None}
-    if merged and "transformer_tdtm" not in artifacts and "transformer" in artifacts:
+    """The three callables of `export` on runtime `kind`, every part loaded now (the TDTM
+    transformer too where `merged`), so a missing or damaged one stops the run before it starts.
+    Eager rebuilds the parts from the source folder the manifest names (runtime/wan_eager.py)."""
+    folder = export.folder
+    if merged and not export.tdtm:
         raise InputError(f"{folder} has no TDTM transformer; export the pipeline with --merge tdtm to use --tdtm-steps")
     needed = ["text_encoder", "transformer", *(["transformer_tdtm"] if merged else []), "vae_decoder"]
-    missing = [p for p in needed if p not in artifacts]
-    if missing:
-        raise FileNotFoundError(f"{folder} has no {fmt} {', '.join(missing)}; export the pipeline with --format {fmt}")
     tokenizer = _tokenizer(folder / "tokenizer")
-    runners = {p: checked_runner(folder, artifacts[p], kind) for p in needed}
+    if kind is RuntimeKind.EAGER:
+        runners = eager_parts(folder, export.manifest.extra["pipeline"], export.manifest.extra.get("merge", {}), needed)
+    else:
+        runners = _artifact_runners(export, kind, needed)
 
     def encode(prompt: str) -> np.ndarray:
         return runners["text_encoder"](*tokenize(tokenizer, prompt, export.text_tokens))[0].astype(np.float32)
@@ -117,6 +117,18 @@ def wan_run(export: WanExport, kind: RuntimeKind, merged: bool) -> WanRun:
         return run(np.ascontiguousarray(x), np.array([t], np.float32), states)[0]
 
     return WanRun(encode, denoise, lambda latents: runners["vae_decoder"](latents)[0])
+
+
+def _artifact_runners(export: WanExport, kind: RuntimeKind, needed: list[str]) -> dict[str, Runner]:
+    """The exported files of `needed` on `kind`, each checked against its sha256 and loaded."""
+    if kind.value not in RUNTIME_FORMATS:
+        raise InputError(f"a WanPipeline export runs on eager, {', '.join(RUNTIME_FORMATS)}, not {kind.value}")
+    fmt, folder = RUNTIME_FORMATS[kind.value], export.folder
+    artifacts = {a.part: a for a in export.manifest.artifacts if a.format == fmt and a.companion_of is None}
+    missing = [p for p in needed if p not in artifacts]
+    if missing:
+        raise FileNotFoundError(f"{folder} has no {fmt} {', '.join(missing)}; export the pipeline with --format {fmt}")
+    return {p: checked_runner(folder, artifacts[p], kind) for p in needed}
 
 
 def _tokenizer(folder: Path):
