@@ -43,7 +43,7 @@ from .near_ties import explain_near_ties
 from .output import Staging, finalize, make_staging
 from .registry import Exporter, ExportOptions, PartInfo, get_exporter
 from .shared import weight_group_table, weight_groups
-from .split import list_parts
+from .split import eager_chain_checks, list_parts
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ def export_model(bundle: ModelBundle, formats: list[str], out: Path, options: Ex
     with staging:
         if validate:
             report = explain_near_ties(bundle, staging.path, validate_export(staging.path, progress=progress))
+            report.checks.extend(eager_chain_checks(bundle, staging.path))
             manifest["validation"] = report.to_json()
             write_manifest(staging.path, manifest)
             report = _relocated(report, staging.path, out)
@@ -228,6 +229,8 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
     groups = weight_groups(bundle.parts)  # split parts group too: a block's plain and merged parts
     exporters = [get_exporter(f) for f in formats]
     parts, artifacts, pending = {}, [], {}
+    for stem, reference in bundle.references.items():  # eager only: its test vectors, nothing lowered
+        parts[stem] = _write_vectors(bundle, stem, reference.eval(), staging)
     steps = tqdm(total=len(bundle.parts) * len(formats), desc="export", unit="artifact", disable=not progress)
     for stem, wrapper in bundle.parts.items():
         wrapper.eval()
