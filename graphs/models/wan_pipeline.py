@@ -123,7 +123,8 @@ def load_wan_pipeline(folder: Path, config: MergeConfig, size: str | None = None
     }
     files = {**bundle.generated_files, SCHEDULER_FILE: json.dumps(scheduler, indent=2, sort_keys=True) + "\n"}
     extra = {f"tokenizer/{f.name}": f for f in sorted((folder / "tokenizer").iterdir()) if f.is_file()}
-    return ModelBundle(folder.resolve().name, parts, extra_files=extra, manifest=manifest, generated_files=files)
+    return ModelBundle(folder.resolve().name, parts, extra_files=extra, manifest=manifest, generated_files=files,
+                       splitter=bundle.splitter)  # `--split blocks`: the transformer as parts (wan_parts.py)
 
 
 def _shift(scheduler: dict) -> float:
