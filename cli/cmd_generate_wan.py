@@ -15,10 +15,10 @@ from ..graphs.errors import InputError
 from ..runtime.flow_sampler import FlowSamplerConfig
 from ..runtime.noise import latent_noise
 from ..runtime.sampler import LeapConfig, SimilarityMode, parse_mode
-from ..runtime.video import CLIP_SUFFIXES, RuntimeKind, check_clip_file, save_clip
-from ..runtime.wan_artifacts import WanExport, load_latents, wan_export, wan_run
 from ..runtime.stream_video import format_steps
 from ..runtime.streaming import StreamError, parse_bytes
+from ..runtime.video import CLIP_SUFFIXES, RuntimeKind, check_clip_file, save_clip
+from ..runtime.wan_artifacts import WanExport, load_latents, wan_export, wan_run
 from ..runtime.wan_generate import wan_generate
 from ..runtime.wan_stream import StreamSettings, format_loads
 from .checks import check_output_file
