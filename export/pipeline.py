@@ -40,6 +40,8 @@ from ..runtime.manifest_reader import Artifact, decode_manifest, load_manifest
 from ..runtime.memory import malloc_trim
 from ..runtime.report import ValidationReport
 from ..runtime.validate import validate_export
+from ..runtime.wan_artifacts import KIND as WAN_KIND
+from ..runtime.wan_contract import write_wan_contract
 from .executorch_int8 import CALIBRATION_SEEDS
 from .near_ties import explain_near_ties
 from .output import Staging, finalize, make_staging
@@ -249,7 +251,7 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
             gc.collect()  # lowering leaves reference cycles: free them now, not after the next part
             malloc_trim()  # and hand the freed heap back, so that a split 1.3B model's RSS stays flat
     steps.close()
-    files = bundle.write_files(staging) + (write_contract(staging) if bundle.app_contract else [])
+    files = bundle.write_files(staging) + _app_contract(bundle, staging)
     backends = [e.options_for(options).backend for e in exporters]
     return new_manifest(
         bundle.name, bundle.manifest, precision=options.precision, quantize=options.quantize,
@@ -257,6 +259,16 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
         files={name: sha256_path(staging / name) for name in files},
         test_vectors={stem: sha256_path(staging / VECTORS_DIR / f"{stem}.npz") for stem in parts},
         tools=tool_versions(), weight_groups=weight_group_table(artifacts) if groups else None)
+
+
+def _app_contract(bundle: ModelBundle, staging: Path) -> list[str]:
+    """The contract the apps' ports check themselves against: video-dit-tiny's, or a WanPipeline's."""
+    if bundle.app_contract:
+        return write_contract(staging)
+    pipeline = bundle.manifest.get("pipeline") if bundle.manifest else None
+    if isinstance(pipeline, dict) and pipeline.get("kind") == WAN_KIND:
+        return write_wan_contract(staging, pipeline)
+    return []
 
 
 def _prepare(stem: str, wrapper: Exportable, options: ExportOptions) -> tuple:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -226,14 +227,21 @@ def warm_up(rt: VideoRuntime) -> None:
         run(x, np.array([0.5], np.float32), y, mask, np.array([1.0], np.float32))
 
 
+class EvalRuntime(Protocol):
+    """What the eval itself reads of a runtime; `clip` and `warm` use the rest (VideoRuntime for
+    video-dit-tiny, WanShapesRuntime for wan-shapes)."""
+
+    kind: RuntimeKind
+
+
 def run_video_eval(
-    runtimes: VideoRuntime | dict[str, VideoRuntime],
+    runtimes: EvalRuntime | dict[str, EvalRuntime],
     settings: list[Setting],
     prompts: tuple[str, ...] = PROMPTS,
     seeds: tuple[int, ...] = SEEDS,
     on_clip: Callable[[], None] | None = None,
     clip: Callable[..., Generation] = generate,
-    warm: Callable[[VideoRuntime], None] = warm_up,
+    warm: Callable[..., None] = warm_up,
 ) -> VideoEvalReport:
     """Every setting on every (prompt, seed), on the runtime of its mode set (`runtimes` keyed by
     Setting.modes, or one runtime for all); the first setting of each mode set is its reference.

@@ -108,7 +108,7 @@ def wan_run(export: WanExport, kind: RuntimeKind, merged: bool, stream: StreamSe
     if merged and not export.tdtm:
         raise InputError(f"{folder} has no TDTM transformer; export the pipeline with --merge tdtm to use --tdtm-steps")
     needed = ["text_encoder", PLAIN, *([MERGED] if merged else []), "vae_decoder"]
-    tokenizer = _tokenizer(folder / "tokenizer")
+    tokenizer = load_tokenizer(folder / "tokenizer")
     streamed = None
     if kind is RuntimeKind.EAGER:
         if stream is not None:
@@ -158,7 +158,8 @@ def _artifact_runners(export: WanExport, kind: RuntimeKind, needed: list[str],
     return runners, StreamedRun(streamer, loads)
 
 
-def _tokenizer(folder: Path):
+def load_tokenizer(folder: Path):
+    """The export's tokenizer (transformers' AutoTokenizer on tokenizer/), or a one-line ManifestError."""
     from transformers import AutoTokenizer
 
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..graphs.methods.tdtm_attention import TdtmRule, tdtm_twin
 from ..graphs.models.wan_shapes import DEMO, SCHEDULER_CONFIG, WEIGHTS, caption_states, load_wan_shapes
 from .flow_sampler import FlowSamplerConfig, guided, sample_flow
 from .flow_schedule import flow_schedule
@@ -60,12 +61,20 @@ def torch_transformer(model: torch.nn.Module) -> TransformerFn:
     return run
 
 
-def eager_wan_shapes(path: Path = WEIGHTS, tdtm: torch.nn.Module | None = None) -> WanShapesRuntime:
-    """The checkpoint in PyTorch; `tdtm`: its TDTM variant (the same weights with the TDTM rule)."""
+def tdtm_rule(model: torch.nn.Module) -> TdtmRule:
+    """The TDTM rule at the demo's clip: 9 latent frames (frame 0 alone, then 4 pairs) of
+    (size / patch)^2 tokens each, the default odd-frame mode of `--merge tdtm`."""
+    pt, ph, pw = model.config.patch_size
+    return TdtmRule(frames=DEMO["frames"] // pt, tokens_per_frame=(DEMO["size"] // ph) * (DEMO["size"] // pw))
+
+
+def eager_wan_shapes(path: Path = WEIGHTS, with_tdtm: bool = True) -> WanShapesRuntime:
+    """The checkpoint in PyTorch; `with_tdtm` adds its TDTM variant 'denoiser_tdtm' (the same weights,
+    diffusers' own modules, the TDTM rule of `--merge tdtm` patched into every attention)."""
     model = load_wan_shapes(path)
     denoisers = {"denoiser": torch_transformer(model)}
-    if tdtm is not None:
-        denoisers["denoiser_tdtm"] = torch_transformer(tdtm)
+    if with_tdtm:
+        denoisers["denoiser_tdtm"] = torch_transformer(tdtm_twin(model, tdtm_rule(model)))
     cache: dict[str, np.ndarray] = {}
 
     def encode(caption: str) -> np.ndarray:

@@ -60,3 +60,20 @@ def micro_split_export(tmp_path_factory) -> Path:
 def tiny_split_export(tmp_path_factory) -> Path:
     """video-dit-tiny split: the parts `generate --stream` runs by default."""
     return split_export(tmp_path_factory, "video-dit-tiny")
+
+
+@pytest.fixture(scope="session")
+def wan_export(tmp_path_factory) -> Path:
+    """The small offline WanPipeline (tests/wan_fixture.py, Euler scheduler) exported with `--merge tdtm
+    --format onnx` at 32x32, 9 frames, text length 16, via the CLI; it holds test_vectors/wan_contract.json.
+    The app tests (tests/web, tests/android) share this one export (under a minute on 2 cores)."""
+    from wan_fixture import WanParts, small_wan_pipeline
+
+    from tomobile.cli.main import main
+
+    root = tmp_path_factory.mktemp("wan-app-export")
+    small_wan_pipeline(WanParts(scheduler="euler")).save_pretrained(str(root / "pipe"))
+    out = root / "export"
+    assert main(["-q", "export", str(root / "pipe"), "--size", "32x32", "--frames", "9", "--merge", "tdtm",
+                 "--format", "onnx", "--text-length", "16", "--out", str(out)]) == 0
+    return out

@@ -1,7 +1,8 @@
 // The page: picks an export folder and shows what the inference worker (worker.js) reports: video
 // mode (core/pipeline.js) and validate mode (core/validate.js) run there, off the main thread, so
 // the page stays responsive and a generation can be cancelled between denoiser calls.
-// Query parameters: ?export=URL (folder), ?mode=video|validate, ?threads=N (wasm threads), ?backend=wasm|webgpu.
+// Query parameters: ?export=URL (folder), ?mode=video|validate, ?threads=N (wasm threads), ?backend=wasm|webgpu,
+// ?latents=URL (a WanPipeline export's starting latents, float32 .npy, instead of the seed's noise).
 import { TABLE_HEADER, tableRow } from "./core/validate.js";
 
 const $ = (id) => document.getElementById(id);
@@ -172,7 +173,7 @@ function readSettings() {
     seed: $("seed").value.trim(),
     settings: {
       steps: Number($("steps").value), lpl: mode === "fixed" ? String($("lpl-step").value) : mode,
-      tdtmSteps: Number($("tdtm").value), spatial: $("spatial").checked,
+      tdtmSteps: Number($("tdtm").value), spatial: $("spatial").checked, latentsUrl: params.get("latents"),
     },
   };
 }

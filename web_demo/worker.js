@@ -10,8 +10,10 @@
 //                 {type: "result", result}  {type: "row", row}  {type: "report", report, text}
 //                 {type: "cache", usage}  {type: "error", error: {name, message}}
 import { clearByteCache, cacheUsage, openByteCache } from "./core/cache.js";
-import { MapFolder, UrlFolder } from "./core/manifest.js";
+import { MapFolder, readManifest, UrlFolder } from "./core/manifest.js";
+import { parseNpy } from "./core/npz.js";
 import { VideoPipeline } from "./core/pipeline.js";
+import { isWanManifest, WanVideoPipeline } from "./core/wan.js";
 import { formatTable, validateFolder } from "./core/validate.js";
 import { Tokenizer } from "./vendor/tokenizers.min.mjs";
 
@@ -40,20 +42,31 @@ async function open(source) {
   if (source.mode !== "video") return { label: state.folder.label };
   const folder = state.folder;
   const start = performance.now();
-  const pipeline = await VideoPipeline.load(folder, state.ort, {
+  const Pipeline = isWanManifest(await readManifest(folder)) ? WanVideoPipeline : VideoPipeline;
+  const pipeline = await Pipeline.load(folder, state.ort, {
     Tokenizer, sessionOptions: state.sessionOptions, onFile: (name) => post({ type: "status", text: `Checking sha256 and loading ${name}...` }),
   });
   state.pipeline = pipeline;
-  const d = pipeline.manifest.sampler;
   return {
-    label: folder.label, model: pipeline.manifest.model, size: pipeline.shape.slice(2).join("x"), guidance: d.guidance,
+    label: folder.label, model: pipeline.manifest.model, size: pipeline.shape.slice(2).join("x"), guidance: pipeline.defaults.guidance,
     variants: pipeline.denoiser.sessions.size, textEncoder: pipeline.files[0], loadMs: performance.now() - start,
     downloaded: folder.downloaded ?? 0, fromCache: folder.fromCache ?? 0, cached: Boolean(folder.cache),
   };
 }
 
+/** settings.latentsUrl (a float32 .npy, e.g. `?latents=URL`): the starting latents of a Wan export's clip. */
+async function startLatents(url) {
+  if (!url) return null;
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`latents ${url}: HTTP ${response.status}`);
+  const npy = parseNpy(new Uint8Array(await response.arrayBuffer()));
+  if (npy.dtype !== "<f4") throw new Error(`latents ${url} hold ${npy.dtype}; float32 latents are needed`);
+  return npy.data;
+}
+
 async function generate({ prompt, seed, settings }) {
-  if (!state.pipeline) throw new Error("open a video-dit-tiny export folder first");
+  if (!state.pipeline) throw new Error("open a video-dit-tiny or WanPipeline export folder first");
+  if (settings.latentsUrl) settings = { ...settings, latents: await startLatents(settings.latentsUrl) };
   state.controller = new AbortController();
   let calls = 0;
   try {

@@ -5,13 +5,15 @@
 # Python fixtures, compiles with kotlinc, runs JUnit's console launcher (XML reports in
 # build/junit-reports/) and ends with a plain "N passed, N failed" line.
 #
-# Usage: test_core.sh PYTHON EXPORT_DIR
-#   PYTHON      the venv's python (tomobile installed): writes the fixtures
-#   EXPORT_DIR  a `tomobile export video-dit-tiny --format onnx` folder (manifest, test_vectors/contract.json)
+# Usage: test_core.sh PYTHON EXPORT_DIR WAN_EXPORT_DIR
+#   PYTHON          the venv's python (tomobile installed): writes the fixtures
+#   EXPORT_DIR      a `tomobile export video-dit-tiny --format onnx` folder (manifest, test_vectors/contract.json)
+#   WAN_EXPORT_DIR  a `tomobile export PIPELINE_DIR ...` folder of a WanPipeline (test_vectors/wan_contract.json)
 set -euo pipefail
 
-PYTHON=${1:?usage: test_core.sh PYTHON EXPORT_DIR}
-EXPORT=${2:?usage: test_core.sh PYTHON EXPORT_DIR}
+PYTHON=${1:?usage: test_core.sh PYTHON EXPORT_DIR WAN_EXPORT_DIR}
+EXPORT=${2:?usage: test_core.sh PYTHON EXPORT_DIR WAN_EXPORT_DIR}
+WAN_EXPORT=${3:?usage: test_core.sh PYTHON EXPORT_DIR WAN_EXPORT_DIR}
 HERE=$(cd "$(dirname "$0")/.." && pwd) # android_demo/
 BUILD=$HERE/build
 J=/usr/share/java
@@ -26,6 +28,7 @@ KOTLINC=$HERE/node_modules/kotlin-compiler/bin/kotlinc
 STDLIB=$HERE/node_modules/kotlin-compiler/lib/kotlin-stdlib.jar
 
 test -f "$EXPORT/manifest.json" || { echo "test-android: no manifest.json in $EXPORT" >&2; exit 2; }
+test -f "$WAN_EXPORT/manifest.json" || { echo "test-android: no manifest.json in $WAN_EXPORT" >&2; exit 2; }
 rm -rf "$BUILD/classes" "$BUILD/fixtures" "$BUILD/junit-reports"
 "$PYTHON" "$HERE/tools/python_fixtures.py" "$BUILD/fixtures"
 
@@ -40,7 +43,7 @@ GLUE=(app/src/main/java/org/tomobile/demo/ExecuTorchParts.kt)
 GLUE_PID=$!
 
 set +e
-java -Dtomobile.fixtures="$BUILD/fixtures" -Dtomobile.export="$EXPORT" \
+java -Dtomobile.fixtures="$BUILD/fixtures" -Dtomobile.export="$EXPORT" -Dtomobile.wanExport="$WAN_EXPORT" \
     -jar $J/junit-platform-console-standalone.jar -cp "$BUILD/classes/core:$STDLIB" --scan-class-path \
     --disable-banner --disable-ansi-colors --details=tree --reports-dir "$BUILD/junit-reports" | tee "$BUILD/junit.log"
 JUNIT=${PIPESTATUS[0]}

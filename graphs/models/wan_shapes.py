@@ -59,10 +59,19 @@ def wan_transformer(config: dict):
 
 def checkpoint_metadata(path: Path = WEIGHTS) -> dict:
     """The checkpoint's metadata: transformer `config`, `demo` settings, `train` record (JSON-decoded)."""
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}; train it with scripts/train_wan_shapes.py")
-    with safe_open(str(path), framework="pt") as f:
-        return {key: json.loads(value) for key, value in f.metadata().items()}
+    if not path.is_file():
+        raise InputError(f"no wan-shapes checkpoint at {path}; train one with scripts/train_wan_shapes.py")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        decoded = {key: json.loads(value) for key, value in meta.items()}
+    except Exception as exc:  # safetensors raises its own error types for a damaged or foreign file
+        raise InputError(f"{path} is not a wan-shapes checkpoint (safetensors with a transformer config in its "
+                         f"metadata): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not isinstance(decoded.get("config"), dict):
+        raise InputError(f"{path} is not a wan-shapes checkpoint: its metadata has no transformer config; "
+                         "scripts/train_wan_shapes.py writes one")
+    return decoded
 
 
 @functools.lru_cache(maxsize=2)

@@ -1,4 +1,4 @@
-"""android_demo/: :core's JUnit 5 tests (Kotlin, over the export's contract.json and fixtures the Python
+"""android_demo/: :core's JUnit 5 tests (Kotlin, over the exports' contract.json and wan_contract.json and fixtures the Python
 reference writes at test time) and the ExecuTorch glue compiled against compile-only signature stubs.
 android_demo/tools/test_core.sh compiles (kotlinc from npm) and runs JUnit's console launcher once;
 here one pytest test per Kotlin test class, and one for the glue, so CI's summary line counts them.
@@ -31,9 +31,9 @@ def android_tools() -> None:
 
 
 @pytest.fixture(scope="session")
-def junit_run(android_tools, video_export: Path) -> tuple[subprocess.CompletedProcess, dict[str, list[ET.Element]]]:
-    """test_core.sh on the session's export; its output and the JUnit test cases per class."""
-    proc = subprocess.run(["bash", "tools/test_core.sh", sys.executable, str(video_export)], cwd=ANDROID,
+def junit_run(android_tools, video_export: Path, wan_export: Path) -> tuple[subprocess.CompletedProcess, dict[str, list[ET.Element]]]:
+    """test_core.sh on the session's exports; its output and the JUnit test cases per class."""
+    proc = subprocess.run(["bash", "tools/test_core.sh", sys.executable, str(video_export), str(wan_export)], cwd=ANDROID,
                           capture_output=True, text=True, timeout=1800)
     if proc.returncode == 2 and "make android-setup" in proc.stderr:
         pytest.fail(proc.stderr.strip())
@@ -45,7 +45,8 @@ def junit_run(android_tools, video_export: Path) -> tuple[subprocess.CompletedPr
 
 
 def test_every_part_of_the_core_has_tests():
-    assert {"NoiseTest", "TokenizerTest", "SamplerTest", "ManifestTest", "PipelineTest", "ContractTest"} <= set(CLASSES)
+    assert {"NoiseTest", "TokenizerTest", "SamplerTest", "ManifestTest", "PipelineTest", "ContractTest",
+            "WanContractTest"} <= set(CLASSES)
 
 
 @pytest.mark.parametrize("name", CLASSES)

@@ -17,8 +17,8 @@ KOTLIN_CORE = ROOT / "android_demo/core/src/main/kotlin/org/tomobile/core"
 KOTLIN_TESTS = ROOT / "android_demo/core/src/test/kotlin/org/tomobile/core"
 SWIFT_FILES = sorted(p.relative_to(IOS).as_posix() for p in IOS.rglob("*.swift") if ".build" not in p.parts)
 # Kotlin core file -> its Swift twin (SHA256.swift has none: Kotlin uses java.security.MessageDigest).
-MIRRORED = ("Noise", "Json", "Tokenizer", "Sampler", "Manifest", "Pipeline")
-TESTED = ("Noise", "Tokenizer", "Sampler", "Manifest", "Pipeline", "Contract")
+MIRRORED = ("Noise", "Json", "Tokenizer", "Sampler", "Manifest", "Pipeline", "Flow")
+TESTED = ("Noise", "Tokenizer", "Sampler", "Manifest", "Pipeline", "Contract", "WanContract")
 
 
 def parser():

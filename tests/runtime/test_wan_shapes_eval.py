@@ -10,6 +10,8 @@ pytest.importorskip("diffusers")
 
 from safetensors.torch import save_file  # noqa: E402
 
+from tomobile.cli.main import main  # noqa: E402
+from tomobile.graphs.methods.tdtm_attention import apply_tdtm  # noqa: E402
 from tomobile.graphs.models.wan_shapes import (  # noqa: E402
     DEMO,
     SCHEDULER_CONFIG,
@@ -22,7 +24,14 @@ from tomobile.graphs.models.wan_shapes import (  # noqa: E402
 )
 from tomobile.runtime.flow_schedule import SchedulerKind  # noqa: E402
 from tomobile.runtime.video_eval import run_video_eval  # noqa: E402
-from tomobile.runtime.wan_shapes_eval import eager_wan_shapes, generate_clip, sampler, wan_shapes_settings, warm_up  # noqa: E402
+from tomobile.runtime.wan_shapes_eval import (  # noqa: E402
+    eager_wan_shapes,
+    generate_clip,
+    sampler,
+    tdtm_rule,
+    wan_shapes_settings,
+    warm_up,
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +60,7 @@ def test_the_demo_samples_on_wans_shipped_scheduler_kind():
 
 
 def test_settings_run_through_the_video_eval(random_checkpoint):
-    rt = eager_wan_shapes(random_checkpoint)
+    rt = eager_wan_shapes(random_checkpoint, with_tdtm=False)
     settings = wan_shapes_settings(sampler(4), with_tdtm=False)
     assert [s.name for s in settings] == ["full", "lpl2", "lpl-auto"]
     report = run_video_eval(rt, settings, ("a red circle moving left", "a blue square moving up"), (0,),
@@ -76,3 +85,35 @@ def test_the_shipped_checkpoint_loads_with_its_config():
     model = load_wan_shapes()
     assert sum(p.numel() for p in model.parameters()) < 2_000_000
     assert WEIGHTS.stat().st_size < 8_000_000
+
+
+def test_the_tdtm_variant_is_the_rule_on_the_same_weights(random_checkpoint):
+    """denoiser_tdtm is the checkpoint with `--merge tdtm`'s rule (9 frames: 0 alone, 4 pairs; 64 tokens
+    a frame) patched into diffusers' attention: equal to patching a fresh copy, unequal to the plain call."""
+    rt = eager_wan_shapes(random_checkpoint)
+    model = load_wan_shapes(random_checkpoint)
+    rule = tdtm_rule(model)
+    assert (rule.frames, rule.tokens_per_frame, rule.merged) == (9, 64, 5)
+    x = np.random.default_rng(0).standard_normal(rt.shape).astype(np.float32)
+    states = rt.encode("a red circle moving left")
+    merged, plain = rt.denoisers["denoiser_tdtm"](x, 700.0, states), rt.denoisers["denoiser"](x, 700.0, states)
+    fresh = apply_tdtm(wan_transformer(checkpoint_metadata(random_checkpoint)["config"]), rule)
+    fresh.load_state_dict(load_wan_shapes(random_checkpoint).state_dict())
+    with torch.no_grad():
+        want = fresh(hidden_states=torch.from_numpy(x), timestep=torch.tensor([700.0]),
+                     encoder_hidden_states=torch.from_numpy(states), return_dict=False)[0].numpy()
+    np.testing.assert_allclose(merged, want, atol=1e-6)
+    assert np.abs(merged - plain).max() > 1e-3
+
+
+def test_eval_video_model_wan_shapes_writes_the_table(random_checkpoint, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "video", "--model", "wan-shapes", "--weights", str(random_checkpoint), "--steps", "4",
+                 "--prompts", "1", "--out", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "wan-shapes, runtime eager, 1 prompts x 1 seeds, baseline 4 UniPC steps, guidance 5.0" in printed
+    rows = {r["setting"]: r for r in json.loads((out / "eval_video.json").read_text())["rows"]}
+    assert list(rows) == ["full", "lpl2", "lpl-auto", "tdtm2", "tdtm-all", "lpl2+tdtm2"]
+    assert rows["full"]["calls"] == 4 and rows["lpl2+tdtm2"]["calls"] == 3
+    assert rows["tdtm2"]["psnr"] < rows["full"]["psnr"]  # TDTM changes the clip: not the full run again
+    assert (out / "settings_grid.png").stat().st_size > 0 and (out / "eval_video.md").read_text().startswith("|")

@@ -159,7 +159,7 @@ export async function sample(denoise, noise, config, onStep = null) {
 }
 
 /** f32(x - f32(v * dt)) elementwise; a Float32Array store rounds to float32. */
-function eulerStep(x, v, dt) {
+export function eulerStep(x, v, dt) {
   const out = new Float32Array(x.length);
   for (let k = 0; k < x.length; k++) out[k] = x[k] - fround(v[k] * dt);
   return out;

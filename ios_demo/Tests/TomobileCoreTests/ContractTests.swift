@@ -25,11 +25,7 @@ final class ContractTests: XCTestCase {
         return nil
     }
 
-    func testIsVersionOneAndItsReplayFileIsTheOneDescribed() throws {
-        XCTAssertEqual(try contract.field("contract_version", "contract").asInt("contract_version"), 1)
-        XCTAssertEqual(replayBytes.count, try contract.field("replay_file_bytes", "contract").asInt("replay_file_bytes"))
-        XCTAssertEqual(sha256Hex(replayBytes), try contract.field("replay_file_sha256", "contract").asString("replay_file_sha256"))
-    }
+    func testIsVersionOneAndItsReplayFileIsTheOneDescribed() throws { try Fixtures.assertContractHeader(contract, replayBytes) }
 
     func testGeneratorGivesTheRecordedNormalsAndLatents() throws {
         let noise = try section("noise")

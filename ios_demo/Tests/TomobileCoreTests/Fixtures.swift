@@ -1,6 +1,7 @@
 // Where the tests find what the Python reference wrote: TOMOBILE_FIXTURES (android_demo/tools/
-// python_fixtures.py OUT_DIR) and TOMOBILE_EXPORT (a `tomobile export video-dit-tiny` folder with
-// test_vectors/contract.json). Mirrors android_demo :core Fixtures.kt; ios_demo/README.md has the commands.
+// python_fixtures.py OUT_DIR), TOMOBILE_EXPORT (a `tomobile export video-dit-tiny` folder with
+// test_vectors/contract.json) and TOMOBILE_WAN_EXPORT (a WanPipeline export with test_vectors/wan_contract.json).
+// Mirrors android_demo :core Fixtures.kt; ios_demo/README.md has the commands.
 import Foundation
 import XCTest
 @testable import TomobileCore
@@ -22,6 +23,9 @@ enum Fixtures {
 
     static func export() throws -> URL { try folder("TOMOBILE_EXPORT") }
 
+    /// A WanPipeline export folder (`tomobile export PIPELINE_DIR ...`) with test_vectors/wan_contract.json.
+    static func wanExport() throws -> URL { try folder("TOMOBILE_WAN_EXPORT") }
+
     static func json(_ file: URL) throws -> [String: JsonValue] {
         try Json.parse(String(decoding: try Data(contentsOf: file), as: UTF8.self)).asObject(file.lastPathComponent)
     }
@@ -33,6 +37,13 @@ enum Fixtures {
             for b in 0..<8 { bits |= UInt64(data[offset + i * 8 + b]) << (8 * UInt64(b)) }
             return Double(bitPattern: bits)
         }
+    }
+
+    /// A contract's header (contract.json and wan_contract.json alike): version 1 and the replay file it describes.
+    static func assertContractHeader(_ contract: [String: JsonValue], _ replayBytes: [UInt8]) throws {
+        XCTAssertEqual(try contract.field("contract_version", "contract").asInt("contract_version"), 1)
+        XCTAssertEqual(replayBytes.count, try contract.field("replay_file_bytes", "contract").asInt("replay_file_bytes"))
+        XCTAssertEqual(sha256Hex(replayBytes), try contract.field("replay_file_sha256", "contract").asString("replay_file_sha256"))
     }
 
     /// `count` float32 little-endian values at byte `offset` of `bytes`.

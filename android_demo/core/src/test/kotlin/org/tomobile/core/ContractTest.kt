@@ -15,11 +15,7 @@ class ContractTest {
         contract.field(name, "contract.json").asList(name).mapIndexed { i, e -> e.asObject("$name[$i]") }
 
     @Test
-    fun isVersionOneAndItsReplayFileIsTheOneDescribed() {
-        assertEquals(1L, contract["contract_version"])
-        assertEquals(contract["replay_file_bytes"].asInt("replay_file_bytes"), replayBytes.size)
-        assertEquals(contract["replay_file_sha256"], sha256Hex(replayBytes))
-    }
+    fun isVersionOneAndItsReplayFileIsTheOneDescribed() = assertContractHeader(contract, replayBytes)
 
     @Test
     fun generatorGivesTheRecordedNormalsAndLatents() {

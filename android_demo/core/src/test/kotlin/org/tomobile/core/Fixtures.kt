@@ -1,5 +1,6 @@
 // Where the tests find what the Python reference wrote at test time: the fixtures folder
-// (android_demo/tools/python_fixtures.py) and an export folder with test_vectors/contract.json.
+// (android_demo/tools/python_fixtures.py), an export folder with test_vectors/contract.json and a WanPipeline
+// export folder with test_vectors/wan_contract.json.
 // Both are passed as system properties by android_demo/tools/test_core.sh; a missing one fails the tests.
 package org.tomobile.core
 
@@ -10,6 +11,7 @@ import java.nio.ByteOrder
 object Fixtures {
     val dir: File by lazy { folder("tomobile.fixtures", "python_fixtures.py OUT_DIR") }
     val export: File by lazy { folder("tomobile.export", "tomobile export video-dit-tiny --format onnx --out DIR") }
+    val wanExport: File by lazy { folder("tomobile.wanExport", "tomobile export PIPELINE_DIR --size HxW --frames N --format onnx --out DIR") }
 
     private fun folder(property: String, how: String): File {
         val path = System.getProperty(property) ?: error("system property $property is not set; run android_demo/tools/test_core.sh")
@@ -28,6 +30,13 @@ object Fixtures {
         val buffer = ByteBuffer.wrap(bytes, offset, count * 4).order(ByteOrder.LITTLE_ENDIAN)
         return FloatArray(count) { buffer.getFloat() }
     }
+}
+
+/** A contract's header (contract.json and wan_contract.json alike): version 1 and the replay file it describes. */
+fun assertContractHeader(contract: Map<String, Any?>, replayBytes: ByteArray) {
+    org.junit.jupiter.api.Assertions.assertEquals(1L, contract["contract_version"])
+    org.junit.jupiter.api.Assertions.assertEquals(contract["replay_file_bytes"].asInt("replay_file_bytes"), replayBytes.size)
+    org.junit.jupiter.api.Assertions.assertEquals(contract["replay_file_sha256"], sha256Hex(replayBytes))
 }
 
 /** JUnit's assertThrows for Kotlin call sites (Debian's junit5 jars have no Kotlin extensions). */
