@@ -45,7 +45,7 @@ class PartLoads:
 
 def transient_runner(folder: Path, artifact: Artifact, kind: RuntimeKind, budget: int, loads: PartLoads) -> Runner:
     """`artifact` loaded for each call and released after it, refused up front when it alone exceeds `budget`."""
-    size = artifact.file.bytes + (artifact.weights.bytes if artifact.weights is not None else 0)
+    size = (artifact.file.bytes or 0) + ((artifact.weights.bytes or 0) if artifact.weights is not None else 0)
     if size > budget:
         raise StreamError(f"the {artifact.part} ({mb(size)}) does not fit under the memory budget {mb(budget)}; give "
                           f"at least {mb(size)}")
