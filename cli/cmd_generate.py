@@ -118,7 +118,9 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
 
 def add_runtime_args(p: argparse.ArgumentParser, default: str, per_mode_set: bool = False) -> None:
     p.add_argument("--runtime", choices=[k.value for k in RuntimeKind], default=default,
-                   help=f"eager runs the built-in model; the others need --artifacts (default: {default})")
+                   help="eager runs the built-in model (with a WanPipeline export's --artifacts: its parts in PyTorch, "
+                        f"rebuilt from the pipeline folder it was exported from); the others need --artifacts "
+                        f"(default: {default})")
     p.add_argument("--artifacts", metavar="DIR", action="append" if per_mode_set else "store",
                    help="folder from `tomobile export video-dit-tiny` or from `tomobile export PIPELINE_DIR` of a "
                         "diffusers WanPipeline, for --runtime onnxruntime, executorch or coreai"

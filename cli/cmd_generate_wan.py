@@ -1,7 +1,8 @@
 """`tomobile generate PROMPT --artifacts DIR` where DIR is a WanPipeline export: the whole pipeline
 (text encoder, transformer with WanPipeline's guidance on the folder's scheduler, VAE decoder) on
-ONNX Runtime, ExecuTorch or Core AI, from `--latents FILE.npy` or seeded noise; TDTM for the first
---tdtm-steps steps, LPL per --lpl.
+ONNX Runtime, ExecuTorch, Core AI or eager PyTorch (the parts rebuilt from the source folder), from
+`--latents FILE.npy` or seeded noise; TDTM for the first --tdtm-steps steps, LPL per --lpl; with
+`--stream --memory-budget B` on a `--split blocks` export, part by part under B (runtime/wan_stream.py).
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from ..graphs.errors import InputError
 from ..runtime.flow_sampler import FlowSamplerConfig
 from ..runtime.noise import latent_noise
 from ..runtime.sampler import LeapConfig, SimilarityMode, parse_mode
+from ..runtime.stream_video import format_steps
+from ..runtime.streaming import StreamError, parse_bytes
 from ..runtime.video import CLIP_SUFFIXES, RuntimeKind, check_clip_file, save_clip
 from ..runtime.wan_artifacts import WanExport, load_latents, wan_export, wan_run
 from ..runtime.wan_generate import wan_generate
+from ..runtime.wan_stream import StreamSettings, format_loads
 from .checks import check_output_file
 
 # video-dit-tiny's options that a Wan export does not take (option attribute -> flag)
 VIDEO_DIT_ONLY = {"tome": "--tome", "timesteps": "--timesteps", "tdtm_positions": "--tdtm-positions",
-                  "tdtm_odd": "--tdtm-odd", "compare": "--compare", "stream": "--stream",
-                  "memory_budget": "--memory-budget", "no_prefetch": "--no-prefetch"}
+                  "tdtm_odd": "--tdtm-odd", "compare": "--compare"}
 WAN_ONLY = {"latents": "--latents", "negative_prompt": "--negative-prompt"}
 
 
@@ -53,7 +56,7 @@ def cmd_generate_wan(args: argparse.Namespace) -> int:
     given = [flag for key, flag in VIDEO_DIT_ONLY.items() if getattr(args, key, None) not in (None, False)]
     if given:
         raise InputError(f"{', '.join(given)}: video-dit-tiny options; a WanPipeline export takes --steps, --guidance, "
-                         "--negative-prompt, --latents or --seed, --tdtm-steps, --lpl")
+                         "--negative-prompt, --latents or --seed, --tdtm-steps, --lpl, --stream --memory-budget")
     out = Path(args.out)
     check_output_file(out, "--out", CLIP_SUFFIXES)
     check_clip_file(out)
@@ -61,7 +64,7 @@ def cmd_generate_wan(args: argparse.Namespace) -> int:
     cfg = wan_config(args, export)
     latents = load_latents(Path(args.latents), export.latent_shape) if args.latents else \
         latent_noise(export.latent_shape, args.seed)
-    run = wan_run(export, RuntimeKind(args.runtime), cfg.tdtm_steps > 0)
+    run = wan_run(export, RuntimeKind(args.runtime), cfg.tdtm_steps > 0, stream_settings(args))
     start = time.perf_counter()
     clip = wan_generate(run, args.prompt, latents, cfg, negative_prompt=args.negative_prompt or "")
     seconds = time.perf_counter() - start
@@ -73,4 +76,18 @@ def cmd_generate_wan(args: argparse.Namespace) -> int:
     print(f"runtime {args.runtime}: {cfg.schedule.kind.value} scheduler, {res.calls} velocity evaluations "
           f"({res.calls * per_call} transformer calls, guidance {cfg.guidance:g}), {res.merged_calls} TDTM-merged, "
           f"{leap}, {seconds:.2f} s")
+    if run.streamed is not None and args.stream:
+        print(format_steps(run.streamed.streamer.stats, run.streamed.streamer.budget))
+        print(format_loads(run.streamed.loads))
     return 0
+
+
+def stream_settings(args: argparse.Namespace) -> StreamSettings | None:
+    """--stream --memory-budget SIZE [--no-prefetch] -> StreamSettings; None without --stream."""
+    if not args.stream:
+        if args.memory_budget is not None or args.no_prefetch:
+            raise StreamError("--memory-budget and --no-prefetch apply only with --stream")
+        return None
+    if args.memory_budget is None:
+        raise StreamError("--stream needs --memory-budget SIZE (e.g. 64MB): the bytes its loaded parts may take")
+    return StreamSettings(parse_bytes(args.memory_budget), not args.no_prefetch)

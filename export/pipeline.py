@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import gc
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -36,6 +37,7 @@ from ..runtime.manifest import (
     write_manifest,
 )
 from ..runtime.manifest_reader import Artifact, decode_manifest, load_manifest
+from ..runtime.memory import malloc_trim
 from ..runtime.report import ValidationReport
 from ..runtime.validate import validate_export
 from ..runtime.wan_artifacts import KIND as WAN_KIND
@@ -45,7 +47,7 @@ from .near_ties import explain_near_ties
 from .output import Staging, finalize, make_staging
 from .registry import Exporter, ExportOptions, PartInfo, get_exporter
 from .shared import weight_group_table, weight_groups
-from .split import list_parts
+from .split import eager_chain_checks, list_parts
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,7 @@ def export_model(bundle: ModelBundle, formats: list[str], out: Path, options: Ex
     with staging:
         if validate:
             report = explain_near_ties(bundle, staging.path, validate_export(staging.path, progress=progress))
+            report.checks.extend(eager_chain_checks(bundle, staging.path))
             manifest["validation"] = report.to_json()
             write_manifest(staging.path, manifest)
             report = _relocated(report, staging.path, out)
@@ -230,6 +233,8 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
     groups = weight_groups(bundle.parts)  # split parts group too: a block's plain and merged parts
     exporters = [get_exporter(f) for f in formats]
     parts, artifacts, pending = {}, [], {}
+    for stem, reference in bundle.references.items():  # eager only: its test vectors, nothing lowered
+        parts[stem] = _write_vectors(bundle, stem, reference.eval(), staging)
     steps = tqdm(total=len(bundle.parts) * len(formats), desc="export", unit="artifact", disable=not progress)
     for stem, wrapper in bundle.parts.items():
         wrapper.eval()
@@ -243,6 +248,8 @@ def _export_into(bundle: ModelBundle, formats: list[str], staging: Path, options
         if stem == group[-1]:
             for s in group:
                 del pending[s]  # every format has written the group: its programs can go
+            gc.collect()  # lowering leaves reference cycles: free them now, not after the next part
+            malloc_trim()  # and hand the freed heap back, so that a split 1.3B model's RSS stays flat
     steps.close()
     files = bundle.write_files(staging) + _app_contract(bundle, staging)
     backends = [e.options_for(options).backend for e in exporters]

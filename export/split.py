@@ -5,9 +5,15 @@ so an app (or runtime/streaming.py) can stream them without Python."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
+
 from ..graphs.errors import InputError
 from ..graphs.models.exportable import ModelBundle
-from ..graphs.models.video_parts import split_denoisers
+from ..graphs.models.video_parts import run_chain, split_denoisers
+from ..runtime.report import OutputCheck, compare
+from ..runtime.validate import vector_cases
 
 
 def split_bundle(bundle: ModelBundle, kind: str, quantize: str | None) -> ModelBundle:
@@ -38,3 +44,22 @@ def list_parts(manifest: dict) -> dict:
     split["parts"] = [{"name": name, "inputs": io[name]["inputs"], "outputs": io[name]["outputs"],
                        "files": by_part.get(name, {})} for name in order]
     return split
+
+
+def eager_chain_checks(bundle: ModelBundle, folder: Path) -> list[OutputCheck]:
+    """The eager parts chained in order against the eager monolithic model, on its test vectors in
+    `folder` (one row per variant and case, fp32 bound): the split itself is checked apart from
+    any runtime, the exported parts each against their own eager vectors (runtime/validate.py)."""
+    split = bundle.manifest.get("split")
+    if split is None:
+        return []
+    rows = []
+    for variant, sequence in split["sequences"].items():
+        whole = bundle.references.get(variant) or bundle.parts[variant]
+        for case, (inputs, expected) in vector_cases(folder, variant).items():
+            env = dict(zip((s.name for s in whole.input_specs), map(torch.from_numpy, inputs), strict=True))
+            name = whole.output_names[0]
+            out = run_chain(bundle.parts, sequence, env)[name].float().numpy()
+            err, quality, status, note = compare(expected[name], out, "fp32")
+            rows.append(OutputCheck(f"chain {variant} (eager parts)", case, name, out.shape, err, quality, status, note))
+    return rows

@@ -347,9 +347,13 @@ class BlockStreamer:
         del part
         malloc_trim()
 
-    def close(self) -> None:
+    def release_all(self) -> None:
+        """Release every loaded (and loading) part: what a pipeline does before its next stage loads."""
         for name in [*self.loaded, *self.loading]:
             self._release(name, CallStats(""))
+
+    def close(self) -> None:
+        self.release_all()
         if self._pool is not None:
             self._pool.shutdown()
         if self.heartbeat is not None:

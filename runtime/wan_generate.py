@@ -21,6 +21,7 @@ import torch
 from .flow_sampler import DenoiseFn, FlowSamplerConfig, guided, sample_flow
 from .sampler import SampleResult
 from .wan_prompt import tokenize
+from .wan_stream import StreamedRun
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class WanRun:
     encode: Callable[[str], np.ndarray]
     denoise: DenoiseFn
     decode: Callable[[np.ndarray], np.ndarray]
+    streamed: StreamedRun | None = None  # a split export's: the streamer and the per-call loads
 
 
 @dataclass

@@ -100,6 +100,9 @@ class ModelBundle:
         text-to-video model, whose sampler the apps reimplement.
     splitter: how the bundle splits into ordered parts for block streaming (`--split KIND`):
         (bundle, kind) -> the bundle with its parts added; None: the video denoisers' split.
+    references: modules whose eager test vectors and manifest entry are written but that are not
+        exported: a split Wan transformer's monolithic variants, the reference its chain of parts
+        is checked against without lowering the whole model (graphs/models/wan_parts.py).
     """
 
     name: str
@@ -111,6 +114,7 @@ class ModelBundle:
     int8_companions: tuple[str, ...] = ()
     app_contract: bool = False
     splitter: Callable[[ModelBundle, str], ModelBundle] | None = None
+    references: dict[str, Exportable] = field(default_factory=dict)
 
     def write_files(self, folder: Path) -> list[str]:
         """Copy `extra_files` and write `generated_files` into `folder`; returns their names."""

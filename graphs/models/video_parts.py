@@ -177,10 +177,12 @@ def _bind_example_inputs(wrapper: Exportable, chain: ChainInputs, name: str) -> 
 
 
 def chained_bundle(bundle: ModelBundle, kind: str, parts: dict[str, Exportable], sequences: dict[str, list[str]],
-                   monolithic: dict[str, Exportable]) -> ModelBundle:
-    """`bundle` with the ordered `parts` added (the monolithic parts stay: the reference the chain is
-    checked against) and `split.sequences` (each monolithic part's ordered part names) in its
-    manifest; each part's example (and real) inputs are what the eager chain feeds it."""
+                   monolithic: dict[str, Exportable], export_monolithic: bool = True) -> ModelBundle:
+    """`bundle` with the ordered `parts` added and `split.sequences` (each monolithic part's ordered
+    part names) in its manifest; each part's example (and real) inputs are what the eager chain
+    feeds it. The monolithic parts are the reference the chain is checked against: exported as
+    well, or (`export_monolithic` False) kept as eager references only, their test vectors written
+    and nothing lowered (ModelBundle.references)."""
     names = next(iter(monolithic.values())).input_specs
     chain = ChainInputs(sequences, parts, {stem: functools.partial(_denoiser_case, bundle, stem, w)
                                            for stem, w in monolithic.items()}, tuple(s.name for s in names))
@@ -189,8 +191,11 @@ def chained_bundle(bundle: ModelBundle, kind: str, parts: dict[str, Exportable],
         _bind_example_inputs(part, chain, name)
         if chain.first_variant(name) in bundle.real_inputs:
             real[name] = functools.partial(chain.inputs_for, name, "real")
-    manifest = {**bundle.manifest, "split": {"kind": kind, "sequences": sequences}}
-    return replace(bundle, parts={**bundle.parts, **parts}, manifest=manifest, real_inputs=real)
+    split = {"kind": kind, "sequences": sequences, "reference": "exported" if export_monolithic else "eager"}
+    manifest = {**bundle.manifest, "split": split}
+    kept = {s: w for s, w in bundle.parts.items() if export_monolithic or s not in monolithic}
+    references = {**bundle.references, **({} if export_monolithic else monolithic)}
+    return replace(bundle, parts={**kept, **parts}, manifest=manifest, real_inputs=real, references=references)
 
 
 def split_denoisers(bundle: ModelBundle, kind: str = "blocks") -> ModelBundle:

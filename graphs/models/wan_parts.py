@@ -9,7 +9,8 @@ Chained in order they compute the monolithic `transformer` (and `transformer_tdt
 
 The embedders and the head are diffusers' own modules, called as WanTransformer3DModel.forward
 calls them; each block part calls diffusers' own block with the frozen rotary tables the model
-hands its blocks. A block's plain and TDTM parts hold the same weights (one file per format). Part
+hands its blocks. The monolithic transformers are eager references only (not exported): the
+export lowers one part (a block's plain and TDTM twins) at a time. A block's plain and TDTM parts hold the same weights (one file per format). Part
 wrappers hold only the modules they use, so each part carries only its own weights.
 """
 
@@ -21,6 +22,7 @@ from torch import nn
 from ..errors import InputError
 from .exportable import Exportable, ModelBundle, TensorSpec
 from .video_parts import SPLIT_KINDS, chained_bundle, hidden_name
+from .video_transformers import MERGED, PLAIN
 
 PREFIX = "wan_"
 Inputs = tuple[torch.Tensor, ...]
@@ -81,28 +83,30 @@ class WanHeadPart(Exportable):
 
 
 def split_wan(bundle: ModelBundle, kind: str = "blocks") -> ModelBundle:
-    """Add the ordered parts of `bundle`'s Wan transformers (plain and, with --merge tdtm, TDTM)."""
+    """Add the ordered parts of `bundle`'s Wan transformers (plain and, with --merge tdtm, TDTM).
+
+    The monolithic transformers are not exported (at 1.3B that would lower the whole model at
+    once): they stay as eager references (ModelBundle.references), their test vectors what the
+    chain of parts is checked against. The bundle's other parts (a pipeline's text encoder and
+    VAE decoder) stay as they are."""
     if kind not in SPLIT_KINDS:
         raise InputError(f"unknown --split {kind!r}; allowed: {', '.join(SPLIT_KINDS)}")
-    variants = dict(bundle.parts)
+    variants = {stem: w for stem, w in bundle.parts.items() if stem in (PLAIN, MERGED)}
     first = next(iter(variants.values()))
     plain = first.transformer
     specs = (TensorSpec(hidden_name(0), (1, first.tokens, _width(plain))),
              TensorSpec("text", (1, first.input_specs[2].shape[1], _width(plain))),
              TensorSpec("timestep_proj", (1, 6, _width(plain))))
     parts: dict[str, Exportable] = {f"{PREFIX}embed": WanEmbedPart(plain, first.input_specs).eval()}
-    sequences = {}
-    for stem, wrapper in variants.items():
-        suffix = stem.removeprefix("transformer")  # "" or "_tdtm"
-        seq = [f"{PREFIX}embed"]
-        for k in range(len(plain.blocks)):
-            name = f"{PREFIX}block{k:02d}{suffix}"
-            parts[name] = WanBlockPart(wrapper.transformer, k, specs).eval()
-            seq.append(name)
-        sequences[stem] = [*seq, f"{PREFIX}head"]
+    suffixes = {stem: stem.removeprefix(PLAIN) for stem in variants}  # "" or "_tdtm"
+    for k in range(len(plain.blocks)):  # a block's variants one after the other: one weight group exports at a time
+        for stem, wrapper in variants.items():
+            parts[f"{PREFIX}block{k:02d}{suffixes[stem]}"] = WanBlockPart(wrapper.transformer, k, specs).eval()
+    sequences = {stem: [f"{PREFIX}embed", *(f"{PREFIX}block{k:02d}{suffix}" for k in range(len(plain.blocks))),
+                        f"{PREFIX}head"] for stem, suffix in suffixes.items()}
     layers = len(plain.blocks)
     parts[f"{PREFIX}head"] = WanHeadPart(plain, layers, first.input_specs[0].shape, first.tokens).eval()
-    return chained_bundle(bundle, kind, parts, sequences, variants)
+    return chained_bundle(bundle, kind, parts, sequences, variants, export_monolithic=False)
 
 
 def _width(transformer: nn.Module) -> int:

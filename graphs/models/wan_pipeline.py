@@ -7,7 +7,8 @@
 
 The export folder also gets the tokenizer's files (tokenizer/), the scheduler's config
 (scheduler/scheduler_config.json) and the transformer's config.json in diffusers' layout, and the
-manifest's `pipeline` entry says what a run needs: the parts, the scheduler's class and shift,
+manifest's `pipeline` entry says what a run needs: the source folder (where `generate --runtime
+eager` reloads the parts from), the parts, the scheduler's class and shift,
 WanPipeline's default guidance and step count, the text length, the latent shape and the VAE's
 latents_mean / latents_std (the decoder applies them; they are recorded for ports that decode
 another way).
@@ -107,7 +108,7 @@ def load_wan_pipeline(folder: Path, config: MergeConfig, size: str | None = None
     manifest = {
         **bundle.manifest,
         "pipeline": {
-            "kind": "wan-pipeline", "class": PIPELINE_CLASS,
+            "kind": "wan-pipeline", "class": PIPELINE_CLASS, "source": str(folder.resolve()),
             "parts": {"text_encoder": "text_encoder", "transformer": PLAIN,
                       **({"transformer_tdtm": MERGED} if MERGED in bundle.parts else {}), "vae_decoder": "vae_decoder"},
             "tokenizer": "tokenizer", "scheduler": {"class": scheduler.get("_class_name"), "config": SCHEDULER_FILE,
@@ -122,7 +123,8 @@ def load_wan_pipeline(folder: Path, config: MergeConfig, size: str | None = None
     }
     files = {**bundle.generated_files, SCHEDULER_FILE: json.dumps(scheduler, indent=2, sort_keys=True) + "\n"}
     extra = {f"tokenizer/{f.name}": f for f in sorted((folder / "tokenizer").iterdir()) if f.is_file()}
-    return ModelBundle(folder.resolve().name, parts, extra_files=extra, manifest=manifest, generated_files=files)
+    return ModelBundle(folder.resolve().name, parts, extra_files=extra, manifest=manifest, generated_files=files,
+                       splitter=bundle.splitter)  # `--split blocks`: the transformer as parts (wan_parts.py)
 
 
 def _shift(scheduler: dict) -> float:

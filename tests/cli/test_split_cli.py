@@ -42,7 +42,8 @@ def test_validation_checks_every_part_and_each_chain_against_eager(micro_split_e
     ran = {c["artifact"] for c in checks}
     assert {"dit_embed.onnx", "dit_spatial00_tome.pte:dit_spatial00_tdtm_tome", "dit_final.pte"} <= ran  # a block's parts: methods of one .pte
     chains = [c for c in checks if c["artifact"].startswith("chain ")]
-    assert len(chains) == 2 * 2  # two variants on two runtimes, seeded case
+    assert len(chains) == 2 * 3  # two variants on two runtimes and as eager parts, seeded case
+    assert sum(c["artifact"].endswith("(eager parts)") for c in chains) == 2
     assert all(c["status"] == "pass" and c["max_abs_error"] <= 1e-5 for c in chains)
 
 

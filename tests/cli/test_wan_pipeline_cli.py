@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,15 @@ def test_generate_equals_wanpipeline_from_the_same_latents(exported, tmp_path, t
     check_generate(exported, tmp_path, tdtm_steps, "onnxruntime")
 
 
+@pytest.mark.parametrize("tdtm_steps", [0, 2])
+def test_eager_generate_equals_wanpipeline_and_onnxruntime(exported, tmp_path, tdtm_steps):
+    """--runtime eager rebuilds the parts from the source folder the manifest names: the same
+    bound against diffusers as ONNX Runtime, and within it of the ONNX Runtime clip."""
+    eager = check_generate(exported, tmp_path / "eager", tdtm_steps, "eager")
+    ort = check_generate(exported, tmp_path / "ort", tdtm_steps, "onnxruntime")
+    assert psnr(eager, ort, peak=1.0) >= 70.0 and not np.array_equal(eager, np.zeros_like(eager))
+
+
 @pytest.mark.slow  # the ExecuTorch lowering of the VAE decoder alone takes minutes on 2 shared cores
 @pytest.mark.parametrize("fmt, runtime", [("executorch", "executorch"), ("coreai", "coreai")])
 def test_executorch_and_coreai_generate_equal_wanpipeline(tmp_path, fmt, runtime):
@@ -104,8 +114,10 @@ def test_executorch_and_coreai_generate_equal_wanpipeline(tmp_path, fmt, runtime
         check_generate(exported, tmp_path, tdtm_steps, runtime)
 
 
-def check_generate(exported, tmp_path: Path, tdtm_steps: int, runtime: str) -> None:
+def check_generate(exported, tmp_path: Path, tdtm_steps: int, runtime: str) -> np.ndarray:
+    """The clip of `generate` on `runtime`, checked against diffusers' WanPipeline."""
     pipe, _, out, latents = exported
+    tmp_path.mkdir(parents=True, exist_ok=True)
     clip = tmp_path / "clip.npy"
     code = _run(["generate", PROMPT, "--artifacts", out, "--runtime", runtime, "--steps", STEPS, "--guidance",
                  GUIDANCE, "--latents", latents, "--tdtm-steps", tdtm_steps, "--lpl", "off", "--out", clip, "--quiet"])
@@ -116,6 +128,7 @@ def check_generate(exported, tmp_path: Path, tdtm_steps: int, runtime: str) -> N
     assert psnr(ref, ours, peak=1.0) >= 70.0
     if tdtm_steps:  # the rule changes the clip: the comparison above can tell K = 2 from K = 0
         assert psnr(diffusers_frames(pipe, torch.from_numpy(np.load(latents)), 0), ours, peak=1.0) < 70.0
+    return ours
 
 
 @pytest.mark.parametrize("suffix", [".gif", ".mp4"])
@@ -159,6 +172,19 @@ def _bad_folders(root: Path, pipe_dir: Path) -> dict[str, Path]:
     return folders
 
 
+def _moved_sources(root: Path, export: Path) -> dict[str, str]:
+    """Copies of the export whose manifest names a source folder that is gone, and one that holds
+    another pipeline of the same configuration (other weights)."""
+    if not root.exists():
+        small_wan_pipeline(replace(PARTS, seed=4)).save_pretrained(str(root / "other-pipe"))
+        for name, source in (("gone", root / "no-such-pipe"), ("changed", root / "other-pipe")):
+            shutil.copytree(export, root / name)
+            manifest = json.loads((root / name / "manifest.json").read_text())
+            manifest["pipeline"]["source"] = str(source)
+            (root / name / "manifest.json").write_text(json.dumps(manifest))
+    return {"gone": str(root / "gone"), "changed": str(root / "changed")}
+
+
 def _edit(path: Path, **changes) -> None:
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
@@ -182,7 +208,10 @@ BAD = {
     "--tdtm-steps past the steps": ["generate", PROMPT, "--tdtm-steps", "5", "{gen}"],
     "--tome on a Wan export": ["generate", PROMPT, "--tome", "{gen}"],
     "--latents on video-dit-tiny": ["generate", PROMPT, "--latents", "{w}/float64.npy", "--out", "{w}/clip.gif"],
-    "eager on a Wan export": ["generate", PROMPT, "--artifacts", "{export}", "--out", "{w}/clip.npy"],
+    "eager on a Wan export whose source is gone": ["generate", PROMPT, "--artifacts", "{gone}", "--runtime", "eager",
+                                                   "--steps", "2", "--out", "{w}/clip.npy"],
+    "eager on a Wan export whose source changed": ["generate", PROMPT, "--artifacts", "{changed}", "--runtime", "eager",
+                                                   "--steps", "2", "--out", "{w}/clip.npy"],
 }
 
 
@@ -196,6 +225,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(exported, tmp_path_fact
     np.save(w / "float64.npy", np.zeros(shape, np.float64))
     (w / "not-npy.npy").write_text("not an array")
     names = {**{k: str(v) for k, v in _bad_folders(tmp_path_factory.getbasetemp() / "wan-bad-folders", pipe_dir).items()},
+             **_moved_sources(tmp_path_factory.getbasetemp() / "wan-bad-sources", out),
              "w": str(w), "export": str(out),
              "gen": f"--artifacts {out} --runtime onnxruntime --steps 4 --out {w}/clip.npy"}
     argv = [part for a in BAD[name] for part in (a.format(**names).split() if a == "{gen}" else [a.format(**names)])]

@@ -60,23 +60,22 @@ std::string steps_table(const std::vector<CallStats>& stats) {
   return out;
 }
 
-// The denoiser's inputs from the test vectors' first case, by name.
+// The denoiser's inputs from the test vectors' first case, by name. Its first two inputs are the
+// latents and the time (video-dit's x, t; a Wan transformer's hidden_states, timestep).
 Env first_case(const Manifest& manifest, const std::string& variant, Array* eager) {
   const PartIo& io = manifest.part(variant);
   auto cases = read_cases(manifest, variant);  // as many inputs as io names, every output present
+  if (io.inputs.size() < 2) throw UserError(variant + " takes fewer than two inputs (latents, time): not a denoiser");
   Env env;
   for (size_t i = 0; i < io.inputs.size(); ++i) env[io.inputs[i].name] = cases[0].inputs[i];
-  if (!env.count("x") || !env.count("t")) throw UserError(variant + " takes no x and t: not a denoiser");
-  env.at("x") = as_float32(env.at("x"));
-  env.at("t") = as_float32(env.at("t"));
-  if (env.at("t").count() < 1) throw UserError("test_vectors/" + variant + ".npz: t is empty");
+  for (size_t i = 0; i < 2; ++i) env.at(io.inputs[i].name) = as_float32(env.at(io.inputs[i].name));
+  if (env.at(io.inputs[1].name).count() < 1) throw UserError("test_vectors/" + variant + ".npz: the time input is empty");
   if (eager) *eager = cases[0].outputs.at(io.outputs[0].name);
   return env;
 }
 
 // Euler step of the rectified-flow sampler (runtime/sampler.py): x <- x - v (t_k - t_k+1), float32.
-void euler(Env& env, const Array& v, float dt) {
-  Array& x = env.at("x");
+void euler(Array& x, const Array& v, float dt) {
   if (v.shape != x.shape)  // the program's output is the folder's: never written past x
     throw UserError("the denoiser returns " + v.shape_text() + ", its input x is " + x.shape_text() +
                     " (manifest or program edited, or from another export)");
@@ -92,10 +91,12 @@ Array first_output(Part& part, const std::vector<const Array*>& args, const std:
   return as_float32(outs[0]);
 }
 
-void next_step(Env& env, const Array& velocity, float t0, int k, int steps) {
+// The latents and the time (the denoiser's first two inputs) one step on. A time above 1 is on
+// diffusers' 0..1000 timestep scale (a Wan transformer): the step in sigma is the step in t / 1000.
+void next_step(Env& env, const std::vector<std::string>& names, const Array& velocity, float t0, int k, int steps) {
   float t = t0 * (1.0f - static_cast<float>(k) / steps), next = t0 * (1.0f - static_cast<float>(k + 1) / steps);
-  euler(env, velocity, t - next);
-  reinterpret_cast<float*>(env.at("t").bytes.data())[0] = next;
+  euler(env.at(names[0]), velocity, (t - next) / (t0 > 1.0f ? 1000.0f : 1.0f));
+  reinterpret_cast<float*>(env.at(names[1]).bytes.data())[0] = next;
 }
 
 // The process's CPU seconds (all its threads): at 1 thread a call's own work, steadier than wall
@@ -167,16 +168,22 @@ int cmd_stream(const StreamOptions& options) {
   if (!fs::is_regular_file(vectors)) throw UserError(vectors.string() + " is missing; export the folder again");
   if (sha256_path(vectors) != manifest.test_vectors.at(o.variant))  // decoded: every part has one
     throw UserError(vectors.string() + " does not match its sha256 in the manifest (corrupt or changed)");
-  PartSpec mono = artifact_for(manifest, o.variant);
-  for (const auto& f : {std::optional<fs::path>(mono.pte), mono.ptd})
-    if (f && !fs::is_regular_file(*f)) throw UserError(f->string() + " is missing; export the folder again");
+  std::optional<PartSpec> mono = find_artifact(manifest, o.variant);
+  if (!mono && o.monolithic)
+    throw UserError(o.variant + " was exported as parts only (its reference is the eager model's test vectors); "
+                    "for every part loaded give a --memory-budget at or above its parts' size");
+  if (mono)
+    for (const auto& f : {std::optional<fs::path>(mono->pte), mono->ptd})
+      if (f && !fs::is_regular_file(*f)) throw UserError(f->string() + " is missing; export the folder again");
   int64_t budget = o.budget.value_or(0);
   size_t threads = set_threads(o.threads);
   Memory startup = proc_status();
 
   Array eager;
   Env env = first_case(manifest, o.variant, &eager);
-  const float t0 = static_cast<float>(env.at("t").at(0));  // the vectors' timestep, run down to 0 over the steps
+  std::vector<std::string> names;  // the denoiser's inputs: latents and time first
+  for (const auto& i : manifest.part(o.variant).inputs) names.push_back(i.name);
+  const float t0 = static_cast<float>(env.at(names[1]).at(0));  // the vectors' time, run down to 0 over the steps
   std::vector<Env> step_inputs;
   std::vector<Array> velocities;
   std::vector<CallStats> stats;
@@ -184,15 +191,15 @@ int cmd_stream(const StreamOptions& options) {
   MemoryProbe probe;
   if (o.monolithic) {
     probe.start_window();
-    Loaded l = load_timed(mono);
+    Loaded l = load_timed(*mono);
     for (int k = 0; k < o.steps; ++k) {
       if (k) probe.start_window();
       CallStats s;
       s.variant = o.variant;
       double start = now_s();
       std::vector<const Array*> args;
-      for (const auto& n : mono.inputs) args.push_back(&env.at(n));
-      velocities.push_back(first_output(*l.part, args, mono.name));
+      for (const auto& n : mono->inputs) args.push_back(&env.at(n));
+      velocities.push_back(first_output(*l.part, args, mono->name));
       s.run_s = now_s() - start;
       s.parts_run = 1;
       if (k == 0) s.parts_loaded = 1, s.load_s = s.waited_s = l.seconds;
@@ -200,7 +207,7 @@ int cmd_stream(const StreamOptions& options) {
       s.peak = probe.end_window();
       stats.push_back(s);
       step_inputs.push_back(env);
-      next_step(env, velocities.back(), t0, k, o.steps);
+      next_step(env, names, velocities.back(), t0, k, o.steps);
     }
   } else {
     Streamer streamer(split, budget, o.prefetch, &probe);
@@ -208,32 +215,34 @@ int cmd_stream(const StreamOptions& options) {
     for (int k = 0; k < o.steps; ++k) {
       step_inputs.push_back(env);
       velocities.push_back(streamer(o.variant, env));
-      next_step(env, velocities.back(), t0, k, o.steps);
+      next_step(env, names, velocities.back(), t0, k, o.steps);
     }
     stats = streamer.stats();
   }
   int64_t peak_rss = 0;
   for (const auto& s : stats) peak_rss = std::max(peak_rss, s.peak.hwm);
 
-  // The chained output of every step against the monolithic program on the same inputs.
-  std::string precision = mono.fp16 ? "fp16" : "fp32";
+  // The chained output of every step against the monolithic program on the same inputs (where
+  // the export has one; otherwise step 0 against the eager test vectors is the check).
+  bool fp16 = mono ? mono->fp16 : std::any_of(split.parts.begin(), split.parts.end(), [](const auto& p) { return p.second.fp16; });
+  std::string precision = fp16 ? "fp16" : "fp32";
   std::vector<Check> checks;
   Check first = compare(eager, velocities[0], precision);
   first.artifact = "step 0 vs eager (test vectors)";
   checks.push_back(first);
   double worst = 0;
-  if (!o.monolithic && o.check) {
-    Loaded ref = load_timed(mono);
+  if (!o.monolithic && o.check && mono) {
+    Loaded ref = load_timed(*mono);
     for (size_t k = 0; k < step_inputs.size(); ++k) {
       std::vector<const Array*> args;
-      for (const auto& n : mono.inputs) args.push_back(&step_inputs[k].at(n));
-      Check c = compare(first_output(*ref.part, args, mono.name), velocities[k], precision);
-      c.artifact = "step " + std::to_string(k) + " vs " + mono.pte.filename().string();
+      for (const auto& n : mono->inputs) args.push_back(&step_inputs[k].at(n));
+      Check c = compare(first_output(*ref.part, args, mono->name), velocities[k], precision);
+      c.artifact = "step " + std::to_string(k) + " vs " + mono->pte.filename().string();
       worst = std::max(worst, c.max_abs_error.value_or(0));
       checks.push_back(c);
     }
   }
-  for (auto& c : checks) c.case_name = "seeded", c.output = "velocity";
+  for (auto& c : checks) c.case_name = "seeded", c.output = manifest.part(o.variant).outputs[0].name;
 
   if (!o.quiet) std::cout << steps_table(stats);
   double load = 0, hidden = 0, waited = 0;

@@ -148,10 +148,10 @@ PartSpec artifact_spec(const Manifest& manifest, const Artifact& a) {
   return p;
 }
 
-PartSpec artifact_for(const Manifest& manifest, const std::string& part) {
+std::optional<PartSpec> find_artifact(const Manifest& manifest, const std::string& part) {
   for (const auto& a : manifest.artifacts)
     if (a.part == part && a.format == "executorch") return artifact_spec(manifest, a);
-  throw UserError(manifest.folder.string() + " has no executorch artifact for " + part + "; export with --format executorch");
+  return std::nullopt;
 }
 
 std::vector<Case> read_cases(const Manifest& manifest, const std::string& part) {

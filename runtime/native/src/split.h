@@ -46,8 +46,10 @@ std::set<std::string> plan_pinned(const std::vector<std::pair<std::string, int64
 
 std::string mb(double bytes);  // "184.3 MB"
 
-// The monolithic artifact (ExecuTorch) for a part name of the manifest: (program, weights, fp16).
-PartSpec artifact_for(const Manifest& manifest, const std::string& part);
+// The monolithic artifact (ExecuTorch) for a part name of the manifest: (program, weights, fp16), or
+// none where the manifest lists none: a split Wan transformer is exported as parts only, its
+// monolithic reference the eager model (its test vectors).
+std::optional<PartSpec> find_artifact(const Manifest& manifest, const std::string& part);
 PartSpec artifact_spec(const Manifest& manifest, const Artifact& artifact);  // this artifact's program
 
 // Test-vector cases of a part: case -> (inputs in order, outputs by name), from test_vectors/PART.npz;
