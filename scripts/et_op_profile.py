@@ -26,18 +26,19 @@ from tomobile.runtime.manifest_reader import read_manifest
 from tomobile.runtime.runners.executorch import set_executorch_threads
 
 
-def _inputs(folder: Path) -> list[torch.Tensor]:
+def _program_and_inputs(folder: Path) -> tuple[Path, list[torch.Tensor]]:
+    """The folder's (first) ExecuTorch program and its test-vector inputs."""
     art = next(a for a in read_manifest(folder).artifacts if a.format == "executorch")
     data = np.load(folder / "test_vectors" / f"{art.part}.npz")
     case = data.files[0].split(".")[0]
-    return [torch.from_numpy(data[k]) for k in data.files if k.startswith(f"{case}.input.")]
+    return folder / art.path, [torch.from_numpy(data[k]) for k in data.files if k.startswith(f"{case}.input.")]
 
 
 def op_times(folder: Path, runs: int, stat: str = "median") -> tuple[dict[str, float], dict[str, int], float]:
     """{operator type: per-call ms}, {operator type: operators}, delegate-call ms; per-call ms is the
     median over calls of each call's sum, or (stat="min") the sum of each operator's fastest call."""
-    program = portable_lib._load_for_executorch(str(folder / "model.pte"), enable_etdump=True)
-    inputs = _inputs(folder)
+    path, inputs = _program_and_inputs(folder)
+    program = portable_lib._load_for_executorch(str(path), enable_etdump=True)
     for _ in range(runs + 1):
         program.forward(inputs)
     with tempfile.TemporaryDirectory() as tmp:
