@@ -219,8 +219,9 @@ def spatial_ops(ops: MergeOps, tokens: int, fmt: str | None = None) -> SpatialOp
 
     From measurements (docs/stable_diffusion.md): ONNX Runtime gathers and scatters cheaply at every
     size measured (0.24x-1.00x the one-hot time); ExecuTorch from EXECUTORCH_INDEXED_FROM tokens on;
-    Core ML and Core AI keep the one-hot form, which both convert (their gather and scatter ops are
-    not measured here)."""
+    Core ML and Core AI keep the one-hot form, which both convert; the indexed one converts with
+    neither pinned converter (scripts/spatial_convert_probe.py: coremltools 9.0 refuses the slot
+    marking's scatter, coreai-torch 0.4.3 has no scatter_add lowering)."""
     if isinstance(ops, IndexedOps) or (fmt == "executorch" and tokens >= EXECUTORCH_INDEXED_FROM):
         return SpatialOps.INDEXED
     return SpatialOps.ONE_HOT
