@@ -11,6 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..graphs.errors import InputError
+from ..graphs.models.wan_shapes import WEIGHTS
 from ..runtime.video import RuntimeKind, needed_variants
 from ..runtime.video_eval import (
     PROMPTS,
@@ -114,7 +115,7 @@ def cmd_eval_wan_shapes(args: argparse.Namespace) -> int:
         raise InputError(f"--prompts {args.prompts}: wan-shapes has {len(PROMPTS16)} prompts; give 1..{len(PROMPTS16)} "
                          "(or 0 for all)")
     check_output_folder(Path(args.out), "--out")
-    rt = eager_wan_shapes(*(() if args.weights is None else (args.weights,)))
+    rt = eager_wan_shapes(args.weights or WEIGHTS)
     base = sampler(args.steps, 5.0 if args.guidance is None else args.guidance)
     settings = wan_shapes_settings(base, with_tdtm=True)
     prompts = PROMPTS16[: args.prompts] if args.prompts else PROMPTS16

@@ -21,7 +21,7 @@ from ..runtime.detect import detect
 from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.sampler import LeapConfig, LeapMode, SamplerConfig, SimilarityMode, TimestepMode, parse_mode
 from ..runtime.stream_video import check_text_encoder, format_steps, streamed_runtime
-from ..runtime.streaming import BlockStreamer, StreamError, parse_bytes
+from ..runtime.streaming import BlockStreamer, StreamError
 from ..runtime.video import (
     CLIP_SUFFIXES,
     RuntimeKind,
@@ -37,8 +37,9 @@ from ..runtime.video import (
 )
 from ..runtime.video_eval import clip_psnr, ssim
 from ..runtime.wan_artifacts import is_wan_export
+from ..runtime.wan_stream import StreamSettings
 from .checks import MAX_SEED, MAX_STEPS, check_output_file, finite_float, int_at_least, note
-from .cmd_generate_wan import cmd_generate_wan, refuse_wan_options
+from .cmd_generate_wan import cmd_generate_wan, refuse_wan_options, stream_settings
 
 STEPS, GUIDANCE = 30, 4.0  # video-dit-tiny's defaults (a Wan export has its own)
 
@@ -145,19 +146,16 @@ def open_runtime_at(kind: RuntimeKind, artifacts: str | None, variants: list[str
     return rt
 
 
-def open_streamed(args: argparse.Namespace, variants: list[str] | None = None) -> tuple[VideoRuntime, BlockStreamer]:
-    """`generate --stream` options -> streamed runtime; StreamError (one line) on a bad combination."""
-    if not args.stream:
-        raise StreamError("--memory-budget and --no-prefetch apply only with --stream")
-    if args.memory_budget is None:
-        raise StreamError("--stream needs --memory-budget SIZE (e.g. 64MB): the bytes its loaded parts may take")
+def open_streamed(args: argparse.Namespace, settings: StreamSettings,
+                  variants: list[str] | None = None) -> tuple[VideoRuntime, BlockStreamer]:
+    """`generate --stream` (its checked `settings`) -> streamed runtime; StreamError (one line) on a bad combination."""
     folder = Path(args.artifacts) if args.artifacts else DEFAULT_OUT / MODEL_NAME
     if not folder.is_dir():
         raise StreamError(f"no export at {folder}; run `tomobile export {MODEL_NAME} --split blocks --out {folder}` "
                           "or give --artifacts DIR")
     if RuntimeKind(args.runtime) is RuntimeKind.EAGER:
         raise StreamError("--stream runs exported parts: use --runtime onnxruntime, executorch or coreai, not eager")
-    opened = streamed_runtime(RuntimeKind(args.runtime), folder, parse_bytes(args.memory_budget), not args.no_prefetch,
+    opened = streamed_runtime(RuntimeKind(args.runtime), folder, settings.budget, settings.prefetch,
                               tdtm=tdtm_options(args), variants=variants)
     check_text_encoder(folder, RuntimeKind(args.runtime))  # before the prompt is encoded or any part loaded
     return opened
@@ -197,8 +195,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
                          GUIDANCE if args.guidance is None else args.guidance, args.timesteps, args.lpl_similarity)
     variants = needed_variants(cfg, args.tome) + ([variant_name(False, False)] if args.compare else [])
     streamer = None
-    if args.stream or args.memory_budget or args.no_prefetch:
-        rt, streamer = open_streamed(args, variants)
+    settings = stream_settings(args)
+    if settings is not None:
+        rt, streamer = open_streamed(args, settings, variants)
         preload(rt, variants)
     else:
         rt = open_runtime(args, variants)
