@@ -17,21 +17,20 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from executorch.devtools import Inspector
 from executorch.extension.pybindings import portable_lib
 
 from tomobile.runtime.manifest_reader import read_manifest
 from tomobile.runtime.runners.executorch import set_executorch_threads
+from tomobile.runtime.validate import vector_cases
 
 
 def _program_and_inputs(folder: Path) -> tuple[Path, list[torch.Tensor]]:
     """The folder's (first) ExecuTorch program and its test-vector inputs."""
     art = next(a for a in read_manifest(folder).artifacts if a.format == "executorch")
-    data = np.load(folder / "test_vectors" / f"{art.part}.npz")
-    case = data.files[0].split(".")[0]
-    return folder / art.path, [torch.from_numpy(data[k]) for k in data.files if k.startswith(f"{case}.input.")]
+    inputs, _ = next(iter(vector_cases(folder, art.part).values()))
+    return folder / art.path, [torch.from_numpy(x) for x in inputs]
 
 
 def op_times(folder: Path, runs: int, stat: str = "median") -> tuple[dict[str, float], dict[str, int], float]:

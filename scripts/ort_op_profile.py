@@ -18,27 +18,26 @@ import numpy as np
 import onnxruntime as ort
 
 from tomobile.runtime.manifest_reader import read_manifest
+from tomobile.runtime.validate import vector_cases
 
 
-def _model_and_inputs(folder: Path) -> tuple[Path, dict[str, np.ndarray]]:
+def _model_and_inputs(folder: Path) -> tuple[Path, list[np.ndarray]]:
+    """The folder's (first) ONNX model and its first test-vector case's inputs, in input order."""
     art = next(a for a in read_manifest(folder).artifacts if a.format == "onnx")
-    data = np.load(folder / "test_vectors" / f"{art.part}.npz")
-    case = data.files[0].split(".")[0]
-    prefix = f"{case}.input."
-    return folder / art.path, {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
+    inputs, _ = next(iter(vector_cases(folder, art.part).values()))
+    return folder / art.path, inputs
 
 
 def op_times(folder: Path, runs: int, threads: int) -> tuple[dict[str, float], float]:
     """({operator type: per-call ms}, per-call ms of the whole run), medians over `runs` profiled calls."""
-    model, feeds = _model_and_inputs(folder)
+    model, inputs = _model_and_inputs(folder)
     with tempfile.TemporaryDirectory() as tmp:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.enable_profiling = True
         opts.profile_file_prefix = str(Path(tmp) / "prof")
         sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-        names = {i.name for i in sess.get_inputs()}
-        feeds = {k: v for k, v in feeds.items() if k in names}
+        feeds = {i.name: x for i, x in zip(sess.get_inputs(), inputs, strict=True)}
         for _ in range(runs + 1):
             sess.run(None, feeds)
         events = json.loads(Path(sess.end_profiling()).read_text())
