@@ -102,7 +102,9 @@ def test_callgrind_counts_only_the_bracketed_calls_and_repeats():
         return [sys.executable, "-c", code]
 
     small, again, large = (count_instructions(child(n), 1, timeout=300) for n in (100_000, 100_000, 200_000))
-    assert abs(small - again) <= 1e-5 * small  # measured: 1 to 33 instructions apart in 18M (addresses, hashing)
+    # measured: 1 to 217 instructions apart in 17.8M (addresses, hashing, allocator state);
+    # counting the interpreter's start-up instead of the bracket would add tens of millions
+    assert abs(small - again) <= 1e-4 * small
     assert 1.8 < large / small < 2.2
     with pytest.raises(CountError, match="found 0"):  # a child that brackets nothing
         count_instructions([sys.executable, "-c", "pass"], 1, timeout=300)
