@@ -21,6 +21,7 @@ from ..graphs.errors import InputError
 from ..graphs.methods.tome import Schedule
 from ..graphs.models.hf_models import merge_plan
 from ..graphs.models.sd_unet import MAX_SIZE as SD_MAX_SIZE
+from ..graphs.models.video_transformers import MERGED, PLAIN
 from ..graphs.numbers import parse_names
 from ..graphs.spec.config import MergeConfig, spec_help
 from ..runtime.bench import OWN_THREADS, RUNTIMES, Variant, bench_runtime, load_inputs, ort_merge_share
@@ -28,7 +29,7 @@ from ..runtime.bench_report import BenchReport, format_table, save_plot, verdict
 from ..runtime.flops import flop_ratio, module_flops
 from ..runtime.manifest import DEFAULT_OUT
 from ..runtime.reference_merge import REFERENCES, compare_eager
-from .checks import MAX_STEPS, THREADS_HELP, check_output_file, int_at_least, note, parse_threads
+from .checks import MAX_STEPS, THREADS_HELP, check_output_file, int_at_least, note, parse_threads, pixel_size
 from .cmd_stream_bench import add_stream_args, cmd_stream_bench
 from .model_arg import check_trace_source, diffusers_options, resolve_model, source_folder, unused_merge_options
 
@@ -113,7 +114,7 @@ def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple
     for config in configs:
         folder = check_out_dir(_variant_folder(work, config), keep=(source,) if source else (), force=None,
                                option="--work folder")
-        bundle = resolve_model(args.model, config, diffusers_options(args.size, False))
+        bundle = timed_part(resolve_model(args.model, config, bench_options(args)), config)
         check_trace_source(config, bundle)
         unused = unused_merge_options(config, batch=1)  # bench times batch 1
         if unused:
@@ -167,6 +168,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
         report.eager = _eager_rows([v for v in variants if has_reference(v.method)], bundles, args, threads[-1])
     _write_outputs(report, args)
     return 0
+
+
+def bench_options(args: argparse.Namespace) -> dict:
+    """The shape options of the model kind: --size for a UNet; --size and --frames for a video transformer."""
+    return diffusers_options(args.size, False, args.frames)
+
+
+def timed_part(bundle, config: MergeConfig):
+    """The bundle with only the part a variant times. A video transformer's bundle holds the plain
+    transformer and, for tdtm or its drop twin, the merged one on the same weights: the merged one
+    is timed (the plain one is the `none` variant's), and only it is exported."""
+    if len(bundle.parts) == 1:
+        return bundle
+    name = MERGED if config.enabled else PLAIN
+    manifest = {**bundle.manifest, "variants": {name: bundle.manifest["variants"][name]}}
+    return replace(bundle, parts={name: bundle.parts[name]}, manifest=manifest)
 
 
 def _has_plan(wrapper) -> bool:
@@ -255,9 +272,12 @@ def add_parser(sub) -> None:
     p.add_argument("--quantize", choices=("int8",), help="also time the int8 models: ONNX Runtime dynamic int8 "
                                                          "and ExecuTorch PT2E static int8, for the runtimes asked")
     p.add_argument("--no-oracle", action="store_true", help="skip the drop: twins (no oracle speedup, no overhead)")
-    p.add_argument("--size", type=int_at_least(8, SD_MAX_SIZE), metavar="PX",
-                   help=f"Stable Diffusion UNets: image size in pixels, a multiple of 8 from 8 to {SD_MAX_SIZE} "
-                        "(latent = PX/8); default: the config's sample_size x 8")
+    p.add_argument("--size", type=pixel_size, metavar="HxW",
+                   help=f"Stable Diffusion UNets: image size in pixels, square, a multiple of 8 from 8 to {SD_MAX_SIZE} "
+                        "(latent = PX/8; default: the config's sample_size x 8). Wan / LTX-Video transformers: video "
+                        "frame size HxW, as for export (default: the built-in's phone-sized default)")
+    p.add_argument("--frames", type=int_at_least(1), metavar="N",
+                   help="Wan / LTX-Video transformers: video frames, as for export (4k+1 for Wan, 8k+1 for LTX-Video)")
     p.add_argument("--work", metavar="DIR", help="export folders go here (default: tomobile-out/bench/MODEL)")
     p.add_argument("--reuse", action="store_true", help="reuse an earlier export of the same spec in the work folder")
     p.add_argument("--no-eager", action="store_true", help="skip the eager reference-vs-static comparison")

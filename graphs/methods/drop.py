@@ -36,7 +36,10 @@ class DropParams:
         return bool(getattr(self.params, "trace_source", False))
 
     def describe(self) -> str:
-        return self.params.describe() if self.like == "tome" else f"{self.like}:{self.params.describe()}"
+        if self.like == "tome":
+            return self.params.describe()
+        body = self.params.describe()
+        return f"{self.like}:{body}" if body else self.like  # a bare method: `drop:tdtm`
 
     def to_json(self) -> dict:
         return {**self.params.to_json(), "like": self.like}
@@ -67,7 +70,7 @@ def oracle_of(merging: Mapping[str, Method]) -> Method:
         like, _, inner = body.strip().partition(":")
         if body.strip() in ("", "none") or like == "drop":
             raise SpecError(f"drop: takes r=... or another method's SPEC (drop:pitome:ratio=0.9), not {body!r}")
-        if like not in merging or not inner.strip():
+        if like not in merging or not (inner.strip() or merging[like].bare):
             raise SpecError(f"unknown merge spec {body!r}", list_forms=True)
         return DropParams(like, merging[like].parse(body, inner))
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # annotations only: spec/config.py parses through this table
     from ..spec.config import MergeConfig
 
 # The methods `drop:` keeps the token counts of (`drop:pitome:ratio=0.9`): every one that merges.
-_MERGING = {m.name: m for m in (tome.TOME, pitome.PITOME, diffrate.DIFFRATE, tomesd.TOMESD)}
+_MERGING = {m.name: m for m in (tome.TOME, pitome.PITOME, diffrate.DIFFRATE, tomesd.TOMESD, tdtm_attention.TDTM)}
 
 METHODS: dict[str, Method] = {
     "none": none.NONE,

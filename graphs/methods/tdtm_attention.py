@@ -62,6 +62,7 @@ class TdtmRule:
     frames: int
     tokens_per_frame: int
     odd: TdtmOdd = TdtmOdd.FIRST
+    drop: bool = False  # `drop:tdtm`, the token-drop oracle: the first F'*S tokens in, zero rows appended out
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "odd", TdtmOdd(self.odd))
@@ -74,7 +75,8 @@ class TdtmRule:
         return merged_frames(self.frames, self.odd)
 
     def to_json(self) -> dict:
-        return {"method": METHOD, "odd_frames": self.odd.value, "positions": "original", "latent_frames": self.frames,
+        method = {"method": "drop", "like": METHOD} if self.drop else {"method": METHOD}
+        return {**method, "odd_frames": self.odd.value, "positions": "original", "latent_frames": self.frames,
                 "merged_frames": self.merged, "tokens": self.frames * self.tokens_per_frame,
                 "merged_tokens": self.merged * self.tokens_per_frame}
 
@@ -85,7 +87,10 @@ class TdtmAttnProcessor:
     What it changes from `inner`: the query-side `hidden_states` (B, F*S, C) enter as (B, F'*S, C),
     merged frame pairs; the rotary tables (cos, sin), (.., F*S, ..) along dim 1, enter as their
     first F'*S rows (latent frames 0..F'-1); the output (B, F'*S, C) leaves copied back to (B, F*S, C).
-    Keys and values of a cross-attention (`encoder_hidden_states`) and its mask are untouched."""
+    Keys and values of a cross-attention (`encoder_hidden_states`) and its mask are untouched.
+
+    With the rule's `drop` (the oracle `drop:tdtm`, a speed baseline, not a method): the same shapes
+    with no merge work, as tomesd's oracle: the first F'*S tokens in, the output's missing rows zero."""
 
     def __init__(self, inner: object, rule: TdtmRule) -> None:
         self.inner = inner
@@ -95,11 +100,16 @@ class TdtmAttnProcessor:
                  attention_mask: torch.Tensor | None = None, rotary_emb: tuple[torch.Tensor, ...] | None = None,
                  **kwargs) -> torch.Tensor:
         rule = self.rule
-        merged = merge_frame_tokens(hidden_states, rule.frames, rule.odd)  # (B, F'*S, C)
+        rows = rule.merged * rule.tokens_per_frame
+        if rule.drop:
+            merged = hidden_states[:, :rows]  # (B, F'*S, C)
+        else:
+            merged = merge_frame_tokens(hidden_states, rule.frames, rule.odd)  # (B, F'*S, C)
         if rotary_emb is not None:
-            rows = rule.merged * rule.tokens_per_frame
             rotary_emb = tuple(t[:, :rows] for t in rotary_emb)  # positions of latent frames 0..F'-1
         out = self.inner(attn, merged, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)  # (B, F'*S, C)
+        if rule.drop:
+            return nn.functional.pad(out, (0, 0, 0, hidden_states.shape[1] - rows))  # (B, F*S, C)
         return unmerge_frame_tokens(out, rule.frames, rule.odd)  # (B, F*S, C)
 
 
@@ -153,4 +163,4 @@ TDTM = Method(
     name=METHOD, summary="TDTM (On-device Sora) on the full 3D attention of diffusers video transformers: latent "
                          "frame pairs averaged in self- and cross-attention; Wan 2.1 and LTX-Video",
     grammar="tdtm (diffusers video transformers)", parse=_parse, plan=_video_transformers_only,
-    layer=_video_transformers_only, oracle=False, bare=True)
+    layer=_video_transformers_only, bare=True)  # its drop: twin (`drop:tdtm`) is TdtmRule(drop=True)

@@ -146,9 +146,11 @@ class StaticRope(nn.Module):
 
 
 def tdtm_rule(config: MergeConfig, shape: ClipShape, odd: str | TdtmOdd | None) -> TdtmRule | None:
-    """The TDTM rule of `--merge tdtm` at this shape, None for `none`; other methods are refused."""
-    if config.method == TDTM:
-        return TdtmRule(shape.token_grid[0], shape.tokens_per_frame, TdtmOdd(odd or TdtmOdd.FIRST))
+    """The TDTM rule of `--merge tdtm` (or of its token-drop oracle `drop:tdtm`, a speed baseline) at this
+    shape, None for `none`; other methods are refused."""
+    oracle = config.drops and config.params.like == TDTM
+    if config.method == TDTM or oracle:
+        return TdtmRule(shape.token_grid[0], shape.tokens_per_frame, TdtmOdd(odd or TdtmOdd.FIRST), drop=oracle)
     if config.enabled:
         raise SpecError(f"--merge {config.describe()} does not apply to diffusers video transformers; they take "
                         f"none or tdtm (latent frame pairs merged in attention)")
@@ -173,7 +175,8 @@ def video_bundle(name: str, family: VideoFamily, transformer: nn.Module, config:
         "pipeline": {"kind": "diffusers-video-transformer", "class": family.transformer_class, **shape.to_json(),
                      "text_tokens": text, "layout": "diffusers"},
         "merge": rule.to_json() if rule else {"method": "none"},
-        "variants": {PLAIN: {"tdtm": False}, **({MERGED: {"tdtm": True}} if rule else {})},
+        "variants": {PLAIN: {"tdtm": False}, **({MERGED: {"tdtm": True, **({"drop": True} if rule.drop else {})}}
+                                                if rule else {})},
     }
     files = {CONFIG_FILE: config_json or transformer_config_json(transformer)}
     return ModelBundle(name, parts, manifest=manifest, generated_files=files, splitter=family.split)

@@ -28,6 +28,7 @@ import torch
 
 from ..errors import InputError
 from ..spec.config import MergeConfig
+from ..spec.grammar import SpecError
 from .exportable import ModelBundle
 from .hf_folder import FolderError
 from .video_folder import load_video_folder, video_source
@@ -90,6 +91,9 @@ def load_wan_pipeline(folder: Path, config: MergeConfig, size: str | None = None
     """The whole WanPipeline in `folder` at `size` x `frames` with prompts of `text_length` tokens."""
     if video_source(folder) is None:  # raises for a pipeline without (or with another) transformer
         raise PipelineFolderError(f"{folder} is no {PIPELINE_CLASS} folder")
+    if config.drops:
+        raise SpecError(f"--merge {config.describe()} is bench's speed baseline for a video transformer (its frames "
+                        f"are not merged but dropped); a WanPipeline export takes none or tdtm")
     text_config, vae_config = check_parts(folder)
     length = int(text_length or TEXT_LENGTH)
     bundle = load_video_folder(folder, config, size, frames, tdtm_odd, text_tokens=length)

@@ -134,6 +134,26 @@ def test_bench_cli_on_vit_tiny_writes_json(tmp_path):
     assert ort["2"]["r=8"]["merge_overhead"] is not None and ort["2"]["drop r=8"]["merge_overhead"] is None
 
 
+def test_bench_times_a_video_transformers_tdtm_part_against_its_drop_twin(tmp_path):
+    """`bench wan-tiny --merge tdtm`: the unmerged transformer, the TDTM one and its drop twin, each
+    variant folder holding only the part it times; the FLOP ratio is the unmerged FLOPs over the twin's."""
+    from tomobile.cli.main import main
+
+    pytest.importorskip("diffusers", reason="diffusers is in the sd extra that `make test` installs")
+    out, work = tmp_path / "b.json", tmp_path / "w"
+    rc = main(["-q", "bench", "wan-tiny", "--merge", "tdtm", "--runtime", "onnxruntime", "--threads", "1",
+               "--runs", "1", "--work", str(work), "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())["runtimes"]["onnxruntime"]["1"]
+    assert set(rows) == {"r=0", "tdtm", "drop:tdtm"}
+    assert rows["tdtm"]["merge_overhead"] is not None and rows["drop:tdtm"]["merge_overhead"] is None
+    assert rows["tdtm"]["flop_ratio"] == rows["drop:tdtm"]["flop_ratio"] > 1.5  # 5 latent frames -> 3 in attention
+    assert sorted(p.name for p in work.glob("*/*.onnx")) == ["transformer.onnx", "transformer_tdtm.onnx",
+                                                             "transformer_tdtm.onnx"]
+    drop = json.loads((work / "drop_tdtm" / "manifest.json").read_text())
+    assert drop["merge"]["method"] == "drop" and drop["variants"] == {"transformer_tdtm": {"tdtm": True, "drop": True}}
+
+
 def test_unet_variants_find_their_files_under_unet_and_count_flops_on_fake_tensors():
     """A diffusers UNet's export keeps diffusers' layout (unet/model.onnx, fp16/unet/model.pte); its
     FLOP ratio is the unmerged UNet's FLOPs over the drop twin's, counted by torch's flop counter."""

@@ -107,6 +107,29 @@ def test_processor_merges_the_query_side_and_copies_back():
         torch.testing.assert_close(back[:, f], 2 * want[:, m])
 
 
+def test_drop_oracle_keeps_the_first_frames_and_appends_zero_rows():
+    """`drop:tdtm`: the same shapes as TDTM with no merge work: the query side is the first F'*S
+    tokens (frames 0..2 of 5), the rotary rows those of frames 0..2, the output's last rows zero."""
+    seen = {}
+
+    def inner(attn, hidden, context, mask, rotary):
+        seen.update(hidden=hidden, rotary=rotary)
+        return hidden * 2
+
+    frames, s, c = 5, 3, 4
+    x = torch.randn(2, frames * s, c)
+    rotary = (torch.arange(frames * s).float().reshape(1, -1, 1, 1),) * 2
+    rule = TdtmRule(frames, s, "first", drop=True)
+    out = TdtmAttnProcessor(inner, rule)(None, x, torch.randn(2, 7, c), None, rotary)
+    assert torch.equal(seen["hidden"], x[:, : 3 * s])
+    assert seen["rotary"][0].flatten().tolist() == list(range(3 * s))
+    assert out.shape == x.shape
+    assert torch.equal(out[:, : 3 * s], 2 * x[:, : 3 * s]) and not out[:, 3 * s:].any()
+    assert rule.to_json()["method"] == "drop" and rule.to_json()["like"] == "tdtm"
+    twin = MergeConfig.parse("tdtm").oracle()
+    assert twin is not None and twin.describe() == "drop:tdtm" and MergeConfig.parse("drop:tdtm") == twin
+
+
 @pytest.mark.parametrize("frames", [2, 3, 4, 5, 6, 7, 21])
 def test_first_mode_keeps_frame_zero_alone_for_odd_counts(frames):
     x = torch.randn(1, frames, 2, 3)
