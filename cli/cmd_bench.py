@@ -8,8 +8,10 @@ PyTorch, against the original-style argsort + scatter_reduce merge (tomobile.run
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -106,21 +108,28 @@ def _check_outputs(args: argparse.Namespace) -> list[int]:
     return parse_threads(DEFAULT_THREADS if args.threads is None else args.threads)
 
 
-def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple[MergeConfig, object, Path]]:
-    """Every spec built on the model and every variant folder checked, before any export starts."""
+def _prepare(args: argparse.Namespace, configs: list[MergeConfig]) -> list[tuple[MergeConfig, Callable, Path]]:
+    """Every spec built on the model and every variant folder checked, before any export starts.
+    Each bundle is released after its check and rebuilt for its export: one model in memory at a
+    time (a seeded wan21-t2v-1.3b holds 5.7 GB; its three variants at once would not fit 24 GB)."""
     work = Path(args.work) if args.work else DEFAULT_OUT / "bench" / args.model.replace("/", "_")
     source = source_folder(args.model)
     prepared = []
     for config in configs:
         folder = check_out_dir(_variant_folder(work, config), keep=(source,) if source else (), force=None,
                                option="--work folder")
-        bundle = timed_part(resolve_model(args.model, config, bench_options(args)), config)
-        check_trace_source(config, bundle)
+        build = functools.partial(_timed_bundle, args.model, config, bench_options(args))
+        check_trace_source(config, build())
+        gc.collect()
         unused = unused_merge_options(config, batch=1)  # bench times batch 1
         if unused:
             note(f"{config.describe()}: {unused}")
-        prepared.append((config, bundle, folder))
+        prepared.append((config, build, folder))
     return prepared
+
+
+def _timed_bundle(model: str, config: MergeConfig, options: dict):
+    return timed_part(resolve_model(model, config, options), config)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -139,7 +148,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     variants, bundles = [], {}
     prepared = _prepare(args, configs)
     while prepared:
-        config, bundle, folder = prepared.pop(0)
+        config, build, folder = prepared.pop(0)
+        bundle = build()
         name = label(config)
         _export_variant(bundle, folder, runtimes, args.reuse, not args.quiet)
         (part, wrapper), = bundle.parts.items()
