@@ -238,6 +238,10 @@ def _eager_rows(variants, bundles, args, threads: int) -> list[dict]:
 def _write_outputs(report, args) -> None:
     print(f"{report.model}: threads {', '.join(map(str, report.threads))}, median of {report.runs} round-robin runs; "
           "merge overhead = median(tome) / median(drop) - 1, IQR of the same ratio round by round")
+    apart = sorted({f"{r.runtime} x{r.threads}" for r in report.rows if not r.round_robin})
+    if apart:
+        print(f"  {', '.join(apart)}: the variants did not fit in memory together and were timed one after another, "
+              "not round-robin")
     print(format_table(report))
     for line in verdicts(report):
         print(f"  {line}")
@@ -260,7 +264,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="latency of merged against unmerged exports and the token-drop oracle",
                        description="Export MODEL unmerged, once per SPEC and once per SPEC's drop: twin (the "
                                    "token-drop oracle: same plan and shapes, no merge work; a baseline for measuring, "
-                                   "not a method), then time every variant round-robin per runtime and thread count.")
+                                   "not a method), then time every variant round-robin per runtime and thread count "
+                                   "(one after another where they do not fit in memory together).")
     p.add_argument("model", metavar="MODEL", help="a built-in name or a local Hugging Face model folder")
     p.add_argument("--merge", metavar="SPEC[;SPEC...]", help=f"merge specs separated by ';': {spec_help()}")
     p.add_argument("--runtime", default="onnxruntime,executorch", metavar="LIST",

@@ -23,6 +23,7 @@ speedup and the oracle's are the figures to read, not its milliseconds.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
@@ -143,35 +144,106 @@ def _runner(runtime: BenchRuntime, path: Path, threads: int) -> Runner:
 
 
 def _artifact_info(v: Variant, rt: BenchRuntime) -> Artifact | None:
-    """The manifest entry of the variant's ExecuTorch artifact (the export folder holds the manifest)."""
+    """The manifest entry of the variant's artifact (the export folder holds the manifest)."""
     sub = Path(rt.artifact).parent
     manifest = read_manifest(v.folder / sub)
     name = v.artifact(rt).relative_to(v.folder / sub).as_posix()
     return next((a for a in manifest.artifacts if a.path in (name, Path(name).name) and a.part == v.part), None)
 
 
+def artifact_bytes(v: Variant, rt: BenchRuntime) -> int:
+    """The bytes a variant's artifact loads: its file and its weights or external data file."""
+    info = _artifact_info(v, rt)
+    if info is None:
+        return v.artifact(rt).stat().st_size
+    return sum(r.bytes or 0 for r in (info.file, info.weights, info.external_data) if r is not None)
+
+
+def memory_available() -> int:
+    """MemAvailable from /proc/meminfo in bytes (what can be allocated without swapping); 0 where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0
+
+
+def fit_together(variants: list[Variant], rt: BenchRuntime, available: int) -> bool:
+    """Whether every variant's runtime can be loaded at once: their artifacts' bytes within 70% of
+    the available memory (the rest for activations and the runtimes' own buffers). Unknown memory
+    (0): assumed to fit, as before this check."""
+    return available <= 0 or sum(artifact_bytes(v, rt) for v in variants) <= 0.7 * available
+
+
+def sequential_timings(fns: dict[str, Callable[[], Callable[[], object]]], runs: int, warmup: int = 2,
+                       progress: bool = True, desc: str = "bench") -> Timings:
+    """Every variant loaded, timed `runs` times and released before the next loads (`fns`: name ->
+    a loader returning the call): for variants that do not fit in memory together. Not interleaved,
+    so a slow spell of the machine lands on one variant; CPU time is the steadier figure here."""
+    times = Timings({n: [] for n in fns}, {n: [] for n in fns})
+    for name, load in tqdm(fns.items(), desc=desc, unit="variant", disable=not progress):
+        call = load()
+        for _ in range(warmup):
+            call()
+        for _ in range(runs):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            call()
+            times.cpu[name].append(time.process_time() - start_cpu)
+            times.wall[name].append(time.perf_counter() - start)
+        del call
+        gc.collect()
+    return times
+
+
 def bench_runtime(runtime: str, variants: list[Variant], runs: int, threads: int,
                   progress: bool = True, count_calls: int = 0) -> list[BenchRow]:
-    """Round-robin latency of every variant on one runtime at one thread count; variants[0] is
-    the unmerged baseline. `count_calls` > 0: also instructions per call (count_runtime)."""
+    """Latency of every variant on one runtime at one thread count, round-robin when all fit in
+    memory together, one after another otherwise; variants[0] is the unmerged baseline.
+    `count_calls` > 0: also instructions per call (count_runtime)."""
     rt = RUNTIMES[runtime]
     missing = [str(v.artifact(rt)) for v in variants if not v.artifact(rt).exists()]
     if missing:
         raise FileNotFoundError(f"{missing[0]} is missing: export it first")
-    runners = {v.label: (_runner(rt, v.artifact(rt), threads), load_inputs(v.folder, v.part, rt.float_dtype))
-               for v in variants}
-    fns = {label: (lambda r=r, x=x: r.run(x)) for label, (r, x) in runners.items()}
-    times = timed_round_robin(fns, runs, progress=progress, desc=f"{runtime} x{threads}")
-    for r, _ in runners.values():
-        r.close()  # Core AI: release every loaded model now
-    del runners, fns
+    together = fit_together(variants, rt, memory_available())
+    if together:
+        runners = {v.label: (_runner(rt, v.artifact(rt), threads), load_inputs(v.folder, v.part, rt.float_dtype))
+                   for v in variants}
+        fns = {label: (lambda r=r, x=x: r.run(x)) for label, (r, x) in runners.items()}
+        times = timed_round_robin(fns, runs, progress=progress, desc=f"{runtime} x{threads}")
+        for r, _ in runners.values():
+            r.close()  # Core AI: release every loaded model now
+        del runners, fns
+    else:
+        log.warning("%s: the %d variants do not fit in memory together; each is loaded, timed and released in turn "
+                    "(not round-robin)", runtime, len(variants))
+        times = sequential_timings({v.label: functools.partial(_loaded_call, rt, v, threads) for v in variants},
+                                   runs, progress=progress, desc=f"{runtime} x{threads}, one at a time")
     gc.collect()
     rows = _rows(rt, variants, times, threads)
+    for row in rows:
+        row.round_robin = together
     if count_calls and rt.fmt in COUNTED:
         _add_counts(rows, variants, count_runtime(runtime, variants, count_calls))
     if count_calls and rt.fmt == "executorch":
         _add_counts(rows, variants, count_native(runtime, variants, count_calls), native=True)
     return rows
+
+
+class _Call:
+    """A loaded runner and its inputs as one call; closing the runner when released."""
+
+    def __init__(self, runner: Runner, inputs: list[np.ndarray]) -> None:
+        self.runner, self.inputs = runner, inputs
+
+    def __call__(self) -> object:
+        return self.runner.run(self.inputs)
+
+    def __del__(self) -> None:
+        self.runner.close()
+
+
+def _loaded_call(rt: BenchRuntime, v: Variant, threads: int) -> _Call:
+    return _Call(_runner(rt, v.artifact(rt), threads), load_inputs(v.folder, v.part, rt.float_dtype))
 
 
 def _paired(t: list[float], drop: list[float]) -> tuple[float, float]:

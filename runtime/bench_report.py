@@ -46,6 +46,7 @@ class BenchRow:
     native_instructions: float | None = None  # ExecuTorch: per call in the native engine (tomobile-native)
     native_overhead: float | None = None
     verdict: str = "wall"  # the figure speedup and overhead verdicts rest on: instructions | cpu | wall
+    round_robin: bool = True  # False: the variants did not fit in memory together and were timed one after another
 
 
 @dataclass

@@ -134,6 +134,45 @@ def test_bench_cli_on_vit_tiny_writes_json(tmp_path):
     assert ort["2"]["r=8"]["merge_overhead"] is not None and ort["2"]["drop r=8"]["merge_overhead"] is None
 
 
+def test_variants_that_do_not_fit_together_are_loaded_timed_and_released_in_turn():
+    from tomobile.runtime.bench import sequential_timings
+
+    events = []
+
+    def loader(name):
+        def load():
+            assert not [e for e in events if e[0] == "loaded" and ("released", e[1]) not in events], \
+                "a variant loaded while another was still held"
+            events.append(("loaded", name))
+
+            class Call:
+                def __call__(self):
+                    events.append(("call", name))
+
+                def __del__(self):
+                    events.append(("released", name))
+            return Call()
+        return load
+
+    times = sequential_timings({n: loader(n) for n in "abc"}, runs=3, warmup=1, progress=False)
+    assert {k: len(v) for k, v in times.wall.items()} == {k: len(v) for k, v in times.cpu.items()} == \
+        {"a": 3, "b": 3, "c": 3}
+    assert [e for e in events if e[0] != "call"] == [("loaded", "a"), ("released", "a"), ("loaded", "b"),
+                                                     ("released", "b"), ("loaded", "c"), ("released", "c")]
+    assert events.count(("call", "b")) == 4  # 1 warm-up + 3 timed
+
+
+def test_fit_together_compares_the_artifacts_bytes_with_the_memory_available(tmp_path, monkeypatch):
+    from tomobile.runtime import bench
+    from tomobile.runtime.bench import RUNTIMES, Variant, fit_together
+
+    monkeypatch.setattr(bench, "artifact_bytes", lambda v, rt: 1000)  # graph + weights of each variant
+    variants = [Variant(n, 0, tmp_path / n, 1.0) for n in ("a", "b")]
+    rt = RUNTIMES["onnxruntime"]
+    assert fit_together(variants, rt, 10_000) and not fit_together(variants, rt, 2_000)
+    assert fit_together(variants, rt, 0)  # unknown memory: as before
+
+
 def test_bench_times_a_video_transformers_tdtm_part_against_its_drop_twin(tmp_path):
     """`bench wan-tiny --merge tdtm`: the unmerged transformer, the TDTM one and its drop twin, each
     variant folder holding only the part it times; the FLOP ratio is the unmerged FLOPs over the twin's."""
@@ -152,6 +191,10 @@ def test_bench_times_a_video_transformers_tdtm_part_against_its_drop_twin(tmp_pa
                                                              "transformer_tdtm.onnx"]
     drop = json.loads((work / "drop_tdtm" / "manifest.json").read_text())
     assert drop["merge"]["method"] == "drop" and drop["variants"] == {"transformer_tdtm": {"tdtm": True, "drop": True}}
+    from tomobile.runtime.bench import RUNTIMES, Variant, artifact_bytes
+
+    loaded = artifact_bytes(Variant("tdtm", 0, work / "tdtm", 1.0, part="transformer_tdtm"), RUNTIMES["onnxruntime"])
+    assert loaded == sum(p.stat().st_size for p in (work / "tdtm").glob("transformer_tdtm.onnx*"))
 
 
 def test_unet_variants_find_their_files_under_unet_and_count_flops_on_fake_tensors():
