@@ -236,9 +236,10 @@ def _eager_rows(variants, bundles, args, threads: int) -> list[dict]:
 
 
 def _write_outputs(report, args) -> None:
-    print(f"{report.model}: threads {', '.join(map(str, report.threads))}, median of {report.runs} round-robin runs; "
-          "merge overhead = median(tome) / median(drop) - 1, IQR of the same ratio round by round")
     apart = sorted({f"{r.runtime} x{r.threads}" for r in report.rows if not r.round_robin})
+    print(f"{report.model}: threads {', '.join(map(str, report.threads))}, median of {report.runs} "
+          f"{'runs' if apart else 'round-robin runs'}; merge overhead = median(tome) / median(drop) - 1, IQR of the "
+          "same ratio run by run")
     if apart:
         print(f"  {', '.join(apart)}: the variants did not fit in memory together and were timed one after another, "
               "not round-robin")
