@@ -206,17 +206,13 @@ def bench_runtime(runtime: str, variants: list[Variant], runs: int, threads: int
         raise FileNotFoundError(f"{missing[0]} is missing: export it first")
     together = fit_together(variants, rt, memory_available())
     if together:
-        runners = {v.label: (_runner(rt, v.artifact(rt), threads), load_inputs(v.folder, v.part, rt.float_dtype))
-                   for v in variants}
-        fns = {label: (lambda r=r, x=x: r.run(x)) for label, (r, x) in runners.items()}
-        times = timed_round_robin(fns, runs, progress=progress, desc=f"{runtime} x{threads}")
-        for r, _ in runners.values():
-            r.close()  # Core AI: release every loaded model now
-        del runners, fns
+        calls = {v.label: load_call(rt, v, threads) for v in variants}
+        times = timed_round_robin(calls, runs, progress=progress, desc=f"{runtime} x{threads}")
+        del calls  # every runner closed now (Core AI: its loaded models released)
     else:
         log.warning("%s: the %d variants do not fit in memory together; each is loaded, timed and released in turn "
                     "(not round-robin)", runtime, len(variants))
-        times = sequential_timings({v.label: functools.partial(_loaded_call, rt, v, threads) for v in variants},
+        times = sequential_timings({v.label: functools.partial(load_call, rt, v, threads) for v in variants},
                                    runs, progress=progress, desc=f"{runtime} x{threads}, one at a time")
     gc.collect()
     rows = _rows(rt, variants, times, threads)
@@ -229,8 +225,9 @@ def bench_runtime(runtime: str, variants: list[Variant], runs: int, threads: int
     return rows
 
 
-class _Call:
-    """A loaded runner and its inputs as one call; closing the runner when released."""
+class LoadedCall:
+    """A variant's runner and its seeded inputs as one call; the runner is closed when the call is
+    released (Core AI frees its loaded model then)."""
 
     def __init__(self, runner: Runner, inputs: list[np.ndarray]) -> None:
         self.runner, self.inputs = runner, inputs
@@ -242,8 +239,9 @@ class _Call:
         self.runner.close()
 
 
-def _loaded_call(rt: BenchRuntime, v: Variant, threads: int) -> _Call:
-    return _Call(_runner(rt, v.artifact(rt), threads), load_inputs(v.folder, v.part, rt.float_dtype))
+def load_call(rt: BenchRuntime, v: Variant, threads: int) -> LoadedCall:
+    """The variant's artifact loaded on `rt` at `threads`, with the export's seeded inputs."""
+    return LoadedCall(_runner(rt, v.artifact(rt), threads), load_inputs(v.folder, v.part, rt.float_dtype))
 
 
 def _paired(t: list[float], drop: list[float]) -> tuple[float, float]:

@@ -3,8 +3,9 @@
     python scripts/peak_memory_per_call.py --runtime onnxruntime --threads 2 WORK/r0:transformer \
         WORK/tdtm:transformer_tdtm WORK/drop_tdtm:transformer_tdtm
 
-FOLDER:PART names a `tomobile bench` variant folder (or any export folder) and the artifact stem it
-times. A child process loads the artifact, runs it once on the export's seeded test-vector inputs and
+FOLDER:PART names a `tomobile bench` variant folder and the artifact stem it times (a bench folder
+holds one part, run as its program's `forward`; an ExecuTorch program of an export whose parts share
+weights keeps them as named methods, which this script does not pick). A child process loads the artifact, runs it once on the export's seeded test-vector inputs and
 reports VmHWM (the exact peak of RSS, /proc) after loading and after the call. `tomobile bench` cannot
 give this figure: it holds every variant in one process to time them round-robin.
 """
@@ -17,17 +18,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tomobile.runtime.bench import RUNTIMES, Variant, _runner, load_inputs
+from tomobile.runtime.bench import RUNTIMES, Variant, load_call
 from tomobile.runtime.memory import proc_status
 
 
 def child(runtime: str, folder: str, part: str, threads: int) -> None:
-    rt = RUNTIMES[runtime]
-    variant = Variant(part, 0, Path(folder), 1.0, part=part)
-    inputs = load_inputs(variant.folder, part, rt.float_dtype)
-    runner = _runner(rt, variant.artifact(rt), threads)
+    call = load_call(RUNTIMES[runtime], Variant(part, 0, Path(folder), 1.0, part=part), threads)
     loaded = proc_status()["VmHWM"]
-    runner.run(inputs)
+    call()
     print(json.dumps({"loaded_peak_bytes": loaded, "call_peak_bytes": proc_status()["VmHWM"]}))
 
 

@@ -175,11 +175,15 @@ def video_bundle(name: str, family: VideoFamily, transformer: nn.Module, config:
         "pipeline": {"kind": "diffusers-video-transformer", "class": family.transformer_class, **shape.to_json(),
                      "text_tokens": text, "layout": "diffusers"},
         "merge": rule.to_json() if rule else {"method": "none"},
-        "variants": {PLAIN: {"tdtm": False}, **({MERGED: {"tdtm": True, **({"drop": True} if rule.drop else {})}}
-                                                if rule else {})},
+        "variants": {PLAIN: {"tdtm": False}, **({MERGED: merged_variant(rule)} if rule else {})},
     }
     files = {CONFIG_FILE: config_json or transformer_config_json(transformer)}
     return ModelBundle(name, parts, manifest=manifest, generated_files=files, splitter=family.split)
+
+
+def merged_variant(rule: TdtmRule) -> dict:
+    """The manifest's entry for the merged part: TDTM, or its token-drop oracle (bench's baseline)."""
+    return {"tdtm": True, "drop": True} if rule.drop else {"tdtm": True}
 
 
 def builtin_bundle(name: str, family: VideoFamily, arch: dict, config: MergeConfig, size: str | None,
