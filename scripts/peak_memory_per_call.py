@@ -39,9 +39,13 @@ def main() -> int:
     rows = {}
     for item in args.variants:
         folder, _, part = item.rpartition(":")
-        out = subprocess.run([sys.executable, __file__, "--child", args.runtime, folder, part, str(args.threads)],
-                             check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        rows[item] = json.loads(out)
+        done = subprocess.run([sys.executable, __file__, "--child", args.runtime, folder, part, str(args.threads)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            print(f"peak_memory_per_call: {item}: {last}", file=sys.stderr)
+            return 2
+        rows[item] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"{item}: peak RSS {rows[item]['call_peak_bytes'] / 1e9:.2f} GB "
               f"(after loading {rows[item]['loaded_peak_bytes'] / 1e9:.2f} GB)", flush=True)
     if args.json:
